@@ -1,0 +1,119 @@
+-- tenantd catalog schema (catalog.db). Applied idempotently at every start; the catalog's own
+-- version is PRAGMA user_version (see src/catalog/mod.rs, CATALOG_VERSION).
+-- Times are Unix seconds (UTC) unless the column name says otherwise.
+
+CREATE TABLE IF NOT EXISTS catalog_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Plans as last seen in the config, kept so reports and exports can name their limits.
+CREATE TABLE IF NOT EXISTS plans (
+    name        TEXT PRIMARY KEY,
+    limits_json TEXT NOT NULL,
+    updated_at  INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS tenants (
+    id             TEXT PRIMARY KEY,          -- minted by tenantd, names the directory
+    slug           TEXT NOT NULL UNIQUE,      -- public handle, never part of a path
+    name           TEXT NOT NULL,
+    status         TEXT NOT NULL CHECK (status IN ('active', 'suspended', 'deleted')),
+    plan           TEXT NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 0, -- mirror of the file's PRAGMA user_version
+    schema_hold    INTEGER,                    -- set by `schema rollback`: lazy migration stops here
+    created_at     INTEGER NOT NULL,
+    updated_at     INTEGER NOT NULL,
+    suspended_at   INTEGER,
+    deleted_at     INTEGER,
+    purge_after    INTEGER
+);
+CREATE INDEX IF NOT EXISTS tenants_status ON tenants(status);
+
+CREATE TABLE IF NOT EXISTS tenant_domains (
+    domain     TEXT PRIMARY KEY,               -- lower-case custom domain
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    created_at INTEGER NOT NULL
+);
+
+-- Per-tenant settings and branding (name, colour, logo) shown on the tenant's pages.
+CREATE TABLE IF NOT EXISTS tenant_configs (
+    tenant_id     TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    display_name  TEXT,
+    brand_color   TEXT,
+    logo_asset    TEXT,
+    settings_json TEXT NOT NULL DEFAULT '{}',
+    updated_at    INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id         INTEGER PRIMARY KEY,
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    plan       TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS subscriptions_tenant ON subscriptions(tenant_id, started_at);
+
+-- Platform audit: a hash chain. hash = SHA-256(prev_hash || canonical JSON of the entry).
+CREATE TABLE IF NOT EXISTS platform_audit (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    actor     TEXT NOT NULL,
+    action    TEXT NOT NULL,
+    tenant_id TEXT,
+    resource  TEXT,
+    outcome   TEXT NOT NULL,
+    details   TEXT NOT NULL DEFAULT '{}',
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS platform_audit_tenant ON platform_audit(tenant_id, id);
+
+-- What was removed when a tenant was purged; outlives the tenant row.
+CREATE TABLE IF NOT EXISTS tenant_deletions (
+    id            INTEGER PRIMARY KEY,
+    tenant_id     TEXT NOT NULL,
+    slug          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    deleted_at    INTEGER NOT NULL,
+    purged_at     INTEGER NOT NULL,
+    actor         TEXT NOT NULL,
+    files_removed INTEGER NOT NULL,
+    bytes_removed INTEGER NOT NULL
+);
+
+-- Schema ledger: the hash of each tenant migration file when first applied, to report drift.
+CREATE TABLE IF NOT EXISTS schema_files (
+    version    INTEGER PRIMARY KEY,
+    name       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    first_seen INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS migration_runs (
+    id             INTEGER PRIMARY KEY,
+    started_at     INTEGER NOT NULL,
+    finished_at    INTEGER,
+    target_version INTEGER NOT NULL,
+    dry_run        INTEGER NOT NULL,
+    status         TEXT NOT NULL,             -- running | done | failed | stopped | rolled_back
+    migrated       INTEGER NOT NULL DEFAULT 0,
+    failed         INTEGER NOT NULL DEFAULT 0,
+    skipped        INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE IF NOT EXISTS tenant_migrations (
+    run_id       INTEGER NOT NULL REFERENCES migration_runs(id),
+    tenant_id    TEXT NOT NULL,
+    from_version INTEGER NOT NULL,
+    to_version   INTEGER NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN
+                   ('migrated', 'failed', 'would_migrate', 'would_fail', 'rolled_back', 'lazy')),
+    error        TEXT,
+    duration_ms  REAL NOT NULL,
+    snapshot     TEXT,                        -- path of the pre-migration snapshot
+    at           INTEGER NOT NULL,
+    PRIMARY KEY (run_id, tenant_id)
+);
+CREATE INDEX IF NOT EXISTS tenant_migrations_tenant ON tenant_migrations(tenant_id, run_id);

@@ -1,0 +1,33 @@
+//! Tenant-scoped endpoints that need no member: what a tenant's public (login) page shows.
+
+use serde_json::json;
+
+use crate::catalog::tenants;
+use crate::error::Result;
+use crate::http::{Ctx, Req, Resp};
+
+/// `GET /api/v1/t/{slug}`: name, status, branding, and whether its data answers. Nothing a
+/// visitor of the tenant's login page could not see anyway. Opening the tenant here (and not
+/// only reading the catalog) makes this the status probe for one tenant: a missing or broken
+/// file is a 503 `tenant_unavailable`.
+pub fn public_info(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let opened = ctx.app.open_tenant(t)?;
+    opened
+        .handle
+        .conn()?
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+    let branding = tenants::branding(&*ctx.app.catalog.conn()?, &t.id)?;
+    Ok(Resp::json(
+        200,
+        &json!({
+            "slug": t.slug,
+            "name": t.name,
+            "status": t.status,
+            "branding": {
+                "display_name": branding.display_name,
+                "brand_color": branding.brand_color,
+            }
+        }),
+    ))
+}

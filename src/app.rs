@@ -1,0 +1,108 @@
+//! `App`: the opened data directory — config, catalog, tenant store and schema — shared by the
+//! server and every CLI command, so both see the same rules.
+
+use std::sync::Arc;
+
+use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::catalog::{self, Catalog};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::ids::Slug;
+use crate::store::schema::TenantSchema;
+use crate::store::{OpenRequest, Opened, Paths, TenantStore};
+
+pub struct App {
+    pub config: Config,
+    pub catalog: Catalog,
+    pub store: TenantStore,
+    pub paths: Paths,
+}
+
+/// Whether opening may create a fresh data directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    CreateIfMissing,
+    MustExist,
+}
+
+impl App {
+    pub fn open(config: Config, mode: OpenMode) -> Result<Arc<App>> {
+        let schema = Arc::new(TenantSchema::load(config.tenant_schema_dir.as_deref())?);
+        if mode == OpenMode::CreateIfMissing {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                Error::invalid(
+                    "data_dir",
+                    format!(
+                        "cannot create data dir {}: {e}: create it and chown it to the tenantd user, or set data_dir",
+                        config.data_dir.display()
+                    ),
+                )
+            })?;
+        }
+        // One small thread pool reaps idle connections for every pool (r2d2 starts 3 per pool
+        // otherwise, which is 768 threads at 256 open tenants).
+        let threads = Arc::new(
+            ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("tenantd-pool-reaper-{}")
+                .build(),
+        );
+        let catalog = Catalog::open(
+            &config.catalog_path(),
+            mode == OpenMode::CreateIfMissing,
+            threads.clone(),
+        )?;
+        catalog.sync_plans(&config.plans)?;
+        let paths = Paths::new(&config.data_dir);
+        let store = TenantStore::new(
+            paths.clone(),
+            schema,
+            config.max_open_tenants,
+            config.tenant_pool_size,
+            threads,
+        );
+        Ok(Arc::new(App {
+            config,
+            catalog,
+            store,
+            paths,
+        }))
+    }
+
+    /// Opens a tenant's data for use, recording a lazy migration if one ran.
+    pub fn open_tenant(&self, t: &catalog::tenants::TenantRecord) -> Result<Opened> {
+        let opened = self.store.get(&OpenRequest {
+            id: &t.id,
+            schema_hold: t.schema_hold,
+        })?;
+        if let Some(from) = opened.migrated_from {
+            let to = match t.schema_hold {
+                Some(h) => h.min(self.store.schema().target()),
+                None => self.store.schema().target(),
+            };
+            self.catalog.write(|tx| {
+                catalog::tenants::set_schema_version(tx, &t.id, to, t.schema_hold)?;
+                catalog::audit::append(
+                    tx,
+                    crate::util::now_unix(),
+                    &catalog::audit::Event {
+                        actor: "system",
+                        action: "tenant.schema_migrated_on_open",
+                        tenant_id: Some(t.id.as_str()),
+                        resource: Some(t.slug.as_str()),
+                        outcome: "ok",
+                        details: serde_json::json!({"from": from, "to": to}),
+                    },
+                )?;
+                Ok(())
+            })?;
+        }
+        Ok(opened)
+    }
+
+    /// Tenant by slug, `NotFound` when there is none.
+    pub fn tenant(&self, slug: &Slug) -> Result<catalog::tenants::TenantRecord> {
+        catalog::tenants::get_by_slug(&*self.catalog.conn()?, slug)
+    }
+}

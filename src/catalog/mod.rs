@@ -1,0 +1,150 @@
+//! The control plane: `catalog.db`. Owns tenants, domains, configs, plans, subscriptions, the
+//! platform audit chain, deletion records and the schema ledger. Everything here is plain SQL
+//! over a small pool; callers get typed records back.
+
+pub mod audit;
+pub mod ledger;
+pub mod tenants;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::db::{self, Durability, Pool, PooledConn};
+use crate::error::{Error, Result};
+
+/// Catalog schema version (PRAGMA user_version of catalog.db). Bump with a migration step in
+/// `upgrade` when `schema.sql` changes shape in a way `IF NOT EXISTS` cannot express.
+pub const CATALOG_VERSION: i64 = 1;
+
+const SCHEMA_SQL: &str = include_str!("../../schema.sql");
+
+#[derive(Clone)]
+pub struct Catalog {
+    pool: Pool,
+    path: PathBuf,
+}
+
+impl Catalog {
+    /// Opens `catalog.db`, creating it (and its directory) only when `create` is set.
+    pub fn open(path: &Path, create: bool, threads: Arc<ScheduledThreadPool>) -> Result<Catalog> {
+        db::check_sqlite_version()?;
+        if !path.is_file() {
+            if !create {
+                return Err(Error::invalid(
+                    "no_catalog",
+                    format!(
+                        "no catalog at {}: run `tenantd init` first, or point --data-dir / data_dir at an existing data directory",
+                        path.display()
+                    ),
+                ));
+            }
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+        }
+        let flags = if create {
+            db::existing_file_flags() | OpenFlags::SQLITE_OPEN_CREATE
+        } else {
+            db::existing_file_flags()
+        };
+        // Apply the schema on a plain connection first so pool connections find it in place.
+        let conn = Connection::open_with_flags(path, flags)?;
+        db::configure(&conn, Durability::Full)?;
+        apply_schema(&conn)?;
+        drop(conn);
+        let manager = SqliteConnectionManager::file(path)
+            .with_flags(db::existing_file_flags())
+            .with_init(|c| db::configure(c, Durability::Full));
+        let pool = db::build_pool(manager, 8, threads)?;
+        Ok(Catalog {
+            pool,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn conn(&self) -> Result<PooledConn> {
+        Ok(self.pool.get()?)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front so two writers never
+    /// deadlock on upgrade) and commits when it returns Ok.
+    pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Flushes the WAL into the main file (at shutdown).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.conn()?
+            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        Ok(())
+    }
+
+    /// Records the configured plans so reports can name their limits.
+    pub fn sync_plans(
+        &self,
+        plans: &std::collections::BTreeMap<String, crate::config::PlanConfig>,
+    ) -> Result<()> {
+        let now = crate::util::now_unix();
+        self.write(|tx| {
+            for (name, limits) in plans {
+                let json =
+                    serde_json::to_string(limits).map_err(|e| Error::Internal(e.to_string()))?;
+                tx.execute(
+                    "INSERT INTO plans(name, limits_json, updated_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT(name) DO UPDATE SET limits_json = excluded.limits_json,
+                       updated_at = excluded.updated_at WHERE limits_json <> excluded.limits_json",
+                    rusqlite::params![name, json, now],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}
+
+fn apply_schema(conn: &Connection) -> Result<()> {
+    let version = db::user_version(conn)?;
+    if version > CATALOG_VERSION {
+        return Err(Error::Internal(format!(
+            "catalog version {version} is newer than this tenantd understands ({CATALOG_VERSION}): \
+             run the newer tenantd or restore a backup"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {SCHEMA_SQL}\n PRAGMA user_version = {CATALOG_VERSION}; COMMIT;"
+    ))?;
+    Ok(())
+}
+
+#[cfg(test)]
+pub(crate) fn test_threads() -> Arc<ScheduledThreadPool> {
+    Arc::new(ScheduledThreadPool::new(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_applies_twice_and_refuses_missing_without_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("catalog.db");
+        assert!(Catalog::open(&p, false, test_threads()).is_err());
+        assert!(!p.exists(), "open without create must not create a file");
+        Catalog::open(&p, true, test_threads()).unwrap();
+        let c = Catalog::open(&p, false, test_threads()).unwrap();
+        let v = db::user_version(&c.conn().unwrap()).unwrap();
+        assert_eq!(v, CATALOG_VERSION);
+    }
+}

@@ -1,0 +1,314 @@
+//! `tenantd bench …`: the foundation's measured numbers, each in a fresh scratch data dir.
+//! Reported with percentiles; run on a quiet machine and compare side by side.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+
+use super::{CliError, CliResult};
+use crate::app::{App, OpenMode};
+use crate::catalog::tenants;
+use crate::config::Config;
+use crate::ids::Slug;
+use crate::store::fleet::{self, MigrateOptions};
+use crate::store::OpenRequest;
+use crate::tenancy::{self, Actor};
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// Tenant create p50/p99, cold open of evicted tenants, no-op and real fleet migrations.
+    Tenants {
+        /// Tenants to create for the no-op migration (the figure is 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        /// Tenants migrated for real with one statement.
+        #[arg(long, default_value_t = 1_000)]
+        migrate: usize,
+        #[arg(long, default_value_t = 2)]
+        parallel: usize,
+        /// Scratch directory (default: a new directory under the system temp dir, removed after).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Open file descriptors of a live server while requests touch every tenant.
+    Fds {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 256)]
+        max_open: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+struct Scratch {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Scratch {
+    fn new(dir: Option<PathBuf>) -> CliResult<Scratch> {
+        let keep = dir.is_some();
+        let path = dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("tenantd-bench-{}", crate::util::random_hex(4)))
+        });
+        if path.join("catalog.db").exists() {
+            return Err(CliError::usage(format!(
+                "{} already holds a data dir; give an empty one",
+                path.display()
+            )));
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(Scratch { path, keep })
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1000.0
+}
+
+fn report(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    println!(
+        "{label:<34} n={:<6} p50 {:>7.3} ms  p99 {:>7.3} ms  max {:>7.3} ms",
+        samples.len(),
+        pct(&samples, 0.5),
+        pct(&samples, 0.99),
+        pct(&samples, 1.0)
+    );
+}
+
+fn bench_config(base: &Config, dir: &std::path::Path) -> Config {
+    let mut c = base.clone();
+    c.data_dir = dir.join("data");
+    c
+}
+
+fn create_tenants(app: &App, n: usize, label: bool) -> CliResult<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(n);
+    let started = Instant::now();
+    for i in 0..n {
+        let slug = Slug::parse(&format!("t{i:06}"))?;
+        let t0 = Instant::now();
+        tenancy::create(
+            app,
+            &slug,
+            &format!("Tenant {i}"),
+            None,
+            &Actor("bench".into()),
+        )?;
+        samples.push(t0.elapsed());
+        if label && (i + 1) % 1000 == 0 {
+            eprint!(
+                "\rcreated {}/{n} ({:.0}/s)   ",
+                i + 1,
+                (i + 1) as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    if label {
+        eprintln!();
+    }
+    Ok(samples)
+}
+
+pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
+    println!(
+        "machine: {} cpus, sqlite {}, tenantd {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        rusqlite::version(),
+        env!("CARGO_PKG_VERSION")
+    );
+    match cmd {
+        BenchCmd::Tenants {
+            tenants: n,
+            migrate,
+            parallel,
+            dir,
+        } => bench_tenants(&base, n, migrate, parallel, dir),
+        BenchCmd::Fds {
+            tenants: n,
+            max_open,
+            dir,
+        } => bench_fds(&base, n, max_open, dir),
+    }
+}
+
+fn bench_tenants(
+    base: &Config,
+    n: usize,
+    migrate_n: usize,
+    parallel: usize,
+    dir: Option<PathBuf>,
+) -> CliResult {
+    let scratch = Scratch::new(dir)?;
+    // Our own copy of the schema, so the real-migration step can add a file.
+    let schema_dir = scratch.path.join("schema");
+    std::fs::create_dir_all(&schema_dir)?;
+    let embedded = crate::store::schema::TenantSchema::embedded()?;
+    for m in &embedded.migrations {
+        std::fs::write(schema_dir.join(&m.name), &m.sql)?;
+    }
+    let mut config = bench_config(base, &scratch.path);
+    config.tenant_schema_dir = Some(schema_dir.clone());
+    config.max_open_tenants = 64;
+    let app = App::open(config.clone(), OpenMode::CreateIfMissing)?;
+
+    let samples = create_tenants(&app, n, true)?;
+    report("tenant create", samples);
+
+    // Cold open: cycle through more tenants than the LRU holds, so every open is a miss.
+    let list = tenants::list(&*app.catalog.conn()?, false)?;
+    let mut cold = Vec::new();
+    for t in list.iter().take(2000) {
+        let t0 = Instant::now();
+        let opened = app.store.get(&OpenRequest {
+            id: &t.id,
+            schema_hold: None,
+        })?;
+        let conn = opened.handle.conn()?;
+        conn.query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
+            .map_err(crate::error::Error::from)?;
+        drop(conn);
+        cold.push(t0.elapsed());
+    }
+    report("cold open + first query (evicted)", cold);
+    drop(app);
+
+    let app = App::open(config.clone(), OpenMode::MustExist)?;
+    let t0 = Instant::now();
+    let r = fleet::migrate(
+        &app,
+        &MigrateOptions {
+            parallel,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )?;
+    println!(
+        "no-op schema migrate over {:<6} {:>10.0} ms  ({} already current, {} migrated)",
+        r.tenants,
+        t0.elapsed().as_secs_f64() * 1000.0,
+        r.already_current,
+        r.migrated()
+    );
+    drop(app);
+
+    // A real one-statement migration over `migrate_n` tenants: remove the rest from the
+    // catalog's view by deleting them (soft), then add the file.
+    let app = App::open(config.clone(), OpenMode::MustExist)?;
+    for t in list.iter().skip(migrate_n) {
+        app.catalog
+            .write(|tx| tenants::set_status(tx, &t.id, tenants::TenantStatus::Deleted, 0, None))?;
+    }
+    drop(app);
+    std::fs::write(
+        schema_dir.join("0003_bench.sql"),
+        "ALTER TABLE tasks ADD COLUMN estimate_hours REAL;\n",
+    )?;
+    let app = App::open(config, OpenMode::MustExist)?;
+    let t0 = Instant::now();
+    let r = fleet::migrate(
+        &app,
+        &MigrateOptions {
+            parallel,
+            ..Default::default()
+        },
+        &|_, _, _| {},
+    )?;
+    let per: Vec<Duration> = r
+        .outcomes
+        .iter()
+        .map(|o| Duration::from_secs_f64(o.duration_ms / 1000.0))
+        .collect();
+    println!(
+        "real migration (1 statement)       {} tenants, --parallel {parallel}: {:.0} ms total, {} failed",
+        r.migrated(),
+        t0.elapsed().as_secs_f64() * 1000.0,
+        r.failed()
+    );
+    report("  per tenant (snapshot + migrate)", per);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn bench_fds(base: &Config, n: usize, max_open: usize, dir: Option<PathBuf>) -> CliResult {
+    let scratch = Scratch::new(dir)?;
+    let mut config = bench_config(base, &scratch.path);
+    config.max_open_tenants = max_open;
+    config.listen = "127.0.0.1:0".into();
+    let app = App::open(config, OpenMode::CreateIfMissing)?;
+    create_tenants(&app, n, true)?;
+    let before = open_fds();
+    let running = crate::http::server::start(app.clone(), "127.0.0.1:0")?;
+    let addr = running.addr();
+    let slugs: Vec<String> = (0..n).map(|i| format!("t{i:06}")).collect();
+    let peak = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients = 4;
+    let t0 = Instant::now();
+    let errors: usize = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let (slugs, peak) = (&slugs, peak.clone());
+                s.spawn(move || {
+                    let mut client = crate::http::client::Client::new(addr);
+                    let mut errors = 0;
+                    for (i, slug) in slugs.iter().enumerate().filter(|(i, _)| i % clients == c) {
+                        match client.get(&format!("/api/v1/t/{slug}")) {
+                            Ok(r) if r.status == 200 => {}
+                            _ => errors += 1,
+                        }
+                        if i % 100 == 0 {
+                            peak.fetch_max(open_fds(), std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                    errors
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(usize::MAX))
+            .sum()
+    });
+    let elapsed = t0.elapsed();
+    let after = open_fds();
+    println!(
+        "{n} tenants touched over HTTP by {clients} clients in {:.1} s ({:.0} req/s), {errors} errors",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64()
+    );
+    println!(
+        "open fds: {before} before serving, peak {} while touching all tenants, {after} after; open tenants {} (max_open_tenants {max_open})",
+        peak.load(std::sync::atomic::Ordering::Relaxed),
+        app.store.open_count()
+    );
+    running.shutdown()?;
+    Ok(if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

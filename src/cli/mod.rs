@@ -1,0 +1,174 @@
+//! Command-line interface: argument parsing and output. No business logic lives here; every
+//! command opens the same `App` (config + catalog + store) the server uses.
+//!
+//! Exit codes: 0 success; 1 the command ran and failed (e.g. a tenant failed to migrate, a
+//! check did not pass); 2 bad usage or bad input (clap's convention, kept for ours).
+
+mod bench;
+mod schema;
+mod serve;
+mod tenant;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{App, OpenMode};
+use crate::config::{Config, Overrides};
+use crate::error::Error;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tenantd",
+    version,
+    about = "One binary, one data directory: a multi-tenant SaaS platform with a SQLite file per tenant",
+    after_help = "Examples:\n  tenantd demo                         # demo tenants on http://127.0.0.1:8080\n  tenantd init --data-dir /var/lib/tenantd\n  tenantd tenant create acme --name \"Acme Corp\" --plan pro\n  tenantd schema migrate --canary 5 --parallel 2\n  tenantd serve --listen 0.0.0.0:8080\n\nConfig: --config FILE, else ./tenantd.toml, else /etc/tenantd/tenantd.toml; TENANTD_<KEY> overrides a key."
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: ./tenantd.toml if present, else /etc/tenantd/tenantd.toml.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides data_dir from config and TENANTD_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the HTTP API until SIGTERM/SIGINT (then drain, checkpoint and exit 0).
+    Serve {
+        /// Address to bind, e.g. 127.0.0.1:8080 (overrides `listen`).
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Create the data directory and catalog (idempotent).
+    Init,
+    /// Create demo tenants with sample data (once) and serve them.
+    #[command(after_help = "Example:\n  cargo run --release -- demo --listen 127.0.0.1:9090")]
+    Demo {
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Create, list, suspend, delete, export and import tenants.
+    #[command(subcommand)]
+    Tenant(tenant::TenantCmd),
+    /// Tenant schema migrations across the fleet.
+    #[command(subcommand)]
+    Schema(schema::SchemaCmd),
+    /// Built-in benchmarks (numbers for the issue notes; never run by `cargo test`).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+}
+
+/// Runs the CLI and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tenantd: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// A CLI failure: the one-line message and the exit code.
+#[derive(Debug)]
+pub struct CliError {
+    message: String,
+    code: u8,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 2,
+        }
+    }
+    pub fn failed(message: impl Into<String>) -> Self {
+        CliError {
+            message: message.into(),
+            code: 1,
+        }
+    }
+    fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<Error> for CliError {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::Invalid { .. } | Error::Conflict { .. } | Error::NotFound(_) => {
+                CliError::usage(e.to_string())
+            }
+            _ => CliError::failed(e.log_detail()),
+        }
+    }
+}
+
+impl From<crate::config::ConfigError> for CliError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        CliError::usage(e.0)
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::failed(format!("i/o error: {e}"))
+    }
+}
+
+pub type CliResult<T = ExitCode> = Result<T, CliError>;
+
+fn run(cli: Cli) -> CliResult {
+    let listen = match &cli.command {
+        Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
+        _ => None,
+    };
+    let overrides = Overrides {
+        config_file: cli.config.clone(),
+        data_dir: cli.data_dir.clone(),
+        listen,
+    };
+    let loaded = Config::load(&overrides)?;
+    for w in &loaded.warnings {
+        crate::log::warn(w);
+    }
+    let config = loaded.config;
+    match cli.command {
+        Command::Serve { .. } => serve::serve(open(config, OpenMode::CreateIfMissing)?),
+        Command::Init => serve::init(open(config, OpenMode::CreateIfMissing)?),
+        Command::Demo { .. } => serve::demo(open(config, OpenMode::CreateIfMissing)?),
+        Command::Tenant(cmd) => tenant::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Bench(cmd) => bench::run(config, cmd),
+    }
+}
+
+fn open(config: Config, mode: OpenMode) -> CliResult<Arc<App>> {
+    Ok(App::open(config, mode)?)
+}
+
+/// Whether stderr is a terminal (progress lines only then).
+fn interactive() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal()
+}
+
+fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failed(e.to_string()))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! Typed configuration: defaults → TOML file → `TENANTD_*` environment → CLI flags, validated at
+//! start. Invalid values fail with the key, the value and the allowed range; unknown keys are
+//! returned as warnings so a typo is seen rather than silently ignored.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Where the packaged service reads its config from.
+pub const PACKAGED_CONFIG: &str = "/etc/tenantd/tenantd.toml";
+/// Read from the working directory when no `--config` is given.
+pub const LOCAL_CONFIG: &str = "tenantd.toml";
+
+/// Limits of one plan. Enforcement arrives with the resource-isolation work; they are parsed,
+/// validated and kept now so configs written today keep working.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanConfig {
+    pub requests_per_second: f64,
+    pub burst: u64,
+    pub monthly_requests: u64,
+    pub storage_bytes: u64,
+    pub max_users: u64,
+    pub max_concurrent_requests: u64,
+    pub query_timeout_ms: u64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            requests_per_second: 10.0,
+            burst: 20,
+            monthly_requests: 100_000,
+            storage_bytes: 50 * 1024 * 1024,
+            max_users: 5,
+            max_concurrent_requests: 4,
+            query_timeout_ms: 2000,
+        }
+    }
+}
+
+fn default_plans() -> BTreeMap<String, PlanConfig> {
+    let free = PlanConfig::default();
+    let pro = PlanConfig {
+        requests_per_second: 100.0,
+        burst: 200,
+        monthly_requests: 5_000_000,
+        storage_bytes: 2 * 1024 * 1024 * 1024,
+        max_users: 50,
+        max_concurrent_requests: 16,
+        query_timeout_ms: 5000,
+    };
+    let enterprise = PlanConfig {
+        requests_per_second: 1000.0,
+        burst: 2000,
+        monthly_requests: 100_000_000,
+        storage_bytes: 50 * 1024 * 1024 * 1024,
+        max_users: 10_000,
+        max_concurrent_requests: 64,
+        query_timeout_ms: 10_000,
+    };
+    BTreeMap::from([
+        ("free".to_string(), free),
+        ("pro".to_string(), pro),
+        ("enterprise".to_string(), enterprise),
+    ])
+}
+
+/// The whole configuration. Field docs double as the config reference in `docs/`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Directory holding `catalog.db`, `tenants/`, `backups/`.
+    pub data_dir: PathBuf,
+    /// Address the HTTP server binds.
+    pub listen: String,
+    /// Worker threads serving requests (2..=512; never 1: a slow reader would stall everything).
+    pub workers: usize,
+    /// Tenant databases kept open at once (LRU beyond this).
+    pub max_open_tenants: usize,
+    /// Connections per open tenant (1..=64).
+    pub tenant_pool_size: u32,
+    /// Directory of numbered `NNNN_name.sql` tenant migrations; unset = the built-in demo schema.
+    pub tenant_schema_dir: Option<PathBuf>,
+    /// Base domain for `Host` resolution: `acme.<base_domain>` resolves tenant `acme`.
+    pub base_domain: Option<String>,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+    /// Days a soft-deleted tenant is kept before it may be purged.
+    pub delete_grace_days: u32,
+    /// Plan given to new tenants when none is named.
+    pub default_plan: String,
+    pub plans: BTreeMap<String, PlanConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("tenantd-data"),
+            listen: "127.0.0.1:8080".to_string(),
+            workers: 8,
+            max_open_tenants: 256,
+            tenant_pool_size: 4,
+            tenant_schema_dir: None,
+            base_domain: None,
+            max_body_bytes: 1024 * 1024,
+            delete_grace_days: 30,
+            default_plan: "free".to_string(),
+            plans: default_plans(),
+        }
+    }
+}
+
+const KNOWN_KEYS: &[&str] = &[
+    "data_dir",
+    "listen",
+    "workers",
+    "max_open_tenants",
+    "tenant_pool_size",
+    "tenant_schema_dir",
+    "base_domain",
+    "max_body_bytes",
+    "delete_grace_days",
+    "default_plan",
+    "plans",
+];
+
+/// A config that failed to load or validate; the message names the key, value and range.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Explicit overrides from the command line (highest precedence).
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+}
+
+/// A loaded config plus the warnings worth showing the operator.
+pub struct Loaded {
+    pub config: Config,
+    pub source: Option<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Loads from the usual places with the process environment.
+    pub fn load(over: &Overrides) -> Result<Loaded, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(over, &env)
+    }
+
+    /// Loads with an explicit environment (tests inject theirs).
+    pub fn load_with_env(
+        over: &Overrides,
+        env: &[(String, String)],
+    ) -> Result<Loaded, ConfigError> {
+        let env_file = env
+            .iter()
+            .find(|(k, _)| k == "TENANTD_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
+        let path = over.config_file.clone().or(env_file).or_else(|| {
+            [LOCAL_CONFIG, PACKAGED_CONFIG]
+                .iter()
+                .map(PathBuf::from)
+                .find(|p| p.is_file())
+        });
+        let mut table = match &path {
+            Some(p) => read_table(p)?,
+            None => toml::Table::new(),
+        };
+        let mut warnings = unknown_keys(&table);
+        merge_default_plans(&mut table)?;
+        apply_env(&mut table, env, &mut warnings);
+        let mut config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(format!("config: {}", e.message().trim())))?;
+        if let Some(d) = &over.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(l) = &over.listen {
+            config.listen = l.clone();
+        }
+        config.validate()?;
+        Ok(Loaded {
+            config,
+            source: path,
+            warnings,
+        })
+    }
+
+    /// Range and consistency checks; the message says what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        range("workers", self.workers as u64, 2, 512)?;
+        range(
+            "max_open_tenants",
+            self.max_open_tenants as u64,
+            1,
+            1_000_000,
+        )?;
+        range("tenant_pool_size", self.tenant_pool_size as u64, 1, 64)?;
+        range("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
+        range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
+        if self.listen.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "listen = {:?} is not an address: use IP:PORT, e.g. 127.0.0.1:8080",
+                self.listen
+            )));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError(
+                "data_dir is empty: set it to a writable directory".into(),
+            ));
+        }
+        if let Some(d) = &self.base_domain {
+            let ok = !d.is_empty()
+                && d.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                });
+            if !ok {
+                return Err(ConfigError(format!(
+                    "base_domain = {d:?} is not a domain name like example.com"
+                )));
+            }
+        }
+        if self.plans.is_empty() {
+            return Err(ConfigError(
+                "plans: at least one [plans.<name>] table is needed".into(),
+            ));
+        }
+        for (name, p) in &self.plans {
+            crate::ids::Slug::parse(name).map_err(|_| {
+                ConfigError(format!("plans.{name}: plan names use a-z, 0-9 and '-'"))
+            })?;
+            if !(p.requests_per_second > 0.0 && p.requests_per_second <= 1e9) {
+                return Err(ConfigError(format!(
+                    "plans.{name}.requests_per_second = {} is out of range (0 < value <= 1e9)",
+                    p.requests_per_second
+                )));
+            }
+            range(
+                &format!("plans.{name}.max_concurrent_requests"),
+                p.max_concurrent_requests,
+                1,
+                100_000,
+            )?;
+            range(
+                &format!("plans.{name}.query_timeout_ms"),
+                p.query_timeout_ms,
+                1,
+                3_600_000,
+            )?;
+            range(
+                &format!("plans.{name}.storage_bytes"),
+                p.storage_bytes,
+                65_536,
+                u64::MAX >> 1,
+            )?;
+        }
+        if !self.plans.contains_key(&self.default_plan) {
+            return Err(ConfigError(format!(
+                "default_plan = {:?} is not a configured plan (have: {})",
+                self.default_plan,
+                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn catalog_path(&self) -> PathBuf {
+        self.data_dir.join("catalog.db")
+    }
+}
+
+fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if value < min || value > max {
+        return Err(ConfigError(format!(
+            "{key} = {value} is out of range ({min}..={max})"
+        )));
+    }
+    Ok(())
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+    text.parse::<toml::Table>().map_err(|e| {
+        ConfigError(format!(
+            "config {} is not valid TOML: {}",
+            path.display(),
+            e.message().trim()
+        ))
+    })
+}
+
+fn unknown_keys(table: &toml::Table) -> Vec<String> {
+    let mut out: Vec<String> = table
+        .keys()
+        .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
+        .map(|k| format!("unknown config key {k:?} ignored"))
+        .collect();
+    // Plan tables are deny_unknown_fields: a typo there is an error, reported on deserialize.
+    if let Some(v) = table.get("plans") {
+        if !v.is_table() {
+            out.push("plans must be a table of [plans.<name>] sections".into());
+        }
+    }
+    out
+}
+
+/// A `[plans.pro]` table in the file overrides only the keys it names; built-in plans stay.
+fn merge_default_plans(table: &mut toml::Table) -> Result<(), ConfigError> {
+    let defaults = toml::Table::try_from(default_plans())
+        .map_err(|e| ConfigError(format!("built-in plans: {e}")))?;
+    let mut merged = defaults;
+    if let Some(toml::Value::Table(file_plans)) = table.remove("plans") {
+        for (name, value) in file_plans {
+            let toml::Value::Table(over) = value else {
+                return Err(ConfigError(format!("plans.{name} must be a table")));
+            };
+            match merged.get_mut(&name) {
+                Some(toml::Value::Table(base)) => base.extend(over),
+                _ => {
+                    merged.insert(name, toml::Value::Table(over));
+                }
+            }
+        }
+    }
+    table.insert("plans".into(), toml::Value::Table(merged));
+    Ok(())
+}
+
+/// `TENANTD_<KEY>` sets a top-level key; the value is read as a TOML literal when it parses as
+/// one (numbers, booleans) and as a string otherwise.
+fn apply_env(table: &mut toml::Table, env: &[(String, String)], warnings: &mut Vec<String>) {
+    for (k, v) in env {
+        let Some(key) = k.strip_prefix("TENANTD_") else {
+            continue;
+        };
+        if key == "CONFIG" || key == "LOG" {
+            continue;
+        }
+        let key = key.to_ascii_lowercase();
+        if !KNOWN_KEYS.contains(&key.as_str()) || key == "plans" {
+            warnings.push(format!("unknown environment variable {k} ignored"));
+            continue;
+        }
+        let value = format!("v = {v}")
+            .parse::<toml::Table>()
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(|v| !v.is_table())
+            .unwrap_or_else(|| toml::Value::String(v.clone()));
+        table.insert(key, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
+        let dir = tempfile::tempdir().map_err(|e| ConfigError(e.to_string()))?;
+        let p = dir.path().join("t.toml");
+        std::fs::write(&p, toml_text).map_err(|e| ConfigError(e.to_string()))?;
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect();
+        Config::load_with_env(
+            &Overrides {
+                config_file: Some(p),
+                ..Default::default()
+            },
+            &env,
+        )
+    }
+
+    #[test]
+    fn defaults_validate() {
+        let l = load("", &[]).unwrap();
+        assert_eq!(l.config.max_open_tenants, 256);
+        assert_eq!(l.config.listen, "127.0.0.1:8080");
+        assert!(l.config.plans.contains_key("enterprise"));
+    }
+
+    #[test]
+    fn precedence_file_then_env() {
+        let l = load(
+            "workers = 3\nmax_open_tenants = 10\n",
+            &[("TENANTD_WORKERS", "5")],
+        )
+        .unwrap();
+        assert_eq!(l.config.workers, 5);
+        assert_eq!(l.config.max_open_tenants, 10);
+    }
+
+    #[test]
+    fn out_of_range_names_key_value_range() {
+        let e = load("workers = 0\n", &[]).err().unwrap().0;
+        assert!(
+            e.contains("workers") && e.contains('0') && e.contains("2..=512"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_warn() {
+        let l = load("wrokers = 3\n", &[("TENANTD_NOPE", "1")]).unwrap();
+        assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    }
+
+    #[test]
+    fn plan_tables_parse_and_typos_fail() {
+        let l = load(
+            "[plans.gold]\nrequests_per_second = 50\nburst = 5\n[plans.pro]\nburst = 7\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(l.config.plans["gold"].burst, 5);
+        assert_eq!(l.config.plans["pro"].burst, 7);
+        assert_eq!(
+            l.config.plans["pro"].max_users, 50,
+            "unnamed keys keep the built-in plan's values"
+        );
+        assert!(l.config.plans.contains_key("free"));
+        assert!(load("[plans.gold]\nburts = 5\n", &[]).is_err());
+    }
+
+    #[test]
+    fn bad_listen_is_refused() {
+        let e = load("listen = \"nowhere\"\n", &[]).err().unwrap().0;
+        assert!(e.contains("listen"), "{e}");
+    }
+}

@@ -1,0 +1,147 @@
+//! SQLite plumbing shared by the catalog and the tenant store: version gate, connection pragmas,
+//! pool construction. Numbers here come from measurements in DESIGN §4.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, OpenFlags};
+use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::error::{Error, Result};
+
+pub type Pool = r2d2::Pool<SqliteConnectionManager>;
+pub type PooledConn = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// SQLite 3.51.3 fixed a WAL-reset bug that can corrupt a database when a checkpoint races
+/// a writer (sqlite.org/wal.html#walresetbug); refuse anything older.
+pub const MIN_SQLITE: i32 = 3_051_003;
+
+pub fn check_sqlite_version() -> Result<()> {
+    let v = rusqlite::version_number();
+    if v < MIN_SQLITE {
+        return Err(Error::Internal(format!(
+            "linked SQLite {} is older than 3.51.3 (WAL-reset bug); rebuild with the bundled SQLite",
+            rusqlite::version()
+        )));
+    }
+    Ok(())
+}
+
+/// How hard a database syncs. The catalog and audit-heavy control plane use `Full`; tenant data
+/// uses `Normal`, which in WAL mode is durable against application crashes and loses at most
+/// the last transactions on power loss (sqlite.org/pragma.html#pragma_synchronous).
+#[derive(Clone, Copy, Debug)]
+pub enum Durability {
+    Normal,
+    Full,
+}
+
+/// Pragmas every connection gets when it is opened.
+pub fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.busy_timeout(Duration::from_secs(5))?;
+    // journal_mode returns a row; pragma_update ignores it correctly.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-2000; PRAGMA temp_store=MEMORY;"
+    ))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(())
+}
+
+/// Flags for opening an existing file: never create (a missing tenant file is an error, not a
+/// new empty database).
+pub fn existing_file_flags() -> OpenFlags {
+    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+}
+
+/// Opens an existing database file without creating it.
+pub fn open_existing(path: &Path, durability: Durability) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(Error::unavailable(format!("{} is missing", path.display())));
+    }
+    let conn = Connection::open_with_flags(path, existing_file_flags())?;
+    configure(&conn, durability)?;
+    Ok(conn)
+}
+
+/// Opens a file for reading only (schema status, export checks).
+pub fn open_read_only(path: &Path) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(Error::unavailable(format!("{} is missing", path.display())));
+    }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Builds a small pool for one database file. r2d2's defaults are wrong for thousands of pools
+/// (10 connections up front, 3 threads each, `SELECT 1` on every checkout): no idle minimum,
+/// no checkout test, and one shared reaper thread pool.
+pub fn build_pool(
+    manager: SqliteConnectionManager,
+    max_size: u32,
+    threads: Arc<ScheduledThreadPool>,
+) -> Result<Pool> {
+    r2d2::Pool::builder()
+        .max_size(max_size)
+        .min_idle(Some(0))
+        .test_on_check_out(false)
+        .idle_timeout(Some(Duration::from_secs(60)))
+        .max_lifetime(None)
+        .connection_timeout(Duration::from_secs(5))
+        .thread_pool(threads)
+        .build(manager)
+        .map_err(Error::from)
+}
+
+/// Integrity check; returns the first problem SQLite reports.
+pub fn integrity_check(conn: &Connection) -> Result<()> {
+    let msg: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
+    if msg == "ok" {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "corrupt_database",
+            format!("integrity check failed: {msg}"),
+        ))
+    }
+}
+
+pub fn user_version(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+}
+
+/// A fingerprint of the schema: SHA-256 over the sorted `sqlite_master` entries of user
+/// objects. Two databases at the same migration version must agree; a difference is drift.
+pub fn schema_fingerprint(conn: &Connection) -> Result<String> {
+    let mut stmt = conn.prepare(
+        "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master \
+         WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(format!(
+            "{}|{}|{}|{}\n",
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            normalize_sql(&r.get::<_, String>(3)?)
+        ))
+    })?;
+    let mut text = String::new();
+    for row in rows {
+        text.push_str(&row?);
+    }
+    Ok(crate::util::sha256_hex(text.as_bytes()))
+}
+
+/// Folds whitespace so formatting differences are not drift.
+fn normalize_sql(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,84 @@
+//! The domain error type. Every layer below `http` returns `Result<_, Error>`; `http::response`
+//! maps it to a status and a stable JSON `code` in one exhaustive match, so clients get a short,
+//! safe message and the log gets the detail.
+
+use std::fmt;
+
+/// Errors from the domain and storage layers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The caller sent something we refuse; `code` is stable and machine readable.
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    /// The named thing does not exist (or is not visible to the caller: never confirm existence).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// A uniqueness or state conflict (slug taken, tenant already suspended, ...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Writes are refused while a tenant is suspended (HTTP 423).
+    #[error("tenant is suspended: reads work, writes are refused until it is resumed")]
+    TenantSuspended,
+    /// The tenant is registered but its file cannot be used (missing, corrupt, busy opening).
+    #[error("tenant data is unavailable")]
+    TenantUnavailable { detail: String },
+    /// The request body is larger than allowed.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// The body's content type is not one this endpoint reads.
+    #[error("send the body as application/json")]
+    UnsupportedMediaType,
+    /// The path exists but not with this method.
+    #[error("method not allowed here; allowed: {allow}")]
+    MethodNotAllowed { allow: String },
+    /// The path matches no route.
+    #[error("no such endpoint")]
+    NoRoute,
+    /// A SQLite error we did not expect (constraint errors are mapped before they get here).
+    #[error("database error")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Could not get a pooled connection in time.
+    #[error("database connection pool error")]
+    Pool(#[from] r2d2::Error),
+    #[error("i/o error")]
+    Io(#[from] std::io::Error),
+    /// A bug or an impossible state: logged in full, shown as a bare 500.
+    #[error("internal error")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn unavailable(detail: impl fmt::Display) -> Self {
+        Error::TenantUnavailable {
+            detail: detail.to_string(),
+        }
+    }
+
+    /// Detail for the log line: includes sources that must never reach a client.
+    pub fn log_detail(&self) -> String {
+        match self {
+            Error::Sqlite(e) => format!("sqlite: {e}"),
+            Error::Pool(e) => format!("pool: {e}"),
+            Error::Io(e) => format!("io: {e}"),
+            Error::Internal(m) => format!("internal: {m}"),
+            Error::TenantUnavailable { detail } => format!("tenant unavailable: {detail}"),
+            other => other.to_string(),
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! HTTP: the server loop and worker pool (`server`), the route table (`router`), tenant
+//! resolution (`resolve`), and request/response types independent of tiny_http, so handlers are
+//! plain functions testable without a socket.
+
+pub mod client;
+pub mod resolve;
+pub mod response;
+pub mod router;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::catalog::tenants::TenantRecord;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub fn parse(s: &str) -> Option<Method> {
+        Some(match s {
+            "GET" => Method::Get,
+            "HEAD" => Method::Head,
+            "POST" => Method::Post,
+            "PUT" => Method::Put,
+            "PATCH" => Method::Patch,
+            "DELETE" => Method::Delete,
+            "OPTIONS" => Method::Options,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+
+    /// Whether the method changes state (refused on suspended tenants).
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Method::Post | Method::Put | Method::Patch | Method::Delete
+        )
+    }
+}
+
+/// A parsed request: path split on `/` *before* percent-decoding, so `a%2fb` stays one segment
+/// (and is then refused where a name is expected).
+#[derive(Debug)]
+pub struct Req {
+    pub id: String,
+    pub method: Method,
+    pub raw_path: String,
+    pub segments: Vec<String>,
+    pub query: Vec<(String, String)>,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote: Option<SocketAddr>,
+}
+
+impl Req {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses a JSON body, refusing the wrong content type (415) and malformed JSON (400).
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
+        let ct = self.header("content-type").unwrap_or("");
+        if !ct
+            .split(';')
+            .next()
+            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+        {
+            return Err(Error::UnsupportedMediaType);
+        }
+        serde_json::from_slice(&self.body).map_err(|e| {
+            Error::invalid(
+                "invalid_json",
+                format!("request body is not valid JSON for this endpoint: {e}"),
+            )
+        })
+    }
+}
+
+/// A response before it is written: status, extra headers, body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(status: u16, value: &impl Serialize) -> Resp {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+        Resp {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body,
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// What a handler sees: the app, the route's parameters and, on tenant routes, the tenant.
+pub struct Ctx<'a> {
+    pub app: &'a Arc<App>,
+    pub state: &'a server::ServerState,
+    pub params: Vec<(&'static str, String)>,
+    pub tenant: Option<Arc<TenantRecord>>,
+}
+
+impl Ctx<'_> {
+    pub fn param(&self, name: &str) -> Result<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| Error::Internal(format!("route has no parameter {name}")))
+    }
+
+    /// The resolved tenant; only tenant-scoped routes have one.
+    pub fn tenant(&self) -> Result<&TenantRecord> {
+        self.tenant
+            .as_deref()
+            .ok_or_else(|| Error::Internal("tenant route without a tenant".into()))
+    }
+}

@@ -1,0 +1,465 @@
+//! The server: tiny_http accepts connections and parses headers on its own threads; a fixed
+//! pool of workers each loops `recv()` and runs one request to the end:
+//! parse & limits → route → resolve tenant → tenant status → access → handler → respond.
+//! A panic in a handler becomes a 500 with a log line; the worker lives on.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::resolve::{self, HostSignal};
+use super::response::{self, error_response};
+use super::router::{Access, Matched, Router, Scope};
+use super::{Ctx, Method, Req, Resp};
+use crate::app::App;
+use crate::catalog::tenants::{TenantRecord, TenantStatus};
+use crate::directory::TenantDirectory;
+use crate::error::{Error, Result};
+use crate::ids::Slug;
+
+/// Shared by every worker.
+pub struct ServerState {
+    pub app: Arc<App>,
+    pub router: Router,
+    pub directory: TenantDirectory,
+    pub draining: AtomicBool,
+    pub inflight: AtomicUsize,
+    pub requests: AtomicU64,
+    pub panics: AtomicU64,
+    pub started: Instant,
+    request_seq: AtomicU64,
+    request_prefix: String,
+}
+
+impl ServerState {
+    pub fn new(app: Arc<App>) -> ServerState {
+        ServerState {
+            app,
+            router: crate::api::router(),
+            directory: TenantDirectory::default(),
+            draining: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            panics: AtomicU64::new(0),
+            started: Instant::now(),
+            request_seq: AtomicU64::new(0),
+            request_prefix: crate::util::random_hex(4),
+        }
+    }
+
+    fn next_request_id(&self) -> String {
+        format!(
+            "{}{:08x}",
+            self.request_prefix,
+            self.request_seq.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Why the server stopped.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Signal,
+    /// tiny_http's accept thread died (e.g. out of file descriptors): exit non-zero so the
+    /// service manager restarts us.
+    AcceptFailed,
+    Requested,
+}
+
+pub struct RunningServer {
+    http: Arc<tiny_http::Server>,
+    pub state: Arc<ServerState>,
+    workers: Vec<JoinHandle<()>>,
+    watcher: Option<JoinHandle<()>>,
+    watcher_stop: mpsc::Sender<()>,
+    stop_rx: mpsc::Receiver<StopReason>,
+    stop_tx: mpsc::Sender<StopReason>,
+    addr: SocketAddr,
+}
+
+/// Binds `listen` and starts the workers and the catalog watcher.
+pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
+    raise_fd_limit();
+    let http = tiny_http::Server::http(listen)
+        .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
+    let addr = http
+        .server_addr()
+        .to_ip()
+        .ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
+    let http = Arc::new(http);
+    let state = Arc::new(ServerState::new(app.clone()));
+    let (stop_tx, stop_rx) = mpsc::channel();
+    let workers = (0..app.config.workers)
+        .map(|i| {
+            let (http, state, stop_tx) = (http.clone(), state.clone(), stop_tx.clone());
+            std::thread::Builder::new()
+                .name(format!("tenantd-worker-{i}"))
+                .spawn(move || worker_loop(&http, &state, &stop_tx))
+                .map_err(Error::from)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (watcher_stop, watcher_rx) = mpsc::channel();
+    let watcher = {
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("tenantd-catalog-watch".into())
+            .spawn(move || watch_catalog(&state, &watcher_rx))?
+    };
+    crate::log::info(&format!(
+        "listening on http://{addr} with {} workers, data dir {}",
+        app.config.workers,
+        app.config.data_dir.display()
+    ));
+    Ok(RunningServer {
+        http,
+        state,
+        workers,
+        watcher: Some(watcher),
+        watcher_stop,
+        stop_rx,
+        stop_tx,
+        addr,
+    })
+}
+
+impl RunningServer {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Blocks until SIGTERM/SIGINT or a fatal accept error, then shuts down gracefully.
+    pub fn run_until_signal(self) -> Result<StopReason> {
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])?;
+        let tx = self.stop_tx.clone();
+        std::thread::Builder::new()
+            .name("tenantd-signals".into())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    let _ = tx.send(StopReason::Signal);
+                }
+            })?;
+        let reason = self.stop_rx.recv().unwrap_or(StopReason::Requested);
+        crate::log::info(&format!(
+            "stopping ({reason:?}): draining in-flight requests"
+        ));
+        self.shutdown()?;
+        Ok(reason)
+    }
+
+    /// Drains: readiness turns `fail`, queued and in-flight requests finish, workers exit, then
+    /// every open tenant and the catalog are checkpointed.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.state.draining.store(true, Ordering::SeqCst);
+        for _ in &self.workers {
+            self.http.unblock();
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        let _ = self.watcher_stop.send(());
+        if let Some(w) = self.watcher.take() {
+            let _ = w.join();
+        }
+        for (id, e) in self.state.app.store.checkpoint_all() {
+            crate::log::warn(&format!(
+                "checkpoint of tenant {id} failed: {}",
+                e.log_detail()
+            ));
+        }
+        self.state.app.catalog.checkpoint()?;
+        crate::log::info("stopped cleanly");
+        Ok(())
+    }
+}
+
+fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sender<StopReason>) {
+    loop {
+        if state.draining.load(Ordering::SeqCst) {
+            // Serve whatever was already accepted, then leave.
+            while let Ok(Some(rq)) = http.try_recv() {
+                serve_one(state, rq);
+            }
+            return;
+        }
+        match http.recv() {
+            Ok(rq) => serve_one(state, rq),
+            Err(_) if state.draining.load(Ordering::SeqCst) => continue,
+            Err(e) => {
+                crate::log::error(&format!(
+                    "accept loop failed: {e}; shutting down so the service manager restarts us"
+                ));
+                let _ = stop.send(StopReason::AcceptFailed);
+                return;
+            }
+        }
+    }
+}
+
+fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
+    let conn = match crate::db::open_read_only(state.app.catalog.path()) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::error(&format!(
+                "catalog watcher cannot open the catalog: {}",
+                e.log_detail()
+            ));
+            return;
+        }
+    };
+    let read = || {
+        conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
+            .ok()
+    };
+    let mut last = read();
+    // 200 ms keeps CLI changes visible to the server well within one second.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
+        let now = read();
+        if now != last {
+            state.directory.invalidate();
+            last = now;
+        }
+    }
+}
+
+fn raise_fd_limit() {
+    // Each open tenant costs ~3 fds per connection; the default soft limit (often 1024) is too
+    // small for max_open_tenants=256 plus sockets.
+    if let Err(e) = rlimit::increase_nofile_limit(65_536) {
+        crate::log::warn(&format!("could not raise RLIMIT_NOFILE: {e}"));
+    }
+}
+
+fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
+    state.inflight.fetch_add(1, Ordering::SeqCst);
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    let id = state.next_request_id();
+    let started = Instant::now();
+    let method = rq.method().as_str().to_string();
+    let (resp, label) = match read_request(state, &mut rq, &id) {
+        Ok(req) => dispatch(state, &req),
+        Err(e) => (error_response(&e), "-".to_string()),
+    };
+    if resp.status >= 500 {
+        crate::log::request(
+            "WARN",
+            &id,
+            &format!(
+                "{method} {label} -> {} in {:.1} ms",
+                resp.status,
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
+        );
+    }
+    write_response(rq, resp, &id);
+    state.inflight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Headers, limits and body. Requests whose length is ambiguous are refused unread: a
+/// front proxy and we could disagree about where the body ends (request smuggling).
+fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> Result<Req> {
+    let method = Method::parse(rq.method().as_str()).ok_or_else(|| Error::MethodNotAllowed {
+        allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
+    })?;
+    let headers: Vec<(String, String)> = rq
+        .headers()
+        .iter()
+        .map(|h| {
+            (
+                h.field.as_str().as_str().to_ascii_lowercase(),
+                h.value.as_str().to_string(),
+            )
+        })
+        .collect();
+    let count = |name: &str| headers.iter().filter(|(k, _)| k == name).count();
+    if count("content-length") > 1
+        || (count("content-length") > 0 && count("transfer-encoding") > 0)
+    {
+        return Err(Error::invalid(
+            "ambiguous_length",
+            "send either Content-Length or Transfer-Encoding, once",
+        ));
+    }
+    let limit = state.app.config.max_body_bytes;
+    if rq.body_length().is_some_and(|n| n > limit) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let mut body = Vec::new();
+    rq.as_reader()
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::invalid("bad_body", format!("could not read the request body: {e}")))?;
+    if body.len() > limit {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    let (raw_path, segments, query) = resolve::split_target(rq.url())?;
+    Ok(Req {
+        id: id.to_string(),
+        method,
+        raw_path,
+        segments,
+        query,
+        headers,
+        body,
+        remote: rq.remote_addr().copied(),
+    })
+}
+
+/// Routes and runs a request; returns the response and the route template for logs/metrics.
+fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
+    let (matched, tenant) = match route(state, req) {
+        Ok(m) => m,
+        Err(e) => return (error_response(&e), "-".into()),
+    };
+    let label = matched.route.template();
+    if let Some(t) = &tenant {
+        if t.status == TenantStatus::Suspended && req.method.is_write() {
+            return (error_response(&Error::TenantSuspended), label);
+        }
+    }
+    if matched.route.access == Access::PlatformAdmin {
+        // Platform authentication arrives with the identity work; until then nothing passes.
+        return (error_response(&Error::NotFound("endpoint".into())), label);
+    }
+    let ctx = Ctx {
+        app: &state.app,
+        state,
+        params: matched.params,
+        tenant,
+    };
+    let handler = matched.route.handler;
+    let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, req)));
+    let resp = match result {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(e)) => {
+            if response::error_parts(&e).0 >= 500 {
+                crate::log::request("ERROR", &req.id, &format!("{label}: {}", e.log_detail()));
+            }
+            error_response(&e)
+        }
+        Err(panic) => {
+            state.panics.fetch_add(1, Ordering::Relaxed);
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".into());
+            crate::log::request(
+                "ERROR",
+                &req.id,
+                &format!("handler for {label} panicked: {msg}"),
+            );
+            error_response(&Error::Internal(msg))
+        }
+    };
+    (resp, label)
+}
+
+/// Picks the route and, for tenant routes, the tenant. Tenant signals (path, `X-Tenant`,
+/// `Host`) must agree; a conflict is a 400, never a guess.
+fn route<'s>(
+    state: &'s ServerState,
+    req: &Req,
+) -> Result<(Matched<'s>, Option<Arc<TenantRecord>>)> {
+    let segs = &req.segments;
+    let path_form = segs.len() >= 5 && segs[1] == "api" && segs[2] == "v1" && segs[3] == "t";
+    let mut signals: Vec<Arc<TenantRecord>> = Vec::new();
+    let mut named: Vec<Slug> = Vec::new();
+    if path_form {
+        named.push(Slug::parse(&segs[4])?);
+    }
+    if let Some(h) = req.header("x-tenant") {
+        named.push(Slug::parse(h.trim())?);
+    }
+    let host = resolve::host_signal(req.header("host"), state.app.config.base_domain.as_deref())?;
+    let rest: Vec<String> = if path_form {
+        segs[5..].to_vec()
+    } else {
+        match state.router.find(Scope::Global, req.method, segs) {
+            Ok(m) => return Ok((m, None)),
+            Err(Error::NoRoute) => {}
+            Err(e) => return Err(e),
+        }
+        let has_signal = !named.is_empty() || host != HostSignal::None;
+        if !(has_signal && segs.len() >= 3 && segs[1] == "api" && segs[2] == "v1") {
+            return Err(Error::NoRoute);
+        }
+        segs[3..].to_vec()
+    };
+    if let HostSignal::Subdomain(s) = &host {
+        named.push(s.clone());
+    }
+    for slug in &named {
+        let t = lookup(state, slug)?;
+        signals.push(t);
+    }
+    if let HostSignal::CustomDomain(d) = &host {
+        // An unknown host name is not a tenant signal (the server may be reached by any name).
+        if let Some(t) = state.directory.by_domain(&state.app.catalog, d)? {
+            signals.push(t);
+        }
+    }
+    let tenant = signals.first().cloned().ok_or(Error::NoRoute)?;
+    if signals.iter().any(|t| t.id != tenant.id) {
+        return Err(Error::invalid(
+            "tenant_conflict",
+            "the request names more than one tenant (path, X-Tenant, Host)",
+        ));
+    }
+    let matched = state.router.find(Scope::Tenant, req.method, &rest)?;
+    Ok((matched, Some(tenant)))
+}
+
+/// Active or suspended tenant by slug; unknown and deleted tenants are the same 404.
+fn lookup(state: &ServerState, slug: &Slug) -> Result<Arc<TenantRecord>> {
+    match state.directory.by_slug(&state.app.catalog, slug)? {
+        Some(t) if t.status != TenantStatus::Deleted => Ok(t),
+        _ => Err(Error::NotFound(format!("tenant {:?}", slug.as_str()))),
+    }
+}
+
+fn write_response(rq: tiny_http::Request, resp: Resp, id: &str) {
+    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+    let mut push = |name: &str, value: &str| {
+        if !response::header_name_ok(name) || !response::header_value_ok(value) {
+            crate::log::request(
+                "WARN",
+                id,
+                &format!("dropped response header {name:?}: unsafe characters"),
+            );
+            return;
+        }
+        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
+            out.add_header(h);
+        }
+    };
+    push("Content-Type", resp.content_type);
+    push("X-Request-Id", id);
+    for (k, v) in response::SECURITY_HEADERS {
+        push(k, v);
+    }
+    let has_cache = resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
+    for (k, v) in &resp.headers {
+        push(k, v);
+    }
+    if !has_cache {
+        push("Cache-Control", "no-store");
+    }
+    if let Err(e) = rq.respond(out) {
+        crate::log::request(
+            "INFO",
+            id,
+            &format!("client went away before the response was sent: {e}"),
+        );
+    }
+}

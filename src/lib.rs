@@ -1,0 +1,18 @@
+//! tenantd: one binary that turns one server into a multi-tenant SaaS platform. Every tenant
+//! lives in its own SQLite file; `catalog.db` knows the tenants. See `docs/architecture.md`.
+
+pub mod api;
+pub mod app;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod demo;
+pub mod directory;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod log;
+pub mod store;
+pub mod tenancy;
+pub mod util;

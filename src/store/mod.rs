@@ -1,0 +1,278 @@
+//! Per-tenant SQLite files: paths, the template new tenants are copied from, and the LRU of
+//! open tenant pools. Request paths open files **without** create: a missing file is
+//! `tenant_unavailable`, never a new empty database.
+
+pub mod fleet;
+pub mod schema;
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::Connection;
+use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::db::{self, Durability, Pool, PooledConn};
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use schema::TenantSchema;
+
+/// Where things live under the data dir. Only minted `TenantId`s become path components.
+#[derive(Clone, Debug)]
+pub struct Paths {
+    pub data_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(data_dir: &Path) -> Self {
+        Paths {
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+    pub fn tenant_dir(&self, id: &TenantId) -> PathBuf {
+        self.data_dir.join("tenants").join(id.as_str())
+    }
+    pub fn tenant_db(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("data.db")
+    }
+    pub fn tenant_assets(&self, id: &TenantId) -> PathBuf {
+        self.tenant_dir(id).join("assets")
+    }
+    pub fn backups(&self, id: &TenantId) -> PathBuf {
+        self.data_dir.join("backups").join(id.as_str())
+    }
+    /// Scratch space on the same filesystem, so finished files can be renamed into place.
+    pub fn tmp(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+    pub fn template_dir(&self) -> PathBuf {
+        self.data_dir.join("template")
+    }
+}
+
+/// One open tenant: its pool of connections.
+pub struct TenantHandle {
+    pub id: TenantId,
+    pool: Pool,
+}
+
+impl TenantHandle {
+    pub fn conn(&self) -> Result<PooledConn> {
+        Ok(self.pool.get()?)
+    }
+}
+
+/// Counters for health and metrics.
+#[derive(Default)]
+pub struct StoreStats {
+    pub hits: AtomicU64,
+    pub misses: AtomicU64,
+    pub evictions: AtomicU64,
+    pub lazy_migrations: AtomicU64,
+}
+
+/// The LRU of open tenants. The global lock is held only for map operations: opening a cold
+/// tenant (disk, pragmas, maybe a lazy migration) happens outside it.
+pub struct TenantStore {
+    paths: Paths,
+    schema: Arc<TenantSchema>,
+    pool_size: u32,
+    threads: Arc<ScheduledThreadPool>,
+    open: Mutex<LruCache<TenantId, Arc<TenantHandle>>>,
+    pub stats: StoreStats,
+}
+
+/// What the store needs to know about a tenant to open it.
+pub struct OpenRequest<'a> {
+    pub id: &'a TenantId,
+    /// Set by `schema rollback`: lazy migration must not go past this version.
+    pub schema_hold: Option<i64>,
+}
+
+/// Result of opening: whether a lazy migration ran (the caller records it in the catalog).
+pub struct Opened {
+    pub handle: Arc<TenantHandle>,
+    pub migrated_from: Option<i64>,
+}
+
+impl TenantStore {
+    pub fn new(
+        paths: Paths,
+        schema: Arc<TenantSchema>,
+        max_open: usize,
+        pool_size: u32,
+        threads: Arc<ScheduledThreadPool>,
+    ) -> Self {
+        let cap = NonZeroUsize::new(max_open.max(1)).unwrap_or(NonZeroUsize::MIN);
+        TenantStore {
+            paths,
+            schema,
+            pool_size,
+            threads,
+            open: Mutex::new(LruCache::new(cap)),
+            stats: StoreStats::default(),
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn schema(&self) -> &Arc<TenantSchema> {
+        &self.schema
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.open.lock().len()
+    }
+
+    /// The open handle for a tenant, opening (and lazily migrating) it on a miss.
+    pub fn get(&self, req: &OpenRequest<'_>) -> Result<Opened> {
+        if let Some(h) = self.open.lock().get(req.id).cloned() {
+            self.stats.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(Opened {
+                handle: h,
+                migrated_from: None,
+            });
+        }
+        self.stats.misses.fetch_add(1, Ordering::Relaxed);
+        let (handle, migrated_from) = self.open_cold(req)?;
+        let handle = Arc::new(handle);
+        let evicted = {
+            let mut lru = self.open.lock();
+            if let Some(existing) = lru.get(req.id).cloned() {
+                // Another thread opened it meanwhile: keep theirs, drop ours outside the lock.
+                return Ok(Opened {
+                    handle: existing,
+                    migrated_from,
+                });
+            }
+            lru.push(req.id.clone(), handle.clone())
+        };
+        if let Some((old_id, _old)) = evicted {
+            if old_id != *req.id {
+                self.stats.evictions.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        // `_old` drops here, outside the lock: its connections close when the last user returns them.
+        Ok(Opened {
+            handle,
+            migrated_from,
+        })
+    }
+
+    fn open_cold(&self, req: &OpenRequest<'_>) -> Result<(TenantHandle, Option<i64>)> {
+        let path = self.paths.tenant_db(req.id);
+        if !path.is_file() {
+            return Err(Error::unavailable(format!(
+                "tenant {} has no data file at {}",
+                req.id,
+                path.display()
+            )));
+        }
+        let manager = SqliteConnectionManager::file(&path)
+            .with_flags(db::existing_file_flags())
+            .with_init(|c| db::configure(c, Durability::Normal));
+        let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
+        let mut conn = pool.get()?;
+        let version = db::user_version(&conn)?;
+        let target = match req.schema_hold {
+            Some(hold) => hold.min(self.schema.target()),
+            None => self.schema.target(),
+        };
+        let mut migrated_from = None;
+        if version < target {
+            // Lazy safety net: a tenant still behind when opened is migrated before use.
+            let from = self.schema.migrate(&mut conn, target)?;
+            if from < target {
+                migrated_from = Some(from);
+                self.stats.lazy_migrations.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        drop(conn);
+        Ok((
+            TenantHandle {
+                id: req.id.clone(),
+                pool,
+            },
+            migrated_from,
+        ))
+    }
+
+    /// Forgets an open tenant (before its file is replaced, moved or removed).
+    pub fn evict(&self, id: &TenantId) {
+        let old = self.open.lock().pop(id);
+        drop(old);
+    }
+
+    /// Checkpoints every open tenant's WAL (at shutdown). Errors are returned per tenant.
+    pub fn checkpoint_all(&self) -> Vec<(TenantId, Error)> {
+        let handles: Vec<Arc<TenantHandle>> =
+            self.open.lock().iter().map(|(_, h)| h.clone()).collect();
+        let mut errors = Vec::new();
+        for h in handles {
+            let res = h
+                .conn()
+                .and_then(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?));
+            if let Err(e) = res {
+                errors.push((h.id.clone(), e));
+            }
+        }
+        errors
+    }
+
+    /// Makes sure the pre-migrated template for the current schema exists and returns its path.
+    /// New tenants are a file copy of it, so signup never runs migrations.
+    pub fn ensure_template(&self) -> Result<PathBuf> {
+        let dir = self.paths.template_dir();
+        let path = dir.join(format!(
+            "tenant-v{}-{}.db",
+            self.schema.target(),
+            &self.schema.set_hash[..12]
+        ));
+        if path.is_file() {
+            return Ok(path);
+        }
+        std::fs::create_dir_all(&dir)?;
+        let tmp = dir.join(format!(".building-{}.db", crate::util::random_hex(6)));
+        let build = || -> Result<()> {
+            let mut conn = Connection::open(&tmp)?;
+            db::configure(&conn, Durability::Normal)?;
+            self.schema.migrate(&mut conn, self.schema.target())?;
+            conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=WAL;")?;
+            conn.close().map_err(|(_, e)| e)?;
+            Ok(())
+        };
+        let res = build().and_then(|_| Ok(std::fs::rename(&tmp, &path)?));
+        if res.is_err() {
+            remove_db_files(&tmp);
+        }
+        res.map(|_| path)
+    }
+}
+
+/// Removes a database file with its `-wal` and `-shm` companions, ignoring missing ones.
+pub fn remove_db_files(path: &Path) {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Consistent copy of an open database into a new file (`VACUUM INTO`), readable while
+/// writers continue (it reads one snapshot).
+pub fn snapshot_into(conn: &Connection, dest: &Path) -> Result<()> {
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let dest_str = dest
+        .to_str()
+        .ok_or_else(|| Error::Internal(format!("non-UTF-8 snapshot path {}", dest.display())))?;
+    conn.execute("VACUUM INTO ?1", [dest_str])?;
+    Ok(())
+}

@@ -7,6 +7,7 @@ use scheduled_thread_pool::ScheduledThreadPool;
 
 use crate::catalog::{self, Catalog};
 use crate::config::Config;
+use crate::directory::TenantDirectory;
 use crate::error::{Error, Result};
 use crate::ids::Slug;
 use crate::store::schema::TenantSchema;
@@ -17,6 +18,8 @@ pub struct App {
     pub catalog: Catalog,
     pub store: TenantStore,
     pub paths: Paths,
+    /// Hot-path tenant lookups; invalidated on every catalog change (see `directory`).
+    pub directory: TenantDirectory,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -67,6 +70,7 @@ impl App {
             catalog,
             store,
             paths,
+            directory: TenantDirectory::default(),
         }))
     }
 
@@ -81,7 +85,7 @@ impl App {
                 Some(h) => h.min(self.store.schema().target()),
                 None => self.store.schema().target(),
             };
-            self.catalog.write(|tx| {
+            self.change(|tx| {
                 catalog::tenants::set_schema_version(tx, &t.id, to, t.schema_hold)?;
                 catalog::audit::append(
                     tx,
@@ -99,6 +103,14 @@ impl App {
             })?;
         }
         Ok(opened)
+    }
+
+    /// A catalog write that changes tenants: commits, then drops cached lookups at once so this
+    /// process never serves a stale tenant (other processes are seen through the watcher).
+    pub fn change<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let out = self.catalog.write(f);
+        self.directory.invalidate();
+        out
     }
 
     /// Tenant by slug, `NotFound` when there is none.

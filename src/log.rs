@@ -1,7 +1,6 @@
 //! Plain line logging to stderr: `time level [req=id] message`. journald adds its own metadata,
 //! so lines stay short and greppable. `TENANTD_LOG=quiet` keeps only warnings and errors.
 
-use std::io::Write;
 use std::sync::OnceLock;
 
 fn quiet() -> bool {
@@ -11,12 +10,13 @@ fn quiet() -> bool {
 
 fn emit(level: &str, req: Option<&str>, msg: &str) {
     let ts = crate::util::rfc3339(crate::util::now_unix());
-    // One write call per line so concurrent workers do not interleave within a line.
+    // One formatted line per call so concurrent workers do not interleave within a line.
     let line = match req {
         Some(r) => format!("{ts} {level} req={r} {msg}\n"),
         None => format!("{ts} {level} {msg}\n"),
     };
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    // eprint! (not a raw stderr handle) so the test harness captures it.
+    eprint!("{line}");
 }
 
 pub fn info(msg: &str) {

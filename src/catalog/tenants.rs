@@ -142,9 +142,9 @@ pub fn find_by_domain(conn: &Connection, domain: &str) -> Result<Option<TenantRe
 /// All tenants in a stable order (creation time, then id), deleted ones only when asked.
 pub fn list(conn: &Connection, include_deleted: bool) -> Result<Vec<TenantRecord>> {
     let sql = if include_deleted {
-        format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, id")
+        format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, rowid")
     } else {
-        format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, id")
+        format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid")
     };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;

@@ -18,7 +18,6 @@ use super::router::{Access, Matched, Router, Scope};
 use super::{Ctx, Method, Req, Resp};
 use crate::app::App;
 use crate::catalog::tenants::{TenantRecord, TenantStatus};
-use crate::directory::TenantDirectory;
 use crate::error::{Error, Result};
 use crate::ids::Slug;
 
@@ -26,7 +25,6 @@ use crate::ids::Slug;
 pub struct ServerState {
     pub app: Arc<App>,
     pub router: Router,
-    pub directory: TenantDirectory,
     pub draining: AtomicBool,
     pub inflight: AtomicUsize,
     pub requests: AtomicU64,
@@ -37,11 +35,10 @@ pub struct ServerState {
 }
 
 impl ServerState {
-    pub fn new(app: Arc<App>) -> ServerState {
+    pub fn new(app: Arc<App>, router: Router) -> ServerState {
         ServerState {
             app,
-            router: crate::api::router(),
-            directory: TenantDirectory::default(),
+            router,
             draining: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
@@ -84,6 +81,11 @@ pub struct RunningServer {
 
 /// Binds `listen` and starts the workers and the catalog watcher.
 pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
+    start_with_router(app, listen, crate::api::router())
+}
+
+/// `start` with another route table (tests add routes that panic or misbehave on purpose).
+pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<RunningServer> {
     raise_fd_limit();
     let http = tiny_http::Server::http(listen)
         .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
@@ -92,7 +94,7 @@ pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
         .to_ip()
         .ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
-    let state = Arc::new(ServerState::new(app.clone()));
+    let state = Arc::new(ServerState::new(app.clone(), router));
     let (stop_tx, stop_rx) = mpsc::channel();
     let workers = (0..app.config.workers)
         .map(|i| {
@@ -164,6 +166,10 @@ impl RunningServer {
         for w in self.workers.drain(..) {
             let _ = w.join();
         }
+        // Requests that connection threads queued after the markers: serve them here.
+        while let Ok(Some(rq)) = self.http.try_recv() {
+            serve_one(&self.state, rq);
+        }
         let _ = self.watcher_stop.send(());
         if let Some(w) = self.watcher.take() {
             let _ = w.join();
@@ -182,20 +188,13 @@ impl RunningServer {
 
 fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sender<StopReason>) {
     loop {
-        if state.draining.load(Ordering::SeqCst) {
-            // Serve whatever was already accepted, then leave.
-            while let Ok(Some(rq)) = http.try_recv() {
-                serve_one(state, rq);
-            }
-            return;
-        }
         match http.recv() {
             Ok(rq) => serve_one(state, rq),
-            Err(_) if state.draining.load(Ordering::SeqCst) => continue,
+            // `shutdown` queues one unblock marker per worker behind the requests already
+            // accepted (the queue is FIFO), so those are all served before every worker leaves.
+            Err(_) if state.draining.load(Ordering::SeqCst) => return,
             Err(e) => {
-                crate::log::error(&format!(
-                    "accept loop failed: {e}; shutting down so the service manager restarts us"
-                ));
+                crate::log::error(&format!("accept loop failed: {e}; shutting down so the service manager restarts us"));
                 let _ = stop.send(StopReason::AcceptFailed);
                 return;
             }
@@ -223,7 +222,7 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
         let now = read();
         if now != last {
-            state.directory.invalidate();
+            state.app.directory.invalidate();
             last = now;
         }
     }
@@ -402,7 +401,7 @@ fn route<'s>(
     }
     if let HostSignal::CustomDomain(d) = &host {
         // An unknown host name is not a tenant signal (the server may be reached by any name).
-        if let Some(t) = state.directory.by_domain(&state.app.catalog, d)? {
+        if let Some(t) = state.app.directory.by_domain(&state.app.catalog, d)? {
             signals.push(t);
         }
     }
@@ -419,7 +418,7 @@ fn route<'s>(
 
 /// Active or suspended tenant by slug; unknown and deleted tenants are the same 404.
 fn lookup(state: &ServerState, slug: &Slug) -> Result<Arc<TenantRecord>> {
-    match state.directory.by_slug(&state.app.catalog, slug)? {
+    match state.app.directory.by_slug(&state.app.catalog, slug)? {
         Some(t) if t.status != TenantStatus::Deleted => Ok(t),
         _ => Err(Error::NotFound(format!("tenant {:?}", slug.as_str()))),
     }

@@ -4,9 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use rusqlite::backup::Backup;
 use rusqlite::{Connection, TransactionBehavior};
 use serde::Serialize;
 use serde_json::json;
@@ -310,7 +309,7 @@ pub fn migrate(
         return Ok(report);
     }
 
-    let run_id = app.catalog.write(|tx| {
+    let run_id = app.change(|tx| {
         if !opts.dry_run {
             for m in &schema.migrations {
                 ledger::remember_file(tx, m.version, &m.name, &m.sha256, now_unix())?;
@@ -334,7 +333,7 @@ pub fn migrate(
             } else {
                 migrate_one(app, p, target, run_id)
             };
-            if let Err(e) = app.catalog.write(|tx| {
+            if let Err(e) = app.change(|tx| {
                 ledger::record(tx, run_id, &o, now_unix())?;
                 if o.status == "migrated" {
                     tenants::set_schema_version(tx, &p.tenant.id, o.to_version, None)?;
@@ -373,7 +372,7 @@ pub fn migrate(
     };
     let (m, f) = (report.migrated() as i64, report.failed() as i64);
     let skipped = (total - report.outcomes.len()) as i64;
-    app.catalog.write(|tx| {
+    app.change(|tx| {
         ledger::finish_run(tx, run_id, status, m, f, skipped, now_unix())?;
         if !opts.dry_run {
             audit::append(
@@ -441,16 +440,15 @@ fn outcome(
     }
 }
 
-/// Snapshot, then migrate, in one IMMEDIATE transaction: the snapshot is taken under the write
-/// lock, so no write can slip in between it and the migration (rollback loses nothing of the
-/// migration run itself).
+/// Takes the tenant's write lock, snapshots the committed state through a second connection
+/// (WAL readers see exactly the last commit, and nobody can commit while we hold the lock), then
+/// migrates and commits. So no write can slip in between the snapshot and the migration.
+/// (The backup API cannot read from the connection that holds the write transaction: it
+/// answers SQLITE_LOCKED.)
 fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcome {
     let started = Instant::now();
     let path = app.paths.tenant_db(&p.tenant.id);
-    let snapshot = app
-        .paths
-        .backups(&p.tenant.id)
-        .join(format!("premigrate-run{run_id}-v{}.db", p.from));
+    let snapshot = app.paths.backups(&p.tenant.id).join(format!("premigrate-run{run_id}-v{}.db", p.from));
     let res = (|| -> Result<i64> {
         let mut conn = db::open_existing(&path, Durability::Normal)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -458,33 +456,20 @@ fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcom
         if from >= target {
             return Ok(from);
         }
-        backup_to(&tx, &snapshot)?;
+        crate::store::remove_db_files(&snapshot);
+        let reader = db::open_existing(&path, Durability::Normal)?;
+        crate::store::snapshot_into(&reader, &snapshot)?;
+        drop(reader);
         app.store.schema().apply_in(&tx, from, target)?;
         tx.commit()?;
         Ok(from)
     })();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match res {
-        Ok(from) => outcome(
-            &p.tenant,
-            from,
-            target,
-            "migrated",
-            None,
-            ms,
-            Some(snapshot.display().to_string()),
-        ),
+        Ok(from) => outcome(&p.tenant, from, target, "migrated", None, ms, Some(snapshot.display().to_string())),
         Err(e) => {
             crate::store::remove_db_files(&snapshot);
-            outcome(
-                &p.tenant,
-                p.from,
-                target,
-                "failed",
-                Some(error_text(&e)),
-                ms,
-                None,
-            )
+            outcome(&p.tenant, p.from, target, "failed", Some(error_text(&e)), ms, None)
         }
     }
 }
@@ -494,17 +479,6 @@ fn error_text(e: &Error) -> String {
         Error::Invalid { message, .. } => message.clone(),
         other => other.log_detail(),
     }
-}
-
-/// Copies the database behind `src` (inside its current transaction) to a new file.
-fn backup_to(src: &Connection, dest: &Path) -> Result<()> {
-    if let Some(dir) = dest.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    crate::store::remove_db_files(dest);
-    let mut dst = Connection::open(dest)?;
-    Backup::new(src, &mut dst)?.run_to_completion(1024, Duration::ZERO, None)?;
-    Ok(())
 }
 
 /// Migrates a throwaway copy; the tenant's own file is only read.
@@ -571,7 +545,7 @@ pub fn rollback(app: &App) -> Result<RollbackReport> {
             Ok(()) => {
                 let mut o = row.clone();
                 o.status = "rolled_back".into();
-                app.catalog.write(|tx| {
+                app.change(|tx| {
                     ledger::record(tx, run_id, &o, now_unix())?;
                     let id = crate::ids::TenantId::parse(&o.tenant_id)?;
                     tenants::set_schema_version(tx, &id, o.from_version, Some(o.from_version))
@@ -586,7 +560,7 @@ pub fn rollback(app: &App) -> Result<RollbackReport> {
     } else {
         "failed"
     };
-    app.catalog.write(|tx| {
+    app.change(|tx| {
         tx.execute(
             "UPDATE migration_runs SET status = ?2 WHERE id = ?1",
             rusqlite::params![run_id, status],

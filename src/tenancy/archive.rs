@@ -125,7 +125,7 @@ pub fn export(app: &App, slug: &Slug, out: &Path, actor: &Actor) -> Result<Manif
         let _ = std::fs::remove_file(&partial);
         return Err(e);
     }
-    app.catalog.write(|tx| {
+    app.change(|tx| {
         record_event(
             tx,
             actor,
@@ -244,7 +244,7 @@ pub fn import(
         deleted_at: None,
         purge_after: None,
     };
-    let res = app.catalog.write(|tx| {
+    let res = app.change(|tx| {
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;
         tenants::set_plan(tx, &id, &plan, now)?;

@@ -94,7 +94,7 @@ pub fn create(
         deleted_at: None,
         purge_after: None,
     };
-    let res = app.catalog.write(|tx| {
+    let res = app.change(|tx| {
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;
         tenants::set_plan(tx, &id, &plan, now)?;
@@ -177,7 +177,7 @@ fn transition(
     action: &str,
     next: impl FnOnce(&TenantRecord) -> Result<(TenantStatus, Option<i64>)>,
 ) -> Result<TenantRecord> {
-    app.catalog.write(|tx| {
+    app.change(|tx| {
         let mut t = tenants::get_by_slug(tx, slug)?;
         let from = t.status;
         let (status, purge_after) = next(&t)?;
@@ -199,7 +199,7 @@ fn transition(
 
 pub fn set_plan(app: &App, slug: &Slug, plan: &str, actor: &Actor) -> Result<TenantRecord> {
     validate_plan(app, plan)?;
-    app.catalog.write(|tx| {
+    app.change(|tx| {
         let mut t = tenants::get_by_slug(tx, slug)?;
         let old = std::mem::replace(&mut t.plan, plan.to_string());
         if old != plan {
@@ -246,7 +246,7 @@ pub fn purge(app: &App, slug: &Slug, actor: &Actor) -> Result<PurgeReport> {
     }
     let (files, bytes) = dir_usage(&trash);
     let now = now_unix();
-    let res = app.catalog.write(|tx| {
+    let res = app.change(|tx| {
         tenants::insert_deletion(
             tx,
             &DeletionRecord {

@@ -1,0 +1,153 @@
+//! Test fixture: a real server on 127.0.0.1:0 with a temp data dir, stopped on drop; and a
+//! runner for the real `tenantd` binary against the same data dir.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tenantd::app::{App, OpenMode};
+use tenantd::config::Config;
+use tenantd::http::client::{Client, Response};
+use tenantd::http::server::{self, RunningServer};
+use tenantd::ids::Slug;
+use tenantd::tenancy::{self, Actor};
+
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub app: Arc<App>,
+    server: Option<RunningServer>,
+}
+
+pub fn config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.data_dir = dir.join("data");
+    c.listen = "127.0.0.1:0".into();
+    c.workers = 4;
+    c
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        Self::start_with(|_| {})
+    }
+
+    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        tweak(&mut c);
+        let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
+        let server = server::start(app.clone(), "127.0.0.1:0").unwrap();
+        TestServer { dir, app, server: Some(server) }
+    }
+
+    pub fn with_router(router: tenantd::http::router::Router) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let app = App::open(config(dir.path()), OpenMode::CreateIfMissing).unwrap();
+        let server = server::start_with_router(app.clone(), "127.0.0.1:0", router).unwrap();
+        TestServer { dir, app, server: Some(server) }
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.server.as_ref().unwrap().addr()
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.addr())
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        self.client().get(path).unwrap()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.app.config.data_dir.clone()
+    }
+
+    pub fn create_tenant(&self, slug: &str) -> tenantd::catalog::tenants::TenantRecord {
+        tenancy::create(&self.app, &Slug::parse(slug).unwrap(), &format!("Tenant {slug}"), None, &Actor::cli()).unwrap()
+    }
+
+    /// Runs the real binary against this server's data dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.data_dir(), args)
+    }
+
+    pub fn state(&self) -> &tenantd::http::server::ServerState {
+        &self.server.as_ref().unwrap().state
+    }
+
+    pub fn stop(mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            let _ = s.shutdown();
+        }
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_tenantd")
+}
+
+pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("TENANTD_LOG", "quiet")
+        .env_remove("TENANTD_CONFIG")
+        .current_dir(data_dir.parent().unwrap_or(data_dir))
+        .output()
+        .unwrap()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `check` until it holds or `limit` passes; returns how long it took. Used only to
+/// assert an upper bound on propagation time (e.g. "within one second"), never to wait for
+/// something we could observe directly.
+pub fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Every file below `dir` (for "no file touched" checks).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}

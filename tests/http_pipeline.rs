@@ -1,0 +1,206 @@
+//! The request pipeline over real sockets: routing, tenant resolution, path hardening, body
+//! limits, ambiguous lengths, panics, unsafe headers, health.
+
+mod common;
+
+use common::TestServer;
+use tenantd::http::router::{Access, Route, Router, Scope};
+use tenantd::http::{Ctx, Method, Req, Resp};
+
+#[test]
+fn health_endpoints_answer_health_json() {
+    let s = TestServer::start();
+    for path in ["/health/liveness", "/health/readiness", "/health/", "/health"] {
+        let r = s.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.header("content-type"), Some("application/health+json"));
+        assert!(r.header("cache-control").unwrap().starts_with("max-age"));
+        assert_eq!(r.json()["status"], "pass", "{path}");
+    }
+    let ready = s.get("/health/readiness").json();
+    assert_eq!(ready["checks"]["catalog:responseTime"][0]["status"], "pass");
+    assert_eq!(ready["checks"]["datadir:writable"][0]["status"], "pass");
+}
+
+#[test]
+fn every_response_has_request_id_and_security_headers() {
+    let s = TestServer::start();
+    for path in ["/health/liveness", "/nope", "/api/v1/t/missing"] {
+        let r = s.get(path);
+        let id = r.header("x-request-id").unwrap();
+        assert_eq!(id.len(), 16);
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(r.header("x-frame-options"), Some("DENY"));
+        assert!(r.header("content-security-policy").is_some());
+    }
+}
+
+#[test]
+fn tenant_resolution_by_path_header_and_host() {
+    let s = TestServer::start_with(|c| c.base_domain = Some("example.test".into()));
+    s.create_tenant("acme");
+    s.create_tenant("globex");
+    let mut c = s.client();
+    let by_path = c.get("/api/v1/t/acme").unwrap();
+    assert_eq!(by_path.status, 200, "{}", by_path.text());
+    assert_eq!(by_path.json()["slug"], "acme");
+    let by_header = c.request("GET", "/api/v1/", &[("X-Tenant", "globex")], b"").unwrap();
+    assert_eq!(by_header.json()["slug"], "globex");
+    // tiny_http needs the Host header we give it; the client sends its own first, so send raw.
+    let raw = b"GET /api/v1/ HTTP/1.1\r\nHost: acme.example.test:8080\r\n\r\n";
+    let by_host = c.raw(raw, false).unwrap();
+    assert_eq!(by_host.status, 200, "{}", by_host.text());
+    assert_eq!(by_host.json()["slug"], "acme");
+}
+
+#[test]
+fn conflicting_tenant_signals_are_400_not_a_guess() {
+    let s = TestServer::start_with(|c| c.base_domain = Some("example.test".into()));
+    s.create_tenant("acme");
+    s.create_tenant("globex");
+    let mut c = s.client();
+    let r = c.request("GET", "/api/v1/t/acme", &[("X-Tenant", "globex")], b"").unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "tenant_conflict");
+    let raw = b"GET /api/v1/t/acme HTTP/1.1\r\nHost: globex.example.test\r\n\r\n";
+    let r = c.raw(raw, false).unwrap();
+    assert_eq!(r.json()["error"]["code"], "tenant_conflict");
+    // Agreeing signals are fine.
+    let r = c.request("GET", "/api/v1/t/acme", &[("X-Tenant", "acme")], b"").unwrap();
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn bad_slugs_and_encoded_traversal_are_400_and_touch_no_file() {
+    let s = TestServer::start();
+    s.create_tenant("acme");
+    let before = common::files_under(&s.data_dir());
+    let mut c = s.client();
+    for path in [
+        "/api/v1/t/%2e%2e/",
+        "/api/v1/t/%2E%2E",
+        "/api/v1/t/a%2fb",
+        "/api/v1/t/..%2f..%2fetc",
+        "/api/v1/t/ACME",
+        "/api/v1/t/-acme",
+        "/api/v1/t/a%00b",
+        "/api/v1/t/acme_1",
+        &format!("/api/v1/t/{}", "a".repeat(64)),
+    ] {
+        let r = c.get(path).unwrap();
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        let code = r.json()["error"]["code"].as_str().unwrap().to_string();
+        assert!(code == "invalid_slug" || code == "invalid_path", "{path}: {code}");
+    }
+    let r = c.request("GET", "/api/v1/", &[("X-Tenant", "../x")], b"").unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(common::files_under(&s.data_dir()), before, "no file may be created or removed");
+}
+
+#[test]
+fn unknown_tenant_is_404_and_creates_nothing() {
+    let s = TestServer::start();
+    let before = common::files_under(&s.data_dir());
+    let r = s.get("/api/v1/t/ghost");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["error"]["code"], "not_found");
+    assert_eq!(common::files_under(&s.data_dir()), before);
+}
+
+#[test]
+fn missing_tenant_file_is_503_tenant_unavailable_never_recreated() {
+    let s = TestServer::start();
+    let t = s.create_tenant("acme");
+    let db = s.app.paths.tenant_db(&t.id);
+    std::fs::remove_file(&db).unwrap();
+    let r = s.get("/api/v1/t/acme");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "tenant_unavailable");
+    assert!(!db.exists(), "a missing tenant file must not be recreated empty");
+}
+
+#[test]
+fn unknown_route_404_and_wrong_method_405_with_allow() {
+    let s = TestServer::start();
+    s.create_tenant("acme");
+    let mut c = s.client();
+    assert_eq!(c.get("/nope").unwrap().status, 404);
+    let r = c.request("DELETE", "/health/liveness", &[], b"").unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET"));
+    let r = c.request("PUT", "/api/v1/t/acme", &[], b"{}").unwrap();
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn ambiguous_lengths_are_refused() {
+    let s = TestServer::start();
+    let mut c = s.client();
+    let both = b"POST /health/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n";
+    let r = c.raw(both, false).unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "ambiguous_length");
+    let mut c = s.client();
+    let twice = b"POST /health/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nab";
+    let r = c.raw(twice, false).unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "ambiguous_length");
+}
+
+#[test]
+fn oversized_bodies_are_413() {
+    let s = TestServer::start_with(|c| c.max_body_bytes = 4096);
+    let mut c = s.client();
+    let body = vec![b'x'; 5000];
+    let r = c.request("POST", "/health/liveness", &[("Content-Type", "application/json")], &body).unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"]["code"], "payload_too_large");
+    // Chunked bodies are capped while reading.
+    let mut c = s.client();
+    let mut raw = b"POST /health/liveness HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
+    raw.extend_from_slice(&body);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let r = c.raw(&raw, false).unwrap();
+    assert_eq!(r.status, 413);
+}
+
+fn boom(_: &Ctx<'_>, _: &Req) -> tenantd::error::Result<Resp> {
+    panic!("deliberate test panic")
+}
+
+fn evil_header(_: &Ctx<'_>, _: &Req) -> tenantd::error::Result<Resp> {
+    Ok(Resp::json(200, &"ok").with_header("X-Evil", "a\r\nSet-Cookie: pwned=1").with_header("X-Fine", "yes"))
+}
+
+fn test_router() -> Router {
+    let mut r = tenantd::api::router();
+    let route = |pattern, handler| Route { method: Method::Get, scope: Scope::Global, pattern, handler, access: Access::Public };
+    r.routes.push(route("/test/boom", boom));
+    r.routes.push(route("/test/evil", evil_header));
+    r
+}
+
+#[test]
+fn a_panicking_handler_is_a_500_and_workers_live_on() {
+    let s = TestServer::with_router(test_router());
+    // More panics than workers: if a panic killed its worker, later requests would hang.
+    for _ in 0..10 {
+        let r = s.get("/test/boom");
+        assert_eq!(r.status, 500);
+        assert_eq!(r.json()["error"]["code"], "internal");
+        assert!(!r.text().contains("deliberate"), "panic text must not reach the client");
+    }
+    assert_eq!(s.get("/health/liveness").status, 200);
+    assert_eq!(s.state().panics.load(std::sync::atomic::Ordering::Relaxed), 10);
+}
+
+#[test]
+fn header_values_with_crlf_are_never_sent() {
+    let s = TestServer::with_router(test_router());
+    let r = s.get("/test/evil");
+    assert_eq!(r.status, 200);
+    assert!(r.header("x-evil").is_none());
+    assert!(r.header("set-cookie").is_none());
+    assert_eq!(r.header("x-fine"), Some("yes"));
+}

@@ -144,7 +144,9 @@ pub fn list(conn: &Connection, include_deleted: bool) -> Result<Vec<TenantRecord
     let sql = if include_deleted {
         format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, rowid")
     } else {
-        format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid")
+        format!(
+            "SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid"
+        )
     };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;

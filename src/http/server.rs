@@ -194,7 +194,9 @@ fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sende
             // accepted (the queue is FIFO), so those are all served before every worker leaves.
             Err(_) if state.draining.load(Ordering::SeqCst) => return,
             Err(e) => {
-                crate::log::error(&format!("accept loop failed: {e}; shutting down so the service manager restarts us"));
+                crate::log::error(&format!(
+                    "accept loop failed: {e}; shutting down so the service manager restarts us"
+                ));
                 let _ = stop.send(StopReason::AcceptFailed);
                 return;
             }

@@ -448,7 +448,10 @@ fn outcome(
 fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcome {
     let started = Instant::now();
     let path = app.paths.tenant_db(&p.tenant.id);
-    let snapshot = app.paths.backups(&p.tenant.id).join(format!("premigrate-run{run_id}-v{}.db", p.from));
+    let snapshot = app
+        .paths
+        .backups(&p.tenant.id)
+        .join(format!("premigrate-run{run_id}-v{}.db", p.from));
     let res = (|| -> Result<i64> {
         let mut conn = db::open_existing(&path, Durability::Normal)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -466,10 +469,26 @@ fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcom
     })();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match res {
-        Ok(from) => outcome(&p.tenant, from, target, "migrated", None, ms, Some(snapshot.display().to_string())),
+        Ok(from) => outcome(
+            &p.tenant,
+            from,
+            target,
+            "migrated",
+            None,
+            ms,
+            Some(snapshot.display().to_string()),
+        ),
         Err(e) => {
             crate::store::remove_db_files(&snapshot);
-            outcome(&p.tenant, p.from, target, "failed", Some(error_text(&e)), ms, None)
+            outcome(
+                &p.tenant,
+                p.from,
+                target,
+                "failed",
+                Some(error_text(&e)),
+                ms,
+                None,
+            )
         }
     }
 }

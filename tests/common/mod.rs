@@ -39,14 +39,22 @@ impl TestServer {
         tweak(&mut c);
         let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
         let server = server::start(app.clone(), "127.0.0.1:0").unwrap();
-        TestServer { dir, app, server: Some(server) }
+        TestServer {
+            dir,
+            app,
+            server: Some(server),
+        }
     }
 
     pub fn with_router(router: tenantd::http::router::Router) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let app = App::open(config(dir.path()), OpenMode::CreateIfMissing).unwrap();
         let server = server::start_with_router(app.clone(), "127.0.0.1:0", router).unwrap();
-        TestServer { dir, app, server: Some(server) }
+        TestServer {
+            dir,
+            app,
+            server: Some(server),
+        }
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -66,7 +74,14 @@ impl TestServer {
     }
 
     pub fn create_tenant(&self, slug: &str) -> tenantd::catalog::tenants::TenantRecord {
-        tenancy::create(&self.app, &Slug::parse(slug).unwrap(), &format!("Tenant {slug}"), None, &Actor::cli()).unwrap()
+        tenancy::create(
+            &self.app,
+            &Slug::parse(slug).unwrap(),
+            &format!("Tenant {slug}"),
+            None,
+            &Actor::cli(),
+        )
+        .unwrap()
     }
 
     /// Runs the real binary against this server's data dir.

@@ -1,6 +1,8 @@
 //! Concurrency: the tenant LRU under parallel load, the CLI changing a data dir a server is
 //! using, and graceful shutdown of the real binary on SIGTERM.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
 mod common;
 
 use std::io::{BufRead, BufReader};

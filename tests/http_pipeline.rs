@@ -1,6 +1,8 @@
 //! The request pipeline over real sockets: routing, tenant resolution, path hardening, body
 //! limits, ambiguous lengths, panics, unsafe headers, health.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
 mod common;
 
 use common::TestServer;

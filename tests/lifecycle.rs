@@ -1,6 +1,8 @@
 //! Tenant lifecycle end to end: create, list, suspend/resume, soft delete, purge, export and
 //! import, with the platform audit chain recording every transition.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
 mod common;
 
 use common::{stderr, stdout, TestServer};

@@ -1,6 +1,8 @@
 //! Fleet schema migrations through the real CLI: a failing tenant, canaries, dry run, rollback,
 //! lazy migrate-on-open, drift, and the no-op run that only reads.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
 mod common;
 
 use std::path::{Path, PathBuf};

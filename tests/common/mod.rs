@@ -1,6 +1,6 @@
 //! Test fixture: a real server on 127.0.0.1:0 with a temp data dir, stopped on drop; and a
 //! runner for the real `tenantd` binary against the same data dir.
-#![allow(dead_code)]
+#![allow(dead_code, reason = "each test binary uses part of the fixture")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -21,11 +21,12 @@ pub struct TestServer {
 }
 
 pub fn config(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.data_dir = dir.join("data");
-    c.listen = "127.0.0.1:0".into();
-    c.workers = 4;
-    c
+    Config {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".into(),
+        workers: 4,
+        ..Config::default()
+    }
 }
 
 impl TestServer {

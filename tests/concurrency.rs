@@ -122,6 +122,7 @@ fn sigterm_drains_checkpoints_and_exits_zero() {
             "--listen",
             "127.0.0.1:0",
         ])
+        .env_remove("TENANTD_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -117,3 +117,75 @@ CREATE TABLE IF NOT EXISTS tenant_migrations (
     PRIMARY KEY (run_id, tenant_id)
 );
 CREATE INDEX IF NOT EXISTS tenant_migrations_tenant ON tenant_migrations(tenant_id, run_id);
+
+-- ---------------------------------------------------------------------------------------------
+-- Identity (catalog version 2): users belong to tenants through memberships with a role.
+
+CREATE TABLE IF NOT EXISTS users (
+    id                INTEGER PRIMARY KEY,
+    email             TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    password_hash     TEXT NOT NULL,                 -- argon2id PHC string
+    is_platform_admin INTEGER NOT NULL DEFAULT 0,
+    totp_secret       TEXT,                          -- base32; set at enrolment
+    totp_enabled      INTEGER NOT NULL DEFAULT 0,    -- 1 once confirmed
+    totp_last_step    INTEGER,                       -- replay protection
+    failed_logins     INTEGER NOT NULL DEFAULT 0,
+    locked_until      INTEGER,
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS recovery_codes (
+    user_id   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    code_hash TEXT NOT NULL,
+    used_at   INTEGER,
+    PRIMARY KEY (user_id, code_hash)
+);
+
+-- Custom roles per tenant; the built-in owner/admin/member/viewer are defined in code.
+CREATE TABLE IF NOT EXISTS roles (
+    tenant_id   TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    permissions TEXT NOT NULL,                        -- JSON array of "can_<action>:<resource>"
+    created_at  INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);
+
+CREATE TABLE IF NOT EXISTS memberships (
+    tenant_id  TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    role       TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, user_id)
+);
+CREATE INDEX IF NOT EXISTS memberships_user ON memberships(user_id);
+
+-- Sessions: only the SHA-256 of the token is stored.
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash   TEXT PRIMARY KEY,
+    user_id      INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at   INTEGER NOT NULL,
+    expires_at   INTEGER NOT NULL,                   -- absolute expiry
+    idle_seconds INTEGER NOT NULL,                   -- idle expiry window
+    last_seen_at INTEGER NOT NULL,
+    revoked_at   INTEGER,
+    csrf_token   TEXT NOT NULL,
+    source       TEXT,
+    user_agent   TEXT
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions(user_id);
+
+-- API keys: bound to one tenant, scoped, hashed at rest, shown once.
+CREATE TABLE IF NOT EXISTS api_keys (
+    id           TEXT PRIMARY KEY,
+    tenant_id    TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    name         TEXT NOT NULL,
+    key_hash     TEXT NOT NULL UNIQUE,
+    scope        TEXT NOT NULL CHECK (scope IN ('read', 'write', 'admin')),
+    tables       TEXT,                               -- JSON array, NULL = all tables
+    created_by   INTEGER,
+    created_at   INTEGER NOT NULL,
+    last_used_at INTEGER,
+    revoked_at   INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);

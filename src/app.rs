@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use scheduled_thread_pool::ScheduledThreadPool;
 
+use crate::auth::AuthCache;
 use crate::catalog::{self, Catalog};
 use crate::config::Config;
 use crate::directory::TenantDirectory;
@@ -20,6 +21,8 @@ pub struct App {
     pub paths: Paths,
     /// Hot-path tenant lookups; invalidated on every catalog change (see `directory`).
     pub directory: TenantDirectory,
+    /// Sessions, API keys and role lookups for the hot path; invalidated with the directory.
+    pub auth: AuthCache,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -71,6 +74,7 @@ impl App {
             store,
             paths,
             directory: TenantDirectory::default(),
+            auth: AuthCache::default(),
         }))
     }
 
@@ -109,8 +113,14 @@ impl App {
     /// process never serves a stale tenant (other processes are seen through the watcher).
     pub fn change<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
         let out = self.catalog.write(f);
-        self.directory.invalidate();
+        self.invalidate_caches();
         out
+    }
+
+    /// Drops every cached catalog lookup (tenants, sessions, keys, roles).
+    pub fn invalidate_caches(&self) {
+        self.directory.invalidate();
+        self.auth.invalidate();
     }
 
     /// Tenant by slug, `NotFound` when there is none.

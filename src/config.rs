@@ -68,6 +68,45 @@ fn default_plans() -> BTreeMap<String, PlanConfig> {
     ])
 }
 
+/// Identity settings: argon2id cost, password policy, sessions, lockout.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// argon2id memory in KiB (OWASP's minimum recommendation: 19 MiB, 2 iterations, 1 lane).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub password_min_length: usize,
+    /// Absolute session lifetime.
+    pub session_ttl_minutes: i64,
+    /// Sessions unused this long expire.
+    pub idle_timeout_minutes: i64,
+    /// Failed logins on one account before it locks; each further failure doubles the lock.
+    pub lockout_threshold: i64,
+    pub lockout_base_seconds: i64,
+    /// Failed logins from one address within 10 minutes before it gets 429s.
+    pub address_max_failures: u32,
+    /// Mark the UI session cookie `Secure` (serve behind TLS).
+    pub secure_cookies: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            password_min_length: 10,
+            session_ttl_minutes: 12 * 60,
+            idle_timeout_minutes: 30,
+            lockout_threshold: 5,
+            lockout_base_seconds: 30,
+            address_max_failures: 20,
+            secure_cookies: false,
+        }
+    }
+}
+
 /// The whole configuration. Field docs double as the config reference in `docs/`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default)]
@@ -93,6 +132,7 @@ pub struct Config {
     /// Plan given to new tenants when none is named.
     pub default_plan: String,
     pub plans: BTreeMap<String, PlanConfig>,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -109,6 +149,7 @@ impl Default for Config {
             delete_grace_days: 30,
             default_plan: "free".to_string(),
             plans: default_plans(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -125,6 +166,7 @@ const KNOWN_KEYS: &[&str] = &[
     "delete_grace_days",
     "default_plan",
     "plans",
+    "auth",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -261,6 +303,56 @@ impl Config {
                 u64::MAX >> 1,
             )?;
         }
+        let a = &self.auth;
+        range(
+            "auth.argon2_memory_kib",
+            a.argon2_memory_kib as u64,
+            8,
+            4 * 1024 * 1024,
+        )?;
+        range("auth.argon2_iterations", a.argon2_iterations as u64, 1, 100)?;
+        range(
+            "auth.argon2_parallelism",
+            a.argon2_parallelism as u64,
+            1,
+            64,
+        )?;
+        range(
+            "auth.password_min_length",
+            a.password_min_length as u64,
+            8,
+            256,
+        )?;
+        range(
+            "auth.session_ttl_minutes",
+            a.session_ttl_minutes as u64,
+            1,
+            525_600,
+        )?;
+        range(
+            "auth.idle_timeout_minutes",
+            a.idle_timeout_minutes as u64,
+            1,
+            525_600,
+        )?;
+        range(
+            "auth.lockout_threshold",
+            a.lockout_threshold as u64,
+            1,
+            1000,
+        )?;
+        range(
+            "auth.lockout_base_seconds",
+            a.lockout_base_seconds as u64,
+            1,
+            86_400,
+        )?;
+        range(
+            "auth.address_max_failures",
+            a.address_max_failures as u64,
+            1,
+            1_000_000,
+        )?;
         if !self.plans.contains_key(&self.default_plan) {
             return Err(ConfigError(format!(
                 "default_plan = {:?} is not a configured plan (have: {})",

@@ -102,12 +102,42 @@ const NOTES: &[&str] = &[
     "Needs SSO before rollout.",
 ];
 
+/// Password of every demo user (printed by `tenantd demo`). Demo data only.
+pub const DEMO_PASSWORD: &str = "tenantd-demo-2026";
+/// The demo's platform administrator.
+pub const PLATFORM_ADMIN: &str = "root@tenantd.example";
+/// One user per built-in role in every demo tenant: `<name>@<slug>.example`.
+pub const ROLE_USERS: [(&str, &str); 4] = [
+    ("olivia", "owner"),
+    ("adam", "admin"),
+    ("maria", "member"),
+    ("victor", "viewer"),
+];
+
+fn ensure_users(app: &App, slug: &Slug) -> Result<()> {
+    use crate::catalog::identity;
+    let t = app.tenant(slug)?;
+    for (name, role) in ROLE_USERS {
+        let email = format!("{name}@{slug}.example");
+        if identity::user_by_email(&*app.catalog.conn()?, &email)?.is_some() {
+            continue;
+        }
+        let id = crate::auth::create_user(app, &email, DEMO_PASSWORD, false)?;
+        app.change(|tx| identity::add_membership(tx, &t.id, id, role, crate::util::now_unix()))?;
+    }
+    Ok(())
+}
+
 /// Creates any missing demo tenant and fills it. Returns the slugs created now.
 pub fn ensure(app: &App) -> Result<Vec<&'static str>> {
     let mut created = Vec::new();
+    if crate::catalog::identity::user_by_email(&*app.catalog.conn()?, PLATFORM_ADMIN)?.is_none() {
+        crate::auth::create_user(app, PLATFORM_ADMIN, DEMO_PASSWORD, true)?;
+    }
     for d in TENANTS {
         let slug = Slug::parse(d.slug)?;
         if crate::catalog::tenants::find_by_slug(&*app.catalog.conn()?, &slug)?.is_some() {
+            ensure_users(app, &slug)?;
             continue;
         }
         let plan = app.config.plans.contains_key(d.plan).then_some(d.plan);
@@ -115,6 +145,7 @@ pub fn ensure(app: &App) -> Result<Vec<&'static str>> {
         let opened = app.open_tenant(&t)?;
         let mut conn = opened.handle.conn()?;
         seed(&mut conn, d)?;
+        ensure_users(app, &slug)?;
         created.push(d.slug);
     }
     Ok(created)

@@ -25,6 +25,22 @@ pub enum Error {
     /// The request body is larger than allowed.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// No usable credentials (missing, unknown, expired or revoked).
+    #[error("missing or invalid credentials: send Authorization: Bearer <token>")]
+    Unauthorized,
+    /// Credentials were presented and refused for a stated reason (wrong password, MFA needed).
+    #[error("{message}")]
+    Unauthenticated { code: &'static str, message: String },
+    /// Authenticated, but not allowed.
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: String },
+    /// Slow down: `retry_after` seconds.
+    #[error("{message}")]
+    TooManyRequests {
+        code: &'static str,
+        message: String,
+        retry_after: i64,
+    },
     /// The body's content type is not one this endpoint reads.
     #[error("send the body as application/json")]
     UnsupportedMediaType,

@@ -8,6 +8,7 @@ mod bench;
 mod schema;
 mod serve;
 mod tenant;
+mod user;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Create, list, suspend, delete, export and import tenants.
     #[command(subcommand)]
     Tenant(tenant::TenantCmd),
+    /// Users, passwords and tenant memberships.
+    #[command(subcommand)]
+    User(user::UserCmd),
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
@@ -152,6 +156,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Init => serve::init(open(config, OpenMode::CreateIfMissing)?),
         Command::Demo { .. } => serve::demo(open(config, OpenMode::CreateIfMissing)?),
         Command::Tenant(cmd) => tenant::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::User(cmd) => user::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
     }

@@ -56,10 +56,19 @@ pub fn demo(app: Arc<App>) -> CliResult {
             d.slug, d.name, d.plan, d.slug
         );
     }
+    let pw = crate::demo::DEMO_PASSWORD;
+    println!("\nUsers (password for all: {pw}):");
+    for (name, role) in crate::demo::ROLE_USERS {
+        println!("  {role:<7} {name}@<tenant>.example   e.g. {name}@acme.example");
+    }
+    println!("  platform admin  {}", crate::demo::PLATFORM_ADMIN);
     println!("\nTry:");
     println!("  curl {base}/health/readiness");
-    println!("  curl {base}/api/v1/t/acme");
-    println!("  curl -H 'X-Tenant: globex' {base}/api/v1/");
+    println!("  TOKEN=$(curl -s {base}/api/v1/auth/login -H 'Content-Type: application/json' \\");
+    println!("          -d '{{\"email\":\"olivia@acme.example\",\"password\":\"{pw}\"}}' | sed 's/.*\"token\":\"\\([^\"]*\\)\".*/\\1/')");
+    println!("  curl -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/t/acme/customers?per_page=5&order_by=-id'");
+    println!("  curl -H \"Authorization: Bearer $TOKEN\" '{base}/api/v1/t/acme/tasks?done=0&priority__ge=3'");
+    println!("  curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/t/acme/openapi.json");
     println!("\nManage it from another terminal (same data dir; the server sees changes within a second):");
     println!("  cargo run --release -- tenant list");
     println!("  cargo run --release -- tenant suspend globex");

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::app::App;
+use crate::auth::Principal;
 use crate::catalog::tenants::TenantRecord;
 use crate::error::{Error, Result};
 
@@ -133,6 +134,15 @@ impl Resp {
         }
     }
 
+    pub fn empty(status: u16) -> Resp {
+        Resp {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {
         self.headers.push((name.to_string(), value.into()));
         self
@@ -145,6 +155,8 @@ pub struct Ctx<'a> {
     pub state: &'a server::ServerState,
     pub params: Vec<(&'static str, String)>,
     pub tenant: Option<Arc<TenantRecord>>,
+    /// Who is calling, on routes that require authentication.
+    pub principal: Option<Principal>,
 }
 
 impl Ctx<'_> {
@@ -154,6 +166,19 @@ impl Ctx<'_> {
             .find(|(k, _)| *k == name)
             .map(|(_, v)| v.as_str())
             .ok_or_else(|| Error::Internal(format!("route has no parameter {name}")))
+    }
+
+    /// The caller; routes other than Public/TenantPublic always have one.
+    pub fn principal(&self) -> Result<&Principal> {
+        self.principal.as_ref().ok_or(Error::Unauthorized)
+    }
+
+    /// The signed-in user (API keys are not users).
+    pub fn user(&self) -> Result<&crate::auth::UserInfo> {
+        self.principal()?.user().ok_or_else(|| Error::Forbidden {
+            code: "user_required",
+            message: "this endpoint needs a signed-in user, not an API key".into(),
+        })
     }
 
     /// The resolved tenant; only tenant-scoped routes have one.

@@ -20,6 +20,10 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
             "tenant data is temporarily unavailable".into(),
         ),
         Error::PayloadTooLarge { .. } => (413, "payload_too_large", e.to_string()),
+        Error::Unauthorized => (401, "unauthorized", e.to_string()),
+        Error::Unauthenticated { code, message } => (401, code, message.clone()),
+        Error::Forbidden { code, message } => (403, code, message.clone()),
+        Error::TooManyRequests { code, message, .. } => (429, code, message.clone()),
         Error::UnsupportedMediaType => (415, "unsupported_media_type", e.to_string()),
         Error::MethodNotAllowed { .. } => (405, "method_not_allowed", e.to_string()),
         Error::Pool(_) => (503, "busy", "the server is busy; retry shortly".into()),
@@ -35,8 +39,15 @@ pub fn error_response(e: &Error) -> Resp {
         status,
         &json!({"error": {"code": code, "message": message}}),
     );
-    if let Error::MethodNotAllowed { allow } = e {
-        resp.headers.push(("Allow".into(), allow.clone()));
+    match e {
+        Error::MethodNotAllowed { allow } => resp.headers.push(("Allow".into(), allow.clone())),
+        Error::TooManyRequests { retry_after, .. } => resp
+            .headers
+            .push(("Retry-After".into(), (*retry_after).max(1).to_string())),
+        Error::Unauthorized | Error::Unauthenticated { .. } => resp
+            .headers
+            .push(("WWW-Authenticate".into(), "Bearer realm=\"tenantd\"".into())),
+        _ => {}
     }
     resp
 }

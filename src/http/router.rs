@@ -3,6 +3,7 @@
 //! without anyone remembering to.
 
 use super::{Ctx, Method, Req, Resp};
+use crate::auth::perms::{Action, Area};
 use crate::error::{Error, Result};
 
 pub type Handler = fn(&Ctx<'_>, &Req) -> Result<Resp>;
@@ -24,8 +25,23 @@ pub enum Access {
     Public,
     /// Anyone, but about one tenant: only what that tenant shows on its public pages.
     TenantPublic,
+    /// Any signed-in user (session token, not an API key); no tenant.
+    Authenticated,
+    /// A member of the tenant (or an API key bound to it) whose role grants `Need`.
+    Tenant(Need),
     /// Platform administrators.
     PlatformAdmin,
+}
+
+/// The permission a tenant route needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Need {
+    /// `action` on the table named by the route's `{table}` parameter.
+    Table(Action),
+    /// `action` on an area (members, settings, ...).
+    Area(Area, Action),
+    /// Any standing in the tenant (member of any role, or a key bound to it).
+    Member,
 }
 
 pub struct Route {
@@ -66,18 +82,32 @@ impl Router {
     /// 405 naming them; no path at all is `NoRoute`.
     pub fn find(&self, scope: Scope, method: Method, segments: &[String]) -> Result<Matched<'_>> {
         let mut allowed: Vec<&str> = Vec::new();
+        // Literal segments of the most specific path seen with other methods: a route with
+        // fewer literals (e.g. `/{table}/{id}` after `/members/{user_id}`) must not take the
+        // request; it is a 405 on the specific path instead.
+        let mut specific = 0;
         for route in self.routes.iter().filter(|r| r.scope == scope) {
             let Some(params) = match_pattern(route.pattern, segments) else {
                 continue;
             };
+            let literals = route
+                .pattern
+                .split('/')
+                .filter(|p| !p.is_empty() && !p.starts_with('{'))
+                .count();
+            if literals < specific {
+                continue;
+            }
             if route.method == method || (method == Method::Head && route.method == Method::Get) {
                 return Ok(Matched { route, params });
             }
+            specific = specific.max(literals);
             allowed.push(route.method.as_str());
         }
         if allowed.is_empty() {
             Err(Error::NoRoute)
         } else {
+            allowed.sort_unstable();
             allowed.dedup();
             Err(Error::MethodNotAllowed {
                 allow: allowed.join(", "),

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 
 use super::resolve::{self, HostSignal};
 use super::response::{self, error_response};
-use super::router::{Access, Matched, Router, Scope};
+use super::router::{Access, Matched, Need, Router, Scope};
 use super::{Ctx, Method, Req, Resp};
 use crate::app::App;
+use crate::auth::{self, perms::Resource, Principal};
 use crate::catalog::tenants::{TenantRecord, TenantStatus};
 use crate::error::{Error, Result};
 use crate::ids::Slug;
@@ -224,7 +225,7 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
         let now = read();
         if now != last {
-            state.app.directory.invalidate();
+            state.app.invalidate_caches();
             last = now;
         }
     }
@@ -325,15 +326,16 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
             return (error_response(&Error::TenantSuspended), label);
         }
     }
-    if matched.route.access == Access::PlatformAdmin {
-        // Platform authentication arrives with the identity work; until then nothing passes.
-        return (error_response(&Error::NotFound("endpoint".into())), label);
-    }
+    let principal = match check_access(state, req, &matched, tenant.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return (error_response(&e), label),
+    };
     let ctx = Ctx {
         app: &state.app,
         state,
         params: matched.params,
         tenant,
+        principal,
     };
     let handler = matched.route.handler;
     let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, req)));
@@ -361,6 +363,74 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
         }
     };
     (resp, label)
+}
+
+/// The credential of a request: `Authorization: Bearer …` or `X-API-Key`.
+pub fn credential(req: &Req) -> Option<&str> {
+    if let Some(v) = req.header("authorization") {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        return scheme.eq_ignore_ascii_case("bearer").then(|| token.trim());
+    }
+    req.header("x-api-key").map(str::trim)
+}
+
+/// Authentication and authorization from the route's access entry.
+fn check_access(
+    state: &ServerState,
+    req: &Req,
+    matched: &Matched<'_>,
+    tenant: Option<&TenantRecord>,
+) -> Result<Option<Principal>> {
+    let access = matched.route.access;
+    if matches!(access, Access::Public | Access::TenantPublic) {
+        return Ok(None);
+    }
+    let token = credential(req)
+        .filter(|t| !t.is_empty())
+        .ok_or(Error::Unauthorized)?;
+    let now = crate::util::now_unix();
+    let principal = auth::authenticate(&state.app, token, now)?;
+    match access {
+        Access::Public | Access::TenantPublic => {}
+        Access::Authenticated => {
+            if principal.user().is_none() {
+                return Err(Error::Forbidden {
+                    code: "user_required",
+                    message: "API keys cannot be used here".into(),
+                });
+            }
+        }
+        Access::PlatformAdmin => {
+            if !principal.user().is_some_and(|u| u.is_platform_admin) {
+                return Err(Error::Forbidden {
+                    code: "forbidden",
+                    message: "platform administrators only".into(),
+                });
+            }
+        }
+        Access::Tenant(need) => {
+            let tenant =
+                tenant.ok_or_else(|| Error::Internal("tenant route without tenant".into()))?;
+            let (action, resource) = match need {
+                Need::Member => {
+                    auth::standing(&state.app, &principal, tenant)?;
+                    return Ok(Some(principal));
+                }
+                Need::Area(area, action) => (action, Resource::Area(area)),
+                Need::Table(action) => {
+                    let table = matched
+                        .params
+                        .iter()
+                        .find(|(k, _)| *k == "table")
+                        .map(|(_, v)| v.as_str())
+                        .ok_or_else(|| Error::Internal("table route without {table}".into()))?;
+                    (action, Resource::Table(table))
+                }
+            };
+            auth::authorize(&state.app, &principal, tenant, action, resource)?;
+        }
+    }
+    Ok(Some(principal))
 }
 
 /// Picks the route and, for tenant routes, the tenant. Tenant signals (path, `X-Tenant`,

@@ -3,6 +3,7 @@
 //! `tenant_unavailable`, never a new empty database.
 
 pub mod fleet;
+pub mod query;
 pub mod schema;
 
 use std::num::NonZeroUsize;
@@ -54,15 +55,29 @@ impl Paths {
     }
 }
 
-/// One open tenant: its pool of connections.
+/// One open tenant: its pool of connections and its introspected schema.
 pub struct TenantHandle {
     pub id: TenantId,
     pool: Pool,
+    schema: Mutex<Option<Arc<query::SchemaInfo>>>,
 }
 
 impl TenantHandle {
     pub fn conn(&self) -> Result<PooledConn> {
         Ok(self.pool.get()?)
+    }
+
+    /// The tenant's tables, re-read only when `PRAGMA schema_version` moved (a migration ran).
+    pub fn schema_info(&self, conn: &Connection) -> Result<Arc<query::SchemaInfo>> {
+        let cookie: i64 = conn
+            .prepare_cached("PRAGMA schema_version")?
+            .query_row([], |r| r.get(0))?;
+        if let Some(s) = self.schema.lock().as_ref().filter(|s| s.cookie == cookie) {
+            return Ok(s.clone());
+        }
+        let fresh = Arc::new(query::introspect(conn)?);
+        *self.schema.lock() = Some(fresh.clone());
+        Ok(fresh)
     }
 }
 
@@ -198,6 +213,7 @@ impl TenantStore {
             TenantHandle {
                 id: req.id.clone(),
                 pool,
+                schema: Mutex::new(None),
             },
             migrated_from,
         ))

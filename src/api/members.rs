@@ -1,0 +1,353 @@
+//! Tenant administration: members, custom roles, API keys, settings.
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::perms::{self, BUILTIN_ROLES};
+use crate::catalog::identity::{self, NewApiKey};
+use crate::error::{Error, Result};
+use crate::http::{Ctx, Req, Resp};
+use crate::util::{now_unix, random_hex, sha256_hex};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    email: String,
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchMember {
+    role: String,
+}
+
+/// A role must be built in or defined for this tenant.
+fn check_role(ctx: &Ctx<'_>, role: &str) -> Result<()> {
+    perms::validate_role_name(role)?;
+    let t = ctx.tenant()?;
+    if BUILTIN_ROLES.contains(&role)
+        || identity::custom_role(&*ctx.app.catalog.conn()?, &t.id, role)?.is_some()
+    {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "unknown_role",
+            format!("unknown role {role:?}: built-in roles are owner, admin, member, viewer"),
+        ))
+    }
+}
+
+/// Only an owner may grant or take away ownership.
+fn guard_owner(ctx: &Ctx<'_>, touches_owner: bool) -> Result<()> {
+    if !touches_owner {
+        return Ok(());
+    }
+    let t = ctx.tenant()?;
+    let me = ctx.principal()?;
+    let is_owner = match me.user() {
+        Some(u) => {
+            identity::membership_of(&*ctx.app.catalog.conn()?, &t.id, u.id)?.as_deref()
+                == Some("owner")
+        }
+        None => false,
+    };
+    if is_owner {
+        Ok(())
+    } else {
+        Err(Error::Forbidden {
+            code: "forbidden",
+            message: "only an owner can grant or remove the owner role".into(),
+        })
+    }
+}
+
+pub fn list(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let members = identity::members_of(&*ctx.app.catalog.conn()?, &t.id)?;
+    Ok(Resp::json(200, &json!({"items": members})))
+}
+
+pub fn add(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let body: AddMember = req.json()?;
+    check_role(ctx, &body.role)?;
+    guard_owner(ctx, body.role == "owner")?;
+    let t = ctx.tenant()?;
+    let email = crate::auth::validate_email(&body.email)?;
+    let user = identity::user_by_email(&*ctx.app.catalog.conn()?, &email)?.ok_or_else(|| {
+        Error::invalid(
+            "unknown_user",
+            format!("no user with email {email}: create the user first"),
+        )
+    })?;
+    ctx.app
+        .change(|tx| identity::add_membership(tx, &t.id, user.id, &body.role, now_unix()))?;
+    Ok(Resp::json(
+        201,
+        &json!({"user_id": user.id, "email": user.email, "role": body.role}),
+    ))
+}
+
+fn user_id(ctx: &Ctx<'_>) -> Result<i64> {
+    ctx.param("user_id")?
+        .parse::<i64>()
+        .map_err(|_| Error::invalid("invalid_id", "user id must be an integer"))
+}
+
+/// The member's current role, or 404 when not a member of this tenant.
+fn current_role(ctx: &Ctx<'_>, uid: i64) -> Result<String> {
+    let t = ctx.tenant()?;
+    identity::membership_of(&*ctx.app.catalog.conn()?, &t.id, uid)?
+        .ok_or_else(|| Error::NotFound(format!("member {uid}")))
+}
+
+/// Refuses to leave a tenant without an owner.
+fn keep_an_owner(ctx: &Ctx<'_>, old_role: &str, new_role: Option<&str>) -> Result<()> {
+    if old_role == "owner" && new_role != Some("owner") {
+        let t = ctx.tenant()?;
+        if identity::count_role(&*ctx.app.catalog.conn()?, &t.id, "owner")? <= 1 {
+            return Err(Error::conflict(
+                "last_owner",
+                "a tenant needs at least one owner",
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let uid = user_id(ctx)?;
+    let body: PatchMember = req.json()?;
+    let old = current_role(ctx, uid)?;
+    check_role(ctx, &body.role)?;
+    guard_owner(ctx, old == "owner" || body.role == "owner")?;
+    keep_an_owner(ctx, &old, Some(&body.role))?;
+    let t = ctx.tenant()?;
+    ctx.app
+        .change(|tx| identity::set_membership_role(tx, &t.id, uid, &body.role))?;
+    Ok(Resp::json(200, &json!({"user_id": uid, "role": body.role})))
+}
+
+pub fn remove(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let uid = user_id(ctx)?;
+    let old = current_role(ctx, uid)?;
+    guard_owner(ctx, old == "owner")?;
+    keep_an_owner(ctx, &old, None)?;
+    let t = ctx.tenant()?;
+    ctx.app
+        .change(|tx| identity::remove_membership(tx, &t.id, uid))?;
+    Ok(Resp::empty(204))
+}
+
+// --- roles -----------------------------------------------------------------------------------
+
+pub fn roles(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let mut items: Vec<serde_json::Value> = BUILTIN_ROLES
+        .iter()
+        .filter_map(|r| {
+            perms::builtin(r)
+                .map(|p| json!({"name": r, "builtin": true, "permissions": p.to_strings()}))
+        })
+        .collect();
+    for (name, list) in identity::custom_roles(&*ctx.app.catalog.conn()?, &t.id)? {
+        items.push(json!({"name": name, "builtin": false, "permissions": list}));
+    }
+    Ok(Resp::json(200, &json!({"items": items})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoleBody {
+    permissions: Vec<String>,
+}
+
+pub fn put_role(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let name = ctx.param("role")?;
+    perms::validate_role_name(name)?;
+    if BUILTIN_ROLES.contains(&name) {
+        return Err(Error::invalid(
+            "builtin_role",
+            format!("{name} is built in and cannot be changed"),
+        ));
+    }
+    let body: RoleBody = req.json()?;
+    let normalized: Vec<String> = body
+        .permissions
+        .iter()
+        .map(|p| perms::parse_permission(p).map(|n| format!("can_{n}")))
+        .collect::<Result<_>>()?;
+    let t = ctx.tenant()?;
+    ctx.app
+        .change(|tx| identity::put_role(tx, &t.id, name, &normalized, now_unix()))?;
+    Ok(Resp::json(
+        200,
+        &json!({"name": name, "builtin": false, "permissions": normalized}),
+    ))
+}
+
+pub fn delete_role(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let name = ctx.param("role")?;
+    let t = ctx.tenant()?;
+    if !ctx
+        .app
+        .change(|tx| identity::delete_role(tx, &t.id, name))?
+    {
+        return Err(Error::NotFound(format!(
+            "role {:?}",
+            crate::ids::truncate_for_message(name)
+        )));
+    }
+    Ok(Resp::empty(204))
+}
+
+// --- API keys --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    name: String,
+    scope: String,
+    #[serde(default)]
+    tables: Option<Vec<String>>,
+}
+
+pub fn keys(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let items = identity::api_keys_of(&*ctx.app.catalog.conn()?, &t.id)?;
+    Ok(Resp::json(200, &json!({"items": items})))
+}
+
+pub fn create_key(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let body: NewKey = req.json()?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "invalid_name",
+            "key name must be 1-100 characters",
+        ));
+    }
+    if perms::for_scope(&body.scope).is_none() {
+        return Err(Error::invalid(
+            "invalid_scope",
+            "scope is read, write or admin",
+        ));
+    }
+    let t = ctx.tenant()?;
+    if let Some(tables) = &body.tables {
+        let opened = ctx.app.open_tenant(t)?;
+        let conn = opened.handle.conn()?;
+        let schema = opened.handle.schema_info(&conn)?;
+        for table in tables {
+            schema.table(table)?;
+        }
+    }
+    let id = random_hex(6);
+    let key = format!("{}{id}_{}", crate::auth::KEY_PREFIX, random_hex(32));
+    let created_by = ctx.principal()?.user().map(|u| u.id);
+    let now = now_unix();
+    ctx.app.change(|tx| {
+        identity::insert_api_key(
+            tx,
+            &NewApiKey {
+                id: &id,
+                tenant: &t.id,
+                name,
+                key_hash: &sha256_hex(key.as_bytes()),
+                scope: &body.scope,
+                tables: body.tables.as_deref(),
+                created_by,
+                now,
+            },
+        )
+    })?;
+    Ok(Resp::json(
+        201,
+        &json!({"id": id, "key": key, "name": name, "scope": body.scope, "tables": body.tables, "created_at": now,
+                "note": "the key is shown only now; store it safely"}),
+    ))
+}
+
+pub fn revoke_key(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let id = ctx.param("key_id")?;
+    let t = ctx.tenant()?;
+    if !ctx
+        .app
+        .change(|tx| identity::revoke_api_key(tx, &t.id, id, now_unix()))?
+    {
+        return Err(Error::NotFound(format!(
+            "api key {:?}",
+            crate::ids::truncate_for_message(id)
+        )));
+    }
+    Ok(Resp::empty(204))
+}
+
+// --- settings --------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsBody {
+    #[serde(default)]
+    display_name: Option<String>,
+    #[serde(default)]
+    brand_color: Option<String>,
+    #[serde(default)]
+    require_mfa: Option<bool>,
+}
+
+pub fn settings(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    Ok(Resp::json(200, &settings_json(ctx)?))
+}
+
+fn settings_json(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
+    let t = ctx.tenant()?;
+    let conn = ctx.app.catalog.conn()?;
+    let b = crate::catalog::tenants::branding(&conn, &t.id)?;
+    let s = identity::tenant_settings(&conn, &t.id)?;
+    Ok(
+        json!({"display_name": b.display_name, "brand_color": b.brand_color,
+              "require_mfa": s.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false)}),
+    )
+}
+
+/// `#rrggbb` only: it is written into a style attribute on the tenant's pages.
+pub fn validate_color(c: &str) -> Result<()> {
+    let ok = c.len() == 7 && c.starts_with('#') && c[1..].bytes().all(|b| b.is_ascii_hexdigit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "invalid_color",
+            "brand_color must look like #1a2b3c",
+        ))
+    }
+}
+
+pub fn update_settings(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let body: SettingsBody = req.json()?;
+    if let Some(c) = &body.brand_color {
+        validate_color(c)?;
+    }
+    let display_name = body
+        .display_name
+        .as_deref()
+        .map(crate::tenancy::validate_name)
+        .transpose()?;
+    let t = ctx.tenant()?;
+    let mut settings = identity::tenant_settings(&*ctx.app.catalog.conn()?, &t.id)?;
+    if let Some(m) = body.require_mfa {
+        settings["require_mfa"] = json!(m);
+    }
+    ctx.app.change(|tx| {
+        identity::update_tenant_config(
+            tx,
+            &t.id,
+            display_name.as_deref(),
+            body.brand_color.as_deref(),
+            &settings,
+            now_unix(),
+        )
+    })?;
+    Ok(Resp::json(200, &settings_json(ctx)?))
+}

@@ -1,0 +1,506 @@
+//! Identity: passwords, sessions, API keys, TOTP, roles. `authenticate` turns a credential into
+//! a `Principal`; `authorize` checks it against a tenant and a permission. Both run from an
+//! in-memory cache on the hot path (a warm request does no catalog query); the cache is dropped
+//! whenever the catalog changes.
+
+pub mod password;
+pub mod perms;
+pub mod totp;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use crate::app::App;
+use crate::catalog::identity::{self, NewSession, User};
+use crate::catalog::tenants::TenantRecord;
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use crate::util::{now_unix, random_hex, sha256_hex};
+use perms::{Action, PermSet, Resource};
+
+pub const SESSION_PREFIX: &str = "tds_";
+pub const KEY_PREFIX: &str = "tdk_";
+/// last_seen is written back at most this often per session (idle expiry is accurate to it).
+const TOUCH_EVERY_SECONDS: i64 = 60;
+const CACHE_MAX: usize = 100_000;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UserInfo {
+    pub id: i64,
+    pub email: String,
+    pub is_platform_admin: bool,
+    pub mfa_enabled: bool,
+}
+
+impl From<&User> for UserInfo {
+    fn from(u: &User) -> Self {
+        UserInfo {
+            id: u.id,
+            email: u.email.clone(),
+            is_platform_admin: u.is_platform_admin,
+            mfa_enabled: u.totp_enabled,
+        }
+    }
+}
+
+pub struct SessionInfo {
+    pub token_hash: String,
+    pub user: UserInfo,
+    pub expires_at: i64,
+    pub idle_seconds: i64,
+    pub csrf_token: String,
+    last_seen: AtomicI64,
+    last_written: AtomicI64,
+}
+
+#[derive(Clone, Debug)]
+pub struct KeyInfo {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub perms: Arc<PermSet>,
+    last_written: Arc<AtomicI64>,
+}
+
+/// Who is calling.
+#[derive(Clone)]
+pub enum Principal {
+    User(Arc<SessionInfo>),
+    ApiKey(KeyInfo),
+}
+
+impl Principal {
+    pub fn user(&self) -> Option<&UserInfo> {
+        match self {
+            Principal::User(s) => Some(&s.user),
+            Principal::ApiKey(_) => None,
+        }
+    }
+
+    /// For audit entries: `user:<id>` or `api_key:<id>`.
+    pub fn actor(&self) -> String {
+        match self {
+            Principal::User(s) => format!("user:{}", s.user.id),
+            Principal::ApiKey(k) => format!("api_key:{}", k.id),
+        }
+    }
+}
+
+/// Hot-path caches, cleared on every catalog change.
+#[derive(Default)]
+pub struct AuthCache {
+    sessions: Mutex<HashMap<String, Option<Arc<SessionInfo>>>>,
+    keys: Mutex<HashMap<String, Option<KeyInfo>>>,
+    roles: Mutex<HashMap<(TenantId, i64), Option<Arc<PermSet>>>>,
+    require_mfa: Mutex<HashMap<TenantId, bool>>,
+    failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
+}
+
+impl AuthCache {
+    pub fn invalidate(&self) {
+        self.sessions.lock().clear();
+        self.keys.lock().clear();
+        self.roles.lock().clear();
+        self.require_mfa.lock().clear();
+    }
+}
+
+fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+    if map.len() >= CACHE_MAX {
+        map.clear();
+    }
+    map.insert(k, v);
+}
+
+/// A token from `Authorization: Bearer`, `X-API-Key` or the UI cookie, to a principal.
+/// Anything unknown, expired or revoked is `Unauthorized`.
+pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
+    let hash = sha256_hex(token.as_bytes());
+    if token.starts_with(KEY_PREFIX) {
+        return api_key(app, &hash, now).map(Principal::ApiKey);
+    }
+    let cached = app.auth.sessions.lock().get(&hash).cloned();
+    let session = match cached {
+        Some(s) => s,
+        None => {
+            let conn = app.catalog.conn()?;
+            let loaded = match identity::session_by_hash(&conn, &hash)? {
+                Some(s) if !s.revoked => identity::user_by_id(&conn, s.user_id)?.map(|u| {
+                    Arc::new(SessionInfo {
+                        token_hash: hash.clone(),
+                        user: UserInfo::from(&u),
+                        expires_at: s.expires_at,
+                        idle_seconds: s.idle_seconds,
+                        csrf_token: s.csrf_token,
+                        last_seen: AtomicI64::new(s.last_seen_at),
+                        last_written: AtomicI64::new(s.last_seen_at),
+                    })
+                }),
+                _ => None,
+            };
+            bounded_insert(&mut app.auth.sessions.lock(), hash.clone(), loaded.clone());
+            loaded
+        }
+    };
+    let s = session.ok_or(Error::Unauthorized)?;
+    if now >= s.expires_at || now - s.last_seen.load(Ordering::Relaxed) > s.idle_seconds {
+        return Err(Error::Unauthorized);
+    }
+    s.last_seen.store(now, Ordering::Relaxed);
+    if now - s.last_written.swap(now, Ordering::Relaxed) >= TOUCH_EVERY_SECONDS {
+        identity::touch_session(&*app.catalog.conn()?, &hash, now)?;
+    }
+    Ok(Principal::User(s))
+}
+
+fn api_key(app: &App, hash: &str, now: i64) -> Result<KeyInfo> {
+    let cached = app.auth.keys.lock().get(hash).cloned();
+    let key = match cached {
+        Some(k) => k,
+        None => {
+            let loaded = match identity::api_key_by_hash(&*app.catalog.conn()?, hash)? {
+                Some(k) if k.revoked_at.is_none() => {
+                    let perms = perms::for_scope(&k.scope)
+                        .ok_or_else(|| {
+                            Error::Internal(format!("api key {} has scope {}", k.id, k.scope))
+                        })?
+                        .restrict_tables(k.tables.as_deref());
+                    Some(KeyInfo {
+                        id: k.id.clone(),
+                        tenant_id: TenantId::parse(&k.tenant_id)?,
+                        perms: Arc::new(perms),
+                        last_written: Arc::new(AtomicI64::new(k.last_used_at.unwrap_or(0))),
+                    })
+                }
+                _ => None,
+            };
+            bounded_insert(&mut app.auth.keys.lock(), hash.to_string(), loaded.clone());
+            loaded
+        }
+    };
+    let key = key.ok_or(Error::Unauthorized)?;
+    if now - key.last_written.swap(now, Ordering::Relaxed) >= TOUCH_EVERY_SECONDS {
+        identity::touch_api_key(&*app.catalog.conn()?, &key.id, now)?;
+    }
+    Ok(key)
+}
+
+/// The caller's permissions in a tenant. A caller with no standing in the tenant gets the same
+/// 404 as for a tenant that does not exist (never a 403 that confirms it exists).
+pub fn standing(app: &App, who: &Principal, tenant: &TenantRecord) -> Result<Arc<PermSet>> {
+    let hidden = || Error::NotFound(format!("tenant {:?}", tenant.slug.as_str()));
+    match who {
+        Principal::ApiKey(k) => {
+            if k.tenant_id != tenant.id {
+                return Err(hidden());
+            }
+            Ok(k.perms.clone())
+        }
+        Principal::User(s) => {
+            let perms = role_perms(app, &tenant.id, s.user.id)?.ok_or_else(hidden)?;
+            if !s.user.mfa_enabled && tenant_requires_mfa(app, &tenant.id)? {
+                return Err(Error::Forbidden {
+                    code: "mfa_required",
+                    message: "this tenant requires two-factor authentication: enrol at /api/v1/auth/mfa/enroll".into(),
+                });
+            }
+            Ok(perms)
+        }
+    }
+}
+
+/// `standing`, then the permission: a member lacking it gets 403.
+pub fn authorize(
+    app: &App,
+    who: &Principal,
+    tenant: &TenantRecord,
+    action: Action,
+    resource: Resource<'_>,
+) -> Result<Arc<PermSet>> {
+    let perms = standing(app, who, tenant)?;
+    if !perms.allows(action, resource) {
+        let what = match resource {
+            Resource::Table(t) => t.to_string(),
+            Resource::Area(a) => a.as_str().to_string(),
+        };
+        return Err(Error::Forbidden {
+            code: "forbidden",
+            message: format!("your role does not allow can_{} on {what}", action.as_str()),
+        });
+    }
+    Ok(perms)
+}
+
+fn role_perms(app: &App, tenant: &TenantId, user_id: i64) -> Result<Option<Arc<PermSet>>> {
+    let key = (tenant.clone(), user_id);
+    if let Some(p) = app.auth.roles.lock().get(&key) {
+        return Ok(p.clone());
+    }
+    let conn = app.catalog.conn()?;
+    let perms = match identity::membership_of(&conn, tenant, user_id)? {
+        None => None,
+        Some(role) => Some(Arc::new(match perms::builtin(&role) {
+            Some(p) => p,
+            None => match identity::custom_role(&conn, tenant, &role)? {
+                Some(list) => PermSet::from_strings(&list)?,
+                // A membership naming a deleted role grants nothing.
+                None => PermSet::default(),
+            },
+        })),
+    };
+    bounded_insert(&mut app.auth.roles.lock(), key, perms.clone());
+    Ok(perms)
+}
+
+fn tenant_requires_mfa(app: &App, tenant: &TenantId) -> Result<bool> {
+    if let Some(v) = app.auth.require_mfa.lock().get(tenant) {
+        return Ok(*v);
+    }
+    let settings = identity::tenant_settings(&*app.catalog.conn()?, tenant)?;
+    let v = settings
+        .get("require_mfa")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
+    bounded_insert(&mut app.auth.require_mfa.lock(), tenant.clone(), v);
+    Ok(v)
+}
+
+// --- login -----------------------------------------------------------------------------------
+
+pub struct LoginRequest<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    pub totp: Option<&'a str>,
+    pub source: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+pub struct LoginOk {
+    pub token: String,
+    pub expires_at: i64,
+    pub csrf_token: String,
+    pub user: UserInfo,
+}
+
+const ADDRESS_WINDOW: i64 = 600;
+
+fn address_blocked(app: &App, ip: Option<IpAddr>, now: i64) -> Option<i64> {
+    let ip = ip?;
+    let map = app.auth.failures.lock();
+    let (count, since) = *map.get(&ip)?;
+    (count >= app.config.auth.address_max_failures && now - since < ADDRESS_WINDOW)
+        .then_some(since + ADDRESS_WINDOW - now)
+}
+
+fn address_failed(app: &App, ip: Option<IpAddr>, now: i64) {
+    let Some(ip) = ip else { return };
+    let mut map = app.auth.failures.lock();
+    if map.len() >= CACHE_MAX {
+        map.retain(|_, (_, since)| now - *since < ADDRESS_WINDOW);
+    }
+    let e = map.entry(ip).or_insert((0, now));
+    if now - e.1 >= ADDRESS_WINDOW {
+        *e = (0, now);
+    }
+    e.0 += 1;
+}
+
+fn invalid_credentials() -> Error {
+    Error::Unauthenticated {
+        code: "invalid_credentials",
+        message: "email or password is incorrect".into(),
+    }
+}
+
+/// Password (then TOTP when enrolled) to a new session. Unknown emails cost the same time and
+/// get the same answer as wrong passwords.
+pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
+    let cfg = &app.config.auth;
+    if let Some(wait) = address_blocked(app, req.source, now) {
+        return Err(Error::TooManyRequests {
+            code: "too_many_attempts",
+            message: "too many failed logins from this address".into(),
+            retry_after: wait,
+        });
+    }
+    let user = identity::user_by_email(&*app.catalog.conn()?, req.email.trim())?;
+    let Some(user) = user else {
+        password::verify_dummy(req.password, cfg);
+        address_failed(app, req.source, now);
+        return Err(invalid_credentials());
+    };
+    if let Some(until) = user.locked_until.filter(|u| *u > now) {
+        password::verify_dummy(req.password, cfg);
+        address_failed(app, req.source, now);
+        return Err(Error::TooManyRequests {
+            code: "account_locked",
+            message: "too many failed logins: this account is locked for a while".into(),
+            retry_after: until - now,
+        });
+    }
+    if !password::verify(req.password, &user.password_hash) {
+        fail_login(app, &user, req.source, now)?;
+        return Err(invalid_credentials());
+    }
+    if user.totp_enabled {
+        let Some(code) = req.totp.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Err(Error::Unauthenticated {
+                code: "mfa_required",
+                message: "enter the code from your authenticator app as \"totp\"".into(),
+            });
+        };
+        if !check_second_factor(app, &user, code, now)? {
+            fail_login(app, &user, req.source, now)?;
+            return Err(Error::Unauthenticated {
+                code: "invalid_totp",
+                message: "the authentication code is wrong or was already used".into(),
+            });
+        }
+    }
+    let token = format!("{SESSION_PREFIX}{}", random_hex(32));
+    let csrf = random_hex(16);
+    let expires_at = now + cfg.session_ttl_minutes * 60;
+    let source = req.source.map(|s| s.to_string());
+    app.catalog.write(|tx| {
+        identity::record_login_success(tx, user.id)?;
+        identity::insert_session(
+            tx,
+            &NewSession {
+                token_hash: &sha256_hex(token.as_bytes()),
+                user_id: user.id,
+                now,
+                expires_at,
+                idle_seconds: cfg.idle_timeout_minutes * 60,
+                csrf_token: &csrf,
+                source: source.as_deref(),
+                user_agent: req.user_agent.map(|u| &u[..u.len().min(300)]),
+            },
+        )
+    })?;
+    Ok(LoginOk {
+        token,
+        expires_at,
+        csrf_token: csrf,
+        user: UserInfo::from(&user),
+    })
+}
+
+fn fail_login(app: &App, user: &User, source: Option<IpAddr>, now: i64) -> Result<()> {
+    let cfg = &app.config.auth;
+    address_failed(app, source, now);
+    let failures = user.failed_logins + 1;
+    let locked_until = (failures >= cfg.lockout_threshold).then(|| {
+        let doublings = (failures - cfg.lockout_threshold).min(7) as u32;
+        now + (cfg.lockout_base_seconds * 2i64.pow(doublings)).min(3600)
+    });
+    app.catalog
+        .write(|tx| identity::record_login_failure(tx, user.id, failures, locked_until))
+}
+
+/// A TOTP code (±1 step, each step usable once) or a one-time recovery code.
+fn check_second_factor(app: &App, user: &User, code: &str, now: i64) -> Result<bool> {
+    let Some(secret) = &user.totp_secret else {
+        return Ok(false);
+    };
+    if let Some(step) = totp::verify(secret, code, now) {
+        return app
+            .catalog
+            .write(|tx| identity::claim_totp_step(tx, user.id, step));
+    }
+    let normalized = code.to_ascii_lowercase().replace('-', "");
+    app.catalog.write(|tx| {
+        identity::use_recovery_code(tx, user.id, &sha256_hex(normalized.as_bytes()), now)
+    })
+}
+
+pub fn logout(app: &App, session: &SessionInfo, now: i64) -> Result<()> {
+    app.change(|tx| identity::revoke_session(tx, &session.token_hash, now))
+}
+
+/// Starts TOTP enrolment: a new secret, not active until confirmed.
+pub fn mfa_enroll(app: &App, user: &UserInfo) -> Result<(String, String)> {
+    let secret = totp::new_secret();
+    app.change(|tx| identity::set_totp(tx, user.id, Some(&secret), false))?;
+    let uri = totp::otpauth_uri(&secret, &user.email, "tenantd");
+    Ok((secret, uri))
+}
+
+/// Confirms enrolment with a current code; returns ten one-time recovery codes (shown once).
+pub fn mfa_confirm(app: &App, user: &UserInfo, code: &str, now: i64) -> Result<Vec<String>> {
+    let u = identity::user_by_id(&*app.catalog.conn()?, user.id)?.ok_or(Error::Unauthorized)?;
+    let secret = u.totp_secret.ok_or_else(|| {
+        Error::invalid(
+            "mfa_not_enrolled",
+            "start with POST /api/v1/auth/mfa/enroll",
+        )
+    })?;
+    let step = totp::verify(&secret, code, now)
+        .ok_or_else(|| Error::invalid("invalid_totp", "the authentication code is wrong"))?;
+    let codes: Vec<String> = (0..10)
+        .map(|_| {
+            let h = random_hex(5);
+            format!("{}-{}", &h[..5], &h[5..])
+        })
+        .collect();
+    let hashes: Vec<String> = codes
+        .iter()
+        .map(|c| sha256_hex(c.replace('-', "").as_bytes()))
+        .collect();
+    app.change(|tx| {
+        identity::set_totp(tx, user.id, Some(&secret), true)?;
+        identity::claim_totp_step(tx, user.id, step)?;
+        identity::replace_recovery_codes(tx, user.id, &hashes)
+    })?;
+    Ok(codes)
+}
+
+/// Creates a user (CLI, demo, tests): policy-checked, argon2id-hashed.
+pub fn create_user(app: &App, email: &str, password: &str, platform_admin: bool) -> Result<i64> {
+    let email = validate_email(email)?;
+    password::check_policy(password, &email, &app.config.auth)?;
+    let hash = password::hash(password, &app.config.auth)?;
+    app.change(|tx| identity::insert_user(tx, &email, &hash, platform_admin, now_unix()))
+}
+
+pub fn validate_email(email: &str) -> Result<String> {
+    let e = email.trim().to_lowercase();
+    let ok = e.len() <= 254
+        && e.split_once('@').is_some_and(|(l, d)| {
+            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+        })
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(e)
+    } else {
+        Err(Error::invalid(
+            "invalid_email",
+            format!(
+                "{:?} is not an email address",
+                crate::ids::truncate_for_message(email)
+            ),
+        ))
+    }
+}
+
+/// Sets a new password (ends every session of the user).
+pub fn reset_password(app: &App, email: &str, password: &str) -> Result<()> {
+    let user = identity::user_by_email(&*app.catalog.conn()?, email.trim())?.ok_or_else(|| {
+        Error::NotFound(format!(
+            "user {:?}",
+            crate::ids::truncate_for_message(email)
+        ))
+    })?;
+    password::check_policy(password, &user.email, &app.config.auth)?;
+    let hash = password::hash(password, &app.config.auth)?;
+    app.change(|tx| identity::set_password(tx, user.id, &hash, now_unix()))
+}
+
+/// A password that passes the policy, for `user reset-password` without `--password`.
+pub fn generate_password() -> String {
+    format!("{}-{}-{}", random_hex(4), random_hex(4), random_hex(4))
+}

@@ -1,0 +1,600 @@
+//! The tenant data API's SQL: schema introspection and a safe query builder. Identifiers in SQL
+//! come only from introspection (quoted); every value is a bound parameter.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::Connection;
+use serde_json::{Map, Value as Json};
+
+use crate::error::{Error, Result};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Affinity {
+    Integer,
+    Real,
+    Text,
+    Numeric,
+    Blob,
+}
+
+impl Affinity {
+    /// SQLite's affinity rules (sqlite.org/datatype3.html §3.1).
+    pub fn of(decl: &str) -> Affinity {
+        let d = decl.to_ascii_uppercase();
+        if d.contains("INT") {
+            Affinity::Integer
+        } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
+            Affinity::Text
+        } else if d.contains("BLOB") || d.is_empty() {
+            Affinity::Blob
+        } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
+            Affinity::Real
+        } else {
+            Affinity::Numeric
+        }
+    }
+
+    pub fn json_type(self) -> &'static str {
+        match self {
+            Affinity::Integer => "integer",
+            Affinity::Real | Affinity::Numeric => "number",
+            Affinity::Text | Affinity::Blob => "string",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub name: String,
+    pub decl_type: String,
+    pub affinity: Affinity,
+    pub not_null: bool,
+    pub has_default: bool,
+    pub primary_key: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// The single-column INTEGER PRIMARY KEY (rowid alias) used as `{id}` in the API.
+    pub pk: String,
+}
+
+impl Table {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+
+    fn unknown_column(&self, name: &str) -> Error {
+        Error::invalid(
+            "unknown_column",
+            format!(
+                "unknown column {:?} in table {}",
+                crate::ids::truncate_for_message(name),
+                self.name
+            ),
+        )
+    }
+}
+
+/// The tables a tenant exposes, from `sqlite_master` and `pragma_table_info`.
+#[derive(Clone, Debug, Default)]
+pub struct SchemaInfo {
+    pub tables: BTreeMap<String, Table>,
+    /// `PRAGMA schema_version` when read: a DDL change makes it stale.
+    pub cookie: i64,
+}
+
+impl SchemaInfo {
+    pub fn table(&self, name: &str) -> Result<&Table> {
+        self.tables.get(name).ok_or_else(|| {
+            Error::invalid(
+                "unknown_table",
+                format!(
+                    "unknown table {:?}: this tenant has {}",
+                    crate::ids::truncate_for_message(name),
+                    self.tables.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+}
+
+/// Reads the schema. Tables without a single INTEGER PRIMARY KEY, SQLite's own and tenantd's
+/// internal (`_tenantd_*`) tables are not exposed.
+pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
+    let cookie: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
+    let mut stmt = conn.prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' ORDER BY name",
+    )?;
+    let names: Vec<String> = stmt
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut tables = BTreeMap::new();
+    for name in names {
+        let mut info = conn.prepare(
+            "SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)",
+        )?;
+        let columns: Vec<Column> = info
+            .query_map([&name], |r| {
+                let decl: String = r.get(1)?;
+                Ok(Column {
+                    name: r.get(0)?,
+                    affinity: Affinity::of(&decl),
+                    decl_type: decl,
+                    not_null: r.get(2)?,
+                    has_default: r.get(3)?,
+                    primary_key: r.get::<_, i64>(4)? > 0,
+                })
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let pks: Vec<&Column> = columns.iter().filter(|c| c.primary_key).collect();
+        if pks.len() == 1 && pks[0].decl_type.eq_ignore_ascii_case("INTEGER") && valid_ident(&name)
+        {
+            let pk = pks[0].name.clone();
+            tables.insert(name.clone(), Table { name, columns, pk });
+        }
+    }
+    Ok(SchemaInfo { tables, cookie })
+}
+
+fn valid_ident(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Quotes an identifier that came from introspection.
+fn q(ident: &str) -> String {
+    format!("\"{}\"", ident.replace('"', "\"\""))
+}
+
+// --- values ----------------------------------------------------------------------------------
+
+/// A JSON value for a column, checked against its affinity.
+pub fn json_to_sql(col: &Column, v: &Json) -> Result<Value> {
+    let type_error =
+        |want: &str| Error::invalid("type_error", format!("column {} expects {want}", col.name));
+    Ok(match (v, col.affinity) {
+        (Json::Null, _) => Value::Null,
+        (Json::Bool(b), Affinity::Integer | Affinity::Numeric) => Value::Integer(i64::from(*b)),
+        (Json::Number(n), Affinity::Integer) => {
+            Value::Integer(n.as_i64().ok_or_else(|| type_error("an integer"))?)
+        }
+        (Json::Number(n), Affinity::Real | Affinity::Numeric) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Real(n.as_f64().ok_or_else(|| type_error("a number"))?),
+        },
+        (Json::String(s), Affinity::Text | Affinity::Blob | Affinity::Numeric) => {
+            Value::Text(s.clone())
+        }
+        (_, Affinity::Integer) => return Err(type_error("an integer")),
+        (_, Affinity::Real) => return Err(type_error("a number")),
+        _ => return Err(type_error("a string")),
+    })
+}
+
+/// A query-string value for a column.
+fn text_to_sql(col: &Column, s: &str) -> Result<Value> {
+    let bad = |want: &str| {
+        Error::invalid(
+            "invalid_filter",
+            format!(
+                "filter on {} expects {want}, got {:?}",
+                col.name,
+                crate::ids::truncate_for_message(s)
+            ),
+        )
+    };
+    Ok(match col.affinity {
+        Affinity::Integer => Value::Integer(s.trim().parse().map_err(|_| bad("an integer"))?),
+        Affinity::Real => Value::Real(s.trim().parse().map_err(|_| bad("a number"))?),
+        _ => Value::Text(s.to_string()),
+    })
+}
+
+fn row_to_json(row: &rusqlite::Row<'_>, names: &[String]) -> rusqlite::Result<Map<String, Json>> {
+    let mut obj = Map::with_capacity(names.len());
+    for (i, n) in names.iter().enumerate() {
+        let v = match row.get_ref(i)? {
+            ValueRef::Null => Json::Null,
+            ValueRef::Integer(x) => Json::from(x),
+            ValueRef::Real(x) => Json::from(x),
+            ValueRef::Text(t) => Json::from(String::from_utf8_lossy(t).into_owned()),
+            ValueRef::Blob(b) => Json::from(crate::util::hex(b)),
+        };
+        obj.insert(n.clone(), v);
+    }
+    Ok(obj)
+}
+
+/// SQLite constraint errors to API errors naming the column (sqlite.org/rescode.html).
+pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
+    let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e else {
+        return e.into();
+    };
+    let col_after_dot = |m: &str| m.rsplit('.').next().unwrap_or_default().trim().to_string();
+    let mentioned = || {
+        table
+            .columns
+            .iter()
+            .map(|c| c.name.clone())
+            .find(|c| msg.contains(c.as_str()))
+            .unwrap_or_default()
+    };
+    match f.extended_code {
+        rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
+            let c = col_after_dot(msg);
+            Error::invalid("not_null", format!("column {c} is required (NOT NULL)"))
+        }
+        rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => Error::invalid(
+            "check_failed",
+            format!(
+                "value rejected by a CHECK on column {}: {}",
+                mentioned(),
+                msg.trim_start_matches("CHECK constraint failed: ")
+            ),
+        ),
+        rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+            let cols: Vec<String> = msg
+                .trim_start_matches("UNIQUE constraint failed: ")
+                .split(", ")
+                .map(col_after_dot)
+                .collect();
+            Error::conflict(
+                "unique_violation",
+                format!("a record with this {} already exists", cols.join(", ")),
+            )
+        }
+        rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Error::invalid(
+            "foreign_key",
+            "a referenced record does not exist (or is still referenced)",
+        ),
+        rusqlite::ffi::SQLITE_MISMATCH => {
+            Error::invalid("type_error", "value has the wrong type for its column")
+        }
+        _ => e.into(),
+    }
+}
+
+// --- list ------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct ListQuery {
+    pub page: i64,
+    pub per_page: i64,
+    pub order_by: Option<(String, bool)>,
+    pub fields: Option<Vec<String>>,
+    pub count: bool,
+    pub filters: Vec<(String, String, String)>,
+}
+
+pub const MAX_PER_PAGE: i64 = 100;
+const RESERVED: [&str; 5] = ["page", "per_page", "order_by", "fields", "count"];
+const OPS: [&str; 10] = [
+    "eq", "ne", "gt", "ge", "lt", "le", "like", "in", "isnull", "neq",
+];
+
+/// Parses and validates query parameters against the table.
+pub fn parse_list(table: &Table, params: &[(String, String)]) -> Result<ListQuery> {
+    let mut q = ListQuery {
+        page: 1,
+        per_page: 20,
+        order_by: None,
+        fields: None,
+        count: true,
+        filters: Vec::new(),
+    };
+    let int = |k: &str, v: &str| -> Result<i64> {
+        v.parse()
+            .map_err(|_| Error::invalid("invalid_parameter", format!("{k} must be a whole number")))
+    };
+    for (k, v) in params {
+        match k.as_str() {
+            "page" => {
+                q.page = int(k, v)?;
+                if q.page < 1 {
+                    return Err(Error::invalid("invalid_parameter", "page starts at 1"));
+                }
+            }
+            "per_page" => {
+                q.per_page = int(k, v)?;
+                if q.per_page < 1 {
+                    return Err(Error::invalid(
+                        "invalid_parameter",
+                        "per_page must be at least 1",
+                    ));
+                }
+                q.per_page = q.per_page.min(MAX_PER_PAGE);
+            }
+            "order_by" => {
+                let (name, desc) = match v.strip_prefix('-') {
+                    Some(n) => (n, true),
+                    None => (v.as_str(), false),
+                };
+                table
+                    .column(name)
+                    .ok_or_else(|| table.unknown_column(name))?;
+                q.order_by = Some((name.to_string(), desc));
+            }
+            "fields" => {
+                let list: Vec<String> = v
+                    .split(',')
+                    .map(|f| f.trim().to_string())
+                    .filter(|f| !f.is_empty())
+                    .collect();
+                for f in &list {
+                    table.column(f).ok_or_else(|| table.unknown_column(f))?;
+                }
+                if list.is_empty() {
+                    return Err(Error::invalid(
+                        "invalid_parameter",
+                        "fields needs at least one column",
+                    ));
+                }
+                q.fields = Some(list);
+            }
+            "count" => {
+                q.count = match v.as_str() {
+                    "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(Error::invalid(
+                            "invalid_parameter",
+                            "count is true or false",
+                        ))
+                    }
+                }
+            }
+            _ => {
+                let (col, op) = match k.split_once("__") {
+                    Some((c, o)) => (c, o),
+                    None => (k.as_str(), "eq"),
+                };
+                table.column(col).ok_or_else(|| table.unknown_column(col))?;
+                if !OPS.contains(&op) {
+                    return Err(Error::invalid(
+                        "unknown_operator",
+                        format!(
+                            "unknown operator {:?}: use eq ne gt ge lt le like in isnull",
+                            crate::ids::truncate_for_message(op)
+                        ),
+                    ));
+                }
+                q.filters.push((col.to_string(), op.to_string(), v.clone()));
+            }
+        }
+    }
+    debug_assert!(RESERVED.iter().all(|r| !r.is_empty()));
+    Ok(q)
+}
+
+fn where_clause(table: &Table, q: &ListQuery) -> Result<(String, Vec<Value>)> {
+    let mut parts = Vec::new();
+    let mut args = Vec::new();
+    for (col, op, raw) in &q.filters {
+        let c = table.column(col).ok_or_else(|| table.unknown_column(col))?;
+        let qc = q_col(col);
+        match op.as_str() {
+            "isnull" => match raw.as_str() {
+                "true" | "1" => parts.push(format!("{qc} IS NULL")),
+                "false" | "0" => parts.push(format!("{qc} IS NOT NULL")),
+                _ => {
+                    return Err(Error::invalid(
+                        "invalid_filter",
+                        format!("{col}__isnull takes true or false"),
+                    ))
+                }
+            },
+            "in" => {
+                let vals: Vec<&str> = raw.split(',').collect();
+                if vals.len() > 100 {
+                    return Err(Error::invalid(
+                        "invalid_filter",
+                        format!("{col}__in takes at most 100 values"),
+                    ));
+                }
+                let marks = vec!["?"; vals.len()].join(", ");
+                parts.push(format!("{qc} IN ({marks})"));
+                for v in vals {
+                    args.push(text_to_sql(c, v)?);
+                }
+            }
+            "like" => {
+                parts.push(format!("{qc} LIKE ? ESCAPE '\\'"));
+                args.push(Value::Text(raw.clone()));
+            }
+            other => {
+                let sym = match other {
+                    "eq" => "=",
+                    "ne" | "neq" => "<>",
+                    "gt" => ">",
+                    "ge" => ">=",
+                    "lt" => "<",
+                    _ => "<=",
+                };
+                parts.push(format!("{qc} {sym} ?"));
+                args.push(text_to_sql(c, raw)?);
+            }
+        }
+    }
+    let sql = if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", parts.join(" AND "))
+    };
+    Ok((sql, args))
+}
+
+fn q_col(c: &str) -> String {
+    q(c)
+}
+
+pub struct Page {
+    pub items: Vec<Map<String, Json>>,
+    pub total: Option<i64>,
+}
+
+/// Runs a list query inside one read transaction (items and total agree).
+pub fn list(conn: &Connection, table: &Table, lq: &ListQuery) -> Result<Page> {
+    let fields: Vec<String> = match &lq.fields {
+        Some(f) => f.clone(),
+        None => table.columns.iter().map(|c| c.name.clone()).collect(),
+    };
+    let select = fields.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
+    let (wsql, args) = where_clause(table, lq)?;
+    let order = match &lq.order_by {
+        Some((c, desc)) => format!(
+            " ORDER BY {} {}, {}",
+            q(c),
+            if *desc { "DESC" } else { "ASC" },
+            q(&table.pk)
+        ),
+        None => format!(" ORDER BY {}", q(&table.pk)),
+    };
+    let tx = conn.unchecked_transaction()?;
+    let sql = format!(
+        "SELECT {select} FROM {}{wsql}{order} LIMIT ? OFFSET ?",
+        q(&table.name)
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut all_args: Vec<Value> = args.clone();
+    all_args.push(Value::Integer(lq.per_page));
+    all_args.push(Value::Integer((lq.page - 1).saturating_mul(lq.per_page)));
+    let items = stmt
+        .query_map(rusqlite::params_from_iter(all_args.iter()), |r| {
+            row_to_json(r, &fields)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    drop(stmt);
+    let total = if lq.count {
+        let sql = format!("SELECT count(*) FROM {}{wsql}", q(&table.name));
+        Some(
+            tx.prepare_cached(&sql)?
+                .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?,
+        )
+    } else {
+        None
+    };
+    tx.commit()?;
+    Ok(Page { items, total })
+}
+
+pub fn get(conn: &Connection, table: &Table, id: i64) -> Result<Map<String, Json>> {
+    let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let select = names.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {select} FROM {} WHERE {} = ?1",
+        q(&table.name),
+        q(&table.pk)
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([id])?;
+    match rows.next()? {
+        Some(r) => Ok(row_to_json(r, &names)?),
+        None => Err(Error::NotFound(format!("{} record {id}", table.name))),
+    }
+}
+
+/// Body of a create or update: an object of known columns (the primary key is not settable).
+pub fn body_values(table: &Table, body: &Json) -> Result<Vec<(String, Value)>> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| Error::invalid("invalid_body", "send a JSON object of column values"))?;
+    let mut out = Vec::with_capacity(obj.len());
+    for (k, v) in obj {
+        let col = table.column(k).ok_or_else(|| table.unknown_column(k))?;
+        if col.name == table.pk {
+            return Err(Error::invalid(
+                "read_only_column",
+                format!("column {} is assigned by the server", table.pk),
+            ));
+        }
+        out.push((col.name.clone(), json_to_sql(col, v)?));
+    }
+    Ok(out)
+}
+
+pub fn insert(
+    conn: &Connection,
+    table: &Table,
+    values: &[(String, Value)],
+) -> Result<Map<String, Json>> {
+    let sql = if values.is_empty() {
+        format!("INSERT INTO {} DEFAULT VALUES", q(&table.name))
+    } else {
+        let cols = values
+            .iter()
+            .map(|(c, _)| q(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let marks = (1..=values.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!("INSERT INTO {} ({cols}) VALUES ({marks})", q(&table.name))
+    };
+    conn.prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
+        .map_err(|e| map_constraint(table, e))?;
+    get(conn, table, conn.last_insert_rowid())
+}
+
+pub fn update(
+    conn: &Connection,
+    table: &Table,
+    id: i64,
+    values: &[(String, Value)],
+) -> Result<Map<String, Json>> {
+    if values.is_empty() {
+        return get(conn, table, id);
+    }
+    let sets = values
+        .iter()
+        .enumerate()
+        .map(|(i, (c, _))| format!("{} = ?{}", q(c), i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
+        "UPDATE {} SET {sets} WHERE {} = ?1",
+        q(&table.name),
+        q(&table.pk)
+    );
+    let mut args: Vec<&Value> = Vec::with_capacity(values.len() + 1);
+    let idv = Value::Integer(id);
+    args.push(&idv);
+    args.extend(values.iter().map(|(_, v)| v));
+    let n = conn
+        .prepare_cached(&sql)?
+        .execute(rusqlite::params_from_iter(args))
+        .map_err(|e| map_constraint(table, e))?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("{} record {id}", table.name)));
+    }
+    get(conn, table, id)
+}
+
+pub fn delete(conn: &Connection, table: &Table, id: i64) -> Result<()> {
+    let sql = format!("DELETE FROM {} WHERE {} = ?1", q(&table.name), q(&table.pk));
+    let n = conn
+        .prepare_cached(&sql)?
+        .execute([id])
+        .map_err(|e| map_constraint(table, e))?;
+    if n == 0 {
+        return Err(Error::NotFound(format!("{} record {id}", table.name)));
+    }
+    Ok(())
+}
+
+/// Parses the `{id}` path segment.
+pub fn parse_id(s: &str) -> Result<i64> {
+    s.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+        Error::invalid(
+            "invalid_id",
+            format!(
+                "record id {:?} must be a positive integer",
+                crate::ids::truncate_for_message(s)
+            ),
+        )
+    })
+}

@@ -20,11 +20,20 @@ pub struct TestServer {
     server: Option<RunningServer>,
 }
 
+pub const PASSWORD: &str = "tangerine-orbit-42";
+
 pub fn config(dir: &Path) -> Config {
+    // Cheap hashes keep the suite fast; production defaults are exercised by the CLI tests.
+    let auth = tenantd::config::AuthConfig {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        ..Default::default()
+    };
     Config {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".into(),
         workers: 4,
+        auth,
         ..Config::default()
     }
 }
@@ -83,6 +92,74 @@ impl TestServer {
             &Actor::cli(),
         )
         .unwrap()
+    }
+
+    /// A user with `role` in `slug` (tenant created if missing); returns the user id.
+    pub fn member(&self, email: &str, slug: &str, role: &str) -> i64 {
+        let sl = Slug::parse(slug).unwrap();
+        let t = match self.app.tenant(&sl) {
+            Ok(t) => t,
+            Err(_) => self.create_tenant(slug),
+        };
+        let conn = self.app.catalog.conn().unwrap();
+        let existing = tenantd::catalog::identity::user_by_email(&conn, email).unwrap();
+        drop(conn);
+        let id = match existing {
+            Some(u) => u.id,
+            None => tenantd::auth::create_user(&self.app, email, PASSWORD, false).unwrap(),
+        };
+        self.app
+            .change(|tx| tenantd::catalog::identity::add_membership(tx, &t.id, id, role, 0))
+            .unwrap();
+        id
+    }
+
+    /// Logs in and returns the bearer token.
+    pub fn login(&self, email: &str) -> String {
+        let r = self.post_json(
+            "/api/v1/auth/login",
+            None,
+            &serde_json::json!({"email": email, "password": PASSWORD}),
+        );
+        assert_eq!(r.status, 200, "login {email}: {}", r.text());
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
+    /// A member's token in one step.
+    pub fn token(&self, email: &str, slug: &str, role: &str) -> String {
+        self.member(email, slug, role);
+        self.login(email)
+    }
+
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Response {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let mut headers: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &auth {
+            headers.push(("Authorization", a));
+        }
+        let bytes = body
+            .map(|b| serde_json::to_vec(b).unwrap())
+            .unwrap_or_default();
+        if body.is_some() {
+            headers.push(("Content-Type", "application/json"));
+        }
+        self.client()
+            .request(method, path, &headers, &bytes)
+            .unwrap()
+    }
+
+    pub fn get_as(&self, path: &str, token: &str) -> Response {
+        self.call("GET", path, Some(token), None)
+    }
+
+    pub fn post_json(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> Response {
+        self.call("POST", path, token, Some(body))
     }
 
     /// Runs the real binary against this server's data dir.

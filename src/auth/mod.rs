@@ -90,12 +90,15 @@ impl Principal {
     }
 }
 
+/// Permissions of (tenant, user), `None` for "not a member".
+type RoleCache = HashMap<(TenantId, i64), Option<Arc<PermSet>>>;
+
 /// Hot-path caches, cleared on every catalog change.
 #[derive(Default)]
 pub struct AuthCache {
     sessions: Mutex<HashMap<String, Option<Arc<SessionInfo>>>>,
     keys: Mutex<HashMap<String, Option<KeyInfo>>>,
-    roles: Mutex<HashMap<(TenantId, i64), Option<Arc<PermSet>>>>,
+    roles: Mutex<RoleCache>,
     require_mfa: Mutex<HashMap<TenantId, bool>>,
     failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
 }

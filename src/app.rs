@@ -49,25 +49,12 @@ impl App {
         // One small thread pool reaps idle connections for every pool (r2d2 starts 3 per pool
         // otherwise, which is 768 threads at 256 open tenants).
         let threads = Arc::new(
-            ScheduledThreadPool::builder()
-                .num_threads(1)
-                .thread_name_pattern("tenantd-pool-reaper-{}")
-                .build(),
+            ScheduledThreadPool::builder().num_threads(1).thread_name_pattern("tenantd-pool-reaper-{}").build(),
         );
-        let catalog = Catalog::open(
-            &config.catalog_path(),
-            mode == OpenMode::CreateIfMissing,
-            threads.clone(),
-        )?;
+        let catalog = Catalog::open(&config.catalog_path(), mode == OpenMode::CreateIfMissing, threads.clone())?;
         catalog.sync_plans(&config.plans)?;
         let paths = Paths::new(&config.data_dir);
-        let store = TenantStore::new(
-            paths.clone(),
-            schema,
-            config.max_open_tenants,
-            config.tenant_pool_size,
-            threads,
-        );
+        let store = TenantStore::new(paths.clone(), schema, config.max_open_tenants, config.tenant_pool_size, threads);
         Ok(Arc::new(App {
             config,
             catalog,
@@ -80,10 +67,7 @@ impl App {
 
     /// Opens a tenant's data for use, recording a lazy migration if one ran.
     pub fn open_tenant(&self, t: &catalog::tenants::TenantRecord) -> Result<Opened> {
-        let opened = self.store.get(&OpenRequest {
-            id: &t.id,
-            schema_hold: t.schema_hold,
-        })?;
+        let opened = self.store.get(&OpenRequest { id: &t.id, schema_hold: t.schema_hold })?;
         if let Some(from) = opened.migrated_from {
             let to = match t.schema_hold {
                 Some(h) => h.min(self.store.schema().target()),

@@ -61,11 +61,7 @@ fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_concurrent_requests: 64,
         query_timeout_ms: 10_000,
     };
-    BTreeMap::from([
-        ("free".to_string(), free),
-        ("pro".to_string(), pro),
-        ("enterprise".to_string(), enterprise),
-    ])
+    BTreeMap::from([("free".to_string(), free), ("pro".to_string(), pro), ("enterprise".to_string(), enterprise)])
 }
 
 /// Identity settings: argon2id cost, password policy, sessions, lockout.
@@ -197,20 +193,13 @@ impl Config {
     }
 
     /// Loads with an explicit environment (tests inject theirs).
-    pub fn load_with_env(
-        over: &Overrides,
-        env: &[(String, String)],
-    ) -> Result<Loaded, ConfigError> {
-        let env_file = env
-            .iter()
-            .find(|(k, _)| k == "TENANTD_CONFIG")
-            .map(|(_, v)| PathBuf::from(v));
-        let path = over.config_file.clone().or(env_file).or_else(|| {
-            [LOCAL_CONFIG, PACKAGED_CONFIG]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-        });
+    pub fn load_with_env(over: &Overrides, env: &[(String, String)]) -> Result<Loaded, ConfigError> {
+        let env_file = env.iter().find(|(k, _)| k == "TENANTD_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let path = over
+            .config_file
+            .clone()
+            .or(env_file)
+            .or_else(|| [LOCAL_CONFIG, PACKAGED_CONFIG].iter().map(PathBuf::from).find(|p| p.is_file()));
         let mut table = match &path {
             Some(p) => read_table(p)?,
             None => toml::Table::new(),
@@ -228,22 +217,13 @@ impl Config {
             config.listen = l.clone();
         }
         config.validate()?;
-        Ok(Loaded {
-            config,
-            source: path,
-            warnings,
-        })
+        Ok(Loaded { config, source: path, warnings })
     }
 
     /// Range and consistency checks; the message says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
         range("workers", self.workers as u64, 2, 512)?;
-        range(
-            "max_open_tenants",
-            self.max_open_tenants as u64,
-            1,
-            1_000_000,
-        )?;
+        range("max_open_tenants", self.max_open_tenants as u64, 1, 1_000_000)?;
         range("tenant_pool_size", self.tenant_pool_size as u64, 1, 64)?;
         range("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
         range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
@@ -254,105 +234,41 @@ impl Config {
             )));
         }
         if self.data_dir.as_os_str().is_empty() {
-            return Err(ConfigError(
-                "data_dir is empty: set it to a writable directory".into(),
-            ));
+            return Err(ConfigError("data_dir is empty: set it to a writable directory".into()));
         }
         if let Some(d) = &self.base_domain {
             let ok = !d.is_empty()
-                && d.split('.').all(|l| {
-                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                });
+                && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
             if !ok {
-                return Err(ConfigError(format!(
-                    "base_domain = {d:?} is not a domain name like example.com"
-                )));
+                return Err(ConfigError(format!("base_domain = {d:?} is not a domain name like example.com")));
             }
         }
         if self.plans.is_empty() {
-            return Err(ConfigError(
-                "plans: at least one [plans.<name>] table is needed".into(),
-            ));
+            return Err(ConfigError("plans: at least one [plans.<name>] table is needed".into()));
         }
         for (name, p) in &self.plans {
-            crate::ids::Slug::parse(name).map_err(|_| {
-                ConfigError(format!("plans.{name}: plan names use a-z, 0-9 and '-'"))
-            })?;
+            crate::ids::Slug::parse(name)
+                .map_err(|_| ConfigError(format!("plans.{name}: plan names use a-z, 0-9 and '-'")))?;
             if !(p.requests_per_second > 0.0 && p.requests_per_second <= 1e9) {
                 return Err(ConfigError(format!(
                     "plans.{name}.requests_per_second = {} is out of range (0 < value <= 1e9)",
                     p.requests_per_second
                 )));
             }
-            range(
-                &format!("plans.{name}.max_concurrent_requests"),
-                p.max_concurrent_requests,
-                1,
-                100_000,
-            )?;
-            range(
-                &format!("plans.{name}.query_timeout_ms"),
-                p.query_timeout_ms,
-                1,
-                3_600_000,
-            )?;
-            range(
-                &format!("plans.{name}.storage_bytes"),
-                p.storage_bytes,
-                65_536,
-                u64::MAX >> 1,
-            )?;
+            range(&format!("plans.{name}.max_concurrent_requests"), p.max_concurrent_requests, 1, 100_000)?;
+            range(&format!("plans.{name}.query_timeout_ms"), p.query_timeout_ms, 1, 3_600_000)?;
+            range(&format!("plans.{name}.storage_bytes"), p.storage_bytes, 65_536, u64::MAX >> 1)?;
         }
         let a = &self.auth;
-        range(
-            "auth.argon2_memory_kib",
-            a.argon2_memory_kib as u64,
-            8,
-            4 * 1024 * 1024,
-        )?;
+        range("auth.argon2_memory_kib", a.argon2_memory_kib as u64, 8, 4 * 1024 * 1024)?;
         range("auth.argon2_iterations", a.argon2_iterations as u64, 1, 100)?;
-        range(
-            "auth.argon2_parallelism",
-            a.argon2_parallelism as u64,
-            1,
-            64,
-        )?;
-        range(
-            "auth.password_min_length",
-            a.password_min_length as u64,
-            8,
-            256,
-        )?;
-        range(
-            "auth.session_ttl_minutes",
-            a.session_ttl_minutes as u64,
-            1,
-            525_600,
-        )?;
-        range(
-            "auth.idle_timeout_minutes",
-            a.idle_timeout_minutes as u64,
-            1,
-            525_600,
-        )?;
-        range(
-            "auth.lockout_threshold",
-            a.lockout_threshold as u64,
-            1,
-            1000,
-        )?;
-        range(
-            "auth.lockout_base_seconds",
-            a.lockout_base_seconds as u64,
-            1,
-            86_400,
-        )?;
-        range(
-            "auth.address_max_failures",
-            a.address_max_failures as u64,
-            1,
-            1_000_000,
-        )?;
+        range("auth.argon2_parallelism", a.argon2_parallelism as u64, 1, 64)?;
+        range("auth.password_min_length", a.password_min_length as u64, 8, 256)?;
+        range("auth.session_ttl_minutes", a.session_ttl_minutes as u64, 1, 525_600)?;
+        range("auth.idle_timeout_minutes", a.idle_timeout_minutes as u64, 1, 525_600)?;
+        range("auth.lockout_threshold", a.lockout_threshold as u64, 1, 1000)?;
+        range("auth.lockout_base_seconds", a.lockout_base_seconds as u64, 1, 86_400)?;
+        range("auth.address_max_failures", a.address_max_failures as u64, 1, 1_000_000)?;
         if !self.plans.contains_key(&self.default_plan) {
             return Err(ConfigError(format!(
                 "default_plan = {:?} is not a configured plan (have: {})",
@@ -370,9 +286,7 @@ impl Config {
 
 fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError(format!(
-            "{key} = {value} is out of range ({min}..={max})"
-        )));
+        return Err(ConfigError(format!("{key} = {value} is out of range ({min}..={max})")));
     }
     Ok(())
 }
@@ -380,13 +294,8 @@ fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
 fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-    text.parse::<toml::Table>().map_err(|e| {
-        ConfigError(format!(
-            "config {} is not valid TOML: {}",
-            path.display(),
-            e.message().trim()
-        ))
-    })
+    text.parse::<toml::Table>()
+        .map_err(|e| ConfigError(format!("config {} is not valid TOML: {}", path.display(), e.message().trim())))
 }
 
 fn unknown_keys(table: &toml::Table) -> Vec<String> {
@@ -406,8 +315,7 @@ fn unknown_keys(table: &toml::Table) -> Vec<String> {
 
 /// A `[plans.pro]` table in the file overrides only the keys it names; built-in plans stay.
 fn merge_default_plans(table: &mut toml::Table) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(default_plans())
-        .map_err(|e| ConfigError(format!("built-in plans: {e}")))?;
+    let defaults = toml::Table::try_from(default_plans()).map_err(|e| ConfigError(format!("built-in plans: {e}")))?;
     let mut merged = defaults;
     if let Some(toml::Value::Table(file_plans)) = table.remove("plans") {
         for (name, value) in file_plans {
@@ -459,17 +367,8 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| ConfigError(e.to_string()))?;
         let p = dir.path().join("t.toml");
         std::fs::write(&p, toml_text).map_err(|e| ConfigError(e.to_string()))?;
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(a, b)| (a.to_string(), b.to_string()))
-            .collect();
-        Config::load_with_env(
-            &Overrides {
-                config_file: Some(p),
-                ..Default::default()
-            },
-            &env,
-        )
+        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
+        Config::load_with_env(&Overrides { config_file: Some(p), ..Default::default() }, &env)
     }
 
     #[test]
@@ -482,11 +381,7 @@ mod tests {
 
     #[test]
     fn precedence_file_then_env() {
-        let l = load(
-            "workers = 3\nmax_open_tenants = 10\n",
-            &[("TENANTD_WORKERS", "5")],
-        )
-        .unwrap();
+        let l = load("workers = 3\nmax_open_tenants = 10\n", &[("TENANTD_WORKERS", "5")]).unwrap();
         assert_eq!(l.config.workers, 5);
         assert_eq!(l.config.max_open_tenants, 10);
     }
@@ -494,10 +389,7 @@ mod tests {
     #[test]
     fn out_of_range_names_key_value_range() {
         let e = load("workers = 0\n", &[]).err().unwrap().0;
-        assert!(
-            e.contains("workers") && e.contains('0') && e.contains("2..=512"),
-            "{e}"
-        );
+        assert!(e.contains("workers") && e.contains('0') && e.contains("2..=512"), "{e}");
     }
 
     #[test]
@@ -508,17 +400,10 @@ mod tests {
 
     #[test]
     fn plan_tables_parse_and_typos_fail() {
-        let l = load(
-            "[plans.gold]\nrequests_per_second = 50\nburst = 5\n[plans.pro]\nburst = 7\n",
-            &[],
-        )
-        .unwrap();
+        let l = load("[plans.gold]\nrequests_per_second = 50\nburst = 5\n[plans.pro]\nburst = 7\n", &[]).unwrap();
         assert_eq!(l.config.plans["gold"].burst, 5);
         assert_eq!(l.config.plans["pro"].burst, 7);
-        assert_eq!(
-            l.config.plans["pro"].max_users, 50,
-            "unnamed keys keep the built-in plan's values"
-        );
+        assert_eq!(l.config.plans["pro"].max_users, 50, "unnamed keys keep the built-in plan's values");
         assert!(l.config.plans.contains_key("free"));
         assert!(load("[plans.gold]\nburts = 5\n", &[]).is_err());
     }

@@ -84,11 +84,7 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
 /// Builds a small pool for one database file. r2d2's defaults are wrong for thousands of pools
 /// (10 connections up front, 3 threads each, `SELECT 1` on every checkout): no idle minimum,
 /// no checkout test, and one shared reaper thread pool.
-pub fn build_pool(
-    manager: SqliteConnectionManager,
-    max_size: u32,
-    threads: Arc<ScheduledThreadPool>,
-) -> Result<Pool> {
+pub fn build_pool(manager: SqliteConnectionManager, max_size: u32, threads: Arc<ScheduledThreadPool>) -> Result<Pool> {
     r2d2::Pool::builder()
         .max_size(max_size)
         .min_idle(Some(0))
@@ -107,10 +103,7 @@ pub fn integrity_check(conn: &Connection) -> Result<()> {
     if msg == "ok" {
         Ok(())
     } else {
-        Err(Error::invalid(
-            "corrupt_database",
-            format!("integrity check failed: {msg}"),
-        ))
+        Err(Error::invalid("corrupt_database", format!("integrity check failed: {msg}")))
     }
 }
 

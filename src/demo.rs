@@ -18,29 +18,14 @@ pub struct DemoTenant {
 }
 
 pub const TENANTS: &[DemoTenant] = &[
-    DemoTenant {
-        slug: "acme",
-        name: "Acme Corporation",
-        plan: "pro",
-        customers: 120,
-    },
-    DemoTenant {
-        slug: "globex",
-        name: "Globex Inc.",
-        plan: "free",
-        customers: 40,
-    },
-    DemoTenant {
-        slug: "initech",
-        name: "Initech",
-        plan: "enterprise",
-        customers: 250,
-    },
+    DemoTenant { slug: "acme", name: "Acme Corporation", plan: "pro", customers: 120 },
+    DemoTenant { slug: "globex", name: "Globex Inc.", plan: "free", customers: 40 },
+    DemoTenant { slug: "initech", name: "Initech", plan: "enterprise", customers: 250 },
 ];
 
 const FIRST: &[&str] = &[
-    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Linus",
-    "Margaret", "Tim", "Sophie", "Niklaus", "Hedy", "John",
+    "Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia", "Linus", "Margaret", "Tim",
+    "Sophie", "Niklaus", "Hedy", "John",
 ];
 const LAST: &[&str] = &[
     "Lovelace",
@@ -107,12 +92,8 @@ pub const DEMO_PASSWORD: &str = "tenantd-demo-2026";
 /// The demo's platform administrator.
 pub const PLATFORM_ADMIN: &str = "root@tenantd.example";
 /// One user per built-in role in every demo tenant: `<name>@<slug>.example`.
-pub const ROLE_USERS: [(&str, &str); 4] = [
-    ("olivia", "owner"),
-    ("adam", "admin"),
-    ("maria", "member"),
-    ("victor", "viewer"),
-];
+pub const ROLE_USERS: [(&str, &str); 4] =
+    [("olivia", "owner"), ("adam", "admin"), ("maria", "member"), ("victor", "viewer")];
 
 fn ensure_users(app: &App, slug: &Slug) -> Result<()> {
     use crate::catalog::identity;
@@ -186,10 +167,7 @@ fn seed(conn: &mut rusqlite::Connection, d: &DemoTenant) -> Result<()> {
                 "INSERT INTO projects(customer_id, name, budget, status) VALUES (?1, ?2, ?3, ?4)",
                 params![
                     customer,
-                    format!(
-                        "{} for {company}",
-                        PROJECTS[rng.random_range(0..PROJECTS.len())]
-                    ),
+                    format!("{} for {company}", PROJECTS[rng.random_range(0..PROJECTS.len())]),
                     (rng.random_range(5..200) * 500) as f64,
                     state
                 ],

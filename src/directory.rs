@@ -45,11 +45,7 @@ impl TenantDirectory {
         }
         self.misses.fetch_add(1, Ordering::Relaxed);
         let found = tenants::find_by_domain(&*catalog.conn()?, domain)?.map(Arc::new);
-        insert_bounded(
-            &mut self.by_domain.lock(),
-            domain.to_string(),
-            found.clone(),
-        );
+        insert_bounded(&mut self.by_domain.lock(), domain.to_string(), found.clone());
         Ok(found)
     }
 

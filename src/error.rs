@@ -36,11 +36,7 @@ pub enum Error {
     Forbidden { code: &'static str, message: String },
     /// Slow down: `retry_after` seconds.
     #[error("{message}")]
-    TooManyRequests {
-        code: &'static str,
-        message: String,
-        retry_after: i64,
-    },
+    TooManyRequests { code: &'static str, message: String, retry_after: i64 },
     /// The body's content type is not one this endpoint reads.
     #[error("send the body as application/json")]
     UnsupportedMediaType,
@@ -67,23 +63,15 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Invalid {
-            code,
-            message: message.into(),
-        }
+        Error::Invalid { code, message: message.into() }
     }
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
-        Error::Conflict {
-            code,
-            message: message.into(),
-        }
+        Error::Conflict { code, message: message.into() }
     }
 
     pub fn unavailable(detail: impl fmt::Display) -> Self {
-        Error::TenantUnavailable {
-            detail: detail.to_string(),
-        }
+        Error::TenantUnavailable { detail: detail.to_string() }
     }
 
     /// Detail for the log line: includes sources that must never reach a client.

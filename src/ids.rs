@@ -16,16 +16,10 @@ impl TenantId {
 
     /// Accepts only the exact minted shape, so a stored id can safely name a directory.
     pub fn parse(s: &str) -> Result<Self> {
-        if s.len() == 16
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if s.len() == 16 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
             Ok(TenantId(s.to_string()))
         } else {
-            Err(Error::invalid(
-                "invalid_tenant_id",
-                format!("{s:?} is not a tenant id"),
-            ))
+            Err(Error::invalid("invalid_tenant_id", format!("{s:?} is not a tenant id")))
         }
     }
 
@@ -56,12 +50,8 @@ impl Slug {
 
     pub fn parse(s: &str) -> Result<Self> {
         let bytes = s.as_bytes();
-        let ok_first = bytes
-            .first()
-            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
-        let ok_rest = bytes
-            .iter()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
+        let ok_first = bytes.first().is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let ok_rest = bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-');
         if ok_first && ok_rest && bytes.len() <= Self::MAX_LEN {
             Ok(Slug(s.to_string()))
         } else {
@@ -106,11 +96,7 @@ impl serde::Serialize for Slug {
 
 /// Keeps error messages short and free of control characters, whatever the input was.
 pub fn truncate_for_message(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(80)
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect();
+    let mut out: String = s.chars().take(80).map(|c| if c.is_control() { '?' } else { c }).collect();
     if s.chars().count() > 80 {
         out.push('…');
     }
@@ -131,9 +117,7 @@ mod tests {
     #[test]
     fn slugs_refused() {
         let long = "a".repeat(64);
-        for s in [
-            "", "-a", "A", "Acme", "a/b", "../x", "..", "a.b", "a_b", "a\0b", "é", &long, "%2e%2e",
-        ] {
+        for s in ["", "-a", "A", "Acme", "a/b", "../x", "..", "a.b", "a_b", "a\0b", "é", &long, "%2e%2e"] {
             assert!(Slug::parse(s).is_err(), "{s:?}");
         }
     }

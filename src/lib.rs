@@ -16,4 +16,5 @@ pub mod ids;
 pub mod log;
 pub mod store;
 pub mod tenancy;
+pub mod ui;
 pub mod util;

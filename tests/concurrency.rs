@@ -42,15 +42,8 @@ fn lru_evicts_under_concurrent_use_and_every_request_succeeds() {
         }
     });
     let stats = &s.app.store.stats;
-    assert!(
-        s.app.store.open_count() <= 4,
-        "LRU cap holds: {}",
-        s.app.store.open_count()
-    );
-    assert!(
-        stats.evictions.load(Ordering::Relaxed) > 0,
-        "evictions happened"
-    );
+    assert!(s.app.store.open_count() <= 4, "LRU cap holds: {}", s.app.store.open_count());
+    assert!(stats.evictions.load(Ordering::Relaxed) > 0, "evictions happened");
     assert!(stats.hits.load(Ordering::Relaxed) > 0);
 }
 
@@ -61,23 +54,17 @@ fn cli_changes_are_seen_by_a_running_server_within_one_second() {
     assert_eq!(s.get("/api/v1/t/fresh").status, 404);
     let o = s.cli(&["tenant", "create", "fresh", "--name", "Fresh"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let seen = common::within(Duration::from_secs(1), || {
-        s.get("/api/v1/t/fresh").status == 200
-    });
+    let seen = common::within(Duration::from_secs(1), || s.get("/api/v1/t/fresh").status == 200);
     assert!(seen.is_some(), "created tenant not visible within 1 s");
 
     let o = s.cli(&["tenant", "suspend", "fresh"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let seen = common::within(Duration::from_secs(1), || {
-        s.get("/api/v1/t/fresh").json()["status"] == "suspended"
-    });
+    let seen = common::within(Duration::from_secs(1), || s.get("/api/v1/t/fresh").json()["status"] == "suspended");
     assert!(seen.is_some(), "suspension not visible within 1 s");
 
     let o = s.cli(&["tenant", "delete", "fresh"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let seen = common::within(Duration::from_secs(1), || {
-        s.get("/api/v1/t/fresh").status == 404
-    });
+    let seen = common::within(Duration::from_secs(1), || s.get("/api/v1/t/fresh").status == 404);
     assert!(seen.is_some(), "deletion not visible within 1 s");
 }
 
@@ -109,19 +96,9 @@ fn sigterm_drains_checkpoints_and_exits_zero() {
     let data = dir.path().join("data");
     let o = common::cli(&data, &["init"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        common::cli(&data, &["tenant", "create", "acme", "--name", "Acme"])
-            .status
-            .success()
-    );
+    assert!(common::cli(&data, &["tenant", "create", "acme", "--name", "Acme"]).status.success());
     let mut child = Command::new(common::bin())
-        .args([
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-        ])
+        .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
         .env_remove("TENANTD_LOG")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -129,10 +106,7 @@ fn sigterm_drains_checkpoints_and_exits_zero() {
         .unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr: std::net::SocketAddr = loop {
-        let line = lines
-            .next()
-            .expect("server exited before listening")
-            .unwrap();
+        let line = lines.next().expect("server exited before listening").unwrap();
         if let Some(rest) = line.split("listening on http://").nth(1) {
             break rest.split_whitespace().next().unwrap().parse().unwrap();
         }
@@ -141,18 +115,12 @@ fn sigterm_drains_checkpoints_and_exits_zero() {
     for _ in 0..20 {
         assert_eq!(c.get("/api/v1/t/acme").unwrap().status, 200);
     }
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(ok.success());
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "graceful stop exits 0");
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(
-        rest.iter().any(|l| l.contains("stopped cleanly")),
-        "{rest:?}"
-    );
+    assert!(rest.iter().any(|l| l.contains("stopped cleanly")), "{rest:?}");
     // Checkpointed: no WAL content left behind for the catalog.
     let wal = data.join("catalog.db-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);

@@ -12,12 +12,7 @@ use tenantd::http::{Ctx, Method, Req, Resp};
 #[test]
 fn health_endpoints_answer_health_json() {
     let s = TestServer::start();
-    for path in [
-        "/health/liveness",
-        "/health/readiness",
-        "/health/",
-        "/health",
-    ] {
+    for path in ["/health/liveness", "/health/readiness", "/health/", "/health"] {
         let r = s.get(path);
         assert_eq!(r.status, 200, "{path}: {}", r.text());
         assert_eq!(r.header("content-type"), Some("application/health+json"));
@@ -51,9 +46,7 @@ fn tenant_resolution_by_path_header_and_host() {
     let by_path = c.get("/api/v1/t/acme").unwrap();
     assert_eq!(by_path.status, 200, "{}", by_path.text());
     assert_eq!(by_path.json()["slug"], "acme");
-    let by_header = c
-        .request("GET", "/api/v1/", &[("X-Tenant", "globex")], b"")
-        .unwrap();
+    let by_header = c.request("GET", "/api/v1/", &[("X-Tenant", "globex")], b"").unwrap();
     assert_eq!(by_header.json()["slug"], "globex");
     // tiny_http needs the Host header we give it; the client sends its own first, so send raw.
     let raw = b"GET /api/v1/ HTTP/1.1\r\nHost: acme.example.test:8080\r\n\r\n";
@@ -68,18 +61,14 @@ fn conflicting_tenant_signals_are_400_not_a_guess() {
     s.create_tenant("acme");
     s.create_tenant("globex");
     let mut c = s.client();
-    let r = c
-        .request("GET", "/api/v1/t/acme", &[("X-Tenant", "globex")], b"")
-        .unwrap();
+    let r = c.request("GET", "/api/v1/t/acme", &[("X-Tenant", "globex")], b"").unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["code"], "tenant_conflict");
     let raw = b"GET /api/v1/t/acme HTTP/1.1\r\nHost: globex.example.test\r\n\r\n";
     let r = c.raw(raw, false).unwrap();
     assert_eq!(r.json()["error"]["code"], "tenant_conflict");
     // Agreeing signals are fine.
-    let r = c
-        .request("GET", "/api/v1/t/acme", &[("X-Tenant", "acme")], b"")
-        .unwrap();
+    let r = c.request("GET", "/api/v1/t/acme", &[("X-Tenant", "acme")], b"").unwrap();
     assert_eq!(r.status, 200);
 }
 
@@ -103,20 +92,11 @@ fn bad_slugs_and_encoded_traversal_are_400_and_touch_no_file() {
         let r = c.get(path).unwrap();
         assert_eq!(r.status, 400, "{path}: {}", r.text());
         let code = r.json()["error"]["code"].as_str().unwrap().to_string();
-        assert!(
-            code == "invalid_slug" || code == "invalid_path",
-            "{path}: {code}"
-        );
+        assert!(code == "invalid_slug" || code == "invalid_path", "{path}: {code}");
     }
-    let r = c
-        .request("GET", "/api/v1/", &[("X-Tenant", "../x")], b"")
-        .unwrap();
+    let r = c.request("GET", "/api/v1/", &[("X-Tenant", "../x")], b"").unwrap();
     assert_eq!(r.status, 400);
-    assert_eq!(
-        common::files_under(&s.data_dir()),
-        before,
-        "no file may be created or removed"
-    );
+    assert_eq!(common::files_under(&s.data_dir()), before, "no file may be created or removed");
 }
 
 #[test]
@@ -138,10 +118,7 @@ fn missing_tenant_file_is_503_tenant_unavailable_never_recreated() {
     let r = s.get("/api/v1/t/acme");
     assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["error"]["code"], "tenant_unavailable");
-    assert!(
-        !db.exists(),
-        "a missing tenant file must not be recreated empty"
-    );
+    assert!(!db.exists(), "a missing tenant file must not be recreated empty");
 }
 
 #[test]
@@ -177,20 +154,12 @@ fn oversized_bodies_are_413() {
     let s = TestServer::start_with(|c| c.max_body_bytes = 4096);
     let mut c = s.client();
     let body = vec![b'x'; 5000];
-    let r = c
-        .request(
-            "POST",
-            "/health/liveness",
-            &[("Content-Type", "application/json")],
-            &body,
-        )
-        .unwrap();
+    let r = c.request("POST", "/health/liveness", &[("Content-Type", "application/json")], &body).unwrap();
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"]["code"], "payload_too_large");
     // Chunked bodies are capped while reading.
     let mut c = s.client();
-    let mut raw =
-        b"POST /health/liveness HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut raw = b"POST /health/liveness HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     raw.extend_from_slice(format!("{:x}\r\n", body.len()).as_bytes());
     raw.extend_from_slice(&body);
     raw.extend_from_slice(b"\r\n0\r\n\r\n");
@@ -203,9 +172,7 @@ fn boom(_: &Ctx<'_>, _: &Req) -> tenantd::error::Result<Resp> {
 }
 
 fn evil_header(_: &Ctx<'_>, _: &Req) -> tenantd::error::Result<Resp> {
-    Ok(Resp::json(200, &"ok")
-        .with_header("X-Evil", "a\r\nSet-Cookie: pwned=1")
-        .with_header("X-Fine", "yes"))
+    Ok(Resp::json(200, &"ok").with_header("X-Evil", "a\r\nSet-Cookie: pwned=1").with_header("X-Fine", "yes"))
 }
 
 fn test_router() -> Router {
@@ -230,16 +197,10 @@ fn a_panicking_handler_is_a_500_and_workers_live_on() {
         let r = s.get("/test/boom");
         assert_eq!(r.status, 500);
         assert_eq!(r.json()["error"]["code"], "internal");
-        assert!(
-            !r.text().contains("deliberate"),
-            "panic text must not reach the client"
-        );
+        assert!(!r.text().contains("deliberate"), "panic text must not reach the client");
     }
     assert_eq!(s.get("/health/liveness").status, 200);
-    assert_eq!(
-        s.state().panics.load(std::sync::atomic::Ordering::Relaxed),
-        10
-    );
+    assert_eq!(s.state().panics.load(std::sync::atomic::Ordering::Relaxed), 10);
 }
 
 #[test]

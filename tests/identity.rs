@@ -10,11 +10,7 @@ use serde_json::json;
 use tenantd::auth::totp;
 
 fn login(s: &TestServer, email: &str, pw: &str) -> tenantd::http::client::Response {
-    s.post_json(
-        "/api/v1/auth/login",
-        None,
-        &json!({"email": email, "password": pw}),
-    )
+    s.post_json("/api/v1/auth/login", None, &json!({"email": email, "password": pw}))
 }
 
 #[test]
@@ -31,13 +27,8 @@ fn login_returns_token_expiry_and_user() {
     assert_eq!(v["tenants"][0]["slug"], "acme");
     // The token is stored only as a hash.
     let conn = s.app.catalog.conn().unwrap();
-    let stored: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sessions WHERE token_hash = ?1",
-            [token],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let stored: i64 =
+        conn.query_row("SELECT count(*) FROM sessions WHERE token_hash = ?1", [token], |r| r.get(0)).unwrap();
     assert_eq!(stored, 0);
     let me = s.get_as("/api/v1/auth/me", token);
     assert_eq!(me.json()["user"]["email"], "ada@acme.test");
@@ -84,18 +75,12 @@ fn logout_revokes_and_bad_tokens_are_401() {
     let s = TestServer::start();
     let t = s.token("ada@acme.test", "acme", "owner");
     assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
-    assert_eq!(
-        s.call("POST", "/api/v1/auth/logout", Some(&t), None).status,
-        204
-    );
+    assert_eq!(s.call("POST", "/api/v1/auth/logout", Some(&t), None).status, 204);
     let r = s.get_as("/api/v1/t/acme/customers", &t);
     assert_eq!(r.status, 401);
     assert!(r.header("www-authenticate").is_some());
     assert_eq!(s.get_as("/api/v1/t/acme/customers", "tds_0000").status, 401);
-    assert_eq!(
-        s.call("GET", "/api/v1/t/acme/customers", None, None).status,
-        401
-    );
+    assert_eq!(s.call("GET", "/api/v1/t/acme/customers", None, None).status, 401);
 }
 
 #[test]
@@ -105,33 +90,17 @@ fn idle_and_absolute_expiry() {
     let hash = tenantd::util::sha256_hex(t.as_bytes());
     // Age the session in the catalog (time is data here, not a sleep).
     let conn = s.app.catalog.conn().unwrap();
-    conn.execute(
-        "UPDATE sessions SET last_seen_at = last_seen_at - 3600 WHERE token_hash = ?1",
-        [&hash],
-    )
-    .unwrap();
+    conn.execute("UPDATE sessions SET last_seen_at = last_seen_at - 3600 WHERE token_hash = ?1", [&hash]).unwrap();
     drop(conn);
     s.app.invalidate_caches();
-    assert_eq!(
-        s.get_as("/api/v1/auth/me", &t).status,
-        401,
-        "idle for longer than 30 minutes"
-    );
+    assert_eq!(s.get_as("/api/v1/auth/me", &t).status, 401, "idle for longer than 30 minutes");
     let t2 = s.login("ada@acme.test");
     let hash2 = tenantd::util::sha256_hex(t2.as_bytes());
     let conn = s.app.catalog.conn().unwrap();
-    conn.execute(
-        "UPDATE sessions SET expires_at = 1 WHERE token_hash = ?1",
-        [&hash2],
-    )
-    .unwrap();
+    conn.execute("UPDATE sessions SET expires_at = 1 WHERE token_hash = ?1", [&hash2]).unwrap();
     drop(conn);
     s.app.invalidate_caches();
-    assert_eq!(
-        s.get_as("/api/v1/auth/me", &t2).status,
-        401,
-        "past absolute expiry"
-    );
+    assert_eq!(s.get_as("/api/v1/auth/me", &t2).status, 401, "past absolute expiry");
 }
 
 #[test]
@@ -139,11 +108,7 @@ fn api_keys_are_shown_once_scoped_bound_and_revocable() {
     let s = TestServer::start();
     let owner = s.token("ada@acme.test", "acme", "owner");
     s.create_tenant("globex");
-    let r = s.post_json(
-        "/api/v1/t/acme/api-keys",
-        Some(&owner),
-        &json!({"name": "reporting", "scope": "read"}),
-    );
+    let r = s.post_json("/api/v1/t/acme/api-keys", Some(&owner), &json!({"name": "reporting", "scope": "read"}));
     assert_eq!(r.status, 201, "{}", r.text());
     let key = r.json()["key"].as_str().unwrap().to_string();
     let id = r.json()["id"].as_str().unwrap().to_string();
@@ -153,24 +118,9 @@ fn api_keys_are_shown_once_scoped_bound_and_revocable() {
     // Bearer and X-API-Key both work; read scope cannot write.
     assert_eq!(s.get_as("/api/v1/t/acme/customers", &key).status, 200);
     let mut c = s.client();
-    let r = c
-        .request(
-            "GET",
-            "/api/v1/t/acme/customers",
-            &[("X-API-Key", &key)],
-            b"",
-        )
-        .unwrap();
+    let r = c.request("GET", "/api/v1/t/acme/customers", &[("X-API-Key", &key)], b"").unwrap();
     assert_eq!(r.status, 200);
-    assert_eq!(
-        s.post_json(
-            "/api/v1/t/acme/customers",
-            Some(&key),
-            &json!({"name": "x"})
-        )
-        .status,
-        403
-    );
+    assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&key), &json!({"name": "x"})).status, 403);
     // Bound to its tenant: another tenant is a 404.
     assert_eq!(s.get_as("/api/v1/t/globex/customers", &key).status, 404);
     // Keys cannot act as users.
@@ -178,21 +128,8 @@ fn api_keys_are_shown_once_scoped_bound_and_revocable() {
     // last_used_at is recorded.
     let listed = s.get_as("/api/v1/t/acme/api-keys", &owner).json();
     assert!(listed["items"][0]["last_used_at"].is_i64());
-    assert_eq!(
-        s.call(
-            "DELETE",
-            &format!("/api/v1/t/acme/api-keys/{id}"),
-            Some(&owner),
-            None
-        )
-        .status,
-        204
-    );
-    assert_eq!(
-        s.get_as("/api/v1/t/acme/customers", &key).status,
-        401,
-        "revoked"
-    );
+    assert_eq!(s.call("DELETE", &format!("/api/v1/t/acme/api-keys/{id}"), Some(&owner), None).status, 204);
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &key).status, 401, "revoked");
     // Per-table keys.
     let r = s.post_json(
         "/api/v1/t/acme/api-keys",
@@ -202,20 +139,13 @@ fn api_keys_are_shown_once_scoped_bound_and_revocable() {
     let k2 = r.json()["key"].as_str().unwrap().to_string();
     assert_eq!(s.get_as("/api/v1/t/acme/tasks", &k2).status, 200);
     assert_eq!(s.get_as("/api/v1/t/acme/customers", &k2).status, 403);
-    let bad = s.post_json(
-        "/api/v1/t/acme/api-keys",
-        Some(&owner),
-        &json!({"name": "x", "scope": "root"}),
-    );
+    let bad = s.post_json("/api/v1/t/acme/api-keys", Some(&owner), &json!({"name": "x", "scope": "root"}));
     assert_eq!(bad.status, 400);
 }
 
 fn current_code(secret: &str, offset_steps: i64) -> String {
     let now = tenantd::util::now_unix() + offset_steps * 30;
-    format!(
-        "{:06}",
-        totp::code(&totp::base32_decode(secret).unwrap(), now.div_euclid(30))
-    )
+    format!("{:06}", totp::code(&totp::base32_decode(secret).unwrap(), now.div_euclid(30)))
 }
 
 #[test]
@@ -225,28 +155,13 @@ fn mfa_enrol_confirm_and_login_with_replay_protection_and_recovery_codes() {
     let r = s.call("POST", "/api/v1/auth/mfa/enroll", Some(&t), None);
     assert_eq!(r.status, 200, "{}", r.text());
     let secret = r.json()["secret"].as_str().unwrap().to_string();
-    assert!(r.json()["otpauth_uri"]
-        .as_str()
-        .unwrap()
-        .starts_with("otpauth://totp/"));
-    let bad = s.post_json(
-        "/api/v1/auth/mfa/confirm",
-        Some(&t),
-        &json!({"totp": "000000"}),
-    );
+    assert!(r.json()["otpauth_uri"].as_str().unwrap().starts_with("otpauth://totp/"));
+    let bad = s.post_json("/api/v1/auth/mfa/confirm", Some(&t), &json!({"totp": "000000"}));
     assert_eq!(bad.status, 400);
-    let ok = s.post_json(
-        "/api/v1/auth/mfa/confirm",
-        Some(&t),
-        &json!({"totp": current_code(&secret, 0)}),
-    );
+    let ok = s.post_json("/api/v1/auth/mfa/confirm", Some(&t), &json!({"totp": current_code(&secret, 0)}));
     assert_eq!(ok.status, 200, "{}", ok.text());
-    let codes: Vec<String> = ok.json()["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_string())
-        .collect();
+    let codes: Vec<String> =
+        ok.json()["recovery_codes"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
     assert_eq!(codes.len(), 10);
 
     let r = login(&s, "ada@acme.test", PASSWORD);
@@ -289,26 +204,15 @@ fn tenants_can_require_mfa() {
     assert_eq!(r.status, 403);
     assert_eq!(r.json()["error"]["code"], "mfa_required");
     // Everyone without MFA is held at the door until they enrol, owners included.
-    assert_eq!(
-        s.get_as("/api/v1/t/acme/settings", &owner).json()["error"]["code"],
-        "mfa_required"
-    );
-    assert_eq!(
-        s.call("POST", "/api/v1/auth/mfa/enroll", Some(&owner), None)
-            .status,
-        200
-    );
+    assert_eq!(s.get_as("/api/v1/t/acme/settings", &owner).json()["error"]["code"], "mfa_required");
+    assert_eq!(s.call("POST", "/api/v1/auth/mfa/enroll", Some(&owner), None).status, 200);
 }
 
 #[test]
 fn settings_validate_what_reaches_pages() {
     let s = TestServer::start();
     let owner = s.token("ada@acme.test", "acme", "owner");
-    for bad in [
-        json!({"brand_color": "red;}"}),
-        json!({"display_name": ""}),
-        json!({"unknown": 1}),
-    ] {
+    for bad in [json!({"brand_color": "red;}"}), json!({"display_name": ""}), json!({"unknown": 1})] {
         let r = s.call("PATCH", "/api/v1/t/acme/settings", Some(&owner), Some(&bad));
         assert_eq!(r.status, 400, "{bad}: {}", r.text());
     }
@@ -319,29 +223,17 @@ fn members_and_custom_roles() {
     let s = TestServer::start();
     let owner = s.token("ada@acme.test", "acme", "owner");
     tenantd::auth::create_user(&s.app, "bob@acme.test", PASSWORD, false).unwrap();
-    let r = s.post_json(
-        "/api/v1/t/acme/members",
-        Some(&owner),
-        &json!({"email": "bob@acme.test", "role": "viewer"}),
-    );
+    let r = s.post_json("/api/v1/t/acme/members", Some(&owner), &json!({"email": "bob@acme.test", "role": "viewer"}));
     assert_eq!(r.status, 201, "{}", r.text());
     let bob = r.json()["user_id"].as_i64().unwrap();
     assert_eq!(
-        s.post_json(
-            "/api/v1/t/acme/members",
-            Some(&owner),
-            &json!({"email": "bob@acme.test", "role": "viewer"})
-        )
-        .status,
+        s.post_json("/api/v1/t/acme/members", Some(&owner), &json!({"email": "bob@acme.test", "role": "viewer"}))
+            .status,
         409
     );
     assert_eq!(
-        s.post_json(
-            "/api/v1/t/acme/members",
-            Some(&owner),
-            &json!({"email": "ghost@acme.test", "role": "viewer"})
-        )
-        .status,
+        s.post_json("/api/v1/t/acme/members", Some(&owner), &json!({"email": "ghost@acme.test", "role": "viewer"}))
+            .status,
         400
     );
     // A custom role that may only read and create tasks.
@@ -353,54 +245,19 @@ fn members_and_custom_roles() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
-        s.call(
-            "PUT",
-            "/api/v1/t/acme/roles/x",
-            Some(&owner),
-            Some(&json!({"permissions": ["can_fly:tasks"]}))
-        )
-        .status,
+        s.call("PUT", "/api/v1/t/acme/roles/x", Some(&owner), Some(&json!({"permissions": ["can_fly:tasks"]}))).status,
         400
     );
-    let r = s.call(
-        "PATCH",
-        &format!("/api/v1/t/acme/members/{bob}"),
-        Some(&owner),
-        Some(&json!({"role": "tasker"})),
-    );
+    let r = s.call("PATCH", &format!("/api/v1/t/acme/members/{bob}"), Some(&owner), Some(&json!({"role": "tasker"})));
     assert_eq!(r.status, 200, "{}", r.text());
     let bt = s.login("bob@acme.test");
     assert_eq!(s.get_as("/api/v1/t/acme/tasks", &bt).status, 200);
     assert_eq!(s.get_as("/api/v1/t/acme/customers", &bt).status, 403);
     // The last owner cannot be removed or demoted.
-    let me = s.get_as("/api/v1/auth/me", &owner).json()["user"]["id"]
-        .as_i64()
-        .unwrap();
-    assert_eq!(
-        s.call(
-            "DELETE",
-            &format!("/api/v1/t/acme/members/{me}"),
-            Some(&owner),
-            None
-        )
-        .status,
-        409
-    );
-    assert_eq!(
-        s.call(
-            "DELETE",
-            &format!("/api/v1/t/acme/members/{bob}"),
-            Some(&owner),
-            None
-        )
-        .status,
-        204
-    );
-    assert_eq!(
-        s.get_as("/api/v1/t/acme/tasks", &bt).status,
-        404,
-        "no longer a member: the tenant is invisible"
-    );
+    let me = s.get_as("/api/v1/auth/me", &owner).json()["user"]["id"].as_i64().unwrap();
+    assert_eq!(s.call("DELETE", &format!("/api/v1/t/acme/members/{me}"), Some(&owner), None).status, 409);
+    assert_eq!(s.call("DELETE", &format!("/api/v1/t/acme/members/{bob}"), Some(&owner), None).status, 204);
+    assert_eq!(s.get_as("/api/v1/t/acme/tasks", &bt).status, 404, "no longer a member: the tenant is invisible");
     let roles = s.get_as("/api/v1/t/acme/roles", &owner).json();
     assert_eq!(roles["items"].as_array().unwrap().len(), 5);
 }
@@ -414,17 +271,9 @@ fn platform_admins_manage_tenants_but_do_not_see_their_data() {
     let r = s.get_as("/api/v1/platform/tenants", &root);
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["items"][0]["slug"], "acme");
-    let r = s.post_json(
-        "/api/v1/platform/tenants",
-        Some(&root),
-        &json!({"slug": "newco", "name": "NewCo"}),
-    );
+    let r = s.post_json("/api/v1/platform/tenants", Some(&root), &json!({"slug": "newco", "name": "NewCo"}));
     assert_eq!(r.status, 201, "{}", r.text());
-    assert_eq!(
-        s.get_as("/api/v1/t/acme/customers", &root).status,
-        404,
-        "no membership, no data"
-    );
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &root).status, 404, "no membership, no data");
     let member = s.token("m@acme.test", "acme", "member");
     assert_eq!(s.get_as("/api/v1/platform/tenants", &member).status, 403);
 }
@@ -433,28 +282,12 @@ fn platform_admins_manage_tenants_but_do_not_see_their_data() {
 fn cli_user_commands() {
     let s = TestServer::start();
     s.create_tenant("acme");
-    let o = s.cli(&[
-        "user",
-        "create",
-        "eve@acme.test",
-        "--password",
-        PASSWORD,
-        "--tenant",
-        "acme",
-        "--role",
-        "member",
-    ]);
+    let o = s.cli(&["user", "create", "eve@acme.test", "--password", PASSWORD, "--tenant", "acme", "--role", "member"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = s.cli(&["user", "create", "weak@acme.test", "--password", "password"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("at least"), "{}", stderr(&o));
-    let o = s.cli(&[
-        "user",
-        "create",
-        "weak@acme.test",
-        "--password",
-        "1234567890",
-    ]);
+    let o = s.cli(&["user", "create", "weak@acme.test", "--password", "1234567890"]);
     assert!(stderr(&o).contains("common"), "{}", stderr(&o));
     let o = s.cli(&["user", "list", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -465,18 +298,7 @@ fn cli_user_commands() {
     let pw = out.trim().rsplit(' ').next().unwrap().to_string();
     let r = login(&s, "eve@acme.test", &pw);
     assert_eq!(r.status, 200, "generated password works: {}", r.text());
-    assert_eq!(
-        login(&s, "eve@acme.test", PASSWORD).status,
-        401,
-        "old password no longer works"
-    );
-    let o = s.cli(&[
-        "user",
-        "add-to-tenant",
-        "eve@acme.test",
-        "acme",
-        "--role",
-        "admin",
-    ]);
+    assert_eq!(login(&s, "eve@acme.test", PASSWORD).status, 401, "old password no longer works");
+    let o = s.cli(&["user", "add-to-tenant", "eve@acme.test", "acme", "--role", "admin"]);
     assert_eq!(o.status.code(), Some(2), "already a member");
 }

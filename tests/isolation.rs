@@ -29,17 +29,10 @@ fn world() -> World {
     let a_owner = s.token("owner@acme.test", "acme", "owner");
     let b_owner = s.token("owner@globex.test", "globex", "owner");
     let b_member = s.member("staff@globex.test", "globex", "member");
-    let r = s.post_json(
-        "/api/v1/t/globex/customers",
-        Some(&b_owner),
-        &json!({"name": SECRET, "email": "vip@globex.test"}),
-    );
+    let r =
+        s.post_json("/api/v1/t/globex/customers", Some(&b_owner), &json!({"name": SECRET, "email": "vip@globex.test"}));
     let b_customer = r.json()["id"].as_i64().unwrap();
-    let r = s.post_json(
-        "/api/v1/t/globex/api-keys",
-        Some(&b_owner),
-        &json!({"name": "b", "scope": "admin"}),
-    );
+    let r = s.post_json("/api/v1/t/globex/api-keys", Some(&b_owner), &json!({"name": "b", "scope": "admin"}));
     let b_key_id = r.json()["id"].as_str().unwrap().to_string();
     let r = s.call(
         "PUT",
@@ -48,24 +41,11 @@ fn world() -> World {
         Some(&json!({"permissions": ["can_read:customers"]})),
     );
     assert_eq!(r.status, 200);
-    let r = s.post_json(
-        "/api/v1/t/acme/api-keys",
-        Some(&a_owner),
-        &json!({"name": "a", "scope": "admin"}),
-    );
+    let r = s.post_json("/api/v1/t/acme/api-keys", Some(&a_owner), &json!({"name": "a", "scope": "admin"}));
     let a_key = r.json()["key"].as_str().unwrap().to_string();
     tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
     let root = s.login("root@ops.test");
-    World {
-        s,
-        a_owner,
-        a_key,
-        root,
-        b_owner,
-        b_customer,
-        b_member,
-        b_key_id,
-    }
+    World { s, a_owner, a_key, root, b_owner, b_customer, b_member, b_key_id }
 }
 
 /// The concrete path below the tenant root for a pattern, with B's ids.
@@ -105,13 +85,7 @@ fn tenant_routes() -> Vec<(String, String, Access)> {
         .routes
         .iter()
         .filter(|r| r.scope == Scope::Tenant)
-        .map(|r| {
-            (
-                r.method.as_str().to_string(),
-                r.pattern.to_string(),
-                r.access,
-            )
-        })
+        .map(|r| (r.method.as_str().to_string(), r.pattern.to_string(), r.access))
         .collect()
 }
 
@@ -119,11 +93,7 @@ fn tenant_routes() -> Vec<(String, String, Access)> {
 fn every_tenant_route_hides_tenant_b_from_tenant_a() {
     let w = world();
     let routes = tenant_routes();
-    assert!(
-        routes.len() >= 15,
-        "the walk covers the route table ({} routes)",
-        routes.len()
-    );
+    assert!(routes.len() >= 15, "the walk covers the route table ({} routes)", routes.len());
     let mut probed = 0;
     for (method, pattern, access) in &routes {
         if *access == Access::TenantPublic {
@@ -132,82 +102,41 @@ fn every_tenant_route_hides_tenant_b_from_tenant_a() {
         let rest = fill(&w, pattern);
         let by_path = format!("/api/v1/t/globex{}", rest.trim_end_matches('/'));
         let b = body(method, pattern);
-        for (who, cred) in [
-            ("A's owner session", &w.a_owner),
-            ("A's admin API key", &w.a_key),
-            ("platform admin", &w.root),
-        ] {
+        for (who, cred) in
+            [("A's owner session", &w.a_owner), ("A's admin API key", &w.a_key), ("platform admin", &w.root)]
+        {
             let r = w.s.call(method, &by_path, Some(cred), b.as_ref());
             assert_eq!(r.status, 404, "{method} {by_path} as {who}: {}", r.text());
-            assert!(
-                !r.text().contains(SECRET),
-                "{method} {by_path} leaked data to {who}"
-            );
+            assert!(!r.text().contains(SECRET), "{method} {by_path} leaked data to {who}");
             // The same through the X-Tenant header.
             let auth = format!("Bearer {cred}");
-            let by_header = format!(
-                "/api/v1{}",
-                if rest.is_empty() {
-                    "/".to_string()
-                } else {
-                    rest.clone()
-                }
-            );
-            let bytes = b
-                .as_ref()
-                .map(|v| serde_json::to_vec(v).unwrap())
-                .unwrap_or_default();
+            let by_header = format!("/api/v1{}", if rest.is_empty() { "/".to_string() } else { rest.clone() });
+            let bytes = b.as_ref().map(|v| serde_json::to_vec(v).unwrap()).unwrap_or_default();
             let mut headers = vec![("Authorization", auth.as_str()), ("X-Tenant", "globex")];
             if b.is_some() {
                 headers.push(("Content-Type", "application/json"));
             }
-            let r =
-                w.s.client()
-                    .request(method, &by_header, &headers, &bytes)
-                    .unwrap();
-            assert_eq!(
-                r.status,
-                404,
-                "{method} {by_header} (X-Tenant) as {who}: {}",
-                r.text()
-            );
+            let r = w.s.client().request(method, &by_header, &headers, &bytes).unwrap();
+            assert_eq!(r.status, 404, "{method} {by_header} (X-Tenant) as {who}: {}", r.text());
             probed += 1;
         }
         let r = w.s.call(method, &by_path, None, b.as_ref());
-        assert_eq!(
-            r.status,
-            401,
-            "{method} {by_path} without credentials: {}",
-            r.text()
-        );
+        assert_eq!(r.status, 401, "{method} {by_path} without credentials: {}", r.text());
     }
     assert!(probed >= 40, "{probed} probes");
 
     // Nothing of B changed.
     let t = &w.b_owner;
-    let c =
-        w.s.get_as(&format!("/api/v1/t/globex/customers/{}", w.b_customer), t);
+    let c = w.s.get_as(&format!("/api/v1/t/globex/customers/{}", w.b_customer), t);
     assert_eq!(c.json()["name"], SECRET);
-    assert_eq!(
-        w.s.get_as("/api/v1/t/globex/customers", t).json()["total"],
-        1
-    );
+    assert_eq!(w.s.get_as("/api/v1/t/globex/customers", t).json()["total"], 1);
     let members = w.s.get_as("/api/v1/t/globex/members", t).json();
     assert_eq!(members["items"].as_array().unwrap().len(), 2);
     let keys = w.s.get_as("/api/v1/t/globex/api-keys", t).json();
     assert_eq!(keys["items"].as_array().unwrap().len(), 1);
     assert!(keys["items"][0]["revoked_at"].is_null());
-    assert_ne!(
-        w.s.get_as("/api/v1/t/globex/settings", t).json()["display_name"],
-        "Hacked"
-    );
-    assert_eq!(
-        w.s.get_as("/api/v1/t/globex/roles", t).json()["items"]
-            .as_array()
-            .unwrap()
-            .len(),
-        5
-    );
+    assert_ne!(w.s.get_as("/api/v1/t/globex/settings", t).json()["display_name"], "Hacked");
+    assert_eq!(w.s.get_as("/api/v1/t/globex/roles", t).json()["items"].as_array().unwrap().len(), 5);
 }
 
 #[test]
@@ -219,21 +148,13 @@ fn a_members_own_tenant_still_works_for_every_route() {
         if method == "DELETE" {
             continue; // deleting B's fixtures would break later probes
         }
-        let path = format!(
-            "/api/v1/t/globex{}",
-            fill(&w, &pattern).trim_end_matches('/')
-        );
+        let path = format!("/api/v1/t/globex{}", fill(&w, &pattern).trim_end_matches('/'));
         let b = match (method.as_str(), pattern.as_str()) {
             ("POST", "/members") => Some(json!({"email": "owner@acme.test", "role": "viewer"})),
             ("PATCH", "/members/{user_id}") => Some(json!({"role": "viewer"})),
             _ => body(&method, &pattern),
         };
         let r = w.s.call(&method, &path, Some(&w.b_owner), b.as_ref());
-        assert!(
-            r.status < 300,
-            "{method} {path} as B's owner: {} {}",
-            r.status,
-            r.text()
-        );
+        assert!(r.status < 300, "{method} {path} as B's owner: {} {}", r.status, r.text());
     }
 }

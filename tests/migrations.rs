@@ -16,7 +16,8 @@ use tenantd::tenancy::{self, Actor};
 
 const V1: &str = "CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT NOT NULL);\n";
 /// Fails on a tenant that holds duplicate codes; fine everywhere else.
-const V2_UNIQUE: &str = "CREATE UNIQUE INDEX items_code ON items(code);\nCREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT);\n";
+const V2_UNIQUE: &str =
+    "CREATE UNIQUE INDEX items_code ON items(code);\nCREATE TABLE tags (id INTEGER PRIMARY KEY, name TEXT);\n";
 
 struct Fleet {
     dir: tempfile::TempDir,
@@ -25,15 +26,12 @@ struct Fleet {
 impl Fleet {
     /// Tenants at v1; `bad` (if named) gets duplicate codes so the unique index fails there.
     fn new(slugs: &[&str], bad: Option<&str>) -> Fleet {
-        let f = Fleet {
-            dir: tempfile::tempdir().unwrap(),
-        };
+        let f = Fleet { dir: tempfile::tempdir().unwrap() };
         std::fs::create_dir_all(f.schema_dir()).unwrap();
         std::fs::write(f.schema_dir().join("0001_items.sql"), V1).unwrap();
         let app = f.app();
         for s in slugs {
-            let t =
-                tenancy::create(&app, &Slug::parse(s).unwrap(), s, None, &Actor::cli()).unwrap();
+            let t = tenancy::create(&app, &Slug::parse(s).unwrap(), s, None, &Actor::cli()).unwrap();
             let opened = app.open_tenant(&t).unwrap();
             let conn = opened.handle.conn().unwrap();
             let dup = Some(*s) == bad;
@@ -93,22 +91,17 @@ impl Fleet {
     }
 
     fn catalog_version(&self, slug: &str) -> i64 {
-        self.app()
-            .tenant(&Slug::parse(slug).unwrap())
-            .unwrap()
-            .schema_version
+        self.app().tenant(&Slug::parse(slug).unwrap()).unwrap().schema_version
     }
 
     fn items(&self, slug: &str) -> i64 {
         let c = tenantd::db::open_read_only(&self.db(slug)).unwrap();
-        c.query_row("SELECT count(*) FROM items", [], |r| r.get(0))
-            .unwrap()
+        c.query_row("SELECT count(*) FROM items", [], |r| r.get(0)).unwrap()
     }
 
     fn runs(&self) -> i64 {
         let c = tenantd::db::open_read_only(&self.data_dir().join("catalog.db")).unwrap();
-        c.query_row("SELECT count(*) FROM migration_runs", [], |r| r.get(0))
-            .unwrap()
+        c.query_row("SELECT count(*) FROM migration_runs", [], |r| r.get(0)).unwrap()
     }
 }
 
@@ -125,23 +118,11 @@ fn one_failing_tenant_keeps_its_version_and_data_while_others_proceed() {
     let f = Fleet::new(&["alpha", "bad", "gamma"], Some("bad"));
     f.add("0002_unique.sql", V2_UNIQUE);
     let o = f.cli(&["schema", "migrate", "--parallel", "2"]);
-    assert_eq!(
-        o.status.code(),
-        Some(1),
-        "any failure exits 1\n{}{}",
-        stdout(&o),
-        stderr(&o)
-    );
+    assert_eq!(o.status.code(), Some(1), "any failure exits 1\n{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
-    assert!(
-        out.contains("failed") && out.contains("bad") && out.contains("UNIQUE"),
-        "{out}"
-    );
+    assert!(out.contains("failed") && out.contains("bad") && out.contains("UNIQUE"), "{out}");
     assert_eq!((f.version("alpha"), f.version("gamma")), (2, 2));
-    assert_eq!(
-        (f.catalog_version("alpha"), f.catalog_version("gamma")),
-        (2, 2)
-    );
+    assert_eq!((f.catalog_version("alpha"), f.catalog_version("gamma")), (2, 2));
     assert_eq!(f.version("bad"), 1);
     assert_eq!(f.catalog_version("bad"), 1);
     assert_eq!(f.items("bad"), 2, "the failed tenant keeps its data");
@@ -152,12 +133,7 @@ fn one_failing_tenant_keeps_its_version_and_data_while_others_proceed() {
     // Status names the laggard.
     let o = f.cli(&["schema", "status", "--json"]);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let bad = v["tenants"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["slug"] == "bad")
-        .unwrap();
+    let bad = v["tenants"].as_array().unwrap().iter().find(|t| t["slug"] == "bad").unwrap();
     assert_eq!(bad["state"], "behind");
     assert!(bad["last_outcome"].as_str().unwrap().starts_with("failed"));
 }
@@ -169,17 +145,9 @@ fn canary_failure_stops_before_touching_the_rest() {
     let o = f.cli(&["schema", "migrate", "--canary", "2"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("canary failed"), "{}", stdout(&o));
-    assert_eq!(
-        f.version("alpha"),
-        2,
-        "first canary (stable order) migrated"
-    );
+    assert_eq!(f.version("alpha"), 2, "first canary (stable order) migrated");
     assert_eq!(f.version("bad"), 1);
-    assert_eq!(
-        (f.version("gamma"), f.version("delta")),
-        (1, 1),
-        "the rest untouched"
-    );
+    assert_eq!((f.version("gamma"), f.version("delta")), (1, 1), "the rest untouched");
 }
 
 #[test]
@@ -188,16 +156,9 @@ fn named_canaries_and_then_the_rest() {
     f.add("0002_unique.sql", V2_UNIQUE);
     let o = f.cli(&["schema", "migrate", "--canary-tenants", "gamma"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
-    assert_eq!(
-        (f.version("alpha"), f.version("beta"), f.version("gamma")),
-        (2, 2, 2)
-    );
+    assert_eq!((f.version("alpha"), f.version("beta"), f.version("gamma")), (2, 2, 2));
     let o = f.cli(&["schema", "migrate", "--canary-tenants", "nobody"]);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "nothing pending: a no-op succeeds before canaries matter"
-    );
+    assert_eq!(o.status.code(), Some(0), "nothing pending: a no-op succeeds before canaries matter");
 }
 
 #[test]
@@ -214,23 +175,14 @@ fn dry_run_reports_failures_and_leaves_files_untouched() {
         .iter()
         .map(|o| (o["slug"].as_str().unwrap(), o["status"].as_str().unwrap()))
         .collect();
-    assert!(
-        statuses.contains(&("alpha", "would_migrate")),
-        "{statuses:?}"
-    );
+    assert!(statuses.contains(&("alpha", "would_migrate")), "{statuses:?}");
     assert!(statuses.contains(&("bad", "would_fail")), "{statuses:?}");
     let after: Vec<String> = ["alpha", "bad"].iter().map(|s| sha(&f.db(s))).collect();
     assert_eq!(before, after, "dry run must not change tenant files");
     assert_eq!((f.version("alpha"), f.version("bad")), (1, 1));
-    assert!(
-        !f.data_dir().join("backups").exists(),
-        "no snapshots for a dry run"
-    );
+    assert!(!f.data_dir().join("backups").exists(), "no snapshots for a dry run");
     let leftovers = common::files_under(&f.data_dir().join("tmp"));
-    assert!(
-        leftovers.is_empty(),
-        "scratch copies removed: {leftovers:?}"
-    );
+    assert!(leftovers.is_empty(), "scratch copies removed: {leftovers:?}");
 }
 
 #[test]
@@ -241,14 +193,8 @@ fn rollback_restores_exactly_the_migrated_tenants_and_holds_them() {
     let o = f.cli(&["schema", "rollback"]);
     assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     let out = stdout(&o);
-    assert!(
-        out.contains("alpha") && out.contains("gamma") && !out.contains("bad"),
-        "{out}"
-    );
-    assert_eq!(
-        (f.version("alpha"), f.version("bad"), f.version("gamma")),
-        (1, 1, 1)
-    );
+    assert!(out.contains("alpha") && out.contains("gamma") && !out.contains("bad"), "{out}");
+    assert_eq!((f.version("alpha"), f.version("bad"), f.version("gamma")), (1, 1, 1));
     assert_eq!(f.items("alpha"), 2);
     // Held: opening the tenant does not lazily re-apply the rolled-back migration.
     let app = f.app();
@@ -265,17 +211,8 @@ fn rollback_restores_exactly_the_migrated_tenants_and_holds_them() {
     drop(c);
     let o = f.cli(&["schema", "migrate"]);
     assert!(o.status.success(), "{}", stdout(&o));
-    assert_eq!(
-        (f.version("alpha"), f.version("bad"), f.version("gamma")),
-        (2, 2, 2)
-    );
-    assert_eq!(
-        f.app()
-            .tenant(&Slug::parse("alpha").unwrap())
-            .unwrap()
-            .schema_hold,
-        None
-    );
+    assert_eq!((f.version("alpha"), f.version("bad"), f.version("gamma")), (2, 2, 2));
+    assert_eq!(f.app().tenant(&Slug::parse("alpha").unwrap()).unwrap().schema_hold, None);
 }
 
 #[test]
@@ -299,27 +236,14 @@ fn lazy_migration_on_open_through_the_server() {
     f.add("0002_unique.sql", V2_UNIQUE);
     let app = f.app();
     let server = tenantd::http::server::start(app.clone(), "127.0.0.1:0").unwrap();
-    let r = tenantd::http::client::Client::new(server.addr())
-        .get("/api/v1/t/alpha")
-        .unwrap();
+    let r = tenantd::http::client::Client::new(server.addr()).get("/api/v1/t/alpha").unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(f.version("alpha"), 2);
-    assert_eq!(
-        app.tenant(&Slug::parse("alpha").unwrap())
-            .unwrap()
-            .schema_version,
-        2
-    );
+    assert_eq!(app.tenant(&Slug::parse("alpha").unwrap()).unwrap().schema_version, 2);
     let conn = app.catalog.conn().unwrap();
-    let actions: Vec<String> = tenantd::catalog::audit::list(&conn, None, 50)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect();
-    assert!(
-        actions.contains(&"tenant.schema_migrated_on_open".to_string()),
-        "{actions:?}"
-    );
+    let actions: Vec<String> =
+        tenantd::catalog::audit::list(&conn, None, 50).unwrap().into_iter().map(|e| e.action).collect();
+    assert!(actions.contains(&"tenant.schema_migrated_on_open".to_string()), "{actions:?}");
     drop(conn);
     server.shutdown().unwrap();
 }
@@ -329,13 +253,13 @@ fn changed_migration_files_are_reported_as_drift() {
     let f = Fleet::new(&["alpha"], None);
     f.add("0002_unique.sql", V2_UNIQUE);
     assert!(f.cli(&["schema", "migrate"]).status.success());
-    f.add("0002_unique.sql", "CREATE UNIQUE INDEX items_code ON items(code);\nCREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT);\n");
+    f.add(
+        "0002_unique.sql",
+        "CREATE UNIQUE INDEX items_code ON items(code);\nCREATE TABLE tags (id INTEGER PRIMARY KEY, label TEXT);\n",
+    );
     let o = f.cli(&["schema", "status"]);
     let out = stdout(&o);
-    assert!(
-        out.contains("DRIFT") && out.contains("0002_unique.sql"),
-        "{out}"
-    );
+    assert!(out.contains("DRIFT") && out.contains("0002_unique.sql"), "{out}");
     // The tenant's tables no longer match what version 2 now means.
     assert!(out.contains("drift"), "{out}");
 }

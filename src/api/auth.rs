@@ -32,10 +32,7 @@ pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         now_unix(),
     )?;
     let tenants = memberships(ctx, ok.user.id)?;
-    Ok(Resp::json(
-        200,
-        &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants}),
-    ))
+    Ok(Resp::json(200, &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants})))
 }
 
 fn memberships(ctx: &Ctx<'_>, user_id: i64) -> Result<Vec<serde_json::Value>> {
@@ -48,37 +45,23 @@ fn memberships(ctx: &Ctx<'_>, user_id: i64) -> Result<Vec<serde_json::Value>> {
 pub fn logout(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     match ctx.principal()? {
         Principal::User(s) => auth::logout(ctx.app, s, now_unix())?,
-        Principal::ApiKey(_) => {
-            return Err(Error::invalid(
-                "not_a_session",
-                "API keys are revoked, not logged out",
-            ))
-        }
+        Principal::ApiKey(_) => return Err(Error::invalid("not_a_session", "API keys are revoked, not logged out")),
     }
     Ok(Resp::empty(204))
 }
 
 pub fn me(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let user = ctx.user()?;
-    Ok(Resp::json(
-        200,
-        &json!({"user": user, "tenants": memberships(ctx, user.id)?}),
-    ))
+    Ok(Resp::json(200, &json!({"user": user, "tenants": memberships(ctx, user.id)?})))
 }
 
 pub fn mfa_enroll(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let user = ctx.user()?;
     if user.mfa_enabled {
-        return Err(Error::conflict(
-            "mfa_already_enabled",
-            "two-factor authentication is already on",
-        ));
+        return Err(Error::conflict("mfa_already_enabled", "two-factor authentication is already on"));
     }
     let (secret, uri) = auth::mfa_enroll(ctx.app, user)?;
-    Ok(Resp::json(
-        200,
-        &json!({"secret": secret, "otpauth_uri": uri}),
-    ))
+    Ok(Resp::json(200, &json!({"secret": secret, "otpauth_uri": uri})))
 }
 
 #[derive(Deserialize)]

@@ -42,19 +42,14 @@ struct Check {
 fn readiness_checks(ctx: &Ctx<'_>) -> Vec<Check> {
     let mut checks = Vec::new();
     let t0 = Instant::now();
-    let catalog =
-        ctx.app.catalog.conn().and_then(|c| {
-            Ok(c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))?)
-        });
+    let catalog = ctx
+        .app
+        .catalog
+        .conn()
+        .and_then(|c| Ok(c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))?));
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
     checks.push(match catalog {
-        Ok(_) => Check {
-            key: "catalog:responseTime",
-            status: "pass",
-            value: json!(ms),
-            unit: "ms",
-            output: None,
-        },
+        Ok(_) => Check { key: "catalog:responseTime", status: "pass", value: json!(ms), unit: "ms", output: None },
         Err(e) => Check {
             key: "catalog:responseTime",
             status: "fail",
@@ -63,22 +58,12 @@ fn readiness_checks(ctx: &Ctx<'_>) -> Vec<Check> {
             output: Some(format!("catalog query failed: {e}")),
         },
     });
-    let probe = ctx
-        .app
-        .paths
-        .tmp()
-        .join(format!(".ready-{}", crate::util::random_hex(4)));
+    let probe = ctx.app.paths.tmp().join(format!(".ready-{}", crate::util::random_hex(4)));
     let writable = std::fs::create_dir_all(ctx.app.paths.tmp())
         .and_then(|_| std::fs::write(&probe, b"ok"))
         .and_then(|_| std::fs::remove_file(&probe));
     checks.push(match writable {
-        Ok(()) => Check {
-            key: "datadir:writable",
-            status: "pass",
-            value: json!(true),
-            unit: "",
-            output: None,
-        },
+        Ok(()) => Check { key: "datadir:writable", status: "pass", value: json!(true), unit: "", output: None },
         Err(e) => Check {
             key: "datadir:writable",
             status: "fail",

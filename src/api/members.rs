@@ -26,9 +26,7 @@ struct PatchMember {
 fn check_role(ctx: &Ctx<'_>, role: &str) -> Result<()> {
     perms::validate_role_name(role)?;
     let t = ctx.tenant()?;
-    if BUILTIN_ROLES.contains(&role)
-        || identity::custom_role(&*ctx.app.catalog.conn()?, &t.id, role)?.is_some()
-    {
+    if BUILTIN_ROLES.contains(&role) || identity::custom_role(&*ctx.app.catalog.conn()?, &t.id, role)?.is_some() {
         Ok(())
     } else {
         Err(Error::invalid(
@@ -46,19 +44,13 @@ fn guard_owner(ctx: &Ctx<'_>, touches_owner: bool) -> Result<()> {
     let t = ctx.tenant()?;
     let me = ctx.principal()?;
     let is_owner = match me.user() {
-        Some(u) => {
-            identity::membership_of(&*ctx.app.catalog.conn()?, &t.id, u.id)?.as_deref()
-                == Some("owner")
-        }
+        Some(u) => identity::membership_of(&*ctx.app.catalog.conn()?, &t.id, u.id)?.as_deref() == Some("owner"),
         None => false,
     };
     if is_owner {
         Ok(())
     } else {
-        Err(Error::Forbidden {
-            code: "forbidden",
-            message: "only an owner can grant or remove the owner role".into(),
-        })
+        Err(Error::Forbidden { code: "forbidden", message: "only an owner can grant or remove the owner role".into() })
     }
 }
 
@@ -70,28 +62,24 @@ pub fn list(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 
 pub fn add(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body: AddMember = req.json()?;
-    check_role(ctx, &body.role)?;
-    guard_owner(ctx, body.role == "owner")?;
-    let t = ctx.tenant()?;
-    let email = crate::auth::validate_email(&body.email)?;
-    let user = identity::user_by_email(&*ctx.app.catalog.conn()?, &email)?.ok_or_else(|| {
-        Error::invalid(
-            "unknown_user",
-            format!("no user with email {email}: create the user first"),
-        )
-    })?;
-    ctx.app
-        .change(|tx| identity::add_membership(tx, &t.id, user.id, &body.role, now_unix()))?;
-    Ok(Resp::json(
-        201,
-        &json!({"user_id": user.id, "email": user.email, "role": body.role}),
-    ))
+    let (id, email) = add_member(ctx, &body.email, &body.role)?;
+    Ok(Resp::json(201, &json!({"user_id": id, "email": email, "role": body.role})))
 }
 
-fn user_id(ctx: &Ctx<'_>) -> Result<i64> {
-    ctx.param("user_id")?
-        .parse::<i64>()
-        .map_err(|_| Error::invalid("invalid_id", "user id must be an integer"))
+/// Adds an existing user to the tenant (API and UI share the rules).
+pub fn add_member(ctx: &Ctx<'_>, email: &str, role: &str) -> Result<(i64, String)> {
+    check_role(ctx, role)?;
+    guard_owner(ctx, role == "owner")?;
+    let t = ctx.tenant()?;
+    let email = crate::auth::validate_email(email)?;
+    let user = identity::user_by_email(&*ctx.app.catalog.conn()?, &email)?
+        .ok_or_else(|| Error::invalid("unknown_user", format!("no user with email {email}: create the user first")))?;
+    ctx.app.change(|tx| identity::add_membership(tx, &t.id, user.id, role, now_unix()))?;
+    Ok((user.id, user.email))
+}
+
+pub fn user_id(ctx: &Ctx<'_>) -> Result<i64> {
+    ctx.param("user_id")?.parse::<i64>().map_err(|_| Error::invalid("invalid_id", "user id must be an integer"))
 }
 
 /// The member's current role, or 404 when not a member of this tenant.
@@ -106,10 +94,7 @@ fn keep_an_owner(ctx: &Ctx<'_>, old_role: &str, new_role: Option<&str>) -> Resul
     if old_role == "owner" && new_role != Some("owner") {
         let t = ctx.tenant()?;
         if identity::count_role(&*ctx.app.catalog.conn()?, &t.id, "owner")? <= 1 {
-            return Err(Error::conflict(
-                "last_owner",
-                "a tenant needs at least one owner",
-            ));
+            return Err(Error::conflict("last_owner", "a tenant needs at least one owner"));
         }
     }
     Ok(())
@@ -118,25 +103,32 @@ fn keep_an_owner(ctx: &Ctx<'_>, old_role: &str, new_role: Option<&str>) -> Resul
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let uid = user_id(ctx)?;
     let body: PatchMember = req.json()?;
-    let old = current_role(ctx, uid)?;
-    check_role(ctx, &body.role)?;
-    guard_owner(ctx, old == "owner" || body.role == "owner")?;
-    keep_an_owner(ctx, &old, Some(&body.role))?;
-    let t = ctx.tenant()?;
-    ctx.app
-        .change(|tx| identity::set_membership_role(tx, &t.id, uid, &body.role))?;
+    change_role(ctx, uid, &body.role)?;
     Ok(Resp::json(200, &json!({"user_id": uid, "role": body.role})))
 }
 
+pub fn change_role(ctx: &Ctx<'_>, uid: i64, role: &str) -> Result<()> {
+    let old = current_role(ctx, uid)?;
+    check_role(ctx, role)?;
+    guard_owner(ctx, old == "owner" || role == "owner")?;
+    keep_an_owner(ctx, &old, Some(role))?;
+    let t = ctx.tenant()?;
+    ctx.app.change(|tx| identity::set_membership_role(tx, &t.id, uid, role))?;
+    Ok(())
+}
+
 pub fn remove(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let uid = user_id(ctx)?;
+    remove_member(ctx, user_id(ctx)?)?;
+    Ok(Resp::empty(204))
+}
+
+pub fn remove_member(ctx: &Ctx<'_>, uid: i64) -> Result<()> {
     let old = current_role(ctx, uid)?;
     guard_owner(ctx, old == "owner")?;
     keep_an_owner(ctx, &old, None)?;
     let t = ctx.tenant()?;
-    ctx.app
-        .change(|tx| identity::remove_membership(tx, &t.id, uid))?;
-    Ok(Resp::empty(204))
+    ctx.app.change(|tx| identity::remove_membership(tx, &t.id, uid))?;
+    Ok(())
 }
 
 // --- roles -----------------------------------------------------------------------------------
@@ -145,10 +137,7 @@ pub fn roles(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let mut items: Vec<serde_json::Value> = BUILTIN_ROLES
         .iter()
-        .filter_map(|r| {
-            perms::builtin(r)
-                .map(|p| json!({"name": r, "builtin": true, "permissions": p.to_strings()}))
-        })
+        .filter_map(|r| perms::builtin(r).map(|p| json!({"name": r, "builtin": true, "permissions": p.to_strings()})))
         .collect();
     for (name, list) in identity::custom_roles(&*ctx.app.catalog.conn()?, &t.id)? {
         items.push(json!({"name": name, "builtin": false, "permissions": list}));
@@ -166,10 +155,7 @@ pub fn put_role(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let name = ctx.param("role")?;
     perms::validate_role_name(name)?;
     if BUILTIN_ROLES.contains(&name) {
-        return Err(Error::invalid(
-            "builtin_role",
-            format!("{name} is built in and cannot be changed"),
-        ));
+        return Err(Error::invalid("builtin_role", format!("{name} is built in and cannot be changed")));
     }
     let body: RoleBody = req.json()?;
     let normalized: Vec<String> = body
@@ -178,25 +164,15 @@ pub fn put_role(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         .map(|p| perms::parse_permission(p).map(|n| format!("can_{n}")))
         .collect::<Result<_>>()?;
     let t = ctx.tenant()?;
-    ctx.app
-        .change(|tx| identity::put_role(tx, &t.id, name, &normalized, now_unix()))?;
-    Ok(Resp::json(
-        200,
-        &json!({"name": name, "builtin": false, "permissions": normalized}),
-    ))
+    ctx.app.change(|tx| identity::put_role(tx, &t.id, name, &normalized, now_unix()))?;
+    Ok(Resp::json(200, &json!({"name": name, "builtin": false, "permissions": normalized})))
 }
 
 pub fn delete_role(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let name = ctx.param("role")?;
     let t = ctx.tenant()?;
-    if !ctx
-        .app
-        .change(|tx| identity::delete_role(tx, &t.id, name))?
-    {
-        return Err(Error::NotFound(format!(
-            "role {:?}",
-            crate::ids::truncate_for_message(name)
-        )));
+    if !ctx.app.change(|tx| identity::delete_role(tx, &t.id, name))? {
+        return Err(Error::NotFound(format!("role {:?}", crate::ids::truncate_for_message(name))));
     }
     Ok(Resp::empty(204))
 }
@@ -220,21 +196,25 @@ pub fn keys(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 
 pub fn create_key(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body: NewKey = req.json()?;
-    let name = body.name.trim();
+    let (id, key, now) = new_key(ctx, &body.name, &body.scope, body.tables.as_deref())?;
+    Ok(Resp::json(
+        201,
+        &json!({"id": id, "key": key, "name": body.name.trim(), "scope": body.scope, "tables": body.tables, "created_at": now,
+                "note": "the key is shown only now; store it safely"}),
+    ))
+}
+
+/// Mints a key; returns (id, the key itself, created_at). The key is not stored, only its hash.
+pub fn new_key(ctx: &Ctx<'_>, name: &str, scope: &str, tables: Option<&[String]>) -> Result<(String, String, i64)> {
+    let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "invalid_name",
-            "key name must be 1-100 characters",
-        ));
+        return Err(Error::invalid("invalid_name", "key name must be 1-100 characters"));
     }
-    if perms::for_scope(&body.scope).is_none() {
-        return Err(Error::invalid(
-            "invalid_scope",
-            "scope is read, write or admin",
-        ));
+    if perms::for_scope(scope).is_none() {
+        return Err(Error::invalid("invalid_scope", "scope is read, write or admin"));
     }
     let t = ctx.tenant()?;
-    if let Some(tables) = &body.tables {
+    if let Some(tables) = tables {
         let opened = ctx.app.open_tenant(t)?;
         let conn = opened.handle.conn()?;
         let schema = opened.handle.schema_info(&conn)?;
@@ -254,33 +234,27 @@ pub fn create_key(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                 tenant: &t.id,
                 name,
                 key_hash: &sha256_hex(key.as_bytes()),
-                scope: &body.scope,
-                tables: body.tables.as_deref(),
+                scope,
+                tables,
                 created_by,
                 now,
             },
         )
     })?;
-    Ok(Resp::json(
-        201,
-        &json!({"id": id, "key": key, "name": name, "scope": body.scope, "tables": body.tables, "created_at": now,
-                "note": "the key is shown only now; store it safely"}),
-    ))
+    Ok((id, key, now))
 }
 
 pub fn revoke_key(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let id = ctx.param("key_id")?;
-    let t = ctx.tenant()?;
-    if !ctx
-        .app
-        .change(|tx| identity::revoke_api_key(tx, &t.id, id, now_unix()))?
-    {
-        return Err(Error::NotFound(format!(
-            "api key {:?}",
-            crate::ids::truncate_for_message(id)
-        )));
-    }
+    revoke(ctx, ctx.param("key_id")?)?;
     Ok(Resp::empty(204))
+}
+
+pub fn revoke(ctx: &Ctx<'_>, id: &str) -> Result<()> {
+    let t = ctx.tenant()?;
+    if !ctx.app.change(|tx| identity::revoke_api_key(tx, &t.id, id, now_unix()))? {
+        return Err(Error::NotFound(format!("api key {:?}", crate::ids::truncate_for_message(id))));
+    }
+    Ok(())
 }
 
 // --- settings --------------------------------------------------------------------------------
@@ -300,15 +274,13 @@ pub fn settings(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     Ok(Resp::json(200, &settings_json(ctx)?))
 }
 
-fn settings_json(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
+pub fn settings_json(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
     let t = ctx.tenant()?;
     let conn = ctx.app.catalog.conn()?;
     let b = crate::catalog::tenants::branding(&conn, &t.id)?;
     let s = identity::tenant_settings(&conn, &t.id)?;
-    Ok(
-        json!({"display_name": b.display_name, "brand_color": b.brand_color,
-              "require_mfa": s.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false)}),
-    )
+    Ok(json!({"display_name": b.display_name, "brand_color": b.brand_color,
+              "require_mfa": s.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false)}))
 }
 
 /// `#rrggbb` only: it is written into a style attribute on the tenant's pages.
@@ -317,37 +289,33 @@ pub fn validate_color(c: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::invalid(
-            "invalid_color",
-            "brand_color must look like #1a2b3c",
-        ))
+        Err(Error::invalid("invalid_color", "brand_color must look like #1a2b3c"))
     }
 }
 
 pub fn update_settings(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body: SettingsBody = req.json()?;
-    if let Some(c) = &body.brand_color {
+    save_settings(ctx, body.display_name.as_deref(), body.brand_color.as_deref(), body.require_mfa)?;
+    Ok(Resp::json(200, &settings_json(ctx)?))
+}
+
+/// Branding and the MFA requirement (API and UI share the validation).
+pub fn save_settings(
+    ctx: &Ctx<'_>,
+    display_name: Option<&str>,
+    brand_color: Option<&str>,
+    require_mfa: Option<bool>,
+) -> Result<()> {
+    if let Some(c) = brand_color {
         validate_color(c)?;
     }
-    let display_name = body
-        .display_name
-        .as_deref()
-        .map(crate::tenancy::validate_name)
-        .transpose()?;
+    let display_name = display_name.map(crate::tenancy::validate_name).transpose()?;
     let t = ctx.tenant()?;
     let mut settings = identity::tenant_settings(&*ctx.app.catalog.conn()?, &t.id)?;
-    if let Some(m) = body.require_mfa {
+    if let Some(m) = require_mfa {
         settings["require_mfa"] = json!(m);
     }
     ctx.app.change(|tx| {
-        identity::update_tenant_config(
-            tx,
-            &t.id,
-            display_name.as_deref(),
-            body.brand_color.as_deref(),
-            &settings,
-            now_unix(),
-        )
-    })?;
-    Ok(Resp::json(200, &settings_json(ctx)?))
+        identity::update_tenant_config(tx, &t.id, display_name.as_deref(), brand_color, &settings, now_unix())
+    })
 }

@@ -9,11 +9,7 @@ use crate::store::query::{Affinity, Table};
 
 fn column_schema(c: &crate::store::query::Column) -> Value {
     let t = c.affinity.json_type();
-    let mut s = if c.not_null {
-        json!({"type": t})
-    } else {
-        json!({"type": [t, "null"]})
-    };
+    let mut s = if c.not_null { json!({"type": t}) } else { json!({"type": [t, "null"]}) };
     if c.affinity == Affinity::Numeric && c.decl_type.to_ascii_uppercase().contains("DATE") {
         s["description"] = json!(format!("{} (declared {})", t, c.decl_type));
     }
@@ -21,25 +17,15 @@ fn column_schema(c: &crate::store::query::Column) -> Value {
 }
 
 fn record_schema(t: &Table) -> Value {
-    let props: Map<String, Value> = t
-        .columns
-        .iter()
-        .map(|c| (c.name.clone(), column_schema(c)))
-        .collect();
+    let props: Map<String, Value> = t.columns.iter().map(|c| (c.name.clone(), column_schema(c))).collect();
     json!({"type": "object", "properties": props})
 }
 
 fn input_schema(t: &Table, create: bool) -> Value {
     let cols: Vec<_> = t.columns.iter().filter(|c| c.name != t.pk).collect();
-    let props: Map<String, Value> = cols
-        .iter()
-        .map(|c| (c.name.clone(), column_schema(c)))
-        .collect();
+    let props: Map<String, Value> = cols.iter().map(|c| (c.name.clone(), column_schema(c))).collect();
     let required: Vec<&str> = if create {
-        cols.iter()
-            .filter(|c| c.not_null && !c.has_default)
-            .map(|c| c.name.as_str())
-            .collect()
+        cols.iter().filter(|c| c.not_null && !c.has_default).map(|c| c.name.as_str()).collect()
     } else {
         Vec::new()
     };
@@ -83,8 +69,7 @@ pub fn spec(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
             "type": "object", "required": ["items", "page", "per_page"],
             "properties": {"items": {"type": "array", "items": rec}, "page": {"type": "integer"},
                            "per_page": {"type": "integer"}, "total": {"type": ["integer", "null"]}}}}}});
-        let one_ok =
-            |d: &str| json!({"description": d, "content": {"application/json": {"schema": rec}}});
+        let one_ok = |d: &str| json!({"description": d, "content": {"application/json": {"schema": rec}}});
         let body = |create: bool| json!({"required": true, "content": {"application/json": {"schema": input_schema(table, create)}}});
         paths.insert(
             format!("/api/v1/t/{}/{name}", t.slug),
@@ -103,11 +88,7 @@ pub fn spec(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
             }),
         );
     }
-    let mut schemas: Map<String, Value> = schema
-        .tables
-        .values()
-        .map(|t| (t.name.clone(), record_schema(t)))
-        .collect();
+    let mut schemas: Map<String, Value> = schema.tables.values().map(|t| (t.name.clone(), record_schema(t))).collect();
     schemas.insert(
         "Error".into(),
         json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object",

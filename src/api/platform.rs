@@ -27,13 +27,7 @@ struct NewTenant {
 pub fn create_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body: NewTenant = req.json()?;
     let actor = Actor(ctx.principal()?.actor());
-    let t = tenancy::create(
-        ctx.app,
-        &Slug::parse(&body.slug)?,
-        &body.name,
-        body.plan.as_deref(),
-        &actor,
-    )?;
+    let t = tenancy::create(ctx.app, &Slug::parse(&body.slug)?, &body.name, body.plan.as_deref(), &actor)?;
     ctx.app.invalidate_caches();
     Ok(Resp::json(201, &t))
 }

@@ -18,10 +18,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let table = schema.table(ctx.param("table")?)?;
     let q = query::parse_list(table, &req.query)?;
     let page = query::list(&conn, table, &q)?;
-    Ok(Resp::json(
-        200,
-        &json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total}),
-    ))
+    Ok(Resp::json(200, &json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total})))
 }
 
 pub fn get(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {

@@ -13,10 +13,7 @@ use crate::http::{Ctx, Req, Resp};
 pub fn public_info(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let opened = ctx.app.open_tenant(t)?;
-    opened
-        .handle
-        .conn()?
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+    opened.handle.conn()?.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
     let branding = tenants::branding(&*ctx.app.catalog.conn()?, &t.id)?;
     Ok(Resp::json(
         200,

@@ -168,9 +168,7 @@ fn api_key(app: &App, hash: &str, now: i64) -> Result<KeyInfo> {
             let loaded = match identity::api_key_by_hash(&*app.catalog.conn()?, hash)? {
                 Some(k) if k.revoked_at.is_none() => {
                     let perms = perms::for_scope(&k.scope)
-                        .ok_or_else(|| {
-                            Error::Internal(format!("api key {} has scope {}", k.id, k.scope))
-                        })?
+                        .ok_or_else(|| Error::Internal(format!("api key {} has scope {}", k.id, k.scope)))?
                         .restrict_tables(k.tables.as_deref());
                     Some(KeyInfo {
                         id: k.id.clone(),
@@ -264,10 +262,7 @@ fn tenant_requires_mfa(app: &App, tenant: &TenantId) -> Result<bool> {
         return Ok(*v);
     }
     let settings = identity::tenant_settings(&*app.catalog.conn()?, tenant)?;
-    let v = settings
-        .get("require_mfa")
-        .and_then(|v| v.as_bool())
-        .unwrap_or(false);
+    let v = settings.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false);
     bounded_insert(&mut app.auth.require_mfa.lock(), tenant.clone(), v);
     Ok(v)
 }
@@ -314,10 +309,7 @@ fn address_failed(app: &App, ip: Option<IpAddr>, now: i64) {
 }
 
 fn invalid_credentials() -> Error {
-    Error::Unauthenticated {
-        code: "invalid_credentials",
-        message: "email or password is incorrect".into(),
-    }
+    Error::Unauthenticated { code: "invalid_credentials", message: "email or password is incorrect".into() }
 }
 
 /// Password (then TOTP when enrolled) to a new session. Unknown emails cost the same time and
@@ -385,12 +377,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             },
         )
     })?;
-    Ok(LoginOk {
-        token,
-        expires_at,
-        csrf_token: csrf,
-        user: UserInfo::from(&user),
-    })
+    Ok(LoginOk { token, expires_at, csrf_token: csrf, user: UserInfo::from(&user) })
 }
 
 fn fail_login(app: &App, user: &User, source: Option<IpAddr>, now: i64) -> Result<()> {
@@ -401,8 +388,7 @@ fn fail_login(app: &App, user: &User, source: Option<IpAddr>, now: i64) -> Resul
         let doublings = (failures - cfg.lockout_threshold).min(7) as u32;
         now + (cfg.lockout_base_seconds * 2i64.pow(doublings)).min(3600)
     });
-    app.catalog
-        .write(|tx| identity::record_login_failure(tx, user.id, failures, locked_until))
+    app.catalog.write(|tx| identity::record_login_failure(tx, user.id, failures, locked_until))
 }
 
 /// A TOTP code (±1 step, each step usable once) or a one-time recovery code.
@@ -411,14 +397,10 @@ fn check_second_factor(app: &App, user: &User, code: &str, now: i64) -> Result<b
         return Ok(false);
     };
     if let Some(step) = totp::verify(secret, code, now) {
-        return app
-            .catalog
-            .write(|tx| identity::claim_totp_step(tx, user.id, step));
+        return app.catalog.write(|tx| identity::claim_totp_step(tx, user.id, step));
     }
     let normalized = code.to_ascii_lowercase().replace('-', "");
-    app.catalog.write(|tx| {
-        identity::use_recovery_code(tx, user.id, &sha256_hex(normalized.as_bytes()), now)
-    })
+    app.catalog.write(|tx| identity::use_recovery_code(tx, user.id, &sha256_hex(normalized.as_bytes()), now))
 }
 
 pub fn logout(app: &App, session: &SessionInfo, now: i64) -> Result<()> {
@@ -436,12 +418,8 @@ pub fn mfa_enroll(app: &App, user: &UserInfo) -> Result<(String, String)> {
 /// Confirms enrolment with a current code; returns ten one-time recovery codes (shown once).
 pub fn mfa_confirm(app: &App, user: &UserInfo, code: &str, now: i64) -> Result<Vec<String>> {
     let u = identity::user_by_id(&*app.catalog.conn()?, user.id)?.ok_or(Error::Unauthorized)?;
-    let secret = u.totp_secret.ok_or_else(|| {
-        Error::invalid(
-            "mfa_not_enrolled",
-            "start with POST /api/v1/auth/mfa/enroll",
-        )
-    })?;
+    let secret =
+        u.totp_secret.ok_or_else(|| Error::invalid("mfa_not_enrolled", "start with POST /api/v1/auth/mfa/enroll"))?;
     let step = totp::verify(&secret, code, now)
         .ok_or_else(|| Error::invalid("invalid_totp", "the authentication code is wrong"))?;
     let codes: Vec<String> = (0..10)
@@ -450,10 +428,7 @@ pub fn mfa_confirm(app: &App, user: &UserInfo, code: &str, now: i64) -> Result<V
             format!("{}-{}", &h[..5], &h[5..])
         })
         .collect();
-    let hashes: Vec<String> = codes
-        .iter()
-        .map(|c| sha256_hex(c.replace('-', "").as_bytes()))
-        .collect();
+    let hashes: Vec<String> = codes.iter().map(|c| sha256_hex(c.replace('-', "").as_bytes())).collect();
     app.change(|tx| {
         identity::set_totp(tx, user.id, Some(&secret), true)?;
         identity::claim_totp_step(tx, user.id, step)?;
@@ -473,31 +448,23 @@ pub fn create_user(app: &App, email: &str, password: &str, platform_admin: bool)
 pub fn validate_email(email: &str) -> Result<String> {
     let e = email.trim().to_lowercase();
     let ok = e.len() <= 254
-        && e.split_once('@').is_some_and(|(l, d)| {
-            !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
-        })
+        && e.split_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.'))
         && !e.chars().any(|c| c.is_whitespace() || c.is_control());
     if ok {
         Ok(e)
     } else {
         Err(Error::invalid(
             "invalid_email",
-            format!(
-                "{:?} is not an email address",
-                crate::ids::truncate_for_message(email)
-            ),
+            format!("{:?} is not an email address", crate::ids::truncate_for_message(email)),
         ))
     }
 }
 
 /// Sets a new password (ends every session of the user).
 pub fn reset_password(app: &App, email: &str, password: &str) -> Result<()> {
-    let user = identity::user_by_email(&*app.catalog.conn()?, email.trim())?.ok_or_else(|| {
-        Error::NotFound(format!(
-            "user {:?}",
-            crate::ids::truncate_for_message(email)
-        ))
-    })?;
+    let user = identity::user_by_email(&*app.catalog.conn()?, email.trim())?
+        .ok_or_else(|| Error::NotFound(format!("user {:?}", crate::ids::truncate_for_message(email))))?;
     password::check_policy(password, &user.email, &app.config.auth)?;
     let hash = password::hash(password, &app.config.auth)?;
     app.change(|tx| identity::set_password(tx, user.id, &hash, now_unix()))

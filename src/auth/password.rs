@@ -20,13 +20,8 @@ static COMMON: LazyLock<HashSet<String>> = LazyLock::new(|| {
 });
 
 fn argon2(cfg: &AuthConfig) -> Result<Argon2<'static>> {
-    let params = Params::new(
-        cfg.argon2_memory_kib,
-        cfg.argon2_iterations,
-        cfg.argon2_parallelism,
-        None,
-    )
-    .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
+    let params = Params::new(cfg.argon2_memory_kib, cfg.argon2_iterations, cfg.argon2_parallelism, None)
+        .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
@@ -44,9 +39,7 @@ pub fn hash(password: &str, cfg: &AuthConfig) -> Result<String> {
 /// working). A malformed stored hash verifies as false.
 pub fn verify(password: &str, phc: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
+        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
         Err(_) => false,
     }
 }
@@ -63,10 +56,7 @@ pub fn verify_dummy(password: &str, cfg: &AuthConfig) {
 pub fn check_policy(password: &str, email: &str, cfg: &AuthConfig) -> Result<()> {
     let weak = |why: &str| Err(Error::invalid("weak_password", why.to_string()));
     if password.chars().count() < cfg.password_min_length {
-        return weak(&format!(
-            "password must be at least {} characters",
-            cfg.password_min_length
-        ));
+        return weak(&format!("password must be at least {} characters", cfg.password_min_length));
     }
     if password.chars().count() > 1024 {
         return weak("password must be at most 1024 characters");
@@ -88,11 +78,7 @@ mod tests {
     use super::*;
 
     fn cfg() -> AuthConfig {
-        AuthConfig {
-            argon2_memory_kib: 1024,
-            argon2_iterations: 1,
-            ..AuthConfig::default()
-        }
+        AuthConfig { argon2_memory_kib: 1024, argon2_iterations: 1, ..AuthConfig::default() }
     }
 
     #[test]
@@ -108,15 +94,9 @@ mod tests {
     fn policy() {
         let c = cfg();
         assert!(check_policy("short", "a@b.c", &c).is_err());
-        assert!(
-            check_policy("qwertyuiop", "a@b.c", &c).is_err(),
-            "common password"
-        );
+        assert!(check_policy("qwertyuiop", "a@b.c", &c).is_err(), "common password");
         assert!(check_policy("alice.smith@example.com", "alice.smith@example.com", &c).is_err());
-        assert!(
-            check_policy("alice-2026-secure", "alice@example.com", &c).is_err(),
-            "contains local part"
-        );
+        assert!(check_policy("alice-2026-secure", "alice@example.com", &c).is_err(), "contains local part");
         assert!(check_policy("tangerine-orbit-42", "alice@example.com", &c).is_ok());
     }
 }

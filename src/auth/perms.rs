@@ -37,13 +37,7 @@ pub enum Area {
 }
 
 impl Area {
-    pub const ALL: [Area; 5] = [
-        Area::Members,
-        Area::Settings,
-        Area::Audit,
-        Area::Usage,
-        Area::ApiKeys,
-    ];
+    pub const ALL: [Area; 5] = [Area::Members, Area::Settings, Area::Audit, Area::Usage, Area::ApiKeys];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -76,10 +70,7 @@ pub struct PermSet {
 
 impl PermSet {
     pub fn everything() -> PermSet {
-        PermSet {
-            all: true,
-            ..Default::default()
-        }
+        PermSet { all: true, ..Default::default() }
     }
 
     pub fn from_strings(perms: &[String]) -> Result<PermSet> {
@@ -154,9 +145,7 @@ pub fn parse_permission(s: &str) -> Result<String> {
     let valid_name = resource == "*"
         || (!resource.is_empty()
             && resource.len() <= 64
-            && resource
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+            && resource.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
     if !ok || !valid_name {
         return Err(bad());
     }
@@ -196,10 +185,7 @@ pub fn validate_role_name(name: &str) -> Result<()> {
     crate::ids::Slug::parse(name).map(|_| ()).map_err(|_| {
         Error::invalid(
             "invalid_role",
-            format!(
-                "role name {:?} must use a-z, 0-9 and '-'",
-                crate::ids::truncate_for_message(name)
-            ),
+            format!("role name {:?} must use a-z, 0-9 and '-'", crate::ids::truncate_for_message(name)),
         )
     })
 }
@@ -215,40 +201,27 @@ mod tests {
         assert!(!viewer.allows(Action::Create, Resource::Table("customers")));
         assert!(!viewer.allows(Action::Read, Resource::Area(Area::Members)));
         let admin = builtin("admin").unwrap();
-        assert!(
-            admin.allows(Action::Read, Resource::Area(Area::Members)),
-            "write implies read"
-        );
+        assert!(admin.allows(Action::Read, Resource::Area(Area::Members)), "write implies read");
         assert!(admin.allows(Action::Write, Resource::Area(Area::ApiKeys)));
-        assert!(builtin("owner")
-            .unwrap()
-            .allows(Action::Write, Resource::Area(Area::Settings)));
+        assert!(builtin("owner").unwrap().allows(Action::Write, Resource::Area(Area::Settings)));
         assert!(builtin("root").is_none());
     }
 
     #[test]
     fn custom_permissions_parse() {
-        let p = PermSet::from_strings(&["can_read:customers".into(), "can_write:members".into()])
-            .unwrap();
+        let p = PermSet::from_strings(&["can_read:customers".into(), "can_write:members".into()]).unwrap();
         assert!(p.allows(Action::Read, Resource::Table("customers")));
         assert!(!p.allows(Action::Read, Resource::Table("tasks")));
-        for bad in [
-            "read:customers",
-            "can_fly:x",
-            "can_write:customers",
-            "can_delete:members",
-            "can_read:a;drop",
-            "can_read:",
-        ] {
+        for bad in
+            ["read:customers", "can_fly:x", "can_write:customers", "can_delete:members", "can_read:a;drop", "can_read:"]
+        {
             assert!(parse_permission(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn key_table_restriction() {
-        let p = for_scope("write")
-            .unwrap()
-            .restrict_tables(Some(&["tasks".to_string()]));
+        let p = for_scope("write").unwrap().restrict_tables(Some(&["tasks".to_string()]));
         assert!(p.allows(Action::Create, Resource::Table("tasks")));
         assert!(!p.allows(Action::Read, Resource::Table("customers")));
     }

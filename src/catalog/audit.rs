@@ -40,15 +40,7 @@ pub struct Entry {
 /// Canonical encoding: a JSON array in a fixed field order (serde_json writes it
 /// deterministically), so the hash does not depend on how the row is read back.
 fn entry_hash(prev: &str, at: i64, e: &Event<'_>, details: &str) -> String {
-    let canonical = json!([
-        at,
-        e.actor,
-        e.action,
-        e.tenant_id,
-        e.resource,
-        e.outcome,
-        details
-    ]);
+    let canonical = json!([at, e.actor, e.action, e.tenant_id, e.resource, e.outcome, details]);
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(canonical.to_string().as_bytes());
@@ -134,24 +126,12 @@ mod tests {
 
     fn catalog() -> (tempfile::TempDir, crate::catalog::Catalog) {
         let dir = tempfile::tempdir().unwrap();
-        let c = crate::catalog::Catalog::open(
-            &dir.path().join("c.db"),
-            true,
-            crate::catalog::test_threads(),
-        )
-        .unwrap();
+        let c = crate::catalog::Catalog::open(&dir.path().join("c.db"), true, crate::catalog::test_threads()).unwrap();
         (dir, c)
     }
 
     fn ev(action: &str) -> Event<'_> {
-        Event {
-            actor: "cli",
-            action,
-            tenant_id: Some("t1"),
-            resource: None,
-            outcome: "ok",
-            details: json!({"a": 1}),
-        }
+        Event { actor: "cli", action, tenant_id: Some("t1"), resource: None, outcome: "ok", details: json!({"a": 1}) }
     }
 
     #[test]
@@ -166,11 +146,7 @@ mod tests {
         .unwrap();
         let conn = c.conn().unwrap();
         assert_eq!(verify(&conn).unwrap(), None);
-        conn.execute(
-            "UPDATE platform_audit SET actor = 'mallory' WHERE id = 2",
-            [],
-        )
-        .unwrap();
+        conn.execute("UPDATE platform_audit SET actor = 'mallory' WHERE id = 2", []).unwrap();
         assert_eq!(verify(&conn).unwrap(), Some(2));
     }
 
@@ -185,8 +161,7 @@ mod tests {
         })
         .unwrap();
         let conn = c.conn().unwrap();
-        conn.execute("DELETE FROM platform_audit WHERE id = 2", [])
-            .unwrap();
+        conn.execute("DELETE FROM platform_audit WHERE id = 2", []).unwrap();
         assert_eq!(verify(&conn).unwrap(), Some(3));
     }
 }

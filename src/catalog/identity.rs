@@ -48,13 +48,7 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
 
-pub fn insert_user(
-    conn: &Connection,
-    email: &str,
-    password_hash: &str,
-    platform_admin: bool,
-    now: i64,
-) -> Result<i64> {
+pub fn insert_user(conn: &Connection, email: &str, password_hash: &str, platform_admin: bool, now: i64) -> Result<i64> {
     conn.execute(
         "INSERT INTO users(email, password_hash, is_platform_admin, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)",
         params![email, password_hash, platform_admin, now],
@@ -102,12 +96,7 @@ pub fn set_password(conn: &Connection, user_id: i64, hash: &str, now: i64) -> Re
     Ok(())
 }
 
-pub fn record_login_failure(
-    conn: &Connection,
-    user_id: i64,
-    failures: i64,
-    locked_until: Option<i64>,
-) -> Result<()> {
+pub fn record_login_failure(conn: &Connection, user_id: i64, failures: i64, locked_until: Option<i64>) -> Result<()> {
     conn.execute(
         "UPDATE users SET failed_logins = ?2, locked_until = ?3 WHERE id = ?1",
         params![user_id, failures, locked_until],
@@ -116,19 +105,11 @@ pub fn record_login_failure(
 }
 
 pub fn record_login_success(conn: &Connection, user_id: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
-        [user_id],
-    )?;
+    conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1", [user_id])?;
     Ok(())
 }
 
-pub fn set_totp(
-    conn: &Connection,
-    user_id: i64,
-    secret: Option<&str>,
-    enabled: bool,
-) -> Result<()> {
+pub fn set_totp(conn: &Connection, user_id: i64, secret: Option<&str>, enabled: bool) -> Result<()> {
     conn.execute(
         "UPDATE users SET totp_secret = ?2, totp_enabled = ?3, totp_last_step = NULL WHERE id = ?1",
         params![user_id, secret, enabled],
@@ -148,10 +129,7 @@ pub fn claim_totp_step(conn: &Connection, user_id: i64, step: i64) -> Result<boo
 pub fn replace_recovery_codes(conn: &Connection, user_id: i64, hashes: &[String]) -> Result<()> {
     conn.execute("DELETE FROM recovery_codes WHERE user_id = ?1", [user_id])?;
     for h in hashes {
-        conn.execute(
-            "INSERT INTO recovery_codes(user_id, code_hash) VALUES (?1, ?2)",
-            params![user_id, h],
-        )?;
+        conn.execute("INSERT INTO recovery_codes(user_id, code_hash) VALUES (?1, ?2)", params![user_id, h])?;
     }
     Ok(())
 }
@@ -176,23 +154,14 @@ pub struct Member {
     pub created_at: i64,
 }
 
-pub fn add_membership(
-    conn: &Connection,
-    tenant: &TenantId,
-    user_id: i64,
-    role: &str,
-    now: i64,
-) -> Result<()> {
+pub fn add_membership(conn: &Connection, tenant: &TenantId, user_id: i64, role: &str, now: i64) -> Result<()> {
     conn.execute(
         "INSERT INTO memberships(tenant_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
         params![tenant.as_str(), user_id, role, now],
     )
     .map_err(|e| {
         if is_unique_violation(&e) {
-            Error::conflict(
-                "already_member",
-                "that user is already a member of this tenant",
-            )
+            Error::conflict("already_member", "that user is already a member of this tenant")
         } else {
             e.into()
         }
@@ -226,11 +195,7 @@ pub fn members_of(conn: &Connection, tenant: &TenantId) -> Result<Vec<Member>> {
 }
 
 pub fn count_members(conn: &Connection, tenant: &TenantId) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM memberships WHERE tenant_id = ?1",
-        [tenant.as_str()],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT count(*) FROM memberships WHERE tenant_id = ?1", [tenant.as_str()], |r| r.get(0))?)
 }
 
 pub fn count_role(conn: &Connection, tenant: &TenantId, role: &str) -> Result<i64> {
@@ -241,12 +206,7 @@ pub fn count_role(conn: &Connection, tenant: &TenantId, role: &str) -> Result<i6
     )?)
 }
 
-pub fn set_membership_role(
-    conn: &Connection,
-    tenant: &TenantId,
-    user_id: i64,
-    role: &str,
-) -> Result<bool> {
+pub fn set_membership_role(conn: &Connection, tenant: &TenantId, user_id: i64, role: &str) -> Result<bool> {
     Ok(conn.execute(
         "UPDATE memberships SET role = ?3 WHERE tenant_id = ?1 AND user_id = ?2",
         params![tenant.as_str(), user_id, role],
@@ -254,46 +214,32 @@ pub fn set_membership_role(
 }
 
 pub fn remove_membership(conn: &Connection, tenant: &TenantId, user_id: i64) -> Result<bool> {
-    Ok(conn.execute(
-        "DELETE FROM memberships WHERE tenant_id = ?1 AND user_id = ?2",
-        params![tenant.as_str(), user_id],
-    )? == 1)
+    Ok(conn
+        .execute("DELETE FROM memberships WHERE tenant_id = ?1 AND user_id = ?2", params![tenant.as_str(), user_id])?
+        == 1)
 }
 
 /// Tenants a user belongs to: (tenant id, slug, name, role), active and suspended only.
-pub fn tenants_of(
-    conn: &Connection,
-    user_id: i64,
-) -> Result<Vec<(String, String, String, String)>> {
+pub fn tenants_of(conn: &Connection, user_id: i64) -> Result<Vec<(String, String, String, String)>> {
     let mut stmt = conn.prepare(
         "SELECT t.id, t.slug, t.name, m.role FROM memberships m JOIN tenants t ON t.id = m.tenant_id
          WHERE m.user_id = ?1 AND t.status <> 'deleted' ORDER BY t.slug",
     )?;
-    let rows = stmt.query_map([user_id], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-    })?;
+    let rows = stmt.query_map([user_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub fn custom_role(
-    conn: &Connection,
-    tenant: &TenantId,
-    name: &str,
-) -> Result<Option<Vec<String>>> {
+pub fn custom_role(conn: &Connection, tenant: &TenantId, name: &str) -> Result<Option<Vec<String>>> {
     let json: Option<String> = conn
         .prepare_cached("SELECT permissions FROM roles WHERE tenant_id = ?1 AND name = ?2")?
         .query_row(params![tenant.as_str(), name], |r| r.get(0))
         .optional()?;
-    json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Internal(format!("role {name}: {e}"))))
-        .transpose()
+    json.map(|j| serde_json::from_str(&j).map_err(|e| Error::Internal(format!("role {name}: {e}")))).transpose()
 }
 
 pub fn custom_roles(conn: &Connection, tenant: &TenantId) -> Result<Vec<(String, Vec<String>)>> {
-    let mut stmt =
-        conn.prepare("SELECT name, permissions FROM roles WHERE tenant_id = ?1 ORDER BY name")?;
-    let rows = stmt.query_map([tenant.as_str()], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-    })?;
+    let mut stmt = conn.prepare("SELECT name, permissions FROM roles WHERE tenant_id = ?1 ORDER BY name")?;
+    let rows = stmt.query_map([tenant.as_str()], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (name, json) = row?;
@@ -302,13 +248,7 @@ pub fn custom_roles(conn: &Connection, tenant: &TenantId) -> Result<Vec<(String,
     Ok(out)
 }
 
-pub fn put_role(
-    conn: &Connection,
-    tenant: &TenantId,
-    name: &str,
-    perms: &[String],
-    now: i64,
-) -> Result<()> {
+pub fn put_role(conn: &Connection, tenant: &TenantId, name: &str, perms: &[String], now: i64) -> Result<()> {
     let json = serde_json::to_string(perms).map_err(|e| Error::Internal(e.to_string()))?;
     conn.execute(
         "INSERT INTO roles(tenant_id, name, permissions, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -319,10 +259,7 @@ pub fn put_role(
 }
 
 pub fn delete_role(conn: &Connection, tenant: &TenantId, name: &str) -> Result<bool> {
-    Ok(conn.execute(
-        "DELETE FROM roles WHERE tenant_id = ?1 AND name = ?2",
-        params![tenant.as_str(), name],
-    )? == 1)
+    Ok(conn.execute("DELETE FROM roles WHERE tenant_id = ?1 AND name = ?2", params![tenant.as_str(), name])? == 1)
 }
 
 // --- sessions --------------------------------------------------------------------------------
@@ -379,10 +316,7 @@ pub fn session_by_hash(conn: &Connection, hash: &str) -> Result<Option<Session>>
 }
 
 pub fn touch_session(conn: &Connection, hash: &str, now: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1",
-        params![hash, now],
-    )?;
+    conn.execute("UPDATE sessions SET last_seen_at = ?2 WHERE token_hash = ?1", params![hash, now])?;
     Ok(())
 }
 
@@ -437,39 +371,25 @@ pub struct NewApiKey<'a> {
 }
 
 pub fn insert_api_key(conn: &Connection, k: &NewApiKey<'_>) -> Result<()> {
-    let tables = k
-        .tables
-        .map(|t| serde_json::to_string(t).unwrap_or_default());
+    let tables = k.tables.map(|t| serde_json::to_string(t).unwrap_or_default());
     conn.execute(
         "INSERT INTO api_keys(id, tenant_id, name, key_hash, scope, tables, created_by, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![
-            k.id,
-            k.tenant.as_str(),
-            k.name,
-            k.key_hash,
-            k.scope,
-            tables,
-            k.created_by,
-            k.now
-        ],
+        params![k.id, k.tenant.as_str(), k.name, k.key_hash, k.scope, tables, k.created_by, k.now],
     )?;
     Ok(())
 }
 
 pub fn api_key_by_hash(conn: &Connection, hash: &str) -> Result<Option<ApiKey>> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {KEY_COLS} FROM api_keys WHERE key_hash = ?1"
-        ))?
+        .prepare_cached(&format!("SELECT {KEY_COLS} FROM api_keys WHERE key_hash = ?1"))?
         .query_row([hash], key_row)
         .optional()?)
 }
 
 pub fn api_keys_of(conn: &Connection, tenant: &TenantId) -> Result<Vec<ApiKey>> {
-    let mut stmt = conn.prepare(&format!(
-        "SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, id"
-    ))?;
+    let mut stmt =
+        conn.prepare(&format!("SELECT {KEY_COLS} FROM api_keys WHERE tenant_id = ?1 ORDER BY created_at, id"))?;
     let rows = stmt.query_map([tenant.as_str()], key_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
@@ -483,10 +403,7 @@ pub fn revoke_api_key(conn: &Connection, tenant: &TenantId, id: &str, now: i64) 
 }
 
 pub fn touch_api_key(conn: &Connection, id: &str, now: i64) -> Result<()> {
-    conn.execute(
-        "UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1",
-        params![id, now],
-    )?;
+    conn.execute("UPDATE api_keys SET last_used_at = ?2 WHERE id = ?1", params![id, now])?;
     Ok(())
 }
 
@@ -497,8 +414,7 @@ pub fn tenant_settings(conn: &Connection, tenant: &TenantId) -> Result<serde_jso
         .prepare_cached("SELECT settings_json FROM tenant_configs WHERE tenant_id = ?1")?
         .query_row([tenant.as_str()], |r| r.get(0))
         .optional()?;
-    Ok(s.and_then(|s| serde_json::from_str(&s).ok())
-        .unwrap_or_else(|| serde_json::json!({})))
+    Ok(s.and_then(|s| serde_json::from_str(&s).ok()).unwrap_or_else(|| serde_json::json!({})))
 }
 
 pub fn update_tenant_config(

@@ -87,10 +87,7 @@ pub fn outcomes(conn: &Connection, run_id: i64, status: &str) -> Result<Vec<Tena
 }
 
 /// The last outcome per tenant (for `schema status`).
-pub fn last_outcome(
-    conn: &Connection,
-    tenant_id: &str,
-) -> Result<Option<(i64, String, Option<String>)>> {
+pub fn last_outcome(conn: &Connection, tenant_id: &str) -> Result<Option<(i64, String, Option<String>)>> {
     Ok(conn
         .prepare_cached(
             "SELECT run_id, status, error FROM tenant_migrations WHERE tenant_id = ?1 ORDER BY run_id DESC LIMIT 1",
@@ -101,19 +98,12 @@ pub fn last_outcome(
 
 /// Stored hash of each migration file, by version.
 pub fn file_hashes(conn: &Connection) -> Result<Vec<(i64, String, String)>> {
-    let mut stmt =
-        conn.prepare("SELECT version, name, sha256 FROM schema_files ORDER BY version")?;
+    let mut stmt = conn.prepare("SELECT version, name, sha256 FROM schema_files ORDER BY version")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub fn remember_file(
-    conn: &Connection,
-    version: i64,
-    name: &str,
-    sha256: &str,
-    now: i64,
-) -> Result<()> {
+pub fn remember_file(conn: &Connection, version: i64, name: &str, sha256: &str, now: i64) -> Result<()> {
     conn.execute(
         "INSERT OR IGNORE INTO schema_files(version, name, sha256, first_seen) VALUES (?1, ?2, ?3, ?4)",
         params![version, name, sha256, now],

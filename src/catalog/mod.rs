@@ -47,11 +47,8 @@ impl Catalog {
                 std::fs::create_dir_all(dir)?;
             }
         }
-        let flags = if create {
-            db::existing_file_flags() | OpenFlags::SQLITE_OPEN_CREATE
-        } else {
-            db::existing_file_flags()
-        };
+        let flags =
+            if create { db::existing_file_flags() | OpenFlags::SQLITE_OPEN_CREATE } else { db::existing_file_flags() };
         // Apply the schema on a plain connection first so pool connections find it in place.
         let conn = Connection::open_with_flags(path, flags)?;
         db::configure(&conn, Durability::Full)?;
@@ -61,10 +58,7 @@ impl Catalog {
             .with_flags(db::existing_file_flags())
             .with_init(|c| db::configure(c, Durability::Full));
         let pool = db::build_pool(manager, 8, threads)?;
-        Ok(Catalog {
-            pool,
-            path: path.to_path_buf(),
-        })
+        Ok(Catalog { pool, path: path.to_path_buf() })
     }
 
     pub fn conn(&self) -> Result<PooledConn> {
@@ -87,21 +81,16 @@ impl Catalog {
 
     /// Flushes the WAL into the main file (at shutdown).
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn()?
-            .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        self.conn()?.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
     }
 
     /// Records the configured plans so reports can name their limits.
-    pub fn sync_plans(
-        &self,
-        plans: &std::collections::BTreeMap<String, crate::config::PlanConfig>,
-    ) -> Result<()> {
+    pub fn sync_plans(&self, plans: &std::collections::BTreeMap<String, crate::config::PlanConfig>) -> Result<()> {
         let now = crate::util::now_unix();
         self.write(|tx| {
             for (name, limits) in plans {
-                let json =
-                    serde_json::to_string(limits).map_err(|e| Error::Internal(e.to_string()))?;
+                let json = serde_json::to_string(limits).map_err(|e| Error::Internal(e.to_string()))?;
                 tx.execute(
                     "INSERT INTO plans(name, limits_json, updated_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT(name) DO UPDATE SET limits_json = excluded.limits_json,
@@ -122,9 +111,7 @@ fn apply_schema(conn: &Connection) -> Result<()> {
              run the newer tenantd or restore a backup"
         )));
     }
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {SCHEMA_SQL}\n PRAGMA user_version = {CATALOG_VERSION}; COMMIT;"
-    ))?;
+    conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA_SQL}\n PRAGMA user_version = {CATALOG_VERSION}; COMMIT;"))?;
     Ok(())
 }
 

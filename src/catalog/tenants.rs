@@ -29,11 +29,7 @@ impl TenantStatus {
             "active" => Ok(TenantStatus::Active),
             "suspended" => Ok(TenantStatus::Suspended),
             "deleted" => Ok(TenantStatus::Deleted),
-            other => Err(rusqlite::Error::InvalidColumnType(
-                0,
-                other.to_string(),
-                rusqlite::types::Type::Text,
-            )),
+            other => Err(rusqlite::Error::InvalidColumnType(0, other.to_string(), rusqlite::types::Type::Text)),
         }
     }
 }
@@ -58,9 +54,8 @@ const COLUMNS: &str = "id, slug, name, status, plan, schema_version, schema_hold
                        updated_at, suspended_at, deleted_at, purge_after";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TenantRecord> {
-    let bad = |i: usize, e: Error| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
-    };
+    let bad =
+        |i: usize, e: Error| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e));
     Ok(TenantRecord {
         id: TenantId::parse(&r.get::<_, String>(0)?).map_err(|e| bad(0, e))?,
         slug: Slug::parse(&r.get::<_, String>(1)?).map_err(|e| bad(1, e))?,
@@ -97,13 +92,8 @@ pub fn insert(conn: &Connection, t: &TenantRecord) -> Result<()> {
     );
     match res {
         Ok(_) => Ok(()),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Err(Error::conflict(
-                "slug_taken",
-                format!("a tenant with slug {:?} already exists", t.slug.as_str()),
-            ))
+        Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(Error::conflict("slug_taken", format!("a tenant with slug {:?} already exists", t.slug.as_str())))
         }
         Err(e) => Err(e.into()),
     }
@@ -144,9 +134,7 @@ pub fn list(conn: &Connection, include_deleted: bool) -> Result<Vec<TenantRecord
     let sql = if include_deleted {
         format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, rowid")
     } else {
-        format!(
-            "SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid"
-        )
+        format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid")
     };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;
@@ -154,11 +142,7 @@ pub fn list(conn: &Connection, include_deleted: bool) -> Result<Vec<TenantRecord
 }
 
 pub fn count(conn: &Connection) -> Result<i64> {
-    Ok(conn.query_row(
-        "SELECT count(*) FROM tenants WHERE status <> 'deleted'",
-        [],
-        |r| r.get(0),
-    )?)
+    Ok(conn.query_row("SELECT count(*) FROM tenants WHERE status <> 'deleted'", [], |r| r.get(0))?)
 }
 
 pub fn set_status(
@@ -180,10 +164,8 @@ pub fn set_status(
 }
 
 pub fn set_plan(conn: &Connection, id: &TenantId, plan: &str, now: i64) -> Result<()> {
-    let n = conn.execute(
-        "UPDATE tenants SET plan = ?2, updated_at = ?3 WHERE id = ?1",
-        params![id.as_str(), plan, now],
-    )?;
+    let n =
+        conn.execute("UPDATE tenants SET plan = ?2, updated_at = ?3 WHERE id = ?1", params![id.as_str(), plan, now])?;
     expect_one(n, id)?;
     conn.execute(
         "UPDATE subscriptions SET ended_at = ?2 WHERE tenant_id = ?1 AND ended_at IS NULL",
@@ -197,12 +179,7 @@ pub fn set_plan(conn: &Connection, id: &TenantId, plan: &str, now: i64) -> Resul
 }
 
 /// Mirrors the file's `user_version` into the catalog; `hold` is kept or cleared as asked.
-pub fn set_schema_version(
-    conn: &Connection,
-    id: &TenantId,
-    version: i64,
-    hold: Option<i64>,
-) -> Result<()> {
+pub fn set_schema_version(conn: &Connection, id: &TenantId, version: i64, hold: Option<i64>) -> Result<()> {
     conn.execute(
         "UPDATE tenants SET schema_version = ?2, schema_hold = ?3 WHERE id = ?1",
         params![id.as_str(), version, hold],
@@ -233,15 +210,9 @@ pub struct Branding {
 
 pub fn branding(conn: &Connection, id: &TenantId) -> Result<Branding> {
     Ok(conn
-        .prepare_cached(
-            "SELECT display_name, brand_color, logo_asset FROM tenant_configs WHERE tenant_id = ?1",
-        )?
+        .prepare_cached("SELECT display_name, brand_color, logo_asset FROM tenant_configs WHERE tenant_id = ?1")?
         .query_row([id.as_str()], |r| {
-            Ok(Branding {
-                display_name: r.get(0)?,
-                brand_color: r.get(1)?,
-                logo_asset: r.get(2)?,
-            })
+            Ok(Branding { display_name: r.get(0)?, brand_color: r.get(1)?, logo_asset: r.get(2)? })
         })
         .optional()?
         .unwrap_or_default())
@@ -253,13 +224,8 @@ pub fn add_domain(conn: &Connection, id: &TenantId, domain: &str, now: i64) -> R
         params![domain.to_ascii_lowercase(), id.as_str(), now],
     )
     .map_err(|e| match e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-        {
-            Error::conflict(
-                "domain_taken",
-                format!("domain {domain:?} is already mapped"),
-            )
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Error::conflict("domain_taken", format!("domain {domain:?} is already mapped"))
         }
         e => e.into(),
     })?;

@@ -52,14 +52,10 @@ struct Scratch {
 impl Scratch {
     fn new(dir: Option<PathBuf>) -> CliResult<Scratch> {
         let keep = dir.is_some();
-        let path = dir.unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("tenantd-bench-{}", crate::util::random_hex(4)))
-        });
+        let path =
+            dir.unwrap_or_else(|| std::env::temp_dir().join(format!("tenantd-bench-{}", crate::util::random_hex(4))));
         if path.join("catalog.db").exists() {
-            return Err(CliError::usage(format!(
-                "{} already holds a data dir; give an empty one",
-                path.display()
-            )));
+            return Err(CliError::usage(format!("{} already holds a data dir; give an empty one", path.display())));
         }
         std::fs::create_dir_all(&path)?;
         Ok(Scratch { path, keep })
@@ -105,20 +101,10 @@ fn create_tenants(app: &App, n: usize, label: bool) -> CliResult<Vec<Duration>> 
     for i in 0..n {
         let slug = Slug::parse(&format!("t{i:06}"))?;
         let t0 = Instant::now();
-        tenancy::create(
-            app,
-            &slug,
-            &format!("Tenant {i}"),
-            None,
-            &Actor("bench".into()),
-        )?;
+        tenancy::create(app, &slug, &format!("Tenant {i}"), None, &Actor("bench".into()))?;
         samples.push(t0.elapsed());
         if label && (i + 1) % 1000 == 0 {
-            eprint!(
-                "\rcreated {}/{n} ({:.0}/s)   ",
-                i + 1,
-                (i + 1) as f64 / started.elapsed().as_secs_f64()
-            );
+            eprint!("\rcreated {}/{n} ({:.0}/s)   ", i + 1, (i + 1) as f64 / started.elapsed().as_secs_f64());
         }
     }
     if label {
@@ -130,34 +116,17 @@ fn create_tenants(app: &App, n: usize, label: bool) -> CliResult<Vec<Duration>> 
 pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
     println!(
         "machine: {} cpus, sqlite {}, tenantd {}",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         rusqlite::version(),
         env!("CARGO_PKG_VERSION")
     );
     match cmd {
-        BenchCmd::Tenants {
-            tenants: n,
-            migrate,
-            parallel,
-            dir,
-        } => bench_tenants(&base, n, migrate, parallel, dir),
-        BenchCmd::Fds {
-            tenants: n,
-            max_open,
-            dir,
-        } => bench_fds(&base, n, max_open, dir),
+        BenchCmd::Tenants { tenants: n, migrate, parallel, dir } => bench_tenants(&base, n, migrate, parallel, dir),
+        BenchCmd::Fds { tenants: n, max_open, dir } => bench_fds(&base, n, max_open, dir),
     }
 }
 
-fn bench_tenants(
-    base: &Config,
-    n: usize,
-    migrate_n: usize,
-    parallel: usize,
-    dir: Option<PathBuf>,
-) -> CliResult {
+fn bench_tenants(base: &Config, n: usize, migrate_n: usize, parallel: usize, dir: Option<PathBuf>) -> CliResult {
     let scratch = Scratch::new(dir)?;
     // Our own copy of the schema, so the real-migration step can add a file.
     let schema_dir = scratch.path.join("schema");
@@ -179,10 +148,7 @@ fn bench_tenants(
     let mut cold = Vec::new();
     for t in list.iter().take(2000) {
         let t0 = Instant::now();
-        let opened = app.store.get(&OpenRequest {
-            id: &t.id,
-            schema_hold: None,
-        })?;
+        let opened = app.store.get(&OpenRequest { id: &t.id, schema_hold: None })?;
         let conn = opened.handle.conn()?;
         conn.query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
             .map_err(crate::error::Error::from)?;
@@ -194,14 +160,7 @@ fn bench_tenants(
 
     let app = App::open(config.clone(), OpenMode::MustExist)?;
     let t0 = Instant::now();
-    let r = fleet::migrate(
-        &app,
-        &MigrateOptions {
-            parallel,
-            ..Default::default()
-        },
-        &|_, _, _| {},
-    )?;
+    let r = fleet::migrate(&app, &MigrateOptions { parallel, ..Default::default() }, &|_, _, _| {})?;
     println!(
         "no-op schema migrate over {:<6} {:>10.0} ms  ({} already current, {} migrated)",
         r.tenants,
@@ -215,29 +174,14 @@ fn bench_tenants(
     // catalog's view by deleting them (soft), then add the file.
     let app = App::open(config.clone(), OpenMode::MustExist)?;
     for t in list.iter().skip(migrate_n) {
-        app.catalog
-            .write(|tx| tenants::set_status(tx, &t.id, tenants::TenantStatus::Deleted, 0, None))?;
+        app.catalog.write(|tx| tenants::set_status(tx, &t.id, tenants::TenantStatus::Deleted, 0, None))?;
     }
     drop(app);
-    std::fs::write(
-        schema_dir.join("0003_bench.sql"),
-        "ALTER TABLE tasks ADD COLUMN estimate_hours REAL;\n",
-    )?;
+    std::fs::write(schema_dir.join("0003_bench.sql"), "ALTER TABLE tasks ADD COLUMN estimate_hours REAL;\n")?;
     let app = App::open(config, OpenMode::MustExist)?;
     let t0 = Instant::now();
-    let r = fleet::migrate(
-        &app,
-        &MigrateOptions {
-            parallel,
-            ..Default::default()
-        },
-        &|_, _, _| {},
-    )?;
-    let per: Vec<Duration> = r
-        .outcomes
-        .iter()
-        .map(|o| Duration::from_secs_f64(o.duration_ms / 1000.0))
-        .collect();
+    let r = fleet::migrate(&app, &MigrateOptions { parallel, ..Default::default() }, &|_, _, _| {})?;
+    let per: Vec<Duration> = r.outcomes.iter().map(|o| Duration::from_secs_f64(o.duration_ms / 1000.0)).collect();
     println!(
         "real migration (1 statement)       {} tenants, --parallel {parallel}: {:.0} ms total, {} failed",
         r.migrated(),
@@ -249,9 +193,7 @@ fn bench_tenants(
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd")
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
 
 fn bench_fds(base: &Config, n: usize, max_open: usize, dir: Option<PathBuf>) -> CliResult {
@@ -288,10 +230,7 @@ fn bench_fds(base: &Config, n: usize, max_open: usize, dir: Option<PathBuf>) -> 
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(usize::MAX))
-            .sum()
+        handles.into_iter().map(|h| h.join().unwrap_or(usize::MAX)).sum()
     });
     let elapsed = t0.elapsed();
     let after = open_fds();
@@ -306,9 +245,5 @@ fn bench_fds(base: &Config, n: usize, max_open: usize, dir: Option<PathBuf>) -> 
         app.store.open_count()
     );
     running.shutdown()?;
-    Ok(if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

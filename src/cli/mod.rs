@@ -89,16 +89,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            code: 2,
-        }
+        CliError { message: message.into(), code: 2 }
     }
     pub fn failed(message: impl Into<String>) -> Self {
-        CliError {
-            message: message.into(),
-            code: 1,
-        }
+        CliError { message: message.into(), code: 1 }
     }
     fn exit_code(&self) -> u8 {
         self.code
@@ -114,9 +108,7 @@ impl std::fmt::Display for CliError {
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         match &e {
-            Error::Invalid { .. } | Error::Conflict { .. } | Error::NotFound(_) => {
-                CliError::usage(e.to_string())
-            }
+            Error::Invalid { .. } | Error::Conflict { .. } | Error::NotFound(_) => CliError::usage(e.to_string()),
             _ => CliError::failed(e.log_detail()),
         }
     }
@@ -141,11 +133,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
         _ => None,
     };
-    let overrides = Overrides {
-        config_file: cli.config.clone(),
-        data_dir: cli.data_dir.clone(),
-        listen,
-    };
+    let overrides = Overrides { config_file: cli.config.clone(), data_dir: cli.data_dir.clone(), listen };
     let loaded = Config::load(&overrides)?;
     for w in &loaded.warnings {
         crate::log::warn(w);

@@ -51,23 +51,9 @@ pub enum SchemaCmd {
 pub fn run(app: Arc<App>, cmd: SchemaCmd) -> CliResult {
     match cmd {
         SchemaCmd::Status { json } => status(&app, json),
-        SchemaCmd::Migrate {
-            dry_run,
-            canary,
-            canary_tenants,
-            parallel,
-            json,
-        } => {
-            let canary_tenants = canary_tenants
-                .iter()
-                .map(|s| Slug::parse(s))
-                .collect::<Result<Vec<_>, _>>()?;
-            let opts = MigrateOptions {
-                dry_run,
-                canary,
-                canary_tenants,
-                parallel: parallel as usize,
-            };
+        SchemaCmd::Migrate { dry_run, canary, canary_tenants, parallel, json } => {
+            let canary_tenants = canary_tenants.iter().map(|s| Slug::parse(s)).collect::<Result<Vec<_>, _>>()?;
+            let opts = MigrateOptions { dry_run, canary, canary_tenants, parallel: parallel as usize };
             migrate(&app, &opts, json)
         }
         SchemaCmd::Rollback { json } => {
@@ -76,26 +62,14 @@ pub fn run(app: Arc<App>, cmd: SchemaCmd) -> CliResult {
                 print_json(&r)?;
             } else {
                 for o in &r.restored {
-                    println!(
-                        "restored {:<24} v{} -> v{}",
-                        o.slug, o.to_version, o.from_version
-                    );
+                    println!("restored {:<24} v{} -> v{}", o.slug, o.to_version, o.from_version);
                 }
                 for (s, e) in &r.failed {
                     println!("FAILED   {s:<24} {e}");
                 }
-                println!(
-                    "run {}: {} restored, {} failed",
-                    r.run_id,
-                    r.restored.len(),
-                    r.failed.len()
-                );
+                println!("run {}: {} restored, {} failed", r.run_id, r.restored.len(), r.failed.len());
             }
-            Ok(if r.failed.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(if r.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
     }
 }
@@ -105,40 +79,18 @@ fn status(app: &App, json: bool) -> CliResult {
     if json {
         print_json(&s)?;
     } else {
-        println!(
-            "target version {} ({} migration files)",
-            s.target,
-            s.files.len()
-        );
+        println!("target version {} ({} migration files)", s.target, s.files.len());
         for f in &s.files {
             match &f.drift {
                 Some(d) => println!("  DRIFT {d}"),
-                None => println!(
-                    "  v{:<4} {}  sha256 {}…",
-                    f.version,
-                    f.name,
-                    &f.sha256[..12]
-                ),
+                None => println!("  v{:<4} {}  sha256 {}…", f.version, f.name, &f.sha256[..12]),
             }
         }
-        println!(
-            "{:<24} {:>7} {:>7}  {:<8} DETAIL",
-            "TENANT", "FILE", "CATALOG", "STATE"
-        );
+        println!("{:<24} {:>7} {:>7}  {:<8} DETAIL", "TENANT", "FILE", "CATALOG", "STATE");
         for t in &s.tenants {
-            let v = t
-                .version
-                .map(|v| v.to_string())
-                .unwrap_or_else(|| "-".into());
-            let detail = t
-                .detail
-                .clone()
-                .or(t.last_outcome.clone())
-                .unwrap_or_default();
-            println!(
-                "{:<24} {:>7} {:>7}  {:<8} {detail}",
-                t.slug, v, t.catalog_version, t.state
-            );
+            let v = t.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into());
+            let detail = t.detail.clone().or(t.last_outcome.clone()).unwrap_or_default();
+            println!("{:<24} {:>7} {:>7}  {:<8} {detail}", t.slug, v, t.catalog_version, t.state);
         }
         let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
         println!("{} tenants: {}", s.tenants.len(), counts.join(", "));
@@ -165,11 +117,7 @@ fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
             println!("DRIFT {d}");
         }
         for o in &r.outcomes {
-            let err = o
-                .error
-                .as_deref()
-                .map(|e| format!("  {e}"))
-                .unwrap_or_default();
+            let err = o.error.as_deref().map(|e| format!("  {e}")).unwrap_or_default();
             println!(
                 "{:<14} {:<24} v{} -> v{}  {:.1} ms{err}",
                 o.status, o.slug, o.from_version, o.to_version, o.duration_ms
@@ -178,11 +126,7 @@ fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
         if r.stopped_after_canary {
             println!("canary failed: stopped before touching the other tenants");
         }
-        let verb = if r.dry_run {
-            "would migrate"
-        } else {
-            "migrated"
-        };
+        let verb = if r.dry_run { "would migrate" } else { "migrated" };
         println!(
             "{} tenants, {} already at v{}, {verb} {}, failed {} ({:.0} ms){}",
             r.tenants,
@@ -194,9 +138,5 @@ fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
             r.run_id.map(|id| format!(", run {id}")).unwrap_or_default()
         );
     }
-    Ok(if r.success() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(if r.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }

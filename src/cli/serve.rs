@@ -27,9 +27,7 @@ pub fn serve(app: Arc<App>) -> CliResult {
 
 fn finish(reason: StopReason) -> CliResult {
     match reason {
-        StopReason::AcceptFailed => Err(CliError::failed(
-            "stopped: the accept loop failed (see log)",
-        )),
+        StopReason::AcceptFailed => Err(CliError::failed("stopped: the accept loop failed (see log)")),
         _ => Ok(ExitCode::SUCCESS),
     }
 }
@@ -43,18 +41,12 @@ pub fn demo(app: Arc<App>) -> CliResult {
     if created.is_empty() {
         println!("\nReusing the demo data in {data_dir}.");
     } else {
-        println!(
-            "\nCreated demo tenants {} in {data_dir}.",
-            created.join(", ")
-        );
+        println!("\nCreated demo tenants {} in {data_dir}.", created.join(", "));
     }
     println!("\ntenantd demo is serving on {base}\n");
     println!("Tenants:");
     for d in crate::demo::TENANTS {
-        println!(
-            "  {:<8} {:<18} plan {:<10} {base}/api/v1/t/{}",
-            d.slug, d.name, d.plan, d.slug
-        );
+        println!("  {:<8} {:<18} plan {:<10} {base}/api/v1/t/{}", d.slug, d.name, d.plan, d.slug);
     }
     let pw = crate::demo::DEMO_PASSWORD;
     println!("\nUsers (password for all: {pw}):");

@@ -18,9 +18,7 @@ use crate::util::rfc3339;
 #[derive(Subcommand, Debug)]
 pub enum TenantCmd {
     /// Create a tenant (a copy of the pre-migrated template; no migrations at signup).
-    #[command(
-        after_help = "Example:\n  tenantd tenant create acme --name \"Acme Corp\" --plan pro"
-    )]
+    #[command(after_help = "Example:\n  tenantd tenant create acme --name \"Acme Corp\" --plan pro")]
     Create {
         /// Public handle: 1-63 of a-z, 0-9, '-' (first a letter or digit).
         slug: String,
@@ -90,16 +88,9 @@ fn slug(s: &str) -> CliResult<Slug> {
 pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
     let actor = Actor::cli();
     match cmd {
-        TenantCmd::Create {
-            slug: s,
-            name,
-            plan,
-        } => {
+        TenantCmd::Create { slug: s, name, plan } => {
             let t = tenancy::create(&app, &slug(&s)?, &name, plan.as_deref(), &actor)?;
-            println!(
-                "created tenant {} ({}) id {} on plan {}",
-                t.slug, t.name, t.id, t.plan
-            );
+            println!("created tenant {} ({}) id {} on plan {}", t.slug, t.name, t.id, t.plan);
         }
         TenantCmd::List { json, all } => {
             let list = tenants::list(&*app.catalog.conn()?, all)?;
@@ -119,10 +110,7 @@ pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
                 print_json(&v)?;
             } else if let Some(obj) = v.as_object() {
                 for (k, val) in obj {
-                    let shown = val
-                        .as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| val.to_string());
+                    let shown = val.as_str().map(str::to_string).unwrap_or_else(|| val.to_string());
                     println!("{k:>15}: {shown}");
                 }
             }
@@ -135,15 +123,19 @@ pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
             let t = tenancy::resume(&app, &slug(&s)?, &actor)?;
             println!("resumed {}", t.slug);
         }
-        TenantCmd::Delete {
-            slug: s,
-            purge,
-            yes,
-        } => {
+        TenantCmd::Delete { slug: s, purge, yes } => {
             let s = slug(&s)?;
             if purge {
                 let t = app.tenant(&s)?;
-                if !yes && !confirm(&format!("Permanently remove tenant {} ({}) and all its files? Type the slug to confirm: ", t.slug, t.name), t.slug.as_str())? {
+                if !yes
+                    && !confirm(
+                        &format!(
+                            "Permanently remove tenant {} ({}) and all its files? Type the slug to confirm: ",
+                            t.slug, t.name
+                        ),
+                        t.slug.as_str(),
+                    )?
+                {
                     return Err(CliError::usage("not confirmed; nothing removed (use --yes in scripts)"));
                 }
                 let r = tenancy::purge(&app, &s, &actor)?;
@@ -154,19 +146,13 @@ pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
             } else {
                 let t = tenancy::soft_delete(&app, &s, &actor)?;
                 let when = t.purge_after.map(rfc3339).unwrap_or_default();
-                println!(
-                    "deleted {} (restorable with `tenantd tenant resume {}` until {when})",
-                    t.slug, t.slug
-                );
+                println!("deleted {} (restorable with `tenantd tenant resume {}` until {when})", t.slug, t.slug);
             }
         }
         TenantCmd::PurgeExpired => {
             let done = tenancy::purge_expired(&app, &actor)?;
             for (s, r) in &done {
-                println!(
-                    "purged {s}: {} files, {} bytes",
-                    r.files_removed, r.bytes_removed
-                );
+                println!("purged {s}: {} files, {} bytes", r.files_removed, r.bytes_removed);
             }
             println!("{} tenants purged", done.len());
         }
@@ -181,26 +167,11 @@ pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
                 out.display()
             );
         }
-        TenantCmd::Import {
-            file,
-            slug: s,
-            name,
-            plan,
-        } => {
+        TenantCmd::Import { file, slug: s, name, plan } => {
             let s = slug(&s)?;
-            let opts = archive::ImportOptions {
-                slug: &s,
-                name: name.as_deref(),
-                plan: plan.as_deref(),
-            };
+            let opts = archive::ImportOptions { slug: &s, name: name.as_deref(), plan: plan.as_deref() };
             let t = archive::import(&app, &file, &opts, &actor)?;
-            println!(
-                "imported {} as tenant {} (id {}, schema v{})",
-                file.display(),
-                t.slug,
-                t.id,
-                t.schema_version
-            );
+            println!("imported {} as tenant {} (id {}, schema v{})", file.display(), t.slug, t.id, t.schema_version);
         }
         TenantCmd::SetPlan { slug: s, plan } => {
             let t = tenancy::set_plan(&app, &slug(&s)?, &plan, &actor)?;
@@ -225,10 +196,7 @@ fn tenant_json(t: &TenantRecord) -> serde_json::Value {
 }
 
 fn print_table(list: &[TenantRecord]) {
-    println!(
-        "{:<24} {:<28} {:<10} {:<12} {:>6}  {:<20} ID",
-        "SLUG", "NAME", "STATUS", "PLAN", "SCHEMA", "CREATED"
-    );
+    println!("{:<24} {:<28} {:<10} {:<12} {:>6}  {:<20} ID", "SLUG", "NAME", "STATUS", "PLAN", "SCHEMA", "CREATED");
     for t in list {
         let name: String = t.name.chars().take(28).collect();
         println!(

@@ -56,22 +56,9 @@ pub enum UserCmd {
 
 pub fn run(app: Arc<App>, cmd: UserCmd) -> CliResult {
     match cmd {
-        UserCmd::Create {
-            email,
-            password,
-            tenant,
-            role,
-            platform_admin,
-        } => {
+        UserCmd::Create { email, password, tenant, role, platform_admin } => {
             let id = auth::create_user(&app, &email, &password, platform_admin)?;
-            println!(
-                "created user {email} (id {id}){}",
-                if platform_admin {
-                    " as platform admin"
-                } else {
-                    ""
-                }
-            );
+            println!("created user {email} (id {id}){}", if platform_admin { " as platform admin" } else { "" });
             if let (Some(slug), Some(role)) = (tenant, role) {
                 add_to_tenant(&app, &email, &slug, &role)?;
             }
@@ -91,21 +78,14 @@ pub fn run(app: Arc<App>, cmd: UserCmd) -> CliResult {
             if json {
                 print_json(&rows)?;
             } else {
-                println!(
-                    "{:<6} {:<36} {:<6} {:<5} TENANTS",
-                    "ID", "EMAIL", "ADMIN", "MFA"
-                );
+                println!("{:<6} {:<36} {:<6} {:<5} TENANTS", "ID", "EMAIL", "ADMIN", "MFA");
                 for r in &rows {
                     let tenants: Vec<String> = r["tenants"]
                         .as_array()
                         .map(|a| {
                             a.iter()
                                 .map(|t| {
-                                    format!(
-                                        "{}:{}",
-                                        t["slug"].as_str().unwrap_or(""),
-                                        t["role"].as_str().unwrap_or("")
-                                    )
+                                    format!("{}:{}", t["slug"].as_str().unwrap_or(""), t["role"].as_str().unwrap_or(""))
                                 })
                                 .collect()
                         })
@@ -114,11 +94,7 @@ pub fn run(app: Arc<App>, cmd: UserCmd) -> CliResult {
                         "{:<6} {:<36} {:<6} {:<5} {}",
                         r["id"],
                         r["email"].as_str().unwrap_or(""),
-                        if r["platform_admin"] == true {
-                            "yes"
-                        } else {
-                            ""
-                        },
+                        if r["platform_admin"] == true { "yes" } else { "" },
                         if r["mfa"] == true { "on" } else { "" },
                         tenants.join(" ")
                     );
@@ -147,17 +123,13 @@ fn add_to_tenant(app: &App, email: &str, slug: &str, role: &str) -> CliResult<()
     let t = app.tenant(&Slug::parse(slug)?)?;
     perms::validate_role_name(role)?;
     let conn = app.catalog.conn()?;
-    if !perms::BUILTIN_ROLES.contains(&role) && identity::custom_role(&conn, &t.id, role)?.is_none()
-    {
+    if !perms::BUILTIN_ROLES.contains(&role) && identity::custom_role(&conn, &t.id, role)?.is_none() {
         return Err(CliError::usage(format!(
             "unknown role {role:?} in {slug}: use owner, admin, member, viewer or a custom role"
         )));
     }
-    let user = identity::user_by_email(&conn, email.trim())?.ok_or_else(|| {
-        CliError::usage(format!(
-            "no user {email:?}: create it with `tenantd user create`"
-        ))
-    })?;
+    let user = identity::user_by_email(&conn, email.trim())?
+        .ok_or_else(|| CliError::usage(format!("no user {email:?}: create it with `tenantd user create`")))?;
     drop(conn);
     app.change(|tx| identity::add_membership(tx, &t.id, user.id, role, now_unix()))?;
     println!("{} is {role} in {slug}", user.email);

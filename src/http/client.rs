@@ -20,10 +20,7 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -47,9 +44,7 @@ impl Client {
             s.set_read_timeout(Some(Duration::from_secs(30)))?;
             self.conn = Some(BufReader::new(s));
         }
-        self.conn
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no connection"))
+        self.conn.as_mut().ok_or_else(|| std::io::Error::other("no connection"))
     }
 
     /// Sends a request with the given extra headers and body; retries once on a stale
@@ -100,16 +95,10 @@ fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Resu
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let mut line = String::new();
     if s.read_line(&mut line)? == 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "connection closed",
-        ));
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
     }
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| bad("bad status line"))?;
+    let status: u16 =
+        line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| bad("bad status line"))?;
     let mut headers = Vec::new();
     loop {
         line.clear();
@@ -122,12 +111,8 @@ fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Resu
             headers.push((k.trim().to_string(), v.trim().to_string()));
         }
     }
-    let find = |n: &str| {
-        headers
-            .iter()
-            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n))
-            .map(|(_, v)| v.clone())
-    };
+    let find =
+        |n: &str| headers.iter().find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(n)).map(|(_, v)| v.clone());
     let mut body = Vec::new();
     if !head_only {
         if let Some(len) = find("content-length").and_then(|v| v.parse::<usize>().ok()) {
@@ -137,8 +122,7 @@ fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Resu
             loop {
                 line.clear();
                 s.read_line(&mut line)?;
-                let n =
-                    usize::from_str_radix(line.trim(), 16).map_err(|_| bad("bad chunk size"))?;
+                let n = usize::from_str_radix(line.trim(), 16).map_err(|_| bad("bad chunk size"))?;
                 let mut chunk = vec![0; n + 2];
                 s.read_exact(&mut chunk)?;
                 if n == 0 {
@@ -148,9 +132,5 @@ fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Resu
             }
         }
     }
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
+    Ok(Response { status, headers, body })
 }

@@ -58,10 +58,7 @@ impl Method {
 
     /// Whether the method changes state (refused on suspended tenants).
     pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            Method::Post | Method::Put | Method::Patch | Method::Delete
-        )
+        matches!(self, Method::Post | Method::Put | Method::Patch | Method::Delete)
     }
 }
 
@@ -82,34 +79,21 @@ pub struct Req {
 
 impl Req {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Parses a JSON body, refusing the wrong content type (415) and malformed JSON (400).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         let ct = self.header("content-type").unwrap_or("");
-        if !ct
-            .split(';')
-            .next()
-            .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        {
+        if !ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
             return Err(Error::UnsupportedMediaType);
         }
         serde_json::from_slice(&self.body).map_err(|e| {
-            Error::invalid(
-                "invalid_json",
-                format!("request body is not valid JSON for this endpoint: {e}"),
-            )
+            Error::invalid("invalid_json", format!("request body is not valid JSON for this endpoint: {e}"))
         })
     }
 }
@@ -126,21 +110,11 @@ pub struct Resp {
 impl Resp {
     pub fn json(status: u16, value: &impl Serialize) -> Resp {
         let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        Resp {
-            status,
-            content_type: "application/json",
-            headers: Vec::new(),
-            body,
-        }
+        Resp { status, content_type: "application/json", headers: Vec::new(), body }
     }
 
     pub fn empty(status: u16) -> Resp {
-        Resp {
-            status,
-            content_type: "application/json",
-            headers: Vec::new(),
-            body: Vec::new(),
-        }
+        Resp { status, content_type: "application/json", headers: Vec::new(), body: Vec::new() }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {
@@ -183,8 +157,6 @@ impl Ctx<'_> {
 
     /// The resolved tenant; only tenant-scoped routes have one.
     pub fn tenant(&self) -> Result<&TenantRecord> {
-        self.tenant
-            .as_deref()
-            .ok_or_else(|| Error::Internal("tenant route without a tenant".into()))
+        self.tenant.as_deref().ok_or_else(|| Error::Internal("tenant route without a tenant".into()))
     }
 }

@@ -16,10 +16,7 @@ pub fn split_target(target: &str) -> Result<Target> {
         None => (target, ""),
     };
     if !path.starts_with('/') {
-        return Err(Error::invalid(
-            "invalid_path",
-            "request target must be an absolute path",
-        ));
+        return Err(Error::invalid("invalid_path", "request target must be an absolute path"));
     }
     let mut segments = Vec::new();
     for raw in path.split('/') {
@@ -27,10 +24,7 @@ pub fn split_target(target: &str) -> Result<Target> {
         if seg == "." || seg == ".." || seg.contains('/') || seg.chars().any(char::is_control) {
             return Err(Error::invalid(
                 "invalid_path",
-                format!(
-                    "path segment {:?} is not allowed",
-                    crate::ids::truncate_for_message(raw)
-                ),
+                format!("path segment {:?} is not allowed", crate::ids::truncate_for_message(raw)),
             ));
         }
         segments.push(seg);
@@ -51,9 +45,7 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
                 let v = hex
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| Error::invalid("invalid_path", "malformed percent-encoding"))?;
@@ -70,8 +62,7 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
             }
         }
     }
-    String::from_utf8(out)
-        .map_err(|_| Error::invalid("invalid_path", "percent-encoding does not decode to UTF-8"))
+    String::from_utf8(out).map_err(|_| Error::invalid("invalid_path", "percent-encoding does not decode to UTF-8"))
 }
 
 /// Percent-encodes everything but RFC 3986 unreserved characters.
@@ -106,11 +97,7 @@ pub fn host_signal(host: Option<&str>, base_domain: Option<&str>) -> Result<Host
         return Ok(HostSignal::None);
     }
     let name = host.rsplit_once(':').map_or(host.as_str(), |(h, _)| h);
-    if name.is_empty()
-        || name == "localhost"
-        || name.parse::<std::net::Ipv4Addr>().is_ok()
-        || !name.contains('.')
-    {
+    if name.is_empty() || name == "localhost" || name.parse::<std::net::Ipv4Addr>().is_ok() || !name.contains('.') {
         return Ok(HostSignal::None);
     }
     if let Some(base) = base_domain {
@@ -118,15 +105,9 @@ pub fn host_signal(host: Option<&str>, base_domain: Option<&str>) -> Result<Host
         if name == base {
             return Ok(HostSignal::None);
         }
-        if let Some(label) = name
-            .strip_suffix(base.as_str())
-            .and_then(|p| p.strip_suffix('.'))
-        {
+        if let Some(label) = name.strip_suffix(base.as_str()).and_then(|p| p.strip_suffix('.')) {
             if label.contains('.') {
-                return Err(Error::invalid(
-                    "invalid_host",
-                    "only one subdomain level names a tenant",
-                ));
+                return Err(Error::invalid("invalid_host", "only one subdomain level names a tenant"));
             }
             return Ok(HostSignal::Subdomain(Slug::parse(label)?));
         }
@@ -140,15 +121,7 @@ mod tests {
 
     #[test]
     fn traversal_and_encoded_slashes_refused() {
-        for t in [
-            "/api/v1/t/%2e%2e/x",
-            "/a/%2E%2E",
-            "/a/a%2fb",
-            "/a/%00",
-            "/a/..",
-            "/a/%zz",
-            "/a/%c3",
-        ] {
+        for t in ["/api/v1/t/%2e%2e/x", "/a/%2E%2E", "/a/a%2fb", "/a/%00", "/a/..", "/a/%zz", "/a/%c3"] {
             assert!(split_target(t).is_err(), "{t}");
         }
     }
@@ -157,14 +130,7 @@ mod tests {
     fn decodes_segments_and_query() {
         let (_, segs, q) = split_target("/a/b%20c?x=1&y=a+b&z").unwrap();
         assert_eq!(segs, vec!["", "a", "b c"]);
-        assert_eq!(
-            q,
-            vec![
-                ("x".into(), "1".into()),
-                ("y".into(), "a b".into()),
-                ("z".into(), "".into())
-            ]
-        );
+        assert_eq!(q, vec![("x".into(), "1".into()), ("y".into(), "a b".into()), ("z".into(), "".into())]);
     }
 
     #[test]
@@ -174,20 +140,11 @@ mod tests {
             host_signal(Some("acme.example.test:8080"), b).unwrap(),
             HostSignal::Subdomain(Slug::parse("acme").unwrap())
         );
-        assert_eq!(
-            host_signal(Some("example.test"), b).unwrap(),
-            HostSignal::None
-        );
-        assert_eq!(
-            host_signal(Some("127.0.0.1:8080"), b).unwrap(),
-            HostSignal::None
-        );
+        assert_eq!(host_signal(Some("example.test"), b).unwrap(), HostSignal::None);
+        assert_eq!(host_signal(Some("127.0.0.1:8080"), b).unwrap(), HostSignal::None);
         assert_eq!(host_signal(Some("localhost"), b).unwrap(), HostSignal::None);
         assert!(host_signal(Some("a.b.example.test"), b).is_err());
         assert!(host_signal(Some("ACME_.example.test"), b).is_err());
-        assert_eq!(
-            host_signal(Some("crm.acme.com"), b).unwrap(),
-            HostSignal::CustomDomain("crm.acme.com".into())
-        );
+        assert_eq!(host_signal(Some("crm.acme.com"), b).unwrap(), HostSignal::CustomDomain("crm.acme.com".into()));
     }
 }

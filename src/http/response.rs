@@ -14,11 +14,7 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::NoRoute => (404, "not_found", "no such endpoint".into()),
         Error::Conflict { code, message } => (409, code, message.clone()),
         Error::TenantSuspended => (423, "tenant_suspended", e.to_string()),
-        Error::TenantUnavailable { .. } => (
-            503,
-            "tenant_unavailable",
-            "tenant data is temporarily unavailable".into(),
-        ),
+        Error::TenantUnavailable { .. } => (503, "tenant_unavailable", "tenant data is temporarily unavailable".into()),
         Error::PayloadTooLarge { .. } => (413, "payload_too_large", e.to_string()),
         Error::Unauthorized => (401, "unauthorized", e.to_string()),
         Error::Unauthenticated { code, message } => (401, code, message.clone()),
@@ -27,26 +23,21 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::UnsupportedMediaType => (415, "unsupported_media_type", e.to_string()),
         Error::MethodNotAllowed { .. } => (405, "method_not_allowed", e.to_string()),
         Error::Pool(_) => (503, "busy", "the server is busy; retry shortly".into()),
-        Error::Sqlite(_) | Error::Io(_) | Error::Internal(_) => {
-            (500, "internal", "internal error".into())
-        }
+        Error::Sqlite(_) | Error::Io(_) | Error::Internal(_) => (500, "internal", "internal error".into()),
     }
 }
 
 pub fn error_response(e: &Error) -> Resp {
     let (status, code, message) = error_parts(e);
-    let mut resp = Resp::json(
-        status,
-        &json!({"error": {"code": code, "message": message}}),
-    );
+    let mut resp = Resp::json(status, &json!({"error": {"code": code, "message": message}}));
     match e {
         Error::MethodNotAllowed { allow } => resp.headers.push(("Allow".into(), allow.clone())),
-        Error::TooManyRequests { retry_after, .. } => resp
-            .headers
-            .push(("Retry-After".into(), (*retry_after).max(1).to_string())),
-        Error::Unauthorized | Error::Unauthenticated { .. } => resp
-            .headers
-            .push(("WWW-Authenticate".into(), "Bearer realm=\"tenantd\"".into())),
+        Error::TooManyRequests { retry_after, .. } => {
+            resp.headers.push(("Retry-After".into(), (*retry_after).max(1).to_string()))
+        }
+        Error::Unauthorized | Error::Unauthenticated { .. } => {
+            resp.headers.push(("WWW-Authenticate".into(), "Bearer realm=\"tenantd\"".into()))
+        }
         _ => {}
     }
     resp
@@ -57,14 +48,8 @@ pub const SECURITY_HEADERS: &[(&str, &str)] = &[
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; frame-ancestors 'none'",
-    ),
-    (
-        "Permissions-Policy",
-        "camera=(), microphone=(), geolocation=(), payment=()",
-    ),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()"),
 ];
 
 /// A header value is only sent when it cannot split the response: no CR, LF or other control
@@ -74,9 +59,7 @@ pub fn header_value_ok(v: &str) -> bool {
 }
 
 pub fn header_name_ok(n: &str) -> bool {
-    !n.is_empty()
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub enum Scope {
     /// Matched against the path below the tenant root: `/api/v1/t/{slug}` + pattern, or
     /// `/api/v1` + pattern when the tenant comes from `Host` or `X-Tenant`.
     Tenant,
+    /// Admin pages of one tenant: `/admin/t/{slug}` + pattern. Cookie sessions, CSRF on posts.
+    TenantUi,
 }
 
 /// Who may call a route.
@@ -59,7 +61,13 @@ impl Route {
         match self.scope {
             Scope::Global => self.pattern.to_string(),
             Scope::Tenant => format!("/api/v1/t/{{slug}}{}", self.pattern.trim_end_matches('/')),
+            Scope::TenantUi => format!("/admin/t/{{slug}}{}", self.pattern.trim_end_matches('/')),
         }
+    }
+
+    /// Pages (cookie sessions, CSRF, HTML errors) rather than the JSON API.
+    pub fn is_ui(&self) -> bool {
+        self.scope == Scope::TenantUi || self.pattern.starts_with("/admin")
     }
 }
 
@@ -90,11 +98,7 @@ impl Router {
             let Some(params) = match_pattern(route.pattern, segments) else {
                 continue;
             };
-            let literals = route
-                .pattern
-                .split('/')
-                .filter(|p| !p.is_empty() && !p.starts_with('{'))
-                .count();
+            let literals = route.pattern.split('/').filter(|p| !p.is_empty() && !p.starts_with('{')).count();
             if literals < specific {
                 continue;
             }
@@ -109,17 +113,12 @@ impl Router {
         } else {
             allowed.sort_unstable();
             allowed.dedup();
-            Err(Error::MethodNotAllowed {
-                allow: allowed.join(", "),
-            })
+            Err(Error::MethodNotAllowed { allow: allowed.join(", ") })
         }
     }
 }
 
-fn match_pattern(
-    pattern: &'static str,
-    segments: &[String],
-) -> Option<Vec<(&'static str, String)>> {
+fn match_pattern(pattern: &'static str, segments: &[String]) -> Option<Vec<(&'static str, String)>> {
     let parts: Vec<&'static str> = pattern.split('/').filter(|p| !p.is_empty()).collect();
     let segments: Vec<&String> = segments.iter().filter(|s| !s.is_empty()).collect();
     if parts.len() != segments.len() {
@@ -151,13 +150,7 @@ mod tests {
     #[test]
     fn matches_params_and_reports_405() {
         let r = Router::new(vec![
-            Route {
-                method: Method::Get,
-                scope: Scope::Global,
-                pattern: "/a/{x}",
-                handler: ok,
-                access: Access::Public,
-            },
+            Route { method: Method::Get, scope: Scope::Global, pattern: "/a/{x}", handler: ok, access: Access::Public },
             Route {
                 method: Method::Post,
                 scope: Scope::Global,
@@ -168,17 +161,8 @@ mod tests {
         ]);
         let m = r.find(Scope::Global, Method::Get, &segs("/a/7")).unwrap();
         assert_eq!(m.params, vec![("x", "7".to_string())]);
-        assert!(matches!(
-            r.find(Scope::Global, Method::Delete, &segs("/a/7")),
-            Err(Error::MethodNotAllowed { .. })
-        ));
-        assert!(matches!(
-            r.find(Scope::Global, Method::Get, &segs("/b")),
-            Err(Error::NoRoute)
-        ));
-        assert!(matches!(
-            r.find(Scope::Tenant, Method::Get, &segs("/a/7")),
-            Err(Error::NoRoute)
-        ));
+        assert!(matches!(r.find(Scope::Global, Method::Delete, &segs("/a/7")), Err(Error::MethodNotAllowed { .. })));
+        assert!(matches!(r.find(Scope::Global, Method::Get, &segs("/b")), Err(Error::NoRoute)));
+        assert!(matches!(r.find(Scope::Tenant, Method::Get, &segs("/a/7")), Err(Error::NoRoute)));
     }
 }

@@ -51,11 +51,7 @@ impl ServerState {
     }
 
     fn next_request_id(&self) -> String {
-        format!(
-            "{}{:08x}",
-            self.request_prefix,
-            self.request_seq.fetch_add(1, Ordering::Relaxed)
-        )
+        format!("{}{:08x}", self.request_prefix, self.request_seq.fetch_add(1, Ordering::Relaxed))
     }
 }
 
@@ -90,10 +86,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     raise_fd_limit();
     let http = tiny_http::Server::http(listen)
         .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
-    let addr = http
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
+    let addr = http.server_addr().to_ip().ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
     let state = Arc::new(ServerState::new(app.clone(), router));
     let (stop_tx, stop_rx) = mpsc::channel();
@@ -118,16 +111,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
         app.config.workers,
         app.config.data_dir.display()
     ));
-    Ok(RunningServer {
-        http,
-        state,
-        workers,
-        watcher: Some(watcher),
-        watcher_stop,
-        stop_rx,
-        stop_tx,
-        addr,
-    })
+    Ok(RunningServer { http, state, workers, watcher: Some(watcher), watcher_stop, stop_rx, stop_tx, addr })
 }
 
 impl RunningServer {
@@ -137,22 +121,16 @@ impl RunningServer {
 
     /// Blocks until SIGTERM/SIGINT or a fatal accept error, then shuts down gracefully.
     pub fn run_until_signal(self) -> Result<StopReason> {
-        let mut signals = signal_hook::iterator::Signals::new([
-            signal_hook::consts::SIGTERM,
-            signal_hook::consts::SIGINT,
-        ])?;
+        let mut signals =
+            signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
         let tx = self.stop_tx.clone();
-        std::thread::Builder::new()
-            .name("tenantd-signals".into())
-            .spawn(move || {
-                if signals.forever().next().is_some() {
-                    let _ = tx.send(StopReason::Signal);
-                }
-            })?;
+        std::thread::Builder::new().name("tenantd-signals".into()).spawn(move || {
+            if signals.forever().next().is_some() {
+                let _ = tx.send(StopReason::Signal);
+            }
+        })?;
         let reason = self.stop_rx.recv().unwrap_or(StopReason::Requested);
-        crate::log::info(&format!(
-            "stopping ({reason:?}): draining in-flight requests"
-        ));
+        crate::log::info(&format!("stopping ({reason:?}): draining in-flight requests"));
         self.shutdown()?;
         Ok(reason)
     }
@@ -176,10 +154,7 @@ impl RunningServer {
             let _ = w.join();
         }
         for (id, e) in self.state.app.store.checkpoint_all() {
-            crate::log::warn(&format!(
-                "checkpoint of tenant {id} failed: {}",
-                e.log_detail()
-            ));
+            crate::log::warn(&format!("checkpoint of tenant {id} failed: {}", e.log_detail()));
         }
         self.state.app.catalog.checkpoint()?;
         crate::log::info("stopped cleanly");
@@ -209,17 +184,11 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let conn = match crate::db::open_read_only(state.app.catalog.path()) {
         Ok(c) => c,
         Err(e) => {
-            crate::log::error(&format!(
-                "catalog watcher cannot open the catalog: {}",
-                e.log_detail()
-            ));
+            crate::log::error(&format!("catalog watcher cannot open the catalog: {}", e.log_detail()));
             return;
         }
     };
-    let read = || {
-        conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0))
-            .ok()
-    };
+    let read = || conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok();
     let mut last = read();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
@@ -253,11 +222,7 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
         crate::log::request(
             "WARN",
             &id,
-            &format!(
-                "{method} {label} -> {} in {:.1} ms",
-                resp.status,
-                started.elapsed().as_secs_f64() * 1000.0
-            ),
+            &format!("{method} {label} -> {} in {:.1} ms", resp.status, started.elapsed().as_secs_f64() * 1000.0),
         );
     }
     write_response(rq, resp, &id);
@@ -267,27 +232,16 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
 /// Headers, limits and body. Requests whose length is ambiguous are refused unread: a
 /// front proxy and we could disagree about where the body ends (request smuggling).
 fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> Result<Req> {
-    let method = Method::parse(rq.method().as_str()).ok_or_else(|| Error::MethodNotAllowed {
-        allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into(),
-    })?;
+    let method = Method::parse(rq.method().as_str())
+        .ok_or_else(|| Error::MethodNotAllowed { allow: "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS".into() })?;
     let headers: Vec<(String, String)> = rq
         .headers()
         .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
+        .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
     let count = |name: &str| headers.iter().filter(|(k, _)| k == name).count();
-    if count("content-length") > 1
-        || (count("content-length") > 0 && count("transfer-encoding") > 0)
-    {
-        return Err(Error::invalid(
-            "ambiguous_length",
-            "send either Content-Length or Transfer-Encoding, once",
-        ));
+    if count("content-length") > 1 || (count("content-length") > 0 && count("transfer-encoding") > 0) {
+        return Err(Error::invalid("ambiguous_length", "send either Content-Length or Transfer-Encoding, once"));
     }
     let limit = state.app.config.max_body_bytes;
     if rq.body_length().is_some_and(|n| n > limit) {
@@ -302,41 +256,28 @@ fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> R
         return Err(Error::PayloadTooLarge { limit });
     }
     let (raw_path, segments, query) = resolve::split_target(rq.url())?;
-    Ok(Req {
-        id: id.to_string(),
-        method,
-        raw_path,
-        segments,
-        query,
-        headers,
-        body,
-        remote: rq.remote_addr().copied(),
-    })
+    Ok(Req { id: id.to_string(), method, raw_path, segments, query, headers, body, remote: rq.remote_addr().copied() })
 }
 
 /// Routes and runs a request; returns the response and the route template for logs/metrics.
 fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
+    let ui = req.segments.get(1).is_some_and(|s| s == "admin");
+    let fail = |e: &Error| if ui { crate::ui::error_page(e, &req.raw_path) } else { error_response(e) };
     let (matched, tenant) = match route(state, req) {
         Ok(m) => m,
-        Err(e) => return (error_response(&e), "-".into()),
+        Err(e) => return (fail(&e), "-".into()),
     };
     let label = matched.route.template();
     if let Some(t) = &tenant {
         if t.status == TenantStatus::Suspended && req.method.is_write() {
-            return (error_response(&Error::TenantSuspended), label);
+            return (fail(&Error::TenantSuspended), label);
         }
     }
     let principal = match check_access(state, req, &matched, tenant.as_deref()) {
         Ok(p) => p,
-        Err(e) => return (error_response(&e), label),
+        Err(e) => return (fail(&e), label),
     };
-    let ctx = Ctx {
-        app: &state.app,
-        state,
-        params: matched.params,
-        tenant,
-        principal,
-    };
+    let ctx = Ctx { app: &state.app, state, params: matched.params, tenant, principal };
     let handler = matched.route.handler;
     let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, req)));
     let resp = match result {
@@ -345,7 +286,7 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
             if response::error_parts(&e).0 >= 500 {
                 crate::log::request("ERROR", &req.id, &format!("{label}: {}", e.log_detail()));
             }
-            error_response(&e)
+            fail(&e)
         }
         Err(panic) => {
             state.panics.fetch_add(1, Ordering::Relaxed);
@@ -354,11 +295,7 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic".into());
-            crate::log::request(
-                "ERROR",
-                &req.id,
-                &format!("handler for {label} panicked: {msg}"),
-            );
+            crate::log::request("ERROR", &req.id, &format!("handler for {label} panicked: {msg}"));
             error_response(&Error::Internal(msg))
         }
     };
@@ -385,32 +322,39 @@ fn check_access(
     if matches!(access, Access::Public | Access::TenantPublic) {
         return Ok(None);
     }
-    let token = credential(req)
-        .filter(|t| !t.is_empty())
-        .ok_or(Error::Unauthorized)?;
+    let ui = matched.route.is_ui();
+    let token = if ui { crate::ui::cookie(req, crate::ui::SESSION_COOKIE) } else { credential(req) };
+    let token = token.filter(|t| !t.is_empty()).ok_or(Error::Unauthorized)?;
     let now = crate::util::now_unix();
     let principal = auth::authenticate(&state.app, token, now)?;
+    if ui && req.method.is_write() {
+        // Every form of a signed-in user carries the session's CSRF token.
+        let sent = crate::ui::form(req).ok().and_then(|f| crate::ui::field(&f, "_csrf").map(str::to_string));
+        let expected = match &principal {
+            Principal::User(s) => Some(s.csrf_token.as_str()),
+            Principal::ApiKey(_) => None,
+        };
+        if sent.is_none() || sent.as_deref() != expected {
+            return Err(Error::Forbidden {
+                code: "csrf_failed",
+                message: "the form is missing its CSRF token or it expired: reload the page".into(),
+            });
+        }
+    }
     match access {
         Access::Public | Access::TenantPublic => {}
         Access::Authenticated => {
             if principal.user().is_none() {
-                return Err(Error::Forbidden {
-                    code: "user_required",
-                    message: "API keys cannot be used here".into(),
-                });
+                return Err(Error::Forbidden { code: "user_required", message: "API keys cannot be used here".into() });
             }
         }
         Access::PlatformAdmin => {
             if !principal.user().is_some_and(|u| u.is_platform_admin) {
-                return Err(Error::Forbidden {
-                    code: "forbidden",
-                    message: "platform administrators only".into(),
-                });
+                return Err(Error::Forbidden { code: "forbidden", message: "platform administrators only".into() });
             }
         }
         Access::Tenant(need) => {
-            let tenant =
-                tenant.ok_or_else(|| Error::Internal("tenant route without tenant".into()))?;
+            let tenant = tenant.ok_or_else(|| Error::Internal("tenant route without tenant".into()))?;
             let (action, resource) = match need {
                 Need::Member => {
                     auth::standing(&state.app, &principal, tenant)?;
@@ -435,11 +379,14 @@ fn check_access(
 
 /// Picks the route and, for tenant routes, the tenant. Tenant signals (path, `X-Tenant`,
 /// `Host`) must agree; a conflict is a 400, never a guess.
-fn route<'s>(
-    state: &'s ServerState,
-    req: &Req,
-) -> Result<(Matched<'s>, Option<Arc<TenantRecord>>)> {
+fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s>, Option<Arc<TenantRecord>>)> {
     let segs = &req.segments;
+    if segs.len() >= 4 && segs[1] == "admin" && segs[2] == "t" {
+        // Admin pages name their tenant in the path only.
+        let tenant = lookup(state, &Slug::parse(&segs[3])?)?;
+        let matched = state.router.find(Scope::TenantUi, req.method, &segs[4..])?;
+        return Ok((matched, Some(tenant)));
+    }
     let path_form = segs.len() >= 5 && segs[1] == "api" && segs[2] == "v1" && segs[3] == "t";
     let mut signals: Vec<Arc<TenantRecord>> = Vec::new();
     let mut named: Vec<Slug> = Vec::new();
@@ -479,10 +426,7 @@ fn route<'s>(
     }
     let tenant = signals.first().cloned().ok_or(Error::NoRoute)?;
     if signals.iter().any(|t| t.id != tenant.id) {
-        return Err(Error::invalid(
-            "tenant_conflict",
-            "the request names more than one tenant (path, X-Tenant, Host)",
-        ));
+        return Err(Error::invalid("tenant_conflict", "the request names more than one tenant (path, X-Tenant, Host)"));
     }
     let matched = state.router.find(Scope::Tenant, req.method, &rest)?;
     Ok((matched, Some(tenant)))
@@ -500,11 +444,7 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str) {
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     let mut push = |name: &str, value: &str| {
         if !response::header_name_ok(name) || !response::header_value_ok(value) {
-            crate::log::request(
-                "WARN",
-                id,
-                &format!("dropped response header {name:?}: unsafe characters"),
-            );
+            crate::log::request("WARN", id, &format!("dropped response header {name:?}: unsafe characters"));
             return;
         }
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
@@ -513,13 +453,15 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str) {
     };
     push("Content-Type", resp.content_type);
     push("X-Request-Id", id);
+    let page = resp.content_type.starts_with("text/html");
     for (k, v) in response::SECURITY_HEADERS {
-        push(k, v);
+        if page && *k == "Content-Security-Policy" {
+            push(k, crate::ui::PAGE_CSP);
+        } else {
+            push(k, v);
+        }
     }
-    let has_cache = resp
-        .headers
-        .iter()
-        .any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
+    let has_cache = resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
     for (k, v) in &resp.headers {
         push(k, v);
     }
@@ -527,10 +469,6 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str) {
         push("Cache-Control", "no-store");
     }
     if let Err(e) = rq.respond(out) {
-        crate::log::request(
-            "INFO",
-            id,
-            &format!("client went away before the response was sent: {e}"),
-        );
+        crate::log::request("INFO", id, &format!("client went away before the response was sent: {e}"));
     }
 }

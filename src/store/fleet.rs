@@ -44,10 +44,7 @@ pub fn par_map<T: Sync, R: Send>(
                 })
             })
             .collect();
-        workers
-            .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect()
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
     });
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
@@ -59,10 +56,7 @@ fn file_version(path: &Path) -> Result<i64> {
 }
 
 fn default_threads() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .max(2)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,12 +107,7 @@ pub fn status(app: &App) -> Result<FleetStatus> {
         *counts.entry(s.state.clone()).or_insert(0) += 1;
         out.push(s);
     }
-    Ok(FleetStatus {
-        target: schema.target(),
-        files,
-        tenants: out,
-        counts,
-    })
+    Ok(FleetStatus { target: schema.target(), files, tenants: out, counts })
 }
 
 fn file_statuses(app: &App, conn: &Connection) -> Result<Vec<FileStatus>> {
@@ -129,26 +118,17 @@ fn file_statuses(app: &App, conn: &Connection) -> Result<Vec<FileStatus>> {
         .migrations
         .iter()
         .map(|m| {
-            let drift =
-                known
-                    .iter()
-                    .find(|(v, _, _)| *v == m.version)
-                    .and_then(|(_, name, sha)| {
-                        (sha != &m.sha256).then(|| {
-                            format!(
-                                "{} changed since it was first applied (was {}…, now {}…)",
-                                name,
-                                &sha[..12],
-                                &m.sha256[..12]
-                            )
-                        })
-                    });
-            FileStatus {
-                version: m.version,
-                name: m.name.clone(),
-                sha256: m.sha256.clone(),
-                drift,
-            }
+            let drift = known.iter().find(|(v, _, _)| *v == m.version).and_then(|(_, name, sha)| {
+                (sha != &m.sha256).then(|| {
+                    format!(
+                        "{} changed since it was first applied (was {}…, now {}…)",
+                        name,
+                        &sha[..12],
+                        &m.sha256[..12]
+                    )
+                })
+            });
+            FileStatus { version: m.version, name: m.name.clone(), sha256: m.sha256.clone(), drift }
         })
         .collect())
 }
@@ -158,27 +138,17 @@ fn tenant_status(app: &App, t: &TenantRecord) -> Result<TenantSchemaStatus> {
     let path = app.paths.tenant_db(&t.id);
     let last = ledger::last_outcome(&*app.catalog.conn()?, t.id.as_str())?;
     let (version, state, detail) = match db::open_read_only(&path) {
-        Err(_) => (
-            None,
-            "missing",
-            Some(format!("no data file at {}", path.display())),
-        ),
+        Err(_) => (None, "missing", Some(format!("no data file at {}", path.display()))),
         Ok(conn) => match (db::user_version(&conn), db::schema_fingerprint(&conn)) {
             (Ok(v), Ok(fp)) => {
                 let (state, detail) = if v > schema.target() {
                     ("ahead", None)
                 } else if Some(fp.as_str()) != schema.fingerprint(v) && v > 0 {
-                    (
-                        "drift",
-                        Some(format!("tables differ from schema version {v}")),
-                    )
+                    ("drift", Some(format!("tables differ from schema version {v}")))
                 } else if v == schema.target() {
                     ("current", None)
                 } else if t.schema_hold.is_some_and(|h| v >= h) {
-                    (
-                        "held",
-                        Some("rolled back; `schema migrate` releases the hold".into()),
-                    )
+                    ("held", Some("rolled back; `schema migrate` releases the hold".into()))
                 } else {
                     ("behind", None)
                 };
@@ -229,16 +199,10 @@ pub struct MigrateReport {
 
 impl MigrateReport {
     pub fn failed(&self) -> usize {
-        self.outcomes
-            .iter()
-            .filter(|o| o.status == "failed" || o.status == "would_fail")
-            .count()
+        self.outcomes.iter().filter(|o| o.status == "failed" || o.status == "would_fail").count()
     }
     pub fn migrated(&self) -> usize {
-        self.outcomes
-            .iter()
-            .filter(|o| o.status == "migrated" || o.status == "would_migrate")
-            .count()
+        self.outcomes.iter().filter(|o| o.status == "migrated" || o.status == "would_migrate").count()
     }
     /// True when every tenant is (or, for a dry run, would be) at the target version.
     pub fn success(&self) -> bool {
@@ -262,19 +226,13 @@ pub fn migrate(
     let target = schema.target();
     let parallel = opts.parallel.max(1);
     let list = tenants::list(&*app.catalog.conn()?, false)?;
-    let drift: Vec<String> = file_statuses(app, &*app.catalog.conn()?)?
-        .into_iter()
-        .filter_map(|f| f.drift)
-        .collect();
+    let drift: Vec<String> = file_statuses(app, &*app.catalog.conn()?)?.into_iter().filter_map(|f| f.drift).collect();
 
     // Phase 1: read versions only. A no-op run stops here having written nothing.
     let total = list.len();
-    let versions = par_map(
-        &list,
-        parallel.max(default_threads()),
-        &|n| progress("reading versions", n, total),
-        |t| file_version(&app.paths.tenant_db(&t.id)),
-    );
+    let versions = par_map(&list, parallel.max(default_threads()), &|n| progress("reading versions", n, total), |t| {
+        file_version(&app.paths.tenant_db(&t.id))
+    });
     let mut pending = Vec::new();
     let mut outcomes = Vec::new();
     let mut already_current = 0;
@@ -282,15 +240,7 @@ pub fn migrate(
         match v {
             Ok(v) if v >= target => already_current += 1,
             Ok(v) => pending.push(Pending { tenant: t, from: v }),
-            Err(e) => outcomes.push(outcome(
-                &t,
-                -1,
-                target,
-                "failed",
-                Some(e.log_detail()),
-                0.0,
-                None,
-            )),
+            Err(e) => outcomes.push(outcome(&t, -1, target, "failed", Some(e.log_detail()), 0.0, None)),
         }
     }
     let mut report = MigrateReport {
@@ -319,8 +269,7 @@ pub fn migrate(
     })?;
     report.run_id = Some(run_id);
     for o in &report.outcomes {
-        app.catalog
-            .write(|tx| ledger::record(tx, run_id, o, now_unix()))?;
+        app.catalog.write(|tx| ledger::record(tx, run_id, o, now_unix()))?;
     }
 
     // Phase 2: canaries first, in stable order (or the named ones).
@@ -328,11 +277,7 @@ pub fn migrate(
     let run_batch = |batch: &[Pending], label: &str| -> Vec<TenantOutcome> {
         let n = batch.len();
         par_map(batch, parallel, &|k| progress(label, k, n), |p| {
-            let o = if opts.dry_run {
-                dry_run_one(app, p, target)
-            } else {
-                migrate_one(app, p, target, run_id)
-            };
+            let o = if opts.dry_run { dry_run_one(app, p, target) } else { migrate_one(app, p, target, run_id) };
             if let Err(e) = app.change(|tx| {
                 ledger::record(tx, run_id, &o, now_unix())?;
                 if o.status == "migrated" {
@@ -340,20 +285,14 @@ pub fn migrate(
                 }
                 Ok(())
             }) {
-                crate::log::warn(&format!(
-                    "could not record migration of {}: {}",
-                    p.tenant.slug,
-                    e.log_detail()
-                ));
+                crate::log::warn(&format!("could not record migration of {}: {}", p.tenant.slug, e.log_detail()));
             }
             o
         })
     };
     if !canaries.is_empty() {
         let results = run_batch(&canaries, "canary");
-        let failed = results
-            .iter()
-            .any(|o| o.status == "failed" || o.status == "would_fail");
+        let failed = results.iter().any(|o| o.status == "failed" || o.status == "would_fail");
         report.outcomes.extend(results);
         if failed {
             report.stopped_after_canary = true;
@@ -394,10 +333,7 @@ pub fn migrate(
     Ok(report)
 }
 
-fn split_canaries(
-    pending: Vec<Pending>,
-    opts: &MigrateOptions,
-) -> Result<(Vec<Pending>, Vec<Pending>)> {
+fn split_canaries(pending: Vec<Pending>, opts: &MigrateOptions) -> Result<(Vec<Pending>, Vec<Pending>)> {
     if !opts.canary_tenants.is_empty() {
         for s in &opts.canary_tenants {
             if !pending.iter().any(|p| &p.tenant.slug == s) {
@@ -407,9 +343,7 @@ fn split_canaries(
                 ));
             }
         }
-        Ok(pending
-            .into_iter()
-            .partition(|p| opts.canary_tenants.contains(&p.tenant.slug)))
+        Ok(pending.into_iter().partition(|p| opts.canary_tenants.contains(&p.tenant.slug)))
     } else if let Some(n) = opts.canary {
         let mut canaries = pending;
         let rest = canaries.split_off(n.min(canaries.len()));
@@ -448,10 +382,7 @@ fn outcome(
 fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcome {
     let started = Instant::now();
     let path = app.paths.tenant_db(&p.tenant.id);
-    let snapshot = app
-        .paths
-        .backups(&p.tenant.id)
-        .join(format!("premigrate-run{run_id}-v{}.db", p.from));
+    let snapshot = app.paths.backups(&p.tenant.id).join(format!("premigrate-run{run_id}-v{}.db", p.from));
     let res = (|| -> Result<i64> {
         let mut conn = db::open_existing(&path, Durability::Normal)?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -469,26 +400,10 @@ fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcom
     })();
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match res {
-        Ok(from) => outcome(
-            &p.tenant,
-            from,
-            target,
-            "migrated",
-            None,
-            ms,
-            Some(snapshot.display().to_string()),
-        ),
+        Ok(from) => outcome(&p.tenant, from, target, "migrated", None, ms, Some(snapshot.display().to_string())),
         Err(e) => {
             crate::store::remove_db_files(&snapshot);
-            outcome(
-                &p.tenant,
-                p.from,
-                target,
-                "failed",
-                Some(error_text(&e)),
-                ms,
-                None,
-            )
+            outcome(&p.tenant, p.from, target, "failed", Some(error_text(&e)), ms, None)
         }
     }
 }
@@ -503,10 +418,7 @@ fn error_text(e: &Error) -> String {
 /// Migrates a throwaway copy; the tenant's own file is only read.
 fn dry_run_one(app: &App, p: &Pending, target: i64) -> TenantOutcome {
     let started = Instant::now();
-    let copy: PathBuf =
-        app.paths
-            .tmp()
-            .join(format!("dryrun-{}-{}.db", p.tenant.id, random_hex(4)));
+    let copy: PathBuf = app.paths.tmp().join(format!("dryrun-{}-{}.db", p.tenant.id, random_hex(4)));
     let res = (|| -> Result<()> {
         std::fs::create_dir_all(app.paths.tmp())?;
         let src = db::open_read_only(&app.paths.tenant_db(&p.tenant.id))?;
@@ -520,15 +432,7 @@ fn dry_run_one(app: &App, p: &Pending, target: i64) -> TenantOutcome {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     match res {
         Ok(()) => outcome(&p.tenant, p.from, target, "would_migrate", None, ms, None),
-        Err(e) => outcome(
-            &p.tenant,
-            p.from,
-            target,
-            "would_fail",
-            Some(error_text(&e)),
-            ms,
-            None,
-        ),
+        Err(e) => outcome(&p.tenant, p.from, target, "would_fail", Some(error_text(&e)), ms, None),
     }
 }
 
@@ -546,19 +450,11 @@ pub struct RollbackReport {
 /// snapshots, and holds them at that version so the lazy migration does not redo it.
 pub fn rollback(app: &App) -> Result<RollbackReport> {
     let conn = app.catalog.conn()?;
-    let run_id = ledger::last_rollbackable_run(&conn)?.ok_or_else(|| {
-        Error::invalid(
-            "nothing_to_roll_back",
-            "no migration run with migrated tenants to roll back",
-        )
-    })?;
+    let run_id = ledger::last_rollbackable_run(&conn)?
+        .ok_or_else(|| Error::invalid("nothing_to_roll_back", "no migration run with migrated tenants to roll back"))?;
     let rows = ledger::outcomes(&conn, run_id, "migrated")?;
     drop(conn);
-    let mut report = RollbackReport {
-        run_id,
-        restored: Vec::new(),
-        failed: Vec::new(),
-    };
+    let mut report = RollbackReport { run_id, restored: Vec::new(), failed: Vec::new() };
     for row in rows {
         match restore_one(app, &row) {
             Ok(()) => {
@@ -574,16 +470,9 @@ pub fn rollback(app: &App) -> Result<RollbackReport> {
             Err(e) => report.failed.push((row.slug.clone(), error_text(&e))),
         }
     }
-    let status = if report.failed.is_empty() {
-        "rolled_back"
-    } else {
-        "failed"
-    };
+    let status = if report.failed.is_empty() { "rolled_back" } else { "failed" };
     app.change(|tx| {
-        tx.execute(
-            "UPDATE migration_runs SET status = ?2 WHERE id = ?1",
-            rusqlite::params![run_id, status],
-        )?;
+        tx.execute("UPDATE migration_runs SET status = ?2 WHERE id = ?1", rusqlite::params![run_id, status])?;
         audit::append(
             tx,
             now_unix(),
@@ -592,11 +481,7 @@ pub fn rollback(app: &App) -> Result<RollbackReport> {
                 action: "schema.rollback",
                 tenant_id: None,
                 resource: Some(&format!("run:{run_id}")),
-                outcome: if report.failed.is_empty() {
-                    "ok"
-                } else {
-                    "partial"
-                },
+                outcome: if report.failed.is_empty() { "ok" } else { "partial" },
                 details: json!({"restored": report.restored.len(), "failed": report.failed.len()}),
             },
         )?;
@@ -617,10 +502,6 @@ fn restore_one(app: &App, row: &TenantOutcome) -> Result<()> {
     let mut live = db::open_existing(&app.paths.tenant_db(&id), Durability::Normal)?;
     // The backup API writes through SQLite's locking, so a running server's connections see the
     // restored content on their next transaction instead of a file swapped under them.
-    live.restore(
-        rusqlite::MAIN_DB,
-        &snapshot,
-        None::<fn(rusqlite::backup::Progress)>,
-    )?;
+    live.restore(rusqlite::MAIN_DB, &snapshot, None::<fn(rusqlite::backup::Progress)>)?;
     Ok(())
 }

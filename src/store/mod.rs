@@ -30,9 +30,7 @@ pub struct Paths {
 
 impl Paths {
     pub fn new(data_dir: &Path) -> Self {
-        Paths {
-            data_dir: data_dir.to_path_buf(),
-        }
+        Paths { data_dir: data_dir.to_path_buf() }
     }
     pub fn tenant_dir(&self, id: &TenantId) -> PathBuf {
         self.data_dir.join("tenants").join(id.as_str())
@@ -69,9 +67,7 @@ impl TenantHandle {
 
     /// The tenant's tables, re-read only when `PRAGMA schema_version` moved (a migration ran).
     pub fn schema_info(&self, conn: &Connection) -> Result<Arc<query::SchemaInfo>> {
-        let cookie: i64 = conn
-            .prepare_cached("PRAGMA schema_version")?
-            .query_row([], |r| r.get(0))?;
+        let cookie: i64 = conn.prepare_cached("PRAGMA schema_version")?.query_row([], |r| r.get(0))?;
         if let Some(s) = self.schema.lock().as_ref().filter(|s| s.cookie == cookie) {
             return Ok(s.clone());
         }
@@ -149,10 +145,7 @@ impl TenantStore {
     pub fn get(&self, req: &OpenRequest<'_>) -> Result<Opened> {
         if let Some(h) = self.open.lock().get(req.id).cloned() {
             self.stats.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(Opened {
-                handle: h,
-                migrated_from: None,
-            });
+            return Ok(Opened { handle: h, migrated_from: None });
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let (handle, migrated_from) = self.open_cold(req)?;
@@ -161,10 +154,7 @@ impl TenantStore {
             let mut lru = self.open.lock();
             if let Some(existing) = lru.get(req.id).cloned() {
                 // Another thread opened it meanwhile: keep theirs, drop ours outside the lock.
-                return Ok(Opened {
-                    handle: existing,
-                    migrated_from,
-                });
+                return Ok(Opened { handle: existing, migrated_from });
             }
             lru.push(req.id.clone(), handle.clone())
         };
@@ -174,20 +164,13 @@ impl TenantStore {
             }
         }
         // `_old` drops here, outside the lock: its connections close when the last user returns them.
-        Ok(Opened {
-            handle,
-            migrated_from,
-        })
+        Ok(Opened { handle, migrated_from })
     }
 
     fn open_cold(&self, req: &OpenRequest<'_>) -> Result<(TenantHandle, Option<i64>)> {
         let path = self.paths.tenant_db(req.id);
         if !path.is_file() {
-            return Err(Error::unavailable(format!(
-                "tenant {} has no data file at {}",
-                req.id,
-                path.display()
-            )));
+            return Err(Error::unavailable(format!("tenant {} has no data file at {}", req.id, path.display())));
         }
         let manager = SqliteConnectionManager::file(&path)
             .with_flags(db::existing_file_flags())
@@ -209,14 +192,7 @@ impl TenantStore {
             }
         }
         drop(conn);
-        Ok((
-            TenantHandle {
-                id: req.id.clone(),
-                pool,
-                schema: Mutex::new(None),
-            },
-            migrated_from,
-        ))
+        Ok((TenantHandle { id: req.id.clone(), pool, schema: Mutex::new(None) }, migrated_from))
     }
 
     /// Forgets an open tenant (before its file is replaced, moved or removed).
@@ -227,13 +203,10 @@ impl TenantStore {
 
     /// Checkpoints every open tenant's WAL (at shutdown). Errors are returned per tenant.
     pub fn checkpoint_all(&self) -> Vec<(TenantId, Error)> {
-        let handles: Vec<Arc<TenantHandle>> =
-            self.open.lock().iter().map(|(_, h)| h.clone()).collect();
+        let handles: Vec<Arc<TenantHandle>> = self.open.lock().iter().map(|(_, h)| h.clone()).collect();
         let mut errors = Vec::new();
         for h in handles {
-            let res = h
-                .conn()
-                .and_then(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?));
+            let res = h.conn().and_then(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?));
             if let Err(e) = res {
                 errors.push((h.id.clone(), e));
             }
@@ -245,11 +218,7 @@ impl TenantStore {
     /// New tenants are a file copy of it, so signup never runs migrations.
     pub fn ensure_template(&self) -> Result<PathBuf> {
         let dir = self.paths.template_dir();
-        let path = dir.join(format!(
-            "tenant-v{}-{}.db",
-            self.schema.target(),
-            &self.schema.set_hash[..12]
-        ));
+        let path = dir.join(format!("tenant-v{}-{}.db", self.schema.target(), &self.schema.set_hash[..12]));
         if path.is_file() {
             return Ok(path);
         }
@@ -286,9 +255,8 @@ pub fn snapshot_into(conn: &Connection, dest: &Path) -> Result<()> {
     if let Some(dir) = dest.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let dest_str = dest
-        .to_str()
-        .ok_or_else(|| Error::Internal(format!("non-UTF-8 snapshot path {}", dest.display())))?;
+    let dest_str =
+        dest.to_str().ok_or_else(|| Error::Internal(format!("non-UTF-8 snapshot path {}", dest.display())))?;
     conn.execute("VACUUM INTO ?1", [dest_str])?;
     Ok(())
 }

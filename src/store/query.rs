@@ -70,11 +70,7 @@ impl Table {
     fn unknown_column(&self, name: &str) -> Error {
         Error::invalid(
             "unknown_column",
-            format!(
-                "unknown column {:?} in table {}",
-                crate::ids::truncate_for_message(name),
-                self.name
-            ),
+            format!("unknown column {:?} in table {}", crate::ids::truncate_for_message(name), self.name),
         )
     }
 }
@@ -109,14 +105,11 @@ pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
     let mut stmt = conn.prepare(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' ORDER BY name",
     )?;
-    let names: Vec<String> = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     let mut tables = BTreeMap::new();
     for name in names {
-        let mut info = conn.prepare(
-            "SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)",
-        )?;
+        let mut info =
+            conn.prepare("SELECT name, type, \"notnull\", dflt_value IS NOT NULL, pk FROM pragma_table_info(?1)")?;
         let columns: Vec<Column> = info
             .query_map([&name], |r| {
                 let decl: String = r.get(1)?;
@@ -131,8 +124,7 @@ pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
             })?
             .collect::<rusqlite::Result<_>>()?;
         let pks: Vec<&Column> = columns.iter().filter(|c| c.primary_key).collect();
-        if pks.len() == 1 && pks[0].decl_type.eq_ignore_ascii_case("INTEGER") && valid_ident(&name)
-        {
+        if pks.len() == 1 && pks[0].decl_type.eq_ignore_ascii_case("INTEGER") && valid_ident(&name) {
             let pk = pks[0].name.clone();
             tables.insert(name.clone(), Table { name, columns, pk });
         }
@@ -153,21 +145,16 @@ fn q(ident: &str) -> String {
 
 /// A JSON value for a column, checked against its affinity.
 pub fn json_to_sql(col: &Column, v: &Json) -> Result<Value> {
-    let type_error =
-        |want: &str| Error::invalid("type_error", format!("column {} expects {want}", col.name));
+    let type_error = |want: &str| Error::invalid("type_error", format!("column {} expects {want}", col.name));
     Ok(match (v, col.affinity) {
         (Json::Null, _) => Value::Null,
         (Json::Bool(b), Affinity::Integer | Affinity::Numeric) => Value::Integer(i64::from(*b)),
-        (Json::Number(n), Affinity::Integer) => {
-            Value::Integer(n.as_i64().ok_or_else(|| type_error("an integer"))?)
-        }
+        (Json::Number(n), Affinity::Integer) => Value::Integer(n.as_i64().ok_or_else(|| type_error("an integer"))?),
         (Json::Number(n), Affinity::Real | Affinity::Numeric) => match n.as_i64() {
             Some(i) => Value::Integer(i),
             None => Value::Real(n.as_f64().ok_or_else(|| type_error("a number"))?),
         },
-        (Json::String(s), Affinity::Text | Affinity::Blob | Affinity::Numeric) => {
-            Value::Text(s.clone())
-        }
+        (Json::String(s), Affinity::Text | Affinity::Blob | Affinity::Numeric) => Value::Text(s.clone()),
         (_, Affinity::Integer) => return Err(type_error("an integer")),
         (_, Affinity::Real) => return Err(type_error("a number")),
         _ => return Err(type_error("a string")),
@@ -179,11 +166,7 @@ fn text_to_sql(col: &Column, s: &str) -> Result<Value> {
     let bad = |want: &str| {
         Error::invalid(
             "invalid_filter",
-            format!(
-                "filter on {} expects {want}, got {:?}",
-                col.name,
-                crate::ids::truncate_for_message(s)
-            ),
+            format!("filter on {} expects {want}, got {:?}", col.name, crate::ids::truncate_for_message(s)),
         )
     };
     Ok(match col.affinity {
@@ -214,14 +197,8 @@ pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
         return e.into();
     };
     let col_after_dot = |m: &str| m.rsplit('.').next().unwrap_or_default().trim().to_string();
-    let mentioned = || {
-        table
-            .columns
-            .iter()
-            .map(|c| c.name.clone())
-            .find(|c| msg.contains(c.as_str()))
-            .unwrap_or_default()
-    };
+    let mentioned =
+        || table.columns.iter().map(|c| c.name.clone()).find(|c| msg.contains(c.as_str())).unwrap_or_default();
     match f.extended_code {
         rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
             let c = col_after_dot(msg);
@@ -236,23 +213,14 @@ pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
             ),
         ),
         rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
-            let cols: Vec<String> = msg
-                .trim_start_matches("UNIQUE constraint failed: ")
-                .split(", ")
-                .map(col_after_dot)
-                .collect();
-            Error::conflict(
-                "unique_violation",
-                format!("a record with this {} already exists", cols.join(", ")),
-            )
+            let cols: Vec<String> =
+                msg.trim_start_matches("UNIQUE constraint failed: ").split(", ").map(col_after_dot).collect();
+            Error::conflict("unique_violation", format!("a record with this {} already exists", cols.join(", ")))
         }
-        rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => Error::invalid(
-            "foreign_key",
-            "a referenced record does not exist (or is still referenced)",
-        ),
-        rusqlite::ffi::SQLITE_MISMATCH => {
-            Error::invalid("type_error", "value has the wrong type for its column")
+        rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => {
+            Error::invalid("foreign_key", "a referenced record does not exist (or is still referenced)")
         }
+        rusqlite::ffi::SQLITE_MISMATCH => Error::invalid("type_error", "value has the wrong type for its column"),
         _ => e.into(),
     }
 }
@@ -271,23 +239,13 @@ pub struct ListQuery {
 
 pub const MAX_PER_PAGE: i64 = 100;
 const RESERVED: [&str; 5] = ["page", "per_page", "order_by", "fields", "count"];
-const OPS: [&str; 10] = [
-    "eq", "ne", "gt", "ge", "lt", "le", "like", "in", "isnull", "neq",
-];
+const OPS: [&str; 10] = ["eq", "ne", "gt", "ge", "lt", "le", "like", "in", "isnull", "neq"];
 
 /// Parses and validates query parameters against the table.
 pub fn parse_list(table: &Table, params: &[(String, String)]) -> Result<ListQuery> {
-    let mut q = ListQuery {
-        page: 1,
-        per_page: 20,
-        order_by: None,
-        fields: None,
-        count: true,
-        filters: Vec::new(),
-    };
+    let mut q = ListQuery { page: 1, per_page: 20, order_by: None, fields: None, count: true, filters: Vec::new() };
     let int = |k: &str, v: &str| -> Result<i64> {
-        v.parse()
-            .map_err(|_| Error::invalid("invalid_parameter", format!("{k} must be a whole number")))
+        v.parse().map_err(|_| Error::invalid("invalid_parameter", format!("{k} must be a whole number")))
     };
     for (k, v) in params {
         match k.as_str() {
@@ -300,10 +258,7 @@ pub fn parse_list(table: &Table, params: &[(String, String)]) -> Result<ListQuer
             "per_page" => {
                 q.per_page = int(k, v)?;
                 if q.per_page < 1 {
-                    return Err(Error::invalid(
-                        "invalid_parameter",
-                        "per_page must be at least 1",
-                    ));
+                    return Err(Error::invalid("invalid_parameter", "per_page must be at least 1"));
                 }
                 q.per_page = q.per_page.min(MAX_PER_PAGE);
             }
@@ -312,25 +267,16 @@ pub fn parse_list(table: &Table, params: &[(String, String)]) -> Result<ListQuer
                     Some(n) => (n, true),
                     None => (v.as_str(), false),
                 };
-                table
-                    .column(name)
-                    .ok_or_else(|| table.unknown_column(name))?;
+                table.column(name).ok_or_else(|| table.unknown_column(name))?;
                 q.order_by = Some((name.to_string(), desc));
             }
             "fields" => {
-                let list: Vec<String> = v
-                    .split(',')
-                    .map(|f| f.trim().to_string())
-                    .filter(|f| !f.is_empty())
-                    .collect();
+                let list: Vec<String> = v.split(',').map(|f| f.trim().to_string()).filter(|f| !f.is_empty()).collect();
                 for f in &list {
                     table.column(f).ok_or_else(|| table.unknown_column(f))?;
                 }
                 if list.is_empty() {
-                    return Err(Error::invalid(
-                        "invalid_parameter",
-                        "fields needs at least one column",
-                    ));
+                    return Err(Error::invalid("invalid_parameter", "fields needs at least one column"));
                 }
                 q.fields = Some(list);
             }
@@ -338,12 +284,7 @@ pub fn parse_list(table: &Table, params: &[(String, String)]) -> Result<ListQuer
                 q.count = match v.as_str() {
                     "true" | "1" => true,
                     "false" | "0" => false,
-                    _ => {
-                        return Err(Error::invalid(
-                            "invalid_parameter",
-                            "count is true or false",
-                        ))
-                    }
+                    _ => return Err(Error::invalid("invalid_parameter", "count is true or false")),
                 }
             }
             _ => {
@@ -379,20 +320,12 @@ fn where_clause(table: &Table, q: &ListQuery) -> Result<(String, Vec<Value>)> {
             "isnull" => match raw.as_str() {
                 "true" | "1" => parts.push(format!("{qc} IS NULL")),
                 "false" | "0" => parts.push(format!("{qc} IS NOT NULL")),
-                _ => {
-                    return Err(Error::invalid(
-                        "invalid_filter",
-                        format!("{col}__isnull takes true or false"),
-                    ))
-                }
+                _ => return Err(Error::invalid("invalid_filter", format!("{col}__isnull takes true or false"))),
             },
             "in" => {
                 let vals: Vec<&str> = raw.split(',').collect();
                 if vals.len() > 100 {
-                    return Err(Error::invalid(
-                        "invalid_filter",
-                        format!("{col}__in takes at most 100 values"),
-                    ));
+                    return Err(Error::invalid("invalid_filter", format!("{col}__in takes at most 100 values")));
                 }
                 let marks = vec!["?"; vals.len()].join(", ");
                 parts.push(format!("{qc} IN ({marks})"));
@@ -418,11 +351,7 @@ fn where_clause(table: &Table, q: &ListQuery) -> Result<(String, Vec<Value>)> {
             }
         }
     }
-    let sql = if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", parts.join(" AND "))
-    };
+    let sql = if parts.is_empty() { String::new() } else { format!(" WHERE {}", parts.join(" AND ")) };
     Ok((sql, args))
 }
 
@@ -444,35 +373,22 @@ pub fn list(conn: &Connection, table: &Table, lq: &ListQuery) -> Result<Page> {
     let select = fields.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
     let (wsql, args) = where_clause(table, lq)?;
     let order = match &lq.order_by {
-        Some((c, desc)) => format!(
-            " ORDER BY {} {}, {}",
-            q(c),
-            if *desc { "DESC" } else { "ASC" },
-            q(&table.pk)
-        ),
+        Some((c, desc)) => format!(" ORDER BY {} {}, {}", q(c), if *desc { "DESC" } else { "ASC" }, q(&table.pk)),
         None => format!(" ORDER BY {}", q(&table.pk)),
     };
     let tx = conn.unchecked_transaction()?;
-    let sql = format!(
-        "SELECT {select} FROM {}{wsql}{order} LIMIT ? OFFSET ?",
-        q(&table.name)
-    );
+    let sql = format!("SELECT {select} FROM {}{wsql}{order} LIMIT ? OFFSET ?", q(&table.name));
     let mut stmt = tx.prepare_cached(&sql)?;
     let mut all_args: Vec<Value> = args.clone();
     all_args.push(Value::Integer(lq.per_page));
     all_args.push(Value::Integer((lq.page - 1).saturating_mul(lq.per_page)));
     let items = stmt
-        .query_map(rusqlite::params_from_iter(all_args.iter()), |r| {
-            row_to_json(r, &fields)
-        })?
+        .query_map(rusqlite::params_from_iter(all_args.iter()), |r| row_to_json(r, &fields))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     drop(stmt);
     let total = if lq.count {
         let sql = format!("SELECT count(*) FROM {}{wsql}", q(&table.name));
-        Some(
-            tx.prepare_cached(&sql)?
-                .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?,
-        )
+        Some(tx.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
     } else {
         None
     };
@@ -483,11 +399,7 @@ pub fn list(conn: &Connection, table: &Table, lq: &ListQuery) -> Result<Page> {
 pub fn get(conn: &Connection, table: &Table, id: i64) -> Result<Map<String, Json>> {
     let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let select = names.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
-    let sql = format!(
-        "SELECT {select} FROM {} WHERE {} = ?1",
-        q(&table.name),
-        q(&table.pk)
-    );
+    let sql = format!("SELECT {select} FROM {} WHERE {} = ?1", q(&table.name), q(&table.pk));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query([id])?;
     match rows.next()? {
@@ -498,40 +410,24 @@ pub fn get(conn: &Connection, table: &Table, id: i64) -> Result<Map<String, Json
 
 /// Body of a create or update: an object of known columns (the primary key is not settable).
 pub fn body_values(table: &Table, body: &Json) -> Result<Vec<(String, Value)>> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| Error::invalid("invalid_body", "send a JSON object of column values"))?;
+    let obj = body.as_object().ok_or_else(|| Error::invalid("invalid_body", "send a JSON object of column values"))?;
     let mut out = Vec::with_capacity(obj.len());
     for (k, v) in obj {
         let col = table.column(k).ok_or_else(|| table.unknown_column(k))?;
         if col.name == table.pk {
-            return Err(Error::invalid(
-                "read_only_column",
-                format!("column {} is assigned by the server", table.pk),
-            ));
+            return Err(Error::invalid("read_only_column", format!("column {} is assigned by the server", table.pk)));
         }
         out.push((col.name.clone(), json_to_sql(col, v)?));
     }
     Ok(out)
 }
 
-pub fn insert(
-    conn: &Connection,
-    table: &Table,
-    values: &[(String, Value)],
-) -> Result<Map<String, Json>> {
+pub fn insert(conn: &Connection, table: &Table, values: &[(String, Value)]) -> Result<Map<String, Json>> {
     let sql = if values.is_empty() {
         format!("INSERT INTO {} DEFAULT VALUES", q(&table.name))
     } else {
-        let cols = values
-            .iter()
-            .map(|(c, _)| q(c))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let marks = (1..=values.len())
-            .map(|i| format!("?{i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = values.iter().map(|(c, _)| q(c)).collect::<Vec<_>>().join(", ");
+        let marks = (1..=values.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
         format!("INSERT INTO {} ({cols}) VALUES ({marks})", q(&table.name))
     };
     conn.prepare_cached(&sql)?
@@ -540,34 +436,19 @@ pub fn insert(
     get(conn, table, conn.last_insert_rowid())
 }
 
-pub fn update(
-    conn: &Connection,
-    table: &Table,
-    id: i64,
-    values: &[(String, Value)],
-) -> Result<Map<String, Json>> {
+pub fn update(conn: &Connection, table: &Table, id: i64, values: &[(String, Value)]) -> Result<Map<String, Json>> {
     if values.is_empty() {
         return get(conn, table, id);
     }
-    let sets = values
-        .iter()
-        .enumerate()
-        .map(|(i, (c, _))| format!("{} = ?{}", q(c), i + 2))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let sql = format!(
-        "UPDATE {} SET {sets} WHERE {} = ?1",
-        q(&table.name),
-        q(&table.pk)
-    );
+    let sets =
+        values.iter().enumerate().map(|(i, (c, _))| format!("{} = ?{}", q(c), i + 2)).collect::<Vec<_>>().join(", ");
+    let sql = format!("UPDATE {} SET {sets} WHERE {} = ?1", q(&table.name), q(&table.pk));
     let mut args: Vec<&Value> = Vec::with_capacity(values.len() + 1);
     let idv = Value::Integer(id);
     args.push(&idv);
     args.extend(values.iter().map(|(_, v)| v));
-    let n = conn
-        .prepare_cached(&sql)?
-        .execute(rusqlite::params_from_iter(args))
-        .map_err(|e| map_constraint(table, e))?;
+    let n =
+        conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args)).map_err(|e| map_constraint(table, e))?;
     if n == 0 {
         return Err(Error::NotFound(format!("{} record {id}", table.name)));
     }
@@ -576,10 +457,7 @@ pub fn update(
 
 pub fn delete(conn: &Connection, table: &Table, id: i64) -> Result<()> {
     let sql = format!("DELETE FROM {} WHERE {} = ?1", q(&table.name), q(&table.pk));
-    let n = conn
-        .prepare_cached(&sql)?
-        .execute([id])
-        .map_err(|e| map_constraint(table, e))?;
+    let n = conn.prepare_cached(&sql)?.execute([id]).map_err(|e| map_constraint(table, e))?;
     if n == 0 {
         return Err(Error::NotFound(format!("{} record {id}", table.name)));
     }
@@ -591,10 +469,7 @@ pub fn parse_id(s: &str) -> Result<i64> {
     s.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
         Error::invalid(
             "invalid_id",
-            format!(
-                "record id {:?} must be a positive integer",
-                crate::ids::truncate_for_message(s)
-            ),
+            format!("record id {:?} must be a positive integer", crate::ids::truncate_for_message(s)),
         )
     })
 }

@@ -103,18 +103,14 @@ pub fn export(app: &App, slug: &Slug, out: &Path, actor: &Actor) -> Result<Manif
         exported_at: now_unix(),
         files,
     };
-    let manifest_json =
-        serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
+    let manifest_json = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Internal(e.to_string()))?;
     let partial = out.with_extension("partial");
     let write = || -> Result<()> {
         let mut builder = tar::Builder::new(File::create(&partial)?);
         append_bytes(&mut builder, "manifest.json", &manifest_json)?;
         builder.append_path_with_name(&snap, "data.db")?;
         for p in &asset_paths {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().to_string())
-                .unwrap_or_default();
+            let name = p.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
             builder.append_path_with_name(p, format!("assets/{name}"))?;
         }
         builder.into_inner()?.sync_all()?;
@@ -149,19 +145,12 @@ fn append_bytes(builder: &mut tar::Builder<File>, name: &str, bytes: &[u8]) -> R
 
 fn file_entry(path: &Path, name: &str) -> Result<ManifestFile> {
     let bytes = std::fs::read(path)?;
-    Ok(ManifestFile {
-        path: name.into(),
-        sha256: crate::util::sha256_hex(&bytes),
-        bytes: bytes.len() as u64,
-    })
+    Ok(ManifestFile { path: name.into(), sha256: crate::util::sha256_hex(&bytes), bytes: bytes.len() as u64 })
 }
 
 /// Assets are named by their SHA-256: exactly 64 lower-case hex characters.
 pub fn is_asset_name(name: &str) -> bool {
-    name.len() == 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    name.len() == 64 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Options for `import`.
@@ -172,12 +161,7 @@ pub struct ImportOptions<'a> {
 }
 
 /// Imports an export archive or a bare SQLite file as a new tenant.
-pub fn import(
-    app: &App,
-    file: &Path,
-    opts: &ImportOptions<'_>,
-    actor: &Actor,
-) -> Result<TenantRecord> {
+pub fn import(app: &App, file: &Path, opts: &ImportOptions<'_>, actor: &Actor) -> Result<TenantRecord> {
     if tenants::find_by_slug(&*app.catalog.conn()?, opts.slug)?.is_some() {
         return Err(Error::conflict(
             "slug_taken",
@@ -185,12 +169,8 @@ pub fn import(
         ));
     }
     let mut magic = [0u8; 16];
-    let mut f = File::open(file).map_err(|e| {
-        Error::invalid(
-            "import_unreadable",
-            format!("cannot read {}: {e}", file.display()),
-        )
-    })?;
+    let mut f = File::open(file)
+        .map_err(|e| Error::invalid("import_unreadable", format!("cannot read {}: {e}", file.display())))?;
     let n = f.read(&mut magic)?;
     let scratch = Scratch::new(app, "import")?;
     let staged_db = scratch.0.join("data.db");
@@ -212,12 +192,7 @@ pub fn import(
     let plan = opts
         .plan
         .map(str::to_string)
-        .or_else(|| {
-            manifest
-                .as_ref()
-                .map(|m| m.tenant.plan.clone())
-                .filter(|p| app.config.plans.contains_key(p))
-        })
+        .or_else(|| manifest.as_ref().map(|m| m.tenant.plan.clone()).filter(|p| app.config.plans.contains_key(p)))
         .unwrap_or_else(|| app.config.default_plan.clone());
     validate_plan(app, &plan)?;
     let id = TenantId::mint();
@@ -271,27 +246,17 @@ fn unpack_archive(file: &Path, into: &Path) -> Result<(Manifest, Vec<PathBuf>)> 
     let mut hashes = Vec::new();
     let mut assets = Vec::new();
     std::fs::create_dir_all(into.join("assets"))?;
-    let entries = archive.entries().map_err(|e| {
-        refuse(format!(
-            "{} is neither a SQLite database nor a tenantd export: {e}",
-            file.display()
-        ))
-    })?;
+    let entries = archive
+        .entries()
+        .map_err(|e| refuse(format!("{} is neither a SQLite database nor a tenantd export: {e}", file.display())))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| refuse(format!("archive is damaged: {e}")))?;
-        let path = entry
-            .path()
-            .map_err(|e| refuse(format!("bad entry name: {e}")))?
-            .to_string_lossy()
-            .to_string();
+        let path = entry.path().map_err(|e| refuse(format!("bad entry name: {e}")))?.to_string_lossy().to_string();
         let dest = match path.as_str() {
             "manifest.json" => {
                 let mut text = String::new();
-                entry
-                    .read_to_string(&mut text)
-                    .map_err(|e| refuse(format!("manifest.json: {e}")))?;
-                let m: Manifest = serde_json::from_str(&text)
-                    .map_err(|e| refuse(format!("manifest.json: {e}")))?;
+                entry.read_to_string(&mut text).map_err(|e| refuse(format!("manifest.json: {e}")))?;
+                let m: Manifest = serde_json::from_str(&text).map_err(|e| refuse(format!("manifest.json: {e}")))?;
                 if m.format != FORMAT || m.format_version != 1 {
                     return Err(refuse(format!(
                         "manifest format {:?} v{} is not {FORMAT} v1",
@@ -318,9 +283,7 @@ fn unpack_archive(file: &Path, into: &Path) -> Result<(Manifest, Vec<PathBuf>)> 
         let mut hasher = HashingWriter::default();
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let n = entry
-                .read(&mut buf)
-                .map_err(|e| refuse(format!("{path}: {e}")))?;
+            let n = entry.read(&mut buf).map_err(|e| refuse(format!("{path}: {e}")))?;
             if n == 0 {
                 break;
             }
@@ -336,20 +299,13 @@ fn unpack_archive(file: &Path, into: &Path) -> Result<(Manifest, Vec<PathBuf>)> 
     for (path, sha) in &hashes {
         match manifest.files.iter().find(|f| &f.path == path) {
             Some(f) if &f.sha256 == sha => {}
-            Some(_) => {
-                return Err(refuse(format!(
-                    "{path}: SHA-256 does not match the manifest (damaged or altered)"
-                )))
-            }
+            Some(_) => return Err(refuse(format!("{path}: SHA-256 does not match the manifest (damaged or altered)"))),
             None => return Err(refuse(format!("{path} is not listed in the manifest"))),
         }
     }
     for f in &manifest.files {
         if !hashes.iter().any(|(p, _)| p == &f.path) {
-            return Err(refuse(format!(
-                "{} is listed in the manifest but missing from the archive",
-                f.path
-            )));
+            return Err(refuse(format!("{} is listed in the manifest but missing from the archive", f.path)));
         }
     }
     Ok((manifest, assets))
@@ -375,8 +331,7 @@ fn check_database(app: &App, path: &Path) -> Result<i64> {
     let refuse = |why: String| Error::invalid("import_invalid", why);
     let mut conn = db::open_existing(path, Durability::Normal)
         .map_err(|e| refuse(format!("not a usable SQLite database: {}", e.log_detail())))?;
-    let ok: std::result::Result<String, _> =
-        conn.query_row("PRAGMA integrity_check", [], |r| r.get(0));
+    let ok: std::result::Result<String, _> = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0));
     match ok {
         Ok(s) if s == "ok" => {}
         Ok(s) => return Err(refuse(format!("integrity check failed: {s}"))),

@@ -28,10 +28,7 @@ impl Actor {
 pub fn validate_name(name: &str) -> Result<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            "invalid_name",
-            "tenant name must be 1-200 characters without control characters",
-        ));
+        return Err(Error::invalid("invalid_name", "tenant name must be 1-200 characters without control characters"));
     }
     Ok(name.to_string())
 }
@@ -45,40 +42,24 @@ pub fn validate_plan(app: &App, plan: &str) -> Result<()> {
             format!(
                 "unknown plan {:?}: configured plans are {}",
                 crate::ids::truncate_for_message(plan),
-                app.config
-                    .plans
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                app.config.plans.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         ))
     }
 }
 
 /// Creates a tenant from a copy of the pre-migrated template.
-pub fn create(
-    app: &App,
-    slug: &Slug,
-    name: &str,
-    plan: Option<&str>,
-    actor: &Actor,
-) -> Result<TenantRecord> {
+pub fn create(app: &App, slug: &Slug, name: &str, plan: Option<&str>, actor: &Actor) -> Result<TenantRecord> {
     let name = validate_name(name)?;
     let plan = plan.unwrap_or(&app.config.default_plan).to_string();
     validate_plan(app, &plan)?;
     if tenants::find_by_slug(&*app.catalog.conn()?, slug)?.is_some() {
-        return Err(Error::conflict(
-            "slug_taken",
-            format!("a tenant with slug {:?} already exists", slug.as_str()),
-        ));
+        return Err(Error::conflict("slug_taken", format!("a tenant with slug {:?} already exists", slug.as_str())));
     }
     let template = app.store.ensure_template()?;
     let id = TenantId::mint();
     let dir = app.paths.tenant_dir(&id);
-    install_tenant_dir(app, &id, |db_tmp| {
-        Ok(std::fs::copy(&template, db_tmp).map(|_| ())?)
-    })?;
+    install_tenant_dir(app, &id, |db_tmp| Ok(std::fs::copy(&template, db_tmp).map(|_| ())?))?;
     let now = now_unix();
     let record = TenantRecord {
         id: id.clone(),
@@ -98,13 +79,7 @@ pub fn create(
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;
         tenants::set_plan(tx, &id, &plan, now)?;
-        record_event(
-            tx,
-            actor,
-            "tenant.create",
-            &record,
-            json!({"name": name, "plan": plan}),
-        )
+        record_event(tx, actor, "tenant.create", &record, json!({"name": name, "plan": plan}))
     });
     if let Err(e) = res {
         // The slug was taken between our check and the insert: leave nothing behind.
@@ -116,11 +91,7 @@ pub fn create(
 
 /// Builds `tenants/<id>/` with `data.db` written by `fill` under a temporary name first, so a
 /// crash never leaves a half-written `data.db` behind.
-pub(crate) fn install_tenant_dir(
-    app: &App,
-    id: &TenantId,
-    fill: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+pub(crate) fn install_tenant_dir(app: &App, id: &TenantId, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = app.paths.tenant_dir(id);
     std::fs::create_dir_all(app.paths.tenant_assets(id))?;
     let tmp = dir.join("data.db.partial");
@@ -134,24 +105,15 @@ pub(crate) fn install_tenant_dir(
 pub fn suspend(app: &App, slug: &Slug, actor: &Actor) -> Result<TenantRecord> {
     transition(app, slug, actor, "tenant.suspend", |t| match t.status {
         TenantStatus::Active => Ok((TenantStatus::Suspended, None)),
-        TenantStatus::Suspended => Err(Error::conflict(
-            "already_suspended",
-            "tenant is already suspended",
-        )),
-        TenantStatus::Deleted => Err(Error::conflict(
-            "tenant_deleted",
-            "tenant is deleted; resume it first",
-        )),
+        TenantStatus::Suspended => Err(Error::conflict("already_suspended", "tenant is already suspended")),
+        TenantStatus::Deleted => Err(Error::conflict("tenant_deleted", "tenant is deleted; resume it first")),
     })
 }
 
 /// Resumes a suspended tenant, or restores a soft-deleted one within its grace period.
 pub fn resume(app: &App, slug: &Slug, actor: &Actor) -> Result<TenantRecord> {
     transition(app, slug, actor, "tenant.resume", |t| match t.status {
-        TenantStatus::Active => Err(Error::conflict(
-            "already_active",
-            "tenant is already active",
-        )),
+        TenantStatus::Active => Err(Error::conflict("already_active", "tenant is already active")),
         TenantStatus::Suspended | TenantStatus::Deleted => Ok((TenantStatus::Active, None)),
     })
 }
@@ -160,10 +122,9 @@ pub fn resume(app: &App, slug: &Slug, actor: &Actor) -> Result<TenantRecord> {
 pub fn soft_delete(app: &App, slug: &Slug, actor: &Actor) -> Result<TenantRecord> {
     let grace = i64::from(app.config.delete_grace_days) * 86_400;
     let t = transition(app, slug, actor, "tenant.delete", |t| match t.status {
-        TenantStatus::Deleted => Err(Error::conflict(
-            "already_deleted",
-            "tenant is already deleted; use --purge to remove its files",
-        )),
+        TenantStatus::Deleted => {
+            Err(Error::conflict("already_deleted", "tenant is already deleted; use --purge to remove its files"))
+        }
         _ => Ok((TenantStatus::Deleted, Some(now_unix() + grace))),
     })?;
     app.store.evict(&t.id);
@@ -186,13 +147,7 @@ fn transition(
         t.status = status;
         t.purge_after = purge_after;
         t.updated_at = now;
-        record_event(
-            tx,
-            actor,
-            action,
-            &t,
-            json!({"from": from.as_str(), "to": status.as_str()}),
-        )?;
+        record_event(tx, actor, action, &t, json!({"from": from.as_str(), "to": status.as_str()}))?;
         Ok(t)
     })
 }
@@ -204,13 +159,7 @@ pub fn set_plan(app: &App, slug: &Slug, plan: &str, actor: &Actor) -> Result<Ten
         let old = std::mem::replace(&mut t.plan, plan.to_string());
         if old != plan {
             tenants::set_plan(tx, &t.id, plan, now_unix())?;
-            record_event(
-                tx,
-                actor,
-                "tenant.set_plan",
-                &t,
-                json!({"from": old, "to": plan}),
-            )?;
+            record_event(tx, actor, "tenant.set_plan", &t, json!({"from": old, "to": plan}))?;
         }
         Ok(t)
     })
@@ -229,16 +178,10 @@ pub struct PurgeReport {
 pub fn purge(app: &App, slug: &Slug, actor: &Actor) -> Result<PurgeReport> {
     let t = app.tenant(slug)?;
     app.store.evict(&t.id);
-    let trash =
-        app.paths
-            .data_dir
-            .join("trash")
-            .join(format!("{}-{}", t.id, crate::util::random_hex(4)));
+    let trash = app.paths.data_dir.join("trash").join(format!("{}-{}", t.id, crate::util::random_hex(4)));
     std::fs::create_dir_all(&trash)?;
-    let moves = [
-        (app.paths.tenant_dir(&t.id), trash.join("tenant")),
-        (app.paths.backups(&t.id), trash.join("backups")),
-    ];
+    let moves =
+        [(app.paths.tenant_dir(&t.id), trash.join("tenant")), (app.paths.backups(&t.id), trash.join("backups"))];
     for (from, to) in &moves {
         if from.exists() {
             std::fs::rename(from, to)?;
@@ -260,13 +203,7 @@ pub fn purge(app: &App, slug: &Slug, actor: &Actor) -> Result<PurgeReport> {
                 bytes_removed: bytes,
             },
         )?;
-        record_event(
-            tx,
-            actor,
-            "tenant.purge",
-            &t,
-            json!({"files_removed": files, "bytes_removed": bytes}),
-        )?;
+        record_event(tx, actor, "tenant.purge", &t, json!({"files_removed": files, "bytes_removed": bytes}))?;
         tenants::delete_row(tx, &t.id)
     });
     if let Err(e) = res {
@@ -279,11 +216,7 @@ pub fn purge(app: &App, slug: &Slug, actor: &Actor) -> Result<PurgeReport> {
         return Err(e);
     }
     std::fs::remove_dir_all(&trash)?;
-    Ok(PurgeReport {
-        tenant_id: t.id.to_string(),
-        files_removed: files,
-        bytes_removed: bytes,
-    })
+    Ok(PurgeReport { tenant_id: t.id.to_string(), files_removed: files, bytes_removed: bytes })
 }
 
 /// Purges soft-deleted tenants whose grace period is over.
@@ -293,9 +226,7 @@ pub fn purge_expired(app: &App, actor: &Actor) -> Result<Vec<(Slug, PurgeReport)
         .into_iter()
         .filter(|t| t.status == TenantStatus::Deleted && t.purge_after.is_some_and(|p| p <= now))
         .collect();
-    due.into_iter()
-        .map(|t| Ok((t.slug.clone(), purge(app, &t.slug, actor)?)))
-        .collect()
+    due.into_iter().map(|t| Ok((t.slug.clone(), purge(app, &t.slug, actor)?))).collect()
 }
 
 fn dir_usage(dir: &Path) -> (i64, i64) {

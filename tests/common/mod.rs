@@ -24,18 +24,8 @@ pub const PASSWORD: &str = "tangerine-orbit-42";
 
 pub fn config(dir: &Path) -> Config {
     // Cheap hashes keep the suite fast; production defaults are exercised by the CLI tests.
-    let auth = tenantd::config::AuthConfig {
-        argon2_memory_kib: 1024,
-        argon2_iterations: 1,
-        ..Default::default()
-    };
-    Config {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".into(),
-        workers: 4,
-        auth,
-        ..Config::default()
-    }
+    let auth = tenantd::config::AuthConfig { argon2_memory_kib: 1024, argon2_iterations: 1, ..Default::default() };
+    Config { data_dir: dir.join("data"), listen: "127.0.0.1:0".into(), workers: 4, auth, ..Config::default() }
 }
 
 impl TestServer {
@@ -49,22 +39,14 @@ impl TestServer {
         tweak(&mut c);
         let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
         let server = server::start(app.clone(), "127.0.0.1:0").unwrap();
-        TestServer {
-            dir,
-            app,
-            server: Some(server),
-        }
+        TestServer { dir, app, server: Some(server) }
     }
 
     pub fn with_router(router: tenantd::http::router::Router) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
         let app = App::open(config(dir.path()), OpenMode::CreateIfMissing).unwrap();
         let server = server::start_with_router(app.clone(), "127.0.0.1:0", router).unwrap();
-        TestServer {
-            dir,
-            app,
-            server: Some(server),
-        }
+        TestServer { dir, app, server: Some(server) }
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
@@ -84,14 +66,7 @@ impl TestServer {
     }
 
     pub fn create_tenant(&self, slug: &str) -> tenantd::catalog::tenants::TenantRecord {
-        tenancy::create(
-            &self.app,
-            &Slug::parse(slug).unwrap(),
-            &format!("Tenant {slug}"),
-            None,
-            &Actor::cli(),
-        )
-        .unwrap()
+        tenancy::create(&self.app, &Slug::parse(slug).unwrap(), &format!("Tenant {slug}"), None, &Actor::cli()).unwrap()
     }
 
     /// A user with `role` in `slug` (tenant created if missing); returns the user id.
@@ -108,19 +83,13 @@ impl TestServer {
             Some(u) => u.id,
             None => tenantd::auth::create_user(&self.app, email, PASSWORD, false).unwrap(),
         };
-        self.app
-            .change(|tx| tenantd::catalog::identity::add_membership(tx, &t.id, id, role, 0))
-            .unwrap();
+        self.app.change(|tx| tenantd::catalog::identity::add_membership(tx, &t.id, id, role, 0)).unwrap();
         id
     }
 
     /// Logs in and returns the bearer token.
     pub fn login(&self, email: &str) -> String {
-        let r = self.post_json(
-            "/api/v1/auth/login",
-            None,
-            &serde_json::json!({"email": email, "password": PASSWORD}),
-        );
+        let r = self.post_json("/api/v1/auth/login", None, &serde_json::json!({"email": email, "password": PASSWORD}));
         assert_eq!(r.status, 200, "login {email}: {}", r.text());
         r.json()["token"].as_str().unwrap().to_string()
     }
@@ -131,27 +100,17 @@ impl TestServer {
         self.login(email)
     }
 
-    pub fn call(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&serde_json::Value>,
-    ) -> Response {
+    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&serde_json::Value>) -> Response {
         let auth = token.map(|t| format!("Bearer {t}"));
         let mut headers: Vec<(&str, &str)> = Vec::new();
         if let Some(a) = &auth {
             headers.push(("Authorization", a));
         }
-        let bytes = body
-            .map(|b| serde_json::to_vec(b).unwrap())
-            .unwrap_or_default();
+        let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
         if body.is_some() {
             headers.push(("Content-Type", "application/json"));
         }
-        self.client()
-            .request(method, path, &headers, &bytes)
-            .unwrap()
+        self.client().request(method, path, &headers, &bytes).unwrap()
     }
 
     pub fn get_as(&self, path: &str, token: &str) -> Response {

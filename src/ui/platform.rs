@@ -1,0 +1,120 @@
+//! The platform console: every tenant with lifecycle actions, and the users. Platform admins
+//! see tenant metadata only.
+
+use maud::html;
+
+use super::{back, csrf_field, field, flash, form, page, session, Chrome};
+use crate::catalog::{identity, tenants};
+use crate::error::{Error, Result};
+use crate::http::{Ctx, Req, Resp};
+use crate::ids::Slug;
+use crate::tenancy::{self, Actor};
+use crate::util::rfc3339;
+
+pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let conn = ctx.app.catalog.conn()?;
+    let list = tenants::list(&conn, true)?;
+    let users = identity::list_users(&conn)?;
+    drop(conn);
+    let plans: Vec<&String> = ctx.app.config.plans.keys().collect();
+    let chrome = Chrome::for_ctx(ctx, "Platform", "platform")?;
+    Ok(page(
+        &chrome,
+        html! {
+            h1 { "Platform" }
+            p.lead { (list.len()) " tenants · " (users.len()) " users" }
+            (flash(req))
+            h2 { "Tenants" }
+            table.data {
+                thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "Created" } th { "Actions" } } }
+                tbody {
+                    @for t in &list {
+                        tr {
+                            td { (t.slug) }
+                            td { (t.name) }
+                            td { span.badge.(t.status.as_str()) { (t.status.as_str()) } }
+                            td { (t.plan) }
+                            td { "v" (t.schema_version) }
+                            td { (rfc3339(t.created_at)) }
+                            td {
+                                @for action in actions(t.status) {
+                                    form.inline method="post" action={ "/admin/platform/tenants/" (t.slug) "/" (action) } {
+                                        (csrf_field(ctx))
+                                        button.secondary.danger[*action == "delete"] type="submit" { (action) }
+                                    }
+                                    " "
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "New tenant" }
+            div.card {
+                form.row method="post" action="/admin/platform/tenants" {
+                    (csrf_field(ctx))
+                    div.field { label for="slug" { "Slug" } input #slug type="text" name="slug" required pattern="[a-z0-9][a-z0-9-]{0,62}"; }
+                    div.field { label for="name" { "Name" } input #name type="text" name="name" required maxlength="200"; }
+                    div.field { label for="plan" { "Plan" } select #plan name="plan" { @for p in &plans { option value=(p) selected[**p == ctx.app.config.default_plan] { (p) } } } }
+                    div.field { label { " " } button type="submit" { "Create" } }
+                }
+            }
+            h2 { "Users" }
+            table.data {
+                thead { tr { th { "Email" } th { "Platform admin" } th { "2FA" } th { "Created" } } }
+                tbody {
+                    @for u in &users {
+                        tr { td { (u.email) } td { @if u.is_platform_admin { "yes" } } td { @if u.totp_enabled { "on" } @else { "off" } } td { (rfc3339(u.created_at)) } }
+                    }
+                }
+            }
+        },
+    ))
+}
+
+fn actions(status: tenants::TenantStatus) -> &'static [&'static str] {
+    match status {
+        tenants::TenantStatus::Active => &["suspend", "delete"],
+        tenants::TenantStatus::Suspended => &["resume", "delete"],
+        tenants::TenantStatus::Deleted => &["resume"],
+    }
+}
+
+fn actor(ctx: &Ctx<'_>) -> Result<Actor> {
+    Ok(Actor(format!("user:{}", session(ctx)?.user.id)))
+}
+
+pub fn lifecycle(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let slug = Slug::parse(ctx.param("slug")?)?;
+    let action = ctx.param("action")?;
+    let who = actor(ctx)?;
+    let res = match action {
+        "suspend" => tenancy::suspend(ctx.app, &slug, &who).map(|_| ()),
+        "resume" => tenancy::resume(ctx.app, &slug, &who).map(|_| ()),
+        "delete" => tenancy::soft_delete(ctx.app, &slug, &who).map(|_| ()),
+        _ => Err(Error::NotFound(format!("action {:?}", crate::ids::truncate_for_message(action)))),
+    };
+    ctx.app.invalidate_caches();
+    match res {
+        Ok(()) => Ok(back("/admin/platform", "ok", &format!("{slug}: {action} done"))),
+        Err(e @ (Error::Conflict { .. } | Error::Invalid { .. })) => {
+            Ok(back("/admin/platform", "error", &e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let f = form(req)?;
+    let who = actor(ctx)?;
+    let res = Slug::parse(field(&f, "slug").unwrap_or(""))
+        .and_then(|slug| tenancy::create(ctx.app, &slug, field(&f, "name").unwrap_or(""), field(&f, "plan"), &who));
+    ctx.app.invalidate_caches();
+    match res {
+        Ok(t) => Ok(back("/admin/platform", "ok", &format!("created {}", t.slug))),
+        Err(e @ (Error::Conflict { .. } | Error::Invalid { .. })) => {
+            Ok(back("/admin/platform", "error", &e.to_string()))
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -81,12 +81,106 @@ fn body(method: &str, pattern: &str) -> Option<serde_json::Value> {
 }
 
 fn tenant_routes() -> Vec<(String, String, Access)> {
+    routes_of(Scope::Tenant)
+}
+
+fn routes_of(scope: Scope) -> Vec<(String, String, Access)> {
     tenantd::api::router()
         .routes
         .iter()
-        .filter(|r| r.scope == Scope::Tenant)
+        .filter(|r| r.scope == scope)
         .map(|r| (r.method.as_str().to_string(), r.pattern.to_string(), r.access))
         .collect()
+}
+
+/// The CSRF token of a session (pages need it on every form).
+fn csrf_of(w: &World, token: &str) -> String {
+    let conn = w.s.app.catalog.conn().unwrap();
+    let hash = tenantd::util::sha256_hex(token.as_bytes());
+    conn.query_row("SELECT csrf_token FROM sessions WHERE token_hash = ?1", [hash], |r| r.get(0)).unwrap()
+}
+
+/// A form body that would succeed on the page route if authorization let it through.
+fn form_body(pattern: &str, csrf: &str) -> String {
+    let rest = match pattern {
+        "/members" => "email=owner%40acme.test&role=owner",
+        "/members/{user_id}/role" => "role=owner",
+        "/api-keys" => "name=stolen&scope=admin",
+        "/settings" => "display_name=Hacked",
+        "/data/{table}" | "/data/{table}/{id}" => "name=Hacked",
+        _ => "",
+    };
+    format!("_csrf={csrf}&{rest}")
+}
+
+fn page_call(
+    w: &World,
+    method: &str,
+    path: &str,
+    session: Option<&str>,
+    form: &str,
+) -> tenantd::http::client::Response {
+    let cookie = session.map(|t| format!("tenantd_session={t}"));
+    let mut headers: Vec<(&str, &str)> = Vec::new();
+    if let Some(c) = &cookie {
+        headers.push(("Cookie", c));
+    }
+    let body = if method == "POST" { form.as_bytes() } else { b"" };
+    if method == "POST" {
+        headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+    }
+    w.s.client().request(method, path, &headers, body).unwrap()
+}
+
+#[test]
+fn every_tenant_page_hides_tenant_b_from_tenant_a() {
+    let w = world();
+    let pages = routes_of(Scope::TenantUi);
+    assert!(pages.len() >= 10, "{} page routes", pages.len());
+    for (method, pattern, _) in &pages {
+        let path = format!("/admin/t/globex{}", fill(&w, pattern));
+        for (who, token) in [("A's owner", &w.a_owner), ("platform admin", &w.root)] {
+            let body = form_body(pattern, &csrf_of(&w, token));
+            let r = page_call(&w, method, &path, Some(token), &body);
+            assert_eq!(r.status, 404, "{method} {path} as {who}: {}", r.status);
+            assert!(!r.text().contains(SECRET), "{method} {path} leaked to {who}");
+        }
+        let r = page_call(&w, method, &path, None, &form_body(pattern, ""));
+        assert_eq!(r.status, 303, "{method} {path} without a session goes to sign-in");
+        assert!(r.header("location").unwrap().starts_with("/admin/login"));
+    }
+    let t = &w.b_owner;
+    assert_eq!(w.s.get_as(&format!("/api/v1/t/globex/customers/{}", w.b_customer), t).json()["name"], SECRET);
+    assert_ne!(w.s.get_as("/api/v1/t/globex/settings", t).json()["display_name"], "Hacked");
+    assert_eq!(w.s.get_as("/api/v1/t/globex/members", t).json()["items"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn pages_of_a_members_own_tenant_work_and_need_csrf() {
+    let w = world();
+    let csrf = csrf_of(&w, &w.b_owner);
+    for (method, pattern, _) in routes_of(Scope::TenantUi) {
+        if pattern.ends_with("/remove") || pattern.ends_with("/revoke") || pattern.ends_with("/delete") {
+            continue;
+        }
+        let path = format!("/admin/t/globex{}", fill(&w, &pattern));
+        if method == "POST" {
+            let r = page_call(&w, "POST", &path, Some(&w.b_owner), &form_body(&pattern, "wrong"));
+            assert_eq!(r.status, 403, "{path} without the right CSRF token");
+        }
+        let body = match pattern.as_str() {
+            "/members" => format!("_csrf={csrf}&email=owner%40acme.test&role=viewer"),
+            "/members/{user_id}/role" => format!("_csrf={csrf}&role=viewer"),
+            _ => form_body(&pattern, &csrf),
+        };
+        let r = page_call(&w, &method, &path, Some(&w.b_owner), &body);
+        assert!(r.status < 400, "{method} {path} as B's owner: {} {}", r.status, r.text());
+        assert!(
+            r.header("location").is_none_or(|l| !l.contains("error=")),
+            "{method} {path}: {:?}",
+            r.header("location")
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,176 @@
+//! Admin pages over HTTP: sign-in with CSRF, cookies, forms that create and validate records,
+//! escaping of tenant-controlled strings, the platform console.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+mod common;
+
+use common::{TestServer, PASSWORD};
+use tenantd::http::client::Response;
+
+struct Browser<'s> {
+    s: &'s TestServer,
+    cookies: Vec<(String, String)>,
+}
+
+impl<'s> Browser<'s> {
+    fn new(s: &'s TestServer) -> Self {
+        Browser { s, cookies: Vec::new() }
+    }
+
+    fn send(&mut self, method: &str, path: &str, form: Option<&str>) -> Response {
+        let cookie = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let mut headers: Vec<(&str, &str)> = vec![("Cookie", &cookie)];
+        if form.is_some() {
+            headers.push(("Content-Type", "application/x-www-form-urlencoded"));
+        }
+        let r = self.s.client().request(method, path, &headers, form.unwrap_or("").as_bytes()).unwrap();
+        for (k, v) in &r.headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let (kv, _) = v.split_once(';').unwrap_or((v, ""));
+                let (name, value) = kv.split_once('=').unwrap();
+                self.cookies.retain(|(n, _)| n != name);
+                if !value.is_empty() {
+                    self.cookies.push((name.to_string(), value.to_string()));
+                }
+            }
+        }
+        r
+    }
+
+    fn get(&mut self, path: &str) -> Response {
+        self.send("GET", path, None)
+    }
+
+    fn post(&mut self, path: &str, form: &str) -> Response {
+        self.send("POST", path, Some(form))
+    }
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html.find("name=\"_csrf\" value=\"").unwrap() + "name=\"_csrf\" value=\"".len();
+    html[at..].split('"').next().unwrap().to_string()
+}
+
+fn sign_in<'s>(s: &'s TestServer, email: &str) -> Browser<'s> {
+    let mut b = Browser::new(s);
+    let page = b.get("/admin/login");
+    let csrf = hidden_csrf(&page.text());
+    let r = b.post(
+        "/admin/login",
+        &format!("_csrf={csrf}&next=%2Fadmin&email={}&password={PASSWORD}", email.replace('@', "%40")),
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    b
+}
+
+#[test]
+fn sign_in_sets_a_hardened_cookie_and_needs_the_form_token() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut b = Browser::new(&s);
+    let page = b.get("/admin/login");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-security-policy").unwrap().contains("form-action 'self'"));
+    // Without the form's token: refused, no session.
+    let r = b.post("/admin/login", &format!("_csrf=forged&email=ada%40acme.test&password={PASSWORD}"));
+    assert_eq!(r.status, 403);
+    assert!(r.header("set-cookie").is_none());
+    let csrf = hidden_csrf(&b.get("/admin/login").text());
+    let r = b.post("/admin/login", &format!("_csrf={csrf}&next=%2Fadmin&email=ada%40acme.test&password={PASSWORD}"));
+    assert_eq!(r.status, 303);
+    let cookie = r.header("set-cookie").unwrap();
+    assert!(
+        cookie.starts_with("tenantd_session=tds_") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    let home = b.get("/admin");
+    assert_eq!(home.status, 200);
+    assert!(home.text().contains("/admin/t/acme/"));
+    // Open redirects are not followed.
+    let csrf = hidden_csrf(&b.get("/admin/login").text());
+    let r = b.post(
+        "/admin/login",
+        &format!("_csrf={csrf}&next=https%3A%2F%2Fevil.test&email=ada%40acme.test&password={PASSWORD}"),
+    );
+    assert_eq!(r.header("location"), Some("/admin"));
+}
+
+#[test]
+fn wrong_password_on_the_page_shows_a_message() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut b = Browser::new(&s);
+    let csrf = hidden_csrf(&b.get("/admin/login").text());
+    let r = b.post("/admin/login", &format!("_csrf={csrf}&email=ada%40acme.test&password=nope-nope-nope"));
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("email or password is incorrect"));
+}
+
+#[test]
+fn create_through_the_form_then_see_it_in_the_list() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut b = sign_in(&s, "ada@acme.test");
+    let form = b.get("/admin/t/acme/data/customers/new");
+    assert_eq!(form.status, 200);
+    let csrf = hidden_csrf(&form.text());
+    let r =
+        b.post("/admin/t/acme/data/customers", &format!("_csrf={csrf}&name=Zed+Corp&email=zed%40x.test&status=lead"));
+    assert_eq!(r.status, 303, "{}", r.text());
+    let list = b.get("/admin/t/acme/data/customers");
+    assert!(list.text().contains("Zed Corp"));
+    // A validation error comes back on the form, next to the field, with the values kept.
+    let r = b.post("/admin/t/acme/data/customers", &format!("_csrf={csrf}&name=&email=q%40x.test&status=lead"));
+    assert_eq!(r.status, 400);
+    let html = r.text();
+    assert!(html.contains("column name is required"), "{html}");
+    assert!(html.contains("q@x.test"), "values are kept");
+    // Missing CSRF token: 403 and nothing created.
+    let r = b.post("/admin/t/acme/data/customers", "name=NoToken");
+    assert_eq!(r.status, 403);
+    let t = s.login("ada@acme.test");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).json()["total"], 1);
+}
+
+#[test]
+fn tenant_controlled_strings_are_escaped() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let t = s.login("ada@acme.test");
+    let evil = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>";
+    let r = s.post_json("/api/v1/t/acme/customers", Some(&t), &serde_json::json!({"name": evil, "company": evil}));
+    assert_eq!(r.status, 201);
+    let r = s.call("PATCH", "/api/v1/t/acme/settings", Some(&t), Some(&serde_json::json!({"display_name": evil})));
+    assert_eq!(r.status, 200);
+    let mut b = sign_in(&s, "ada@acme.test");
+    for path in [
+        "/admin/t/acme/",
+        "/admin/t/acme/data/customers",
+        "/admin/t/acme/data/customers/1",
+        "/admin/t/acme/settings",
+        "/admin",
+    ] {
+        let html = b.get(path).text();
+        assert!(!html.contains("<script>alert"), "{path} has raw script");
+        assert!(!html.contains("<img src=x"), "{path} has a raw tag");
+    }
+    assert!(b.get("/admin/t/acme/data/customers").text().contains("&lt;script&gt;"));
+}
+
+#[test]
+fn platform_console_for_platform_admins_only() {
+    let s = TestServer::start();
+    s.create_tenant("acme");
+    tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut root = sign_in(&s, "root@ops.test");
+    let page = root.get("/admin/platform");
+    assert_eq!(page.status, 200);
+    let csrf = hidden_csrf(&page.text());
+    let r = root.post("/admin/platform/tenants/acme/suspend", &format!("_csrf={csrf}"));
+    assert_eq!(r.status, 303);
+    assert_eq!(s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap().status.as_str(), "suspended");
+    let mut ada = sign_in(&s, "ada@acme.test");
+    assert_eq!(ada.get("/admin/platform").status, 403);
+}

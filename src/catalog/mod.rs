@@ -27,6 +27,8 @@ const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 pub struct Catalog {
     pool: Pool,
     path: PathBuf,
+    /// Connections handed out: lets tests and metrics prove warm requests skip the catalog.
+    checkouts: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Catalog {
@@ -58,11 +60,17 @@ impl Catalog {
             .with_flags(db::existing_file_flags())
             .with_init(|c| db::configure(c, Durability::Full));
         let pool = db::build_pool(manager, 8, threads)?;
-        Ok(Catalog { pool, path: path.to_path_buf() })
+        Ok(Catalog { pool, path: path.to_path_buf(), checkouts: Arc::default() })
     }
 
     pub fn conn(&self) -> Result<PooledConn> {
+        self.checkouts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(self.pool.get()?)
+    }
+
+    /// How many times a catalog connection was checked out since start.
+    pub fn checkouts(&self) -> u64 {
+        self.checkouts.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn path(&self) -> &Path {

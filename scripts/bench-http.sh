@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Data API throughput with wrk, as issue 3 asks: 10,000 rows in a table, the server pinned to
+# CPU 0 with taskset, wrk (16 connections, 1 thread) pinned to CPU 1, bearer-token auth.
+# Operations: point read by id, list of 20 with total, create. Prints wrk's summary for each.
+# Usage: scripts/bench-http.sh [seconds]   (installs wrk with apt-get if missing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+cargo build --release -q
+bin=$PWD/target/release/tenantd
+dir=$(mktemp -d)
+port=18900
+pw='bench-password-2026'
+export TENANTD_LOG=quiet
+$bin --data-dir "$dir" init >/dev/null
+$bin --data-dir "$dir" tenant create bench --name Bench --plan enterprise >/dev/null
+$bin --data-dir "$dir" user create owner@bench.test --password "$pw" --tenant bench --role owner >/dev/null
+db=$($bin --data-dir "$dir" tenant show bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_file"])')
+python3 - "$db" <<'PY'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.executemany("INSERT INTO customers(name, email, company, status) VALUES (?, ?, ?, ?)",
+              [(f"Customer {i}", f"c{i}@bench.test", f"Company {i % 50}", ("lead", "active", "churned")[i % 3]) for i in range(10000)])
+c.commit()
+PY
+taskset -c 0 "$bin" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+pid=$!
+trap 'kill $pid 2>/dev/null; rm -rf "$dir"' EXIT
+base="http://127.0.0.1:$port"
+for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+token=$(curl -fsS "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"owner@bench.test\",\"password\":\"$pw\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+lua=$(mktemp -d)
+cat >"$lua/point.lua" <<'LUA'
+math.randomseed(42)
+request = function()
+  return wrk.format("GET", "/api/v1/t/bench/customers/" .. math.random(1, 10000))
+end
+LUA
+cat >"$lua/create.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"name": "Created by wrk", "company": "Load", "status": "lead"}'
+wrk.headers["Content-Type"] = "application/json"
+LUA
+echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"
+for op in point list create; do
+  echo; echo "== $op"
+  case $op in
+    point) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" ;;
+    list) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$base/api/v1/t/bench/customers?per_page=20&page=7" ;;
+    create) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/create.lua" "$base/api/v1/t/bench/customers" ;;
+  esac | grep -E "Requests/sec|99%|50%|Non-2xx|Socket errors|requests in"
+done
+rm -rf "$lua"

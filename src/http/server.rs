@@ -84,8 +84,7 @@ pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
 /// `start` with another route table (tests add routes that panic or misbehave on purpose).
 pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<RunningServer> {
     raise_fd_limit();
-    let http = tiny_http::Server::http(listen)
-        .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
+    let http = bind(listen)?;
     let addr = http.server_addr().to_ip().ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
     let state = Arc::new(ServerState::new(app.clone(), router));
@@ -198,6 +197,18 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
             last = now;
         }
     }
+}
+
+/// Binds with TCP_NODELAY on the listening socket; Linux copies it to every accepted socket.
+/// tiny_http writes headers and body separately, so with Nagle's algorithm a response larger
+/// than its 1 KiB buffer waits for the client's delayed ACK (40 ms) before the body goes out.
+fn bind(listen: &str) -> Result<tiny_http::Server> {
+    let refuse = |e: &dyn std::fmt::Display| Error::invalid("listen", format!("cannot listen on {listen}: {e}"));
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| refuse(&e))?;
+    if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
+        crate::log::warn(&format!("could not set TCP_NODELAY: {e}"));
+    }
+    tiny_http::Server::from_listener(listener, None).map_err(|e| refuse(&e))
 }
 
 fn raise_fd_limit() {

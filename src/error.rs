@@ -38,7 +38,7 @@ pub enum Error {
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String, retry_after: i64 },
     /// The body's content type is not one this endpoint reads.
-    #[error("send the body as application/json")]
+    #[error("this endpoint does not accept that content type")]
     UnsupportedMediaType,
     /// The path exists but not with this method.
     #[error("method not allowed here; allowed: {allow}")]

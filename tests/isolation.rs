@@ -12,6 +12,8 @@ use serde_json::json;
 use tenantd::http::router::{Access, Scope};
 
 const SECRET: &str = "Globex Secret Customer";
+/// The smallest PNG signature + IHDR start: enough for the magic-number check.
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00";
 
 struct World {
     s: TestServer,
@@ -34,6 +36,9 @@ fn world() -> World {
     let b_customer = r.json()["id"].as_i64().unwrap();
     let r = s.post_json("/api/v1/t/globex/api-keys", Some(&b_owner), &json!({"name": "b", "scope": "admin"}));
     let b_key_id = r.json()["id"].as_str().unwrap().to_string();
+    let auth = format!("Bearer {b_owner}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/png")];
+    assert_eq!(s.client().request("PUT", "/api/v1/t/globex/settings/logo", &headers, PNG).unwrap().status, 200);
     let r = s.call(
         "PUT",
         "/api/v1/t/globex/roles/auditor",
@@ -108,6 +113,7 @@ fn form_body(pattern: &str, csrf: &str) -> String {
         "/api-keys" => "name=stolen&scope=admin",
         "/settings" => "display_name=Hacked",
         "/data/{table}" | "/data/{table}/{id}" => "name=Hacked",
+        "/roles" => "name=auditor2&permissions=can_read%3Acustomers",
         _ => "",
     };
     format!("_csrf={csrf}&{rest}")
@@ -173,7 +179,16 @@ fn pages_of_a_members_own_tenant_work_and_need_csrf() {
             "/members/{user_id}/role" => format!("_csrf={csrf}&role=viewer"),
             _ => form_body(&pattern, &csrf),
         };
-        let r = page_call(&w, &method, &path, Some(&w.b_owner), &body);
+        let r = if pattern == "/settings/logo" {
+            let mut body = format!("--XyZ\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{csrf}\r\n--XyZ\r\nContent-Disposition: form-data; name=\"logo\"; filename=\"l.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes();
+            body.extend_from_slice(PNG);
+            body.extend_from_slice(b"\r\n--XyZ--\r\n");
+            let cookie = format!("tenantd_session={}", w.b_owner);
+            let headers = [("Cookie", cookie.as_str()), ("Content-Type", "multipart/form-data; boundary=XyZ")];
+            w.s.client().request("POST", &path, &headers, &body).unwrap()
+        } else {
+            page_call(&w, &method, &path, Some(&w.b_owner), &body)
+        };
         assert!(r.status < 400, "{method} {path} as B's owner: {} {}", r.status, r.text());
         assert!(
             r.header("location").is_none_or(|l| !l.contains("error=")),
@@ -248,7 +263,13 @@ fn a_members_own_tenant_still_works_for_every_route() {
             ("PATCH", "/members/{user_id}") => Some(json!({"role": "viewer"})),
             _ => body(&method, &pattern),
         };
-        let r = w.s.call(&method, &path, Some(&w.b_owner), b.as_ref());
+        let r = if pattern == "/settings/logo" {
+            let auth = format!("Bearer {}", w.b_owner);
+            let headers = [("Authorization", auth.as_str()), ("Content-Type", "image/png")];
+            w.s.client().request(&method, &path, &headers, PNG).unwrap()
+        } else {
+            w.s.call(&method, &path, Some(&w.b_owner), b.as_ref())
+        };
         assert!(r.status < 300, "{method} {path} as B's owner: {} {}", r.status, r.text());
     }
 }

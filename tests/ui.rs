@@ -174,3 +174,48 @@ fn platform_console_for_platform_admins_only() {
     let mut ada = sign_in(&s, "ada@acme.test");
     assert_eq!(ada.get("/admin/platform").status, 403);
 }
+
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00";
+
+#[test]
+fn logo_upload_through_the_page_is_served_and_applied() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut b = sign_in(&s, "ada@acme.test");
+    let csrf = hidden_csrf(&b.get("/admin/t/acme/settings").text());
+    let upload = |b: &mut Browser<'_>, file: &[u8]| {
+        let mut body = format!("--B0\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{csrf}\r\n--B0\r\nContent-Disposition: form-data; name=\"logo\"; filename=\"x\"\r\nContent-Type: application/octet-stream\r\n\r\n").into_bytes();
+        body.extend_from_slice(file);
+        body.extend_from_slice(b"\r\n--B0--\r\n");
+        let cookie = b.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let headers = [("Cookie", cookie.as_str()), ("Content-Type", "multipart/form-data; boundary=B0")];
+        b.s.client().request("POST", "/admin/t/acme/settings/logo", &headers, &body).unwrap()
+    };
+    let r = upload(&mut b, b"<svg onload=alert(1)>");
+    assert!(r.header("location").unwrap().contains("error="), "SVG and other non-images are refused");
+    let r = upload(&mut b, PNG);
+    assert!(r.header("location").unwrap().contains("ok="), "{:?}", r.header("location"));
+    let logo = s.get("/api/v1/t/acme/logo");
+    assert_eq!(logo.status, 200);
+    assert_eq!(logo.header("content-type"), Some("image/png"));
+    assert_eq!(logo.body, PNG);
+    assert!(b.get("/admin/t/acme/").text().contains("/api/v1/t/acme/logo"), "applied to the tenant's pages");
+}
+
+#[test]
+fn custom_roles_from_the_members_page() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut b = sign_in(&s, "ada@acme.test");
+    let csrf = hidden_csrf(&b.get("/admin/t/acme/members").text());
+    let r = b.post(
+        "/admin/t/acme/roles",
+        &format!("_csrf={csrf}&name=tasker&permissions=can_read%3Atasks%2C+can_create%3Atasks"),
+    );
+    assert!(r.header("location").unwrap().contains("ok="));
+    assert!(b.get("/admin/t/acme/members").text().contains("can_create:tasks"));
+    let r = b.post("/admin/t/acme/roles", &format!("_csrf={csrf}&name=bad&permissions=can_fly%3Atasks"));
+    assert!(r.header("location").unwrap().contains("error="));
+    let r = b.post("/admin/t/acme/roles/tasker/delete", &format!("_csrf={csrf}"));
+    assert!(r.header("location").unwrap().contains("ok="));
+}

@@ -153,28 +153,38 @@ struct RoleBody {
 
 pub fn put_role(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let name = ctx.param("role")?;
+    let body: RoleBody = req.json()?;
+    let normalized = save_role(ctx, name, &body.permissions)?;
+    Ok(Resp::json(200, &json!({"name": name, "builtin": false, "permissions": normalized})))
+}
+
+/// Creates or replaces a custom role; returns its normalised permissions.
+pub fn save_role(ctx: &Ctx<'_>, name: &str, permissions: &[String]) -> Result<Vec<String>> {
     perms::validate_role_name(name)?;
     if BUILTIN_ROLES.contains(&name) {
         return Err(Error::invalid("builtin_role", format!("{name} is built in and cannot be changed")));
     }
-    let body: RoleBody = req.json()?;
-    let normalized: Vec<String> = body
-        .permissions
-        .iter()
-        .map(|p| perms::parse_permission(p).map(|n| format!("can_{n}")))
-        .collect::<Result<_>>()?;
+    let normalized: Vec<String> =
+        permissions.iter().map(|p| perms::parse_permission(p).map(|n| format!("can_{n}"))).collect::<Result<_>>()?;
     let t = ctx.tenant()?;
     ctx.app.change(|tx| identity::put_role(tx, &t.id, name, &normalized, now_unix()))?;
-    Ok(Resp::json(200, &json!({"name": name, "builtin": false, "permissions": normalized})))
+    Ok(normalized)
 }
 
 pub fn delete_role(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let name = ctx.param("role")?;
+    remove_role(ctx, ctx.param("role")?)?;
+    Ok(Resp::empty(204))
+}
+
+pub fn remove_role(ctx: &Ctx<'_>, name: &str) -> Result<()> {
     let t = ctx.tenant()?;
+    if identity::members_of(&*ctx.app.catalog.conn()?, &t.id)?.iter().any(|m| m.role == name) {
+        return Err(Error::conflict("role_in_use", format!("members still have role {name}: change their role first")));
+    }
     if !ctx.app.change(|tx| identity::delete_role(tx, &t.id, name))? {
         return Err(Error::NotFound(format!("role {:?}", crate::ids::truncate_for_message(name))));
     }
-    Ok(Resp::empty(204))
+    Ok(())
 }
 
 // --- API keys --------------------------------------------------------------------------------

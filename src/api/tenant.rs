@@ -28,3 +28,21 @@ pub fn public_info(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
         }),
     ))
 }
+
+/// `GET /api/v1/t/{slug}/logo`: the tenant's logo (public, like the rest of its branding).
+pub fn logo(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let (content_type, body) = crate::tenancy::assets::logo(ctx.app, t)?
+        .ok_or_else(|| crate::error::Error::NotFound(format!("logo of tenant {:?}", t.slug.as_str())))?;
+    Ok(Resp { status: 200, content_type, headers: vec![("Cache-Control".into(), "public, max-age=300".into())], body })
+}
+
+/// `PUT /api/v1/t/{slug}/settings/logo` with the image as the body.
+pub fn put_logo(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let ct = req.header("content-type").unwrap_or("");
+    if !ct.starts_with("image/") {
+        return Err(crate::error::Error::UnsupportedMediaType);
+    }
+    let sha = crate::tenancy::assets::set_logo(ctx.app, ctx.tenant()?, &req.body)?;
+    Ok(Resp::json(200, &json!({"logo_asset": sha})))
+}

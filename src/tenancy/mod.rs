@@ -2,6 +2,7 @@
 //! transition is one catalog transaction with its platform-audit entry.
 
 pub mod archive;
+pub mod assets;
 
 use std::path::Path;
 

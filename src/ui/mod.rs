@@ -54,9 +54,65 @@ pub fn set_cookie(ctx: &Ctx<'_>, name: &str, value: &str, max_age: i64) -> Strin
     format!("{name}={value}; Path=/admin; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}")
 }
 
-/// Fields of an `application/x-www-form-urlencoded` body.
+/// One part of a `multipart/form-data` body (RFC 7578).
+pub struct Part {
+    pub name: String,
+    pub filename: Option<String>,
+    pub data: Vec<u8>,
+}
+
+/// Parses a `multipart/form-data` body.
+pub fn multipart(req: &Req) -> Result<Vec<Part>> {
+    let bad = || Error::invalid("invalid_form", "malformed multipart form");
+    let ct = req.header("content-type").unwrap_or("");
+    let boundary = ct
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .next()
+        .map(|b| b.trim_matches('"'))
+        .filter(|b| !b.is_empty() && b.len() <= 200)
+        .ok_or_else(bad)?;
+    let delim = format!("--{boundary}").into_bytes();
+    let body = &req.body;
+    let mut parts = Vec::new();
+    let mut pos = find(body, &delim, 0).ok_or_else(bad)? + delim.len();
+    loop {
+        if body[pos..].starts_with(b"--") {
+            return Ok(parts);
+        }
+        let head_start = pos + 2; // CRLF after the delimiter
+        let head_end = find(body, b"\r\n\r\n", head_start).ok_or_else(bad)?;
+        let head = std::str::from_utf8(body.get(head_start..head_end).ok_or_else(bad)?).map_err(|_| bad())?;
+        let next = find(body, &delim, head_end + 4).ok_or_else(bad)?;
+        let data = body.get(head_end + 4..next.saturating_sub(2)).ok_or_else(bad)?.to_vec();
+        let disposition =
+            head.lines().find(|l| l.to_ascii_lowercase().starts_with("content-disposition:")).ok_or_else(bad)?;
+        let param = |key: &str| {
+            disposition
+                .split(';')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix(key))
+                .map(|v| v.trim_matches('"').to_string())
+        };
+        parts.push(Part { name: param("name=").ok_or_else(bad)?, filename: param("filename="), data });
+        pos = next + delim.len();
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    hay.get(from..)?.windows(needle.len()).position(|w| w == needle).map(|p| p + from)
+}
+
+/// Fields of an `application/x-www-form-urlencoded` body (or the text fields of a multipart one).
 pub fn form(req: &Req) -> Result<Vec<(String, String)>> {
     let ct = req.header("content-type").unwrap_or("");
+    if ct.starts_with("multipart/form-data") {
+        return Ok(multipart(req)?
+            .into_iter()
+            .filter(|p| p.filename.is_none())
+            .map(|p| (p.name, String::from_utf8_lossy(&p.data).into_owned()))
+            .collect());
+    }
     if !ct.starts_with("application/x-www-form-urlencoded") {
         return Err(Error::UnsupportedMediaType);
     }
@@ -129,7 +185,12 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
             body style=(brand_style(branding)) {
                 header.top {
                     a.brand href="/admin" {
-                        img src="/admin/assets/logo.svg" alt="";
+                        @if let Some((t, b)) = chrome.tenant.as_ref().filter(|(_, b)| b.logo_asset.is_some()) {
+                            @let _ = b;
+                            img src={ "/api/v1/t/" (t.slug) "/logo" } alt="";
+                        } @else {
+                            img src="/admin/assets/logo.svg" alt="";
+                        }
                         @if let Some(n) = &tenant_name { (n) } @else { "tenantd" }
                     }
                     nav {

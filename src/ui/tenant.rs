@@ -18,9 +18,13 @@ fn base(ctx: &Ctx<'_>) -> Result<String> {
 fn act(location: &str, ok: &str, f: impl FnOnce() -> Result<()>) -> Result<Resp> {
     match f() {
         Ok(()) => Ok(back(location, "ok", ok)),
-        Err(e @ (Error::Invalid { .. } | Error::Conflict { .. } | Error::Forbidden { .. } | Error::NotFound(_))) => {
-            Ok(back(location, "error", &e.to_string()))
-        }
+        Err(
+            e @ (Error::Invalid { .. }
+            | Error::Conflict { .. }
+            | Error::Forbidden { .. }
+            | Error::NotFound(_)
+            | Error::PayloadTooLarge { .. }),
+        ) => Ok(back(location, "error", &e.to_string())),
         Err(e) => Err(e),
     }
 }
@@ -111,8 +115,26 @@ pub fn members_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             }
             h2 { "Custom roles" }
             div.card {
-                @if custom.is_empty() { p { "None yet. Define them through the API: PUT /api/v1/t/" (t.slug) "/roles/{name}." } }
-                @for (name, perms) in &custom { p { strong { (name) } ": " (perms.join(", ")) } }
+                @if custom.is_empty() { p { "None yet." } }
+                @for (name, perms) in &custom {
+                    p {
+                        strong { (name) } ": " (perms.join(", ")) " "
+                        form.inline method="post" action={ (b) "/roles/" (name) "/delete" } {
+                            (csrf_field(ctx)) button.link type="submit" { "delete" }
+                        }
+                    }
+                }
+                form method="post" action={ (b) "/roles" } {
+                    (csrf_field(ctx))
+                    div.row {
+                        div.field { label for="role_name" { "Role name" } input #role_name type="text" name="name" required pattern="[a-z0-9][a-z0-9-]{0,62}"; }
+                        div.field {
+                            label for="permissions" { "Permissions " span.hint { "(comma-separated, e.g. can_read:customers, can_create:tasks, can_read:members)" } }
+                            input #permissions type="text" name="permissions" required;
+                        }
+                    }
+                    button type="submit" { "Save role" }
+                }
             }
         },
     ))
@@ -213,6 +235,14 @@ pub fn settings_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             h1 { "Settings and branding" }
             (flash(req))
             div.card {
+                h2 { "Logo" }
+                form method="post" action={ (b) "/settings/logo" } enctype="multipart/form-data" {
+                    (csrf_field(ctx))
+                    div.field { label for="logo" { "PNG, JPEG, GIF or WebP, up to 512 KiB" } input #logo type="file" name="logo" accept="image/png,image/jpeg,image/gif,image/webp" required; }
+                    button.secondary type="submit" { "Upload logo" }
+                }
+            }
+            div.card {
                 form method="post" action={ (b) "/settings" } {
                     (csrf_field(ctx))
                     div.field { label for="display_name" { "Display name" } input #display_name type="text" name="display_name" value=(s["display_name"].as_str().unwrap_or("")) maxlength="200"; }
@@ -232,4 +262,29 @@ pub fn settings_save(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let color = field(&f, "brand_color").filter(|v| !v.trim().is_empty());
     let mfa = Some(field(&f, "require_mfa") == Some("true"));
     act(&loc, "settings saved", || members::save_settings(ctx, name, color, mfa))
+}
+
+pub fn logo_upload(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let loc = format!("{}/settings", base(ctx)?);
+    let parts = super::multipart(req)?;
+    let file = parts.into_iter().find(|p| p.name == "logo").map(|p| p.data).unwrap_or_default();
+    act(&loc, "logo updated", || crate::tenancy::assets::set_logo(ctx.app, ctx.tenant()?, &file).map(|_| ()))
+}
+
+pub fn role_save(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let f = form(req)?;
+    let loc = format!("{}/members", base(ctx)?);
+    let perms: Vec<String> = field(&f, "permissions")
+        .unwrap_or("")
+        .split([',', '\n'])
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect();
+    act(&loc, "role saved", || members::save_role(ctx, field(&f, "name").unwrap_or(""), &perms).map(|_| ()))
+}
+
+pub fn role_delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let name = ctx.param("role")?.to_string();
+    let loc = format!("{}/members", base(ctx)?);
+    act(&loc, "role deleted", || members::remove_role(ctx, &name))
 }

@@ -23,6 +23,8 @@ pub struct App {
     pub directory: TenantDirectory,
     /// Sessions, API keys and role lookups for the hot path; invalidated with the directory.
     pub auth: AuthCache,
+    /// Rate limiters, concurrency slots and cached effective plans.
+    pub limits: crate::limits::Limits,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -62,6 +64,7 @@ impl App {
             paths,
             directory: TenantDirectory::default(),
             auth: AuthCache::default(),
+            limits: crate::limits::Limits::new(Arc::new(crate::limits::gcra::MonotonicClock::default())),
         }))
     }
 
@@ -105,6 +108,7 @@ impl App {
     pub fn invalidate_caches(&self) {
         self.directory.invalidate();
         self.auth.invalidate();
+        self.limits.invalidate();
     }
 
     /// Tenant by slug, `NotFound` when there is none.

@@ -64,6 +64,32 @@ fn default_plans() -> BTreeMap<String, PlanConfig> {
     BTreeMap::from([("free".to_string(), free), ("pro".to_string(), pro), ("enterprise".to_string(), enterprise)])
 }
 
+/// Platform-wide request limits (plans carry the per-tenant ones).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Requests per second across all tenants; 0 = unlimited.
+    pub global_requests_per_second: f64,
+    pub global_burst: u64,
+    /// Share of its tenant's rate one user or API key may use (0 < share <= 1).
+    pub principal_share: f64,
+    /// Per source address on the sign-in routes.
+    pub auth_requests_per_second: f64,
+    pub auth_burst: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            global_requests_per_second: 0.0,
+            global_burst: 1000,
+            principal_share: 0.5,
+            auth_requests_per_second: 2.0,
+            auth_burst: 10,
+        }
+    }
+}
+
 /// Identity settings: argon2id cost, password policy, sessions, lockout.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -129,6 +155,7 @@ pub struct Config {
     pub default_plan: String,
     pub plans: BTreeMap<String, PlanConfig>,
     pub auth: AuthConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Default for Config {
@@ -146,6 +173,7 @@ impl Default for Config {
             default_plan: "free".to_string(),
             plans: default_plans(),
             auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -170,6 +198,7 @@ const KNOWN_KEYS: &[&str] = &[
     "default_plan",
     "plans",
     "auth",
+    "limits",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -265,7 +294,29 @@ impl Config {
             range(&format!("plans.{name}.max_concurrent_requests"), p.max_concurrent_requests, 1, 100_000)?;
             range(&format!("plans.{name}.query_timeout_ms"), p.query_timeout_ms, 1, 3_600_000)?;
             range(&format!("plans.{name}.storage_bytes"), p.storage_bytes, 65_536, u64::MAX >> 1)?;
+            range(&format!("plans.{name}.burst"), p.burst, 1, 1 << 40)?;
         }
+        let l = &self.limits;
+        if !(l.global_requests_per_second >= 0.0 && l.global_requests_per_second <= 1e9) {
+            return Err(ConfigError(format!(
+                "limits.global_requests_per_second = {} is out of range (0 = unlimited ..= 1e9)",
+                l.global_requests_per_second
+            )));
+        }
+        if !(l.principal_share > 0.0 && l.principal_share <= 1.0) {
+            return Err(ConfigError(format!(
+                "limits.principal_share = {} is out of range (0 < share <= 1)",
+                l.principal_share
+            )));
+        }
+        if !(l.auth_requests_per_second > 0.0 && l.auth_requests_per_second <= 1e6) {
+            return Err(ConfigError(format!(
+                "limits.auth_requests_per_second = {} is out of range (0 < value <= 1e6)",
+                l.auth_requests_per_second
+            )));
+        }
+        range("limits.global_burst", l.global_burst, 1, 1 << 40)?;
+        range("limits.auth_burst", l.auth_burst, 1, 1 << 40)?;
         let a = &self.auth;
         range("auth.argon2_memory_kib", a.argon2_memory_kib as u64, 8, 4 * 1024 * 1024)?;
         range("auth.argon2_iterations", a.argon2_iterations as u64, 1, 100)?;

@@ -37,6 +37,12 @@ pub enum Error {
     /// Slow down: `retry_after` seconds.
     #[error("{message}")]
     TooManyRequests { code: &'static str, message: String, retry_after: i64 },
+    /// The tenant's storage quota is used up (HTTP 507).
+    #[error("storage quota exceeded: delete data or move to a larger plan")]
+    StorageQuota,
+    /// A statement ran past the plan's per-query time budget.
+    #[error("the query ran past its time budget")]
+    QueryTimeout,
     /// The body's content type is not one this endpoint reads.
     #[error("this endpoint does not accept that content type")]
     UnsupportedMediaType,

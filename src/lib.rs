@@ -13,6 +13,7 @@ pub mod directory;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod log;
 pub mod store;
 pub mod tenancy;

@@ -71,6 +71,7 @@ pub fn add_member(ctx: &Ctx<'_>, email: &str, role: &str) -> Result<(i64, String
     check_role(ctx, role)?;
     guard_owner(ctx, role == "owner")?;
     let t = ctx.tenant()?;
+    crate::limits::check_seat(ctx.app, t)?;
     let email = crate::auth::validate_email(email)?;
     let user = identity::user_by_email(&*ctx.app.catalog.conn()?, &email)?
         .ok_or_else(|| Error::invalid("unknown_user", format!("no user with email {email}: create the user first")))?;

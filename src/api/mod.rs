@@ -33,6 +33,8 @@ pub fn router() -> Router {
         r(Post, G, "/api/v1/auth/mfa/confirm", auth::mfa_confirm, Access::Authenticated),
         r(Get, G, "/api/v1/platform/tenants", platform::list_tenants, Access::PlatformAdmin),
         r(Post, G, "/api/v1/platform/tenants", platform::create_tenant, Access::PlatformAdmin),
+        r(Patch, G, "/api/v1/platform/tenants/{slug}", platform::update_tenant, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/resources", platform::resources, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),
         r(Get, T, "/logo", tenant::logo, Access::TenantPublic),
         r(Get, T, "/openapi.json", openapi::spec, Access::Tenant(Need::Member)),

@@ -31,3 +31,68 @@ pub fn create_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     ctx.app.invalidate_caches();
     Ok(Resp::json(201, &t))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchTenant {
+    #[serde(default)]
+    plan: Option<String>,
+    /// Per-tenant overrides of plan keys; `{}` removes them.
+    #[serde(default)]
+    limits: Option<serde_json::Value>,
+}
+
+/// `PATCH /api/v1/platform/tenants/{slug}`: `{"plan"}` and/or `{"limits": {...}}`; takes effect
+/// on the next request.
+pub fn update_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let body: PatchTenant = req.json()?;
+    let slug = Slug::parse(ctx.param("slug")?)?;
+    let actor = Actor(ctx.principal()?.actor());
+    if let Some(plan) = &body.plan {
+        tenancy::set_plan(ctx.app, &slug, plan, &actor)?;
+    }
+    if let Some(limits) = &body.limits {
+        tenancy::set_limits(ctx.app, &slug, limits, &actor)?;
+    }
+    let t = ctx.app.tenant(&slug)?;
+    let effective = crate::limits::plan(ctx.app, &t)?;
+    Ok(Resp::json(200, &json!({"tenant": t, "limits": *effective})))
+}
+
+/// `GET /api/v1/platform/resources`: a live per-tenant view: in-flight requests, whether its
+/// file is open, storage used against its quota, and the effective limits.
+pub fn resources(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let list = tenants::list(&*ctx.app.catalog.conn()?, false)?;
+    let mut items = Vec::with_capacity(list.len());
+    for t in &list {
+        let plan = crate::limits::plan(ctx.app, t)?;
+        let db = ctx.app.paths.tenant_db(&t.id);
+        let file_bytes: u64 = ["", "-wal"]
+            .iter()
+            .filter_map(|sfx| std::fs::metadata(format!("{}{sfx}", db.display())).ok())
+            .map(|m| m.len())
+            .sum();
+        let assets = crate::limits::asset_bytes(ctx.app, &t.id);
+        items.push(json!({
+            "slug": t.slug, "plan": t.plan, "status": t.status,
+            "in_flight": crate::limits::inflight(ctx.app, &t.id),
+            "storage_bytes": file_bytes + assets,
+            "storage_quota_bytes": plan.storage_bytes,
+            "storage_used_ratio": (file_bytes + assets) as f64 / plan.storage_bytes.max(1) as f64,
+            "limits": *plan,
+        }));
+    }
+    let s = &ctx.app.limits.stats;
+    use std::sync::atomic::Ordering::Relaxed;
+    Ok(Resp::json(
+        200,
+        &json!({
+            "open_tenants": ctx.app.store.open_count(),
+            "rate_limited": s.rate_limited.load(Relaxed),
+            "concurrency_rejected": s.concurrency_rejected.load(Relaxed),
+            "quota_rejected": s.quota_rejected.load(Relaxed),
+            "limiter_keys": ctx.app.limits.tracked_keys(),
+            "tenants": items
+        }),
+    ))
+}

@@ -11,29 +11,56 @@ fn body(req: &Req) -> Result<Value> {
     req.json::<Value>()
 }
 
+/// A tenant connection for one request with the plan's budgets applied (storage ceiling on
+/// writes, a deadline on every statement); the budgets come off when it is dropped.
+pub struct Work {
+    pub handle: std::sync::Arc<crate::store::TenantHandle>,
+    pub conn: crate::db::PooledConn,
+}
+
+impl Work {
+    /// `write`: None for reads, Some(is_delete) for writes.
+    pub fn begin(ctx: &Ctx<'_>, write: Option<bool>) -> Result<Work> {
+        let t = ctx.tenant()?;
+        let opened = ctx.app.open_tenant(t)?;
+        let conn = opened.handle.conn()?;
+        crate::limits::budget(ctx.app, t, &conn, write)?;
+        Ok(Work { handle: opened.handle, conn })
+    }
+
+    pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
+        self.handle.schema_info(&self.conn)
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        crate::limits::unbudget(&self.conn);
+    }
+}
+
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let w = Work::begin(ctx, None)?;
+    let conn = &w.conn;
+    let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let q = query::parse_list(table, &req.query)?;
-    let page = query::list(&conn, table, &q)?;
+    let page = query::list(conn, table, &q)?;
     Ok(Resp::json(200, &json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total})))
 }
 
 pub fn get(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let w = Work::begin(ctx, None)?;
+    let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
-    Ok(Resp::json(200, &query::get(&conn, table, id)?))
+    Ok(Resp::json(200, &query::get(&w.conn, table, id)?))
 }
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let mut conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let mut w = Work::begin(ctx, Some(false))?;
+    let schema = w.schema()?;
+    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let values = query::body_values(table, &body(req)?)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -44,9 +71,9 @@ pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let mut conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let mut w = Work::begin(ctx, Some(false))?;
+    let schema = w.schema()?;
+    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let values = query::body_values(table, &body(req)?)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -57,9 +84,9 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let mut conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let mut w = Work::begin(ctx, Some(true))?;
+    let schema = w.schema()?;
+    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     query::delete(&tx, table, id)?;

@@ -131,6 +131,7 @@ fn add_to_tenant(app: &App, email: &str, slug: &str, role: &str) -> CliResult<()
     let user = identity::user_by_email(&conn, email.trim())?
         .ok_or_else(|| CliError::usage(format!("no user {email:?}: create it with `tenantd user create`")))?;
     drop(conn);
+    crate::limits::check_seat(app, &t)?;
     app.change(|tx| identity::add_membership(tx, &t.id, user.id, role, now_unix()))?;
     println!("{} is {role} in {slug}", user.email);
     Ok(())

@@ -20,9 +20,19 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::Unauthenticated { code, message } => (401, code, message.clone()),
         Error::Forbidden { code, message } => (403, code, message.clone()),
         Error::TooManyRequests { code, message, .. } => (429, code, message.clone()),
+        Error::StorageQuota => (507, "storage_quota_exceeded", e.to_string()),
+        Error::QueryTimeout => (503, "query_timeout", e.to_string()),
         Error::UnsupportedMediaType => (415, "unsupported_media_type", e.to_string()),
         Error::MethodNotAllowed { .. } => (405, "method_not_allowed", e.to_string()),
         Error::Pool(_) => (503, "busy", "the server is busy; retry shortly".into()),
+        // SQLITE_FULL comes from `max_page_count` (the storage quota), SQLITE_INTERRUPT from the
+        // progress handler enforcing the query time budget.
+        Error::Sqlite(s) if s.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) => {
+            (507, "storage_quota_exceeded", Error::StorageQuota.to_string())
+        }
+        Error::Sqlite(s) if s.sqlite_error_code() == Some(rusqlite::ErrorCode::OperationInterrupted) => {
+            (503, "query_timeout", Error::QueryTimeout.to_string())
+        }
         Error::Sqlite(_) | Error::Io(_) | Error::Internal(_) => (500, "internal", "internal error".into()),
     }
 }

@@ -288,10 +288,32 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
         Ok(p) => p,
         Err(e) => return (fail(&e), label),
     };
+    // Limits: rate (tenant, then caller, then global), then a concurrency slot held until the
+    // handler returns. Sign-in routes are limited per source address instead.
+    let mut rate: Option<crate::limits::gcra::Decision> = None;
+    let admitted = match tenant.as_deref() {
+        Some(t) => {
+            crate::limits::admit(&state.app, t, principal.as_ref().map(|p| p.actor()).as_deref()).and_then(|d| {
+                rate = Some(d);
+                crate::limits::enter(&state.app, t).map(Some)
+            })
+        }
+        None if is_sign_in(matched.route) => {
+            crate::limits::admit_address(&state.app, req.remote.map(|a| a.ip())).map(|d| {
+                rate = d;
+                None
+            })
+        }
+        None => Ok(None),
+    };
+    let _slot = match admitted {
+        Ok(slot) => slot,
+        Err(e) => return (fail(&e), label),
+    };
     let ctx = Ctx { app: &state.app, state, params: matched.params, tenant, principal };
     let handler = matched.route.handler;
     let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, req)));
-    let resp = match result {
+    let mut resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             if response::error_parts(&e).0 >= 500 {
@@ -307,10 +329,19 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic".into());
             crate::log::request("ERROR", &req.id, &format!("handler for {label} panicked: {msg}"));
-            error_response(&Error::Internal(msg))
+            fail(&Error::Internal(msg))
         }
     };
+    if let Some(d) = rate {
+        resp.headers.push(("RateLimit-Limit".into(), d.limit.to_string()));
+        resp.headers.push(("RateLimit-Remaining".into(), d.remaining.to_string()));
+        resp.headers.push(("RateLimit-Reset".into(), d.reset_s.to_string()));
+    }
     (resp, label)
+}
+
+fn is_sign_in(route: &super::router::Route) -> bool {
+    route.method == Method::Post && (route.pattern == "/api/v1/auth/login" || route.pattern == "/admin/login")
 }
 
 /// The credential of a request: `Authorization: Bearer …` or `X-API-Key`.

@@ -166,6 +166,28 @@ pub fn set_plan(app: &App, slug: &Slug, plan: &str, actor: &Actor) -> Result<Ten
     })
 }
 
+/// Per-tenant overrides of plan limits (`{}` clears them), validated against the plan.
+pub fn set_limits(app: &App, slug: &Slug, limits: &serde_json::Value, actor: &Actor) -> Result<TenantRecord> {
+    let t = app.tenant(slug)?;
+    let obj =
+        limits.as_object().ok_or_else(|| Error::invalid("invalid_limit", "limits must be an object of plan keys"))?;
+    let base = app.config.plans.get(&t.plan).cloned().unwrap_or_default();
+    crate::limits::apply_overrides(&base, limits)?;
+    let mut settings = crate::catalog::identity::tenant_settings(&*app.catalog.conn()?, &t.id)?;
+    if obj.is_empty() {
+        if let Some(m) = settings.as_object_mut() {
+            m.remove("limits");
+        }
+    } else {
+        settings["limits"] = limits.clone();
+    }
+    app.change(|tx| {
+        crate::catalog::identity::update_tenant_config(tx, &t.id, None, None, &settings, now_unix())?;
+        record_event(tx, actor, "tenant.set_limits", &t, json!({"limits": limits}))
+    })?;
+    Ok(t)
+}
+
 /// What a purge removed.
 #[derive(Debug, serde::Serialize)]
 pub struct PurgeReport {

@@ -34,14 +34,14 @@ fn query_without(req: &Req, drop: &[&str]) -> String {
 }
 
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let w = crate::api::records::Work::begin(ctx, None)?;
+    let schema = w.schema()?;
+    let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let params = list_params(req);
     let b = base(ctx)?;
     let (q, page_data, error) =
-        match query::parse_list(table, &params).and_then(|q| query::list(&conn, table, &q).map(|p| (q, p))) {
+        match query::parse_list(table, &params).and_then(|q| query::list(conn, table, &q).map(|p| (q, p))) {
             Ok((q, p)) => (Some(q), Some(p), None),
             Err(e @ Error::Invalid { .. }) => (None, None, Some(e.to_string())),
             Err(e) => return Err(e),
@@ -222,9 +222,8 @@ fn form_page(
 }
 
 pub fn new_form(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let w = crate::api::records::Work::begin(ctx, None)?;
+    let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     form_page(ctx, table, &format!("New {}", table.name), &b, &Map::new(), None, html! {})
@@ -236,9 +235,9 @@ fn submitted(fields: &[(String, String)]) -> Map<String, Json> {
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let f = form(req)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let mut conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let mut w = crate::api::records::Work::begin(ctx, Some(false))?;
+    let schema = w.schema()?;
+    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let res = form_values(table, &f, true).and_then(|vals| {
@@ -273,11 +272,11 @@ fn delete_form(ctx: &Ctx<'_>, action: &str) -> Markup {
 
 pub fn edit_form(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let w = crate::api::records::Work::begin(ctx, None)?;
+    let schema = w.schema()?;
+    let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
-    let rec = query::get(&conn, table, id)?;
+    let rec = query::get(conn, table, id)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
     form_page(
@@ -294,9 +293,9 @@ pub fn edit_form(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let f = form(req)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let mut conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let mut w = crate::api::records::Work::begin(ctx, Some(false))?;
+    let schema = w.schema()?;
+    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
@@ -323,9 +322,9 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let mut conn = opened.handle.conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
+    let mut w = crate::api::records::Work::begin(ctx, Some(true))?;
+    let schema = w.schema()?;
+    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -25,7 +25,24 @@ pub const PASSWORD: &str = "tangerine-orbit-42";
 pub fn config(dir: &Path) -> Config {
     // Cheap hashes keep the suite fast; production defaults are exercised by the CLI tests.
     let auth = tenantd::config::AuthConfig { argon2_memory_kib: 1024, argon2_iterations: 1, ..Default::default() };
-    Config { data_dir: dir.join("data"), listen: "127.0.0.1:0".into(), workers: 4, auth, ..Config::default() }
+    // Generous limits so functional tests never trip them; tests/limits.rs sets tight ones.
+    let mut plans = Config::default().plans;
+    for p in plans.values_mut() {
+        p.requests_per_second = 1e6;
+        p.burst = 1_000_000;
+        p.max_concurrent_requests = 1000;
+    }
+    let limits =
+        tenantd::config::LimitsConfig { auth_requests_per_second: 1e5, auth_burst: 100_000, ..Default::default() };
+    Config {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".into(),
+        workers: 4,
+        auth,
+        plans,
+        limits,
+        ..Config::default()
+    }
 }
 
 impl TestServer {

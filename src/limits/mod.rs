@@ -1,0 +1,267 @@
+//! Resource isolation: plans turned into enforced limits. Rate limits (GCRA) per tenant, per
+//! (tenant, user or API key), per source address on sign-in, and one global; per-tenant
+//! concurrency caps; seats; storage (SQLite `max_page_count`); per-query time budgets
+//! (SQLite's progress handler). Time comes from an injectable clock.
+
+pub mod gcra;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use crate::app::App;
+use crate::catalog::tenants::TenantRecord;
+use crate::config::PlanConfig;
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use gcra::{Clock, Decision, Limiter, Quota};
+
+/// Keys each limiter keeps at most (memory bound; idle keys are pruned first).
+const MAX_KEYS: usize = 200_000;
+
+#[derive(Default)]
+pub struct LimitStats {
+    pub rate_limited: AtomicU64,
+    pub concurrency_rejected: AtomicU64,
+    pub quota_rejected: AtomicU64,
+    pub query_timeouts: AtomicU64,
+}
+
+pub struct Limits {
+    tenants: Limiter<TenantId>,
+    principals: Limiter<(TenantId, String)>,
+    addresses: Limiter<IpAddr>,
+    global: Limiter<()>,
+    inflight: Mutex<HashMap<TenantId, Arc<AtomicUsize>>>,
+    plans: Mutex<HashMap<TenantId, Arc<PlanConfig>>>,
+    pub stats: LimitStats,
+}
+
+impl Limits {
+    pub fn new(clock: Arc<dyn Clock>) -> Limits {
+        Limits {
+            tenants: Limiter::new(clock.clone(), MAX_KEYS),
+            principals: Limiter::new(clock.clone(), MAX_KEYS),
+            addresses: Limiter::new(clock.clone(), MAX_KEYS),
+            global: Limiter::new(clock, 16),
+            inflight: Mutex::default(),
+            plans: Mutex::default(),
+            stats: LimitStats::default(),
+        }
+    }
+
+    /// Plans are re-read after any catalog change (a plan change takes effect without restart).
+    pub fn invalidate(&self) {
+        self.plans.lock().clear();
+    }
+
+    /// Keys held by the limiters (for tests and metrics).
+    pub fn tracked_keys(&self) -> usize {
+        self.tenants.len() + self.principals.len() + self.addresses.len()
+    }
+}
+
+/// The tenant's effective limits: its plan, with per-tenant overrides from its settings
+/// (`"limits": {...}`), cached until the catalog changes.
+pub fn plan(app: &App, t: &TenantRecord) -> Result<Arc<PlanConfig>> {
+    if let Some(p) = app.limits.plans.lock().get(&t.id) {
+        return Ok(p.clone());
+    }
+    let base = app
+        .config
+        .plans
+        .get(&t.plan)
+        .or_else(|| app.config.plans.get(&app.config.default_plan))
+        .cloned()
+        .unwrap_or_default();
+    let settings = crate::catalog::identity::tenant_settings(&*app.catalog.conn()?, &t.id)?;
+    let effective = match settings.get("limits").filter(|v| v.is_object()) {
+        Some(over) => apply_overrides(&base, over)?,
+        None => base,
+    };
+    let p = Arc::new(effective);
+    let mut plans = app.limits.plans.lock();
+    if plans.len() >= MAX_KEYS {
+        plans.clear();
+    }
+    plans.insert(t.id.clone(), p.clone());
+    Ok(p)
+}
+
+/// Overrides are plan keys with new values; the result is validated like a plan.
+pub fn apply_overrides(base: &PlanConfig, over: &serde_json::Value) -> Result<PlanConfig> {
+    let mut v = serde_json::to_value(base).map_err(|e| Error::Internal(e.to_string()))?;
+    if let (Some(obj), Some(o)) = (v.as_object_mut(), over.as_object()) {
+        for (k, val) in o {
+            if !obj.contains_key(k) {
+                return Err(Error::invalid("unknown_limit", format!("unknown limit {k:?}")));
+            }
+            obj.insert(k.clone(), val.clone());
+        }
+    }
+    let plan: PlanConfig =
+        serde_json::from_value(v).map_err(|e| Error::invalid("invalid_limit", format!("limits: {e}")))?;
+    if plan.requests_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || plan.max_concurrent_requests == 0 || plan.query_timeout_ms == 0 {
+        return Err(Error::invalid("invalid_limit", "limits must be positive"));
+    }
+    Ok(plan)
+}
+
+fn rate_limited(d: Decision, what: &str) -> Error {
+    Error::TooManyRequests {
+        code: "rate_limited",
+        message: format!("{what} rate limit reached: retry after {} s", d.retry_after_s),
+        retry_after: d.retry_after_s as i64,
+    }
+}
+
+/// Rate limits for one tenant request: the tenant's own first (a request it refuses uses none
+/// of the global budget), then the caller's share, then the global limit. Returns the tenant
+/// decision for the `RateLimit-*` headers.
+pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Decision> {
+    let plan = plan(app, t)?;
+    let quota = Quota { per_second: plan.requests_per_second, burst: plan.burst };
+    let d = app.limits.tenants.check(&t.id, quota);
+    if !d.allowed {
+        app.limits.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(rate_limited(d, "tenant"));
+    }
+    if let Some(p) = principal {
+        let share = app.config.limits.principal_share;
+        let q = Quota {
+            per_second: plan.requests_per_second * share,
+            burst: ((plan.burst as f64) * share).ceil().max(1.0) as u64,
+        };
+        let pd = app.limits.principals.check(&(t.id.clone(), p.to_string()), q);
+        if !pd.allowed {
+            app.limits.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(rate_limited(pd, "per-user"));
+        }
+    }
+    admit_global(app)?;
+    Ok(d)
+}
+
+/// The platform-wide limit (off when `global_requests_per_second` is 0).
+pub fn admit_global(app: &App) -> Result<()> {
+    let l = &app.config.limits;
+    if l.global_requests_per_second > 0.0 {
+        let g = app.limits.global.check(&(), Quota { per_second: l.global_requests_per_second, burst: l.global_burst });
+        if !g.allowed {
+            app.limits.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(rate_limited(g, "server"));
+        }
+    }
+    Ok(())
+}
+
+/// Sign-in routes: per source address.
+pub fn admit_address(app: &App, ip: Option<IpAddr>) -> Result<Option<Decision>> {
+    let Some(ip) = ip else { return Ok(None) };
+    let l = &app.config.limits;
+    let d = app.limits.addresses.check(&ip, Quota { per_second: l.auth_requests_per_second, burst: l.auth_burst });
+    if !d.allowed {
+        app.limits.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        return Err(rate_limited(d, "sign-in"));
+    }
+    admit_global(app)?;
+    Ok(Some(d))
+}
+
+/// An in-flight slot of a tenant; released on drop.
+pub struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Takes one of the tenant's `max_concurrent_requests` slots or refuses with 429.
+pub fn enter(app: &App, t: &TenantRecord) -> Result<Slot> {
+    let max = plan(app, t)?.max_concurrent_requests as usize;
+    let counter = app.limits.inflight.lock().entry(t.id.clone()).or_default().clone();
+    let now = counter.fetch_add(1, Ordering::SeqCst) + 1;
+    let slot = Slot(counter);
+    if now > max {
+        app.limits.stats.concurrency_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::TooManyRequests {
+            code: "too_many_concurrent_requests",
+            message: format!("this tenant already has {max} requests in flight"),
+            retry_after: 1,
+        });
+    }
+    Ok(slot)
+}
+
+/// Requests in flight per tenant right now.
+pub fn inflight(app: &App, t: &TenantId) -> usize {
+    app.limits.inflight.lock().get(t).map(|c| c.load(Ordering::SeqCst)).unwrap_or(0)
+}
+
+/// Seats: refuses a new member when the plan's `max_users` are taken (409 `seat_limit`).
+pub fn check_seat(app: &App, t: &TenantRecord) -> Result<()> {
+    let max = plan(app, t)?.max_users as i64;
+    let used = crate::catalog::identity::count_members(&*app.catalog.conn()?, &t.id)?;
+    if used >= max {
+        app.limits.stats.quota_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::conflict(
+            "seat_limit",
+            format!("the {} plan allows {max} members; this tenant has {used}", t.plan),
+        ));
+    }
+    Ok(())
+}
+
+/// Pages a delete may still use past the storage limit, so removing data (and writing its
+/// audit entry) always works on a full tenant.
+const DELETE_HEADROOM_PAGES: u64 = 256;
+
+/// Bytes of the tenant's assets (they count toward its storage).
+pub fn asset_bytes(app: &App, t: &TenantId) -> u64 {
+    std::fs::read_dir(app.paths.tenant_assets(t))
+        .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}
+
+/// Applies the tenant's budgets to a pooled connection for one request: a storage ceiling
+/// (`PRAGMA max_page_count`, writes only) and a deadline for every statement (the progress
+/// handler interrupts past `query_timeout_ms`; the connection stays usable).
+pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool>) -> Result<()> {
+    let plan = plan(app, t)?;
+    if let Some(is_delete) = write {
+        let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?.max(512) as u64;
+        let room = plan.storage_bytes.saturating_sub(asset_bytes(app, &t.id));
+        let pages = room / page_size + if is_delete { DELETE_HEADROOM_PAGES } else { 0 };
+        conn.query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |_| Ok(()))?;
+    }
+    let deadline = Instant::now() + Duration::from_millis(plan.query_timeout_ms);
+    conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
+    Ok(())
+}
+
+/// Removes the per-request budget before the connection goes back to the pool.
+pub fn unbudget(conn: &Connection) {
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    let _ = conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_validate() {
+        let base = PlanConfig::default();
+        let p = apply_overrides(&base, &serde_json::json!({"burst": 99})).unwrap();
+        assert_eq!(p.burst, 99);
+        assert!(apply_overrides(&base, &serde_json::json!({"bogus": 1})).is_err());
+        assert!(apply_overrides(&base, &serde_json::json!({"burst": "lots"})).is_err());
+        assert!(apply_overrides(&base, &serde_json::json!({"requests_per_second": 0})).is_err());
+    }
+}

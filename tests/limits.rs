@@ -1,0 +1,257 @@
+//! Resource isolation over HTTP: per-tenant rate limits with RateLimit-* headers, noisy
+//! neighbours, per-user share, sign-in limits, concurrency caps, seats, storage quota, query
+//! time budget, plan changes without restart.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
+
+mod common;
+
+use common::TestServer;
+use serde_json::json;
+
+fn tight(rate: f64, burst: u64) -> TestServer {
+    TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.requests_per_second = rate;
+            p.burst = burst;
+        }
+        c.limits.principal_share = 1.0;
+    })
+}
+
+#[test]
+fn a_tenant_over_its_limit_gets_429_with_headers_and_others_are_untouched() {
+    // 1 request per 100 s: the burst is all a test run can use, whatever the machine's speed.
+    let s = tight(0.01, 5);
+    let a = s.token("a@acme.test", "acme", "owner");
+    let b = s.token("b@globex.test", "globex", "owner");
+    let mut last = None;
+    for i in 0..5 {
+        let r = s.get_as("/api/v1/t/acme/customers", &a);
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(r.header("ratelimit-limit"), Some("5"));
+        assert_eq!(r.header("ratelimit-remaining").unwrap(), (4 - i).to_string());
+        assert!(r.header("ratelimit-reset").is_some());
+        last = Some(r);
+    }
+    drop(last);
+    let r = s.get_as("/api/v1/t/acme/customers", &a);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    // Tenant B is unaffected by A's flood.
+    for _ in 0..5 {
+        assert_eq!(s.get_as("/api/v1/t/globex/customers", &b).status, 200);
+    }
+}
+
+#[test]
+fn one_user_gets_only_its_share_of_the_tenant() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.requests_per_second = 0.01;
+            p.burst = 10;
+        }
+        c.limits.principal_share = 0.5;
+    });
+    let a = s.token("a@acme.test", "acme", "owner");
+    let b = s.token("b@acme.test", "acme", "member");
+    let ok = (0..8).filter(|_| s.get_as("/api/v1/t/acme/customers", &a).status == 200).count();
+    assert_eq!(ok, 5, "half of a burst of 10");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &b).status, 200, "another user still gets in");
+}
+
+#[test]
+fn sign_in_is_limited_per_address() {
+    let s = TestServer::start_with(|c| {
+        c.limits.auth_requests_per_second = 0.01;
+        c.limits.auth_burst = 3;
+    });
+    s.member("a@acme.test", "acme", "owner");
+    let body = json!({"email": "a@acme.test", "password": "wrong-password-1"});
+    for _ in 0..3 {
+        assert_eq!(s.post_json("/api/v1/auth/login", None, &body).status, 401);
+    }
+    let r = s.post_json("/api/v1/auth/login", None, &body);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+}
+
+#[test]
+fn the_global_limit_applies_after_tenant_limits() {
+    let s = TestServer::start_with(|c| {
+        c.limits.global_requests_per_second = 0.01;
+        // Two sign-ins, A's one request, B's one request.
+        c.limits.global_burst = 4;
+        for p in c.plans.values_mut() {
+            p.requests_per_second = 0.01;
+            p.burst = 1;
+        }
+    });
+    let a = s.token("a@acme.test", "acme", "owner");
+    let b = s.token("b@globex.test", "globex", "owner");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &a).status, 200);
+    // Refused by acme's own limit: uses none of the global budget.
+    for _ in 0..5 {
+        assert_eq!(s.get_as("/api/v1/t/acme/customers", &a).json()["error"]["code"], "rate_limited");
+    }
+    assert_eq!(s.get_as("/api/v1/t/globex/customers", &b).status, 200, "global budget left for B");
+}
+
+#[test]
+fn concurrency_cap_refuses_the_extra_request() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.max_concurrent_requests = 1;
+        }
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    let tenant = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    // Hold the tenant's only slot as an in-flight request would.
+    let slot = tenantd::limits::enter(&s.app, &tenant).unwrap();
+    let r = s.get_as("/api/v1/t/acme/customers", &t);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "too_many_concurrent_requests");
+    drop(slot);
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+}
+
+#[test]
+fn seats_are_limited_by_plan() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.max_users = 2;
+        }
+    });
+    let owner = s.token("a@acme.test", "acme", "owner");
+    tenantd::auth::create_user(&s.app, "b@acme.test", common::PASSWORD, false).unwrap();
+    tenantd::auth::create_user(&s.app, "c@acme.test", common::PASSWORD, false).unwrap();
+    let add = |e: &str| s.post_json("/api/v1/t/acme/members", Some(&owner), &json!({"email": e, "role": "viewer"}));
+    assert_eq!(add("b@acme.test").status, 201);
+    let r = add("c@acme.test");
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["error"]["code"], "seat_limit");
+}
+
+#[test]
+fn storage_quota_is_507_and_deletes_keep_working() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.storage_bytes = 160 * 1024;
+        }
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    let big = "x".repeat(3000);
+    let mut first = None;
+    let mut hit = None;
+    for i in 0..200 {
+        let r = s.post_json("/api/v1/t/acme/notes", Some(&t), &json!({"body": big, "customer_id": null}));
+        if r.status == 400 {
+            // notes need a customer: create one once.
+            let c = s.post_json("/api/v1/t/acme/customers", Some(&t), &json!({"name": "C"}));
+            first = c.json()["id"].as_i64();
+            break;
+        }
+        let _ = i;
+    }
+    let cid = first.unwrap();
+    for i in 0..200 {
+        let r = s.post_json("/api/v1/t/acme/notes", Some(&t), &json!({"body": big, "customer_id": cid}));
+        if r.status == 507 {
+            assert_eq!(r.json()["error"]["code"], "storage_quota_exceeded");
+            hit = Some(i);
+            break;
+        }
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    assert!(hit.is_some(), "the quota was reached");
+    // Reads and deletes keep working on a full tenant.
+    assert_eq!(s.get_as("/api/v1/t/acme/notes?per_page=1", &t).status, 200);
+    let r = s.call("DELETE", "/api/v1/t/acme/notes/1", Some(&t), None);
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
+#[test]
+fn slow_queries_hit_the_time_budget_and_the_connection_survives() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.query_timeout_ms = 50;
+        }
+        c.tenant_pool_size = 1;
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    let tenant = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    {
+        let opened = s.app.open_tenant(&tenant).unwrap();
+        let conn = opened.handle.conn().unwrap();
+        conn.execute_batch(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+             INSERT INTO customers(name, company) SELECT 'c' || i, 'co' || (i % 7) FROM n;",
+        )
+        .unwrap();
+    }
+    let r = s.get_as("/api/v1/t/acme/customers?name__like=%25zzz%25&per_page=1", &t);
+    assert_eq!(r.status, 200, "an ordinary scan fits the budget");
+    // The data API cannot be made to run an unbounded query, so give the budgeted connection
+    // one directly: a billion-step recursive CTE.
+    let opened = s.app.open_tenant(&tenant).unwrap();
+    let conn = opened.handle.conn().unwrap();
+    tenantd::limits::budget(&s.app, &tenant, &conn, None).unwrap();
+    let started = std::time::Instant::now();
+    let e = conn
+        .query_row(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000) SELECT count(*) FROM c",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "interrupted near the 50 ms budget");
+    assert_eq!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::OperationInterrupted));
+    let mapped = tenantd::http::response::error_parts(&tenantd::error::Error::from(e));
+    assert_eq!((mapped.0, mapped.1), (503, "query_timeout"));
+    tenantd::limits::unbudget(&conn);
+    let n: i64 = conn.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 3000, "the connection is healthy afterwards");
+}
+
+#[test]
+fn plan_changes_take_effect_without_restart() {
+    let s = TestServer::start_with(|c| {
+        let free = c.plans.get_mut("free").unwrap();
+        free.requests_per_second = 0.01;
+        free.burst = 2;
+        c.limits.principal_share = 1.0;
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 429);
+    let o = s.cli(&["tenant", "set-plan", "acme", "pro"]);
+    assert!(o.status.success());
+    let ok =
+        common::within(std::time::Duration::from_secs(1), || s.get_as("/api/v1/t/acme/customers", &t).status == 200);
+    assert!(ok.is_some(), "pro's limits apply within a second of the CLI change");
+    // Per-tenant overrides through the platform API.
+    tenantd::auth::create_user(&s.app, "root@ops.test", common::PASSWORD, true).unwrap();
+    let root = s.login("root@ops.test");
+    let r = s.call("PATCH", "/api/v1/platform/tenants/acme", Some(&root), Some(&json!({"limits": {"max_users": 3}})));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["limits"]["max_users"], 3);
+    let bad = s.call("PATCH", "/api/v1/platform/tenants/acme", Some(&root), Some(&json!({"limits": {"nope": 1}})));
+    assert_eq!(bad.status, 400);
+    let res = s.get_as("/api/v1/platform/resources", &root);
+    assert_eq!(res.status, 200);
+    assert_eq!(res.json()["tenants"][0]["limits"]["max_users"], 3);
+}
+
+#[test]
+fn random_tenants_and_keys_do_not_grow_limiter_memory() {
+    let s = TestServer::start();
+    let mut c = s.client();
+    for i in 0..2000 {
+        let key = format!("tdk_{i:012}_{}", "0".repeat(64));
+        let r = c.request("GET", &format!("/api/v1/t/rnd{i}/customers"), &[("X-API-Key", &key)], b"").unwrap();
+        assert!(r.status == 404 || r.status == 401, "{}", r.status);
+    }
+    assert_eq!(s.app.limits.tracked_keys(), 0, "unknown tenants and keys never reach a limiter");
+}

@@ -13,8 +13,18 @@ dir=$(mktemp -d)
 port=18900
 pw='bench-password-2026'
 export TENANTD_LOG=quiet
+# A plan whose limits the load never reaches, so every request does the full work (the
+# resource layer still runs all its checks).
+cat > "$dir/on.toml" <<'TOML'
+[plans.bench]
+requests_per_second = 1e9
+burst = 1000000000
+max_concurrent_requests = 100000
+TOML
+printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\n[limits]\nenabled = false\n' > "$dir/off.toml"
+export TENANTD_CONFIG="$dir/on.toml"
 $bin --data-dir "$dir" init >/dev/null
-$bin --data-dir "$dir" tenant create bench --name Bench --plan enterprise >/dev/null
+$bin --data-dir "$dir" tenant create bench --name Bench --plan bench >/dev/null
 $bin --data-dir "$dir" user create owner@bench.test --password "$pw" --tenant bench --role owner >/dev/null
 db=$($bin --data-dir "$dir" tenant show bench --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["data_file"])')
 python3 - "$db" <<'PY'
@@ -52,4 +62,34 @@ for op in point list create; do
     create) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/create.lua" "$base/api/v1/t/bench/customers" ;;
   esac | grep -E "Requests/sec|99%|50%|Non-2xx|Socket errors|requests in"
 done
+
+# The resource layer side by side: the same point reads with limits switched off.
+kill $pid; wait $pid 2>/dev/null || true
+taskset -c 0 "$bin" --config "$dir/off.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+pid=$!
+for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+echo; echo "== point, resource layer OFF (compare with 'point' above)"
+taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" \
+  | grep -E "Requests/sec|99%|50%|Non-2xx|requests in"
+kill $pid; wait $pid 2>/dev/null || true
+
+# Noisy neighbour: tenant "noisy" (free plan, 10 req/s) is flooded far past its limit while
+# "bench" is measured; compare with bench's figures when noisy is idle.
+taskset -c 0 "$bin" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+pid=$!
+for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+$bin --data-dir "$dir" tenant create noisy --name Noisy --plan free >/dev/null
+$bin --data-dir "$dir" user create owner@noisy.test --password "$pw" --tenant noisy --role owner >/dev/null
+sleep 1
+ntoken=$(curl -fsS "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
+  -d "{\"email\":\"owner@noisy.test\",\"password\":\"$pw\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+echo; echo "== bench alone (4 connections)"
+taskset -c 1 wrk -t1 -c4 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | grep -E "Requests/sec|99%|50%"
+echo; echo "== bench while noisy is flooded (16 connections on noisy, mostly 429s)"
+taskset -c 1 wrk -t1 -c16 -d"$((secs + 2))s" -H "Authorization: Bearer $ntoken" "$base/api/v1/t/noisy/customers" > "$dir/noisy.txt" &
+flood=$!
+sleep 1
+taskset -c 1 wrk -t1 -c4 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | grep -E "Requests/sec|99%|50%"
+wait $flood
+echo "noisy flood: $(grep -E 'Requests/sec' "$dir/noisy.txt") ($(grep -E 'Non-2xx' "$dir/noisy.txt" | xargs))"
 rm -rf "$lua"

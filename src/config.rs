@@ -68,6 +68,9 @@ fn default_plans() -> BTreeMap<String, PlanConfig> {
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitsConfig {
+    /// Switches the whole resource layer (rate limits, concurrency caps, storage and query
+    /// budgets) off. For side-by-side benchmarks and diagnosis only.
+    pub enabled: bool,
     /// Requests per second across all tenants; 0 = unlimited.
     pub global_requests_per_second: f64,
     pub global_burst: u64,
@@ -81,6 +84,7 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         LimitsConfig {
+            enabled: true,
             global_requests_per_second: 0.0,
             global_burst: 1000,
             principal_share: 0.5,

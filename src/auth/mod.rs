@@ -49,6 +49,8 @@ impl From<&User> for UserInfo {
 }
 
 pub struct SessionInfo {
+    /// `user:<id>`, for audit and the per-caller limiter (built once, not per request).
+    pub actor: String,
     pub token_hash: String,
     pub user: UserInfo,
     pub expires_at: i64,
@@ -60,6 +62,7 @@ pub struct SessionInfo {
 
 #[derive(Clone, Debug)]
 pub struct KeyInfo {
+    pub actor: String,
     pub id: String,
     pub tenant_id: TenantId,
     pub perms: Arc<PermSet>,
@@ -81,11 +84,15 @@ impl Principal {
         }
     }
 
-    /// For audit entries: `user:<id>` or `api_key:<id>`.
+    /// For audit entries and the per-caller limiter: `user:<id>` or `api_key:<id>`.
     pub fn actor(&self) -> String {
+        self.actor_str().to_string()
+    }
+
+    pub fn actor_str(&self) -> &str {
         match self {
-            Principal::User(s) => format!("user:{}", s.user.id),
-            Principal::ApiKey(k) => format!("api_key:{}", k.id),
+            Principal::User(s) => &s.actor,
+            Principal::ApiKey(k) => &k.actor,
         }
     }
 }
@@ -134,6 +141,7 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
             let loaded = match identity::session_by_hash(&conn, &hash)? {
                 Some(s) if !s.revoked => identity::user_by_id(&conn, s.user_id)?.map(|u| {
                     Arc::new(SessionInfo {
+                        actor: format!("user:{}", u.id),
                         token_hash: hash.clone(),
                         user: UserInfo::from(&u),
                         expires_at: s.expires_at,
@@ -171,6 +179,7 @@ fn api_key(app: &App, hash: &str, now: i64) -> Result<KeyInfo> {
                         .ok_or_else(|| Error::Internal(format!("api key {} has scope {}", k.id, k.scope)))?
                         .restrict_tables(k.tables.as_deref());
                     Some(KeyInfo {
+                        actor: format!("api_key:{}", k.id),
                         id: k.id.clone(),
                         tenant_id: TenantId::parse(&k.tenant_id)?,
                         perms: Arc::new(perms),

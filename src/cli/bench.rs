@@ -33,6 +33,11 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Cost of one rate-limiter decision (check + update): one key, 100,000 keys, 2 threads.
+    Limiter {
+        #[arg(long, default_value_t = 2_000_000)]
+        decisions: u64,
+    },
     /// Open file descriptors of a live server while requests touch every tenant.
     Fds {
         #[arg(long, default_value_t = 10_000)]
@@ -123,6 +128,7 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
     match cmd {
         BenchCmd::Tenants { tenants: n, migrate, parallel, dir } => bench_tenants(&base, n, migrate, parallel, dir),
         BenchCmd::Fds { tenants: n, max_open, dir } => bench_fds(&base, n, max_open, dir),
+        BenchCmd::Limiter { decisions } => bench_limiter(decisions),
     }
 }
 
@@ -246,4 +252,48 @@ fn bench_fds(base: &Config, n: usize, max_open: usize, dir: Option<PathBuf>) -> 
     );
     running.shutdown()?;
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn bench_limiter(n: u64) -> CliResult {
+    use crate::limits::gcra::{Limiter, MonotonicClock, Quota};
+    let clock: Arc<dyn crate::limits::gcra::Clock> = Arc::new(MonotonicClock::default());
+    let q = Quota { per_second: 1e9, burst: 1_000_000 };
+    let per = |d: Duration, ops: u64| d.as_nanos() as f64 / ops as f64;
+
+    let l: Limiter<u64> = Limiter::new(clock.clone(), 1_000_000);
+    let t0 = Instant::now();
+    let mut allowed = 0u64;
+    for _ in 0..n {
+        allowed += u64::from(l.check(&7, q).allowed);
+    }
+    println!("one key, 1 thread:          {:>6.1} ns/decision ({allowed} allowed)", per(t0.elapsed(), n));
+
+    let keys = 100_000u64;
+    let l: Limiter<u64> = Limiter::new(clock.clone(), 1_000_000);
+    let t0 = Instant::now();
+    for i in 0..n {
+        l.check(&(i % keys), q);
+    }
+    println!("100,000 keys, 1 thread:     {:>6.1} ns/decision", per(t0.elapsed(), n));
+
+    let l: Limiter<u64> = Limiter::new(clock, 1_000_000);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let l = &l;
+            s.spawn(move || {
+                for i in 0..n / 2 {
+                    l.check(&((i * 2 + t) % keys), q);
+                }
+            });
+        }
+    });
+    let wall = t0.elapsed();
+    println!(
+        "100,000 keys, 2 threads:    {:>6.1} ns/decision per thread ({:.1} M decisions/s total, {} keys kept)",
+        per(wall, n / 2),
+        n as f64 / wall.as_secs_f64() / 1e6,
+        l.len()
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -291,13 +291,13 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
     // Limits: rate (tenant, then caller, then global), then a concurrency slot held until the
     // handler returns. Sign-in routes are limited per source address instead.
     let mut rate: Option<crate::limits::gcra::Decision> = None;
+    let limited = state.app.config.limits.enabled;
     let admitted = match tenant.as_deref() {
-        Some(t) => {
-            crate::limits::admit(&state.app, t, principal.as_ref().map(|p| p.actor()).as_deref()).and_then(|d| {
-                rate = Some(d);
-                crate::limits::enter(&state.app, t).map(Some)
-            })
-        }
+        _ if !limited => Ok(None),
+        Some(t) => crate::limits::admit(&state.app, t, principal.as_ref().map(|p| p.actor_str())).and_then(|d| {
+            rate = Some(d);
+            crate::limits::enter(&state.app, t).map(Some)
+        }),
         None if is_sign_in(matched.route) => {
             crate::limits::admit_address(&state.app, req.remote.map(|a| a.ip())).map(|d| {
                 rate = d;

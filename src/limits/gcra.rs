@@ -111,7 +111,8 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
         let t = quota.interval_ns();
         let tau = t.saturating_mul(quota.burst.max(1).saturating_sub(1));
         let mut shard = self.shard(key).lock();
-        let tat = match shard.get(key).copied() {
+        let stored = shard.get(key).copied();
+        let tat = match stored {
             Some((tat, old_t)) if old_t != t && tat > now => {
                 now + ((tat - now) as f64 * t as f64 / old_t.max(1) as f64) as u64
             }
@@ -130,10 +131,16 @@ impl<K: Hash + Eq + Clone> Limiter<K> {
             };
         }
         let new_tat = tat + t;
-        if shard.len() >= self.max_keys_per_shard && !shard.contains_key(key) {
-            prune(&mut shard, now, self.max_keys_per_shard);
+        match shard.get_mut(key) {
+            // Update in place: no key clone (and no allocation) on the hot path.
+            Some(v) => *v = (new_tat, t),
+            None => {
+                if shard.len() >= self.max_keys_per_shard {
+                    prune(&mut shard, now, self.max_keys_per_shard);
+                }
+                shard.insert(key.clone(), (new_tat, t));
+            }
         }
-        shard.insert(key.clone(), (new_tat, t));
         let used = (new_tat - now).div_ceil(t);
         let remaining = limit.saturating_sub(used);
         Decision { allowed: true, limit, remaining, reset_s: ceil_s(new_tat - now), retry_after_s: 0 }

@@ -34,11 +34,14 @@ pub struct LimitStats {
 
 pub struct Limits {
     tenants: Limiter<TenantId>,
-    principals: Limiter<(TenantId, String)>,
+    /// Keyed by a hash of (tenant id, caller): both are ids tenantd minted, so the key needs
+    /// no allocation per request.
+    principals: Limiter<u64>,
     addresses: Limiter<IpAddr>,
     global: Limiter<()>,
     inflight: Mutex<HashMap<TenantId, Arc<AtomicUsize>>>,
     plans: Mutex<HashMap<TenantId, Arc<PlanConfig>>>,
+    assets: Mutex<HashMap<TenantId, u64>>,
     pub stats: LimitStats,
 }
 
@@ -51,6 +54,7 @@ impl Limits {
             global: Limiter::new(clock, 16),
             inflight: Mutex::default(),
             plans: Mutex::default(),
+            assets: Mutex::default(),
             stats: LimitStats::default(),
         }
     }
@@ -58,6 +62,7 @@ impl Limits {
     /// Plans are re-read after any catalog change (a plan change takes effect without restart).
     pub fn invalidate(&self) {
         self.plans.lock().clear();
+        self.assets.lock().clear();
     }
 
     /// Keys held by the limiters (for tests and metrics).
@@ -106,7 +111,10 @@ pub fn apply_overrides(base: &PlanConfig, over: &serde_json::Value) -> Result<Pl
     }
     let plan: PlanConfig =
         serde_json::from_value(v).map_err(|e| Error::invalid("invalid_limit", format!("limits: {e}")))?;
-    if plan.requests_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) || plan.max_concurrent_requests == 0 || plan.query_timeout_ms == 0 {
+    if plan.requests_per_second.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater)
+        || plan.max_concurrent_requests == 0
+        || plan.query_timeout_ms == 0
+    {
         return Err(Error::invalid("invalid_limit", "limits must be positive"));
     }
     Ok(plan)
@@ -137,7 +145,13 @@ pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Dec
             per_second: plan.requests_per_second * share,
             burst: ((plan.burst as f64) * share).ceil().max(1.0) as u64,
         };
-        let pd = app.limits.principals.check(&(t.id.clone(), p.to_string()), q);
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (t.id.as_str(), p).hash(&mut h);
+            h.finish()
+        };
+        let pd = app.limits.principals.check(&key, q);
         if !pd.allowed {
             app.limits.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
             return Err(rate_limited(pd, "per-user"));
@@ -222,20 +236,33 @@ pub fn check_seat(app: &App, t: &TenantRecord) -> Result<()> {
 /// audit entry) always works on a full tenant.
 const DELETE_HEADROOM_PAGES: u64 = 256;
 
-/// Bytes of the tenant's assets (they count toward its storage).
+/// Bytes of the tenant's assets (they count toward its storage). Cached until the catalog
+/// changes: every asset write goes through `App::change`.
 pub fn asset_bytes(app: &App, t: &TenantId) -> u64 {
-    std::fs::read_dir(app.paths.tenant_assets(t))
+    if let Some(b) = app.limits.assets.lock().get(t) {
+        return *b;
+    }
+    let bytes = std::fs::read_dir(app.paths.tenant_assets(t))
         .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let mut cache = app.limits.assets.lock();
+    if cache.len() >= MAX_KEYS {
+        cache.clear();
+    }
+    cache.insert(t.clone(), bytes);
+    bytes
 }
 
 /// Applies the tenant's budgets to a pooled connection for one request: a storage ceiling
-/// (`PRAGMA max_page_count`, writes only) and a deadline for every statement (the progress
-/// handler interrupts past `query_timeout_ms`; the connection stays usable).
+/// (`PRAGMA max_page_count`, set before every write; reads ignore it, so it is not reset) and
+/// a deadline for every statement (the progress handler interrupts past `query_timeout_ms`;
+/// the connection stays usable).
 pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool>) -> Result<()> {
     let plan = plan(app, t)?;
     if let Some(is_delete) = write {
-        let page_size: u64 = conn.query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))?.max(512) as u64;
+        // The demo and template schemas use SQLite's default; a tenant file keeps its page size.
+        let page_size: u64 =
+            conn.prepare_cached("PRAGMA page_size")?.query_row([], |r| r.get::<_, i64>(0))?.max(512) as u64;
         let room = plan.storage_bytes.saturating_sub(asset_bytes(app, &t.id));
         let pages = room / page_size + if is_delete { DELETE_HEADROOM_PAGES } else { 0 };
         conn.query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |_| Ok(()))?;
@@ -245,10 +272,9 @@ pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool
     Ok(())
 }
 
-/// Removes the per-request budget before the connection goes back to the pool.
+/// Removes the statement deadline before the connection goes back to the pool.
 pub fn unbudget(conn: &Connection) {
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
-    let _ = conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()));
 }
 
 #[cfg(test)]

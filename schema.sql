@@ -189,3 +189,32 @@ CREATE TABLE IF NOT EXISTS api_keys (
     revoked_at   INTEGER
 );
 CREATE INDEX IF NOT EXISTS api_keys_tenant ON api_keys(tenant_id);
+
+-- ---------------------------------------------------------------------------------------------
+-- Usage metering (catalog version 3): per tenant and hour, flushed from memory every second.
+
+CREATE TABLE IF NOT EXISTS usage_hourly (
+    tenant_id    TEXT NOT NULL,
+    hour         INTEGER NOT NULL,                   -- Unix seconds at the start of the hour
+    requests     INTEGER NOT NULL DEFAULT 0,
+    errors       INTEGER NOT NULL DEFAULT 0,         -- responses with status >= 400
+    bytes_in     INTEGER NOT NULL DEFAULT 0,
+    bytes_out    INTEGER NOT NULL DEFAULT 0,
+    rows_read    INTEGER NOT NULL DEFAULT 0,
+    rows_written INTEGER NOT NULL DEFAULT 0,
+    cpu_us       INTEGER NOT NULL DEFAULT 0,         -- CPU time of the worker threads on its requests
+    latency_hist TEXT NOT NULL DEFAULT '[]',         -- JSON counts per bucket (see limits::meter)
+    storage_bytes INTEGER NOT NULL DEFAULT 0,        -- last seen in that hour
+    PRIMARY KEY (tenant_id, hour)
+);
+
+CREATE TABLE IF NOT EXISTS usage_users (
+    tenant_id TEXT NOT NULL,
+    hour      INTEGER NOT NULL,
+    user_id   INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, hour, user_id)
+);
+
+-- Bumped in the same transaction as every change that cached lookups depend on (App::change);
+-- servers poll it to drop their caches, so usage flushes and session touches do not.
+INSERT OR IGNORE INTO catalog_meta(key, value) VALUES ('generation', '0');

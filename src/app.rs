@@ -96,10 +96,15 @@ impl App {
         Ok(opened)
     }
 
-    /// A catalog write that changes tenants: commits, then drops cached lookups at once so this
-    /// process never serves a stale tenant (other processes are seen through the watcher).
+    /// A catalog write that changes what the caches hold (tenants, identity, plans): bumps the
+    /// catalog generation in the same transaction, commits, then drops this process's caches
+    /// at once (other processes see the generation move within 200 ms).
     pub fn change<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
-        let out = self.catalog.write(f);
+        let out = self.catalog.write(|tx| {
+            let out = f(tx)?;
+            tx.execute("UPDATE catalog_meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'", [])?;
+            Ok(out)
+        });
         self.invalidate_caches();
         out
     }

@@ -1,7 +1,7 @@
 //! Hot-path tenant lookups (slug → tenant, custom domain → tenant) cached in memory, so a warm
-//! request does no catalog query. The cache is dropped whenever the catalog changes: a watcher
-//! polls `PRAGMA data_version`, which moves when any other connection — another process such as
-//! the CLI, or this one — commits to the catalog (sqlite.org/pragma.html#pragma_data_version).
+//! request does no catalog query. The cache is dropped whenever the catalog's generation moves:
+//! `App::change` bumps it in the same transaction as the change, and the server's watcher polls
+//! it, so a change from another process (the CLI) is seen within 200 ms.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

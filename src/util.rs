@@ -27,6 +27,48 @@ pub fn file_stamp(secs: i64) -> String {
     rfc3339(secs).replace(['-', ':'], "")
 }
 
+/// Start of the UTC calendar month containing `secs`, and the start of the next one.
+pub fn month_bounds(secs: i64) -> (i64, i64) {
+    let (y, m, _) = civil_from_days(secs.div_euclid(86_400));
+    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+    (days_from_civil(y, m, 1) * 86_400, days_from_civil(ny, nm, 1) * 86_400)
+}
+
+/// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC) to Unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let num = |a: usize, b: usize| {
+        s.get(a..b).filter(|t| t.bytes().all(|c| c.is_ascii_digit())).and_then(|t| t.parse::<i64>().ok())
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    if s.as_bytes().get(4) != Some(&b'-')
+        || s.as_bytes().get(7) != Some(&b'-')
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&d)
+    {
+        return None;
+    }
+    let day = days_from_civil(y, m as u32, d as u32) * 86_400;
+    match s.len() {
+        10 => Some(day),
+        20 if s.ends_with('Z') && matches!(s.as_bytes()[10], b'T' | b' ') => {
+            let (h, mi, se) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+            (h < 24 && mi < 60 && se < 61).then_some(day + h * 3600 + mi * 60 + se)
+        }
+        _ => None,
+    }
+}
+
+/// (year, month, day) to days since 1970-01-01 (Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
 /// Algorithm from Howard Hinnant's "chrono-compatible low-level date algorithms".
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
@@ -76,6 +118,20 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_780_800), "2026-11-27T12:00:00Z");
         assert_eq!(file_stamp(0), "19700101T000000Z");
+    }
+
+    #[test]
+    fn months_and_parsing() {
+        let (start, next) = month_bounds(1_795_780_800); // 2026-11-27
+        assert_eq!(rfc3339(start), "2026-11-01T00:00:00Z");
+        assert_eq!(rfc3339(next), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(month_bounds(next - 1).1), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(month_bounds(1_796_000_000 + 40 * 86_400).1), "2027-02-01T00:00:00Z");
+        assert_eq!(parse_time("2026-11-27"), Some(1_795_737_600));
+        assert_eq!(parse_time("2026-11-27T12:00:00Z"), Some(1_795_780_800));
+        for bad in ["2026-13-01", "26-11-27", "2026-11-27T12:00:00", "yesterday", "2026-11-27T25:00:00Z"] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
     }
 
     #[test]

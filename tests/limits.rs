@@ -255,3 +255,95 @@ fn random_tenants_and_keys_do_not_grow_limiter_memory() {
     }
     assert_eq!(s.app.limits.tracked_keys(), 0, "unknown tenants and keys never reach a limiter");
 }
+
+#[test]
+fn usage_is_metered_and_reported() {
+    let s = TestServer::start();
+    let t = s.token("a@acme.test", "acme", "owner");
+    for _ in 0..4 {
+        assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    }
+    assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&t), &json!({"name": "x"})).status, 201);
+    assert_eq!(s.get_as("/api/v1/t/acme/customers/999", &t).status, 404);
+    let r = s.get_as("/api/v1/t/acme/usage", &t);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let item = &r.json()["items"][0];
+    assert_eq!(item["requests"], 6, "{item}");
+    assert_eq!(item["errors"], 1);
+    assert_eq!(item["rows_written"], 1);
+    assert!(item["rows_read"].as_i64().unwrap() >= 4);
+    assert!(item["bytes_out"].as_i64().unwrap() > 0);
+    assert!(item["p99_ms"].as_f64().is_some());
+    assert_eq!(item["active_users"], 1);
+    assert!(item["storage_bytes"].as_i64().unwrap() > 0);
+    let since = &tenantd::util::rfc3339(tenantd::util::now_unix() - 3 * 86_400)[..10];
+    let day = s.get_as(&format!("/api/v1/t/acme/usage?granularity=day&from={since}"), &t).json();
+    assert!(day["items"][0]["requests"].as_i64().unwrap() >= 6);
+    for bad in ["from=yesterday", "granularity=week", "from=2026-01-02&to=2026-01-01"] {
+        assert_eq!(s.get_as(&format!("/api/v1/t/acme/usage?{bad}"), &t).status, 400, "{bad}");
+    }
+    let o = s.cli(&["usage", "acme", "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v[0]["requests"].as_i64().unwrap() >= 6);
+}
+
+#[test]
+fn the_monthly_quota_answers_429_with_its_reset_time() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.monthly_requests = 3;
+        }
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    for _ in 0..3 {
+        assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    }
+    let r = s.get_as("/api/v1/t/acme/customers", &t);
+    assert_eq!(r.status, 429);
+    assert_eq!(r.json()["error"]["code"], "quota_exceeded");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("resets at"));
+    let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 0 && wait <= 31 * 86_400);
+}
+
+#[test]
+fn a_hard_kill_loses_at_most_the_last_second_of_usage() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(common::cli(&data, &["init"]).status.success());
+    assert!(common::cli(&data, &["tenant", "create", "acme", "--name", "Acme", "--plan", "enterprise"])
+        .status
+        .success());
+    let mut child = Command::new(common::bin())
+        .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+        .env_remove("TENANTD_LOG")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("server exited").unwrap();
+        if let Some(rest) = line.split("listening on http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    let mut c = tenantd::http::client::Client::new(addr);
+    for _ in 0..20 {
+        assert_eq!(c.get("/api/v1/t/acme").unwrap().status, 200);
+    }
+    let catalog = data.join("catalog.db");
+    let stored = || -> i64 {
+        let conn = tenantd::db::open_read_only(&catalog).unwrap();
+        conn.query_row("SELECT coalesce(sum(requests), 0) FROM usage_hourly", [], |r| r.get(0)).unwrap()
+    };
+    // The flush runs every second: the counts are durable within about a second.
+    let durable = common::within(std::time::Duration::from_millis(2500), || stored() >= 20);
+    assert!(durable.is_some(), "usage not flushed within 2.5 s (have {})", stored());
+    Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    assert_eq!(stored(), 20, "the counts survive the kill");
+}

@@ -7,6 +7,7 @@ pub mod openapi;
 pub mod platform;
 pub mod records;
 pub mod tenant;
+pub mod usage;
 
 use crate::auth::perms::{Action, Area};
 use crate::http::router::{Access, Need, Route, Router, Scope};
@@ -48,6 +49,7 @@ pub fn router() -> Router {
         r(Get, T, "/api-keys", members::keys, area(Area::ApiKeys, Action::Read)),
         r(Post, T, "/api-keys", members::create_key, area(Area::ApiKeys, Action::Write)),
         r(Delete, T, "/api-keys/{key_id}", members::revoke_key, area(Area::ApiKeys, Action::Write)),
+        r(Get, T, "/usage", usage::report, area(Area::Usage, Action::Read)),
         r(Get, T, "/settings", members::settings, area(Area::Settings, Action::Read)),
         r(Patch, T, "/settings", members::update_settings, area(Area::Settings, Action::Write)),
         r(Put, T, "/settings/logo", tenant::put_logo, area(Area::Settings, Action::Write)),

@@ -52,6 +52,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let table = schema.table(ctx.param("table")?)?;
     let q = query::parse_list(table, &req.query)?;
     let page = query::list(conn, table, &q)?;
+    crate::limits::meter::rows(page.items.len() as u64 + u64::from(page.total.is_some()), 0);
     Ok(Resp::json(200, &json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total})))
 }
 
@@ -60,7 +61,9 @@ pub fn get(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let w = Work::begin(ctx, None)?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
-    Ok(Resp::json(200, &query::get(&w.conn, table, id)?))
+    let record = query::get(&w.conn, table, id)?;
+    crate::limits::meter::rows(1, 0);
+    Ok(Resp::json(200, &record))
 }
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
@@ -72,6 +75,7 @@ pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let record = query::insert(&tx, table, &values)?;
     tx.commit()?;
+    crate::limits::meter::rows(0, 1);
     Ok(Resp::json(201, &record))
 }
 
@@ -85,6 +89,7 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let record = query::update(&tx, table, id, &values)?;
     tx.commit()?;
+    crate::limits::meter::rows(0, 1);
     Ok(Resp::json(200, &record))
 }
 
@@ -97,5 +102,6 @@ pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     query::delete(&tx, table, id)?;
     tx.commit()?;
+    crate::limits::meter::rows(0, 1);
     Ok(Resp::empty(204))
 }

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 /// Catalog schema version (PRAGMA user_version of catalog.db). Bump with a migration step in
 /// `upgrade` when `schema.sql` changes shape in a way `IF NOT EXISTS` cannot express.
-pub const CATALOG_VERSION: i64 = 2;
+pub const CATALOG_VERSION: i64 = 3;
 
 const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 
@@ -81,6 +81,16 @@ impl Catalog {
     /// deadlock on upgrade) and commits when it returns Ok.
     pub fn write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.conn()?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// `write` for background work (the usage flush): not counted in `checkouts`, which is
+    /// about what requests cost.
+    pub fn background_write<T>(&self, f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.pool.get()?;
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
         tx.commit()?;

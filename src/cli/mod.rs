@@ -60,6 +60,24 @@ pub enum Command {
     /// Users, passwords and tenant memberships.
     #[command(subcommand)]
     User(user::UserCmd),
+    /// A tenant's metered usage by hour or day.
+    #[command(
+        after_help = "Examples:\n  tenantd usage acme\n  tenantd usage acme --from 2026-11-01 --to 2026-12-01 --granularity day --json"
+    )]
+    Usage {
+        slug: String,
+        /// Start: a date or RFC 3339 UTC time (default: 24 hours ago).
+        #[arg(long)]
+        from: Option<String>,
+        /// End (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// hour or day.
+        #[arg(long, default_value = "hour")]
+        granularity: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
@@ -145,6 +163,9 @@ fn run(cli: Cli) -> CliResult {
         Command::Demo { .. } => serve::demo(open(config, OpenMode::CreateIfMissing)?),
         Command::Tenant(cmd) => tenant::run(open(config, OpenMode::MustExist)?, cmd),
         Command::User(cmd) => user::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Usage { slug, from, to, granularity, json } => {
+            usage(open(config, OpenMode::MustExist)?, &slug, from.as_deref(), to.as_deref(), &granularity, json)
+        }
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
     }
@@ -164,4 +185,47 @@ fn print_json(value: &impl serde::Serialize) -> CliResult<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| CliError::failed(e.to_string()))?;
     println!("{text}");
     Ok(())
+}
+
+fn usage(app: Arc<App>, slug: &str, from: Option<&str>, to: Option<&str>, granularity: &str, json: bool) -> CliResult {
+    let t = app.tenant(&crate::ids::Slug::parse(slug)?)?;
+    let (from, to, day) = crate::api::usage::window(from, to, Some(granularity))?;
+    let items = crate::limits::meter::report(&*app.catalog.conn()?, &t.id, from, to, day)?;
+    if json {
+        print_json(&items)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<21} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>7} {:>5}",
+        "START",
+        "REQUESTS",
+        "ERRORS",
+        "BYTES_IN",
+        "BYTES_OUT",
+        "ROWS_R",
+        "ROWS_W",
+        "CPU_MS",
+        "P50_MS",
+        "P99_MS",
+        "USERS"
+    );
+    let ms = |v: Option<f64>| v.map(|x| format!("{x:.1}")).unwrap_or_else(|| "-".into());
+    for b in &items {
+        println!(
+            "{:<21} {:>9} {:>7} {:>10} {:>10} {:>9} {:>9} {:>8.1} {:>7} {:>7} {:>5}",
+            b.start,
+            b.requests,
+            b.errors,
+            b.bytes_in,
+            b.bytes_out,
+            b.rows_read,
+            b.rows_written,
+            b.cpu_ms,
+            ms(b.p50_ms),
+            ms(b.p99_ms),
+            b.active_users
+        );
+    }
+    println!("{} buckets for {} ({})", items.len(), t.slug, if day { "by day" } else { "by hour" });
+    Ok(ExitCode::SUCCESS)
 }

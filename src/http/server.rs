@@ -152,6 +152,9 @@ impl RunningServer {
         if let Some(w) = self.watcher.take() {
             let _ = w.join();
         }
+        if let Err(e) = crate::limits::flush_usage(&self.state.app) {
+            crate::log::warn(&format!("final usage flush failed: {}", e.log_detail()));
+        }
         for (id, e) in self.state.app.store.checkpoint_all() {
             crate::log::warn(&format!("checkpoint of tenant {id} failed: {}", e.log_detail()));
         }
@@ -179,6 +182,7 @@ fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sende
     }
 }
 
+/// Polls the catalog generation (cache invalidation) and flushes usage every second.
 fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let conn = match crate::db::open_read_only(state.app.catalog.path()) {
         Ok(c) => c,
@@ -187,14 +191,26 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
             return;
         }
     };
-    let read = || conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)).ok();
+    // The generation moves only with changes that cached lookups depend on (not with usage
+    // flushes or session touches), so a busy server keeps its caches warm.
+    let read = || {
+        conn.query_row("SELECT value FROM catalog_meta WHERE key = 'generation'", [], |r| r.get::<_, String>(0)).ok()
+    };
     let mut last = read();
+    let mut last_flush = Instant::now();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
         let now = read();
         if now != last {
             state.app.invalidate_caches();
             last = now;
+        }
+        // Usage is flushed every second: a hard kill loses at most the last second of counts.
+        if last_flush.elapsed() >= Duration::from_secs(1) {
+            last_flush = Instant::now();
+            if let Err(e) = crate::limits::flush_usage(&state.app) {
+                crate::log::warn(&format!("usage flush failed (kept for the next one): {}", e.log_detail()));
+            }
         }
     }
 }
@@ -225,10 +241,30 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
     let id = state.next_request_id();
     let started = Instant::now();
     let method = rq.method().as_str().to_string();
+    let cpu = cpu_time::ThreadTime::try_now().ok();
+    let mut who = Who::default();
+    let mut bytes_in = 0;
     let (resp, label) = match read_request(state, &mut rq, &id) {
-        Ok(req) => dispatch(state, &req),
+        Ok(req) => {
+            bytes_in = req.body.len() as u64;
+            dispatch(state, &req, &mut who)
+        }
         Err(e) => (error_response(&e), "-".to_string()),
     };
+    let rows = crate::limits::meter::take_rows();
+    if let Some(t) = &who.tenant {
+        if state.app.config.limits.enabled {
+            let sample = crate::limits::meter::Sample {
+                status: resp.status,
+                bytes_in,
+                bytes_out: resp.body.len() as u64,
+                latency_us: started.elapsed().as_micros() as u64,
+                cpu_us: cpu.and_then(|c| c.try_elapsed().ok()).map(|d| d.as_micros() as u64).unwrap_or(0),
+                user: who.user,
+            };
+            state.app.limits.meter.record(&t.id, crate::util::now_unix(), &sample, rows);
+        }
+    }
     if resp.status >= 500 {
         crate::log::request(
             "WARN",
@@ -270,8 +306,15 @@ fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> R
     Ok(Req { id: id.to_string(), method, raw_path, segments, query, headers, body, remote: rq.remote_addr().copied() })
 }
 
+/// What the meter needs to know about a request once it is routed and authenticated.
+#[derive(Default)]
+struct Who {
+    tenant: Option<Arc<TenantRecord>>,
+    user: Option<i64>,
+}
+
 /// Routes and runs a request; returns the response and the route template for logs/metrics.
-fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
+fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
     let ui = req.segments.get(1).is_some_and(|s| s == "admin");
     let fail = |e: &Error| if ui { crate::ui::error_page(e, &req.raw_path) } else { error_response(e) };
     let (matched, tenant) = match route(state, req) {
@@ -279,6 +322,7 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
         Err(e) => return (fail(&e), "-".into()),
     };
     let label = matched.route.template();
+    who.tenant = tenant.clone();
     if let Some(t) = &tenant {
         if t.status == TenantStatus::Suspended && req.method.is_write() {
             return (fail(&Error::TenantSuspended), label);
@@ -288,6 +332,7 @@ fn dispatch(state: &ServerState, req: &Req) -> (Resp, String) {
         Ok(p) => p,
         Err(e) => return (fail(&e), label),
     };
+    who.user = principal.as_ref().and_then(|p| p.user()).map(|u| u.id);
     // Limits: rate (tenant, then caller, then global), then a concurrency slot held until the
     // handler returns. Sign-in routes are limited per source address instead.
     let mut rate: Option<crate::limits::gcra::Decision> = None;

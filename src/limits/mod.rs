@@ -4,6 +4,7 @@
 //! (SQLite's progress handler). Time comes from an injectable clock.
 
 pub mod gcra;
+pub mod meter;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +43,7 @@ pub struct Limits {
     inflight: Mutex<HashMap<TenantId, Arc<AtomicUsize>>>,
     plans: Mutex<HashMap<TenantId, Arc<PlanConfig>>>,
     assets: Mutex<HashMap<TenantId, u64>>,
+    pub meter: meter::Meter,
     pub stats: LimitStats,
 }
 
@@ -55,6 +57,7 @@ impl Limits {
             inflight: Mutex::default(),
             plans: Mutex::default(),
             assets: Mutex::default(),
+            meter: meter::Meter::default(),
             stats: LimitStats::default(),
         }
     }
@@ -133,6 +136,7 @@ fn rate_limited(d: Decision, what: &str) -> Error {
 /// decision for the `RateLimit-*` headers.
 pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Decision> {
     let plan = plan(app, t)?;
+    check_month(app, t, &plan)?;
     let quota = Quota { per_second: plan.requests_per_second, burst: plan.burst };
     let d = app.limits.tenants.check(&t.id, quota);
     if !d.allowed {
@@ -159,6 +163,57 @@ pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Dec
     }
     admit_global(app)?;
     Ok(d)
+}
+
+/// The monthly request quota (429 `quota_exceeded`, saying when it resets).
+fn check_month(app: &App, t: &TenantRecord, plan: &PlanConfig) -> Result<()> {
+    let now = crate::util::now_unix();
+    let (start, next) = crate::util::month_bounds(now);
+    let used = app
+        .limits
+        .meter
+        .month_requests(&t.id, start, || meter::stored_month_requests(&*app.catalog.conn()?, &t.id, start))?;
+    if used >= plan.monthly_requests {
+        app.limits.stats.quota_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(Error::TooManyRequests {
+            code: "quota_exceeded",
+            message: format!(
+                "the monthly quota of {} requests is used up; it resets at {}",
+                plan.monthly_requests,
+                crate::util::rfc3339(next)
+            ),
+            retry_after: next - now,
+        });
+    }
+    Ok(())
+}
+
+/// Writes the metered usage to the catalog (every second and at shutdown). Counts that fail
+/// to write are kept for the next attempt.
+pub fn flush_usage(app: &App) -> Result<usize> {
+    let items = app.limits.meter.drain();
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let mut storage = HashMap::new();
+    for ((t, _), _) in &items {
+        storage.entry(t.clone()).or_insert_with(|| {
+            let db = app.paths.tenant_db(t);
+            let file: u64 = ["", "-wal"]
+                .iter()
+                .filter_map(|sfx| std::fs::metadata(format!("{}{sfx}", db.display())).ok())
+                .map(|m| m.len())
+                .sum();
+            file + asset_bytes(app, t)
+        });
+    }
+    match app.catalog.background_write(|tx| meter::flush(tx, &items, &storage)) {
+        Ok(()) => Ok(items.len()),
+        Err(e) => {
+            app.limits.meter.restore(items);
+            Err(e)
+        }
+    }
 }
 
 /// The platform-wide limit (off when `global_requests_per_second` is 0).

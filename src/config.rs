@@ -79,6 +79,12 @@ pub struct LimitsConfig {
     /// Per source address on the sign-in routes.
     pub auth_requests_per_second: f64,
     pub auth_burst: u64,
+    /// A tenant refused this many times within a minute raises a `throttled` alert...
+    pub throttle_after_refusals: u64,
+    /// ...and, when on, is held to `throttle_factor` of its rate for `throttle_cooldown_seconds`.
+    pub auto_throttle: bool,
+    pub throttle_factor: f64,
+    pub throttle_cooldown_seconds: u64,
 }
 
 impl Default for LimitsConfig {
@@ -90,6 +96,10 @@ impl Default for LimitsConfig {
             principal_share: 0.5,
             auth_requests_per_second: 2.0,
             auth_burst: 10,
+            throttle_after_refusals: 1000,
+            auto_throttle: true,
+            throttle_factor: 0.5,
+            throttle_cooldown_seconds: 300,
         }
     }
 }
@@ -160,6 +170,8 @@ pub struct Config {
     pub plans: BTreeMap<String, PlanConfig>,
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
+    /// JSON POST target for alerts (quota thresholds, throttling); unset = audit log only.
+    pub alert_webhook_url: Option<String>,
 }
 
 impl Default for Config {
@@ -178,6 +190,7 @@ impl Default for Config {
             plans: default_plans(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            alert_webhook_url: None,
         }
     }
 }
@@ -203,6 +216,7 @@ const KNOWN_KEYS: &[&str] = &[
     "plans",
     "auth",
     "limits",
+    "alert_webhook_url",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -320,6 +334,19 @@ impl Config {
             )));
         }
         range("limits.global_burst", l.global_burst, 1, 1 << 40)?;
+        range("limits.throttle_after_refusals", l.throttle_after_refusals, 1, 1 << 40)?;
+        range("limits.throttle_cooldown_seconds", l.throttle_cooldown_seconds, 1, 86_400)?;
+        if !(l.throttle_factor > 0.0 && l.throttle_factor <= 1.0) {
+            return Err(ConfigError(format!(
+                "limits.throttle_factor = {} is out of range (0 < factor <= 1)",
+                l.throttle_factor
+            )));
+        }
+        if let Some(u) = &self.alert_webhook_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError(format!("alert_webhook_url = {u:?} must be an http:// or https:// URL")));
+            }
+        }
         range("limits.auth_burst", l.auth_burst, 1, 1 << 40)?;
         let a = &self.auth;
         range("auth.argon2_memory_kib", a.argon2_memory_kib as u64, 8, 4 * 1024 * 1024)?;

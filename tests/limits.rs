@@ -347,3 +347,73 @@ fn a_hard_kill_loses_at_most_the_last_second_of_usage() {
     child.wait().unwrap();
     assert_eq!(stored(), 20, "the counts survive the kill");
 }
+
+/// A one-shot HTTP receiver for webhook tests: returns its URL and a channel of bodies.
+fn webhook_sink() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+    let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", server.server_addr().to_ip().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for mut req in server.incoming_requests() {
+            let mut body = String::new();
+            let _ = std::io::Read::read_to_string(req.as_reader(), &mut body);
+            let _ = req.respond(tiny_http::Response::empty(204));
+            if tx.send(serde_json::from_str(&body).unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn quota_thresholds_raise_alerts_with_an_audit_entry_and_a_webhook() {
+    let (url, hooks) = webhook_sink();
+    let s = TestServer::start_with(move |c| {
+        for p in c.plans.values_mut() {
+            p.monthly_requests = 10;
+        }
+        c.alert_webhook_url = Some(url);
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    for _ in 0..10 {
+        s.get_as("/api/v1/t/acme/customers", &t);
+    }
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let v = hooks.recv_timeout(std::time::Duration::from_secs(10)).expect("webhook called");
+        assert_eq!(v["slug"], "acme");
+        kinds.push(v["kind"].as_str().unwrap().to_string());
+    }
+    kinds.sort();
+    assert_eq!(kinds, ["requests_100", "requests_80"]);
+    // Each threshold is reported once a month, however often it is crossed.
+    s.get_as("/api/v1/t/acme/customers", &t);
+    assert_eq!(s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed), 2);
+    let conn = s.app.catalog.conn().unwrap();
+    let n: i64 =
+        conn.query_row("SELECT count(*) FROM platform_audit WHERE action = 'limits.alert'", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 2);
+}
+
+#[test]
+fn a_tenant_that_keeps_hammering_is_throttled_for_a_cool_down() {
+    let s = TestServer::start_with(|c| {
+        for p in c.plans.values_mut() {
+            p.requests_per_second = 0.01;
+            p.burst = 1;
+        }
+        c.limits.throttle_after_refusals = 5;
+        c.limits.principal_share = 1.0;
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    for _ in 0..5 {
+        assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 429);
+    }
+    assert_eq!(s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed), 1, "one throttled alert");
+    let acme = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    assert!(tenantd::limits::is_throttled(&s.app, &acme.id));
+    let other = s.create_tenant("globex");
+    assert!(!tenantd::limits::is_throttled(&s.app, &other.id));
+}

@@ -66,19 +66,14 @@ pub fn resources(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let mut items = Vec::with_capacity(list.len());
     for t in &list {
         let plan = crate::limits::plan(ctx.app, t)?;
-        let db = ctx.app.paths.tenant_db(&t.id);
-        let file_bytes: u64 = ["", "-wal"]
-            .iter()
-            .filter_map(|sfx| std::fs::metadata(format!("{}{sfx}", db.display())).ok())
-            .map(|m| m.len())
-            .sum();
-        let assets = crate::limits::asset_bytes(ctx.app, &t.id);
+        let used = crate::limits::storage_bytes(ctx.app, &t.id);
         items.push(json!({
             "slug": t.slug, "plan": t.plan, "status": t.status,
             "in_flight": crate::limits::inflight(ctx.app, &t.id),
-            "storage_bytes": file_bytes + assets,
+            "storage_bytes": used,
             "storage_quota_bytes": plan.storage_bytes,
-            "storage_used_ratio": (file_bytes + assets) as f64 / plan.storage_bytes.max(1) as f64,
+            "storage_used_ratio": used as f64 / plan.storage_bytes.max(1) as f64,
+            "throttled": crate::limits::is_throttled(ctx.app, &t.id),
             "limits": *plan,
         }));
     }
@@ -92,6 +87,8 @@ pub fn resources(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
             "concurrency_rejected": s.concurrency_rejected.load(Relaxed),
             "quota_rejected": s.quota_rejected.load(Relaxed),
             "limiter_keys": ctx.app.limits.tracked_keys(),
+            "alerts_raised": ctx.app.limits.alerts.raised.load(Relaxed),
+            "metering_backlog": ctx.app.limits.meter.backlog(),
             "tenants": items
         }),
     ))

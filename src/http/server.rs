@@ -87,6 +87,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     let http = bind(listen)?;
     let addr = http.server_addr().to_ip().ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
+    crate::limits::alerts::start(&app);
     let state = Arc::new(ServerState::new(app.clone(), router));
     let (stop_tx, stop_rx) = mpsc::channel();
     let workers = (0..app.config.workers)

@@ -3,6 +3,7 @@
 //! concurrency caps; seats; storage (SQLite `max_page_count`); per-query time budgets
 //! (SQLite's progress handler). Time comes from an injectable clock.
 
+pub mod alerts;
 pub mod gcra;
 pub mod meter;
 
@@ -44,6 +45,11 @@ pub struct Limits {
     plans: Mutex<HashMap<TenantId, Arc<PlanConfig>>>,
     assets: Mutex<HashMap<TenantId, u64>>,
     pub meter: meter::Meter,
+    pub alerts: alerts::Alerts,
+    /// Tenants that kept hammering past their limit: throttled to `throttle_factor` of their
+    /// rate until the instant stored here (monotonic ns), plus recent refusal counts.
+    throttled: Mutex<HashMap<TenantId, (u64, u64, u64)>>,
+    clock: Arc<dyn Clock>,
     pub stats: LimitStats,
 }
 
@@ -53,11 +59,14 @@ impl Limits {
             tenants: Limiter::new(clock.clone(), MAX_KEYS),
             principals: Limiter::new(clock.clone(), MAX_KEYS),
             addresses: Limiter::new(clock.clone(), MAX_KEYS),
-            global: Limiter::new(clock, 16),
+            global: Limiter::new(clock.clone(), 16),
             inflight: Mutex::default(),
             plans: Mutex::default(),
             assets: Mutex::default(),
             meter: meter::Meter::default(),
+            alerts: alerts::Alerts::default(),
+            throttled: Mutex::default(),
+            clock: clock.clone(),
             stats: LimitStats::default(),
         }
     }
@@ -137,10 +146,12 @@ fn rate_limited(d: Decision, what: &str) -> Error {
 pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Decision> {
     let plan = plan(app, t)?;
     check_month(app, t, &plan)?;
-    let quota = Quota { per_second: plan.requests_per_second, burst: plan.burst };
+    let factor = throttle_factor(app, &t.id);
+    let quota = Quota { per_second: plan.requests_per_second * factor, burst: plan.burst };
     let d = app.limits.tenants.check(&t.id, quota);
     if !d.allowed {
         app.limits.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+        refused(app, t);
         return Err(rate_limited(d, "tenant"));
     }
     if let Some(p) = principal {
@@ -165,6 +176,55 @@ pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Dec
     Ok(d)
 }
 
+/// Whether a tenant is in an auto-throttle cool-down.
+pub fn is_throttled(app: &App, t: &TenantId) -> bool {
+    throttle_factor(app, t) < 1.0
+}
+
+/// The rate factor in force for a tenant: 1, or `throttle_factor` while it cools down.
+fn throttle_factor(app: &App, t: &TenantId) -> f64 {
+    match app.limits.throttled.lock().get(t) {
+        Some((until, _, _)) if *until > app.limits.clock.now_ns() => app.config.limits.throttle_factor,
+        _ => 1.0,
+    }
+}
+
+/// Counts a refusal; a tenant refused `throttle_after_refusals` times within a minute is
+/// alerted about and, when `auto_throttle` is on, held to a lower rate for the cool-down.
+fn refused(app: &App, t: &TenantRecord) {
+    let cfg = &app.config.limits;
+    let now = app.limits.clock.now_ns();
+    let minute = 60_000_000_000;
+    let mut map = app.limits.throttled.lock();
+    if map.len() > MAX_KEYS {
+        map.retain(|_, (until, start, _)| *until > now || now - *start < minute);
+    }
+    let e = map.entry(t.id.clone()).or_insert((0, now, 0));
+    if now - e.1 >= minute {
+        e.1 = now;
+        e.2 = 0;
+    }
+    e.2 += 1;
+    if e.2 == cfg.throttle_after_refusals {
+        if cfg.auto_throttle {
+            e.0 = now + cfg.throttle_cooldown_seconds * 1_000_000_000;
+        }
+        drop(map);
+        let period = crate::util::now_unix() / 600;
+        let what = if cfg.auto_throttle {
+            format!(
+                "refused {} requests within a minute: throttled to {:.0}% of its rate for {} s",
+                cfg.throttle_after_refusals,
+                cfg.throttle_factor * 100.0,
+                cfg.throttle_cooldown_seconds
+            )
+        } else {
+            format!("refused {} requests within a minute", cfg.throttle_after_refusals)
+        };
+        app.limits.alerts.raise(&t.id, t.slug.as_str(), "throttled", period, what);
+    }
+}
+
 /// The monthly request quota (429 `quota_exceeded`, saying when it resets).
 fn check_month(app: &App, t: &TenantRecord, plan: &PlanConfig) -> Result<()> {
     let now = crate::util::now_unix();
@@ -173,6 +233,13 @@ fn check_month(app: &App, t: &TenantRecord, plan: &PlanConfig) -> Result<()> {
         .limits
         .meter
         .month_requests(&t.id, start, || meter::stored_month_requests(&*app.catalog.conn()?, &t.id, start))?;
+    let quota = plan.monthly_requests.max(1);
+    for (pct, kind) in [(80, "requests_80"), (100, "requests_100")] {
+        if used + 1 >= quota * pct / 100 {
+            let msg = format!("{} of {quota} monthly requests used ({pct}%)", used + 1);
+            app.limits.alerts.raise(&t.id, t.slug.as_str(), kind, start, msg);
+        }
+    }
     if used >= plan.monthly_requests {
         app.limits.stats.quota_rejected.fetch_add(1, Ordering::Relaxed);
         return Err(Error::TooManyRequests {
@@ -197,21 +264,31 @@ pub fn flush_usage(app: &App) -> Result<usize> {
     }
     let mut storage = HashMap::new();
     for ((t, _), _) in &items {
-        storage.entry(t.clone()).or_insert_with(|| {
-            let db = app.paths.tenant_db(t);
-            let file: u64 = ["", "-wal"]
-                .iter()
-                .filter_map(|sfx| std::fs::metadata(format!("{}{sfx}", db.display())).ok())
-                .map(|m| m.len())
-                .sum();
-            file + asset_bytes(app, t)
-        });
+        storage.entry(t.clone()).or_insert_with(|| storage_bytes(app, t));
     }
+    storage_alerts(app, &storage);
     match app.catalog.background_write(|tx| meter::flush(tx, &items, &storage)) {
         Ok(()) => Ok(items.len()),
         Err(e) => {
             app.limits.meter.restore(items);
             Err(e)
+        }
+    }
+}
+
+/// Alerts at 80% and 100% of the storage quota (once a day per tenant and threshold).
+fn storage_alerts(app: &App, storage: &HashMap<TenantId, u64>) {
+    let day = crate::util::now_unix() / 86_400;
+    for (id, bytes) in storage {
+        let Ok(Some(t)) = app.catalog.conn().and_then(|c| crate::catalog::tenants::find_by_id(&c, id)) else {
+            continue;
+        };
+        let Ok(p) = plan(app, &t) else { continue };
+        for (pct, kind) in [(80, "storage_80"), (100, "storage_100")] {
+            if *bytes >= p.storage_bytes / 100 * pct {
+                let msg = format!("{bytes} of {} storage bytes used ({pct}%)", p.storage_bytes);
+                app.limits.alerts.raise(id, t.slug.as_str(), kind, day, msg);
+            }
         }
     }
 }
@@ -290,6 +367,17 @@ pub fn check_seat(app: &App, t: &TenantRecord) -> Result<()> {
 /// Pages a delete may still use past the storage limit, so removing data (and writing its
 /// audit entry) always works on a full tenant.
 const DELETE_HEADROOM_PAGES: u64 = 256;
+
+/// Storage a tenant uses: its file, its WAL and its assets.
+pub fn storage_bytes(app: &App, t: &TenantId) -> u64 {
+    let db = app.paths.tenant_db(t);
+    let file: u64 = ["", "-wal"]
+        .iter()
+        .filter_map(|sfx| std::fs::metadata(format!("{}{sfx}", db.display())).ok())
+        .map(|m| m.len())
+        .sum();
+    file + asset_bytes(app, t)
+}
 
 /// Bytes of the tenant's assets (they count toward its storage). Cached until the catalog
 /// changes: every asset write goes through `App::change`.

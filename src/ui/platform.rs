@@ -26,7 +26,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             (flash(req))
             h2 { "Tenants" }
             table.data {
-                thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "Created" } th { "Actions" } } }
+                thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "In flight" } th { "Storage" } th { "Created" } th { "Actions" } } }
                 tbody {
                     @for t in &list {
                         tr {
@@ -35,6 +35,8 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                             td { span.badge.(t.status.as_str()) { (t.status.as_str()) } }
                             td { (t.plan) }
                             td { "v" (t.schema_version) }
+                            td { (crate::limits::inflight(ctx.app, &t.id)) @if crate::limits::is_throttled(ctx.app, &t.id) { " " span.badge.suspended { "throttled" } } }
+                            td { (storage(ctx, t)) }
                             td { (rfc3339(t.created_at)) }
                             td {
                                 @for action in actions(t.status) {
@@ -70,6 +72,13 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             }
         },
     ))
+}
+
+/// "used / quota (pct)" for the tenant's file, WAL and assets.
+fn storage(ctx: &Ctx<'_>, t: &tenants::TenantRecord) -> String {
+    let used = crate::limits::storage_bytes(ctx.app, &t.id);
+    let quota = crate::limits::plan(ctx.app, t).map(|p| p.storage_bytes).unwrap_or(0).max(1);
+    format!("{} KiB / {} MiB ({:.1}%)", used / 1024, quota / (1024 * 1024), used as f64 * 100.0 / quota as f64)
 }
 
 fn actions(status: tenants::TenantStatus) -> &'static [&'static str] {

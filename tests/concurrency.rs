@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -97,20 +96,7 @@ fn sigterm_drains_checkpoints_and_exits_zero() {
     let o = common::cli(&data, &["init"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(common::cli(&data, &["tenant", "create", "acme", "--name", "Acme"]).status.success());
-    let mut child = Command::new(common::bin())
-        .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
-        .env_remove("TENANTD_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("server exited before listening").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let (mut child, addr, lines) = common::spawn_serve(&data);
     let mut c = Client::new(addr);
     for _ in 0..20 {
         assert_eq!(c.get("/api/v1/t/acme").unwrap().status, 200);

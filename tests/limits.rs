@@ -309,28 +309,14 @@ fn the_monthly_quota_answers_429_with_its_reset_time() {
 
 #[test]
 fn a_hard_kill_loses_at_most_the_last_second_of_usage() {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     assert!(common::cli(&data, &["init"]).status.success());
     assert!(common::cli(&data, &["tenant", "create", "acme", "--name", "Acme", "--plan", "enterprise"])
         .status
         .success());
-    let mut child = Command::new(common::bin())
-        .args(["--data-dir", data.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
-        .env_remove("TENANTD_LOG")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::BufRead;
-    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr: std::net::SocketAddr = loop {
-        let line = lines.next().expect("server exited").unwrap();
-        if let Some(rest) = line.split("listening on http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().parse().unwrap();
-        }
-    };
+    let (mut child, addr, _lines) = common::spawn_serve(&data);
     let mut c = tenantd::http::client::Client::new(addr);
     for _ in 0..20 {
         assert_eq!(c.get("/api/v1/t/acme").unwrap().status, 200);

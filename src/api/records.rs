@@ -35,6 +35,21 @@ impl Work {
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
         self.handle.schema_info(&self.conn)
     }
+
+    /// One write to `table` in a `BEGIN IMMEDIATE` transaction, metered as one row written.
+    pub fn write<T>(
+        &mut self,
+        table: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &query::Table) -> Result<T>,
+    ) -> Result<T> {
+        let schema = self.schema()?;
+        let table = schema.table(table)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let out = f(&tx, table)?;
+        tx.commit()?;
+        crate::limits::meter::rows(0, 1);
+        Ok(out)
+    }
 }
 
 impl Drop for Work {
@@ -67,41 +82,22 @@ pub fn get(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 }
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let mut w = Work::begin(ctx, Some(false))?;
-    let schema = w.schema()?;
-    let conn = &mut w.conn;
-    let table = schema.table(ctx.param("table")?)?;
-    let values = query::body_values(table, &body(req)?)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let record = query::insert(&tx, table, &values)?;
-    tx.commit()?;
-    crate::limits::meter::rows(0, 1);
+    let body = body(req)?;
+    let record = Work::begin(ctx, Some(false))?
+        .write(ctx.param("table")?, |tx, table| query::insert(tx, table, &query::body_values(table, &body)?))?;
     Ok(Resp::json(201, &record))
 }
 
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let mut w = Work::begin(ctx, Some(false))?;
-    let schema = w.schema()?;
-    let conn = &mut w.conn;
-    let table = schema.table(ctx.param("table")?)?;
-    let values = query::body_values(table, &body(req)?)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let record = query::update(&tx, table, id, &values)?;
-    tx.commit()?;
-    crate::limits::meter::rows(0, 1);
+    let body = body(req)?;
+    let record = Work::begin(ctx, Some(false))?
+        .write(ctx.param("table")?, |tx, table| query::update(tx, table, id, &query::body_values(table, &body)?))?;
     Ok(Resp::json(200, &record))
 }
 
 pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let mut w = Work::begin(ctx, Some(true))?;
-    let schema = w.schema()?;
-    let conn = &mut w.conn;
-    let table = schema.table(ctx.param("table")?)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    query::delete(&tx, table, id)?;
-    tx.commit()?;
-    crate::limits::meter::rows(0, 1);
+    Work::begin(ctx, Some(true))?.write(ctx.param("table")?, |tx, table| query::delete(tx, table, id))?;
     Ok(Resp::empty(204))
 }

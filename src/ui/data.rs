@@ -237,15 +237,9 @@ pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let f = form(req)?;
     let mut w = crate::api::records::Work::begin(ctx, Some(false))?;
     let schema = w.schema()?;
-    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
-    let res = form_values(table, &f, true).and_then(|vals| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let rec = query::insert(&tx, table, &vals)?;
-        tx.commit()?;
-        Ok(rec)
-    });
+    let res = w.write(&table.name, |tx, table| query::insert(tx, table, &form_values(table, &f, true)?));
     match res {
         Ok(rec) => Ok(back(
             &b,
@@ -295,16 +289,11 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let f = form(req)?;
     let mut w = crate::api::records::Work::begin(ctx, Some(false))?;
     let schema = w.schema()?;
-    let conn = &mut w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
-    let res = form_values(table, &f, false).and_then(|vals| {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        query::update(&tx, table, id, &vals)?;
-        tx.commit()?;
-        Ok(())
-    });
+    let res =
+        w.write(&table.name, |tx, table| query::update(tx, table, id, &form_values(table, &f, false)?).map(|_| ()));
     match res {
         Ok(()) => Ok(back(&b, "ok", &format!("saved {} {id}", table.name))),
         Err(e @ (Error::Invalid { .. } | Error::Conflict { .. })) => form_page(
@@ -322,17 +311,10 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let mut w = crate::api::records::Work::begin(ctx, Some(true))?;
-    let schema = w.schema()?;
-    let conn = &mut w.conn;
-    let table = schema.table(ctx.param("table")?)?;
+    let table = ctx.param("table")?;
     let b = base(ctx)?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    match query::delete(&tx, table, id) {
-        Ok(()) => {
-            tx.commit()?;
-            Ok(back(&b, "ok", &format!("deleted {} {id}", table.name)))
-        }
+    match crate::api::records::Work::begin(ctx, Some(true))?.write(table, |tx, t| query::delete(tx, t, id)) {
+        Ok(()) => Ok(back(&b, "ok", &format!("deleted {table} {id}"))),
         Err(e @ Error::Invalid { .. }) => Ok(back(&format!("{b}/{id}"), "error", &e.to_string())),
         Err(e) => Err(e),
     }

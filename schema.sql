@@ -218,3 +218,13 @@ CREATE TABLE IF NOT EXISTS usage_users (
 -- Bumped in the same transaction as every change that cached lookups depend on (App::change);
 -- servers poll it to drop their caches, so usage flushes and session touches do not.
 INSERT OR IGNORE INTO catalog_meta(key, value) VALUES ('generation', '0');
+
+-- ---------------------------------------------------------------------------------------------
+-- Audit anchors (catalog version 4): the head of each tenant's audit chain, recorded every
+-- second and at shutdown, so truncating a tenant's chain or rewriting it whole is detected.
+CREATE TABLE IF NOT EXISTS audit_anchors (
+    tenant_id   TEXT PRIMARY KEY,
+    last_id     INTEGER NOT NULL,
+    last_hash   TEXT NOT NULL,
+    anchored_at INTEGER NOT NULL
+);

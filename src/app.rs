@@ -25,6 +25,8 @@ pub struct App {
     pub auth: AuthCache,
     /// Rate limiters, concurrency slots and cached effective plans.
     pub limits: crate::limits::Limits,
+    /// Tenants whose audit chain grew since it was last anchored in the catalog.
+    pub audit_dirty: crate::audit::Dirty,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -65,6 +67,7 @@ impl App {
             directory: TenantDirectory::default(),
             auth: AuthCache::default(),
             limits: crate::limits::Limits::new(Arc::new(crate::limits::gcra::MonotonicClock::default())),
+            audit_dirty: crate::audit::Dirty::default(),
         }))
     }
 

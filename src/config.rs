@@ -172,6 +172,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// JSON POST target for alerts (quota thresholds, throttling); unset = audit log only.
     pub alert_webhook_url: Option<String>,
+    /// Write an audit entry with every data change, in the same transaction. Off only for
+    /// side-by-side benchmarks.
+    pub audit_data_changes: bool,
 }
 
 impl Default for Config {
@@ -191,6 +194,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             alert_webhook_url: None,
+            audit_data_changes: true,
         }
     }
 }
@@ -217,6 +221,7 @@ const KNOWN_KEYS: &[&str] = &[
     "auth",
     "limits",
     "alert_webhook_url",
+    "audit_data_changes",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.

@@ -111,12 +111,13 @@ pub fn user_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }
 
-/// A fingerprint of the schema: SHA-256 over the sorted `sqlite_master` entries of user
-/// objects. Two databases at the same migration version must agree; a difference is drift.
+/// A fingerprint of the schema: SHA-256 over the sorted `sqlite_master` entries of the app's
+/// objects (SQLite's and tenantd's own `_tenantd_*` tables excluded). Two databases at the same
+/// migration version must agree; a difference is drift.
 pub fn schema_fingerprint(conn: &Connection) -> Result<String> {
     let mut stmt = conn.prepare(
         "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master \
-         WHERE name NOT LIKE 'sqlite_%' ORDER BY type, name",
+         WHERE name NOT LIKE 'sqlite_%' AND tbl_name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' ORDER BY type, name",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(format!(

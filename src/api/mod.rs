@@ -1,5 +1,6 @@
 //! JSON handlers by area, and the route table that wires them to the router.
 
+pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod members;
@@ -50,6 +51,7 @@ pub fn router() -> Router {
         r(Post, T, "/api-keys", members::create_key, area(Area::ApiKeys, Action::Write)),
         r(Delete, T, "/api-keys/{key_id}", members::revoke_key, area(Area::ApiKeys, Action::Write)),
         r(Get, T, "/usage", usage::report, area(Area::Usage, Action::Read)),
+        r(Get, T, "/audit", audit::list, area(Area::Audit, Action::Read)),
         r(Get, T, "/settings", members::settings, area(Area::Settings, Action::Read)),
         r(Patch, T, "/settings", members::update_settings, area(Area::Settings, Action::Write)),
         r(Put, T, "/settings/logo", tenant::put_logo, area(Area::Settings, Action::Write)),

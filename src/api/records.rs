@@ -17,11 +17,19 @@ pub struct Work {
     pub handle: std::sync::Arc<crate::store::TenantHandle>,
     pub conn: crate::db::PooledConn,
     budgeted: bool,
+    app: std::sync::Arc<crate::app::App>,
+    tenant: crate::ids::TenantId,
+    /// Who and where, for the audit entry written with each change.
+    actor: String,
+    source: Option<String>,
+    user_agent: Option<String>,
+    request_id: String,
+    audit: bool,
 }
 
 impl Work {
     /// `write`: None for reads, Some(is_delete) for writes.
-    pub fn begin(ctx: &Ctx<'_>, write: Option<bool>) -> Result<Work> {
+    pub fn begin(ctx: &Ctx<'_>, req: &Req, write: Option<bool>) -> Result<Work> {
         let t = ctx.tenant()?;
         let opened = ctx.app.open_tenant(t)?;
         let conn = opened.handle.conn()?;
@@ -29,27 +37,71 @@ impl Work {
         if budgeted {
             crate::limits::budget(ctx.app, t, &conn, write)?;
         }
-        Ok(Work { handle: opened.handle, conn, budgeted })
+        Ok(Work {
+            handle: opened.handle,
+            conn,
+            budgeted,
+            app: ctx.app.clone(),
+            tenant: t.id.clone(),
+            actor: ctx.principal.as_ref().map(|p| p.actor()).unwrap_or_else(|| "anonymous".into()),
+            source: req.remote.map(|a| a.ip().to_string()),
+            user_agent: req.header("user-agent").map(str::to_string),
+            request_id: req.id.clone(),
+            audit: ctx.app.config.audit_data_changes,
+        })
     }
 
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
         self.handle.schema_info(&self.conn)
     }
 
-    /// One write to `table` in a `BEGIN IMMEDIATE` transaction, metered as one row written.
+    /// One write to `table` in a `BEGIN IMMEDIATE` transaction, with its audit entry in the
+    /// same transaction (both or neither), metered as one row written. `f` returns its result,
+    /// the record's id and the audit details (column names, never values).
     pub fn write<T>(
         &mut self,
         table: &str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &query::Table) -> Result<T>,
+        action: &str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &query::Table) -> Result<(T, i64, Value)>,
     ) -> Result<T> {
         let schema = self.schema()?;
         let table = schema.table(table)?;
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let out = f(&tx, table)?;
+        let (out, id, details) = f(&tx, table)?;
+        if self.audit {
+            let resource = format!("{}/{id}", table.name);
+            crate::audit::append(
+                &tx,
+                crate::util::now_unix(),
+                &crate::audit::Entry {
+                    actor: &self.actor,
+                    source: self.source.as_deref(),
+                    user_agent: self.user_agent.as_deref(),
+                    request_id: Some(&self.request_id),
+                    action,
+                    resource: Some(&resource),
+                    outcome: "ok",
+                    risk: 0,
+                    details,
+                },
+            )?;
+        }
         tx.commit()?;
+        if self.audit {
+            self.app.audit_dirty.mark(&self.tenant);
+        }
         crate::limits::meter::rows(0, 1);
         Ok(out)
     }
+}
+
+/// Audit details of a create or update: which columns it set.
+pub fn columns_of(values: &[(String, rusqlite::types::Value)]) -> Value {
+    json!({"columns": values.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>()})
+}
+
+fn record_id(record: &serde_json::Map<String, Value>, table: &query::Table) -> i64 {
+    record.get(&table.pk).and_then(Value::as_i64).unwrap_or(0)
 }
 
 impl Drop for Work {
@@ -61,7 +113,7 @@ impl Drop for Work {
 }
 
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let w = Work::begin(ctx, None)?;
+    let w = Work::begin(ctx, req, None)?;
     let conn = &w.conn;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
@@ -71,9 +123,9 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     Ok(Resp::json(200, &json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total})))
 }
 
-pub fn get(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+pub fn get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let w = Work::begin(ctx, None)?;
+    let w = Work::begin(ctx, req, None)?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let record = query::get(&w.conn, table, id)?;
@@ -83,21 +135,28 @@ pub fn get(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body = body(req)?;
-    let record = Work::begin(ctx, Some(false))?
-        .write(ctx.param("table")?, |tx, table| query::insert(tx, table, &query::body_values(table, &body)?))?;
+    let record = Work::begin(ctx, req, Some(false))?.write(ctx.param("table")?, "record.create", |tx, table| {
+        let values = query::body_values(table, &body)?;
+        let rec = query::insert(tx, table, &values)?;
+        let id = record_id(&rec, table);
+        Ok((rec, id, columns_of(&values)))
+    })?;
     Ok(Resp::json(201, &record))
 }
 
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let body = body(req)?;
-    let record = Work::begin(ctx, Some(false))?
-        .write(ctx.param("table")?, |tx, table| query::update(tx, table, id, &query::body_values(table, &body)?))?;
+    let record = Work::begin(ctx, req, Some(false))?.write(ctx.param("table")?, "record.update", |tx, table| {
+        let values = query::body_values(table, &body)?;
+        Ok((query::update(tx, table, id, &values)?, id, columns_of(&values)))
+    })?;
     Ok(Resp::json(200, &record))
 }
 
-pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+pub fn delete(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    Work::begin(ctx, Some(true))?.write(ctx.param("table")?, |tx, table| query::delete(tx, table, id))?;
+    Work::begin(ctx, req, Some(true))?
+        .write(ctx.param("table")?, "record.delete", |tx, table| Ok((query::delete(tx, table, id)?, id, json!({}))))?;
     Ok(Resp::empty(204))
 }

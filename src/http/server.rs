@@ -156,6 +156,9 @@ impl RunningServer {
         if let Err(e) = crate::limits::flush_usage(&self.state.app) {
             crate::log::warn(&format!("final usage flush failed: {}", e.log_detail()));
         }
+        if let Err(e) = crate::audit::anchor_dirty(&self.state.app) {
+            crate::log::warn(&format!("final audit anchoring failed: {}", e.log_detail()));
+        }
         for (id, e) in self.state.app.store.checkpoint_all() {
             crate::log::warn(&format!("checkpoint of tenant {id} failed: {}", e.log_detail()));
         }
@@ -183,7 +186,8 @@ fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sende
     }
 }
 
-/// Polls the catalog generation (cache invalidation) and flushes usage every second.
+/// Polls the catalog generation (cache invalidation); every second flushes usage and anchors
+/// the audit chains that grew.
 fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let conn = match crate::db::open_read_only(state.app.catalog.path()) {
         Ok(c) => c,
@@ -211,6 +215,9 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
             last_flush = Instant::now();
             if let Err(e) = crate::limits::flush_usage(&state.app) {
                 crate::log::warn(&format!("usage flush failed (kept for the next one): {}", e.log_detail()));
+            }
+            if let Err(e) = crate::audit::anchor_dirty(&state.app) {
+                crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail()));
             }
         }
     }

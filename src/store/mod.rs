@@ -177,6 +177,8 @@ impl TenantStore {
             .with_init(|c| db::configure(c, Durability::Normal));
         let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
         let mut conn = pool.get()?;
+        // tenantd's own tables (the audit chain) live beside the app schema in every file.
+        conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
         let version = db::user_version(&conn)?;
         let target = match req.schema_hold {
             Some(hold) => hold.min(self.schema.target()),
@@ -228,6 +230,7 @@ impl TenantStore {
             let mut conn = Connection::open(&tmp)?;
             db::configure(&conn, Durability::Normal)?;
             self.schema.migrate(&mut conn, self.schema.target())?;
+            conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=WAL;")?;
             conn.close().map_err(|(_, e)| e)?;
             Ok(())

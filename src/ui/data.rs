@@ -34,7 +34,7 @@ fn query_without(req: &Req, drop: &[&str]) -> String {
 }
 
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let w = crate::api::records::Work::begin(ctx, None)?;
+    let w = crate::api::records::Work::begin(ctx, req, None)?;
     let schema = w.schema()?;
     let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
@@ -221,8 +221,8 @@ fn form_page(
     Ok(r)
 }
 
-pub fn new_form(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let w = crate::api::records::Work::begin(ctx, None)?;
+pub fn new_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let w = crate::api::records::Work::begin(ctx, req, None)?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
@@ -235,11 +235,16 @@ fn submitted(fields: &[(String, String)]) -> Map<String, Json> {
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let f = form(req)?;
-    let mut w = crate::api::records::Work::begin(ctx, Some(false))?;
+    let mut w = crate::api::records::Work::begin(ctx, req, Some(false))?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
-    let res = w.write(&table.name, |tx, table| query::insert(tx, table, &form_values(table, &f, true)?));
+    let res = w.write(&table.name, "record.create", |tx, table| {
+        let values = form_values(table, &f, true)?;
+        let rec = query::insert(tx, table, &values)?;
+        let id = rec.get(&table.pk).and_then(Json::as_i64).unwrap_or(0);
+        Ok((rec, id, crate::api::records::columns_of(&values)))
+    });
     match res {
         Ok(rec) => Ok(back(
             &b,
@@ -264,9 +269,9 @@ fn delete_form(ctx: &Ctx<'_>, action: &str) -> Markup {
     }
 }
 
-pub fn edit_form(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+pub fn edit_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    let w = crate::api::records::Work::begin(ctx, None)?;
+    let w = crate::api::records::Work::begin(ctx, req, None)?;
     let schema = w.schema()?;
     let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
@@ -287,13 +292,16 @@ pub fn edit_form(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let f = form(req)?;
-    let mut w = crate::api::records::Work::begin(ctx, Some(false))?;
+    let mut w = crate::api::records::Work::begin(ctx, req, Some(false))?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
-    let res =
-        w.write(&table.name, |tx, table| query::update(tx, table, id, &form_values(table, &f, false)?).map(|_| ()));
+    let res = w.write(&table.name, "record.update", |tx, table| {
+        let values = form_values(table, &f, false)?;
+        query::update(tx, table, id, &values)?;
+        Ok(((), id, crate::api::records::columns_of(&values)))
+    });
     match res {
         Ok(()) => Ok(back(&b, "ok", &format!("saved {} {id}", table.name))),
         Err(e @ (Error::Invalid { .. } | Error::Conflict { .. })) => form_page(
@@ -309,11 +317,13 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     }
 }
 
-pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+pub fn delete(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let table = ctx.param("table")?;
     let b = base(ctx)?;
-    match crate::api::records::Work::begin(ctx, Some(true))?.write(table, |tx, t| query::delete(tx, t, id)) {
+    let res = crate::api::records::Work::begin(ctx, req, Some(true))?
+        .write(table, "record.delete", |tx, t| Ok((query::delete(tx, t, id)?, id, serde_json::json!({}))));
+    match res {
         Ok(()) => Ok(back(&b, "ok", &format!("deleted {table} {id}"))),
         Err(e @ Error::Invalid { .. }) => Ok(back(&format!("{b}/{id}"), "error", &e.to_string())),
         Err(e) => Err(e),

@@ -147,6 +147,13 @@ impl TestServer {
         &self.server.as_ref().unwrap().state
     }
 
+    /// Stops the server (drain, flush, anchor, checkpoint) but keeps the data dir.
+    pub fn shutdown(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown().unwrap();
+        }
+    }
+
     pub fn stop(mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().unwrap();

@@ -1,0 +1,409 @@
+//! Each tenant's tamper-evident audit trail, in its own file (`_tenantd_audit`):
+//! `hash = SHA-256(prev_hash ‖ canonical JSON of the entry)`, the entry's id included, so an
+//! edited, deleted, inserted or reordered entry breaks the chain. A data change and its entry
+//! are written in the same transaction. The head of each chain is anchored in the catalog
+//! (`audit_anchors`) every second and at shutdown, so a truncated tail or a chain rewritten
+//! from scratch is detected too.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+
+pub use crate::catalog::audit::GENESIS;
+
+/// Created in every tenant file by tenantd itself (not by the app schema's migrations).
+pub const TENANT_AUDIT_DDL: &str = "CREATE TABLE IF NOT EXISTS _tenantd_audit (
+    id         INTEGER PRIMARY KEY,
+    at         INTEGER NOT NULL,
+    actor      TEXT NOT NULL,
+    source     TEXT,
+    user_agent TEXT,
+    request_id TEXT,
+    action     TEXT NOT NULL,
+    resource   TEXT,
+    outcome    TEXT NOT NULL,
+    risk       INTEGER NOT NULL DEFAULT 0,
+    details    TEXT NOT NULL DEFAULT '{}',
+    prev_hash  TEXT NOT NULL,
+    hash       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS _tenantd_audit_action ON _tenantd_audit(action, at);";
+
+/// One entry to append.
+pub struct Entry<'a> {
+    pub actor: &'a str,
+    pub source: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
+    pub action: &'a str,
+    pub resource: Option<&'a str>,
+    pub outcome: &'a str,
+    pub risk: i64,
+    /// Never passwords, tokens or secrets.
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Stored {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub source: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    pub action: String,
+    pub resource: Option<String>,
+    pub outcome: String,
+    pub risk: i64,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+fn hash_of(prev: &str, e: &Stored) -> String {
+    let canonical = json!([
+        e.id,
+        e.at,
+        e.actor,
+        e.source,
+        e.user_agent,
+        e.request_id,
+        e.action,
+        e.resource,
+        e.outcome,
+        e.risk,
+        e.details
+    ]);
+    let mut h = Sha256::new();
+    h.update(prev.as_bytes());
+    h.update(canonical.to_string().as_bytes());
+    crate::util::hex(&h.finalize())
+}
+
+/// Appends inside the caller's transaction (the one that made the change).
+pub fn append(tx: &Connection, at: i64, e: &Entry<'_>) -> Result<i64> {
+    let last: Option<(i64, String)> = tx
+        .prepare_cached("SELECT id, hash FROM _tenantd_audit ORDER BY id DESC LIMIT 1")?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (id, prev) = match last {
+        Some((id, hash)) => (id + 1, hash),
+        None => (1, GENESIS.to_string()),
+    };
+    let mut stored = Stored {
+        id,
+        at,
+        actor: e.actor.to_string(),
+        source: e.source.map(str::to_string),
+        user_agent: e.user_agent.map(|u| u.chars().take(300).collect()),
+        request_id: e.request_id.map(str::to_string),
+        action: e.action.to_string(),
+        resource: e.resource.map(str::to_string),
+        outcome: e.outcome.to_string(),
+        risk: e.risk,
+        details: e.details.to_string(),
+        prev_hash: prev,
+        hash: String::new(),
+    };
+    stored.hash = hash_of(&stored.prev_hash, &stored);
+    tx.prepare_cached(
+        "INSERT INTO _tenantd_audit(id, at, actor, source, user_agent, request_id, action, resource, outcome, risk, details, prev_hash, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        stored.id,
+        stored.at,
+        stored.actor,
+        stored.source,
+        stored.user_agent,
+        stored.request_id,
+        stored.action,
+        stored.resource,
+        stored.outcome,
+        stored.risk,
+        stored.details,
+        stored.prev_hash,
+        stored.hash
+    ])?;
+    Ok(id)
+}
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+    Ok(Stored {
+        id: r.get(0)?,
+        at: r.get(1)?,
+        actor: r.get(2)?,
+        source: r.get(3)?,
+        user_agent: r.get(4)?,
+        request_id: r.get(5)?,
+        action: r.get(6)?,
+        resource: r.get(7)?,
+        outcome: r.get(8)?,
+        risk: r.get(9)?,
+        details: r.get(10)?,
+        prev_hash: r.get(11)?,
+        hash: r.get(12)?,
+    })
+}
+
+const COLS: &str =
+    "id, at, actor, source, user_agent, request_id, action, resource, outcome, risk, details, prev_hash, hash";
+
+/// The chain's head: (last id, its hash), if any entry exists.
+pub fn head(conn: &Connection) -> Result<Option<(i64, String)>> {
+    Ok(conn
+        .query_row("SELECT id, hash FROM _tenantd_audit ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?)
+}
+
+/// Why a chain does not verify.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Broken {
+    /// The first entry whose link or hash is wrong (edited, deleted before it, inserted, reordered).
+    Entry(i64),
+    /// The anchored head is missing: the tail was truncated.
+    Truncated { anchored_id: i64 },
+    /// The anchored head's hash differs: the chain was rewritten.
+    Rewritten { anchored_id: i64 },
+}
+
+/// Walks the whole chain (and checks it against the catalog anchor, when there is one).
+/// Returns the number of entries checked.
+pub fn verify(conn: &Connection, anchor: Option<(i64, &str)>) -> Result<std::result::Result<u64, Broken>> {
+    let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM _tenantd_audit ORDER BY id"))?;
+    let mut rows = stmt.query([])?;
+    let mut prev = GENESIS.to_string();
+    let mut expected_id = 1;
+    let mut n = 0u64;
+    let mut anchor_seen = false;
+    while let Some(r) = rows.next()? {
+        let e = row(r)?;
+        if e.id != expected_id || e.prev_hash != prev || hash_of(&prev, &e) != e.hash {
+            return Ok(Err(Broken::Entry(e.id)));
+        }
+        if let Some((aid, ahash)) = anchor {
+            if e.id == aid {
+                if e.hash != ahash {
+                    return Ok(Err(Broken::Rewritten { anchored_id: aid }));
+                }
+                anchor_seen = true;
+            }
+        }
+        prev = e.hash;
+        expected_id += 1;
+        n += 1;
+    }
+    if let Some((aid, _)) = anchor {
+        if !anchor_seen {
+            return Ok(Err(Broken::Truncated { anchored_id: aid }));
+        }
+    }
+    Ok(Ok(n))
+}
+
+/// Filters for listing.
+#[derive(Default)]
+pub struct Filter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+/// Newest first, filtered and paged; with the total.
+pub fn list(conn: &Connection, f: &Filter) -> Result<(Vec<Stored>, i64)> {
+    let cond = "(?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR action = ?2) AND (?3 IS NULL OR outcome = ?3)
+                AND (?4 IS NULL OR at >= ?4) AND (?5 IS NULL OR at < ?5)";
+    let p = params![f.actor, f.action, f.outcome, f.from, f.to];
+    let total: i64 = conn.query_row(&format!("SELECT count(*) FROM _tenantd_audit WHERE {cond}"), p, |r| r.get(0))?;
+    let mut stmt =
+        conn.prepare(&format!("SELECT {COLS} FROM _tenantd_audit WHERE {cond} ORDER BY id DESC LIMIT ?6 OFFSET ?7"))?;
+    let items = stmt
+        .query_map(params![f.actor, f.action, f.outcome, f.from, f.to, f.per_page, (f.page - 1) * f.per_page], row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((items, total))
+}
+
+// --- anchors ---------------------------------------------------------------------------------
+
+/// Tenants whose chain grew since the last anchoring.
+#[derive(Default)]
+pub struct Dirty(parking_lot::Mutex<std::collections::HashSet<crate::ids::TenantId>>);
+
+impl Dirty {
+    pub fn mark(&self, t: &crate::ids::TenantId) {
+        self.0.lock().insert(t.clone());
+    }
+    pub fn take(&self) -> Vec<crate::ids::TenantId> {
+        self.0.lock().drain().collect()
+    }
+}
+
+/// Records the current head of every chain that grew (every second and at shutdown).
+pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
+    let dirty = app.audit_dirty.take();
+    let mut heads = Vec::new();
+    for id in &dirty {
+        let path = app.paths.tenant_db(id);
+        let Ok(conn) = crate::db::open_read_only(&path) else { continue };
+        if let Some(h) = head(&conn)? {
+            heads.push((id.clone(), h));
+        }
+    }
+    if heads.is_empty() {
+        return Ok(0);
+    }
+    let now = crate::util::now_unix();
+    app.catalog.background_write(|tx| {
+        for (id, (last, hash)) in &heads {
+            tx.execute(
+                "INSERT INTO audit_anchors(tenant_id, last_id, last_hash, anchored_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(tenant_id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash,
+                   anchored_at = excluded.anchored_at WHERE excluded.last_id >= audit_anchors.last_id",
+                params![id.as_str(), last, hash, now],
+            )?;
+        }
+        Ok(())
+    })?;
+    Ok(heads.len())
+}
+
+/// The anchored head of a tenant's chain.
+pub fn anchor_of(catalog: &Connection, id: &crate::ids::TenantId) -> Result<Option<(i64, String)>> {
+    Ok(catalog
+        .query_row("SELECT last_id, last_hash FROM audit_anchors WHERE tenant_id = ?1", [id.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?)
+}
+
+/// The verdict on one tenant's chain, for `tenantd audit verify`.
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub tenant: String,
+    pub entries: u64,
+    pub ok: bool,
+    pub problem: Option<String>,
+}
+
+pub fn verify_tenant(app: &crate::app::App, t: &crate::catalog::tenants::TenantRecord) -> Result<Verdict> {
+    let anchor = anchor_of(&*app.catalog.conn()?, &t.id)?;
+    let conn = crate::db::open_read_only(&app.paths.tenant_db(&t.id))?;
+    let has_table: bool =
+        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = '_tenantd_audit'", [], |r| r.get(0))?;
+    let res = if has_table {
+        verify(&conn, anchor.as_ref().map(|(i, h)| (*i, h.as_str())))?
+    } else if let Some((aid, _)) = anchor {
+        Err(Broken::Truncated { anchored_id: aid })
+    } else {
+        Ok(0)
+    };
+    Ok(match res {
+        Ok(n) => Verdict { tenant: t.slug.to_string(), entries: n, ok: true, problem: None },
+        Err(b) => Verdict {
+            tenant: t.slug.to_string(),
+            entries: 0,
+            ok: false,
+            problem: Some(match b {
+                Broken::Entry(id) => {
+                    format!("entry {id} does not match the chain (edited, deleted before it, inserted or reordered)")
+                }
+                Broken::Truncated { anchored_id } => {
+                    format!("the chain ends before entry {anchored_id}, which was anchored: its tail was removed")
+                }
+                Broken::Rewritten { anchored_id } => {
+                    format!("entry {anchored_id} differs from its anchored hash: the chain was rewritten")
+                }
+            }),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(TENANT_AUDIT_DDL).unwrap();
+        for i in 0..n {
+            let e = Entry {
+                actor: "user:1",
+                source: Some("127.0.0.1"),
+                user_agent: None,
+                request_id: Some("r"),
+                action: "record.create",
+                resource: Some(&format!("customers/{i}")),
+                outcome: "ok",
+                risk: 0,
+                details: json!({"columns": ["name"]}),
+            };
+            append(&c, 1_000 + i as i64, &e).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn detects_edit_delete_insert_reorder_truncate_rewrite() {
+        let ok = chain(5);
+        assert_eq!(verify(&ok, None).unwrap(), Ok(5));
+        let (id, hash) = head(&ok).unwrap().unwrap();
+        assert_eq!(verify(&ok, Some((id, &hash))).unwrap(), Ok(5));
+
+        let c = chain(5);
+        c.execute("UPDATE _tenantd_audit SET actor = 'user:2' WHERE id = 3", []).unwrap();
+        assert_eq!(verify(&c, None).unwrap(), Err(Broken::Entry(3)), "edited");
+
+        let c = chain(5);
+        c.execute("DELETE FROM _tenantd_audit WHERE id = 2", []).unwrap();
+        assert_eq!(verify(&c, None).unwrap(), Err(Broken::Entry(3)), "deleted");
+
+        let c = chain(5);
+        c.execute("UPDATE _tenantd_audit SET id = id + 100 WHERE id >= 3", []).unwrap();
+        c.execute(
+            "INSERT INTO _tenantd_audit(id, at, actor, action, outcome, details, prev_hash, hash) SELECT 3, at, actor, action, outcome, details, prev_hash, hash FROM _tenantd_audit WHERE id = 103",
+            [],
+        )
+        .unwrap();
+        assert!(verify(&c, None).unwrap().is_err(), "inserted");
+
+        let c = chain(5);
+        c.execute("UPDATE _tenantd_audit SET id = 99 WHERE id = 2", []).unwrap();
+        c.execute("UPDATE _tenantd_audit SET id = 2 WHERE id = 3", []).unwrap();
+        c.execute("UPDATE _tenantd_audit SET id = 3 WHERE id = 99", []).unwrap();
+        assert_eq!(verify(&c, None).unwrap(), Err(Broken::Entry(2)), "reordered");
+
+        let c = chain(5);
+        c.execute("DELETE FROM _tenantd_audit WHERE id >= 4", []).unwrap();
+        assert_eq!(verify(&c, None).unwrap(), Ok(3), "a truncated tail alone still links up...");
+        assert_eq!(
+            verify(&c, Some((id, &hash))).unwrap(),
+            Err(Broken::Truncated { anchored_id: id }),
+            "...the anchor catches it"
+        );
+
+        let rewritten = chain(5);
+        rewritten.execute("DELETE FROM _tenantd_audit", []).unwrap();
+        for i in 0..5 {
+            let e = Entry {
+                actor: "mallory",
+                source: None,
+                user_agent: None,
+                request_id: None,
+                action: "record.create",
+                resource: Some(&format!("customers/{i}")),
+                outcome: "ok",
+                risk: 0,
+                details: json!({}),
+            };
+            append(&rewritten, 5_000, &e).unwrap();
+        }
+        assert_eq!(verify(&rewritten, Some((id, &hash))).unwrap(), Err(Broken::Rewritten { anchored_id: id }));
+    }
+}

@@ -20,8 +20,11 @@ cat > "$dir/on.toml" <<'TOML'
 requests_per_second = 1e9
 burst = 1000000000
 max_concurrent_requests = 100000
+monthly_requests = 1000000000000
+storage_bytes = 100000000000
 TOML
-printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\n[limits]\nenabled = false\n' > "$dir/off.toml"
+printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[limits]\nenabled = false\n' > "$dir/off.toml"
+printf 'audit_data_changes = false\n[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n' > "$dir/noaudit.toml"
 export TENANTD_CONFIG="$dir/on.toml"
 $bin --data-dir "$dir" init >/dev/null
 $bin --data-dir "$dir" tenant create bench --name Bench --plan bench >/dev/null
@@ -70,6 +73,15 @@ pid=$!
 for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
 echo; echo "== point, resource layer OFF (compare with 'point' above)"
 taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" \
+  | grep -E "Requests/sec|99%|50%|Non-2xx|requests in"
+kill $pid; wait $pid 2>/dev/null || true
+
+# Audit cost: the same creates without their audit entry.
+taskset -c 0 "$bin" --config "$dir/noaudit.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+pid=$!
+for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+echo; echo "== create, audit OFF (compare with 'create' above)"
+taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/create.lua" "$base/api/v1/t/bench/customers" \
   | grep -E "Requests/sec|99%|50%|Non-2xx|requests in"
 kill $pid; wait $pid 2>/dev/null || true
 

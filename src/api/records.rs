@@ -17,14 +17,19 @@ pub struct Work {
     pub handle: std::sync::Arc<crate::store::TenantHandle>,
     pub conn: crate::db::PooledConn,
     budgeted: bool,
+    /// Present on writes when data changes are audited.
+    audit: Option<AuditCtx>,
+}
+
+/// Who and where, for the audit entry written with each change (built for writes only, so
+/// reads allocate none of it).
+struct AuditCtx {
     app: std::sync::Arc<crate::app::App>,
     tenant: crate::ids::TenantId,
-    /// Who and where, for the audit entry written with each change.
     actor: String,
     source: Option<String>,
     user_agent: Option<String>,
     request_id: String,
-    audit: bool,
 }
 
 impl Work {
@@ -37,18 +42,15 @@ impl Work {
         if budgeted {
             crate::limits::budget(ctx.app, t, &conn, write)?;
         }
-        Ok(Work {
-            handle: opened.handle,
-            conn,
-            budgeted,
+        let audit = (write.is_some() && ctx.app.config.audit_data_changes).then(|| AuditCtx {
             app: ctx.app.clone(),
             tenant: t.id.clone(),
             actor: ctx.principal.as_ref().map(|p| p.actor()).unwrap_or_else(|| "anonymous".into()),
             source: req.remote.map(|a| a.ip().to_string()),
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
-            audit: ctx.app.config.audit_data_changes,
-        })
+        });
+        Ok(Work { handle: opened.handle, conn, budgeted, audit })
     }
 
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
@@ -68,16 +70,16 @@ impl Work {
         let table = schema.table(table)?;
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let (out, id, details) = f(&tx, table)?;
-        if self.audit {
+        if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);
             crate::audit::append(
                 &tx,
                 crate::util::now_unix(),
                 &crate::audit::Entry {
-                    actor: &self.actor,
-                    source: self.source.as_deref(),
-                    user_agent: self.user_agent.as_deref(),
-                    request_id: Some(&self.request_id),
+                    actor: &a.actor,
+                    source: a.source.as_deref(),
+                    user_agent: a.user_agent.as_deref(),
+                    request_id: Some(&a.request_id),
                     action,
                     resource: Some(&resource),
                     outcome: "ok",
@@ -87,8 +89,8 @@ impl Work {
             )?;
         }
         tx.commit()?;
-        if self.audit {
-            self.app.audit_dirty.mark(&self.tenant);
+        if let Some(a) = &self.audit {
+            a.app.audit_dirty.mark(&a.tenant);
         }
         crate::limits::meter::rows(0, 1);
         Ok(out)

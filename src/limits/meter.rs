@@ -84,8 +84,11 @@ pub fn take_rows() -> (u64, u64) {
 
 const SHARDS: usize = 16;
 
+/// Per tenant, counts by hour (usually one hour; two around the turn of an hour).
+type Shard = HashMap<TenantId, HashMap<i64, Counts>>;
+
 pub struct Meter {
-    shards: Vec<Mutex<HashMap<(TenantId, i64), Counts>>>,
+    shards: Vec<Mutex<Shard>>,
     /// Requests this month per tenant (loaded from the catalog once, then counted here).
     month: Mutex<HashMap<TenantId, (i64, u64)>>,
     hasher: std::collections::hash_map::RandomState,
@@ -107,10 +110,15 @@ pub fn hour_of(unix: i64) -> i64 {
 
 impl Meter {
     pub fn record(&self, tenant: &TenantId, now: i64, s: &Sample, rows: (u64, u64)) {
-        let key = (tenant.clone(), hour_of(now));
         let shard = &self.shards[(self.hasher.hash_one(tenant) as usize) % SHARDS];
         let mut map = shard.lock();
-        let c = map.entry(key).or_default();
+        // Look up by reference first: the tenant id is cloned only for its first request of a
+        // flush interval, not on every request.
+        let hours = match map.get_mut(tenant) {
+            Some(h) => h,
+            None => map.entry(tenant.clone()).or_default(),
+        };
+        let c = hours.entry(hour_of(now)).or_default();
         c.requests += 1;
         c.errors += u64::from(s.status >= 400);
         c.bytes_in += s.bytes_in;
@@ -131,7 +139,11 @@ impl Meter {
 
     /// Everything counted since the last drain (the backlog a flush writes).
     pub fn drain(&self) -> Vec<((TenantId, i64), Counts)> {
-        self.shards.iter().flat_map(|s| std::mem::take(&mut *s.lock())).collect()
+        self.shards
+            .iter()
+            .flat_map(|s| std::mem::take(&mut *s.lock()))
+            .flat_map(|(t, hours)| hours.into_iter().map(move |(h, c)| ((t.clone(), h), c)))
+            .collect()
     }
 
     /// Puts counts back after a failed flush, so they are written next time.
@@ -139,7 +151,7 @@ impl Meter {
         for ((t, h), c) in items {
             let shard = &self.shards[(self.hasher.hash_one(&t) as usize) % SHARDS];
             let mut map = shard.lock();
-            let e = map.entry((t, h)).or_default();
+            let e = map.entry(t).or_default().entry(h).or_default();
             e.requests += c.requests;
             e.errors += c.errors;
             e.bytes_in += c.bytes_in;
@@ -153,7 +165,7 @@ impl Meter {
     }
 
     pub fn backlog(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len()).sum()
+        self.shards.iter().map(|s| s.lock().values().map(HashMap::len).sum::<usize>()).sum()
     }
 
     /// Requests of `tenant` in the calendar month (UTC) containing `now`; `load` reads what the
@@ -175,10 +187,9 @@ impl Meter {
             .iter()
             .map(|s| {
                 s.lock()
-                    .iter()
-                    .filter(|((t, h), _)| t == tenant && *h >= month_start)
-                    .map(|(_, c)| c.requests)
-                    .sum::<u64>()
+                    .get(tenant)
+                    .map(|hours| hours.iter().filter(|(h, _)| **h >= month_start).map(|(_, c)| c.requests).sum::<u64>())
+                    .unwrap_or(0)
             })
             .sum();
         let n = stored + unflushed;

@@ -27,6 +27,8 @@ pub struct App {
     pub limits: crate::limits::Limits,
     /// Tenants whose audit chain grew since it was last anchored in the catalog.
     pub audit_dirty: crate::audit::Dirty,
+    /// `trusted_proxies`, parsed.
+    pub trusted_proxies: Vec<crate::security::Cidr>,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -57,6 +59,8 @@ impl App {
         );
         let catalog = Catalog::open(&config.catalog_path(), mode == OpenMode::CreateIfMissing, threads.clone())?;
         catalog.sync_plans(&config.plans)?;
+        let trusted_proxies =
+            config.trusted_proxies.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
         let paths = Paths::new(&config.data_dir);
         let store = TenantStore::new(paths.clone(), schema, config.max_open_tenants, config.tenant_pool_size, threads);
         Ok(Arc::new(App {
@@ -68,6 +72,7 @@ impl App {
             auth: AuthCache::default(),
             limits: crate::limits::Limits::new(Arc::new(crate::limits::gcra::MonotonicClock::default())),
             audit_dirty: crate::audit::Dirty::default(),
+            trusted_proxies,
         }))
     }
 

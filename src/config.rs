@@ -175,6 +175,9 @@ pub struct Config {
     /// Write an audit entry with every data change, in the same transaction. Off only for
     /// side-by-side benchmarks.
     pub audit_data_changes: bool,
+    /// Peers (CIDRs) whose `X-Forwarded-For` is believed; empty = never (the packaged config
+    /// trusts 127.0.0.1 for the nginx front).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for Config {
@@ -195,6 +198,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             alert_webhook_url: None,
             audit_data_changes: true,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -222,6 +226,7 @@ const KNOWN_KEYS: &[&str] = &[
     "limits",
     "alert_webhook_url",
     "audit_data_changes",
+    "trusted_proxies",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -346,6 +351,10 @@ impl Config {
                 "limits.throttle_factor = {} is out of range (0 < factor <= 1)",
                 l.throttle_factor
             )));
+        }
+        for p in &self.trusted_proxies {
+            crate::security::Cidr::parse(p)
+                .map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an address or CIDR block")))?;
         }
         if let Some(u) = &self.alert_webhook_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {

@@ -26,7 +26,7 @@ pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             email: &body.email,
             password: &body.password,
             totp: body.totp.as_deref(),
-            source: req.remote.map(|a| a.ip()),
+            source: req.client,
             user_agent: req.header("user-agent"),
         },
         now_unix(),

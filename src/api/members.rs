@@ -289,9 +289,9 @@ pub fn settings_json(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
     let t = ctx.tenant()?;
     let conn = ctx.app.catalog.conn()?;
     let b = crate::catalog::tenants::branding(&conn, &t.id)?;
-    let s = identity::tenant_settings(&conn, &t.id)?;
-    Ok(json!({"display_name": b.display_name, "brand_color": b.brand_color,
-              "require_mfa": s.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false)}))
+    drop(conn);
+    let require_mfa = crate::auth::policy(ctx.app, &t.id)?.policy.require_mfa;
+    Ok(json!({"display_name": b.display_name, "brand_color": b.brand_color, "require_mfa": require_mfa}))
 }
 
 /// `#rrggbb` only: it is written into a style attribute on the tenant's pages.
@@ -325,6 +325,10 @@ pub fn save_settings(
     let mut settings = identity::tenant_settings(&*ctx.app.catalog.conn()?, &t.id)?;
     if let Some(m) = require_mfa {
         settings["require_mfa"] = json!(m);
+        // Keep the security policy's copy in step (it is what the hot path reads).
+        if let Some(sec) = settings.get_mut("security").and_then(|v| v.as_object_mut()) {
+            sec.insert("require_mfa".into(), json!(m));
+        }
     }
     ctx.app.change(|tx| {
         identity::update_tenant_config(tx, &t.id, display_name.as_deref(), brand_color, &settings, now_unix())

@@ -7,6 +7,7 @@ pub mod members;
 pub mod openapi;
 pub mod platform;
 pub mod records;
+pub mod security;
 pub mod tenant;
 pub mod usage;
 
@@ -17,7 +18,8 @@ use crate::ui;
 
 /// Every route the server answers. The isolation tests walk this table. Fixed tenant paths come
 /// before `/{table}`, so a table named like one of them is reachable only through the others'
-/// methods: don't name tables `members`, `roles`, `api-keys`, `settings` or `openapi.json`.
+/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `audit`,
+/// `security-policy`, `logo` or `openapi.json`.
 pub fn router() -> Router {
     use Method::*;
     use Scope::{Global as G, Tenant as T, TenantUi as U};
@@ -52,6 +54,8 @@ pub fn router() -> Router {
         r(Delete, T, "/api-keys/{key_id}", members::revoke_key, area(Area::ApiKeys, Action::Write)),
         r(Get, T, "/usage", usage::report, area(Area::Usage, Action::Read)),
         r(Get, T, "/audit", audit::list, area(Area::Audit, Action::Read)),
+        r(Get, T, "/security-policy", security::get, area(Area::Settings, Action::Read)),
+        r(Put, T, "/security-policy", security::put, area(Area::Settings, Action::Write)),
         r(Get, T, "/settings", members::settings, area(Area::Settings, Action::Read)),
         r(Patch, T, "/settings", members::update_settings, area(Area::Settings, Action::Write)),
         r(Put, T, "/settings/logo", tenant::put_logo, area(Area::Settings, Action::Write)),

@@ -46,7 +46,7 @@ impl Work {
             app: ctx.app.clone(),
             tenant: t.id.clone(),
             actor: ctx.principal.as_ref().map(|p| p.actor()).unwrap_or_else(|| "anonymous".into()),
-            source: req.remote.map(|a| a.ip().to_string()),
+            source: req.client.map(|a| a.to_string()),
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
         });

@@ -56,7 +56,10 @@ pub struct SessionInfo {
     pub expires_at: i64,
     pub idle_seconds: i64,
     pub csrf_token: String,
+    pub created_at: i64,
     last_seen: AtomicI64,
+    /// `last_seen` before the current request (a tenant's stricter idle timeout checks it).
+    prev_seen: AtomicI64,
     last_written: AtomicI64,
 }
 
@@ -106,7 +109,9 @@ pub struct AuthCache {
     sessions: Mutex<HashMap<String, Option<Arc<SessionInfo>>>>,
     keys: Mutex<HashMap<String, Option<KeyInfo>>>,
     roles: Mutex<RoleCache>,
-    require_mfa: Mutex<HashMap<TenantId, bool>>,
+    policies: Mutex<HashMap<TenantId, Arc<crate::security::Compiled>>>,
+    /// (tenant, address) → minute of the last `security.ip_denied` audit entry (one a minute).
+    denied: Mutex<HashMap<(TenantId, IpAddr), i64>>,
     failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
 }
 
@@ -115,7 +120,7 @@ impl AuthCache {
         self.sessions.lock().clear();
         self.keys.lock().clear();
         self.roles.lock().clear();
-        self.require_mfa.lock().clear();
+        self.policies.lock().clear();
     }
 }
 
@@ -147,7 +152,9 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
                         expires_at: s.expires_at,
                         idle_seconds: s.idle_seconds,
                         csrf_token: s.csrf_token,
+                        created_at: s.created_at,
                         last_seen: AtomicI64::new(s.last_seen_at),
+                        prev_seen: AtomicI64::new(s.last_seen_at),
                         last_written: AtomicI64::new(s.last_seen_at),
                     })
                 }),
@@ -161,7 +168,7 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
     if now >= s.expires_at || now - s.last_seen.load(Ordering::Relaxed) > s.idle_seconds {
         return Err(Error::Unauthorized);
     }
-    s.last_seen.store(now, Ordering::Relaxed);
+    s.prev_seen.store(s.last_seen.swap(now, Ordering::Relaxed), Ordering::Relaxed);
     if now - s.last_written.swap(now, Ordering::Relaxed) >= TOUCH_EVERY_SECONDS {
         identity::touch_session(&*app.catalog.conn()?, &hash, now)?;
     }
@@ -208,11 +215,28 @@ pub fn standing(app: &App, who: &Principal, tenant: &TenantRecord) -> Result<Arc
             if k.tenant_id != tenant.id {
                 return Err(hidden());
             }
+            if !policy(app, &tenant.id)?.policy.api_keys_allowed {
+                return Err(Error::Forbidden {
+                    code: "api_keys_disabled",
+                    message: "this tenant's security policy does not accept API keys".into(),
+                });
+            }
             Ok(k.perms.clone())
         }
         Principal::User(s) => {
             let perms = role_perms(app, &tenant.id, s.user.id)?.ok_or_else(hidden)?;
-            if !s.user.mfa_enabled && tenant_requires_mfa(app, &tenant.id)? {
+            let p = policy(app, &tenant.id)?;
+            let now = crate::util::now_unix();
+            let too_old = p.policy.session_ttl_minutes.is_some_and(|m| now - s.created_at > m * 60);
+            let idle =
+                p.policy.idle_timeout_minutes.is_some_and(|m| now - s.prev_seen.load(Ordering::Relaxed) > m * 60);
+            if too_old || idle {
+                return Err(Error::Unauthenticated {
+                    code: "session_expired",
+                    message: "this tenant's security policy ends sessions sooner: sign in again".into(),
+                });
+            }
+            if !s.user.mfa_enabled && p.policy.require_mfa {
                 return Err(Error::Forbidden {
                     code: "mfa_required",
                     message: "this tenant requires two-factor authentication: enrol at /api/v1/auth/mfa/enroll".into(),
@@ -221,6 +245,64 @@ pub fn standing(app: &App, who: &Principal, tenant: &TenantRecord) -> Result<Arc
             Ok(perms)
         }
     }
+}
+
+/// The tenant's security policy, cached until the catalog generation moves. The MFA
+/// requirement set through the settings endpoint lives in the same place.
+pub fn policy(app: &App, tenant: &TenantId) -> Result<Arc<crate::security::Compiled>> {
+    if let Some(p) = app.auth.policies.lock().get(tenant) {
+        return Ok(p.clone());
+    }
+    let settings = identity::tenant_settings(&*app.catalog.conn()?, tenant)?;
+    let mut p: crate::security::Policy = settings
+        .get("security")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_else(crate::security::Policy::default_open);
+    p.require_mfa |= settings.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false);
+    let compiled = Arc::new(p.compile()?);
+    bounded_insert(&mut app.auth.policies.lock(), tenant.clone(), compiled.clone());
+    Ok(compiled)
+}
+
+/// Refuses clients the tenant's IP policy excludes (403 `ip_denied`), with a `security.ip_denied`
+/// entry in its audit trail (at most one a minute per address).
+pub fn check_address(app: &App, tenant: &TenantRecord, req: &crate::http::Req) -> Result<()> {
+    let p = policy(app, &tenant.id)?;
+    let Some(ip) = req.client else { return Ok(()) };
+    if p.admits(ip) {
+        return Ok(());
+    }
+    let minute = crate::util::now_unix() / 60;
+    let first = app.auth.denied.lock().insert((tenant.id.clone(), ip), minute) != Some(minute);
+    if first {
+        let record = || -> Result<()> {
+            let opened = app.open_tenant(tenant)?;
+            let mut conn = opened.handle.conn()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            crate::audit::append(
+                &tx,
+                crate::util::now_unix(),
+                &crate::audit::Entry {
+                    actor: "anonymous",
+                    source: Some(&ip.to_string()),
+                    user_agent: req.header("user-agent"),
+                    request_id: Some(&req.id),
+                    action: "security.ip_denied",
+                    resource: Some(&req.raw_path),
+                    outcome: "denied",
+                    risk: 50,
+                    details: serde_json::json!({}),
+                },
+            )?;
+            tx.commit()?;
+            app.audit_dirty.mark(&tenant.id);
+            Ok(())
+        };
+        if let Err(e) = record() {
+            crate::log::warn(&format!("could not audit a denied address: {}", e.log_detail()));
+        }
+    }
+    Err(Error::Forbidden { code: "ip_denied", message: "your address is not allowed for this tenant".into() })
 }
 
 /// `standing`, then the permission: a member lacking it gets 403.
@@ -264,16 +346,6 @@ fn role_perms(app: &App, tenant: &TenantId, user_id: i64) -> Result<Option<Arc<P
     };
     bounded_insert(&mut app.auth.roles.lock(), key, perms.clone());
     Ok(perms)
-}
-
-fn tenant_requires_mfa(app: &App, tenant: &TenantId) -> Result<bool> {
-    if let Some(v) = app.auth.require_mfa.lock().get(tenant) {
-        return Ok(*v);
-    }
-    let settings = identity::tenant_settings(&*app.catalog.conn()?, tenant)?;
-    let v = settings.get("require_mfa").and_then(|v| v.as_bool()).unwrap_or(false);
-    bounded_insert(&mut app.auth.require_mfa.lock(), tenant.clone(), v);
-    Ok(v)
 }
 
 // --- login -----------------------------------------------------------------------------------

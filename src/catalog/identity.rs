@@ -268,6 +268,7 @@ pub fn delete_role(conn: &Connection, tenant: &TenantId, name: &str) -> Result<b
 pub struct Session {
     pub token_hash: String,
     pub user_id: i64,
+    pub created_at: i64,
     pub expires_at: i64,
     pub idle_seconds: i64,
     pub last_seen_at: i64,
@@ -298,7 +299,7 @@ pub fn insert_session(conn: &Connection, s: &NewSession<'_>) -> Result<()> {
 pub fn session_by_hash(conn: &Connection, hash: &str) -> Result<Option<Session>> {
     Ok(conn
         .prepare_cached(
-            "SELECT token_hash, user_id, expires_at, idle_seconds, last_seen_at, revoked_at IS NOT NULL, csrf_token
+            "SELECT token_hash, user_id, expires_at, idle_seconds, last_seen_at, revoked_at IS NOT NULL, csrf_token, created_at
              FROM sessions WHERE token_hash = ?1",
         )?
         .query_row([hash], |r| {
@@ -310,6 +311,7 @@ pub fn session_by_hash(conn: &Connection, hash: &str) -> Result<Option<Session>>
                 last_seen_at: r.get(4)?,
                 revoked: r.get(5)?,
                 csrf_token: r.get(6)?,
+                created_at: r.get(7)?,
             })
         })
         .optional()?)

@@ -78,6 +78,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A tenant's security policy: IP lists, MFA, session limits, API keys.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Audit trails: `audit verify` checks every hash chain against its catalog anchor.
     #[command(subcommand)]
     Audit(AuditCmd),
@@ -91,6 +94,7 @@ pub enum Command {
 
 /// Runs the CLI and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -99,6 +103,25 @@ pub fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
+}
+
+/// `tenantd tenant list | head` should end quietly like any Unix tool when the reader goes
+/// away: Rust ignores SIGPIPE, so `println!` panics on EPIPE; turn that one panic into the
+/// conventional exit status 141 (128 + SIGPIPE) without a backtrace.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// A CLI failure: the one-line message and the exit code.
@@ -169,6 +192,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Usage { slug, from, to, granularity, json } => {
             usage(open(config, OpenMode::MustExist)?, &slug, from.as_deref(), to.as_deref(), &granularity, json)
         }
+        Command::Policy(cmd) => policy(open(config, OpenMode::MustExist)?, cmd),
         Command::Audit(AuditCmd::Verify { tenant, json }) => {
             audit_verify(open(config, OpenMode::MustExist)?, tenant.as_deref(), json)
         }
@@ -286,4 +310,97 @@ fn audit_verify(app: Arc<App>, tenant: Option<&str>, json: bool) -> CliResult {
         );
     }
     Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Print the policy.
+    Show {
+        slug: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change parts of the policy; options not given keep their value. An empty list clears it.
+    #[command(
+        after_help = "Examples:\n  tenantd policy set acme --ip-deny 203.0.113.0/24,2001:db8::/32\n  tenantd policy set acme --ip-allow 10.0.0.0/8 --require-mfa true --session-ttl-minutes 480\n  tenantd policy set acme --ip-allow ''"
+    )]
+    Set {
+        slug: String,
+        /// Comma-separated CIDRs; when set, only these may connect.
+        #[arg(long, value_name = "CIDR,...")]
+        ip_allow: Option<String>,
+        /// Comma-separated CIDRs that may never connect (wins over the allow list).
+        #[arg(long, value_name = "CIDR,...")]
+        ip_deny: Option<String>,
+        #[arg(long)]
+        require_mfa: Option<bool>,
+        #[arg(long)]
+        session_ttl_minutes: Option<i64>,
+        #[arg(long)]
+        idle_timeout_minutes: Option<i64>,
+        #[arg(long)]
+        api_keys_allowed: Option<bool>,
+    },
+}
+
+fn cidr_list(s: &str) -> Vec<String> {
+    s.split(',').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect()
+}
+
+fn policy(app: Arc<App>, cmd: PolicyCmd) -> CliResult {
+    match cmd {
+        PolicyCmd::Show { slug, json } => {
+            let t = app.tenant(&crate::ids::Slug::parse(&slug)?)?;
+            let p = crate::auth::policy(&app, &t.id)?.policy.clone();
+            if json {
+                print_json(&p)?;
+            } else {
+                let list = |l: &[String]| if l.is_empty() { "(any)".to_string() } else { l.join(", ") };
+                let mins = |m: Option<i64>| m.map(|m| format!("{m} min")).unwrap_or_else(|| "server default".into());
+                println!("ip_allow:             {}", list(&p.ip_allow));
+                println!(
+                    "ip_deny:              {}",
+                    if p.ip_deny.is_empty() { "(none)".into() } else { p.ip_deny.join(", ") }
+                );
+                println!("require_mfa:          {}", p.require_mfa);
+                println!("session_ttl_minutes:  {}", mins(p.session_ttl_minutes));
+                println!("idle_timeout_minutes: {}", mins(p.idle_timeout_minutes));
+                println!("api_keys_allowed:     {}", p.api_keys_allowed);
+            }
+        }
+        PolicyCmd::Set {
+            slug,
+            ip_allow,
+            ip_deny,
+            require_mfa,
+            session_ttl_minutes,
+            idle_timeout_minutes,
+            api_keys_allowed,
+        } => {
+            let t = app.tenant(&crate::ids::Slug::parse(&slug)?)?;
+            let mut p = crate::auth::policy(&app, &t.id)?.policy.clone();
+            if let Some(v) = ip_allow {
+                p.ip_allow = cidr_list(&v);
+            }
+            if let Some(v) = ip_deny {
+                p.ip_deny = cidr_list(&v);
+            }
+            if let Some(v) = require_mfa {
+                p.require_mfa = v;
+            }
+            if session_ttl_minutes.is_some() {
+                p.session_ttl_minutes = session_ttl_minutes;
+            }
+            if idle_timeout_minutes.is_some() {
+                p.idle_timeout_minutes = idle_timeout_minutes;
+            }
+            if let Some(v) = api_keys_allowed {
+                p.api_keys_allowed = v;
+            }
+            let saved = crate::api::security::save(&app, &t, p, "cli", None)?;
+            println!("security policy of {slug} saved");
+            print_json(&saved)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

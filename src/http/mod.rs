@@ -75,6 +75,9 @@ pub struct Req {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub remote: Option<SocketAddr>,
+    /// The client's address: the peer, or from `X-Forwarded-For` when the peer is a trusted
+    /// proxy. Policies, limits and audit use this.
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl Req {

@@ -311,7 +311,10 @@ fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> R
         return Err(Error::PayloadTooLarge { limit });
     }
     let (raw_path, segments, query) = resolve::split_target(rq.url())?;
-    Ok(Req { id: id.to_string(), method, raw_path, segments, query, headers, body, remote: rq.remote_addr().copied() })
+    let remote = rq.remote_addr().copied();
+    let forwarded = headers.iter().find(|(k, _)| k == "x-forwarded-for").map(|(_, v)| v.as_str());
+    let client = crate::security::client_ip(remote.map(|a| a.ip()), forwarded, &state.app.trusted_proxies);
+    Ok(Req { id: id.to_string(), method, raw_path, segments, query, headers, body, remote, client })
 }
 
 /// What the meter needs to know about a request once it is routed and authenticated.
@@ -336,6 +339,11 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
             return (fail(&Error::TenantSuspended), label);
         }
     }
+    if let Some(t) = tenant.as_deref() {
+        if let Err(e) = crate::auth::check_address(&state.app, t, req) {
+            return (fail(&e), label);
+        }
+    }
     let principal = match check_access(state, req, &matched, tenant.as_deref()) {
         Ok(p) => p,
         Err(e) => return (fail(&e), label),
@@ -351,12 +359,10 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
             rate = Some(d);
             crate::limits::enter(&state.app, t).map(Some)
         }),
-        None if is_sign_in(matched.route) => {
-            crate::limits::admit_address(&state.app, req.remote.map(|a| a.ip())).map(|d| {
-                rate = d;
-                None
-            })
-        }
+        None if is_sign_in(matched.route) => crate::limits::admit_address(&state.app, req.client).map(|d| {
+            rate = d;
+            None
+        }),
         None => Ok(None),
     };
     let _slot = match admitted {

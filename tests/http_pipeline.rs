@@ -212,3 +212,27 @@ fn header_values_with_crlf_are_never_sent() {
     assert!(r.header("set-cookie").is_none());
     assert_eq!(r.header("x-fine"), Some("yes"));
 }
+
+#[test]
+fn deep_json_and_header_floods_are_refused() {
+    let s = TestServer::start();
+    let t = s.token("a@acme.test", "acme", "owner");
+    let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+    let auth = format!("Bearer {t}");
+    let mut c = s.client();
+    let r = c
+        .request(
+            "POST",
+            "/api/v1/t/acme/customers",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            deep.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "json_too_deep");
+    let names: Vec<String> = (0..150).map(|i| format!("X-Pad-{i}")).collect();
+    let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    let r = s.client().request("GET", "/health/liveness", &headers, b"").unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "headers_too_large");
+}

@@ -95,10 +95,43 @@ impl Req {
         if !ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")) {
             return Err(Error::UnsupportedMediaType);
         }
+        check_json_depth(&self.body, MAX_JSON_DEPTH)?;
         serde_json::from_slice(&self.body).map_err(|e| {
             Error::invalid("invalid_json", format!("request body is not valid JSON for this endpoint: {e}"))
         })
     }
+}
+
+/// Deepest nesting of arrays and objects a JSON body may have (no endpoint needs more than 3).
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// Refuses bodies nested deeper than `max` before parsing them (a cheap scan that skips
+/// strings), so no parser recursion is spent on hostile input.
+pub fn check_json_depth(body: &[u8], max: usize) -> Result<()> {
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Err(Error::invalid("json_too_deep", format!("JSON nested deeper than {max} levels")));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// A response before it is written: status, extra headers, body.
@@ -134,6 +167,16 @@ pub struct Ctx<'a> {
     pub tenant: Option<Arc<TenantRecord>>,
     /// Who is calling, on routes that require authentication.
     pub principal: Option<Principal>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_depth() {
+        assert!(super::check_json_depth(br#"{"a": [1, {"b": "[[[[["}]}"#, 3).is_ok());
+        assert!(super::check_json_depth(&[b'['; 33], 32).is_err());
+        assert!(super::check_json_depth(br#""\"[[[[""#, 1).is_ok(), "brackets inside strings do not count");
+    }
 }
 
 impl Ctx<'_> {

@@ -284,6 +284,9 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
     state.inflight.fetch_sub(1, Ordering::SeqCst);
 }
 
+const MAX_HEADERS: usize = 100;
+const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Headers, limits and body. Requests whose length is ambiguous are refused unread: a
 /// front proxy and we could disagree about where the body ends (request smuggling).
 fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> Result<Req> {
@@ -294,6 +297,15 @@ fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> R
         .iter()
         .map(|h| (h.field.as_str().as_str().to_ascii_lowercase(), h.value.as_str().to_string()))
         .collect();
+    // tiny_http has already read the headers; what we can still do is refuse to act on a request
+    // that carries an unreasonable number or size of them.
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 4).sum();
+    if headers.len() > MAX_HEADERS || header_bytes > MAX_HEADER_BYTES {
+        return Err(Error::invalid(
+            "headers_too_large",
+            format!("at most {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes of them"),
+        ));
+    }
     let count = |name: &str| headers.iter().filter(|(k, _)| k == name).count();
     if count("content-length") > 1 || (count("content-length") > 0 && count("transfer-encoding") > 0) {
         return Err(Error::invalid("ambiguous_length", "send either Content-Length or Transfer-Encoding, once"));

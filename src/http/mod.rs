@@ -169,16 +169,6 @@ pub struct Ctx<'a> {
     pub principal: Option<Principal>,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn json_depth() {
-        assert!(super::check_json_depth(br#"{"a": [1, {"b": "[[[[["}]}"#, 3).is_ok());
-        assert!(super::check_json_depth(&[b'['; 33], 32).is_err());
-        assert!(super::check_json_depth(br#""\"[[[[""#, 1).is_ok(), "brackets inside strings do not count");
-    }
-}
-
 impl Ctx<'_> {
     pub fn param(&self, name: &str) -> Result<&str> {
         self.params
@@ -204,5 +194,15 @@ impl Ctx<'_> {
     /// The resolved tenant; only tenant-scoped routes have one.
     pub fn tenant(&self) -> Result<&TenantRecord> {
         self.tenant.as_deref().ok_or_else(|| Error::Internal("tenant route without a tenant".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn json_depth() {
+        assert!(super::check_json_depth(br#"{"a": [1, {"b": "[[[[["}]}"#, 3).is_ok());
+        assert!(super::check_json_depth(&[b'['; 33], 32).is_err());
+        assert!(super::check_json_depth(br#""\"[[[[""#, 1).is_ok(), "brackets inside strings do not count");
     }
 }

@@ -96,8 +96,16 @@ fn audit_verify_detects_edits_truncation_and_platform_tampering() {
     assert!(stdout(&o).contains("tail"), "{}", stdout(&o));
     drop(c);
 
-    // The platform chain in the catalog.
+    // The platform chain in the catalog: its tail cut (caught by the anchor file the server
+    // wrote at shutdown)...
     let cat = rusqlite::Connection::open(data.join("catalog.db")).unwrap();
+    let last: i64 = cat.query_row("SELECT max(id) FROM platform_audit", [], |r| r.get(0)).unwrap();
+    cat.execute("DELETE FROM platform_audit WHERE id = ?1", [last]).unwrap();
+    let o = common::cli(&data, &["audit", "verify", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v[0]["problem"].as_str().unwrap().contains("tail"), "{v}");
+    // ...and an entry in the middle removed.
     cat.execute("DELETE FROM platform_audit WHERE id = 1", []).unwrap();
     let o = common::cli(&data, &["audit", "verify", "--json"]);
     assert_eq!(o.status.code(), Some(1));

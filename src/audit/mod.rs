@@ -245,8 +245,67 @@ impl Dirty {
     }
 }
 
-/// Records the current head of every chain that grew (every second and at shutdown).
+/// The platform chain's anchor lives outside the catalog (`<data_dir>/platform-audit.anchor`,
+/// "id hash"), so deleting the catalog chain's tail is detected too.
+pub fn platform_anchor_path(app: &crate::app::App) -> std::path::PathBuf {
+    app.paths.data_dir.join("platform-audit.anchor")
+}
+
+pub fn read_platform_anchor(app: &crate::app::App) -> Option<(i64, String)> {
+    let text = std::fs::read_to_string(platform_anchor_path(app)).ok()?;
+    let (id, hash) = text.trim().split_once(' ')?;
+    Some((id.parse().ok()?, hash.to_string()))
+}
+
+fn anchor_platform(app: &crate::app::App) -> Result<()> {
+    let head: Option<(i64, String)> = app
+        .catalog
+        .conn()?
+        .query_row("SELECT id, hash FROM platform_audit ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((id, hash)) = head else { return Ok(()) };
+    if read_platform_anchor(app).is_some_and(|(a, _)| a >= id) {
+        return Ok(());
+    }
+    let path = platform_anchor_path(app);
+    let tmp = path.with_extension("anchor.partial");
+    std::fs::write(&tmp, format!("{id} {hash}\n"))?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(())
+}
+
+/// Checks the platform chain: every link, and the anchored head still in place.
+pub fn verify_platform(app: &crate::app::App) -> Result<Verdict> {
+    let conn = app.catalog.conn()?;
+    let entries: i64 = conn.query_row("SELECT count(*) FROM platform_audit", [], |r| r.get(0))?;
+    let problem = match crate::catalog::audit::verify(&conn)? {
+        Some(id) => Some(format!("platform entry {id} does not match the chain")),
+        None => match read_platform_anchor(app) {
+            Some((aid, ahash)) => {
+                let stored: Option<String> =
+                    conn.query_row("SELECT hash FROM platform_audit WHERE id = ?1", [aid], |r| r.get(0)).optional()?;
+                match stored {
+                    None => Some(format!(
+                        "the platform chain ends before entry {aid}, which was anchored: its tail was removed"
+                    )),
+                    Some(h) if h != ahash => {
+                        Some(format!("platform entry {aid} differs from its anchored hash: the chain was rewritten"))
+                    }
+                    Some(_) => None,
+                }
+            }
+            None => None,
+        },
+    };
+    Ok(Verdict { tenant: "(platform)".into(), entries: entries.max(0) as u64, ok: problem.is_none(), problem })
+}
+
+/// Records the current head of every chain that grew (every second and at shutdown), and the
+/// platform chain's head.
 pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
+    if let Err(e) = anchor_platform(app) {
+        crate::log::warn(&format!("could not anchor the platform audit chain: {}", e.log_detail()));
+    }
     let dirty = app.audit_dirty.take();
     let mut heads = Vec::new();
     for id in &dirty {

@@ -276,13 +276,7 @@ fn audit_verify(app: Arc<App>, tenant: Option<&str>, json: bool) -> CliResult {
     let started = std::time::Instant::now();
     let mut verdicts = Vec::new();
     if tenant.is_none() {
-        let bad = crate::catalog::audit::verify(&*app.catalog.conn()?)?;
-        verdicts.push(crate::audit::Verdict {
-            tenant: "(platform)".into(),
-            entries: 0,
-            ok: bad.is_none(),
-            problem: bad.map(|id| format!("platform entry {id} does not match the chain")),
-        });
+        verdicts.push(crate::audit::verify_platform(&app)?);
     }
     let list = match tenant {
         Some(s) => vec![app.tenant(&crate::ids::Slug::parse(s)?)?],

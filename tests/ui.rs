@@ -219,3 +219,22 @@ fn custom_roles_from_the_members_page() {
     let r = b.post("/admin/t/acme/roles/tasker/delete", &format!("_csrf={csrf}"));
     assert!(r.header("location").unwrap().contains("ok="));
 }
+
+#[test]
+fn security_and_audit_pages() {
+    let s = TestServer::start();
+    s.member("ada@acme.test", "acme", "owner");
+    let mut b = sign_in(&s, "ada@acme.test");
+    let csrf = hidden_csrf(&b.get("/admin/t/acme/data/customers/new").text());
+    b.post("/admin/t/acme/data/customers", &format!("_csrf={csrf}&name=Audited"));
+    let audit = b.get("/admin/t/acme/audit");
+    assert_eq!(audit.status, 200);
+    assert!(audit.text().contains("record.create"));
+    let page = b.get("/admin/t/acme/security");
+    assert_eq!(page.status, 200);
+    let r = b.post("/admin/t/acme/security", &format!("_csrf={csrf}&ip_deny=not-a-cidr&api_keys_allowed=true"));
+    assert!(r.header("location").unwrap().contains("error="), "bad CIDR refused");
+    let r = b.post("/admin/t/acme/security", &format!("_csrf={csrf}&ip_deny=127.0.0.0%2F8&api_keys_allowed=true"));
+    assert!(r.header("location").unwrap().contains("ok="));
+    assert_eq!(b.get("/admin/t/acme/").status, 403, "the page now refuses our own address");
+}

@@ -199,6 +199,8 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                             (nav(&format!("{b}/members"), "Members", "members"))
                             (nav(&format!("{b}/api-keys"), "API keys", "keys"))
                             (nav(&format!("{b}/settings"), "Settings", "settings"))
+                            (nav(&format!("{b}/security"), "Security", "security"))
+                            (nav(&format!("{b}/audit"), "Audit", "audit"))
                         }
                         @if chrome.session.is_some() {
                             (nav("/admin", "Tenants", "switch"))

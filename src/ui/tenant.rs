@@ -288,3 +288,114 @@ pub fn role_delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let loc = format!("{}/members", base(ctx)?);
     act(&loc, "role deleted", || members::remove_role(ctx, &name))
 }
+
+pub fn audit_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let page_no: i64 = req.query_param("page").and_then(|p| p.parse().ok()).filter(|p| *p >= 1).unwrap_or(1);
+    let action = req.query_param("action").filter(|a| !a.is_empty()).map(str::to_string);
+    let filter = crate::audit::Filter { action: action.clone(), page: page_no, per_page: 50, ..Default::default() };
+    let opened = ctx.app.open_tenant(t)?;
+    let (items, total) = crate::audit::list(&*opened.handle.conn()?, &filter)?;
+    let pages = ((total + 49) / 50).max(1);
+    let b = base(ctx)?;
+    let keep =
+        action.as_deref().map(|a| format!("&action={}", crate::http::resolve::percent_encode(a))).unwrap_or_default();
+    let chrome = Chrome::for_ctx(ctx, "Audit trail", "audit")?;
+    Ok(page(
+        &chrome,
+        html! {
+            h1 { "Audit trail" }
+            p.lead { (total) " entries, hash-chained; " code { "tenantd audit verify" } " checks them. CSV: "
+                code { "GET /api/v1/t/" (t.slug) "/audit?format=csv" } }
+            div.toolbar {
+                form method="get" action={ (b) "/audit" } {
+                    input type="text" name="action" placeholder="action, e.g. record.delete" value=(action.as_deref().unwrap_or(""));
+                    button.secondary type="submit" { "Filter" }
+                }
+            }
+            table.data {
+                thead { tr { th { "#" } th { "Time" } th { "Actor" } th { "Source" } th { "Action" } th { "Resource" } th { "Outcome" } th { "Details" } } }
+                tbody {
+                    @for e in &items {
+                        tr {
+                            td { (e.id) } td { (rfc3339(e.at)) } td { (e.actor) } td { (e.source.as_deref().unwrap_or("")) }
+                            td { (e.action) } td { (e.resource.as_deref().unwrap_or("")) } td { (e.outcome) } td title=(e.details) { (e.details) }
+                        }
+                    }
+                }
+            }
+            div.pager {
+                @if page_no > 1 { a href={ (b) "/audit?page=" (page_no - 1) (keep) } { "← Newer" } }
+                span { "Page " (page_no) " of " (pages) }
+                @if page_no < pages { a href={ (b) "/audit?page=" (page_no + 1) (keep) } { "Older →" } }
+            }
+        },
+    ))
+}
+
+pub fn security_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let p = crate::auth::policy(ctx.app, &t.id)?.policy.clone();
+    let b = base(ctx)?;
+    let num = |v: Option<i64>| v.map(|m| m.to_string()).unwrap_or_default();
+    let chrome = Chrome::for_ctx(ctx, "Security policy", "security")?;
+    Ok(page(
+        &chrome,
+        html! {
+            h1 { "Security policy" }
+            p.lead { "Who may reach " (t.name) " and how long sessions last here." }
+            (flash(req))
+            div.card {
+                form method="post" action={ (b) "/security" } {
+                    (csrf_field(ctx))
+                    div.row {
+                        div.field {
+                            label for="ip_allow" { "Allowed addresses " span.hint { "(CIDR, one per line; empty = any)" } }
+                            textarea #ip_allow name="ip_allow" rows="4" { (p.ip_allow.join("\n")) }
+                        }
+                        div.field {
+                            label for="ip_deny" { "Denied addresses " span.hint { "(CIDR, one per line; wins over allowed)" } }
+                            textarea #ip_deny name="ip_deny" rows="4" { (p.ip_deny.join("\n")) }
+                        }
+                    }
+                    div.row {
+                        div.field { label for="ttl" { "Session lifetime " span.hint { "(minutes; empty = server default)" } } input #ttl type="number" min="1" name="session_ttl_minutes" value=(num(p.session_ttl_minutes)); }
+                        div.field { label for="idle" { "Idle timeout " span.hint { "(minutes; empty = server default)" } } input #idle type="number" min="1" name="idle_timeout_minutes" value=(num(p.idle_timeout_minutes)); }
+                    }
+                    div.field { label { input type="checkbox" name="require_mfa" value="true" checked[p.require_mfa]; " Require two-factor authentication" } }
+                    div.field { label { input type="checkbox" name="api_keys_allowed" value="true" checked[p.api_keys_allowed]; " Accept API keys" } }
+                    button type="submit" { "Save policy" }
+                }
+            }
+        },
+    ))
+}
+
+pub fn security_save(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let f = form(req)?;
+    let loc = format!("{}/security", base(ctx)?);
+    let lines = |k: &str| -> Vec<String> {
+        field(&f, k).unwrap_or("").split(['\n', ',']).map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect()
+    };
+    let minutes = |k: &str| -> Result<Option<i64>> {
+        match field(&f, k).map(str::trim).filter(|v| !v.is_empty()) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::invalid("invalid_policy", format!("{k} must be a whole number of minutes"))),
+        }
+    };
+    let actor = ctx.principal()?.actor();
+    act(&loc, "policy saved", || {
+        let policy = crate::security::Policy {
+            ip_allow: lines("ip_allow"),
+            ip_deny: lines("ip_deny"),
+            require_mfa: field(&f, "require_mfa") == Some("true"),
+            session_ttl_minutes: minutes("session_ttl_minutes")?,
+            idle_timeout_minutes: minutes("idle_timeout_minutes")?,
+            api_keys_allowed: field(&f, "api_keys_allowed") == Some("true"),
+        };
+        crate::api::security::save(ctx.app, ctx.tenant()?, policy, &actor, Some(req)).map(|_| ())
+    })
+}

@@ -228,3 +228,26 @@ CREATE TABLE IF NOT EXISTS audit_anchors (
     last_hash   TEXT NOT NULL,
     anchored_at INTEGER NOT NULL
 );
+
+-- ---------------------------------------------------------------------------------------------
+-- Alerts (catalog version 5): quota and throttling alerts and threat detections, listed for
+-- tenant admins (their tenant's) and platform admins (all, including cross-tenant ones).
+CREATE TABLE IF NOT EXISTS alerts (
+    id        INTEGER PRIMARY KEY,
+    at        INTEGER NOT NULL,
+    tenant_id TEXT,                                 -- NULL: platform-wide (e.g. credential stuffing)
+    kind      TEXT NOT NULL,
+    source    TEXT,
+    principal TEXT,
+    risk      INTEGER NOT NULL DEFAULT 0,
+    message   TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_tenant ON alerts(tenant_id, id);
+
+-- Addresses each user has signed in from (for "admin sign-in from a new address").
+CREATE TABLE IF NOT EXISTS user_addresses (
+    user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    address    TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    PRIMARY KEY (user_id, address)
+);

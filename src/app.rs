@@ -29,6 +29,8 @@ pub struct App {
     pub audit_dirty: crate::audit::Dirty,
     /// `trusted_proxies`, parsed.
     pub trusted_proxies: Vec<crate::security::Cidr>,
+    /// Threat-detection counters.
+    pub threats: crate::security::threats::Threats,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -73,6 +75,7 @@ impl App {
             limits: crate::limits::Limits::new(Arc::new(crate::limits::gcra::MonotonicClock::default())),
             audit_dirty: crate::audit::Dirty::default(),
             trusted_proxies,
+            threats: Default::default(),
         }))
     }
 

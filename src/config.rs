@@ -104,6 +104,33 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Threat detection thresholds (see `security::threats`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThreatsConfig {
+    /// Distinct accounts failing sign-in from one address within 10 minutes = stuffing.
+    pub stuffing_accounts: u64,
+    /// Block such an address (sign-in answers 429) for `block_seconds`.
+    pub block_addresses: bool,
+    pub block_seconds: u64,
+    /// 404/403 answers to one caller on one tenant within a minute = enumeration.
+    pub enumeration_misses: u64,
+    /// Deletes by one caller on one tenant within a minute = mass delete.
+    pub mass_delete: u64,
+}
+
+impl Default for ThreatsConfig {
+    fn default() -> Self {
+        ThreatsConfig {
+            stuffing_accounts: 10,
+            block_addresses: true,
+            block_seconds: 900,
+            enumeration_misses: 50,
+            mass_delete: 100,
+        }
+    }
+}
+
 /// Identity settings: argon2id cost, password policy, sessions, lockout.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -178,6 +205,7 @@ pub struct Config {
     /// Peers (CIDRs) whose `X-Forwarded-For` is believed; empty = never (the packaged config
     /// trusts 127.0.0.1 for the nginx front).
     pub trusted_proxies: Vec<String>,
+    pub threats: ThreatsConfig,
 }
 
 impl Default for Config {
@@ -199,6 +227,7 @@ impl Default for Config {
             alert_webhook_url: None,
             audit_data_changes: true,
             trusted_proxies: Vec::new(),
+            threats: ThreatsConfig::default(),
         }
     }
 }
@@ -227,6 +256,7 @@ const KNOWN_KEYS: &[&str] = &[
     "alert_webhook_url",
     "audit_data_changes",
     "trusted_proxies",
+    "threats",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -352,6 +382,11 @@ impl Config {
                 l.throttle_factor
             )));
         }
+        let th = &self.threats;
+        range("threats.stuffing_accounts", th.stuffing_accounts, 2, 1_000_000)?;
+        range("threats.block_seconds", th.block_seconds, 1, 86_400 * 7)?;
+        range("threats.enumeration_misses", th.enumeration_misses, 2, 1_000_000)?;
+        range("threats.mass_delete", th.mass_delete, 2, 1_000_000)?;
         for p in &self.trusted_proxies {
             crate::security::Cidr::parse(p)
                 .map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an address or CIDR block")))?;

@@ -73,3 +73,16 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     }
     Ok(Resp::json(200, &json!({"items": items, "page": f.page, "per_page": f.per_page, "total": total})))
 }
+
+/// `GET /api/v1/t/{slug}/alerts`: the tenant's alerts (quotas, throttling, threats), newest first.
+pub fn alerts(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let items = crate::limits::alerts::list(&*ctx.app.catalog.conn()?, Some(&t.id), 200)?;
+    Ok(Resp::json(200, &json!({"items": items})))
+}
+
+/// `GET /api/v1/platform/alerts`: every alert, including platform-wide ones.
+pub fn platform_alerts(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let items = crate::limits::alerts::list(&*ctx.app.catalog.conn()?, None, 500)?;
+    Ok(Resp::json(200, &json!({"items": items})))
+}

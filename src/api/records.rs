@@ -26,6 +26,7 @@ pub struct Work {
 struct AuditCtx {
     app: std::sync::Arc<crate::app::App>,
     tenant: crate::ids::TenantId,
+    slug: String,
     actor: String,
     source: Option<String>,
     user_agent: Option<String>,
@@ -45,6 +46,7 @@ impl Work {
         let audit = (write.is_some() && ctx.app.config.audit_data_changes).then(|| AuditCtx {
             app: ctx.app.clone(),
             tenant: t.id.clone(),
+            slug: t.slug.to_string(),
             actor: ctx.principal.as_ref().map(|p| p.actor()).unwrap_or_else(|| "anonymous".into()),
             source: req.client.map(|a| a.to_string()),
             user_agent: req.header("user-agent").map(str::to_string),
@@ -91,6 +93,9 @@ impl Work {
         tx.commit()?;
         if let Some(a) = &self.audit {
             a.app.audit_dirty.mark(&a.tenant);
+            if action == "record.delete" {
+                crate::security::threats::deleted(&a.app, &a.tenant, &a.slug, &a.actor, crate::util::now_unix());
+            }
         }
         crate::limits::meter::rows(0, 1);
         Ok(out)

@@ -397,6 +397,13 @@ fn invalid_credentials() -> Error {
 /// get the same answer as wrong passwords.
 pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
     let cfg = &app.config.auth;
+    if let Some(wait) = crate::security::threats::blocked(app, req.source, now) {
+        return Err(Error::TooManyRequests {
+            code: "too_many_attempts",
+            message: "this address is temporarily blocked after suspicious sign-in attempts".into(),
+            retry_after: wait,
+        });
+    }
     if let Some(wait) = address_blocked(app, req.source, now) {
         return Err(Error::TooManyRequests {
             code: "too_many_attempts",
@@ -408,6 +415,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
     let Some(user) = user else {
         password::verify_dummy(req.password, cfg);
         address_failed(app, req.source, now);
+        crate::security::threats::login_failed(app, req.source, req.email, now);
         return Err(invalid_credentials());
     };
     if let Some(until) = user.locked_until.filter(|u| *u > now) {
@@ -420,6 +428,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
         });
     }
     if !password::verify(req.password, &user.password_hash) {
+        crate::security::threats::login_failed(app, req.source, req.email, now);
         fail_login(app, &user, req.source, now)?;
         return Err(invalid_credentials());
     }
@@ -437,6 +446,9 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
                 message: "the authentication code is wrong or was already used".into(),
             });
         }
+    }
+    if let Err(e) = crate::security::threats::signed_in(app, &user, req.source, now) {
+        crate::log::warn(&format!("sign-in address check failed: {}", e.log_detail()));
     }
     let token = format!("{SESSION_PREFIX}{}", random_hex(32));
     let csrf = random_hex(16);
@@ -469,6 +481,9 @@ fn fail_login(app: &App, user: &User, source: Option<IpAddr>, now: i64) -> Resul
         let doublings = (failures - cfg.lockout_threshold).min(7) as u32;
         now + (cfg.lockout_base_seconds * 2i64.pow(doublings)).min(3600)
     });
+    if locked_until.is_some() && user.locked_until.is_none_or(|u| u <= now) {
+        crate::security::threats::account_locked(app, user.id, source, now);
+    }
     app.catalog.write(|tx| identity::record_login_failure(tx, user.id, failures, locked_until))
 }
 

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 /// Catalog schema version (PRAGMA user_version of catalog.db). Bump with a migration step in
 /// `upgrade` when `schema.sql` changes shape in a way `IF NOT EXISTS` cannot express.
-pub const CATALOG_VERSION: i64 = 4;
+pub const CATALOG_VERSION: i64 = 5;
 
 const SCHEMA_SQL: &str = include_str!("../../schema.sql");
 

@@ -252,9 +252,11 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
     let cpu = cpu_time::ThreadTime::try_now().ok();
     let mut who = Who::default();
     let mut bytes_in = 0;
+    let mut client = None;
     let (resp, label) = match read_request(state, &mut rq, &id) {
         Ok(req) => {
             bytes_in = req.body.len() as u64;
+            client = req.client;
             dispatch(state, &req, &mut who)
         }
         Err(e) => (error_response(&e), "-".to_string()),
@@ -271,6 +273,11 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
                 user: who.user,
             };
             state.app.limits.meter.record(&t.id, crate::util::now_unix(), &sample, rows);
+        }
+        if matches!(resp.status, 403 | 404) {
+            if let Some(p) = &who.principal {
+                crate::security::threats::miss(&state.app, t, p.actor_str(), client, crate::util::now_unix());
+            }
         }
     }
     if resp.status >= 500 {
@@ -334,6 +341,7 @@ fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> R
 struct Who {
     tenant: Option<Arc<TenantRecord>>,
     user: Option<i64>,
+    principal: Option<Principal>,
 }
 
 /// Routes and runs a request; returns the response and the route template for logs/metrics.
@@ -361,6 +369,7 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
         Err(e) => return (fail(&e), label),
     };
     who.user = principal.as_ref().and_then(|p| p.user()).map(|u| u.id);
+    who.principal = principal.clone();
     // Limits: rate (tenant, then caller, then global), then a concurrency slot held until the
     // handler returns. Sign-in routes are limited per source address instead.
     let mut rate: Option<crate::limits::gcra::Decision> = None;

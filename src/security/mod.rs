@@ -2,6 +2,8 @@
 //! required, session lifetime and idle timeout, whether API keys are accepted. Stored in the
 //! tenant's settings (`settings_json.security`), cached with the other hot-path lookups.
 
+pub mod threats;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};

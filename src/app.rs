@@ -29,6 +29,8 @@ pub struct App {
     pub audit_dirty: crate::audit::Dirty,
     /// `trusted_proxies`, parsed.
     pub trusted_proxies: Vec<crate::security::Cidr>,
+    /// `platform_ip_allow`, parsed.
+    pub platform_allow: Vec<crate::security::Cidr>,
     /// Threat-detection counters.
     pub threats: crate::security::threats::Threats,
 }
@@ -63,6 +65,8 @@ impl App {
         catalog.sync_plans(&config.plans)?;
         let trusted_proxies =
             config.trusted_proxies.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
+        let platform_allow =
+            config.platform_ip_allow.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
         let paths = Paths::new(&config.data_dir);
         let store = TenantStore::new(paths.clone(), schema, config.max_open_tenants, config.tenant_pool_size, threads);
         Ok(Arc::new(App {
@@ -75,6 +79,7 @@ impl App {
             limits: crate::limits::Limits::new(Arc::new(crate::limits::gcra::MonotonicClock::default())),
             audit_dirty: crate::audit::Dirty::default(),
             trusted_proxies,
+            platform_allow,
             threats: Default::default(),
         }))
     }

@@ -206,6 +206,11 @@ pub struct Config {
     /// trusts 127.0.0.1 for the nginx front).
     pub trusted_proxies: Vec<String>,
     pub threats: ThreatsConfig,
+    /// CIDRs allowed to reach the platform admin API and pages; empty = any address.
+    pub platform_ip_allow: Vec<String>,
+    /// Send `Strict-Transport-Security` with this max-age (set it when served over TLS, e.g.
+    /// behind the nginx front); unset = no HSTS header.
+    pub hsts_max_age_seconds: Option<u64>,
 }
 
 impl Default for Config {
@@ -228,6 +233,8 @@ impl Default for Config {
             audit_data_changes: true,
             trusted_proxies: Vec::new(),
             threats: ThreatsConfig::default(),
+            platform_ip_allow: Vec::new(),
+            hsts_max_age_seconds: None,
         }
     }
 }
@@ -257,6 +264,8 @@ const KNOWN_KEYS: &[&str] = &[
     "audit_data_changes",
     "trusted_proxies",
     "threats",
+    "platform_ip_allow",
+    "hsts_max_age_seconds",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -387,6 +396,13 @@ impl Config {
         range("threats.block_seconds", th.block_seconds, 1, 86_400 * 7)?;
         range("threats.enumeration_misses", th.enumeration_misses, 2, 1_000_000)?;
         range("threats.mass_delete", th.mass_delete, 2, 1_000_000)?;
+        for p in &self.platform_ip_allow {
+            crate::security::Cidr::parse(p)
+                .map_err(|_| ConfigError(format!("platform_ip_allow: {p:?} is not an address or CIDR block")))?;
+        }
+        if let Some(h) = self.hsts_max_age_seconds {
+            range("hsts_max_age_seconds", h, 1, 63_072_000)?;
+        }
         for p in &self.trusted_proxies {
             crate::security::Cidr::parse(p)
                 .map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an address or CIDR block")))?;

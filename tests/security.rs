@@ -153,3 +153,17 @@ fn keys_left_out_of_a_put_take_open_defaults() {
     assert_eq!(r.json()["api_keys_allowed"], true);
     assert_eq!(r.json()["require_mfa"], false);
 }
+
+#[test]
+fn platform_console_address_list_and_hsts() {
+    let s = TestServer::start_with(|c| {
+        c.platform_ip_allow = vec!["10.0.0.0/8".into()];
+        c.hsts_max_age_seconds = Some(31_536_000);
+    });
+    tenantd::auth::create_user(&s.app, "root@ops.test", common::PASSWORD, true).unwrap();
+    let root = s.login("root@ops.test");
+    let r = s.get_as("/api/v1/platform/tenants", &root);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"]["code"], "ip_denied");
+    assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000; includeSubDomains"));
+}

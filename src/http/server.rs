@@ -287,7 +287,7 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
             &format!("{method} {label} -> {} in {:.1} ms", resp.status, started.elapsed().as_secs_f64() * 1000.0),
         );
     }
-    write_response(rq, resp, &id);
+    write_response(rq, resp, &id, state.app.config.hsts_max_age_seconds);
     state.inflight.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -471,6 +471,13 @@ fn check_access(
             }
         }
         Access::PlatformAdmin => {
+            let allowed = &state.app.platform_allow;
+            if !allowed.is_empty() && !req.client.is_some_and(|ip| allowed.iter().any(|c| c.contains(ip))) {
+                return Err(Error::Forbidden {
+                    code: "ip_denied",
+                    message: "the platform console is not reachable from your address".into(),
+                });
+            }
             if !principal.user().is_some_and(|u| u.is_platform_admin) {
                 return Err(Error::Forbidden { code: "forbidden", message: "platform administrators only".into() });
             }
@@ -562,7 +569,7 @@ fn lookup(state: &ServerState, slug: &Slug) -> Result<Arc<TenantRecord>> {
     }
 }
 
-fn write_response(rq: tiny_http::Request, resp: Resp, id: &str) {
+fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>) {
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
     let mut push = |name: &str, value: &str| {
         if !response::header_name_ok(name) || !response::header_value_ok(value) {
@@ -582,6 +589,9 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str) {
         } else {
             push(k, v);
         }
+    }
+    if let Some(max_age) = hsts {
+        push("Strict-Transport-Security", &format!("max-age={max_age}; includeSubDomains"));
     }
     let has_cache = resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
     for (k, v) in &resp.headers {

@@ -15,6 +15,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let conn = ctx.app.catalog.conn()?;
     let list = tenants::list(&conn, true)?;
     let users = identity::list_users(&conn)?;
+    let alerts = crate::limits::alerts::list(&conn, None, 20)?;
     drop(conn);
     let plans: Vec<&String> = ctx.app.config.plans.keys().collect();
     let chrome = Chrome::for_ctx(ctx, "Platform", "platform")?;
@@ -60,6 +61,10 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                     div.field { label for="plan" { "Plan" } select #plan name="plan" { @for p in &plans { option value=(p) selected[**p == ctx.app.config.default_plan] { (p) } } } }
                     div.field { label { " " } button type="submit" { "Create" } }
                 }
+            }
+            @if !alerts.is_empty() {
+                h2 { "Recent alerts" }
+                (crate::ui::tenant::alerts_table(&alerts))
             }
             h2 { "Users" }
             table.data {

@@ -297,6 +297,7 @@ pub fn audit_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let opened = ctx.app.open_tenant(t)?;
     let (items, total) = crate::audit::list(&*opened.handle.conn()?, &filter)?;
     let pages = ((total + 49) / 50).max(1);
+    let alerts = crate::limits::alerts::list(&*ctx.app.catalog.conn()?, Some(&t.id), 20)?;
     let b = base(ctx)?;
     let keep =
         action.as_deref().map(|a| format!("&action={}", crate::http::resolve::percent_encode(a))).unwrap_or_default();
@@ -307,6 +308,11 @@ pub fn audit_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             h1 { "Audit trail" }
             p.lead { (total) " entries, hash-chained; " code { "tenantd audit verify" } " checks them. CSV: "
                 code { "GET /api/v1/t/" (t.slug) "/audit?format=csv" } }
+            @if !alerts.is_empty() {
+                h2 { "Recent alerts" }
+                (alerts_table(&alerts))
+                h2 { "Entries" }
+            }
             div.toolbar {
                 form method="get" action={ (b) "/audit" } {
                     input type="text" name="action" placeholder="action, e.g. record.delete" value=(action.as_deref().unwrap_or(""));
@@ -398,4 +404,22 @@ pub fn security_save(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         };
         crate::api::security::save(ctx.app, ctx.tenant()?, policy, &actor, Some(req)).map(|_| ())
     })
+}
+
+/// Alerts (quota, throttling, threats) as a table.
+pub fn alerts_table(alerts: &[serde_json::Value]) -> maud::Markup {
+    let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_default();
+    html! {
+        table.data {
+            thead { tr { th { "Time" } th { "Kind" } th { "Tenant" } th { "Source" } th { "Caller" } th { "Risk" } th { "Message" } } }
+            tbody {
+                @for a in alerts {
+                    tr {
+                        td { (text(&a["at"])) } td { span.badge.suspended { (text(&a["kind"])) } } td { (text(&a["slug"])) }
+                        td { (text(&a["source"])) } td { (text(&a["principal"])) } td { (a["risk"].to_string()) } td { (text(&a["message"])) }
+                    }
+                }
+            }
+        }
+    }
 }

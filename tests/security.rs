@@ -167,3 +167,43 @@ fn platform_console_address_list_and_hsts() {
     assert_eq!(r.json()["error"]["code"], "ip_denied");
     assert_eq!(r.header("strict-transport-security"), Some("max-age=31536000; includeSubDomains"));
 }
+
+#[test]
+fn cors_only_for_the_tenants_origins() {
+    let s = TestServer::start();
+    let t = s.token("a@acme.test", "acme", "owner");
+    let r = put_policy(&s, &t, json!({"cors_origins": ["https://app.acme.test"]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(put_policy(&s, &t, json!({"cors_origins": ["app.acme.test/path"]})).status, 400);
+    let auth = format!("Bearer {t}");
+    let mut c = s.client();
+    let ok = c
+        .request(
+            "GET",
+            "/api/v1/t/acme/customers",
+            &[("Authorization", &auth), ("Origin", "https://app.acme.test")],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(ok.header("access-control-allow-origin"), Some("https://app.acme.test"));
+    let other = c
+        .request("GET", "/api/v1/t/acme/customers", &[("Authorization", &auth), ("Origin", "https://evil.test")], b"")
+        .unwrap();
+    assert!(other.header("access-control-allow-origin").is_none());
+    let pre = c
+        .request(
+            "OPTIONS",
+            "/api/v1/t/acme/customers",
+            &[("Origin", "https://app.acme.test"), ("Access-Control-Request-Method", "POST")],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(pre.status, 204);
+    assert_eq!(pre.header("access-control-allow-methods"), Some("GET, POST"));
+    let pre = c.request("OPTIONS", "/api/v1/t/acme/customers", &[("Origin", "https://evil.test")], b"").unwrap();
+    assert!(pre.header("access-control-allow-origin").is_none());
+    assert_eq!(
+        c.request("OPTIONS", "/api/v1/t/ghost/customers", &[("Origin", "https://app.acme.test")], b"").unwrap().status,
+        404
+    );
+}

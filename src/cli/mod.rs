@@ -334,6 +334,9 @@ pub enum PolicyCmd {
         idle_timeout_minutes: Option<i64>,
         #[arg(long)]
         api_keys_allowed: Option<bool>,
+        /// Comma-separated browser origins allowed to call the API (CORS), e.g. https://app.acme.com.
+        #[arg(long, value_name = "ORIGIN,...")]
+        cors_origins: Option<String>,
     },
 }
 
@@ -370,6 +373,7 @@ fn policy(app: Arc<App>, cmd: PolicyCmd) -> CliResult {
             session_ttl_minutes,
             idle_timeout_minutes,
             api_keys_allowed,
+            cors_origins,
         } => {
             let t = app.tenant(&crate::ids::Slug::parse(&slug)?)?;
             let mut p = crate::auth::policy(&app, &t.id)?.policy.clone();
@@ -390,6 +394,9 @@ fn policy(app: Arc<App>, cmd: PolicyCmd) -> CliResult {
             }
             if let Some(v) = api_keys_allowed {
                 p.api_keys_allowed = v;
+            }
+            if let Some(v) = cors_origins {
+                p.cors_origins = cidr_list(&v);
             }
             let saved = crate::api::security::save(&app, &t, p, "cli", None)?;
             println!("security policy of {slug} saved");

@@ -355,6 +355,9 @@ struct Who {
 fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
     let ui = req.segments.get(1).is_some_and(|s| s == "admin");
     let fail = |e: &Error| if ui { crate::ui::error_page(e, &req.raw_path) } else { error_response(e) };
+    if req.method == Method::Options && !ui {
+        return (preflight(state, req).unwrap_or_else(|e| fail(&e)), "preflight".into());
+    }
     let (matched, tenant) = match route(state, req) {
         Ok(m) => m,
         Err(e) => return (fail(&e), "-".into()),
@@ -419,12 +422,66 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
             fail(&Error::Internal(msg))
         }
     };
+    if let Some(t) = who.tenant.as_deref() {
+        cors_headers(state, t, req, &mut resp);
+    }
     if let Some(d) = rate {
         resp.headers.push(("RateLimit-Limit".into(), d.limit.to_string()));
         resp.headers.push(("RateLimit-Remaining".into(), d.remaining.to_string()));
         resp.headers.push(("RateLimit-Reset".into(), d.reset_s.to_string()));
     }
     (resp, label)
+}
+
+/// CORS: an allowed `Origin` of the tenant's policy gets the `Access-Control-*` headers.
+fn cors_headers(state: &ServerState, t: &TenantRecord, req: &Req, resp: &mut Resp) {
+    let Some(origin) = req.header("origin") else { return };
+    if crate::auth::policy(&state.app, &t.id).is_ok_and(|p| p.allows_origin(origin)) {
+        resp.headers.push(("Access-Control-Allow-Origin".into(), origin.to_string()));
+        resp.headers.push((
+            "Access-Control-Expose-Headers".into(),
+            "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, Retry-After, X-Request-Id".into(),
+        ));
+    }
+    resp.headers.push(("Vary".into(), "Origin".into()));
+}
+
+/// A CORS preflight (`OPTIONS`) for a tenant API path: 204 with the methods the path takes
+/// when the tenant's policy allows the origin; 204 without CORS headers otherwise (the browser
+/// then refuses). Unknown tenants and paths answer as they would for any other method.
+fn preflight(state: &ServerState, req: &Req) -> Result<Resp> {
+    let mut probe = Req {
+        id: req.id.clone(),
+        method: Method::Get,
+        raw_path: req.raw_path.clone(),
+        segments: req.segments.clone(),
+        query: Vec::new(),
+        headers: req.headers.clone(),
+        body: Vec::new(),
+        remote: req.remote,
+        client: req.client,
+    };
+    let mut allowed = Vec::new();
+    let mut tenant = None;
+    for m in [Method::Get, Method::Post, Method::Put, Method::Patch, Method::Delete] {
+        probe.method = m;
+        if let Ok((_, t)) = route(state, &probe) {
+            allowed.push(m.as_str());
+            tenant = tenant.or(t);
+        }
+    }
+    let Some(t) = tenant else { return Err(Error::NoRoute) };
+    let mut resp = Resp::empty(204);
+    let origin = req.header("origin").unwrap_or("");
+    if crate::auth::policy(&state.app, &t.id)?.allows_origin(origin) {
+        resp.headers.push(("Access-Control-Allow-Origin".into(), origin.to_string()));
+        resp.headers.push(("Access-Control-Allow-Methods".into(), allowed.join(", ")));
+        resp.headers
+            .push(("Access-Control-Allow-Headers".into(), "Authorization, Content-Type, X-API-Key, X-Tenant".into()));
+        resp.headers.push(("Access-Control-Max-Age".into(), "600".into()));
+    }
+    resp.headers.push(("Vary".into(), "Origin".into()));
+    Ok(resp)
 }
 
 fn is_sign_in(route: &super::router::Route) -> bool {

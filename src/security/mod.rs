@@ -84,6 +84,8 @@ pub struct Policy {
     /// Sessions unused this long cannot be used in this tenant (None: the server's setting).
     pub idle_timeout_minutes: Option<i64>,
     pub api_keys_allowed: bool,
+    /// Browser origins (`https://app.example.com`) allowed to call this tenant's API (CORS).
+    pub cors_origins: Vec<String>,
 }
 
 /// A policy checked and ready for the hot path.
@@ -103,6 +105,7 @@ impl Default for Policy {
             session_ttl_minutes: None,
             idle_timeout_minutes: None,
             api_keys_allowed: true,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -125,6 +128,9 @@ impl Policy {
                 return Err(Error::invalid("invalid_policy", format!("{k} is 1..=525600 minutes")));
             }
         }
+        for o in &self.cors_origins {
+            valid_origin(o)?;
+        }
         let allow = parse(&self.ip_allow)?;
         let deny = parse(&self.ip_deny)?;
         // Store the normalised forms.
@@ -137,7 +143,32 @@ impl Policy {
     }
 }
 
+/// An origin is `scheme://host[:port]`, http or https, nothing after it (RFC 6454).
+fn valid_origin(o: &str) -> Result<()> {
+    let bad = || {
+        Error::invalid(
+            "invalid_origin",
+            format!("{:?} is not an origin like https://app.example.com", crate::ids::truncate_for_message(o)),
+        )
+    };
+    let rest = o.strip_prefix("https://").or_else(|| o.strip_prefix("http://")).ok_or_else(bad)?;
+    let ok = !rest.is_empty()
+        && rest.len() <= 253
+        && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        && !rest.starts_with(['.', ':']);
+    if ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
 impl Compiled {
+    /// Whether a browser origin may call this tenant's API.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.policy.cors_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+
     /// Deny wins; a non-empty allow list admits only what it lists.
     pub fn admits(&self, ip: IpAddr) -> bool {
         if self.deny.iter().any(|c| c.contains(ip)) {

@@ -368,6 +368,10 @@ pub fn security_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                         div.field { label for="ttl" { "Session lifetime " span.hint { "(minutes; empty = server default)" } } input #ttl type="number" min="1" name="session_ttl_minutes" value=(num(p.session_ttl_minutes)); }
                         div.field { label for="idle" { "Idle timeout " span.hint { "(minutes; empty = server default)" } } input #idle type="number" min="1" name="idle_timeout_minutes" value=(num(p.idle_timeout_minutes)); }
                     }
+                    div.field {
+                        label for="cors" { "Browser origins allowed to call the API " span.hint { "(CORS, one per line, e.g. https://app.example.com)" } }
+                        textarea #cors name="cors_origins" rows="2" { (p.cors_origins.join("\n")) }
+                    }
                     div.field { label { input type="checkbox" name="require_mfa" value="true" checked[p.require_mfa]; " Require two-factor authentication" } }
                     div.field { label { input type="checkbox" name="api_keys_allowed" value="true" checked[p.api_keys_allowed]; " Accept API keys" } }
                     button type="submit" { "Save policy" }
@@ -401,6 +405,7 @@ pub fn security_save(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             session_ttl_minutes: minutes("session_ttl_minutes")?,
             idle_timeout_minutes: minutes("idle_timeout_minutes")?,
             api_keys_allowed: field(&f, "api_keys_allowed") == Some("true"),
+            cors_origins: lines("cors_origins"),
         };
         crate::api::security::save(ctx.app, ctx.tenant()?, policy, &actor, Some(req)).map(|_| ())
     })

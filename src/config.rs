@@ -25,6 +25,9 @@ pub struct PlanConfig {
     pub max_users: u64,
     pub max_concurrent_requests: u64,
     pub query_timeout_ms: u64,
+    /// Audit entries older than this are archived (`tenantd audit archive`, and hourly by the
+    /// server) into a checkpoint; the rest of the chain still verifies.
+    pub audit_retention_days: u64,
 }
 
 impl Default for PlanConfig {
@@ -37,6 +40,7 @@ impl Default for PlanConfig {
             max_users: 5,
             max_concurrent_requests: 4,
             query_timeout_ms: 2000,
+            audit_retention_days: 90,
         }
     }
 }
@@ -51,6 +55,7 @@ fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_users: 50,
         max_concurrent_requests: 16,
         query_timeout_ms: 5000,
+        audit_retention_days: 365,
     };
     let enterprise = PlanConfig {
         requests_per_second: 1000.0,
@@ -60,6 +65,7 @@ fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_users: 10_000,
         max_concurrent_requests: 64,
         query_timeout_ms: 10_000,
+        audit_retention_days: 2555,
     };
     BTreeMap::from([("free".to_string(), free), ("pro".to_string(), pro), ("enterprise".to_string(), enterprise)])
 }
@@ -362,6 +368,7 @@ impl Config {
             range(&format!("plans.{name}.query_timeout_ms"), p.query_timeout_ms, 1, 3_600_000)?;
             range(&format!("plans.{name}.storage_bytes"), p.storage_bytes, 65_536, u64::MAX >> 1)?;
             range(&format!("plans.{name}.burst"), p.burst, 1, 1 << 40)?;
+            range(&format!("plans.{name}.audit_retention_days"), p.audit_retention_days, 1, 36_500)?;
         }
         let l = &self.limits;
         if !(l.global_requests_per_second >= 0.0 && l.global_requests_per_second <= 1e9) {

@@ -113,3 +113,33 @@ fn audit_verify_detects_edits_truncation_and_platform_tampering() {
     assert_eq!(v[0]["tenant"], "(platform)");
     assert_eq!(v[0]["ok"], false);
 }
+
+#[test]
+fn retention_archives_old_entries_and_the_rest_still_verifies() {
+    let (mut s, t) = setup();
+    for i in 0..6 {
+        s.post_json("/api/v1/t/acme/customers", Some(&t), &json!({"name": format!("C{i}")}));
+    }
+    let data = s.data_dir();
+    let tenant = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let db = s.app.paths.tenant_db(&tenant.id);
+    let backups = s.app.paths.backups(&tenant.id);
+    s.shutdown();
+    // The free plan keeps 90 days: make the first four entries a year old.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute("UPDATE _tenantd_audit SET at = at - 365 * 86400 WHERE id <= 4", []).unwrap();
+    drop(c);
+    let o = common::cli(&data, &["audit", "archive"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(stdout(&o).contains("acme: archived 4 entries"), "{}", stdout(&o));
+    let archived = common::files_under(&backups);
+    assert_eq!(archived.len(), 1);
+    assert_eq!(std::fs::read_to_string(&archived[0]).unwrap().lines().count(), 4);
+    let o = common::cli(&data, &["audit", "verify", "--tenant", "acme"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("2 entries"), "{}", stdout(&o));
+    // Tampering after the checkpoint is still caught.
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute("UPDATE _tenantd_audit SET actor = 'x' WHERE id = 6", []).unwrap();
+    assert_eq!(common::cli(&data, &["audit", "verify", "--tenant", "acme"]).status.code(), Some(1));
+}

@@ -30,7 +30,14 @@ pub const TENANT_AUDIT_DDL: &str = "CREATE TABLE IF NOT EXISTS _tenantd_audit (
     prev_hash  TEXT NOT NULL,
     hash       TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS _tenantd_audit_action ON _tenantd_audit(action, at);";
+CREATE INDEX IF NOT EXISTS _tenantd_audit_action ON _tenantd_audit(action, at);
+CREATE TABLE IF NOT EXISTS _tenantd_audit_checkpoint (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    last_id   INTEGER NOT NULL,
+    last_hash TEXT NOT NULL,
+    archived  INTEGER NOT NULL,
+    at        INTEGER NOT NULL
+);";
 
 /// One entry to append.
 pub struct Entry<'a> {
@@ -173,10 +180,19 @@ pub enum Broken {
 /// Walks the whole chain (and checks it against the catalog anchor, when there is one).
 /// Returns the number of entries checked.
 pub fn verify(conn: &Connection, anchor: Option<(i64, &str)>) -> Result<std::result::Result<u64, Broken>> {
+    // Archived entries left a checkpoint: the chain continues from its last id and hash.
+    let checkpoint: Option<(i64, String)> = conn
+        .query_row("SELECT last_id, last_hash FROM _tenantd_audit_checkpoint WHERE id = 1", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .unwrap_or(None);
     let mut stmt = conn.prepare(&format!("SELECT {COLS} FROM _tenantd_audit ORDER BY id"))?;
     let mut rows = stmt.query([])?;
-    let mut prev = GENESIS.to_string();
-    let mut expected_id = 1;
+    let (mut prev, mut expected_id) = match &checkpoint {
+        Some((id, hash)) => (hash.clone(), id + 1),
+        None => (GENESIS.to_string(), 1),
+    };
     let mut n = 0u64;
     let mut anchor_seen = false;
     while let Some(r) = rows.next()? {
@@ -196,8 +212,10 @@ pub fn verify(conn: &Connection, anchor: Option<(i64, &str)>) -> Result<std::res
         expected_id += 1;
         n += 1;
     }
-    if let Some((aid, _)) = anchor {
-        if !anchor_seen {
+    if let Some((aid, ahash)) = anchor {
+        // An anchor inside the archived part is checked against the checkpoint instead.
+        let archived = checkpoint.as_ref().is_some_and(|(cid, chash)| aid < *cid || (aid == *cid && chash == ahash));
+        if !anchor_seen && !archived {
             return Ok(Err(Broken::Truncated { anchored_id: aid }));
         }
     }
@@ -228,6 +246,62 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<(Vec<Stored>, i64)> {
         .query_map(params![f.actor, f.action, f.outcome, f.from, f.to, f.per_page, (f.page - 1) * f.per_page], row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok((items, total))
+}
+
+// --- retention ---
+
+/// Moves entries older than `before` (Unix seconds) out of the chain: they are appended to
+/// `archive` as JSON lines (kept under the tenant's backups), then deleted, and the checkpoint
+/// records the last archived id and hash so the remaining chain still verifies. Returns how
+/// many were archived.
+pub fn archive(conn: &mut Connection, before: i64, archive: &std::path::Path) -> Result<u64> {
+    use std::io::Write;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let old: Vec<Stored> = {
+        let mut stmt = tx.prepare(&format!("SELECT {COLS} FROM _tenantd_audit WHERE at < ?1 ORDER BY id"))?;
+        let rows = stmt.query_map([before], row)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()?
+    };
+    let Some(last) = old.last() else { return Ok(0) };
+    if let Some(dir) = archive.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(archive)?;
+    for e in &old {
+        let line = serde_json::to_string(e).map_err(|e| crate::error::Error::Internal(e.to_string()))?;
+        writeln!(f, "{line}")?;
+    }
+    f.sync_all()?;
+    let archived_before: i64 = tx
+        .query_row("SELECT archived FROM _tenantd_audit_checkpoint WHERE id = 1", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    tx.execute("DELETE FROM _tenantd_audit WHERE id <= ?1", [last.id])?;
+    tx.execute(
+        "INSERT INTO _tenantd_audit_checkpoint(id, last_id, last_hash, archived, at) VALUES (1, ?1, ?2, ?3, ?4)
+         ON CONFLICT(id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash,
+           archived = excluded.archived, at = excluded.at",
+        params![last.id, last.hash, archived_before + old.len() as i64, crate::util::now_unix()],
+    )?;
+    tx.commit()?;
+    Ok(old.len() as u64)
+}
+
+/// Applies each tenant's plan retention (CLI `audit archive`, and hourly in the server).
+pub fn archive_all(app: &crate::app::App) -> Result<Vec<(String, u64)>> {
+    let now = crate::util::now_unix();
+    let mut out = Vec::new();
+    for t in crate::catalog::tenants::list(&*app.catalog.conn()?, false)? {
+        let days = crate::limits::plan(app, &t)?.audit_retention_days as i64;
+        let opened = app.open_tenant(&t)?;
+        let mut conn = opened.handle.conn()?;
+        let file = app.paths.backups(&t.id).join(format!("audit-archive-{}.jsonl", crate::util::file_stamp(now)));
+        let n = archive(&mut conn, now - days * 86_400, &file)?;
+        if n > 0 {
+            out.push((t.slug.to_string(), n));
+        }
+    }
+    Ok(out)
 }
 
 // --- anchors ---------------------------------------------------------------------------------

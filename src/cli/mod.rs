@@ -196,6 +196,15 @@ fn run(cli: Cli) -> CliResult {
         Command::Audit(AuditCmd::Verify { tenant, json }) => {
             audit_verify(open(config, OpenMode::MustExist)?, tenant.as_deref(), json)
         }
+        Command::Audit(AuditCmd::Archive) => {
+            let app = open(config, OpenMode::MustExist)?;
+            let done = crate::audit::archive_all(&app)?;
+            for (slug, n) in &done {
+                println!("{slug}: archived {n} entries (kept in its backups directory)");
+            }
+            println!("{} tenants had entries past their plan's audit_retention_days", done.len());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
     }
@@ -270,6 +279,9 @@ pub enum AuditCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Archive entries older than each tenant's plan retention (`audit_retention_days`) into a
+    /// checkpoint; the archived entries are written to backups/<tenant>/audit-archive-*.jsonl.
+    Archive,
 }
 
 fn audit_verify(app: Arc<App>, tenant: Option<&str>, json: bool) -> CliResult {

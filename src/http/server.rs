@@ -203,6 +203,7 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     };
     let mut last = read();
     let mut last_flush = Instant::now();
+    let mut last_archive = Instant::now();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
         let now = read();
@@ -218,6 +219,15 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
             }
             if let Err(e) = crate::audit::anchor_dirty(&state.app) {
                 crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail()));
+            }
+        }
+        // Audit retention once an hour.
+        if last_archive.elapsed() >= Duration::from_secs(3600) {
+            last_archive = Instant::now();
+            match crate::audit::archive_all(&state.app) {
+                Ok(done) if !done.is_empty() => crate::log::info(&format!("audit retention archived {done:?}")),
+                Ok(_) => {}
+                Err(e) => crate::log::warn(&format!("audit retention failed: {}", e.log_detail())),
             }
         }
     }

@@ -52,47 +52,30 @@ fn an_allow_list_admits_only_what_it_lists() {
     assert_eq!(r.status, 403);
 }
 
+/// A customers list as `token`, claiming to come from `ip` through X-Forwarded-For.
+fn get_via(s: &TestServer, token: &str, ip: &str) -> u16 {
+    let auth = format!("Bearer {token}");
+    let headers = [("Authorization", auth.as_str()), ("X-Forwarded-For", ip)];
+    s.client().request("GET", "/api/v1/t/acme/customers", &headers, b"").unwrap().status
+}
+
+fn deny_documentation_range(s: &TestServer) -> String {
+    let t = s.token("a@acme.test", "acme", "owner");
+    assert_eq!(put_policy(s, &t, json!({"ip_deny": ["203.0.113.0/24"]})).status, 200);
+    t
+}
+
 #[test]
 fn x_forwarded_for_counts_only_from_trusted_proxies() {
     // Untrusted peer: a spoofed header changes nothing.
     let s = TestServer::start();
-    let t = s.token("a@acme.test", "acme", "owner");
-    assert_eq!(put_policy(&s, &t, json!({"ip_deny": ["203.0.113.0/24"]})).status, 200);
-    let auth = format!("Bearer {t}");
-    let mut c = s.client();
-    let r = c
-        .request(
-            "GET",
-            "/api/v1/t/acme/customers",
-            &[("Authorization", &auth), ("X-Forwarded-For", "203.0.113.7")],
-            b"",
-        )
-        .unwrap();
-    assert_eq!(r.status, 200, "spoofed X-Forwarded-For from an untrusted peer is ignored");
+    let t = deny_documentation_range(&s);
+    assert_eq!(get_via(&s, &t, "203.0.113.7"), 200, "spoofed X-Forwarded-For from an untrusted peer is ignored");
     // Behind a trusted proxy (127.0.0.1), the forwarded address is the client.
     let s = TestServer::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".into()]);
-    let t = s.token("a@acme.test", "acme", "owner");
-    assert_eq!(put_policy(&s, &t, json!({"ip_deny": ["203.0.113.0/24"]})).status, 200);
-    let auth = format!("Bearer {t}");
-    let mut c = s.client();
-    let r = c
-        .request(
-            "GET",
-            "/api/v1/t/acme/customers",
-            &[("Authorization", &auth), ("X-Forwarded-For", "203.0.113.7")],
-            b"",
-        )
-        .unwrap();
-    assert_eq!(r.status, 403);
-    let r = c
-        .request(
-            "GET",
-            "/api/v1/t/acme/customers",
-            &[("Authorization", &auth), ("X-Forwarded-For", "198.51.100.1")],
-            b"",
-        )
-        .unwrap();
-    assert_eq!(r.status, 200);
+    let t = deny_documentation_range(&s);
+    assert_eq!(get_via(&s, &t, "203.0.113.7"), 403);
+    assert_eq!(get_via(&s, &t, "198.51.100.1"), 200);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! resolution (`resolve`), and request/response types independent of tiny_http, so handlers are
 //! plain functions testable without a socket.
 
+pub mod access;
 pub mod client;
 pub mod resolve;
 pub mod response;

@@ -570,6 +570,14 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_loads_cleanly() {
+        let l = load(include_str!("../packaging/tenantd.toml"), &[]).unwrap();
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        assert_eq!(l.config.trusted_proxies, ["127.0.0.1", "::1"]);
+        assert!(l.config.auth.secure_cookies);
+    }
+
+    #[test]
     fn bad_listen_is_refused() {
         let e = load("listen = \"nowhere\"\n", &[]).err().unwrap().0;
         assert!(e.contains("listen"), "{e}");

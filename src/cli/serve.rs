@@ -44,6 +44,7 @@ pub fn demo(app: Arc<App>) -> CliResult {
         println!("\nCreated demo tenants {} in {data_dir}.", created.join(", "));
     }
     println!("\ntenantd demo is serving on {base}\n");
+    println!("Admin UI: {base}/admin  (sign in with a user below)\n");
     println!("Tenants:");
     for d in crate::demo::TENANTS {
         println!("  {:<8} {:<18} plan {:<10} {base}/api/v1/t/{}", d.slug, d.name, d.plan, d.slug);

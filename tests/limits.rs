@@ -136,6 +136,7 @@ fn seats_are_limited_by_plan() {
 #[test]
 fn storage_quota_is_507_and_deletes_keep_working() {
     let s = TestServer::start_with(|c| {
+        c.tenant_pool_size = 1; // every request reuses the one connection
         for p in c.plans.values_mut() {
             p.storage_bytes = 160 * 1024;
         }
@@ -169,6 +170,10 @@ fn storage_quota_is_507_and_deletes_keep_working() {
     assert_eq!(s.get_as("/api/v1/t/acme/notes?per_page=1", &t).status, 200);
     let r = s.call("DELETE", "/api/v1/t/acme/notes/1", Some(&t), None);
     assert_eq!(r.status, 204, "{}", r.text());
+    // Writers outside the data API (here a policy change and its audit entry) never inherit a
+    // request's ceiling on the pooled connection.
+    let r = s.call("PUT", "/api/v1/t/acme/security-policy", Some(&t), Some(&json!({"ip_deny": ["192.0.2.0/24"]})));
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]
@@ -209,7 +214,7 @@ fn slow_queries_hit_the_time_budget_and_the_connection_survives() {
     assert_eq!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::OperationInterrupted));
     let mapped = tenantd::http::response::error_parts(&tenantd::error::Error::from(e));
     assert_eq!((mapped.0, mapped.1), (503, "query_timeout"));
-    tenantd::limits::unbudget(&conn);
+    tenantd::limits::unbudget(&conn, false);
     let n: i64 = conn.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3000, "the connection is healthy afterwards");
 }

@@ -17,6 +17,8 @@ pub struct Work {
     pub handle: std::sync::Arc<crate::store::TenantHandle>,
     pub conn: crate::db::PooledConn,
     budgeted: bool,
+    /// A storage ceiling was set (a write): `Drop` lifts it.
+    wrote: bool,
     /// Present on writes when data changes are audited.
     audit: Option<AuditCtx>,
 }
@@ -52,7 +54,7 @@ impl Work {
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
         });
-        Ok(Work { handle: opened.handle, conn, budgeted, audit })
+        Ok(Work { handle: opened.handle, conn, budgeted, wrote: write.is_some(), audit })
     }
 
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
@@ -114,7 +116,7 @@ fn record_id(record: &serde_json::Map<String, Value>, table: &query::Table) -> i
 impl Drop for Work {
     fn drop(&mut self) {
         if self.budgeted {
-            crate::limits::unbudget(&self.conn);
+            crate::limits::unbudget(&self.conn, self.wrote);
         }
     }
 }

@@ -397,7 +397,7 @@ pub fn asset_bytes(app: &App, t: &TenantId) -> u64 {
 }
 
 /// Applies the tenant's budgets to a pooled connection for one request: a storage ceiling
-/// (`PRAGMA max_page_count`, set before every write; reads ignore it, so it is not reset) and
+/// (`PRAGMA max_page_count`, writes only; `unbudget` lifts it again) and
 /// a deadline for every statement (the progress handler interrupts past `query_timeout_ms`;
 /// the connection stays usable).
 pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool>) -> Result<()> {
@@ -415,9 +415,15 @@ pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool
     Ok(())
 }
 
-/// Removes the statement deadline before the connection goes back to the pool.
-pub fn unbudget(conn: &Connection) {
+/// Removes the statement deadline, and after a write the storage ceiling, before the
+/// connection goes back to the pool: other writers on pooled connections (a denial's or a
+/// policy change's audit entry) must not inherit a ceiling set for someone else's request.
+/// Reads never set the ceiling, so they pay no statement here.
+pub fn unbudget(conn: &Connection, wrote: bool) {
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    if wrote {
+        let _ = conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()));
+    }
 }
 
 #[cfg(test)]

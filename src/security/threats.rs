@@ -177,29 +177,24 @@ pub fn signed_in(
         return Ok(());
     }
     let msg = format!("{} signed in from an address not seen for them before", user.email);
-    if user.is_platform_admin {
+    // Platform-wide for platform admins, and in every tenant where the user is owner or admin.
+    let tenants: Vec<(crate::ids::TenantId, String)> = admin_in
+        .into_iter()
+        .filter_map(|(id, slug)| crate::ids::TenantId::parse(&id).ok().map(|t| (t, slug)))
+        .collect();
+    let targets =
+        user.is_platform_admin.then_some(None).into_iter().chain(tenants.iter().map(|(t, s)| Some((t, s.as_str()))));
+    for target in targets {
+        let principal = Some(format!("user:{}", user.id));
         app.limits.alerts.raise_full(
-            None,
+            target,
             "new_admin_address",
             now,
             msg.clone(),
             Some(address.clone()),
-            Some(format!("user:{}", user.id)),
+            principal,
             40,
         );
-    }
-    for (id, slug) in admin_in {
-        if let Ok(tid) = crate::ids::TenantId::parse(&id) {
-            app.limits.alerts.raise_full(
-                Some((&tid, &slug)),
-                "new_admin_address",
-                now,
-                msg.clone(),
-                Some(address.clone()),
-                Some(format!("user:{}", user.id)),
-                40,
-            );
-        }
     }
     Ok(())
 }

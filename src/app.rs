@@ -31,6 +31,8 @@ pub struct App {
     pub trusted_proxies: Vec<crate::security::Cidr>,
     /// `platform_ip_allow`, parsed.
     pub platform_allow: Vec<crate::security::Cidr>,
+    /// `metrics_allow`, parsed.
+    pub metrics_allow: Vec<crate::security::Cidr>,
     /// Threat-detection counters.
     pub threats: crate::security::threats::Threats,
 }
@@ -67,6 +69,8 @@ impl App {
             config.trusted_proxies.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
         let platform_allow =
             config.platform_ip_allow.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
+        let metrics_allow =
+            config.metrics_allow.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
         let paths = Paths::new(&config.data_dir);
         let store = TenantStore::new(paths.clone(), schema, config.max_open_tenants, config.tenant_pool_size, threads);
         Ok(Arc::new(App {
@@ -80,6 +84,7 @@ impl App {
             audit_dirty: crate::audit::Dirty::default(),
             trusted_proxies,
             platform_allow,
+            metrics_allow,
             threats: Default::default(),
         }))
     }

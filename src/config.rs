@@ -184,8 +184,20 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Address the HTTP server binds.
     pub listen: String,
-    /// Worker threads serving requests (2..=512; never 1: a slow reader would stall everything).
-    pub workers: usize,
+    /// Worker threads serving requests at least (2..=512; never 1: a slow reader would stall
+    /// everything). `workers` is accepted as the old name.
+    #[serde(alias = "workers")]
+    pub workers_min: usize,
+    /// The pool grows up to this many when requests wait while the CPU has room; unset =
+    /// 4 x workers_min (at most 512).
+    pub workers_max: Option<usize>,
+    /// Seconds the pool must have had idle workers before it retires one (1..=86400).
+    pub workers_idle_seconds: u64,
+    /// Free space in the data dir's file system under which readiness fails (bytes; warn at
+    /// 4x this).
+    pub min_free_disk_bytes: u64,
+    /// Client addresses (CIDRs) that may read `/metrics`; empty = any address.
+    pub metrics_allow: Vec<String>,
     /// Tenant databases kept open at once (LRU beyond this).
     pub max_open_tenants: usize,
     /// Connections per open tenant (1..=64).
@@ -224,7 +236,11 @@ impl Default for Config {
         Config {
             data_dir: PathBuf::from("tenantd-data"),
             listen: "127.0.0.1:8080".to_string(),
-            workers: default_workers(),
+            workers_min: default_workers(),
+            workers_max: None,
+            workers_idle_seconds: 30,
+            min_free_disk_bytes: 256 * 1024 * 1024,
+            metrics_allow: vec!["127.0.0.1/8".into(), "::1/128".into()],
             max_open_tenants: 256,
             tenant_pool_size: 4,
             tenant_schema_dir: None,
@@ -256,6 +272,11 @@ const KNOWN_KEYS: &[&str] = &[
     "data_dir",
     "listen",
     "workers",
+    "workers_min",
+    "workers_max",
+    "workers_idle_seconds",
+    "min_free_disk_bytes",
+    "metrics_allow",
     "max_open_tenants",
     "tenant_pool_size",
     "tenant_schema_dir",
@@ -295,6 +316,11 @@ pub struct Loaded {
 }
 
 impl Config {
+    /// The most workers the pool may grow to.
+    pub fn workers_max(&self) -> usize {
+        self.workers_max.unwrap_or((4 * self.workers_min).min(512)).max(self.workers_min)
+    }
+
     /// Loads from the usual places with the process environment.
     pub fn load(over: &Overrides) -> Result<Loaded, ConfigError> {
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -331,7 +357,11 @@ impl Config {
 
     /// Range and consistency checks; the message says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        range("workers", self.workers as u64, 2, 512)?;
+        range("workers_min", self.workers_min as u64, 2, 512)?;
+        if let Some(max) = self.workers_max {
+            range("workers_max", max as u64, self.workers_min as u64, 512)?;
+        }
+        range("workers_idle_seconds", self.workers_idle_seconds, 1, 86_400)?;
         range("max_open_tenants", self.max_open_tenants as u64, 1, 1_000_000)?;
         range("tenant_pool_size", self.tenant_pool_size as u64, 1, 64)?;
         range("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
@@ -543,7 +573,7 @@ mod tests {
     #[test]
     fn precedence_file_then_env() {
         let l = load("workers = 3\nmax_open_tenants = 10\n", &[("TENANTD_WORKERS", "5")]).unwrap();
-        assert_eq!(l.config.workers, 5);
+        assert_eq!(l.config.workers_min, 5);
         assert_eq!(l.config.max_open_tenants, 10);
     }
 
@@ -551,6 +581,8 @@ mod tests {
     fn out_of_range_names_key_value_range() {
         let e = load("workers = 0\n", &[]).err().unwrap().0;
         assert!(e.contains("workers") && e.contains('0') && e.contains("2..=512"), "{e}");
+        let e = load("workers_min = 8\nworkers_max = 4\n", &[]).err().unwrap().0;
+        assert!(e.contains("workers_max") && e.contains("8..=512"), "{e}");
     }
 
     #[test]

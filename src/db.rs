@@ -2,6 +2,7 @@
 //! pool construction. Numbers here come from measurements in DESIGN §4.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,13 +39,36 @@ pub enum Durability {
     Full,
 }
 
+/// Times a connection found the database locked and waited to retry (for metrics).
+pub static BUSY_RETRIES: AtomicU64 = AtomicU64::new(0);
+/// Pool checkouts that waited more than `POOL_WAIT_THRESHOLD`, and the time they waited.
+pub static POOL_WAITS: AtomicU64 = AtomicU64::new(0);
+pub static POOL_WAIT_MICROS: AtomicU64 = AtomicU64::new(0);
+pub const POOL_WAIT_THRESHOLD: Duration = Duration::from_millis(1);
+
+/// SQLite's own busy-timeout schedule (sqliteDefaultBusyCallback), counted: retry after 1, 2,
+/// 5, ... 100 ms, giving up once 5 s have been spent waiting.
+fn busy_wait(attempt: i32) -> bool {
+    const DELAYS_MS: [u64; 12] = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+    const TOTAL_MS: u64 = 5000;
+    let n = attempt.max(0) as usize;
+    let spent: u64 = DELAYS_MS.iter().take(n).sum::<u64>() + (n.saturating_sub(DELAYS_MS.len()) as u64) * 100;
+    if spent >= TOTAL_MS {
+        return false;
+    }
+    BUSY_RETRIES.fetch_add(1, Ordering::Relaxed);
+    let delay = DELAYS_MS.get(n).copied().unwrap_or(100).min(TOTAL_MS - spent);
+    std::thread::sleep(Duration::from_millis(delay));
+    true
+}
+
 /// Pragmas every connection gets when it is opened.
 pub fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     let sync = match durability {
         Durability::Normal => "NORMAL",
         Durability::Full => "FULL",
     };
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_handler(Some(busy_wait))?;
     // journal_mode returns a row; pragma_update ignores it correctly.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.execute_batch(&format!(

@@ -16,7 +16,7 @@ use tenantd::http::client::Client;
 fn lru_evicts_under_concurrent_use_and_every_request_succeeds() {
     let s = TestServer::start_with(|c| {
         c.max_open_tenants = 4;
-        c.workers = 8;
+        c.workers_min = 8;
     });
     let slugs: Vec<String> = (0..24).map(|i| format!("t{i:02}")).collect();
     for slug in &slugs {

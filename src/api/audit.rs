@@ -66,8 +66,13 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
             out.push('\n');
         }
-        let mut r =
-            Resp { status: 200, content_type: "text/csv; charset=utf-8", headers: vec![], body: out.into_bytes() };
+        let mut r = Resp {
+            status: 200,
+            content_type: "text/csv; charset=utf-8",
+            headers: vec![],
+            body: out.into_bytes(),
+            error: None,
+        };
         r.headers.push(("Content-Disposition".into(), "attachment; filename=\"audit.csv\"".into()));
         return Ok(r);
     }

@@ -2,7 +2,7 @@
 //! liveness never touches tenant files; readiness checks the catalog, the data dir and draining.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -31,7 +31,9 @@ pub fn liveness(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     ))
 }
 
-struct Check {
+/// One `component:measurement` entry of a health document.
+#[derive(Clone)]
+pub struct Check {
     key: &'static str,
     status: &'static str,
     value: Value,
@@ -39,8 +41,36 @@ struct Check {
     output: Option<String>,
 }
 
-fn readiness_checks(ctx: &Ctx<'_>) -> Vec<Check> {
-    let mut checks = Vec::new();
+impl Check {
+    fn pass(key: &'static str, value: Value, unit: &'static str) -> Check {
+        Check { key, status: "pass", value, unit, output: None }
+    }
+
+    fn with(mut self, status: &'static str, output: String) -> Check {
+        self.status = status;
+        self.output = Some(output);
+        self
+    }
+}
+
+/// How long the I/O checks (catalog query, write probe, free space) are reused: a flood of
+/// probes costs one round of I/O a second.
+const CHECK_TTL: Duration = Duration::from_secs(1);
+
+/// Catalog, data dir and disk, computed at most once per `CHECK_TTL`.
+fn io_checks(ctx: &Ctx<'_>) -> Vec<Check> {
+    let mut cache = ctx.state.health_cache.lock();
+    if let Some((at, checks)) = cache.as_ref() {
+        if at.elapsed() < CHECK_TTL {
+            return checks.clone();
+        }
+    }
+    let checks = vec![catalog_check(ctx), writable_check(ctx), disk_check(ctx)];
+    *cache = Some((Instant::now(), checks.clone()));
+    checks
+}
+
+fn catalog_check(ctx: &Ctx<'_>) -> Check {
     let t0 = Instant::now();
     let catalog = ctx
         .app
@@ -48,38 +78,64 @@ fn readiness_checks(ctx: &Ctx<'_>) -> Vec<Check> {
         .conn()
         .and_then(|c| Ok(c.query_row("SELECT count(*) FROM tenants", [], |r| r.get::<_, i64>(0))?));
     let ms = t0.elapsed().as_secs_f64() * 1000.0;
-    checks.push(match catalog {
-        Ok(_) => Check { key: "catalog:responseTime", status: "pass", value: json!(ms), unit: "ms", output: None },
-        Err(e) => Check {
-            key: "catalog:responseTime",
-            status: "fail",
-            value: json!(ms),
-            unit: "ms",
-            output: Some(format!("catalog query failed: {e}")),
-        },
-    });
+    let check = Check::pass("catalog:responseTime", json!(ms), "ms");
+    match catalog {
+        Ok(_) => check,
+        Err(e) => check.with("fail", format!("catalog query failed: {e}")),
+    }
+}
+
+fn writable_check(ctx: &Ctx<'_>) -> Check {
     let probe = ctx.app.paths.tmp().join(format!(".ready-{}", crate::util::random_hex(4)));
     let writable = std::fs::create_dir_all(ctx.app.paths.tmp())
         .and_then(|_| std::fs::write(&probe, b"ok"))
         .and_then(|_| std::fs::remove_file(&probe));
-    checks.push(match writable {
-        Ok(()) => Check { key: "datadir:writable", status: "pass", value: json!(true), unit: "", output: None },
-        Err(e) => Check {
-            key: "datadir:writable",
-            status: "fail",
-            value: json!(false),
-            unit: "",
-            output: Some(format!("cannot write to the data dir: {e}")),
-        },
+    match writable {
+        Ok(()) => Check::pass("datadir:writable", json!(true), ""),
+        Err(e) => {
+            Check::pass("datadir:writable", json!(false), "").with("fail", format!("cannot write to the data dir: {e}"))
+        }
+    }
+}
+
+/// Free space on the file system holding the data dir: `fail` under `min_free_disk_bytes`,
+/// `warn` under four times that.
+fn disk_check(ctx: &Ctx<'_>) -> Check {
+    let min = ctx.app.config.min_free_disk_bytes;
+    let dir = std::fs::canonicalize(&ctx.app.config.data_dir).unwrap_or_else(|_| ctx.app.config.data_dir.clone());
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    let disk = disks
+        .list()
+        .iter()
+        .filter(|d| dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len());
+    let Some(d) = disk else {
+        return Check::pass("datadir:freeSpace", Value::Null, "bytes")
+            .with("warn", format!("no mounted file system found for {}", dir.display()));
+    };
+    let free = d.available_space();
+    let check = Check::pass("datadir:freeSpace", json!(free), "bytes");
+    if free < min {
+        check.with("fail", format!("{free} bytes free, under min_free_disk_bytes = {min}"))
+    } else if free < min.saturating_mul(4) {
+        check.with("warn", format!("{free} bytes free, under 4 x min_free_disk_bytes"))
+    } else {
+        check
+    }
+}
+
+fn readiness_checks(ctx: &Ctx<'_>) -> Vec<Check> {
+    let mut checks = io_checks(ctx);
+    let broken = ctx.app.store.unavailable();
+    let tenants = Check::pass("tenants:unavailable", json!(broken.len()), "");
+    checks.push(match broken.first() {
+        // One broken tenant file is that tenant's problem, not the server's.
+        Some((id, why)) => tenants.with("warn", format!("{} tenant(s) failed to open, e.g. {id}: {why}", broken.len())),
+        None => tenants,
     });
     let draining = ctx.state.draining.load(Ordering::SeqCst);
-    checks.push(Check {
-        key: "server:draining",
-        status: if draining { "fail" } else { "pass" },
-        value: json!(draining),
-        unit: "",
-        output: draining.then(|| "shutting down".to_string()),
-    });
+    let check = Check::pass("server:draining", json!(draining), "");
+    checks.push(if draining { check.with("fail", "shutting down".into()) } else { check });
     checks
 }
 
@@ -121,4 +177,69 @@ pub fn summary(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
         ctx.state.inflight.load(Ordering::Relaxed)
     ));
     Ok(health_response(&status, body))
+}
+
+/// Ratio of hits to lookups, `null` before the first lookup.
+pub fn hit_ratio(hits: u64, misses: u64) -> Value {
+    if hits + misses == 0 {
+        Value::Null
+    } else {
+        json!(hits as f64 / (hits + misses) as f64)
+    }
+}
+
+/// Seconds since a unix time stored by the server's background loop.
+pub fn lag_seconds(at: &std::sync::atomic::AtomicU64) -> u64 {
+    (crate::util::now_unix().max(0) as u64).saturating_sub(at.load(Ordering::Relaxed))
+}
+
+/// `GET /health/detailed` (platform admins): readiness plus what the process is doing, each
+/// as `component:measurement` with its observed value.
+pub fn detailed(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let (app, st) = (ctx.app, ctx.state);
+    let mut checks = readiness_checks(ctx);
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let mut push = |key, value: Value, unit| checks.push(Check::pass(key, value, unit));
+    if let Some(p) = crate::metrics::process_stats() {
+        push("memory:residentBytes", json!(p.resident_bytes), "bytes");
+        push("cpu:processSeconds", json!(p.cpu_seconds), "s");
+        push("process:openFds", json!(p.open_fds), "");
+        push("process:threads", json!(p.threads), "");
+    }
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    push("memory:systemUsedBytes", json!(sys.used_memory()), "bytes");
+    push("memory:systemTotalBytes", json!(sys.total_memory()), "bytes");
+    push("cpu:loadAverage1m", json!(sysinfo::System::load_average().one), "");
+    let store = &app.store.stats;
+    push("tenants:open", json!(app.store.open_count()), "");
+    push("tenants:capacity", json!(app.config.max_open_tenants), "");
+    push("tenants:cacheHitRatio", hit_ratio(n(&store.hits), n(&store.misses)), "");
+    push("tenants:evictions", json!(n(&store.evictions)), "");
+    push("pool:waits", json!(n(&crate::db::POOL_WAITS)), "");
+    push("pool:waitSeconds", json!(n(&crate::db::POOL_WAIT_MICROS) as f64 / 1e6), "s");
+    push("sqlite:busyRetries", json!(n(&crate::db::BUSY_RETRIES)), "");
+    push("cache:directoryHitRatio", hit_ratio(n(&app.directory.hits), n(&app.directory.misses)), "");
+    push("cache:authHitRatio", hit_ratio(n(&app.auth.hits), n(&app.auth.misses)), "");
+    push("workers:size", json!(st.pool.size()), "");
+    push("workers:busy", json!(st.pool.busy()), "");
+    push("workers:max", json!(st.pool.max), "");
+    push("workers:grown", json!(n(&st.pool.grown)), "");
+    push("workers:shrunk", json!(n(&st.pool.shrunk)), "");
+    push("requests:inFlight", json!(st.inflight.load(Ordering::Relaxed)), "");
+    push("requests:total", json!(n(&st.requests)), "");
+    push("requests:panics", json!(n(&st.panics)), "");
+    push("metering:backlog", json!(app.limits.meter.backlog()), "tenant-hours");
+    push("alerts:raised", json!(n(&app.limits.alerts.raised)), "");
+    // The background loop flushes every second: a lag of many seconds means it is stuck or failing.
+    for (key, at) in [("metering:flushLag", &st.last_flush), ("audit:anchorLag", &st.last_anchor)] {
+        let lag = lag_seconds(at);
+        let c = Check::pass(key, json!(lag), "s");
+        checks.push(if lag > 10 { c.with("warn", format!("last success {lag} s ago")) } else { c });
+    }
+    let (status, body) = render(&checks);
+    let mut resp = health_response(&status, body);
+    // Platform-admin data: never kept by shared caches.
+    resp.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("cache-control"));
+    Ok(resp.with_header("Cache-Control", "private, max-age=1"))
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod health;
 pub mod members;
+pub mod metrics;
 pub mod openapi;
 pub mod platform;
 pub mod records;
@@ -30,6 +31,8 @@ pub fn router() -> Router {
         r(Get, G, "/health", health::summary, Access::Public),
         r(Get, G, "/health/liveness", health::liveness, Access::Public),
         r(Get, G, "/health/readiness", health::readiness, Access::Public),
+        r(Get, G, "/health/detailed", health::detailed, Access::PlatformAdmin),
+        r(Get, G, "/metrics", metrics::metrics, Access::Public),
         r(Post, G, "/api/v1/auth/login", auth::login, Access::Public),
         r(Post, G, "/api/v1/auth/logout", auth::logout, Access::Authenticated),
         r(Get, G, "/api/v1/auth/me", auth::me, Access::Authenticated),

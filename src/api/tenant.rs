@@ -34,7 +34,13 @@ pub fn logo(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let (content_type, body) = crate::tenancy::assets::logo(ctx.app, t)?
         .ok_or_else(|| crate::error::Error::NotFound(format!("logo of tenant {:?}", t.slug.as_str())))?;
-    Ok(Resp { status: 200, content_type, headers: vec![("Cache-Control".into(), "public, max-age=300".into())], body })
+    Ok(Resp {
+        status: 200,
+        content_type,
+        headers: vec![("Cache-Control".into(), "public, max-age=300".into())],
+        body,
+        error: None,
+    })
 }
 
 /// `PUT /api/v1/t/{slug}/settings/logo` with the image as the body.

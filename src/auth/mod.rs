@@ -113,9 +113,17 @@ pub struct AuthCache {
     /// (tenant, address) → minute of the last `security.ip_denied` audit entry (one a minute).
     denied: Mutex<HashMap<(TenantId, IpAddr), i64>>,
     failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
+    /// Session and API-key lookups answered from memory / from the catalog.
+    pub hits: std::sync::atomic::AtomicU64,
+    pub misses: std::sync::atomic::AtomicU64,
 }
 
 impl AuthCache {
+    fn count(&self, hit: bool) {
+        let c = if hit { &self.hits } else { &self.misses };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn invalidate(&self) {
         self.sessions.lock().clear();
         self.keys.lock().clear();
@@ -139,6 +147,7 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
         return api_key(app, &hash, now).map(Principal::ApiKey);
     }
     let cached = app.auth.sessions.lock().get(&hash).cloned();
+    app.auth.count(cached.is_some());
     let session = match cached {
         Some(s) => s,
         None => {
@@ -177,6 +186,7 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
 
 fn api_key(app: &App, hash: &str, now: i64) -> Result<KeyInfo> {
     let cached = app.auth.keys.lock().get(hash).cloned();
+    app.auth.count(cached.is_some());
     let key = match cached {
         Some(k) => k,
         None => {

@@ -8,6 +8,7 @@ pub mod resolve;
 pub mod response;
 pub mod router;
 pub mod server;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -142,16 +143,18 @@ pub struct Resp {
     pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// The error code when this is an error response (for metrics).
+    pub error: Option<&'static str>,
 }
 
 impl Resp {
     pub fn json(status: u16, value: &impl Serialize) -> Resp {
         let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        Resp { status, content_type: "application/json", headers: Vec::new(), body }
+        Resp { status, content_type: "application/json", headers: Vec::new(), body, error: None }
     }
 
     pub fn empty(status: u16) -> Resp {
-        Resp { status, content_type: "application/json", headers: Vec::new(), body: Vec::new() }
+        Resp { status, content_type: "application/json", headers: Vec::new(), body: Vec::new(), error: None }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {

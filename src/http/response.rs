@@ -40,6 +40,7 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
 pub fn error_response(e: &Error) -> Resp {
     let (status, code, message) = error_parts(e);
     let mut resp = Resp::json(status, &json!({"error": {"code": code, "message": message}}));
+    resp.error = Some(code);
     match e {
         Error::MethodNotAllowed { allow } => resp.headers.push(("Allow".into(), allow.clone())),
         Error::TooManyRequests { retry_after, .. } => {

@@ -78,6 +78,8 @@ pub struct Router {
 /// A successful match.
 pub struct Matched<'r> {
     pub route: &'r Route,
+    /// Position of `route` in the table (metrics are kept per route).
+    pub index: usize,
     pub params: Vec<(&'static str, String)>,
 }
 
@@ -94,7 +96,7 @@ impl Router {
         // fewer literals (e.g. `/{table}/{id}` after `/members/{user_id}`) must not take the
         // request; it is a 405 on the specific path instead.
         let mut specific = 0;
-        for route in self.routes.iter().filter(|r| r.scope == scope) {
+        for (index, route) in self.routes.iter().enumerate().filter(|(_, r)| r.scope == scope) {
             let Some(params) = match_pattern(route.pattern, segments) else {
                 continue;
             };
@@ -103,7 +105,7 @@ impl Router {
                 continue;
             }
             if route.method == method || (method == Method::Head && route.method == Method::Get) {
-                return Ok(Matched { route, params });
+                return Ok(Matched { route, index, params });
             }
             specific = specific.max(literals);
             allowed.push(route.method.as_str());

@@ -1,5 +1,5 @@
-//! The server: tiny_http accepts connections and parses headers on its own threads; a fixed
-//! pool of workers each loops `recv()` and runs one request to the end:
+//! The server: tiny_http accepts connections and parses headers on its own threads; a pool of
+//! workers (sized by `workers`, see there) each loops `recv()` and runs one request to the end:
 //! parse & limits → route → resolve tenant → tenant status → access → handler → respond.
 //! A panic in a handler becomes a 500 with a log line; the worker lives on.
 
@@ -16,6 +16,7 @@ use super::access::{check_access, cors_headers, is_sign_in, preflight, route};
 use super::resolve;
 use super::response::{self, error_response};
 use super::router::Router;
+use super::workers::{Decision, WorkerPool};
 use super::{Ctx, Method, Req, Resp};
 use crate::app::App;
 use crate::auth::Principal;
@@ -31,13 +32,30 @@ pub struct ServerState {
     pub requests: AtomicU64,
     pub panics: AtomicU64,
     pub started: Instant,
+    pub metrics: crate::metrics::Metrics,
+    pub pool: WorkerPool,
+    /// Unix time of the last successful usage flush and audit anchoring (for lag metrics).
+    pub last_flush: AtomicU64,
+    pub last_anchor: AtomicU64,
+    /// The last round of health I/O checks (see `api::health`).
+    pub health_cache: parking_lot::Mutex<Option<(Instant, Vec<crate::api::health::Check>)>>,
     request_seq: AtomicU64,
     request_prefix: String,
 }
 
 impl ServerState {
     pub fn new(app: Arc<App>, router: Router) -> ServerState {
+        let metrics =
+            crate::metrics::Metrics::new(router.routes.iter().map(|r| (r.method.as_str(), r.template())).collect());
+        let c = &app.config;
+        let pool = WorkerPool::new(c.workers_min, c.workers_max(), Duration::from_secs(c.workers_idle_seconds));
+        let now = crate::util::now_unix().max(0) as u64;
         ServerState {
+            metrics,
+            pool,
+            last_flush: AtomicU64::new(now),
+            last_anchor: AtomicU64::new(now),
+            health_cache: parking_lot::Mutex::new(None),
             app,
             router,
             draining: AtomicBool::new(false),
@@ -68,9 +86,10 @@ pub enum StopReason {
 pub struct RunningServer {
     http: Arc<tiny_http::Server>,
     pub state: Arc<ServerState>,
-    workers: Vec<JoinHandle<()>>,
     watcher: Option<JoinHandle<()>>,
     watcher_stop: mpsc::Sender<()>,
+    scaler: Option<JoinHandle<()>>,
+    scaler_stop: mpsc::Sender<()>,
     stop_rx: mpsc::Receiver<StopReason>,
     stop_tx: mpsc::Sender<StopReason>,
     addr: SocketAddr,
@@ -90,15 +109,16 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     crate::limits::alerts::start(&app);
     let state = Arc::new(ServerState::new(app.clone(), router));
     let (stop_tx, stop_rx) = mpsc::channel();
-    let workers = (0..app.config.workers)
-        .map(|i| {
-            let (http, state, stop_tx) = (http.clone(), state.clone(), stop_tx.clone());
-            std::thread::Builder::new()
-                .name(format!("tenantd-worker-{i}"))
-                .spawn(move || worker_loop(&http, &state, &stop_tx))
-                .map_err(Error::from)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    for _ in 0..state.pool.min {
+        add_worker(&http, &state, &stop_tx)?;
+    }
+    let (scaler_stop, scaler_rx) = mpsc::channel();
+    let scaler = {
+        let (http, state, stop_tx) = (http.clone(), state.clone(), stop_tx.clone());
+        std::thread::Builder::new()
+            .name("tenantd-scaler".into())
+            .spawn(move || scale_workers(&http, &state, &stop_tx, &scaler_rx))?
+    };
     let (watcher_stop, watcher_rx) = mpsc::channel();
     let watcher = {
         let state = state.clone();
@@ -107,11 +127,75 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
             .spawn(move || watch_catalog(&state, &watcher_rx))?
     };
     crate::log::info(&format!(
-        "listening on http://{addr} with {} workers, data dir {}",
-        app.config.workers,
+        "listening on http://{addr} with {}..{} workers, data dir {}",
+        state.pool.min,
+        state.pool.max,
         app.config.data_dir.display()
     ));
-    Ok(RunningServer { http, state, workers, watcher: Some(watcher), watcher_stop, stop_rx, stop_tx, addr })
+    Ok(RunningServer {
+        http,
+        state,
+        watcher: Some(watcher),
+        watcher_stop,
+        scaler: Some(scaler),
+        scaler_stop,
+        stop_rx,
+        stop_tx,
+        addr,
+    })
+}
+
+fn add_worker(http: &Arc<tiny_http::Server>, state: &Arc<ServerState>, stop: &mpsc::Sender<StopReason>) -> Result<()> {
+    let (http, state2, stop) = (http.clone(), state.clone(), stop.clone());
+    state.pool.add(|i| {
+        std::thread::Builder::new()
+            .name(format!("tenantd-worker-{i}"))
+            .spawn(move || worker_loop(&http, &state2, &stop))
+    })?;
+    Ok(())
+}
+
+/// Samples the pool every 50 ms and grows or shrinks it (see `workers`).
+fn scale_workers(
+    http: &Arc<tiny_http::Server>,
+    state: &Arc<ServerState>,
+    stop: &mpsc::Sender<StopReason>,
+    quit: &mpsc::Receiver<()>,
+) {
+    let pool = &state.pool;
+    if pool.max == pool.min {
+        let _ = quit.recv();
+        return;
+    }
+    let mut scaler = pool.scaler();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = quit.recv_timeout(super::workers::TICK) {
+        if state.draining.load(Ordering::SeqCst) {
+            break;
+        }
+        let cpu = cpu_time::ProcessTime::try_now().ok().map(|t| t.as_duration());
+        match pool.sample(&mut scaler, Instant::now(), cpu) {
+            Decision::Grow => match add_worker(http, state, stop) {
+                Ok(()) => {
+                    pool.grown.fetch_add(1, Ordering::Relaxed);
+                    crate::log::info(&format!(
+                        "workers: {} -> {} (every worker busy while the CPU has room)",
+                        pool.size() - 1,
+                        pool.size()
+                    ));
+                }
+                Err(e) => crate::log::warn(&format!("workers: could not start one more: {}", e.log_detail())),
+            },
+            Decision::Shrink => {
+                pool.shrunk.fetch_add(1, Ordering::Relaxed);
+                crate::log::info(&format!(
+                    "workers: retiring one of {} (idle for {} s)",
+                    pool.size(),
+                    state.app.config.workers_idle_seconds
+                ));
+            }
+            Decision::Hold => {}
+        }
+    }
 }
 
 impl RunningServer {
@@ -139,15 +223,30 @@ impl RunningServer {
     /// every open tenant and the catalog are checkpointed.
     pub fn shutdown(mut self) -> Result<()> {
         self.state.draining.store(true, Ordering::SeqCst);
-        for _ in &self.workers {
+        let _ = self.scaler_stop.send(());
+        if let Some(s) = self.scaler.take() {
+            let _ = s.join();
+        }
+        // One unblock marker per live worker, behind the requests already accepted (the queue
+        // is FIFO), so those are all served before every worker leaves. A worker that leaves
+        // on its own meanwhile (idle poll while draining) leaves its marker in the queue.
+        let markers = self.state.pool.size();
+        for _ in 0..markers {
             self.http.unblock();
         }
-        for w in self.workers.drain(..) {
+        for w in self.state.pool.take_handles() {
             let _ = w.join();
         }
-        // Requests that connection threads queued after the markers: serve them here.
-        while let Ok(Some(rq)) = self.http.try_recv() {
-            serve_one(&self.state, rq);
+        // Requests that connection threads queued after the markers: serve them here. A
+        // leftover marker reads like an empty queue, so only `markers + 1` empty reads (or
+        // a run of accept errors) mean the queue is done.
+        let (mut empty, mut errors) = (0, 0);
+        while empty <= markers && errors < 1000 {
+            match self.http.try_recv() {
+                Ok(Some(rq)) => serve_one(&self.state, rq),
+                Ok(None) => empty += 1,
+                Err(_) => errors += 1,
+            }
         }
         let _ = self.watcher_stop.send(());
         if let Some(w) = self.watcher.take() {
@@ -168,12 +267,23 @@ impl RunningServer {
     }
 }
 
+/// A free worker checks now and then whether the pool is shrinking.
+const WORKER_POLL: Duration = Duration::from_secs(1);
+
 fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sender<StopReason>) {
     loop {
-        match http.recv() {
-            Ok(rq) => serve_one(state, rq),
-            // `shutdown` queues one unblock marker per worker behind the requests already
-            // accepted (the queue is FIFO), so those are all served before every worker leaves.
+        match http.recv_timeout(WORKER_POLL) {
+            Ok(Some(rq)) => {
+                state.pool.start_request();
+                serve_one(state, rq);
+                state.pool.end_request();
+                if state.pool.should_retire() {
+                    return;
+                }
+            }
+            // An unblock marker from `shutdown` (it reads like a timeout), or a retirement.
+            Ok(None) if state.draining.load(Ordering::SeqCst) || state.pool.should_retire() => return,
+            Ok(None) => {}
             Err(_) if state.draining.load(Ordering::SeqCst) => return,
             Err(e) => {
                 crate::log::error(&format!(
@@ -214,11 +324,14 @@ fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
         // Usage is flushed every second: a hard kill loses at most the last second of counts.
         if last_flush.elapsed() >= Duration::from_secs(1) {
             last_flush = Instant::now();
-            if let Err(e) = crate::limits::flush_usage(&state.app) {
-                crate::log::warn(&format!("usage flush failed (kept for the next one): {}", e.log_detail()));
+            let now = crate::util::now_unix().max(0) as u64;
+            match crate::limits::flush_usage(&state.app) {
+                Ok(_) => state.last_flush.store(now, Ordering::Relaxed),
+                Err(e) => crate::log::warn(&format!("usage flush failed (kept for the next one): {}", e.log_detail())),
             }
-            if let Err(e) = crate::audit::anchor_dirty(&state.app) {
-                crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail()));
+            match crate::audit::anchor_dirty(&state.app) {
+                Ok(_) => state.last_anchor.store(now, Ordering::Relaxed),
+                Err(e) => crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail())),
             }
         }
         // Audit retention once an hour.
@@ -267,13 +380,14 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
     let mut who = Who::default();
     let mut bytes_in = 0;
     let mut client = None;
-    let (resp, label) = match read_request(state, &mut rq, &id) {
+    let unmatched = state.metrics.label_index(crate::metrics::UNMATCHED);
+    let (resp, route) = match read_request(state, &mut rq, &id) {
         Ok(req) => {
             bytes_in = req.body.len() as u64;
             client = req.client;
             dispatch(state, &req, &mut who)
         }
-        Err(e) => (error_response(&e), "-".to_string()),
+        Err(e) => (error_response(&e), unmatched),
     };
     let rows = crate::limits::meter::take_rows();
     if let Some(t) = &who.tenant {
@@ -298,10 +412,17 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
         crate::log::request(
             "WARN",
             &id,
-            &format!("{method} {label} -> {} in {:.1} ms", resp.status, started.elapsed().as_secs_f64() * 1000.0),
+            &format!(
+                "{method} {} -> {} in {:.1} ms",
+                state.metrics.label(route),
+                resp.status,
+                started.elapsed().as_secs_f64() * 1000.0
+            ),
         );
     }
+    let (status, error) = (resp.status, resp.error);
     write_response(rq, resp, &id, state.app.config.hsts_max_age_seconds);
+    state.metrics.observe(route, status, started.elapsed().as_micros() as u64, error);
     state.inflight.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -361,18 +482,19 @@ struct Who {
     principal: Option<Principal>,
 }
 
-/// Routes and runs a request; returns the response and the route template for logs/metrics.
-fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
+/// Routes and runs a request; returns the response and the route's metrics label index.
+fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
     let ui = req.segments.get(1).is_some_and(|s| s == "admin");
     let fail = |e: &Error| if ui { crate::ui::error_page(e, &req.raw_path) } else { error_response(e) };
     if req.method == Method::Options && !ui {
-        return (preflight(state, req).unwrap_or_else(|e| fail(&e)), "preflight".into());
+        let label = state.metrics.label_index(crate::metrics::PREFLIGHT);
+        return (preflight(state, req).unwrap_or_else(|e| fail(&e)), label);
     }
     let (matched, tenant) = match route(state, req) {
         Ok(m) => m,
-        Err(e) => return (fail(&e), "-".into()),
+        Err(e) => return (fail(&e), state.metrics.label_index(crate::metrics::UNMATCHED)),
     };
-    let label = matched.route.template();
+    let label = matched.index;
     who.tenant = tenant.clone();
     if let Some(t) = &tenant {
         if t.status == TenantStatus::Suspended && req.method.is_write() {
@@ -417,7 +539,8 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
             if response::error_parts(&e).0 >= 500 {
-                crate::log::request("ERROR", &req.id, &format!("{label}: {}", e.log_detail()));
+                let route = state.metrics.label(label);
+                crate::log::request("ERROR", &req.id, &format!("{route}: {}", e.log_detail()));
             }
             fail(&e)
         }
@@ -428,7 +551,8 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, String) {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic".into());
-            crate::log::request("ERROR", &req.id, &format!("handler for {label} panicked: {msg}"));
+            let route = state.metrics.label(label);
+            crate::log::request("ERROR", &req.id, &format!("handler for {route} panicked: {msg}"));
             fail(&Error::Internal(msg))
         }
     };

@@ -164,6 +164,7 @@ impl Meter {
         }
     }
 
+    /// Tenant-hours counted and not yet flushed (the metering backlog).
     pub fn backlog(&self) -> usize {
         self.shards.iter().map(|s| s.lock().values().map(HashMap::len).sum::<usize>()).sum()
     }

@@ -62,7 +62,14 @@ pub struct TenantHandle {
 
 impl TenantHandle {
     pub fn conn(&self) -> Result<PooledConn> {
-        Ok(self.pool.get()?)
+        let t0 = std::time::Instant::now();
+        let conn = self.pool.get()?;
+        let waited = t0.elapsed();
+        if waited > db::POOL_WAIT_THRESHOLD {
+            db::POOL_WAITS.fetch_add(1, Ordering::Relaxed);
+            db::POOL_WAIT_MICROS.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
+        }
+        Ok(conn)
     }
 
     /// The tenant's tables, re-read only when `PRAGMA schema_version` moved (a migration ran).
@@ -95,6 +102,8 @@ pub struct TenantStore {
     threads: Arc<ScheduledThreadPool>,
     open: Mutex<LruCache<TenantId, Arc<TenantHandle>>>,
     pub stats: StoreStats,
+    /// Tenants whose last open failed, with why (readiness reports them as `warn`).
+    unavailable: Mutex<std::collections::BTreeMap<TenantId, String>>,
 }
 
 /// What the store needs to know about a tenant to open it.
@@ -126,6 +135,7 @@ impl TenantStore {
             threads,
             open: Mutex::new(LruCache::new(cap)),
             stats: StoreStats::default(),
+            unavailable: Mutex::default(),
         }
     }
 
@@ -135,6 +145,11 @@ impl TenantStore {
 
     pub fn schema(&self) -> &Arc<TenantSchema> {
         &self.schema
+    }
+
+    /// Tenants whose last open failed, and why.
+    pub fn unavailable(&self) -> Vec<(TenantId, String)> {
+        self.unavailable.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     pub fn open_count(&self) -> usize {
@@ -148,7 +163,22 @@ impl TenantStore {
             return Ok(Opened { handle: h, migrated_from: None });
         }
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let (handle, migrated_from) = self.open_cold(req)?;
+        let (handle, migrated_from) = match self.open_cold(req) {
+            Ok(opened) => {
+                if !self.unavailable.lock().is_empty() {
+                    self.unavailable.lock().remove(req.id);
+                }
+                opened
+            }
+            Err(e) => {
+                let mut broken = self.unavailable.lock();
+                // Bounded: a fleet of broken files is reported by count, not kept forever.
+                if broken.len() < 1000 || broken.contains_key(req.id) {
+                    broken.insert(req.id.clone(), e.log_detail());
+                }
+                return Err(e);
+            }
+        };
         let handle = Arc::new(handle);
         let evicted = {
             let mut lru = self.open.lock();

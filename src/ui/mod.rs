@@ -36,6 +36,7 @@ fn asset(content_type: &'static str, bytes: &[u8]) -> Result<Resp> {
         content_type,
         headers: vec![("Cache-Control".into(), "public, max-age=3600".into())],
         body: bytes.to_vec(),
+        error: None,
     })
 }
 
@@ -228,7 +229,13 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
 }
 
 pub fn html_resp(status: u16, m: Markup) -> Resp {
-    Resp { status, content_type: "text/html; charset=utf-8", headers: vec![], body: m.into_string().into_bytes() }
+    Resp {
+        status,
+        content_type: "text/html; charset=utf-8",
+        headers: vec![],
+        body: m.into_string().into_bytes(),
+        error: None,
+    }
 }
 
 /// Errors on pages: a readable page with the same status the API would use. Unauthenticated
@@ -251,6 +258,7 @@ pub fn error_page(e: &Error, path: &str) -> Resp {
         },
     );
     r.status = status;
+    r.error = Some(code);
     r
 }
 

@@ -37,7 +37,7 @@ pub fn config(dir: &Path) -> Config {
     Config {
         data_dir: dir.join("data"),
         listen: "127.0.0.1:0".into(),
-        workers: 4,
+        workers_min: 4,
         auth,
         plans,
         limits,
@@ -60,8 +60,14 @@ impl TestServer {
     }
 
     pub fn with_router(router: tenantd::http::router::Router) -> TestServer {
+        Self::with_router_and(router, |_| {})
+    }
+
+    pub fn with_router_and(router: tenantd::http::router::Router, tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().unwrap();
-        let app = App::open(config(dir.path()), OpenMode::CreateIfMissing).unwrap();
+        let mut c = config(dir.path());
+        tweak(&mut c);
+        let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
         let server = server::start_with_router(app.clone(), "127.0.0.1:0", router).unwrap();
         TestServer { dir, app, server: Some(server) }
     }

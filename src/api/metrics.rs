@@ -1,0 +1,111 @@
+//! `GET /metrics`: Prometheus text format 0.0.4, for scrapers on the addresses in
+//! `metrics_allow` (loopback by default; behind the nginx front the client address is the one
+//! nginx forwarded, so the public cannot read it). Labels are route templates, status classes,
+//! error codes and fixed reasons: never tenant ids, raw paths or anything a client sent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::http::{Ctx, Req, Resp};
+use crate::metrics::Exposition;
+
+pub fn metrics(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let allowed = &ctx.app.metrics_allow;
+    if !allowed.is_empty() && !req.client.is_some_and(|ip| allowed.iter().any(|c| c.contains(ip))) {
+        return Err(Error::Forbidden {
+            code: "ip_denied",
+            message: "metrics are not served to your address (see metrics_allow)".into(),
+        });
+    }
+    let mut out = Exposition::default();
+    render(ctx, &mut out);
+    let mut resp = Resp::empty(200);
+    resp.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    resp.body = out.text.into_bytes();
+    Ok(resp)
+}
+
+fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
+    let (app, st) = (ctx.app, ctx.state);
+    let n = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    out.family("tenantd_build_info", "gauge", "Version of this binary and of its bundled SQLite; always 1.");
+    out.sample("tenantd_build_info", &[("version", env!("CARGO_PKG_VERSION")), ("sqlite", rusqlite::version())], 1.0);
+    st.metrics.render_requests(out);
+    out.gauge(
+        "tenantd_http_requests_in_flight",
+        "Requests being served now.",
+        st.inflight.load(Ordering::Relaxed) as f64,
+    );
+    out.counter("tenantd_handler_panics_total", "Handlers that panicked (answered 500).", n(&st.panics));
+
+    let store = &app.store.stats;
+    out.gauge("tenantd_tenants_open", "Tenant databases open in the LRU.", app.store.open_count() as f64);
+    out.gauge("tenantd_tenants_open_max", "max_open_tenants.", app.config.max_open_tenants as f64);
+    out.counter("tenantd_tenant_lru_hits_total", "Requests whose tenant was already open.", n(&store.hits));
+    out.counter("tenantd_tenant_lru_misses_total", "Requests that had to open their tenant.", n(&store.misses));
+    out.counter("tenantd_tenant_lru_evictions_total", "Tenants closed to make room.", n(&store.evictions));
+    out.counter("tenantd_tenant_lazy_migrations_total", "Tenants migrated when opened.", n(&store.lazy_migrations));
+    out.gauge("tenantd_tenants_unavailable", "Tenants whose last open failed.", app.store.unavailable().len() as f64);
+    out.counter(
+        "tenantd_pool_waits_total",
+        "Tenant connection checkouts that waited more than 1 ms.",
+        n(&crate::db::POOL_WAITS),
+    );
+    out.counter(
+        "tenantd_pool_wait_seconds_total",
+        "Time spent in those checkouts.",
+        n(&crate::db::POOL_WAIT_MICROS) / 1e6,
+    );
+    out.counter(
+        "tenantd_sqlite_busy_retries_total",
+        "Times a statement found the database locked and retried.",
+        n(&crate::db::BUSY_RETRIES),
+    );
+
+    out.family("tenantd_cache_hits_total", "counter", "Lookups answered from an in-memory cache, by cache.");
+    out.sample("tenantd_cache_hits_total", &[("cache", "directory")], n(&app.directory.hits));
+    out.sample("tenantd_cache_hits_total", &[("cache", "auth")], n(&app.auth.hits));
+    out.family("tenantd_cache_misses_total", "counter", "Lookups that went to SQLite, by cache.");
+    out.sample("tenantd_cache_misses_total", &[("cache", "directory")], n(&app.directory.misses));
+    out.sample("tenantd_cache_misses_total", &[("cache", "auth")], n(&app.auth.misses));
+
+    out.gauge("tenantd_workers", "Worker threads now.", st.pool.size() as f64);
+    out.gauge("tenantd_workers_busy", "Workers running a request now.", st.pool.busy() as f64);
+    out.gauge("tenantd_workers_min", "workers_min.", st.pool.min as f64);
+    out.gauge("tenantd_workers_max", "workers_max.", st.pool.max as f64);
+    out.family("tenantd_worker_scaling_total", "counter", "Worker pool resizes, by direction.");
+    out.sample("tenantd_worker_scaling_total", &[("direction", "up")], n(&st.pool.grown));
+    out.sample("tenantd_worker_scaling_total", &[("direction", "down")], n(&st.pool.shrunk));
+
+    out.gauge(
+        "tenantd_metering_backlog",
+        "Tenant-hours of usage counted in memory and not yet flushed.",
+        app.limits.meter.backlog() as f64,
+    );
+    out.gauge(
+        "tenantd_metering_flush_lag_seconds",
+        "Seconds since usage was last flushed to the catalog (every second normally).",
+        crate::api::health::lag_seconds(&st.last_flush) as f64,
+    );
+    out.gauge(
+        "tenantd_audit_anchor_lag_seconds",
+        "Seconds since audit chain heads were last anchored (every second normally).",
+        crate::api::health::lag_seconds(&st.last_anchor) as f64,
+    );
+    out.counter("tenantd_alerts_total", "Quota and throttling alerts raised.", n(&app.limits.alerts.raised));
+    out.counter(
+        "tenantd_alert_webhook_failures_total",
+        "Alert webhook deliveries that failed after retries.",
+        n(&app.limits.alerts.webhook_failures),
+    );
+
+    if let Some(p) = crate::metrics::process_stats() {
+        out.counter("process_cpu_seconds_total", "User and system CPU time of this process.", p.cpu_seconds);
+        out.gauge("process_resident_memory_bytes", "Resident memory.", p.resident_bytes as f64);
+        out.gauge("process_virtual_memory_bytes", "Virtual memory.", p.virtual_bytes as f64);
+        out.gauge("process_open_fds", "Open file descriptors.", p.open_fds as f64);
+        out.gauge("process_threads", "Threads.", p.threads as f64);
+    }
+    let start = crate::util::now_unix() as f64 - st.started.elapsed().as_secs_f64();
+    out.gauge("process_start_time_seconds", "Start time of the process since the Unix epoch.", start);
+}

@@ -16,6 +16,7 @@ pub mod http;
 pub mod ids;
 pub mod limits;
 pub mod log;
+pub mod notify;
 pub mod security;
 pub mod store;
 pub mod tenancy;

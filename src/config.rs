@@ -610,6 +610,17 @@ mod tests {
     }
 
     #[test]
+    fn the_nginx_site_matches_the_packaged_config() {
+        let site = include_str!("../packaging/nginx/tenantd.conf");
+        let packaged = load(include_str!("../packaging/tenantd.toml"), &[]).unwrap().config;
+        // nginx's "1m" is 1 MiB: bodies nginx lets through are ones tenantd accepts.
+        assert!(site.contains("client_max_body_size 1m;"));
+        assert_eq!(packaged.max_body_bytes, 1024 * 1024);
+        assert!(site.contains(&format!("server {};", packaged.listen)), "the upstream is the packaged listen address");
+        assert!(packaged.trusted_proxies.iter().any(|p| p == "127.0.0.1"), "nginx's X-Forwarded-For is believed");
+    }
+
+    #[test]
     fn bad_listen_is_refused() {
         let e = load("listen = \"nowhere\"\n", &[]).err().unwrap().0;
         assert!(e.contains("listen"), "{e}");

@@ -17,6 +17,7 @@ pub mod ids;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod notify;
 pub mod security;
 pub mod store;
 pub mod tenancy;

@@ -5,6 +5,7 @@
 //! check did not pass); 2 bad usage or bad input (clap's convention, kept for ours).
 
 mod bench;
+mod healthcheck;
 mod schema;
 mod serve;
 mod tenant;
@@ -87,6 +88,18 @@ pub enum Command {
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
+    /// Ask a running server whether it is ready: exit 0 ready, 1 not ready (reason on stderr), 2 bad usage.
+    #[command(
+        after_help = "Probes BASE/health/readiness. Without --url, BASE comes from the config's `listen` (0.0.0.0 and [::] are probed over loopback).\n\nExamples:\n  tenantd healthcheck\n  tenantd --config /etc/tenantd/tenantd.toml healthcheck\n  tenantd healthcheck --url http://127.0.0.1:8080 --timeout 2"
+    )]
+    Healthcheck {
+        /// Base URL of the server, e.g. http://127.0.0.1:8080 (plain HTTP: tenantd's own address).
+        #[arg(long, value_name = "BASE")]
+        url: Option<String>,
+        /// Seconds to wait for the connection and for the answer (1..=300).
+        #[arg(long, value_name = "SECONDS", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=300))]
+        timeout: u64,
+    },
     /// Built-in benchmarks (numbers for the issue notes; never run by `cargo test`).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -173,6 +186,10 @@ impl From<std::io::Error> for CliError {
 pub type CliResult<T = ExitCode> = Result<T, CliError>;
 
 fn run(cli: Cli) -> CliResult {
+    // With --url the probe needs no config (a broken config file must not hide a live server).
+    if let Command::Healthcheck { url: Some(url), timeout } = &cli.command {
+        return healthcheck::run(&healthcheck::parse_base(url)?, std::time::Duration::from_secs(*timeout));
+    }
     let listen = match &cli.command {
         Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
         _ => None,
@@ -207,6 +224,9 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
+        Command::Healthcheck { timeout, .. } => {
+            healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))
+        }
     }
 }
 

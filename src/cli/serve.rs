@@ -22,6 +22,7 @@ pub fn serve(app: Arc<App>) -> CliResult {
     app.store.ensure_template()?;
     let listen = app.config.listen.clone();
     let running = server::start(app, &listen)?;
+    crate::notify::ready(running.addr());
     finish(running.run_until_signal()?)
 }
 
@@ -36,6 +37,7 @@ pub fn demo(app: Arc<App>) -> CliResult {
     let created = crate::demo::ensure(&app)?;
     let listen = app.config.listen.clone();
     let running = server::start(app.clone(), &listen)?;
+    crate::notify::ready(running.addr());
     let base = format!("http://{}", running.addr());
     let data_dir = app.config.data_dir.display();
     if created.is_empty() {

@@ -9,6 +9,9 @@ use std::time::Duration;
 pub struct Client {
     addr: SocketAddr,
     conn: Option<BufReader<TcpStream>>,
+    /// Connect timeout; reads wait up to `read_timeout`.
+    connect_timeout: Duration,
+    read_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -34,14 +37,21 @@ impl Response {
 
 impl Client {
     pub fn new(addr: SocketAddr) -> Client {
-        Client { addr, conn: None }
+        Client { addr, conn: None, connect_timeout: Duration::from_secs(5), read_timeout: Duration::from_secs(30) }
+    }
+
+    /// A client that gives up after `timeout` on connect and on each read (probes: the
+    /// healthcheck command and the systemd watchdog).
+    pub fn with_timeout(addr: SocketAddr, timeout: Duration) -> Client {
+        Client { addr, conn: None, connect_timeout: timeout, read_timeout: timeout }
     }
 
     fn stream(&mut self) -> std::io::Result<&mut BufReader<TcpStream>> {
         if self.conn.is_none() {
-            let s = TcpStream::connect_timeout(&self.addr, Duration::from_secs(5))?;
+            let s = TcpStream::connect_timeout(&self.addr, self.connect_timeout)?;
             s.set_nodelay(true)?;
-            s.set_read_timeout(Some(Duration::from_secs(30)))?;
+            s.set_read_timeout(Some(self.read_timeout))?;
+            s.set_write_timeout(Some(self.read_timeout))?;
             self.conn = Some(BufReader::new(s));
         }
         self.conn.as_mut().ok_or_else(|| std::io::Error::other("no connection"))
@@ -79,6 +89,17 @@ impl Client {
         self.request("GET", path, &[], b"")
     }
 
+    /// One GET on a fresh connection, closed afterwards, never retried: for probes, where a
+    /// retry would double the time a hung server takes to be noticed and a kept-alive
+    /// connection could hide a dead accept thread.
+    pub fn get_once(&mut self, path: &str) -> std::io::Result<Response> {
+        self.conn = None;
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", self.addr);
+        let r = self.raw(head.as_bytes(), false);
+        self.conn = None;
+        r
+    }
+
     /// Writes raw bytes and reads one response (for malformed-request tests).
     pub fn raw(&mut self, bytes: &[u8], head_only: bool) -> std::io::Result<Response> {
         let s = self.stream()?;
@@ -88,6 +109,16 @@ impl Client {
             self.conn = None;
         }
         r
+    }
+}
+
+/// The address to reach a server bound to `addr` from this host: a wildcard bind (0.0.0.0 or
+/// [::]) is reached over loopback.
+pub fn local_address(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => (std::net::Ipv4Addr::LOCALHOST, addr.port()).into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => (std::net::Ipv6Addr::LOCALHOST, addr.port()).into(),
+        _ => addr,
     }
 }
 
@@ -133,4 +164,17 @@ fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Resu
         }
     }
     Ok(Response { status, headers, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_address;
+
+    #[test]
+    fn wildcard_binds_are_reached_over_loopback() {
+        let a = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        assert_eq!(local_address(a("0.0.0.0:8080")), a("127.0.0.1:8080"));
+        assert_eq!(local_address(a("[::]:9000")), a("[::1]:9000"));
+        assert_eq!(local_address(a("10.1.2.3:80")), a("10.1.2.3:80"));
+    }
 }

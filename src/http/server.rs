@@ -215,6 +215,7 @@ impl RunningServer {
         })?;
         let reason = self.stop_rx.recv().unwrap_or(StopReason::Requested);
         crate::log::info(&format!("stopping ({reason:?}): draining in-flight requests"));
+        crate::notify::stopping();
         self.shutdown()?;
         Ok(reason)
     }

@@ -239,10 +239,23 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
 pub fn spawn_serve(
     data_dir: &Path,
 ) -> (std::process::Child, std::net::SocketAddr, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    spawn_serve_with_env(data_dir, &[])
+}
+
+/// `spawn_serve` with extra environment variables (e.g. systemd's `NOTIFY_SOCKET`).
+pub fn spawn_serve_with_env(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead;
     let mut child = Command::new(bin())
         .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
         .env_remove("TENANTD_LOG")
+        // Never notify a service manager the test runner itself may be running under.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
+        .envs(env.iter().copied())
         .stderr(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()

@@ -62,6 +62,9 @@ fn busy_wait(attempt: i32) -> bool {
     true
 }
 
+/// Page cache per connection (`PRAGMA cache_size`).
+pub const PAGE_CACHE_BYTES: u64 = 2000 * 1024;
+
 /// Pragmas every connection gets when it is opened.
 pub fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<()> {
     let sync = match durability {
@@ -72,7 +75,8 @@ pub fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<
     // journal_mode returns a row; pragma_update ignores it correctly.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.execute_batch(&format!(
-        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-2000; PRAGMA temp_store=MEMORY;"
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY;",
+        PAGE_CACHE_BYTES / 1024
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())

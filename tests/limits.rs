@@ -408,3 +408,27 @@ fn a_tenant_that_keeps_hammering_is_throttled_for_a_cool_down() {
     let other = s.create_tenant("globex");
     assert!(!tenantd::limits::is_throttled(&s.app, &other.id));
 }
+
+#[test]
+fn resource_monitor_shows_rate_connections_and_storage_per_tenant() {
+    let s = TestServer::start();
+    let t = s.token("a@acme.test", "acme", "owner");
+    s.create_tenant("quiet");
+    for _ in 0..20 {
+        assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    }
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    tenantd::auth::create_user(&s.app, "root@ops.test", common::PASSWORD, true).unwrap();
+    let root = s.login("root@ops.test");
+    let res = s.get_as("/api/v1/platform/resources", &root).json();
+    let row = |slug: &str| res["tenants"].as_array().unwrap().iter().find(|r| r["slug"] == slug).cloned().unwrap();
+    let acme = row("acme");
+    assert!(acme["requests_per_second"].as_f64().unwrap() > 0.0, "{acme}");
+    assert_eq!(acme["open"], true);
+    assert!(acme["connections"].as_u64().unwrap() >= 1, "{acme}");
+    assert!(acme["page_cache_bytes_max"].as_u64().unwrap() > 0);
+    assert!(acme["storage_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(acme["in_flight"], 0);
+    let quiet = row("quiet");
+    assert_eq!(quiet["requests_per_second"], 0.0, "{quiet}");
+}

@@ -67,9 +67,19 @@ pub fn resources(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     for t in &list {
         let plan = crate::limits::plan(ctx.app, t)?;
         let used = crate::limits::storage_bytes(ctx.app, &t.id);
+        let (connections, idle) = ctx.app.store.peek(&t.id).map(|h| h.connections()).unwrap_or((0, 0));
+        // SQLite's page cache: each open connection holds up to `cache_size` (2 MiB) of the
+        // file's pages; the exact figure is not readable through the safe API, so this is the
+        // bound, never more than the file itself per connection.
+        let page_cache = u64::from(connections) * used.min(crate::db::PAGE_CACHE_BYTES);
         items.push(json!({
             "slug": t.slug, "plan": t.plan, "status": t.status,
+            "open": connections > 0,
+            "requests_per_second": crate::limits::current_rate(ctx.app, &t.id),
             "in_flight": crate::limits::inflight(ctx.app, &t.id),
+            "connections": connections,
+            "idle_connections": idle,
+            "page_cache_bytes_max": page_cache,
             "storage_bytes": used,
             "storage_quota_bytes": plan.storage_bytes,
             "storage_used_ratio": used as f64 / plan.storage_bytes.max(1) as f64,

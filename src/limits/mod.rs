@@ -51,6 +51,8 @@ pub struct Limits {
     throttled: Mutex<HashMap<TenantId, (u64, u64, u64)>>,
     clock: Arc<dyn Clock>,
     pub stats: LimitStats,
+    /// When usage was last flushed, and each tenant's request rate over that interval.
+    rates: Mutex<(Option<std::time::Instant>, HashMap<TenantId, f64>)>,
 }
 
 impl Limits {
@@ -68,6 +70,7 @@ impl Limits {
             throttled: Mutex::default(),
             clock: clock.clone(),
             stats: LimitStats::default(),
+            rates: Mutex::default(),
         }
     }
 
@@ -259,6 +262,7 @@ fn check_month(app: &App, t: &TenantRecord, plan: &PlanConfig) -> Result<()> {
 /// to write are kept for the next attempt.
 pub fn flush_usage(app: &App) -> Result<usize> {
     let items = app.limits.meter.drain();
+    record_rates(app, &items);
     if items.is_empty() {
         return Ok(0);
     }
@@ -274,6 +278,25 @@ pub fn flush_usage(app: &App) -> Result<usize> {
             Err(e)
         }
     }
+}
+
+/// Each tenant's request rate over the interval since the previous flush (about a second):
+/// the resource monitor's "current rate", at no cost on the request path.
+fn record_rates(app: &App, items: &[((TenantId, i64), meter::Counts)]) {
+    let now = std::time::Instant::now();
+    let mut rates = app.limits.rates.lock();
+    let secs = rates.0.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(1.0).max(0.001);
+    let mut counts: HashMap<TenantId, u64> = HashMap::new();
+    for ((t, _), c) in items {
+        *counts.entry(t.clone()).or_default() += c.requests;
+    }
+    rates.1 = counts.into_iter().map(|(t, n)| (t, n as f64 / secs)).collect();
+    rates.0 = Some(now);
+}
+
+/// Requests per second of a tenant over the last flush interval.
+pub fn current_rate(app: &App, t: &TenantId) -> f64 {
+    app.limits.rates.lock().1.get(t).copied().unwrap_or(0.0)
 }
 
 /// Alerts at 80% and 100% of the storage quota (once a day per tenant and threshold).

@@ -72,6 +72,12 @@ impl TenantHandle {
         Ok(conn)
     }
 
+    /// (open connections, idle ones) in this tenant's pool.
+    pub fn connections(&self) -> (u32, u32) {
+        let s = self.pool.state();
+        (s.connections, s.idle_connections)
+    }
+
     /// The tenant's tables, re-read only when `PRAGMA schema_version` moved (a migration ran).
     pub fn schema_info(&self, conn: &Connection) -> Result<Arc<query::SchemaInfo>> {
         let cookie: i64 = conn.prepare_cached("PRAGMA schema_version")?.query_row([], |r| r.get(0))?;
@@ -145,6 +151,11 @@ impl TenantStore {
 
     pub fn schema(&self) -> &Arc<TenantSchema> {
         &self.schema
+    }
+
+    /// The open handle of a tenant, if it is open (without counting as a use).
+    pub fn peek(&self, id: &TenantId) -> Option<Arc<TenantHandle>> {
+        self.open.lock().peek(id).cloned()
     }
 
     /// Tenants whose last open failed, and why.

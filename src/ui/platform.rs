@@ -27,7 +27,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             (flash(req))
             h2 { "Tenants" }
             table.data {
-                thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "In flight" } th { "Storage" } th { "Created" } th { "Actions" } } }
+                thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "Req/s" } th { "In flight" } th { "Connections" } th { "Storage" } th { "Created" } th { "Actions" } } }
                 tbody {
                     @for t in &list {
                         tr {
@@ -36,7 +36,9 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                             td { span.badge.(t.status.as_str()) { (t.status.as_str()) } }
                             td { (t.plan) }
                             td { "v" (t.schema_version) }
+                            td { (format!("{:.1}", crate::limits::current_rate(ctx.app, &t.id))) }
                             td { (crate::limits::inflight(ctx.app, &t.id)) @if crate::limits::is_throttled(ctx.app, &t.id) { " " span.badge.suspended { "throttled" } } }
+                            td { (ctx.app.store.peek(&t.id).map(|h| h.connections().0).unwrap_or(0)) }
                             td { (storage(ctx, t)) }
                             td { (rfc3339(t.created_at)) }
                             td {

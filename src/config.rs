@@ -123,6 +123,8 @@ pub struct ThreatsConfig {
     pub enumeration_misses: u64,
     /// Deletes by one caller on one tenant within a minute = mass delete.
     pub mass_delete: u64,
+    /// Rows read by one caller from one tenant within a minute = mass export.
+    pub mass_export_rows: u64,
 }
 
 impl Default for ThreatsConfig {
@@ -133,6 +135,7 @@ impl Default for ThreatsConfig {
             block_seconds: 900,
             enumeration_misses: 50,
             mass_delete: 100,
+            mass_export_rows: 10_000,
         }
     }
 }
@@ -433,6 +436,7 @@ impl Config {
         range("threats.block_seconds", th.block_seconds, 1, 86_400 * 7)?;
         range("threats.enumeration_misses", th.enumeration_misses, 2, 1_000_000)?;
         range("threats.mass_delete", th.mass_delete, 2, 1_000_000)?;
+        range("threats.mass_export_rows", th.mass_export_rows, 2, 1_000_000_000)?;
         for p in &self.platform_ip_allow {
             crate::security::Cidr::parse(p)
                 .map_err(|_| ConfigError(format!("platform_ip_allow: {p:?} is not an address or CIDR block")))?;

@@ -106,3 +106,75 @@ fn an_admin_signing_in_from_a_new_address_is_reported() {
     let a = wait_alert(&s, "/api/v1/t/acme/alerts", &owner, "new_admin_address");
     assert_eq!(a["source"], "198.51.100.23");
 }
+
+/// The tenant's audit entries with `action`, newest first.
+fn audit_entries(s: &TestServer, token: &str, action: &str) -> Vec<serde_json::Value> {
+    let v = s.get_as(&format!("/api/v1/t/acme/audit?action={action}"), token).json();
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn sign_in_attempts_are_in_the_chains_of_the_users_tenants() {
+    let s = TestServer::start();
+    let owner = s.token("ada@acme.test", "acme", "owner");
+    s.member("bob@acme.test", "acme", "member");
+    let bad = json!({"email": "bob@acme.test", "password": "wrong-password-9"});
+    assert_eq!(s.post_json("/api/v1/auth/login", None, &bad).status, 401);
+    let bob = s.login("bob@acme.test");
+    assert!(!bob.is_empty());
+    let failed = audit_entries(&s, &owner, "auth.login_failed");
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let f = &failed[0];
+    assert_eq!(f["outcome"], "denied");
+    assert_eq!(f["resource"], "bob@acme.test");
+    assert_eq!(f["source"], "127.0.0.1");
+    assert!(f["details"].to_string().contains("wrong_password"), "{f}");
+    assert!(!f["details"].to_string().contains("wrong-password-9"), "never the password");
+    assert!(f["request_id"].as_str().is_some_and(|r| !r.is_empty()));
+    assert!(audit_entries(&s, &owner, "auth.login").iter().any(|e| e["resource"] == "bob@acme.test"));
+    // Another tenant's chain knows nothing of bob.
+    let other = s.token("zed@globex.test", "globex", "owner");
+    let v = s.get_as("/api/v1/t/globex/audit?action=auth.login_failed", &other).json();
+    assert_eq!(v["items"].as_array().unwrap().len(), 0);
+    // Unknown accounts go to the platform chain, with the email's domain only.
+    let ghost = json!({"email": "ghost@nowhere.test", "password": "wrong-password-9"});
+    assert_eq!(s.post_json("/api/v1/auth/login", None, &ghost).status, 401);
+    let details: String = s
+        .app
+        .catalog
+        .conn()
+        .unwrap()
+        .query_row(
+            "SELECT details FROM platform_audit WHERE action = 'auth.login_failed' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(details.contains("nowhere.test") && !details.contains("ghost"), "{details}");
+    // The chains still verify.
+    let o = s.cli(&["audit", "verify"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+}
+
+#[test]
+fn mass_export_is_a_tenant_alert_and_in_its_audit_trail() {
+    let s = TestServer::start_with(|c| c.threats.mass_export_rows = 30);
+    let owner = s.token("ada@acme.test", "acme", "owner");
+    let reader = s.token("eve@acme.test", "acme", "member");
+    for i in 0..20 {
+        assert_eq!(
+            s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": format!("C{i}")})).status,
+            201
+        );
+    }
+    // 20 rows: under the threshold. 40: over it.
+    assert_eq!(s.get_as("/api/v1/t/acme/customers?per_page=100", &reader).status, 200);
+    assert!(s.get_as("/api/v1/t/acme/alerts", &owner).json()["items"].as_array().unwrap().is_empty());
+    assert_eq!(s.get_as("/api/v1/t/acme/customers?per_page=100", &reader).status, 200);
+    let a = wait_alert(&s, "/api/v1/t/acme/alerts", &owner, "mass_export");
+    assert!(a["principal"].as_str().unwrap().starts_with("user:"));
+    let seen = common::within(Duration::from_secs(3), || {
+        audit_entries(&s, &owner, "security.alert").iter().any(|e| e["resource"] == "mass_export")
+    });
+    assert!(seen.is_some(), "the alert is in the tenant's own chain");
+}

@@ -28,6 +28,7 @@ pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             totp: body.totp.as_deref(),
             source: req.client,
             user_agent: req.header("user-agent"),
+            request_id: Some(&req.id),
         },
         now_unix(),
     )?;

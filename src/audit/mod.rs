@@ -90,6 +90,18 @@ fn hash_of(prev: &str, e: &Stored) -> String {
     crate::util::hex(&h.finalize())
 }
 
+/// Appends one entry to a tenant's chain in a transaction of its own: for events that change
+/// no tenant data (sign-ins, denied addresses, alerts).
+pub fn record(app: &crate::app::App, tenant: &crate::catalog::tenants::TenantRecord, e: &Entry<'_>) -> Result<()> {
+    let opened = app.open_tenant(tenant)?;
+    let mut conn = opened.handle.conn()?;
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    append(&tx, crate::util::now_unix(), e)?;
+    tx.commit()?;
+    app.audit_dirty.mark(&tenant.id);
+    Ok(())
+}
+
 /// Appends inside the caller's transaction (the one that made the change).
 pub fn append(tx: &Connection, at: i64, e: &Entry<'_>) -> Result<i64> {
     let last: Option<(i64, String)> = tx

@@ -3,6 +3,7 @@
 //! in-memory cache on the hot path (a warm request does no catalog query); the cache is dropped
 //! whenever the catalog changes.
 
+mod events;
 pub mod password;
 pub mod perms;
 pub mod totp;
@@ -285,30 +286,19 @@ pub fn check_address(app: &App, tenant: &TenantRecord, req: &crate::http::Req) -
     let minute = crate::util::now_unix() / 60;
     let first = app.auth.denied.lock().insert((tenant.id.clone(), ip), minute) != Some(minute);
     if first {
-        let record = || -> Result<()> {
-            let opened = app.open_tenant(tenant)?;
-            let mut conn = opened.handle.conn()?;
-            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            crate::audit::append(
-                &tx,
-                crate::util::now_unix(),
-                &crate::audit::Entry {
-                    actor: "anonymous",
-                    source: Some(&ip.to_string()),
-                    user_agent: req.header("user-agent"),
-                    request_id: Some(&req.id),
-                    action: "security.ip_denied",
-                    resource: Some(&req.raw_path),
-                    outcome: "denied",
-                    risk: 50,
-                    details: serde_json::json!({}),
-                },
-            )?;
-            tx.commit()?;
-            app.audit_dirty.mark(&tenant.id);
-            Ok(())
+        let source = ip.to_string();
+        let entry = crate::audit::Entry {
+            actor: "anonymous",
+            source: Some(&source),
+            user_agent: req.header("user-agent"),
+            request_id: Some(&req.id),
+            action: "security.ip_denied",
+            resource: Some(&req.raw_path),
+            outcome: "denied",
+            risk: 50,
+            details: serde_json::json!({}),
         };
-        if let Err(e) = record() {
+        if let Err(e) = crate::audit::record(app, tenant, &entry) {
             crate::log::warn(&format!("could not audit a denied address: {}", e.log_detail()));
         }
     }
@@ -366,6 +356,7 @@ pub struct LoginRequest<'a> {
     pub totp: Option<&'a str>,
     pub source: Option<IpAddr>,
     pub user_agent: Option<&'a str>,
+    pub request_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -426,11 +417,13 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
         password::verify_dummy(req.password, cfg);
         address_failed(app, req.source, now);
         crate::security::threats::login_failed(app, req.source, req.email, now);
+        events::unknown_account(app, req, now);
         return Err(invalid_credentials());
     };
     if let Some(until) = user.locked_until.filter(|u| *u > now) {
         password::verify_dummy(req.password, cfg);
         address_failed(app, req.source, now);
+        events::sign_in(app, &user, req, events::Outcome::Locked);
         return Err(Error::TooManyRequests {
             code: "account_locked",
             message: "too many failed logins: this account is locked for a while".into(),
@@ -439,6 +432,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
     }
     if !password::verify(req.password, &user.password_hash) {
         crate::security::threats::login_failed(app, req.source, req.email, now);
+        events::sign_in(app, &user, req, events::Outcome::WrongPassword);
         fail_login(app, &user, req.source, now)?;
         return Err(invalid_credentials());
     }
@@ -450,6 +444,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             });
         };
         if !check_second_factor(app, &user, code, now)? {
+            events::sign_in(app, &user, req, events::Outcome::WrongCode);
             fail_login(app, &user, req.source, now)?;
             return Err(Error::Unauthenticated {
                 code: "invalid_totp",
@@ -457,6 +452,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             });
         }
     }
+    events::sign_in(app, &user, req, events::Outcome::Ok);
     if let Err(e) = crate::security::threats::signed_in(app, &user, req.source, now) {
         crate::log::warn(&format!("sign-in address check failed: {}", e.log_detail()));
     }

@@ -403,9 +403,13 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
             };
             state.app.limits.meter.record(&t.id, crate::util::now_unix(), &sample, rows);
         }
-        if matches!(resp.status, 403 | 404) {
-            if let Some(p) = &who.principal {
+        if let Some(p) = &who.principal {
+            if matches!(resp.status, 403 | 404) {
                 crate::security::threats::miss(&state.app, t, p.actor_str(), client, crate::util::now_unix());
+            }
+            if rows.0 > 0 {
+                let now = crate::util::now_unix();
+                crate::security::threats::rows_read(&state.app, t, p.actor_str(), client, rows.0, now);
             }
         }
     }

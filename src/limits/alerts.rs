@@ -124,6 +124,11 @@ pub fn start(app: &Arc<App>) -> Option<std::thread::JoinHandle<()>> {
         .ok()
 }
 
+fn tenant_record(app: &App, id: &str) -> Option<crate::catalog::tenants::TenantRecord> {
+    let id = crate::ids::TenantId::parse(id).ok()?;
+    crate::catalog::tenants::find_by_id(&*app.catalog.conn().ok()?, &id).ok().flatten()
+}
+
 fn deliver(app: &App, agent: &ureq::Agent, alert: &Alert) {
     let tenant = (!alert.tenant_id.is_empty()).then_some(alert.tenant_id.as_str());
     let event = audit::Event {
@@ -145,6 +150,23 @@ fn deliver(app: &App, agent: &ureq::Agent, alert: &Alert) {
     });
     if let Err(e) = res {
         crate::log::warn(&format!("could not record alert {}: {}", alert.kind, e.log_detail()));
+    }
+    if let Some(t) = tenant.and_then(|id| tenant_record(app, id)) {
+        // The tenant's own chain too: its admins audit what was detected about their tenant.
+        let entry = crate::audit::Entry {
+            actor: "system",
+            source: alert.source.as_deref(),
+            user_agent: None,
+            request_id: None,
+            action: "security.alert",
+            resource: Some(&alert.kind),
+            outcome: "detected",
+            risk: alert.risk,
+            details: json!({"message": alert.message, "principal": alert.principal}),
+        };
+        if let Err(e) = crate::audit::record(app, &t, &entry) {
+            crate::log::warn(&format!("could not audit alert {} in {}: {}", alert.kind, t.slug, e.log_detail()));
+        }
     }
     crate::log::warn(&format!("alert {} for {}: {}", alert.kind, alert.slug, alert.message));
     let Some(url) = app.config.alert_webhook_url.as_deref() else { return };

@@ -6,6 +6,7 @@
 //! - brute force: an account locked by repeated failures (see `auth::login`);
 //! - enumeration: one principal collecting many 404/403 answers from a tenant in a minute;
 //! - mass delete: one principal deleting many records of a tenant in a minute;
+//! - mass export: one principal reading many rows of a tenant in a minute (lists, exports);
 //! - admin sign-in from a new address: an owner, admin or platform admin signing in from an
 //!   address never seen for them before;
 //! - rate-limit storms: see `limits` (auto-throttle alert).
@@ -30,6 +31,10 @@ pub struct Threats {
     blocked: Mutex<HashMap<IpAddr, i64>>,
     misses: PerMinute,
     deletes: PerMinute,
+    /// hash(tenant id, principal) → (minute, rows read in that minute). Keyed by a hash so a
+    /// read costs no allocation.
+    reads: Mutex<HashMap<u64, (i64, u64)>>,
+    hasher: std::collections::hash_map::RandomState,
 }
 
 fn bounded<K, V>(map: &mut HashMap<K, V>) {
@@ -133,6 +138,36 @@ pub fn deleted(app: &App, t: &crate::ids::TenantId, slug: &str, principal: &str,
             None,
             Some(principal.to_string()),
             70,
+        );
+    }
+}
+
+/// `rows` read by `principal` from a tenant (called once per request that read rows).
+pub fn rows_read(app: &App, t: &TenantRecord, principal: &str, ip: Option<IpAddr>, rows: u64, now: i64) {
+    use std::hash::BuildHasher;
+    let limit = app.config.threats.mass_export_rows;
+    let key = app.threats.hasher.hash_one((t.id.as_str(), principal));
+    let (before, after) = {
+        let mut m = app.threats.reads.lock();
+        bounded(&mut m);
+        let e = m.entry(key).or_insert((now / 60, 0));
+        if e.0 != now / 60 {
+            *e = (now / 60, 0);
+        }
+        let before = e.1;
+        e.1 += rows;
+        (before, e.1)
+    };
+    // Once per minute and caller: when the count crosses the threshold.
+    if before < limit && after >= limit {
+        app.limits.alerts.raise_full(
+            Some((&t.id, t.slug.as_str())),
+            "mass_export",
+            now / 60,
+            format!("{after} rows read by one caller within a minute"),
+            ip.map(|i| i.to_string()),
+            Some(principal.to_string()),
+            60,
         );
     }
 }

@@ -81,6 +81,7 @@ pub fn login_post(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             totp: field(&f, "totp"),
             source: req.client,
             user_agent: req.header("user-agent"),
+            request_id: Some(&req.id),
         },
         now_unix(),
     );

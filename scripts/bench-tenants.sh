@@ -43,7 +43,7 @@ echo "server after start: $(rss)"
 
 # loadtest exits 1 when any request failed; the report still says how, so keep going.
 lt() { taskset -c 1 "$bin" --data-dir "$data" loadtest --url "$base" --plan bench --rows "$rows" \
-  --concurrency 16 --mix read=80,list=10,write=10 --json "$@" || true; }
+  --concurrency 16 --mix "${mix:-read=80,list=10,write=10}" --json "$@" || true; }
 
 # Provision all tenants once (created through the library in the server's data dir), with a
 # short run as warm-up; then a warm-up of the single tenant.
@@ -73,6 +73,35 @@ PY
 
 # Memory with the tenant LRU full: a uniform run over all tenants touches every one of them.
 lt --tenants "$n" --duration "${secs}s" >"$dir/uniform.json"
-python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(f"uniform over {r[\"tenants\"]}: {r[\"rps\"]:.0f} req/s, p99 {r[\"p99_ms\"]:.2f} ms, {r[\"requests\"]} requests, errors {r[\"errors\"]}")' "$dir/uniform.json"
+python3 - "$dir/uniform.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"uniform over {r['tenants']}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, {r['requests']} requests, errors {r['errors']}")
+PY
 echo "server after touching all tenants: $(rss)"
 echo "open: $(open_tenants); tenant files open: $(tenant_files)"
+
+# Where the difference goes (DIAG=1): the same Zipf load over only 256 tenants (all fit in the
+# tenant LRU), read-only over 10,000 (no writes, so no WAL checkpoints and audit anchors), and
+# over 10,000 with the LRU as large as the fleet (max_open_tenants = tenants: no evictions).
+if [ "${DIAG:-0}" = 1 ]; then
+  summary() { python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]:<36} {r['rps']:>7.0f} req/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f} ms  errors {r['errors']}")
+PY
+  }
+  lt --tenants 256 --distribution zipf --duration 3s >/dev/null
+  lt --tenants 256 --distribution zipf --duration "${secs}s" >"$dir/d256.json"
+  summary "$dir/d256.json" "zipf over 256 tenants (LRU 256)"
+  mix=read=1 lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/dread.json"
+  summary "$dir/dread.json" "zipf over $n, reads only (LRU 256)"
+  kill $pid; wait $pid 2>/dev/null || true
+  TENANTD_MAX_OPEN_TENANTS=$n taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+  lt --tenants "$n" --duration "${secs}s" >/dev/null
+  lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/dbig.json"
+  summary "$dir/dbig.json" "zipf over $n (LRU $n, warmed)"
+  echo "server with LRU $n after touching all: $(rss); $(open_tenants)"
+fi

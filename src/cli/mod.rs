@@ -6,6 +6,7 @@
 
 mod bench;
 mod healthcheck;
+mod loadtest;
 mod schema;
 mod serve;
 mod tenant;
@@ -103,6 +104,10 @@ pub enum Command {
     /// Built-in benchmarks (numbers for the issue notes; never run by `cargo test`).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Load a running server with reads, lists and writes over many tenants; report
+    /// throughput, p50/p95/p99 per operation and errors by status.
+    #[command(after_help = loadtest::AFTER_HELP)]
+    Loadtest(loadtest::LoadtestArgs),
 }
 
 /// Runs the CLI and maps the outcome to an exit code.
@@ -194,6 +199,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
         _ => None,
     };
+    let data_dir_given = cli.data_dir.is_some();
     let overrides = Overrides { config_file: cli.config.clone(), data_dir: cli.data_dir.clone(), listen };
     let loaded = Config::load(&overrides)?;
     for w in &loaded.warnings {
@@ -227,6 +233,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))
         }
+        Command::Loadtest(args) => loadtest::run(config, data_dir_given, args),
     }
 }
 

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# One tenant vs many (issue 6): the same `tenantd loadtest` load (mix read=80,list=10,write=10,
+# 16 connections) against 1 tenant and against 10,000 tenants picked by Zipf (s = 1.0), side
+# by side in one run, twice in alternation; then the server's memory (VmRSS/VmHWM from
+# /proc/PID/status) with max_open_tenants (256) tenants open after a uniform run has touched
+# all 10,000. Server pinned to CPU 0 (so 4 workers by default), loadtest pinned to CPU 1.
+# Release build. Take the shared cargo lock so nothing compiles during the measurement:
+#   flock /tmp/tenantd-cargo.lock scripts/bench-tenants.sh [seconds] [tenants] [rows]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+n=${2:-10000}
+rows=${3:-1000}
+cargo build --release -q
+bin=$PWD/target/release/tenantd
+dir=$(mktemp -d)
+port=18951
+base="http://127.0.0.1:$port"
+export TENANTD_LOG=quiet
+# A plan whose limits the load never reaches (every request still runs every check). The
+# default plans would answer 429 long before one core is busy; loadtest would report them.
+cat > "$dir/tenantd.toml" <<'TOML'
+[plans.bench]
+requests_per_second = 1e9
+burst = 1000000000
+max_concurrent_requests = 100000
+monthly_requests = 1000000000000
+storage_bytes = 100000000000
+TOML
+export TENANTD_CONFIG="$dir/tenantd.toml"
+data="$dir/data"
+$bin --data-dir "$data" init >/dev/null
+taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+rss() { awk '/^VmRSS|^VmHWM/ {printf "%s %.1f MiB  ", $1, $2/1024}' "/proc/$pid/status"; }
+open_tenants() { curl -fsS "$base/health/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["output"])'; }
+tenant_files() { find "/proc/$pid/fd" -lname '*/data.db' 2>/dev/null | wc -l; }
+echo "machine: $(nproc) cpus, $(uname -r), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+echo "server on cpu 0, loadtest on cpu 1; ${secs}s per run; $n tenants, $rows rows each"
+echo "server after start: $(rss)"
+
+# loadtest exits 1 when any request failed; the report still says how, so keep going.
+lt() { taskset -c 1 "$bin" --data-dir "$data" loadtest --url "$base" --plan bench --rows "$rows" \
+  --concurrency 16 --mix "${mix:-read=80,list=10,write=10}" --json "$@" || true; }
+
+# Provision all tenants once (created through the library in the server's data dir), with a
+# short run as warm-up; then a warm-up of the single tenant.
+lt --tenants "$n" --duration 2s >/dev/null
+lt --tenants 1 --duration 2s >/dev/null
+for round in 1 2; do
+  lt --tenants 1 --duration "${secs}s" >"$dir/one-$round.json"
+  lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/many-$round.json"
+done
+python3 - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+def row(label, r):
+    ops = r["ops"]
+    errs = ", ".join(f"{k}×{v}" for k, v in r["errors_by_status"].items()) or "none"
+    print(f"{label:<22} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f}  "
+          f"(read p99 {ops['read']['p99_ms']:.2f}, list p99 {ops['list']['p99_ms']:.2f}, "
+          f"write p99 {ops['write']['p99_ms']:.2f}) ms; errors: {errs}")
+for i in (1, 2):
+    one = json.load(open(f"{d}/one-{i}.json"))
+    many = json.load(open(f"{d}/many-{i}.json"))
+    print(f"-- round {i}")
+    row("1 tenant", one)
+    row(f"{many['tenants']} tenants, zipf", many)
+    print(f"{'ratio many/one':<22} {many['rps'] / one['rps']:>9.2f}")
+PY
+
+# Memory with the tenant LRU full: a uniform run over all tenants touches every one of them.
+lt --tenants "$n" --duration "${secs}s" >"$dir/uniform.json"
+python3 - "$dir/uniform.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"uniform over {r['tenants']}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f} ms, {r['requests']} requests, errors {r['errors']}")
+PY
+echo "server after touching all tenants: $(rss)"
+echo "open: $(open_tenants); tenant files open: $(tenant_files)"
+
+# Where the difference goes (DIAG=1): the same Zipf load over only 256 tenants (all fit in the
+# tenant LRU), read-only over 10,000 (no writes, so no WAL checkpoints and audit anchors), and
+# over 10,000 with the LRU as large as the fleet (max_open_tenants = tenants: no evictions).
+if [ "${DIAG:-0}" = 1 ]; then
+  summary() { python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"{sys.argv[2]:<36} {r['rps']:>7.0f} req/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f} ms  errors {r['errors']}")
+PY
+  }
+  lt --tenants 256 --distribution zipf --duration 3s >/dev/null
+  lt --tenants 256 --distribution zipf --duration "${secs}s" >"$dir/d256.json"
+  summary "$dir/d256.json" "zipf over 256 tenants (LRU 256)"
+  mix=read=1 lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/dread.json"
+  summary "$dir/dread.json" "zipf over $n, reads only (LRU 256)"
+  kill $pid; wait $pid 2>/dev/null || true
+  TENANTD_MAX_OPEN_TENANTS=$n taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+  lt --tenants "$n" --duration "${secs}s" >/dev/null
+  lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/dbig.json"
+  summary "$dir/dbig.json" "zipf over $n (LRU $n, warmed)"
+  echo "server with LRU $n after touching all: $(rss); $(open_tenants)"
+fi

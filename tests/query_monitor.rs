@@ -204,3 +204,59 @@ fn index_advice_applied_by_an_admin_stops_the_scan() {
     let acme = status.tenants.iter().find(|t| t.slug == "acme").unwrap();
     assert_eq!(acme.state, "current", "{:?}", acme.detail);
 }
+
+#[test]
+fn advice_applied_in_one_tenant_rolls_out_to_the_fleet_through_a_migration() {
+    let schema = tempfile::tempdir().unwrap();
+    for f in ["0001_init.sql", "0002_notes_and_phone.sql"] {
+        let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/schema").join(f);
+        std::fs::copy(src, schema.path().join(f)).unwrap();
+    }
+    let dir = schema.path().to_path_buf();
+    let s = TestServer::start_with(|c| c.tenant_schema_dir = Some(dir));
+    let acme = s.token("owner@acme.test", "acme", "owner");
+    s.token("owner@globex.test", "globex", "owner");
+    s.get_as("/api/v1/t/acme/customers?company=Initech", &acme);
+    let r = s.post_json(
+        "/api/v1/t/acme/index-advice/apply",
+        Some(&acme),
+        &json!({"index": "idx_advised_customers_company"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    let cli = |args: &[&str]| {
+        std::process::Command::new(common::bin())
+            .arg("--data-dir")
+            .arg(s.data_dir())
+            .args(args)
+            .env("TENANTD_TENANT_SCHEMA_DIR", schema.path())
+            .env("TENANTD_LOG", "quiet")
+            .env_remove("TENANTD_CONFIG")
+            .current_dir(schema.path())
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["schema", "advise", "--write", "--json"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["indexes"][0]["index"], "idx_advised_customers_company");
+    assert_eq!(report["indexes"][0]["tenants"], json!(["acme"]));
+    let file = schema.path().join("0003_advised_indexes.sql");
+    assert!(std::fs::read_to_string(&file)
+        .unwrap()
+        .contains("CREATE INDEX IF NOT EXISTS \"idx_advised_customers_company\""));
+
+    let out = cli(&["schema", "migrate", "--canary", "1"]);
+    assert!(out.status.success(), "{}{}", common::stdout(&out), common::stderr(&out));
+    let globex = s.app.tenant(&tenantd::ids::Slug::parse("globex").unwrap()).unwrap();
+    let conn = tenantd::db::open_read_only(&s.app.paths.tenant_db(&globex.id)).unwrap();
+    let n: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE name = 'idx_advised_customers_company'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1, "the other tenant got the index through the migration runner");
+    let out = cli(&["schema", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for t in status["tenants"].as_array().unwrap() {
+        assert_eq!(t["state"], "current", "{t}");
+    }
+}

@@ -118,6 +118,92 @@ pub fn advise(conn: &Connection, schema: &SchemaInfo, statements: &[StatementSta
     Ok(out)
 }
 
+// --- the fleet ---------------------------------------------------------------------------------
+
+/// An advised index present in some tenants' files.
+#[derive(Clone, Debug, Serialize)]
+pub struct FleetIndex {
+    pub index: String,
+    pub table: String,
+    pub columns: Vec<String>,
+    pub sql: String,
+    /// Slugs of the tenants that have it.
+    pub tenants: Vec<String>,
+}
+
+/// The advised indexes tenant admins applied across the fleet, most widely adopted first.
+/// Each is rebuilt from its table and plain columns (`pragma_index_info`) and kept only when
+/// its name is exactly the one the advisor gives those columns, so a hand-made or imported
+/// index (expressions, partial, `UNIQUE`, another name) never reaches a fleet migration.
+pub fn fleet_applied(app: &crate::app::App) -> Result<Vec<FleetIndex>> {
+    let list = crate::catalog::tenants::list(&*app.catalog.conn()?, false)?;
+    let per_tenant = super::fleet::par_map(&list, 4, &|_| {}, |t| -> Result<Vec<(String, String, Vec<String>)>> {
+        let conn = crate::db::open_read_only(&app.paths.tenant_db(&t.id))?;
+        advised_in(&conn)
+    });
+    let mut by_name: BTreeMap<String, FleetIndex> = BTreeMap::new();
+    for (t, found) in list.iter().zip(per_tenant) {
+        // A missing or unreadable tenant file is reported by `schema status`; it has no advice.
+        let Ok(found) = found else { continue };
+        for (index, table, columns) in found {
+            let e = by_name.entry(index.clone()).or_insert_with(|| FleetIndex {
+                sql: create_sql(&index, &table, &columns),
+                index,
+                table,
+                columns,
+                tenants: Vec::new(),
+            });
+            e.tenants.push(t.slug.to_string());
+        }
+    }
+    let mut out: Vec<FleetIndex> = by_name.into_values().collect();
+    out.sort_by(|a, b| b.tenants.len().cmp(&a.tenants.len()).then_with(|| a.index.cmp(&b.index)));
+    Ok(out)
+}
+
+/// (index, table, columns) of the well-formed advised indexes in one tenant file.
+fn advised_in(conn: &Connection) -> Result<Vec<(String, String, Vec<String>)>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.name, m.tbl_name FROM sqlite_master m JOIN pragma_index_list(m.tbl_name) l ON l.name = m.name \
+         WHERE m.type = 'index' AND m.name LIKE 'idx\\_advised\\_%' ESCAPE '\\' AND l.\"unique\" = 0 AND l.partial = 0",
+    )?;
+    let found: Vec<(String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::new();
+    for (index, table) in found {
+        let cols: Vec<Option<String>> = conn
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?
+            .query_map([&index], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        // Expression columns have no name.
+        let Some(cols) = cols.into_iter().collect::<Option<Vec<String>>>() else { continue };
+        if !cols.is_empty() && index_name(&table, &cols) == index {
+            out.push((index, table, cols));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes the next numbered migration (`NNNN_advised_indexes.sql`) into `dir` with one
+/// `CREATE INDEX IF NOT EXISTS` per index; `tenantd schema migrate` then rolls it out with its
+/// canaries, snapshots and ledger. Tenants that have an index already skip it.
+pub fn write_migration(dir: &std::path::Path, target: i64, indexes: &[FleetIndex]) -> Result<std::path::PathBuf> {
+    let mut text = String::from(
+        "-- Index advice adopted for the whole fleet (written by `tenantd schema advise --write`).\n\
+         -- Advised indexes (idx_advised_*) are left out of schema fingerprints, so tenants that\n\
+         -- applied one already are not drift; IF NOT EXISTS makes this a no-op for them.\n",
+    );
+    for i in indexes {
+        text.push_str(&format!("-- adopted by {} tenant(s)\n{};\n", i.tenants.len(), i.sql));
+    }
+    let path = dir.join(format!("{:04}_advised_indexes.sql", target + 1));
+    if path.exists() {
+        return Err(crate::error::Error::conflict("migration_exists", format!("{} already exists", path.display())));
+    }
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +258,33 @@ mod tests {
         assert!(scans(&advice[0].plan, "t"), "{:?}", advice[0].plan);
         conn.execute_batch(&advice[0].sql).unwrap();
         assert!(advise(&conn, &schema, &[st]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_well_formed_advised_indexes_reach_the_fleet() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b TEXT);
+             CREATE INDEX IF NOT EXISTS \"idx_advised_t_a_b\" ON \"t\" (\"a\", \"b\");
+             CREATE INDEX idx_advised_t_b ON t(lower(b));
+             CREATE INDEX idx_advised_t_x ON t(a);
+             CREATE UNIQUE INDEX idx_advised_t_a ON t(a);
+             CREATE INDEX other ON t(b);",
+        )
+        .unwrap();
+        let found = advised_in(&conn).unwrap();
+        assert_eq!(found, [("idx_advised_t_a_b".to_string(), "t".to_string(), vec!["a".to_string(), "b".to_string()])]);
+        let dir = tempfile::tempdir().unwrap();
+        let idx = FleetIndex {
+            index: "idx_advised_t_a_b".into(),
+            table: "t".into(),
+            columns: vec!["a".into(), "b".into()],
+            sql: create_sql("idx_advised_t_a_b", "t", &["a".into(), "b".into()]),
+            tenants: vec!["acme".into()],
+        };
+        let path = write_migration(dir.path(), 2, std::slice::from_ref(&idx)).unwrap();
+        assert!(path.ends_with("0003_advised_indexes.sql"));
+        conn.execute_batch(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert!(write_migration(dir.path(), 2, &[idx]).is_err(), "never overwrites");
     }
 }

@@ -24,6 +24,8 @@ monthly_requests = 1000000000000
 storage_bytes = 100000000000
 TOML
 printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[limits]\nenabled = false\n' > "$dir/off.toml"
+printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[cache]\nenabled = false\n' > "$dir/nocache.toml"
+printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[cache]\nenabled = false\n[query_monitor]\nenabled = false\n' > "$dir/nomonitor.toml"
 printf 'audit_data_changes = false\n[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n' > "$dir/noaudit.toml"
 export TENANTD_CONFIG="$dir/on.toml"
 $bin --data-dir "$dir" init >/dev/null
@@ -78,6 +80,22 @@ echo; echo "== point, resource layer OFF (compare with 'point' above)"
 taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" \
   | grep -E "Requests/sec|99%|50%|Non-2xx|requests in"
 kill $pid; wait $pid 2>/dev/null || true
+
+# The query result cache and statement stats side by side: point reads and lists without the
+# cache, then without the cache and the query monitor (compare with 'point' and 'list' above).
+for cfg in nocache nomonitor; do
+  taskset -c 0 "$bin" --config "$dir/$cfg.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+  taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
+  echo; echo "== point, $cfg"
+  taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" \
+    | grep -E "Requests/sec|99%|50%|Non-2xx|requests in"
+  echo; echo "== list, $cfg"
+  taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" "$base/api/v1/t/bench/customers?per_page=20&page=7" \
+    | grep -E "Requests/sec|99%|50%|Non-2xx|requests in"
+  kill $pid; wait $pid 2>/dev/null || true
+done
 
 # Audit cost: the same creates without their audit entry.
 taskset -c 0 "$bin" --config "$dir/noaudit.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &

@@ -3,7 +3,13 @@
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use scheduled_thread_pool::ScheduledThreadPool;
+
+use crate::cache::query::QueryCache;
+use crate::cache::tenant_config::TenantConfigCache;
+use crate::cache::CacheStats;
 
 use crate::auth::AuthCache;
 use crate::catalog::{self, Catalog};
@@ -35,6 +41,17 @@ pub struct App {
     pub metrics_allow: Vec<crate::security::Cidr>,
     /// Threat-detection counters.
     pub threats: crate::security::threats::Threats,
+    /// List results of the data API, invalidated per table by writes (see `cache::query`).
+    pub query_cache: QueryCache,
+    /// Tenant branding and settings for pages and public info (see `cache::tenant_config`).
+    pub tenant_config: TenantConfigCache,
+}
+
+/// Counters of every cache `App` holds, for `/metrics` and `/health/detailed`.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct AppCacheStats {
+    pub query: CacheStats,
+    pub tenant_config: CacheStats,
 }
 
 /// Whether opening may create a fresh data directory.
@@ -72,7 +89,16 @@ impl App {
         let metrics_allow =
             config.metrics_allow.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
         let paths = Paths::new(&config.data_dir);
-        let store = TenantStore::new(paths.clone(), schema, config.max_open_tenants, config.tenant_pool_size, threads);
+        let store = TenantStore::new(
+            paths.clone(),
+            schema,
+            config.max_open_tenants,
+            config.tenant_pool_size,
+            threads,
+            config.query_monitor.clone(),
+        );
+        let query_cache = QueryCache::new(&config.cache);
+        let tenant_config = TenantConfigCache::new(Duration::from_secs(config.cache.config_ttl_seconds));
         Ok(Arc::new(App {
             config,
             catalog,
@@ -86,6 +112,8 @@ impl App {
             platform_allow,
             metrics_allow,
             threats: Default::default(),
+            query_cache,
+            tenant_config,
         }))
     }
 
@@ -130,11 +158,20 @@ impl App {
         out
     }
 
-    /// Drops every cached catalog lookup (tenants, sessions, keys, roles).
+    /// Drops every cached catalog lookup (tenants, sessions, keys, roles, tenant config) and
+    /// every cached query result: a generation move also signals tenant files changed by
+    /// another process (fleet migrations, rollbacks, imports).
     pub fn invalidate_caches(&self) {
         self.directory.invalidate();
         self.auth.invalidate();
         self.limits.invalidate();
+        self.tenant_config.invalidate();
+        self.query_cache.clear();
+    }
+
+    /// Hit/miss/eviction counters and sizes of the caches above.
+    pub fn cache_stats(&self) -> AppCacheStats {
+        AppCacheStats { query: self.query_cache.stats(), tenant_config: self.tenant_config.stats() }
     }
 
     /// Tenant by slug, `NotFound` when there is none.

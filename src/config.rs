@@ -232,6 +232,10 @@ pub struct Config {
     /// Send `Strict-Transport-Security` with this max-age (set it when served over TLS, e.g.
     /// behind the nginx front); unset = no HSTS header.
     pub hsts_max_age_seconds: Option<u64>,
+    /// `[cache]`: the query result cache and the tenant config cache.
+    pub cache: crate::cache::CacheConfig,
+    /// `[query_monitor]`: statement statistics and the slow-query log.
+    pub query_monitor: crate::store::stats::QueryMonitorConfig,
 }
 
 impl Default for Config {
@@ -260,6 +264,8 @@ impl Default for Config {
             threats: ThreatsConfig::default(),
             platform_ip_allow: Vec::new(),
             hsts_max_age_seconds: None,
+            cache: Default::default(),
+            query_monitor: Default::default(),
         }
     }
 }
@@ -296,6 +302,8 @@ const KNOWN_KEYS: &[&str] = &[
     "threats",
     "platform_ip_allow",
     "hsts_max_age_seconds",
+    "cache",
+    "query_monitor",
 ];
 
 /// A config that failed to load or validate; the message names the key, value and range.
@@ -464,6 +472,8 @@ impl Config {
         range("auth.lockout_threshold", a.lockout_threshold as u64, 1, 1000)?;
         range("auth.lockout_base_seconds", a.lockout_base_seconds as u64, 1, 86_400)?;
         range("auth.address_max_failures", a.address_max_failures as u64, 1, 1_000_000)?;
+        self.cache.validate().map_err(ConfigError)?;
+        self.query_monitor.validate().map_err(ConfigError)?;
         if !self.plans.contains_key(&self.default_plan) {
             return Err(ConfigError(format!(
                 "default_plan = {:?} is not a configured plan (have: {})",

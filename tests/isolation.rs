@@ -12,6 +12,8 @@ use serde_json::json;
 use tenantd::http::router::{Access, Scope};
 
 const SECRET: &str = "Globex Secret Customer";
+/// The index advice `world()` leads to in B.
+const ADVICE: &str = "idx_advised_customers_company";
 /// The smallest PNG signature + IHDR start: enough for the magic-number check.
 const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00";
 
@@ -48,6 +50,8 @@ fn world() -> World {
     assert_eq!(r.status, 200);
     let r = s.post_json("/api/v1/t/acme/api-keys", Some(&a_owner), &json!({"name": "a", "scope": "admin"}));
     let a_key = r.json()["key"].as_str().unwrap().to_string();
+    // A filter on an unindexed column: B's query monitor now has index advice to apply.
+    assert_eq!(s.get_as("/api/v1/t/globex/customers?company=Initech", &b_owner).status, 200);
     tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
     let root = s.login("root@ops.test");
     World { s, a_owner, a_key, root, b_owner, b_customer, b_member, b_key_id }
@@ -81,6 +85,7 @@ fn body(method: &str, pattern: &str) -> Option<serde_json::Value> {
         ("PATCH", "/members/{user_id}") => Some(json!({"role": "owner"})),
         ("POST", "/{table}") => Some(json!({"name": "Injected"})),
         ("PATCH", "/{table}/{id}") => Some(json!({"name": "Hacked"})),
+        ("POST", "/index-advice/apply") => Some(json!({"index": ADVICE})),
         _ => Some(json!({})),
     }
 }
@@ -114,6 +119,7 @@ fn form_body(pattern: &str, csrf: &str) -> String {
         "/settings" => "display_name=Hacked",
         "/data/{table}" | "/data/{table}/{id}" => "name=Hacked",
         "/roles" => "name=auditor2&permissions=can_read%3Acustomers",
+        "/queries/apply" => "index=idx_advised_customers_company",
         _ => "",
     };
     format!("_csrf={csrf}&{rest}")

@@ -32,6 +32,7 @@ fn valid_name(s: &str) -> bool {
 fn parse(text: &str) -> Parsed {
     let mut types: BTreeMap<String, String> = BTreeMap::new();
     let mut series = BTreeMap::new();
+    let mut last_family: Option<String> = None;
     let family_of = |name: &str, types: &BTreeMap<String, String>| -> Option<String> {
         if types.contains_key(name) {
             return Some(name.to_string());
@@ -51,6 +52,7 @@ fn parse(text: &str) -> Parsed {
             match kind {
                 "HELP" => assert!(!arg.is_empty(), "empty help: {line:?}"),
                 "TYPE" => {
+                    last_family = Some(name.to_string());
                     assert!(["counter", "gauge", "histogram", "summary", "untyped"].contains(&arg), "{line:?}");
                     assert!(types.insert(name.to_string(), arg.to_string()).is_none(), "TYPE twice: {line:?}");
                     if arg == "counter" {
@@ -73,7 +75,8 @@ fn parse(text: &str) -> Parsed {
             None => (name_labels, ""),
         };
         assert!(valid_name(name), "bad sample name {line:?}");
-        assert!(family_of(name, &types).is_some(), "sample before its TYPE: {line:?}");
+        let family = family_of(name, &types).unwrap_or_else(|| panic!("sample before its TYPE: {line:?}"));
+        assert_eq!(Some(&family), last_family.as_ref(), "{line:?} not grouped under its family");
         let mut pairs = Vec::new();
         let mut rest = labels;
         while !rest.is_empty() {

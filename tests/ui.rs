@@ -238,3 +238,26 @@ fn security_and_audit_pages() {
     assert!(r.header("location").unwrap().contains("ok="));
     assert_eq!(b.get("/admin/t/acme/").status, 403, "the page now refuses our own address");
 }
+
+#[test]
+fn queries_page_shows_stats_and_applies_advice_with_csrf() {
+    let s = TestServer::start_with(|c| c.query_monitor.slow_query_ms = 0);
+    let token = s.token("owner@acme.test", "acme", "owner");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers?company=Initech", &token).status, 200);
+    let mut b = sign_in(&s, "owner@acme.test");
+    let page = b.get("/admin/t/acme/queries");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("idx_advised_customers_company") && html.contains("SCAN customers"), "{html}");
+    assert!(html.contains("WHERE &quot;company&quot; = ?"), "statement text is escaped");
+    let r = b.post("/admin/t/acme/queries/apply", "_csrf=wrong&index=idx_advised_customers_company");
+    assert_eq!(r.status, 403);
+    let csrf = hidden_csrf(&html);
+    let r = b.post("/admin/t/acme/queries/apply", &format!("_csrf={csrf}&index=idx_advised_customers_company"));
+    assert_eq!(r.status, 303);
+    assert!(r.header("location").unwrap().contains("ok="), "{:?}", r.header("location"));
+    assert!(!b.get("/admin/t/acme/queries").text().contains("Create index"), "applied advice is gone");
+    // A member without the settings area gets no page.
+    s.member("staff@acme.test", "acme", "member");
+    assert_eq!(sign_in(&s, "staff@acme.test").get("/admin/t/acme/queries").status, 403);
+}

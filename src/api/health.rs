@@ -221,6 +221,10 @@ pub fn detailed(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     push("sqlite:busyRetries", json!(n(&crate::db::BUSY_RETRIES)), "");
     push("cache:directoryHitRatio", hit_ratio(n(&app.directory.hits), n(&app.directory.misses)), "");
     push("cache:authHitRatio", hit_ratio(n(&app.auth.hits), n(&app.auth.misses)), "");
+    let caches = app.cache_stats();
+    push("cache:queryHitRatio", hit_ratio(caches.query.hits, caches.query.misses), "");
+    push("cache:queryBytes", json!(caches.query.bytes), "bytes");
+    push("cache:tenantConfigHitRatio", hit_ratio(caches.tenant_config.hits, caches.tenant_config.misses), "");
     push("workers:size", json!(st.pool.size()), "");
     push("workers:busy", json!(st.pool.busy()), "");
     push("workers:max", json!(st.pool.max), "");

@@ -287,9 +287,8 @@ pub fn settings(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 
 pub fn settings_json(ctx: &Ctx<'_>) -> Result<serde_json::Value> {
     let t = ctx.tenant()?;
-    let conn = ctx.app.catalog.conn()?;
-    let b = crate::catalog::tenants::branding(&conn, &t.id)?;
-    drop(conn);
+    let config = ctx.app.tenant_config.get(&ctx.app.catalog, &t.id)?;
+    let b = &config.branding;
     let require_mfa = crate::auth::policy(ctx.app, &t.id)?.policy.require_mfa;
     Ok(json!({"display_name": b.display_name, "brand_color": b.brand_color, "require_mfa": require_mfa}))
 }

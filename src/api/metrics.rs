@@ -62,12 +62,32 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
         n(&crate::db::BUSY_RETRIES),
     );
 
+    let caches = app.cache_stats();
+    let own = [("query", &caches.query), ("tenant_config", &caches.tenant_config)];
     out.family("tenantd_cache_hits_total", "counter", "Lookups answered from an in-memory cache, by cache.");
     out.sample("tenantd_cache_hits_total", &[("cache", "directory")], n(&app.directory.hits));
     out.sample("tenantd_cache_hits_total", &[("cache", "auth")], n(&app.auth.hits));
+    for (name, c) in own {
+        out.sample("tenantd_cache_hits_total", &[("cache", name)], c.hits as f64);
+    }
     out.family("tenantd_cache_misses_total", "counter", "Lookups that went to SQLite, by cache.");
     out.sample("tenantd_cache_misses_total", &[("cache", "directory")], n(&app.directory.misses));
     out.sample("tenantd_cache_misses_total", &[("cache", "auth")], n(&app.auth.misses));
+    for (name, c) in own {
+        out.sample("tenantd_cache_misses_total", &[("cache", name)], c.misses as f64);
+    }
+    out.family("tenantd_cache_evictions_total", "counter", "Entries dropped to stay within bounds, by cache.");
+    for (name, c) in own {
+        out.sample("tenantd_cache_evictions_total", &[("cache", name)], c.evictions as f64);
+    }
+    out.family("tenantd_cache_bytes", "gauge", "Bytes held, by cache.");
+    for (name, c) in own {
+        out.sample("tenantd_cache_bytes", &[("cache", name)], c.bytes as f64);
+    }
+    out.family("tenantd_cache_entries", "gauge", "Entries held, by cache.");
+    for (name, c) in own {
+        out.sample("tenantd_cache_entries", &[("cache", name)], c.entries as f64);
+    }
 
     out.gauge("tenantd_workers", "Worker threads now.", st.pool.size() as f64);
     out.gauge("tenantd_workers_busy", "Workers running a request now.", st.pool.busy() as f64);

@@ -7,6 +7,7 @@ pub mod members;
 pub mod metrics;
 pub mod openapi;
 pub mod platform;
+pub mod query_stats;
 pub mod records;
 pub mod security;
 pub mod tenant;
@@ -20,7 +21,7 @@ use crate::ui;
 /// Every route the server answers. The isolation tests walk this table. Fixed tenant paths come
 /// before `/{table}`, so a table named like one of them is reachable only through the others'
 /// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `audit`,
-/// `security-policy`, `logo` or `openapi.json`.
+/// `security-policy`, `logo`, `openapi.json`, `query-stats`, `slow-queries` or `index-advice`.
 pub fn router() -> Router {
     use Method::*;
     use Scope::{Global as G, Tenant as T, TenantUi as U};
@@ -64,6 +65,10 @@ pub fn router() -> Router {
         r(Get, T, "/settings", members::settings, area(Area::Settings, Action::Read)),
         r(Patch, T, "/settings", members::update_settings, area(Area::Settings, Action::Write)),
         r(Put, T, "/settings/logo", tenant::put_logo, area(Area::Settings, Action::Write)),
+        r(Get, T, "/query-stats", query_stats::query_stats, area(Area::Settings, Action::Read)),
+        r(Get, T, "/slow-queries", query_stats::slow_queries, area(Area::Settings, Action::Read)),
+        r(Get, T, "/index-advice", query_stats::index_advice, area(Area::Settings, Action::Read)),
+        r(Post, T, "/index-advice/apply", query_stats::apply, area(Area::Settings, Action::Write)),
         // Admin pages.
         r(Get, G, "/admin/assets/app.css", ui::css, Access::Public),
         r(Get, G, "/admin/assets/logo.svg", ui::logo, Access::Public),
@@ -91,6 +96,8 @@ pub fn router() -> Router {
         r(Get, U, "/security", ui::tenant::security_page, area(Area::Settings, Action::Read)),
         r(Post, U, "/security", ui::tenant::security_save, area(Area::Settings, Action::Write)),
         r(Get, U, "/audit", ui::tenant::audit_page, area(Area::Audit, Action::Read)),
+        r(Get, U, "/queries", ui::queries::page, area(Area::Settings, Action::Read)),
+        r(Post, U, "/queries/apply", ui::queries::apply, area(Area::Settings, Action::Write)),
         r(Post, U, "/roles", ui::tenant::role_save, area(Area::Members, Action::Write)),
         r(Post, U, "/roles/{role}/delete", ui::tenant::role_delete, area(Area::Members, Action::Write)),
         r(Get, U, "/data/{table}", ui::data::list, table(Action::Read)),

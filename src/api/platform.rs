@@ -80,6 +80,7 @@ pub fn resources(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
             "connections": connections,
             "idle_connections": idle,
             "page_cache_bytes_max": page_cache,
+            "query_cache_bytes": ctx.app.query_cache.tenant_bytes(&t.id),
             "storage_bytes": used,
             "storage_quota_bytes": plan.storage_bytes,
             "storage_used_ratio": used as f64 / plan.storage_bytes.max(1) as f64,

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use crate::error::Result;
 use crate::http::{Ctx, Req, Resp};
 use crate::store::query;
+use crate::store::stats::StatementStats;
 
 fn body(req: &Req) -> Result<Value> {
     req.json::<Value>()
@@ -14,6 +15,7 @@ fn body(req: &Req) -> Result<Value> {
 /// A tenant connection for one request with the plan's budgets applied (storage ceiling on
 /// writes, a deadline on every statement); the budgets come off when it is dropped.
 pub struct Work {
+    app: std::sync::Arc<crate::app::App>,
     pub handle: std::sync::Arc<crate::store::TenantHandle>,
     pub conn: crate::db::PooledConn,
     budgeted: bool,
@@ -54,7 +56,7 @@ impl Work {
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
         });
-        Ok(Work { handle: opened.handle, conn, budgeted, wrote: write.is_some(), audit })
+        Ok(Work { app: ctx.app.clone(), handle: opened.handle, conn, budgeted, wrote: write.is_some(), audit })
     }
 
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
@@ -68,12 +70,12 @@ impl Work {
         &mut self,
         table: &str,
         action: &str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &query::Table) -> Result<(T, i64, Value)>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
     ) -> Result<T> {
         let schema = self.schema()?;
         let table = schema.table(table)?;
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let (out, id, details) = f(&tx, table)?;
+        let (out, id, details) = f(&tx, table, &self.handle.stats)?;
         if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);
             crate::audit::append(
@@ -93,6 +95,8 @@ impl Work {
             )?;
         }
         tx.commit()?;
+        // After the commit, before the response: cached lists of this table are stale now.
+        self.app.query_cache.bump(&self.handle.id, &table.name);
         if let Some(a) = &self.audit {
             a.app.audit_dirty.mark(&a.tenant);
             if action == "record.delete" {
@@ -121,15 +125,47 @@ impl Drop for Work {
     }
 }
 
+/// `GET /{table}`: served from the query result cache when this table has not been written
+/// since (see `cache::query`). Access was checked before the handler at table level, and the
+/// key holds the resolved column list, so a hit returns exactly what this caller's query would.
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let w = Work::begin(ctx, req, None)?;
     let conn = &w.conn;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let q = query::parse_list(table, &req.query)?;
-    let page = query::list(conn, table, &q)?;
-    crate::limits::meter::rows(page.items.len() as u64 + u64::from(page.total.is_some()), 0);
-    Ok(Resp::json(200, &json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total})))
+    let cache = &ctx.app.query_cache;
+    let key = cache.enabled().then(|| q.normalized(table));
+    let token = match &key {
+        Some(k) => match cache.get(&w.handle.id, &table.name, schema.cookie, k) {
+            (Some(hit), _) => {
+                crate::limits::meter::rows(hit.rows, 0);
+                return Ok(Resp {
+                    status: 200,
+                    content_type: "application/json",
+                    headers: Vec::new(),
+                    body: hit.body.to_vec(),
+                    error: None,
+                }
+                .with_header("X-Cache", "hit"));
+            }
+            (None, token) => Some(token),
+        },
+        None => None,
+    };
+    let page = query::list(conn, table, &q, &w.handle.stats)?;
+    let rows = page.items.len() as u64 + u64::from(page.total.is_some());
+    crate::limits::meter::rows(rows, 0);
+    let body = json!({"items": page.items, "page": q.page, "per_page": q.per_page, "total": page.total});
+    let resp = Resp::json(200, &body);
+    match (key, token) {
+        (Some(k), Some(token)) => {
+            let cached = crate::cache::query::Cached { body: std::sync::Arc::new(resp.body.clone()), rows };
+            cache.put(&w.handle.id, &table.name, &k, token, cached);
+            Ok(resp.with_header("X-Cache", "miss"))
+        }
+        _ => Ok(resp),
+    }
 }
 
 pub fn get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
@@ -137,35 +173,38 @@ pub fn get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let w = Work::begin(ctx, req, None)?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
-    let record = query::get(&w.conn, table, id)?;
+    let record = query::get(&w.conn, table, id, &w.handle.stats)?;
     crate::limits::meter::rows(1, 0);
     Ok(Resp::json(200, &record))
 }
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body = body(req)?;
-    let record = Work::begin(ctx, req, Some(false))?.write(ctx.param("table")?, "record.create", |tx, table| {
-        let values = query::body_values(table, &body)?;
-        let rec = query::insert(tx, table, &values)?;
-        let id = record_id(&rec, table);
-        Ok((rec, id, columns_of(&values)))
-    })?;
+    let record =
+        Work::begin(ctx, req, Some(false))?.write(ctx.param("table")?, "record.create", |tx, table, stats| {
+            let values = query::body_values(table, &body)?;
+            let rec = query::insert(tx, table, &values, stats)?;
+            let id = record_id(&rec, table);
+            Ok((rec, id, columns_of(&values)))
+        })?;
     Ok(Resp::json(201, &record))
 }
 
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let body = body(req)?;
-    let record = Work::begin(ctx, req, Some(false))?.write(ctx.param("table")?, "record.update", |tx, table| {
-        let values = query::body_values(table, &body)?;
-        Ok((query::update(tx, table, id, &values)?, id, columns_of(&values)))
-    })?;
+    let record =
+        Work::begin(ctx, req, Some(false))?.write(ctx.param("table")?, "record.update", |tx, table, stats| {
+            let values = query::body_values(table, &body)?;
+            Ok((query::update(tx, table, id, &values, stats)?, id, columns_of(&values)))
+        })?;
     Ok(Resp::json(200, &record))
 }
 
 pub fn delete(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
-    Work::begin(ctx, req, Some(true))?
-        .write(ctx.param("table")?, "record.delete", |tx, table| Ok((query::delete(tx, table, id)?, id, json!({}))))?;
+    Work::begin(ctx, req, Some(true))?.write(ctx.param("table")?, "record.delete", |tx, table, stats| {
+        Ok((query::delete(tx, table, id, stats)?, id, json!({})))
+    })?;
     Ok(Resp::empty(204))
 }

@@ -2,7 +2,6 @@
 
 use serde_json::json;
 
-use crate::catalog::tenants;
 use crate::error::Result;
 use crate::http::{Ctx, Req, Resp};
 
@@ -14,7 +13,8 @@ pub fn public_info(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let opened = ctx.app.open_tenant(t)?;
     opened.handle.conn()?.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
-    let branding = tenants::branding(&*ctx.app.catalog.conn()?, &t.id)?;
+    let config = ctx.app.tenant_config.get(&ctx.app.catalog, &t.id)?;
+    let branding = &config.branding;
     Ok(Resp::json(
         200,
         &json!({

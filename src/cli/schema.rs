@@ -46,6 +46,21 @@ pub enum SchemaCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Index advice tenant admins applied (idx_advised_*), across the fleet; `--write` turns it
+    /// into the next migration file so `schema migrate` rolls it out to every tenant.
+    #[command(
+        after_help = "Tenant admins apply advice for their own tenant (API or the Queries page). This command\nfinds those indexes in every tenant file and, with --write, adds them as the next numbered\nmigration in tenant_schema_dir (CREATE INDEX IF NOT EXISTS), for `schema migrate` with its\ncanaries, snapshots and ledger.\n\nExamples:\n  tenantd schema advise\n  tenantd schema advise --min-tenants 3 --write\n  tenantd schema migrate --canary 5"
+    )]
+    Advise {
+        /// Only indexes present in at least this many tenants.
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        min_tenants: usize,
+        /// Write them as the next migration in tenant_schema_dir.
+        #[arg(long)]
+        write: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(app: Arc<App>, cmd: SchemaCmd) -> CliResult {
@@ -56,6 +71,7 @@ pub fn run(app: Arc<App>, cmd: SchemaCmd) -> CliResult {
             let opts = MigrateOptions { dry_run, canary, canary_tenants, parallel: parallel as usize };
             migrate(&app, &opts, json)
         }
+        SchemaCmd::Advise { min_tenants, write, json } => advise(&app, min_tenants, write, json),
         SchemaCmd::Rollback { json } => {
             let r = fleet::rollback(&app)?;
             if json {
@@ -139,4 +155,33 @@ fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
         );
     }
     Ok(if r.success() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn advise(app: &App, min_tenants: usize, write: bool, json: bool) -> CliResult {
+    let mut found = crate::store::advisor::fleet_applied(app)?;
+    found.retain(|i| i.tenants.len() >= min_tenants);
+    let written = if write && !found.is_empty() {
+        let Some(dir) = app.config.tenant_schema_dir.as_deref() else {
+            return Err(super::CliError::usage(
+                "the built-in demo schema cannot take new migrations: copy assets/schema to a directory, set tenant_schema_dir to it, and run this again",
+            ));
+        };
+        Some(crate::store::advisor::write_migration(dir, app.store.schema().target(), &found)?)
+    } else {
+        None
+    };
+    if json {
+        print_json(&serde_json::json!({"indexes": found, "written": written}))?;
+    } else {
+        for i in &found {
+            println!("{:>4} tenant(s)  {}", i.tenants.len(), i.sql);
+        }
+        println!("{} advised index(es) in at least {min_tenants} tenant(s)", found.len());
+        match &written {
+            Some(p) => println!("wrote {}: run `tenantd schema migrate` to apply it to every tenant", p.display()),
+            None if write => println!("nothing to write"),
+            None => {}
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

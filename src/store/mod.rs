@@ -2,9 +2,11 @@
 //! open tenant pools. Request paths open files **without** create: a missing file is
 //! `tenant_unavailable`, never a new empty database.
 
+pub mod advisor;
 pub mod fleet;
 pub mod query;
 pub mod schema;
+pub mod stats;
 
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
@@ -58,6 +60,8 @@ pub struct TenantHandle {
     pub id: TenantId,
     pool: Pool,
     schema: Mutex<Option<Arc<query::SchemaInfo>>>,
+    /// Statement statistics and slow queries since the tenant was opened.
+    pub stats: stats::StatementStats,
 }
 
 impl TenantHandle {
@@ -106,6 +110,7 @@ pub struct TenantStore {
     schema: Arc<TenantSchema>,
     pool_size: u32,
     threads: Arc<ScheduledThreadPool>,
+    monitor: stats::QueryMonitorConfig,
     open: Mutex<LruCache<TenantId, Arc<TenantHandle>>>,
     pub stats: StoreStats,
     /// Tenants whose last open failed, with why (readiness reports them as `warn`).
@@ -132,6 +137,7 @@ impl TenantStore {
         max_open: usize,
         pool_size: u32,
         threads: Arc<ScheduledThreadPool>,
+        monitor: stats::QueryMonitorConfig,
     ) -> Self {
         let cap = NonZeroUsize::new(max_open.max(1)).unwrap_or(NonZeroUsize::MIN);
         TenantStore {
@@ -139,6 +145,7 @@ impl TenantStore {
             schema,
             pool_size,
             threads,
+            monitor,
             open: Mutex::new(LruCache::new(cap)),
             stats: StoreStats::default(),
             unavailable: Mutex::default(),
@@ -235,7 +242,8 @@ impl TenantStore {
             }
         }
         drop(conn);
-        Ok((TenantHandle { id: req.id.clone(), pool, schema: Mutex::new(None) }, migrated_from))
+        let stats = stats::StatementStats::new(&self.monitor);
+        Ok((TenantHandle { id: req.id.clone(), pool, schema: Mutex::new(None), stats }, migrated_from))
     }
 
     /// Forgets an open tenant (before its file is replaced, moved or removed).

@@ -7,6 +7,7 @@ use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 use serde_json::{Map, Value as Json};
 
+use super::stats::{Shape, StatementStats};
 use crate::error::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +138,7 @@ fn valid_ident(s: &str) -> bool {
 }
 
 /// Quotes an identifier that came from introspection.
-fn q(ident: &str) -> String {
+pub fn q(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
@@ -364,8 +365,59 @@ pub struct Page {
     pub total: Option<i64>,
 }
 
+/// Runs `run` (which returns its result and the rows it read or changed) and reports it to
+/// `stats`: time, rows, and the plan when it was slow.
+fn observed<T>(
+    stats: &StatementStats,
+    conn: &Connection,
+    sql: &str,
+    args: impl FnOnce() -> Vec<Value>,
+    shape: impl FnOnce() -> Option<Shape>,
+    run: impl FnOnce() -> Result<(T, u64)>,
+) -> Result<T> {
+    if !stats.enabled() {
+        return run().map(|(out, _)| out);
+    }
+    let start = std::time::Instant::now();
+    let (out, rows) = run()?;
+    stats.record(sql, start.elapsed(), rows, shape, conn, args);
+    Ok(out)
+}
+
+impl ListQuery {
+    /// The query in a canonical form: same text = same SQL, same bound values, same page and
+    /// same columns (filters sorted, defaults spelled out). The query result cache keys on it.
+    pub fn normalized(&self, table: &Table) -> String {
+        let fields: Vec<&str> = match &self.fields {
+            Some(f) => f.iter().map(String::as_str).collect(),
+            None => table.columns.iter().map(|c| c.name.as_str()).collect(),
+        };
+        let mut filters: Vec<&(String, String, String)> = self.filters.iter().collect();
+        filters.sort();
+        // JSON keeps every part unambiguous whatever characters the values hold.
+        serde_json::json!([self.page, self.per_page, self.order_by, fields, self.count, filters]).to_string()
+    }
+
+    /// What the advisor needs: which columns this query filters and sorts on.
+    pub fn shape(&self, table: &Table) -> Option<Shape> {
+        let mut shape = Shape { table: table.name.clone(), ..Default::default() };
+        for (col, op, _) in &self.filters {
+            let list = match op.as_str() {
+                "eq" | "in" | "isnull" => &mut shape.equality,
+                "gt" | "ge" | "lt" | "le" => &mut shape.range,
+                _ => continue,
+            };
+            if !list.contains(col) {
+                list.push(col.clone());
+            }
+        }
+        shape.order_by = self.order_by.as_ref().map(|(c, _)| c.clone()).filter(|c| *c != table.pk);
+        (!shape.equality.is_empty() || !shape.range.is_empty() || shape.order_by.is_some()).then_some(shape)
+    }
+}
+
 /// Runs a list query inside one read transaction (items and total agree).
-pub fn list(conn: &Connection, table: &Table, lq: &ListQuery) -> Result<Page> {
+pub fn list(conn: &Connection, table: &Table, lq: &ListQuery, stats: &StatementStats) -> Result<Page> {
     let fields: Vec<String> = match &lq.fields {
         Some(f) => f.clone(),
         None => table.columns.iter().map(|c| c.name.clone()).collect(),
@@ -378,17 +430,38 @@ pub fn list(conn: &Connection, table: &Table, lq: &ListQuery) -> Result<Page> {
     };
     let tx = conn.unchecked_transaction()?;
     let sql = format!("SELECT {select} FROM {}{wsql}{order} LIMIT ? OFFSET ?", q(&table.name));
-    let mut stmt = tx.prepare_cached(&sql)?;
     let mut all_args: Vec<Value> = args.clone();
     all_args.push(Value::Integer(lq.per_page));
     all_args.push(Value::Integer((lq.page - 1).saturating_mul(lq.per_page)));
-    let items = stmt
-        .query_map(rusqlite::params_from_iter(all_args.iter()), |r| row_to_json(r, &fields))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    drop(stmt);
+    let items = observed(
+        stats,
+        &tx,
+        &sql,
+        || all_args.clone(),
+        || lq.shape(table),
+        || {
+            let items = tx
+                .prepare_cached(&sql)?
+                .query_map(rusqlite::params_from_iter(all_args.iter()), |r| row_to_json(r, &fields))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let n = items.len() as u64;
+            Ok((items, n))
+        },
+    )?;
     let total = if lq.count {
         let sql = format!("SELECT count(*) FROM {}{wsql}", q(&table.name));
-        Some(tx.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?)
+        let run = || {
+            let n: i64 = tx.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+            Ok((n, 1))
+        };
+        Some(observed(
+            stats,
+            &tx,
+            &sql,
+            || args.clone(),
+            || lq.shape(table).map(|s| Shape { order_by: None, ..s }),
+            run,
+        )?)
     } else {
         None
     };
@@ -396,16 +469,28 @@ pub fn list(conn: &Connection, table: &Table, lq: &ListQuery) -> Result<Page> {
     Ok(Page { items, total })
 }
 
-pub fn get(conn: &Connection, table: &Table, id: i64) -> Result<Map<String, Json>> {
+pub fn get(conn: &Connection, table: &Table, id: i64, stats: &StatementStats) -> Result<Map<String, Json>> {
     let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
     let select = names.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
     let sql = format!("SELECT {select} FROM {} WHERE {} = ?1", q(&table.name), q(&table.pk));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query([id])?;
-    match rows.next()? {
-        Some(r) => Ok(row_to_json(r, &names)?),
-        None => Err(Error::NotFound(format!("{} record {id}", table.name))),
-    }
+    let found = observed(
+        stats,
+        conn,
+        &sql,
+        || vec![Value::Integer(id)],
+        || None,
+        || {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query([id])?;
+            let found = match rows.next()? {
+                Some(r) => Some(row_to_json(r, &names)?),
+                None => None,
+            };
+            let n = u64::from(found.is_some());
+            Ok((found, n))
+        },
+    )?;
+    found.ok_or_else(|| Error::NotFound(format!("{} record {id}", table.name)))
 }
 
 /// Body of a create or update: an object of known columns (the primary key is not settable).
@@ -422,7 +507,12 @@ pub fn body_values(table: &Table, body: &Json) -> Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
-pub fn insert(conn: &Connection, table: &Table, values: &[(String, Value)]) -> Result<Map<String, Json>> {
+pub fn insert(
+    conn: &Connection,
+    table: &Table,
+    values: &[(String, Value)],
+    stats: &StatementStats,
+) -> Result<Map<String, Json>> {
     let sql = if values.is_empty() {
         format!("INSERT INTO {} DEFAULT VALUES", q(&table.name))
     } else {
@@ -430,15 +520,26 @@ pub fn insert(conn: &Connection, table: &Table, values: &[(String, Value)]) -> R
         let marks = (1..=values.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
         format!("INSERT INTO {} ({cols}) VALUES ({marks})", q(&table.name))
     };
-    conn.prepare_cached(&sql)?
-        .execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
-        .map_err(|e| map_constraint(table, e))?;
-    get(conn, table, conn.last_insert_rowid())
+    let run = || {
+        let n = conn
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
+            .map_err(|e| map_constraint(table, e))?;
+        Ok(((), n as u64))
+    };
+    observed(stats, conn, &sql, || values.iter().map(|(_, v)| v.clone()).collect(), || None, run)?;
+    get(conn, table, conn.last_insert_rowid(), stats)
 }
 
-pub fn update(conn: &Connection, table: &Table, id: i64, values: &[(String, Value)]) -> Result<Map<String, Json>> {
+pub fn update(
+    conn: &Connection,
+    table: &Table,
+    id: i64,
+    values: &[(String, Value)],
+    stats: &StatementStats,
+) -> Result<Map<String, Json>> {
     if values.is_empty() {
-        return get(conn, table, id);
+        return get(conn, table, id, stats);
     }
     let sets =
         values.iter().enumerate().map(|(i, (c, _))| format!("{} = ?{}", q(c), i + 2)).collect::<Vec<_>>().join(", ");
@@ -447,17 +548,28 @@ pub fn update(conn: &Connection, table: &Table, id: i64, values: &[(String, Valu
     let idv = Value::Integer(id);
     args.push(&idv);
     args.extend(values.iter().map(|(_, v)| v));
-    let n =
-        conn.prepare_cached(&sql)?.execute(rusqlite::params_from_iter(args)).map_err(|e| map_constraint(table, e))?;
+    let owned = || args.iter().map(|v| (*v).clone()).collect();
+    let run = || {
+        let n = conn
+            .prepare_cached(&sql)?
+            .execute(rusqlite::params_from_iter(args.iter()))
+            .map_err(|e| map_constraint(table, e))?;
+        Ok((n, n as u64))
+    };
+    let n = observed(stats, conn, &sql, owned, || None, run)?;
     if n == 0 {
         return Err(Error::NotFound(format!("{} record {id}", table.name)));
     }
-    get(conn, table, id)
+    get(conn, table, id, stats)
 }
 
-pub fn delete(conn: &Connection, table: &Table, id: i64) -> Result<()> {
+pub fn delete(conn: &Connection, table: &Table, id: i64, stats: &StatementStats) -> Result<()> {
     let sql = format!("DELETE FROM {} WHERE {} = ?1", q(&table.name), q(&table.pk));
-    let n = conn.prepare_cached(&sql)?.execute([id]).map_err(|e| map_constraint(table, e))?;
+    let run = || {
+        let n = conn.prepare_cached(&sql)?.execute([id]).map_err(|e| map_constraint(table, e))?;
+        Ok((n, n as u64))
+    };
+    let n = observed(stats, conn, &sql, || vec![Value::Integer(id)], || None, run)?;
     if n == 0 {
         return Err(Error::NotFound(format!("{} record {id}", table.name)));
     }

@@ -56,8 +56,10 @@ pub fn set_logo(app: &App, t: &TenantRecord, bytes: &[u8]) -> Result<String> {
 
 /// The tenant's logo: (content type, bytes), if it has one.
 pub fn logo(app: &App, t: &TenantRecord) -> Result<Option<(&'static str, Vec<u8>)>> {
-    let branding = crate::catalog::tenants::branding(&*app.catalog.conn()?, &t.id)?;
-    let Some(sha) = branding.logo_asset.filter(|s| super::archive::is_asset_name(s)) else { return Ok(None) };
+    let config = app.tenant_config.get(&app.catalog, &t.id)?;
+    let Some(sha) = config.branding.logo_asset.clone().filter(|s| super::archive::is_asset_name(s)) else {
+        return Ok(None);
+    };
     let bytes = match std::fs::read(app.paths.tenant_assets(&t.id).join(&sha)) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

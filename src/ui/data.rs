@@ -40,12 +40,13 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let table = schema.table(ctx.param("table")?)?;
     let params = list_params(req);
     let b = base(ctx)?;
-    let (q, page_data, error) =
-        match query::parse_list(table, &params).and_then(|q| query::list(conn, table, &q).map(|p| (q, p))) {
-            Ok((q, p)) => (Some(q), Some(p), None),
-            Err(e @ Error::Invalid { .. }) => (None, None, Some(e.to_string())),
-            Err(e) => return Err(e),
-        };
+    let (q, page_data, error) = match query::parse_list(table, &params)
+        .and_then(|q| query::list(conn, table, &q, &w.handle.stats).map(|p| (q, p)))
+    {
+        Ok((q, p)) => (Some(q), Some(p), None),
+        Err(e @ Error::Invalid { .. }) => (None, None, Some(e.to_string())),
+        Err(e) => return Err(e),
+    };
     let cols: Vec<&Column> = table.columns.iter().collect();
     let current_order = q.as_ref().and_then(|q| q.order_by.clone());
     let keep = query_without(req, &["page", "order_by", "ok", "error"]);
@@ -239,9 +240,9 @@ pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
-    let res = w.write(&table.name, "record.create", |tx, table| {
+    let res = w.write(&table.name, "record.create", |tx, table, stats| {
         let values = form_values(table, &f, true)?;
-        let rec = query::insert(tx, table, &values)?;
+        let rec = query::insert(tx, table, &values, stats)?;
         let id = rec.get(&table.pk).and_then(Json::as_i64).unwrap_or(0);
         Ok((rec, id, crate::api::records::columns_of(&values)))
     });
@@ -275,7 +276,7 @@ pub fn edit_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let schema = w.schema()?;
     let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
-    let rec = query::get(conn, table, id)?;
+    let rec = query::get(conn, table, id, &w.handle.stats)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
     form_page(
@@ -297,9 +298,9 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
-    let res = w.write(&table.name, "record.update", |tx, table| {
+    let res = w.write(&table.name, "record.update", |tx, table, stats| {
         let values = form_values(table, &f, false)?;
-        query::update(tx, table, id, &values)?;
+        query::update(tx, table, id, &values, stats)?;
         Ok(((), id, crate::api::records::columns_of(&values)))
     });
     match res {
@@ -321,8 +322,9 @@ pub fn delete(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let table = ctx.param("table")?;
     let b = base(ctx)?;
-    let res = crate::api::records::Work::begin(ctx, req, Some(true))?
-        .write(table, "record.delete", |tx, t| Ok((query::delete(tx, t, id)?, id, serde_json::json!({}))));
+    let res = crate::api::records::Work::begin(ctx, req, Some(true))?.write(table, "record.delete", |tx, t, stats| {
+        Ok((query::delete(tx, t, id, stats)?, id, serde_json::json!({})))
+    });
     match res {
         Ok(()) => Ok(back(&b, "ok", &format!("deleted {table} {id}"))),
         Err(e @ Error::Invalid { .. }) => Ok(back(&format!("{b}/{id}"), "error", &e.to_string())),

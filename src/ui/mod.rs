@@ -5,6 +5,7 @@
 pub mod account;
 pub mod data;
 pub mod platform;
+pub mod queries;
 pub mod tenant;
 
 use maud::{html, Markup, DOCTYPE};
@@ -153,7 +154,7 @@ pub struct Chrome<'a> {
 impl<'a> Chrome<'a> {
     pub fn for_ctx(ctx: &'a Ctx<'_>, title: &'a str, active: &'a str) -> Result<Chrome<'a>> {
         let tenant = match ctx.tenant.as_deref() {
-            Some(t) => Some((t, crate::catalog::tenants::branding(&*ctx.app.catalog.conn()?, &t.id)?)),
+            Some(t) => Some((t, ctx.app.tenant_config.get(&ctx.app.catalog, &t.id)?.branding.clone())),
             None => None,
         };
         Ok(Chrome { title, session: session(ctx).ok(), tenant, active })
@@ -202,6 +203,7 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                             (nav(&format!("{b}/settings"), "Settings", "settings"))
                             (nav(&format!("{b}/security"), "Security", "security"))
                             (nav(&format!("{b}/audit"), "Audit", "audit"))
+                            (nav(&format!("{b}/queries"), "Queries", "queries"))
                         }
                         @if chrome.session.is_some() {
                             (nav("/admin", "Tenants", "switch"))

@@ -3,6 +3,7 @@
 //! plain functions testable without a socket.
 
 pub mod access;
+mod background;
 pub mod client;
 pub mod resolve;
 pub mod response;

@@ -16,7 +16,7 @@ use super::access::{check_access, cors_headers, is_sign_in, preflight, route};
 use super::resolve;
 use super::response::{self, error_response};
 use super::router::Router;
-use super::workers::{Decision, WorkerPool};
+use super::workers::WorkerPool;
 use super::{Ctx, Method, Req, Resp};
 use crate::app::App;
 use crate::auth::Principal;
@@ -102,7 +102,7 @@ pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
 
 /// `start` with another route table (tests add routes that panic or misbehave on purpose).
 pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<RunningServer> {
-    raise_fd_limit();
+    check_fd_budget(app.config.max_open_tenants, raise_fd_limit())?;
     let http = bind(listen)?;
     let addr = http.server_addr().to_ip().ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
@@ -117,14 +117,14 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
         let (http, state, stop_tx) = (http.clone(), state.clone(), stop_tx.clone());
         std::thread::Builder::new()
             .name("tenantd-scaler".into())
-            .spawn(move || scale_workers(&http, &state, &stop_tx, &scaler_rx))?
+            .spawn(move || super::background::scale_workers(&http, &state, &stop_tx, &scaler_rx))?
     };
     let (watcher_stop, watcher_rx) = mpsc::channel();
     let watcher = {
         let state = state.clone();
         std::thread::Builder::new()
             .name("tenantd-catalog-watch".into())
-            .spawn(move || watch_catalog(&state, &watcher_rx))?
+            .spawn(move || super::background::watch_catalog(&state, &watcher_rx))?
     };
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
@@ -145,7 +145,11 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     })
 }
 
-fn add_worker(http: &Arc<tiny_http::Server>, state: &Arc<ServerState>, stop: &mpsc::Sender<StopReason>) -> Result<()> {
+pub(super) fn add_worker(
+    http: &Arc<tiny_http::Server>,
+    state: &Arc<ServerState>,
+    stop: &mpsc::Sender<StopReason>,
+) -> Result<()> {
     let (http, state2, stop) = (http.clone(), state.clone(), stop.clone());
     state.pool.add(|i| {
         std::thread::Builder::new()
@@ -153,49 +157,6 @@ fn add_worker(http: &Arc<tiny_http::Server>, state: &Arc<ServerState>, stop: &mp
             .spawn(move || worker_loop(&http, &state2, &stop))
     })?;
     Ok(())
-}
-
-/// Samples the pool every 50 ms and grows or shrinks it (see `workers`).
-fn scale_workers(
-    http: &Arc<tiny_http::Server>,
-    state: &Arc<ServerState>,
-    stop: &mpsc::Sender<StopReason>,
-    quit: &mpsc::Receiver<()>,
-) {
-    let pool = &state.pool;
-    if pool.max == pool.min {
-        let _ = quit.recv();
-        return;
-    }
-    let mut scaler = pool.scaler();
-    while let Err(mpsc::RecvTimeoutError::Timeout) = quit.recv_timeout(super::workers::TICK) {
-        if state.draining.load(Ordering::SeqCst) {
-            break;
-        }
-        let cpu = cpu_time::ProcessTime::try_now().ok().map(|t| t.as_duration());
-        match pool.sample(&mut scaler, Instant::now(), cpu) {
-            Decision::Grow => match add_worker(http, state, stop) {
-                Ok(()) => {
-                    pool.grown.fetch_add(1, Ordering::Relaxed);
-                    crate::log::info(&format!(
-                        "workers: {} -> {} (every worker busy while the CPU has room)",
-                        pool.size() - 1,
-                        pool.size()
-                    ));
-                }
-                Err(e) => crate::log::warn(&format!("workers: could not start one more: {}", e.log_detail())),
-            },
-            Decision::Shrink => {
-                pool.shrunk.fetch_add(1, Ordering::Relaxed);
-                crate::log::info(&format!(
-                    "workers: retiring one of {} (idle for {} s)",
-                    pool.size(),
-                    state.app.config.workers_idle_seconds
-                ));
-            }
-            Decision::Hold => {}
-        }
-    }
 }
 
 impl RunningServer {
@@ -297,56 +258,6 @@ fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sende
     }
 }
 
-/// Polls the catalog generation (cache invalidation); every second flushes usage and anchors
-/// the audit chains that grew.
-fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
-    let conn = match crate::db::open_read_only(state.app.catalog.path()) {
-        Ok(c) => c,
-        Err(e) => {
-            crate::log::error(&format!("catalog watcher cannot open the catalog: {}", e.log_detail()));
-            return;
-        }
-    };
-    // The generation moves only with changes that cached lookups depend on (not with usage
-    // flushes or session touches), so a busy server keeps its caches warm.
-    let read = || {
-        conn.query_row("SELECT value FROM catalog_meta WHERE key = 'generation'", [], |r| r.get::<_, String>(0)).ok()
-    };
-    let mut last = read();
-    let mut last_flush = Instant::now();
-    let mut last_archive = Instant::now();
-    // 200 ms keeps CLI changes visible to the server well within one second.
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
-        let now = read();
-        if now != last {
-            state.app.invalidate_caches();
-            last = now;
-        }
-        // Usage is flushed every second: a hard kill loses at most the last second of counts.
-        if last_flush.elapsed() >= Duration::from_secs(1) {
-            last_flush = Instant::now();
-            let now = crate::util::now_unix().max(0) as u64;
-            match crate::limits::flush_usage(&state.app) {
-                Ok(_) => state.last_flush.store(now, Ordering::Relaxed),
-                Err(e) => crate::log::warn(&format!("usage flush failed (kept for the next one): {}", e.log_detail())),
-            }
-            match crate::audit::anchor_dirty(&state.app) {
-                Ok(_) => state.last_anchor.store(now, Ordering::Relaxed),
-                Err(e) => crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail())),
-            }
-        }
-        // Audit retention once an hour.
-        if last_archive.elapsed() >= Duration::from_secs(3600) {
-            last_archive = Instant::now();
-            match crate::audit::archive_all(&state.app) {
-                Ok(done) if !done.is_empty() => crate::log::info(&format!("audit retention archived {done:?}")),
-                Ok(_) => {}
-                Err(e) => crate::log::warn(&format!("audit retention failed: {}", e.log_detail())),
-            }
-        }
-    }
-}
-
 /// Binds with TCP_NODELAY on the listening socket; Linux copies it to every accepted socket.
 /// tiny_http writes headers and body separately, so with Nagle's algorithm a response larger
 /// than its 1 KiB buffer waits for the client's delayed ACK (40 ms) before the body goes out.
@@ -359,12 +270,43 @@ fn bind(listen: &str) -> Result<tiny_http::Server> {
     tiny_http::Server::from_listener(listener, None).map_err(|e| refuse(&e))
 }
 
-fn raise_fd_limit() {
+/// Raises the soft RLIMIT_NOFILE towards 65,536 (as far as the hard limit allows); returns the
+/// limit in force.
+fn raise_fd_limit() -> Option<u64> {
     // Each open tenant costs ~3 fds per connection; the default soft limit (often 1024) is too
     // small for max_open_tenants=256 plus sockets.
-    if let Err(e) = rlimit::increase_nofile_limit(65_536) {
-        crate::log::warn(&format!("could not raise RLIMIT_NOFILE: {e}"));
+    match rlimit::increase_nofile_limit(65_536) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            crate::log::warn(&format!("could not raise RLIMIT_NOFILE: {e}"));
+            None
+        }
     }
+}
+
+/// File descriptors an open tenant needs at least: its file, WAL and shared-memory index.
+const FDS_PER_TENANT: u64 = 3;
+/// For sockets, the catalog and everything else.
+const FDS_RESERVED: u64 = 128;
+
+/// Refuses to start when `max_open_tenants` cannot all be open within the fd limit: otherwise
+/// opens start failing with "too many open files" only once the server is busy (measured:
+/// 10,000 allowed under a 20,000 limit failed at 6,255 open tenants).
+pub fn check_fd_budget(max_open_tenants: usize, limit: Option<u64>) -> Result<()> {
+    let Some(limit) = limit else { return Ok(()) };
+    let needed = max_open_tenants as u64 * FDS_PER_TENANT + FDS_RESERVED;
+    if needed > limit {
+        let fits = limit.saturating_sub(FDS_RESERVED) / FDS_PER_TENANT;
+        return Err(Error::invalid(
+            "max_open_tenants",
+            format!(
+                "max_open_tenants = {max_open_tenants} needs about {needed} file descriptors but this process may \
+                 open {limit}: lower max_open_tenants to {fits} or less, or raise the limit (LimitNOFILE= in the \
+                 systemd unit, ulimit -n)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
@@ -605,5 +547,16 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64
     }
     if let Err(e) = rq.respond(out) {
         crate::log::request("INFO", id, &format!("client went away before the response was sent: {e}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_fd_budget_refuses_more_open_tenants_than_the_limit_allows() {
+        assert!(super::check_fd_budget(256, Some(1024)).is_ok());
+        assert!(super::check_fd_budget(10_000, None).is_ok(), "unknown limit: not refused");
+        let e = super::check_fd_budget(10_000, Some(20_000)).err().unwrap().to_string();
+        assert!(e.contains("max_open_tenants = 10000") && e.contains("6624"), "{e}");
     }
 }

@@ -1,0 +1,103 @@
+//! The server's background threads: the catalog watcher (cache invalidation, usage flush, audit
+//! anchoring, retention) and the worker-pool scaler.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::server::{add_worker, ServerState, StopReason};
+use super::workers::Decision;
+
+/// Samples the pool every 50 ms and grows or shrinks it (see `workers`).
+pub(super) fn scale_workers(
+    http: &Arc<tiny_http::Server>,
+    state: &Arc<ServerState>,
+    stop: &mpsc::Sender<StopReason>,
+    quit: &mpsc::Receiver<()>,
+) {
+    let pool = &state.pool;
+    if pool.max == pool.min {
+        let _ = quit.recv();
+        return;
+    }
+    let mut scaler = pool.scaler();
+    while let Err(mpsc::RecvTimeoutError::Timeout) = quit.recv_timeout(super::workers::TICK) {
+        if state.draining.load(Ordering::SeqCst) {
+            break;
+        }
+        let cpu = cpu_time::ProcessTime::try_now().ok().map(|t| t.as_duration());
+        match pool.sample(&mut scaler, Instant::now(), cpu) {
+            Decision::Grow => match add_worker(http, state, stop) {
+                Ok(()) => {
+                    pool.grown.fetch_add(1, Ordering::Relaxed);
+                    crate::log::info(&format!(
+                        "workers: {} -> {} (every worker busy while the CPU has room)",
+                        pool.size() - 1,
+                        pool.size()
+                    ));
+                }
+                Err(e) => crate::log::warn(&format!("workers: could not start one more: {}", e.log_detail())),
+            },
+            Decision::Shrink => {
+                pool.shrunk.fetch_add(1, Ordering::Relaxed);
+                crate::log::info(&format!(
+                    "workers: retiring one of {} (idle for {} s)",
+                    pool.size(),
+                    state.app.config.workers_idle_seconds
+                ));
+            }
+            Decision::Hold => {}
+        }
+    }
+}
+
+/// Polls the catalog generation (cache invalidation); every second flushes usage and anchors
+/// the audit chains that grew.
+pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
+    let conn = match crate::db::open_read_only(state.app.catalog.path()) {
+        Ok(c) => c,
+        Err(e) => {
+            crate::log::error(&format!("catalog watcher cannot open the catalog: {}", e.log_detail()));
+            return;
+        }
+    };
+    // The generation moves only with changes that cached lookups depend on (not with usage
+    // flushes or session touches), so a busy server keeps its caches warm.
+    let read = || {
+        conn.query_row("SELECT value FROM catalog_meta WHERE key = 'generation'", [], |r| r.get::<_, String>(0)).ok()
+    };
+    let mut last = read();
+    let mut last_flush = Instant::now();
+    let mut last_archive = Instant::now();
+    // 200 ms keeps CLI changes visible to the server well within one second.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
+        let now = read();
+        if now != last {
+            state.app.invalidate_caches();
+            last = now;
+        }
+        // Usage is flushed every second: a hard kill loses at most the last second of counts.
+        if last_flush.elapsed() >= Duration::from_secs(1) {
+            last_flush = Instant::now();
+            let now = crate::util::now_unix().max(0) as u64;
+            match crate::limits::flush_usage(&state.app) {
+                Ok(_) => state.last_flush.store(now, Ordering::Relaxed),
+                Err(e) => crate::log::warn(&format!("usage flush failed (kept for the next one): {}", e.log_detail())),
+            }
+            match crate::audit::anchor_dirty(&state.app) {
+                Ok(_) => state.last_anchor.store(now, Ordering::Relaxed),
+                Err(e) => crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail())),
+            }
+        }
+        // Audit retention once an hour.
+        if last_archive.elapsed() >= Duration::from_secs(3600) {
+            last_archive = Instant::now();
+            match crate::audit::archive_all(&state.app) {
+                Ok(done) if !done.is_empty() => crate::log::info(&format!("audit retention archived {done:?}")),
+                Ok(_) => {}
+                Err(e) => crate::log::warn(&format!("audit retention failed: {}", e.log_detail())),
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 pub mod access;
 mod background;
 pub mod client;
+pub mod fair;
 pub mod resolve;
 pub mod response;
 pub mod router;

@@ -34,6 +34,8 @@ pub struct ServerState {
     pub started: Instant,
     pub metrics: crate::metrics::Metrics,
     pub pool: WorkerPool,
+    /// Round-robin between tenants in front of tiny_http's FIFO (see `fair`).
+    pub fair: super::fair::FairQueue,
     /// Unix time of the last successful usage flush and audit anchoring (for lag metrics).
     pub last_flush: AtomicU64,
     pub last_anchor: AtomicU64,
@@ -53,6 +55,7 @@ impl ServerState {
         ServerState {
             metrics,
             pool,
+            fair: Default::default(),
             last_flush: AtomicU64::new(now),
             last_anchor: AtomicU64::new(now),
             health_cache: parking_lot::Mutex::new(None),
@@ -199,6 +202,10 @@ impl RunningServer {
         for w in self.state.pool.take_handles() {
             let _ = w.join();
         }
+        // Requests a worker had queued but nobody took before leaving.
+        for rq in self.state.fair.take_all() {
+            serve_one(&self.state, rq);
+        }
         // Requests that connection threads queued after the markers: serve them here. A
         // leftover marker reads like an empty queue, so only `markers + 1` empty reads (or
         // a run of accept errors) mean the queue is done.
@@ -233,21 +240,22 @@ impl RunningServer {
 const WORKER_POLL: Duration = Duration::from_secs(1);
 
 fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sender<StopReason>) {
+    use super::fair::Next;
     loop {
-        match http.recv_timeout(WORKER_POLL) {
-            Ok(Some(rq)) => {
+        match state.fair.next(http, WORKER_POLL) {
+            Next::Request(rq) => {
                 state.pool.start_request();
-                serve_one(state, rq);
+                serve_one(state, *rq);
                 state.pool.end_request();
                 if state.pool.should_retire() {
                     return;
                 }
             }
             // An unblock marker from `shutdown` (it reads like a timeout), or a retirement.
-            Ok(None) if state.draining.load(Ordering::SeqCst) || state.pool.should_retire() => return,
-            Ok(None) => {}
-            Err(_) if state.draining.load(Ordering::SeqCst) => return,
-            Err(e) => {
+            Next::Idle if state.draining.load(Ordering::SeqCst) || state.pool.should_retire() => return,
+            Next::Idle => {}
+            Next::Failed(_) if state.draining.load(Ordering::SeqCst) => return,
+            Next::Failed(e) => {
                 crate::log::error(&format!(
                     "accept loop failed: {e}; shutting down so the service manager restarts us"
                 ));

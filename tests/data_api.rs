@@ -227,3 +227,27 @@ fn warm_authenticated_requests_do_no_catalog_query() {
         assert!(attempt < 19, "caches kept being invalidated");
     }
 }
+
+#[test]
+fn tenants_with_the_same_schema_share_one_introspection() {
+    let s = TestServer::start();
+    let a = s.token("a@acme.test", "acme", "owner");
+    let g = s.token("g@globex.test", "globex", "owner");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &a).status, 200);
+    assert_eq!(s.get_as("/api/v1/t/globex/customers", &g).status, 200);
+    let info = |slug: &str| {
+        let t = s.app.tenant(&tenantd::ids::Slug::parse(slug).unwrap()).unwrap();
+        let h = s.app.store.peek(&t.id).unwrap();
+        let conn = h.conn().unwrap();
+        h.schema_info(&conn).unwrap()
+    };
+    let (acme, globex) = (info("acme"), info("globex"));
+    assert!(std::sync::Arc::ptr_eq(&acme.tables, &globex.tables), "one introspection for both");
+    // A schema change in one tenant gives it its own.
+    let t = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let h = s.app.store.peek(&t.id).unwrap();
+    h.conn().unwrap().execute_batch("CREATE TABLE scratch_pad (id INTEGER PRIMARY KEY, body TEXT)").unwrap();
+    let acme = info("acme");
+    assert!(acme.tables.contains_key("scratch_pad"));
+    assert!(!info("globex").tables.contains_key("scratch_pad"));
+}

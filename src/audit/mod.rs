@@ -395,9 +395,17 @@ pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
     let dirty = app.audit_dirty.take();
     let mut heads = Vec::new();
     for id in &dirty {
-        let path = app.paths.tenant_db(id);
-        let Ok(conn) = crate::db::open_read_only(&path) else { continue };
-        if let Some(h) = head(&conn)? {
+        // An open tenant's pooled connection when there is one: a fresh connection costs a
+        // schema parse (measured: 6% of a 10,000-tenant load's instructions went here).
+        let pooled = app.store.peek(id).and_then(|h| h.conn().ok());
+        let found = match pooled {
+            Some(conn) => head(&conn)?,
+            None => {
+                let Ok(conn) = crate::db::open_read_only(&app.paths.tenant_db(id)) else { continue };
+                head(&conn)?
+            }
+        };
+        if let Some(h) = found {
             heads.push((id.clone(), h));
         }
     }

@@ -2,6 +2,7 @@
 //! come only from introspection (quoted); every value is a bound parameter.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
@@ -79,7 +80,8 @@ impl Table {
 /// The tables a tenant exposes, from `sqlite_master` and `pragma_table_info`.
 #[derive(Clone, Debug, Default)]
 pub struct SchemaInfo {
-    pub tables: BTreeMap<String, Table>,
+    /// Shared between tenants whose schema text is identical (see `TenantStore`).
+    pub tables: Arc<BTreeMap<String, Table>>,
     /// `PRAGMA schema_version` when read: a DDL change makes it stale.
     pub cookie: i64,
 }
@@ -101,6 +103,22 @@ impl SchemaInfo {
 
 /// Reads the schema. Tables without a single INTEGER PRIMARY KEY, SQLite's own and tenantd's
 /// internal (`_tenantd_*`) tables are not exposed.
+/// A hash of the schema's text (every `sqlite_master` row): tenants created from the same
+/// template and migrated alike have the same one, and can share one introspection.
+pub fn schema_text_hash(conn: &Connection) -> Result<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut stmt =
+        conn.prepare_cached("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name")?;
+    let mut rows = stmt.query([])?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    while let Some(r) = rows.next()? {
+        for i in 0..4 {
+            r.get_ref(i)?.as_str().unwrap_or("").hash(&mut h);
+        }
+    }
+    Ok(h.finish())
+}
+
 pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
     let cookie: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     let mut stmt = conn.prepare(
@@ -130,7 +148,7 @@ pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
             tables.insert(name.clone(), Table { name, columns, pk });
         }
     }
-    Ok(SchemaInfo { tables, cookie })
+    Ok(SchemaInfo { tables: Arc::new(tables), cookie })
 }
 
 fn valid_ident(s: &str) -> bool {

@@ -4,6 +4,7 @@
 
 pub mod advisor;
 pub mod fleet;
+mod introspect;
 pub mod query;
 pub mod schema;
 pub mod stats;

@@ -1,0 +1,170 @@
+//! The config's tables: plans, `[limits]`, `[threats]`, `[auth]`, with their defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Limits of one plan (enforced by `limits`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlanConfig {
+    pub requests_per_second: f64,
+    pub burst: u64,
+    pub monthly_requests: u64,
+    pub storage_bytes: u64,
+    pub max_users: u64,
+    pub max_concurrent_requests: u64,
+    pub query_timeout_ms: u64,
+    /// Audit entries older than this are archived (`tenantd audit archive`, and hourly by the
+    /// server) into a checkpoint; the rest of the chain still verifies.
+    pub audit_retention_days: u64,
+}
+
+impl Default for PlanConfig {
+    fn default() -> Self {
+        PlanConfig {
+            requests_per_second: 10.0,
+            burst: 20,
+            monthly_requests: 100_000,
+            storage_bytes: 50 * 1024 * 1024,
+            max_users: 5,
+            max_concurrent_requests: 4,
+            query_timeout_ms: 2000,
+            audit_retention_days: 90,
+        }
+    }
+}
+
+pub(crate) fn default_plans() -> BTreeMap<String, PlanConfig> {
+    let free = PlanConfig::default();
+    let pro = PlanConfig {
+        requests_per_second: 100.0,
+        burst: 200,
+        monthly_requests: 5_000_000,
+        storage_bytes: 2 * 1024 * 1024 * 1024,
+        max_users: 50,
+        max_concurrent_requests: 16,
+        query_timeout_ms: 5000,
+        audit_retention_days: 365,
+    };
+    let enterprise = PlanConfig {
+        requests_per_second: 1000.0,
+        burst: 2000,
+        monthly_requests: 100_000_000,
+        storage_bytes: 50 * 1024 * 1024 * 1024,
+        max_users: 10_000,
+        max_concurrent_requests: 64,
+        query_timeout_ms: 10_000,
+        audit_retention_days: 2555,
+    };
+    BTreeMap::from([("free".to_string(), free), ("pro".to_string(), pro), ("enterprise".to_string(), enterprise)])
+}
+
+/// Platform-wide request limits (plans carry the per-tenant ones).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Switches the whole resource layer (rate limits, concurrency caps, storage and query
+    /// budgets) off. For side-by-side benchmarks and diagnosis only.
+    pub enabled: bool,
+    /// Requests per second across all tenants; 0 = unlimited.
+    pub global_requests_per_second: f64,
+    pub global_burst: u64,
+    /// Share of its tenant's rate one user or API key may use (0 < share <= 1).
+    pub principal_share: f64,
+    /// Per source address on the sign-in routes.
+    pub auth_requests_per_second: f64,
+    pub auth_burst: u64,
+    /// A tenant refused this many times within a minute raises a `throttled` alert...
+    pub throttle_after_refusals: u64,
+    /// ...and, when on, is held to `throttle_factor` of its rate for `throttle_cooldown_seconds`.
+    pub auto_throttle: bool,
+    pub throttle_factor: f64,
+    pub throttle_cooldown_seconds: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            enabled: true,
+            global_requests_per_second: 0.0,
+            global_burst: 1000,
+            principal_share: 0.5,
+            auth_requests_per_second: 2.0,
+            auth_burst: 10,
+            throttle_after_refusals: 1000,
+            auto_throttle: true,
+            throttle_factor: 0.5,
+            throttle_cooldown_seconds: 300,
+        }
+    }
+}
+
+/// Threat detection thresholds (see `security::threats`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThreatsConfig {
+    /// Distinct accounts failing sign-in from one address within 10 minutes = stuffing.
+    pub stuffing_accounts: u64,
+    /// Block such an address (sign-in answers 429) for `block_seconds`.
+    pub block_addresses: bool,
+    pub block_seconds: u64,
+    /// 404/403 answers to one caller on one tenant within a minute = enumeration.
+    pub enumeration_misses: u64,
+    /// Deletes by one caller on one tenant within a minute = mass delete.
+    pub mass_delete: u64,
+    /// Rows read by one caller from one tenant within a minute = mass export.
+    pub mass_export_rows: u64,
+}
+
+impl Default for ThreatsConfig {
+    fn default() -> Self {
+        ThreatsConfig {
+            stuffing_accounts: 10,
+            block_addresses: true,
+            block_seconds: 900,
+            enumeration_misses: 50,
+            mass_delete: 100,
+            mass_export_rows: 10_000,
+        }
+    }
+}
+
+/// Identity settings: argon2id cost, password policy, sessions, lockout.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// argon2id memory in KiB (OWASP's minimum recommendation: 19 MiB, 2 iterations, 1 lane).
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    pub password_min_length: usize,
+    /// Absolute session lifetime.
+    pub session_ttl_minutes: i64,
+    /// Sessions unused this long expire.
+    pub idle_timeout_minutes: i64,
+    /// Failed logins on one account before it locks; each further failure doubles the lock.
+    pub lockout_threshold: i64,
+    pub lockout_base_seconds: i64,
+    /// Failed logins from one address within 10 minutes before it gets 429s.
+    pub address_max_failures: u32,
+    /// Mark the UI session cookie `Secure` (serve behind TLS).
+    pub secure_cookies: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            argon2_memory_kib: 19 * 1024,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            password_min_length: 10,
+            session_ttl_minutes: 12 * 60,
+            idle_timeout_minutes: 30,
+            lockout_threshold: 5,
+            lockout_base_seconds: 30,
+            address_max_failures: 20,
+            secure_cookies: false,
+        }
+    }
+}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Data API throughput with wrk, as issue 3 asks: 10,000 rows in a table, the server pinned to
 # CPU 0 with taskset, wrk (16 connections, 1 thread) pinned to CPU 1, bearer-token auth.
-# Operations: point read by id, list of 20 with total, create. Prints wrk's summary for each.
+# Operations: point read by id, list of 20 with total, create. Prints wrk's summary for each;
+# then the noisy neighbour, the tiny_http "hello" ceiling and the resource layer on/off
+# alternated ROUNDS (default 3) times.
 # Usage: scripts/bench-http.sh [seconds]   (installs wrk with apt-get if missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -125,4 +127,39 @@ sleep 1
 taskset -c 1 wrk -t1 -c4 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | grep -E "Requests/sec|99%|50%"
 wait $flood
 echo "noisy flood: $(grep -E 'Requests/sec' "$dir/noisy.txt") ($(grep -E 'Non-2xx' "$dir/noisy.txt" | xargs))"
+
+# The ceiling (issue 6): a plain tiny_http server answering "hello" with one worker, same
+# cores, same wrk; then the resource layer on/off alternated ROUNDS times (point reads), since a
+# single pair of runs on this VM differs by more than the layer costs.
+kill $pid 2>/dev/null; wait $pid 2>/dev/null || true
+hport=$((port + 1))
+taskset -c 0 "$bin" bench hello --listen "127.0.0.1:$hport" >/dev/null &
+hpid=$!
+for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$hport/" >/dev/null 2>&1 && break; sleep 0.1; done
+echo; echo "== ceiling: tiny_http hello, one worker"
+taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency "http://127.0.0.1:$hport/" | grep -E "Requests/sec|99%|50%"
+kill $hpid; wait $hpid 2>/dev/null || true
+rounds=${ROUNDS:-3}
+echo; echo "== point reads, resource layer on/off alternated $rounds times (req/s)"
+for r in $(seq 1 "$rounds"); do
+  for mode in on off; do
+    taskset -c 0 "$bin" --config "$dir/$mode.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+    pid=$!
+    for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+    taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
+    rps=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | awk '/Requests\/sec/ {print $2}')
+    echo "round $r layer $mode: $rps"
+    echo "$mode $rps" >> "$dir/layer.txt"
+    kill $pid; wait $pid 2>/dev/null || true
+  done
+done
+python3 - "$dir/layer.txt" <<'PY'
+import statistics, sys
+runs = {"on": [], "off": []}
+for line in open(sys.argv[1]):
+    mode, rps = line.split()
+    runs[mode].append(float(rps))
+on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+print(f"median on {on:.0f}, off {off:.0f}: the layer costs {100 * (1 - on / off):.1f}% of point-read throughput")
+PY
 rm -rf "$lua"

@@ -12,6 +12,7 @@ use super::{CliError, CliResult};
 use crate::app::{App, OpenMode};
 use crate::catalog::tenants;
 use crate::config::Config;
+use crate::error::Error;
 use crate::ids::Slug;
 use crate::store::fleet::{self, MigrateOptions};
 use crate::store::OpenRequest;
@@ -42,6 +43,12 @@ pub enum BenchCmd {
     Audit {
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
+    },
+    /// The ceiling for HTTP benchmarks: a plain tiny_http server answering "hello" with one
+    /// worker thread and nothing else, on ADDR until interrupted (scripts/bench-http.sh).
+    Hello {
+        #[arg(long, default_value = "127.0.0.1:18999", value_name = "ADDR")]
+        listen: String,
     },
     /// Open file descriptors of a live server while requests touch every tenant.
     Fds {
@@ -135,6 +142,19 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
         BenchCmd::Fds { tenants: n, max_open, dir } => bench_fds(&base, n, max_open, dir),
         BenchCmd::Limiter { decisions } => bench_limiter(decisions),
         BenchCmd::Audit { entries } => bench_audit(entries),
+        BenchCmd::Hello { listen } => hello(&listen),
+    }
+}
+
+/// What tenantd's request path is compared with: tiny_http's own accept and parse threads,
+/// one worker, a constant 5-byte answer.
+fn hello(listen: &str) -> CliResult {
+    let server = tiny_http::Server::http(listen)
+        .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
+    println!("hello server on http://{listen} (one worker); Ctrl-C stops it");
+    loop {
+        let rq = server.recv()?;
+        let _ = rq.respond(tiny_http::Response::from_string("hello"));
     }
 }
 

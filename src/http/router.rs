@@ -120,21 +120,26 @@ impl Router {
     }
 }
 
+/// Matches without allocating; only a match collects its parameters (the table has dozens of
+/// routes and this runs for each on every request).
 fn match_pattern(pattern: &'static str, segments: &[String]) -> Option<Vec<(&'static str, String)>> {
-    let parts: Vec<&'static str> = pattern.split('/').filter(|p| !p.is_empty()).collect();
-    let segments: Vec<&String> = segments.iter().filter(|s| !s.is_empty()).collect();
-    if parts.len() != segments.len() {
-        return None;
-    }
-    let mut params = Vec::new();
-    for (p, s) in parts.iter().zip(segments) {
-        if let Some(name) = p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
-            params.push((name, s.clone()));
-        } else if p != s {
-            return None;
+    let parts = || pattern.split('/').filter(|p| !p.is_empty());
+    let segs = || segments.iter().filter(|s| !s.is_empty());
+    let mut ps = parts();
+    let mut ss = segs();
+    loop {
+        match (ps.next(), ss.next()) {
+            (None, None) => break,
+            (Some(p), Some(s)) if p.starts_with('{') || p == s => {}
+            _ => return None,
         }
     }
-    Some(params)
+    Some(
+        parts()
+            .zip(segs())
+            .filter_map(|(p, s)| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')).map(|name| (name, s.clone())))
+            .collect(),
+    )
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
         let pks: Vec<&Column> = columns.iter().filter(|c| c.primary_key).collect();
         if pks.len() == 1 && pks[0].decl_type.eq_ignore_ascii_case("INTEGER") && valid_ident(&name) {
             let pk = pks[0].name.clone();
-            tables.insert(name.clone(), Table { name, columns, pk });
+            tables.insert(name.clone(), Table::new(name, columns, pk));
         }
     }
     Ok(SchemaInfo { tables: Arc::new(tables), cookie })

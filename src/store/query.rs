@@ -62,9 +62,20 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// The single-column INTEGER PRIMARY KEY (rowid alias) used as `{id}` in the API.
     pub pk: String,
+    /// Column names in order, and `SELECT <all columns> FROM <table> WHERE <pk> = ?1`: built
+    /// once per schema, not on every point read.
+    pub names: Vec<String>,
+    pub get_sql: String,
 }
 
 impl Table {
+    pub fn new(name: String, columns: Vec<Column>, pk: String) -> Table {
+        let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+        let select = names.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
+        let get_sql = format!("SELECT {select} FROM {} WHERE {} = ?1", q(&name), q(&pk));
+        Table { name, columns, pk, names, get_sql }
+    }
+
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -438,20 +449,18 @@ pub fn list(conn: &Connection, table: &Table, lq: &ListQuery, stats: &StatementS
 }
 
 pub fn get(conn: &Connection, table: &Table, id: i64, stats: &StatementStats) -> Result<Map<String, Json>> {
-    let names: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
-    let select = names.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT {select} FROM {} WHERE {} = ?1", q(&table.name), q(&table.pk));
+    let (names, sql) = (&table.names, &table.get_sql);
     let found = observed(
         stats,
         conn,
-        &sql,
+        sql,
         || vec![Value::Integer(id)],
         || None,
         || {
-            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = stmt.query([id])?;
             let found = match rows.next()? {
-                Some(r) => Some(row_to_json(r, &names)?),
+                Some(r) => Some(row_to_json(r, names)?),
                 None => None,
             };
             let n = u64::from(found.is_some());

@@ -15,20 +15,12 @@ dir=$(mktemp -d)
 port=18900
 pw='bench-password-2026'
 export TENANTD_LOG=quiet
-# A plan whose limits the load never reaches, so every request does the full work (the
-# resource layer still runs all its checks).
-cat > "$dir/on.toml" <<'TOML'
-[plans.bench]
-requests_per_second = 1e9
-burst = 1000000000
-max_concurrent_requests = 100000
-monthly_requests = 1000000000000
-storage_bytes = 100000000000
-TOML
-printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[limits]\nenabled = false\n' > "$dir/off.toml"
-printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[cache]\nenabled = false\n' > "$dir/nocache.toml"
-printf '[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n[cache]\nenabled = false\n[query_monitor]\nenabled = false\n' > "$dir/nomonitor.toml"
-printf 'audit_data_changes = false\n[plans.bench]\nrequests_per_second = 1e9\nburst = 1000000000\nmax_concurrent_requests = 100000\nmonthly_requests = 1000000000000\nstorage_bytes = 100000000000\n' > "$dir/noaudit.toml"
+plan=$(cat scripts/bench-plan.toml)
+echo "$plan" > "$dir/on.toml"
+printf '%s\n[limits]\nenabled = false\n' "$plan" > "$dir/off.toml"
+printf '%s\n[cache]\nenabled = false\n' "$plan" > "$dir/nocache.toml"
+printf '%s\n[cache]\nenabled = false\n[query_monitor]\nenabled = false\n' "$plan" > "$dir/nomonitor.toml"
+printf 'audit_data_changes = false\n%s\n' "$plan" > "$dir/noaudit.toml"
 export TENANTD_CONFIG="$dir/on.toml"
 $bin --data-dir "$dir" init >/dev/null
 $bin --data-dir "$dir" tenant create bench --name Bench --plan bench >/dev/null

@@ -17,16 +17,7 @@ dir=$(mktemp -d)
 port=18951
 base="http://127.0.0.1:$port"
 export TENANTD_LOG=quiet
-# A plan whose limits the load never reaches (every request still runs every check). The
-# default plans would answer 429 long before one core is busy; loadtest would report them.
-cat > "$dir/tenantd.toml" <<'TOML'
-[plans.bench]
-requests_per_second = 1e9
-burst = 1000000000
-max_concurrent_requests = 100000
-monthly_requests = 1000000000000
-storage_bytes = 100000000000
-TOML
+cp scripts/bench-plan.toml "$dir/tenantd.toml"
 export TENANTD_CONFIG="$dir/tenantd.toml"
 data="$dir/data"
 $bin --data-dir "$data" init >/dev/null

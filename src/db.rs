@@ -62,6 +62,11 @@ fn busy_wait(attempt: i32) -> bool {
     true
 }
 
+/// Bytes a `-wal` file is cut back to after a checkpoint resets it. SQLite otherwise keeps the
+/// file at its largest, and storage quotas count it: one burst of writes would shrink a
+/// tenant's room for good.
+pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
+
 /// Page cache per connection (`PRAGMA cache_size`).
 pub const PAGE_CACHE_BYTES: u64 = 2000 * 1024;
 
@@ -75,7 +80,8 @@ pub fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<
     // journal_mode returns a row; pragma_update ignores it correctly.
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.execute_batch(&format!(
-        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY;",
+        "PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON; PRAGMA cache_size=-{}; PRAGMA temp_store=MEMORY; \
+         PRAGMA journal_size_limit={WAL_SIZE_LIMIT};",
         PAGE_CACHE_BYTES / 1024
     ))?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -168,4 +174,20 @@ pub fn schema_fingerprint(conn: &Connection) -> Result<String> {
 /// Folds whitespace so formatting differences are not drift.
 fn normalize_sql(sql: &str) -> String {
     sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_get_wal_mode_and_a_wal_size_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        configure(&conn, Durability::Normal).unwrap();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let limit: i64 = conn.query_row("PRAGMA journal_size_limit", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        assert_eq!(limit as u64, WAL_SIZE_LIMIT);
+    }
 }

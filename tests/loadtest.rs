@@ -140,6 +140,9 @@ fn bad_options_exit_2_with_one_line() {
         (vec!["--distribution", "pareto"], "unknown --distribution"),
         (vec!["--url", "https://127.0.0.1:1"], "invalid --url"),
         (vec!["--concurrency", "0"], "--concurrency"),
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--rate=-5"], "--rate"),
+        (vec!["--rate", "NaN"], "--rate"),
     ] {
         let mut full = vec!["loadtest"];
         if args[0] != "--url" {
@@ -155,4 +158,18 @@ fn bad_options_exit_2_with_one_line() {
     }
     // Nothing was provisioned by the rejected runs.
     assert!(s.app.tenant(&Slug::parse("load-00001").unwrap()).is_err());
+}
+
+#[test]
+fn open_loop_sends_at_the_requested_rate() {
+    let s = TestServer::start();
+    let args = ["--tenants", "2", "--rows", "20", "--duration", "1s", "--concurrency", "4", "--rate", "200"];
+    let (out, r) = run_json(&s, &args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(r["rate"], 200.0);
+    // 200 req/s for 1 s over 4 connections: the schedule, not the server's speed, sets the
+    // count (a closed loop against this server sends thousands).
+    let n = r["requests"].as_u64().unwrap();
+    assert!((150..=230).contains(&n), "{n} requests at 200/s for 1 s");
+    assert!(r["p99_ms"].as_f64().unwrap() > 0.0);
 }

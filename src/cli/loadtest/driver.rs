@@ -1,5 +1,8 @@
 //! The load itself: `concurrency` client threads, each on its own keep-alive connection,
-//! send requests back to back (closed loop, like wrk) until the deadline. Each thread keeps its
+//! send requests back to back (closed loop, like wrk) until the deadline, or with `rate` on a
+//! fixed schedule (open loop): each thread sends at its own even intervals, and latency counts
+//! from when a request was due, so a server that stalls is charged for the requests that
+//! queued up behind the stall (no coordinated omission). Each thread keeps its
 //! own histograms; they are merged once at the end, so measuring costs no shared writes beyond
 //! two relaxed counters for the live progress line.
 
@@ -133,6 +136,8 @@ pub struct Load<'a> {
     pub mix: Mix,
     pub distribution: Distribution,
     pub rows: u64,
+    /// Open loop: requests per second over all connections; `None` = closed loop.
+    pub rate: Option<f64>,
 }
 
 /// Per-operation results (indexed like `Op::ALL`) and the wall time they took.
@@ -221,7 +226,26 @@ fn client_loop(load: &Load<'_>, zipf: Option<&Zipf>, stop: &AtomicBool, live: &L
     let mut path = String::with_capacity(128);
     let pages = (load.rows / 20).max(1);
     let total = load.mix.total();
+    // Open loop: this thread's share of the rate, starting at a random phase so the threads'
+    // schedules interleave instead of firing together.
+    let interval = load.rate.map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
+    let mut due = Instant::now() + interval.map(|i| i.mul_f64(rng.random::<f64>())).unwrap_or_default();
     while !stop.load(Ordering::Relaxed) {
+        let start = match interval {
+            Some(i) => {
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                let start = due;
+                due += i;
+                start
+            }
+            None => Instant::now(),
+        };
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         let t = match zipf {
             Some(z) => &load.targets[z.sample(rng.random::<f64>())],
             None => &load.targets[rng.random_range(0..load.targets.len())],
@@ -244,9 +268,8 @@ fn client_loop(load: &Load<'_>, zipf: Option<&Zipf>, stop: &AtomicBool, live: &L
             Op::Write => &[("Authorization", &t.auth), ("Content-Type", "application/json")],
             _ => &[("Authorization", &t.auth)],
         };
-        let t0 = Instant::now();
         let res = client.request(method, &path, headers, body);
-        let took = t0.elapsed();
+        let took = start.elapsed();
         let s = &mut stats[op as usize];
         match res {
             Ok(r) => {

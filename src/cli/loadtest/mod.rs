@@ -42,6 +42,10 @@ pub struct LoadtestArgs {
     /// How requests pick a tenant: uniform, or zipf (s = 1.0: a few hot tenants, a long tail).
     #[arg(long, value_name = "uniform|zipf", default_value = "uniform")]
     distribution: String,
+    /// Open loop: send this many requests per second in all, on a fixed schedule, and count
+    /// latency from when each request was due. Default: closed loop (back to back).
+    #[arg(long, value_name = "REQ_PER_S")]
+    rate: Option<f64>,
     /// Rows per tenant: with --data-dir, customers ids 1..=R are seeded; reads pick among them.
     #[arg(long, value_name = "R", default_value_t = 1000)]
     rows: u64,
@@ -65,7 +69,8 @@ API key per tenant (revoking the previous run's). A server running on DIR sees t
 second. Against a remote server, pass --credentials FILE instead.
 
 Every client thread sends its next request as soon as the last one is answered (closed loop,
-like wrk). The report gives requests/s and p50/p95/p99/max latency per operation, with errors by
+like wrk), or with --rate on a fixed schedule (open loop; latency then counts from when each
+request was due, so queueing behind a stalled server shows). The report gives requests/s and p50/p95/p99/max latency per operation, with errors by
 HTTP status (`connection` = no response). Exit status: 0 when every request got a 2xx answer,
 1 when any did not (the report is printed either way), 2 for bad options.
 
@@ -131,6 +136,9 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
     if a.tenants == Some(0) || a.tenants.is_some_and(|n| n > 1_000_000) {
         return Err(CliError::usage("--tenants must be between 1 and 1,000,000"));
     }
+    if a.rate.is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= 10_000_000.0)) {
+        return Err(CliError::usage("--rate must be a number of requests per second in (0, 10,000,000]"));
+    }
     if a.rows > 10_000_000 {
         return Err(CliError::usage(format!("--rows {} is out of range (0..=10,000,000)", a.rows)));
     }
@@ -155,7 +163,16 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
     };
     let targets: Vec<Target> = creds.iter().map(|c| Target::new(&c.slug, &c.token)).collect();
     preflight(addr, &url, &targets)?;
-    let load = Load { addr, targets: &targets, concurrency: a.concurrency, duration, mix, distribution, rows: a.rows };
+    let load = Load {
+        addr,
+        targets: &targets,
+        concurrency: a.concurrency,
+        duration,
+        mix,
+        distribution,
+        rows: a.rows,
+        rate: a.rate,
+    };
     let out = driver::run(&load, progress);
     let header = report::Header { url: &url, load: &load };
     if a.json {

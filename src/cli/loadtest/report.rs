@@ -58,6 +58,7 @@ pub fn to_json(h: &Header<'_>, out: &Outcome) -> Value {
         "distribution": h.load.distribution.name(),
         "mix": mix,
         "rows": h.load.rows,
+        "rate": h.load.rate,
         "ops": ops,
     });
     if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
@@ -69,8 +70,12 @@ pub fn to_json(h: &Header<'_>, out: &Outcome) -> Value {
 pub fn print_text(h: &Header<'_>, out: &Outcome) {
     let secs = out.elapsed.as_secs_f64().max(1e-9);
     let l = h.load;
+    let pace = match l.rate {
+        Some(r) => format!("open loop at {r} req/s"),
+        None => "closed loop".to_string(),
+    };
     println!(
-        "{} tenants ({}), {} connections, {:.1} s, mix {}, against {}",
+        "{} tenants ({}), {} connections, {pace}, {:.1} s, mix {}, against {}",
         l.targets.len(),
         l.distribution.name(),
         l.concurrency,

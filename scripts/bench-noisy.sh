@@ -28,14 +28,14 @@ for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && 
 ntoken=$(curl -fsS "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
   -d "{\"email\":\"owner@noisy.test\",\"password\":\"$pw\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 lt() { nice -n -5 taskset -c 1 "$bin" --data-dir "$dir/data" loadtest --url "$base" --plan bench --tenants 1 \
-  --rows 10000 --mix read=100 --concurrency 4 --rate "$rate" --duration "${secs}s" --json "$@"; }
+  --rows 10000 --mix read=100 --concurrency 4 --rate "$rate" --json "$@"; }
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, clients on cpu 1; B at $rate req/s for ${secs}s"
 lt --duration 2s >/dev/null
-lt >"$dir/alone.json"
+lt --duration "${secs}s" >"$dir/alone.json"
 taskset -c 1 wrk -t1 -c16 -d"$((secs + 3))s" -H "Authorization: Bearer $ntoken" "$base/api/v1/t/noisy/customers" >"$dir/flood.txt" &
 flood=$!
 sleep 1
-lt >"$dir/flooded.json" || true
+lt --duration "${secs}s" >"$dir/flooded.json" || true
 wait $flood
 python3 - "$dir" <<'PY'
 import json, sys

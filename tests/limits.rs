@@ -432,3 +432,30 @@ fn resource_monitor_shows_rate_connections_and_storage_per_tenant() {
     let quiet = row("quiet");
     assert_eq!(quiet["requests_per_second"], 0.0, "{quiet}");
 }
+
+#[test]
+fn a_throttled_tenant_waits_for_its_refusals() {
+    let s = TestServer::start_with(|c| {
+        let free = c.plans.get_mut("free").unwrap();
+        free.requests_per_second = 0.01;
+        free.burst = 1;
+        c.limits.principal_share = 1.0;
+        c.limits.throttle_after_refusals = 3;
+        c.limits.tarpit_ms = 300;
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    let g = s.token("g@globex.test", "globex", "owner");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    for _ in 0..3 {
+        assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 429);
+    }
+    // Throttled now: its refusals are held back before they are written.
+    let t0 = std::time::Instant::now();
+    let r = s.get_as("/api/v1/t/acme/customers", &t);
+    assert_eq!(r.status, 429);
+    assert!(t0.elapsed() >= std::time::Duration::from_millis(300), "answered after {:?}", t0.elapsed());
+    assert!(r.header("retry-after").is_some());
+    assert_eq!(r.json()["error"]["code"], "rate_limited");
+    // Another tenant is not affected.
+    assert_eq!(s.get_as("/api/v1/t/globex/customers", &g).status, 200);
+}

@@ -277,6 +277,7 @@ impl Config {
             )));
         }
         let th = &self.threats;
+        range("limits.tarpit_ms", self.limits.tarpit_ms, 0, 60_000)?;
         range("threats.stuffing_accounts", th.stuffing_accounts, 2, 1_000_000)?;
         range("threats.block_seconds", th.block_seconds, 1, 86_400 * 7)?;
         range("threats.enumeration_misses", th.enumeration_misses, 2, 1_000_000)?;

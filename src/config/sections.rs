@@ -81,6 +81,10 @@ pub struct LimitsConfig {
     pub auto_throttle: bool,
     pub throttle_factor: f64,
     pub throttle_cooldown_seconds: u64,
+    /// While a tenant is throttled, its 429 answers are held back this long (a tarpit): a
+    /// client that keeps hammering then waits between attempts instead of taking the CPU from
+    /// other tenants. 0 = answer at once.
+    pub tarpit_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -96,6 +100,7 @@ impl Default for LimitsConfig {
             auto_throttle: true,
             throttle_factor: 0.5,
             throttle_cooldown_seconds: 300,
+            tarpit_ms: 1000,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod resolve;
 pub mod response;
 pub mod router;
 pub mod server;
+mod tarpit;
 pub mod workers;
 
 use std::net::SocketAddr;

@@ -36,6 +36,8 @@ pub struct ServerState {
     pub pool: WorkerPool,
     /// Round-robin between tenants in front of tiny_http's FIFO (see `fair`).
     pub fair: super::fair::FairQueue,
+    /// Held-back 429s of throttled tenants (see `tarpit`); `None` when off or not started.
+    tarpit: Option<super::tarpit::Tarpit>,
     /// Unix time of the last successful usage flush and audit anchoring (for lag metrics).
     pub last_flush: AtomicU64,
     pub last_anchor: AtomicU64,
@@ -56,6 +58,7 @@ impl ServerState {
             metrics,
             pool,
             fair: Default::default(),
+            tarpit: start_tarpit(&app),
             last_flush: AtomicU64::new(now),
             last_anchor: AtomicU64::new(now),
             health_cache: parking_lot::Mutex::new(None),
@@ -68,6 +71,28 @@ impl ServerState {
             started: Instant::now(),
             request_seq: AtomicU64::new(0),
             request_prefix: crate::util::random_hex(4),
+        }
+    }
+
+    /// Writes the answer, or hands it to the tarpit when it refuses a throttled tenant.
+    fn respond(&self, rq: tiny_http::Request, resp: Resp, id: &str, tenant: Option<&TenantRecord>) {
+        let hsts = self.app.config.hsts_max_age_seconds;
+        let hold = match (&self.tarpit, super::tarpit::delay(self.app.config.limits.tarpit_ms)) {
+            (Some(t), Some(d))
+                if resp.status == 429 && tenant.is_some_and(|t| crate::limits::is_throttled(&self.app, &t.id)) =>
+            {
+                Some((t, d))
+            }
+            _ => None,
+        };
+        match hold {
+            Some((tarpit, d)) => {
+                let held = Box::new(super::tarpit::Held { rq, resp, id: id.to_string(), due: Instant::now() + d });
+                if let Err(h) = tarpit.hold(held) {
+                    write_response(h.rq, h.resp, &h.id, hsts);
+                }
+            }
+            None => write_response(rq, resp, id, hsts),
         }
     }
 
@@ -206,6 +231,9 @@ impl RunningServer {
         for rq in self.state.fair.take_all() {
             serve_one(&self.state, rq);
         }
+        if let Some(t) = &self.state.tarpit {
+            t.flush();
+        }
         // Requests that connection threads queued after the markers: serve them here. A
         // leftover marker reads like an empty queue, so only `markers + 1` empty reads (or
         // a run of accept errors) mean the queue is done.
@@ -276,6 +304,20 @@ fn bind(listen: &str) -> Result<tiny_http::Server> {
         crate::log::warn(&format!("could not set TCP_NODELAY: {e}"));
     }
     tiny_http::Server::from_listener(listener, None).map_err(|e| refuse(&e))
+}
+
+fn start_tarpit(app: &App) -> Option<super::tarpit::Tarpit> {
+    super::tarpit::delay(app.config.limits.tarpit_ms)?;
+    let hsts = app.config.hsts_max_age_seconds;
+    match super::tarpit::Tarpit::start(move |h| write_response(h.rq, h.resp, &h.id, hsts)) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            crate::log::warn(&format!(
+                "could not start the tarpit thread (throttled tenants are answered at once): {e}"
+            ));
+            None
+        }
+    }
 }
 
 /// Raises the soft RLIMIT_NOFILE towards 65,536 (as far as the hard limit allows); returns the
@@ -376,7 +418,7 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
         );
     }
     let (status, error) = (resp.status, resp.error);
-    write_response(rq, resp, &id, state.app.config.hsts_max_age_seconds);
+    state.respond(rq, resp, &id, who.tenant.as_deref());
     state.metrics.observe(route, status, started.elapsed().as_micros() as u64, error);
     state.inflight.fetch_sub(1, Ordering::SeqCst);
 }

@@ -6,6 +6,7 @@ pub mod access;
 mod background;
 pub mod client;
 pub mod fair;
+mod listen;
 pub mod resolve;
 pub mod response;
 pub mod router;

@@ -210,8 +210,9 @@ impl TenantStore {
         self.stats.misses.fetch_add(1, Ordering::Relaxed);
         let (handle, migrated_from) = match self.open_cold(req) {
             Ok(opened) => {
-                if !self.unavailable.lock().is_empty() {
-                    self.unavailable.lock().remove(req.id);
+                let mut broken = self.unavailable.lock();
+                if !broken.is_empty() {
+                    broken.remove(req.id);
                 }
                 opened
             }

@@ -5,6 +5,7 @@
 # then the noisy neighbour, the tiny_http "hello" ceiling and the resource layer on/off
 # alternated ROUNDS (default 3) times.
 # Usage: scripts/bench-http.sh [seconds]   (installs wrk with apt-get if missing)
+#        ONLY="point create" scripts/bench-http.sh 5   runs just those operations and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -55,7 +56,7 @@ LUA
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"
 # Warm the page cache and the server's caches first, so the first measured run is not the cold one.
 taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
-for op in point list create; do
+for op in ${ONLY:-point list create}; do
   echo; echo "== $op"
   case $op in
     point) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" ;;
@@ -63,6 +64,11 @@ for op in point list create; do
     create) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/create.lua" "$base/api/v1/t/bench/customers" ;;
   esac | grep -E "Requests/sec|99%|50%|Non-2xx|Socket errors|requests in"
 done
+if [ -n "${ONLY:-}" ]; then
+  echo "server: $(awk '{printf "utime %.1f s, stime %.1f s", $14/100, $15/100}' "/proc/$pid/stat")"
+  curl -fsS "$base/metrics" | grep -E "busy|pool_wait" | grep -v "^#" || true
+  exit 0
+fi
 
 # The resource layer side by side: the same point reads with limits switched off.
 kill $pid; wait $pid 2>/dev/null || true

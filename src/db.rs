@@ -67,6 +67,71 @@ fn busy_wait(attempt: i32) -> bool {
 /// tenant's room for good.
 pub const WAL_SIZE_LIMIT: u64 = 4 * 1024 * 1024;
 
+/// WAL pages after which a tenant write checkpoints (SQLite's own autocheckpoint default).
+pub const CHECKPOINT_PAGES: i32 = 1000;
+
+thread_local! {
+    /// Set by `note_wal_commit` when this thread's last commit left the WAL past
+    /// `CHECKPOINT_PAGES`; taken by `take_checkpoint_due`.
+    static CHECKPOINT_DUE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// WAL hook of tenant writer connections, replacing SQLite's autocheckpoint, which runs inside
+/// `COMMIT` on the writer: its syncs (~2 ms each on this machine's disk) would stall every other
+/// writer of the tenant. The commit only notes that a checkpoint is due (`take_checkpoint_due`)
+/// and the store runs it in the background. If that falls behind, past four times the threshold
+/// the hook checkpoints inline as SQLite would, so the WAL stays bounded whatever happens.
+pub fn note_wal_commit(wal: &rusqlite::hooks::Wal, pages: std::os::raw::c_int) -> rusqlite::Result<()> {
+    if pages >= 4 * CHECKPOINT_PAGES {
+        // As SQLite's own hook: busy means another connection is checkpointing right now.
+        let _ = wal.checkpoint();
+    } else if pages >= CHECKPOINT_PAGES {
+        CHECKPOINT_DUE.with(|d| d.set(true));
+    }
+    Ok(())
+}
+
+/// Whether this thread's last commit asked for a checkpoint (and forgets the request).
+pub fn take_checkpoint_due() -> bool {
+    CHECKPOINT_DUE.with(|d| d.replace(false))
+}
+
+/// A `BEGIN IMMEDIATE` … `COMMIT` transaction whose two statements are prepared once per
+/// connection. rusqlite's `Transaction` parses them again on every use: measured with callgrind,
+/// ~20,000 instructions per write, 7% of a record create. Rolls back if dropped uncommitted.
+pub struct WriteTx<'c> {
+    conn: &'c Connection,
+    open: bool,
+}
+
+impl<'c> WriteTx<'c> {
+    pub fn begin(conn: &'c Connection) -> rusqlite::Result<Self> {
+        conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        Ok(WriteTx { conn, open: true })
+    }
+
+    pub fn commit(mut self) -> rusqlite::Result<()> {
+        self.conn.prepare_cached("COMMIT")?.execute([])?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for WriteTx<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for WriteTx<'_> {
+    fn drop(&mut self) {
+        if self.open && !self.conn.is_autocommit() {
+            let _ = self.conn.prepare_cached("ROLLBACK").and_then(|mut s| s.execute([]));
+        }
+    }
+}
+
 /// Page cache per connection (`PRAGMA cache_size`).
 pub const PAGE_CACHE_BYTES: u64 = 2000 * 1024;
 
@@ -189,5 +254,51 @@ mod tests {
         let limit: i64 = conn.query_row("PRAGMA journal_size_limit", [], |r| r.get(0)).unwrap();
         assert_eq!(mode, "wal");
         assert_eq!(limit as u64, WAL_SIZE_LIMIT);
+    }
+}
+
+#[cfg(test)]
+mod wal_tests {
+    use super::*;
+
+    #[test]
+    fn deferred_checkpoints_keep_the_wal_bounded_with_a_reader_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = Connection::open(&path).unwrap();
+        configure(&w, Durability::Normal).unwrap();
+        w.wal_hook(Some(note_wal_commit));
+        w.execute_batch("CREATE TABLE t(x BLOB)").unwrap();
+        let r = Connection::open(&path).unwrap();
+        // ~3 frames per commit: 4,500 frames, past the inline safety net of 4,000.
+        for i in 0..1500 {
+            let tx = WriteTx::begin(&w).unwrap();
+            tx.execute("INSERT INTO t VALUES (zeroblob(8000))", []).unwrap();
+            tx.commit().unwrap_or_else(|e| panic!("commit {i}: {e:?}"));
+            if take_checkpoint_due() {
+                w.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())).unwrap();
+            }
+            let _: i64 = r.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        }
+        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        assert!(wal < 5 * CHECKPOINT_PAGES as u64 * 4200, "WAL grew to {wal} bytes");
+    }
+
+    #[test]
+    fn write_tx_commits_or_rolls_back_when_dropped() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t(x)").unwrap();
+        for keep in [true, false, true] {
+            let tx = WriteTx::begin(&conn).unwrap();
+            tx.execute("INSERT INTO t VALUES (1)", []).unwrap();
+            if keep {
+                tx.commit().unwrap();
+            } else {
+                drop(tx);
+            }
+            assert!(conn.is_autocommit());
+        }
+        let n: i64 = conn.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2);
     }
 }

@@ -214,7 +214,7 @@ fn slow_queries_hit_the_time_budget_and_the_connection_survives() {
     assert_eq!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::OperationInterrupted));
     let mapped = tenantd::http::response::error_parts(&tenantd::error::Error::from(e));
     assert_eq!((mapped.0, mapped.1), (503, "query_timeout"));
-    tenantd::limits::unbudget(&conn, false);
+    tenantd::limits::unbudget(&conn);
     let n: i64 = conn.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
     assert_eq!(n, 3000, "the connection is healthy afterwards");
 }

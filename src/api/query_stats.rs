@@ -78,8 +78,8 @@ pub fn apply_advice(ctx: &Ctx<'_>, req: &Req, index: &str) -> Result<(Advice, Ve
     };
     let actor = ctx.principal()?.actor();
     // Work applies the plan's storage ceiling and statement deadline to the index build.
-    let mut w = crate::api::records::Work::begin(ctx, req, Some(false))?;
-    let tx = w.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let w = crate::api::records::Work::begin(ctx, req, Some(false))?;
+    let tx = crate::db::WriteTx::begin(&w.conn)?;
     tx.execute_batch(&a.sql)?;
     crate::audit::append(
         &tx,
@@ -97,6 +97,7 @@ pub fn apply_advice(ctx: &Ctx<'_>, req: &Req, index: &str) -> Result<(Advice, Ve
         },
     )?;
     tx.commit()?;
+    ctx.app.store.after_write(&w.handle);
     ctx.app.audit_dirty.mark(&t.id);
     crate::log::request("INFO", &req.id, &format!("tenant {} applied index advice: {}", t.slug, a.sql));
     let plan = match a.statements.first() {

@@ -17,10 +17,10 @@ fn body(req: &Req) -> Result<Value> {
 pub struct Work {
     app: std::sync::Arc<crate::app::App>,
     pub handle: std::sync::Arc<crate::store::TenantHandle>,
-    pub conn: crate::db::PooledConn,
+    /// The tenant's writer for writes (held until the work is dropped), a pooled connection
+    /// for reads.
+    pub conn: crate::store::TenantConn,
     budgeted: bool,
-    /// A storage ceiling was set (a write): `Drop` lifts it.
-    wrote: bool,
     /// Present on writes when data changes are audited.
     audit: Option<AuditCtx>,
 }
@@ -42,7 +42,10 @@ impl Work {
     pub fn begin(ctx: &Ctx<'_>, req: &Req, write: Option<bool>) -> Result<Work> {
         let t = ctx.tenant()?;
         let opened = ctx.app.open_tenant(t)?;
-        let conn = opened.handle.conn()?;
+        let conn = match write {
+            Some(_) => crate::store::TenantConn::Writer(opened.handle.writer()?),
+            None => crate::store::TenantConn::Pooled(opened.handle.conn()?),
+        };
         let budgeted = ctx.app.config.limits.enabled;
         if budgeted {
             crate::limits::budget(ctx.app, t, &conn, write)?;
@@ -56,7 +59,7 @@ impl Work {
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
         });
-        Ok(Work { app: ctx.app.clone(), handle: opened.handle, conn, budgeted, wrote: write.is_some(), audit })
+        Ok(Work { app: ctx.app.clone(), handle: opened.handle, conn, budgeted, audit })
     }
 
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
@@ -70,11 +73,11 @@ impl Work {
         &mut self,
         table: &str,
         action: &str,
-        f: impl FnOnce(&rusqlite::Transaction<'_>, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
+        f: impl FnOnce(&rusqlite::Connection, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
     ) -> Result<T> {
         let schema = self.schema()?;
         let table = schema.table(table)?;
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = crate::db::WriteTx::begin(&self.conn)?;
         let (out, id, details) = f(&tx, table, &self.handle.stats)?;
         if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);
@@ -95,6 +98,7 @@ impl Work {
             )?;
         }
         tx.commit()?;
+        self.app.store.after_write(&self.handle);
         // After the commit, before the response: cached lists of this table are stale now.
         self.app.query_cache.bump(&self.handle.id, &table.name);
         if let Some(a) = &self.audit {
@@ -120,7 +124,7 @@ fn record_id(record: &serde_json::Map<String, Value>, table: &query::Table) -> i
 impl Drop for Work {
     fn drop(&mut self) {
         if self.budgeted {
-            crate::limits::unbudget(&self.conn, self.wrote);
+            crate::limits::unbudget(&self.conn);
         }
     }
 }

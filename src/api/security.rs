@@ -31,8 +31,9 @@ pub fn save(app: &App, t: &TenantRecord, policy: Policy, actor: &str, req: Optio
     settings["require_mfa"] = serde_json::json!(p.require_mfa);
     app.change(|tx| identity::update_tenant_config(tx, &t.id, None, None, &settings, now_unix()))?;
     let opened = app.open_tenant(t)?;
-    let mut conn = opened.handle.conn()?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let conn = opened.handle.writer()?;
+    crate::limits::lift_ceiling(&conn)?;
+    let tx = crate::db::WriteTx::begin(&conn)?;
     let source = req.and_then(|r| r.client).map(|ip| ip.to_string());
     crate::audit::append(
         &tx,

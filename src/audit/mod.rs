@@ -94,10 +94,13 @@ fn hash_of(prev: &str, e: &Stored) -> String {
 /// no tenant data (sign-ins, denied addresses, alerts).
 pub fn record(app: &crate::app::App, tenant: &crate::catalog::tenants::TenantRecord, e: &Entry<'_>) -> Result<()> {
     let opened = app.open_tenant(tenant)?;
-    let mut conn = opened.handle.conn()?;
-    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let conn = opened.handle.writer()?;
+    crate::limits::lift_ceiling(&conn)?;
+    let tx = crate::db::WriteTx::begin(&conn)?;
     append(&tx, crate::util::now_unix(), e)?;
     tx.commit()?;
+    drop(conn);
+    app.store.after_write(&opened.handle);
     app.audit_dirty.mark(&tenant.id);
     Ok(())
 }

@@ -29,8 +29,9 @@ pub(super) fn raise_fd_limit() -> Option<u64> {
     }
 }
 
-/// File descriptors an open tenant needs at least: its file, WAL and shared-memory index.
-const FDS_PER_TENANT: u64 = 3;
+/// File descriptors an open tenant may need: the file and WAL of its pooled connection and of its
+/// writer connection, and the shared-memory index.
+const FDS_PER_TENANT: u64 = 5;
 /// For sockets, the catalog and everything else.
 const FDS_RESERVED: u64 = 128;
 
@@ -58,9 +59,9 @@ pub fn check_fd_budget(max_open_tenants: usize, limit: Option<u64>) -> Result<()
 mod tests {
     #[test]
     fn the_fd_budget_refuses_more_open_tenants_than_the_limit_allows() {
-        assert!(super::check_fd_budget(256, Some(1024)).is_ok());
+        assert!(super::check_fd_budget(256, Some(2048)).is_ok());
         assert!(super::check_fd_budget(10_000, None).is_ok(), "unknown limit: not refused");
         let e = super::check_fd_budget(10_000, Some(20_000)).err().unwrap().to_string();
-        assert!(e.contains("max_open_tenants = 10000") && e.contains("6624"), "{e}");
+        assert!(e.contains("max_open_tenants = 10000") && e.contains("3974"), "{e}");
     }
 }

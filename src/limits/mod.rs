@@ -431,22 +431,39 @@ pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool
             conn.prepare_cached("PRAGMA page_size")?.query_row([], |r| r.get::<_, i64>(0))?.max(512) as u64;
         let room = plan.storage_bytes.saturating_sub(asset_bytes(app, &t.id));
         let pages = room / page_size + if is_delete { DELETE_HEADROOM_PAGES } else { 0 };
-        conn.query_row(&format!("PRAGMA max_page_count = {}", pages.max(1)), [], |_| Ok(()))?;
+        set_ceiling(conn, pages.max(1))?;
     }
     let deadline = Instant::now() + Duration::from_millis(plan.query_timeout_ms);
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
     Ok(())
 }
 
-/// Removes the statement deadline, and after a write the storage ceiling, before the
-/// connection goes back to the pool: other writers on pooled connections (a denial's or a
-/// policy change's audit entry) must not inherit a ceiling set for someone else's request.
-/// Reads never set the ceiling, so they pay no statement here.
-pub fn unbudget(conn: &Connection, wrote: bool) {
-    let _ = conn.progress_handler(0, None::<fn() -> bool>);
-    if wrote {
-        let _ = conn.query_row("PRAGMA max_page_count = 4294967294", [], |_| Ok(()));
+/// SQLite's own upper bound for `max_page_count`: no ceiling.
+const NO_CEILING: u64 = 4294967294;
+
+/// Sets the storage ceiling (`PRAGMA max_page_count`) unless it already is `pages`. Writes go
+/// through the tenant's one writer connection (`TenantHandle::writer`), and consecutive writes
+/// of a tenant nearly always want the same ceiling: reading it back is a cached statement,
+/// setting it a fresh parse (~8,000 instructions).
+fn set_ceiling(conn: &Connection, pages: u64) -> Result<()> {
+    let current: i64 = conn.prepare_cached("PRAGMA max_page_count")?.query_row([], |r| r.get(0))?;
+    if current as u64 != pages {
+        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
     }
+    Ok(())
+}
+
+/// Removes any storage ceiling a data write left on the tenant's writer connection, for writes
+/// that must always fit (audit entries of sign-ins, policy changes).
+pub fn lift_ceiling(conn: &Connection) -> Result<()> {
+    set_ceiling(conn, NO_CEILING)
+}
+
+/// Removes the statement deadline before the connection is reused. The storage ceiling stays:
+/// only writes set it, they run on the tenant's writer connection, and every use of that
+/// connection sets its own (`budget`) or lifts it (`lift_ceiling`).
+pub fn unbudget(conn: &Connection) {
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
 }
 
 #[cfg(test)]

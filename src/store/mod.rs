@@ -12,11 +12,11 @@ pub mod stats;
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use scheduled_thread_pool::ScheduledThreadPool;
@@ -65,6 +65,40 @@ pub struct TenantHandle {
     shapes: Arc<Shapes>,
     /// Statement statistics and slow queries since the tenant was opened.
     pub stats: stats::StatementStats,
+    path: PathBuf,
+    /// The tenant's one writer connection, opened on the first write; see `writer`.
+    writer: Mutex<Option<Arc<Mutex<Connection>>>>,
+    /// A background checkpoint of this tenant's WAL is queued or running.
+    checkpoint_queued: AtomicBool,
+}
+
+/// The tenant's writer connection, locked (see `TenantHandle::writer`).
+pub type Writer = ArcMutexGuard<RawMutex, Connection>;
+
+/// A connection for one request: from the pool for reads, the tenant's writer for writes.
+#[allow(clippy::large_enum_variant, reason = "one per request on the stack; boxing would allocate per read")]
+pub enum TenantConn {
+    Pooled(PooledConn),
+    Writer(Writer),
+}
+
+impl std::ops::Deref for TenantConn {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        match self {
+            TenantConn::Pooled(c) => c,
+            TenantConn::Writer(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for TenantConn {
+    fn deref_mut(&mut self) -> &mut Connection {
+        match self {
+            TenantConn::Pooled(c) => c,
+            TenantConn::Writer(c) => c,
+        }
+    }
 }
 
 impl TenantHandle {
@@ -77,6 +111,49 @@ impl TenantHandle {
             db::POOL_WAIT_MICROS.fetch_add(waited.as_micros() as u64, Ordering::Relaxed);
         }
         Ok(conn)
+    }
+
+    /// The tenant's writer connection, locked: every write of this process to the tenant file
+    /// goes through it, one at a time. Why one connection and a mutex rather than any pooled
+    /// connection and SQLite's locking:
+    /// - SQLite admits one writer and makes the others poll with sleeps of 1, 2, 5… ms (its busy
+    ///   handler): four workers creating records in one tenant slept 5,653 times in 8 s. The
+    ///   mutex hands over as soon as the writer is done. (Other processes, the CLI, still meet
+    ///   the busy handler.)
+    /// - A connection drops its whole page cache when another connection wrote since its last
+    ///   transaction. Writers taking turns on pooled connections re-read every b-tree page they
+    ///   touch (13 `pread`s per create); the one writer keeps its cache.
+    ///
+    /// Never call this while already holding it (the mutex is not reentrant).
+    pub fn writer(&self) -> Result<Writer> {
+        let cell = {
+            let mut slot = self.writer.lock();
+            match slot.as_ref() {
+                Some(w) => w.clone(),
+                None => {
+                    let conn = db::open_existing(&self.path, Durability::Normal)?;
+                    conn.wal_hook(Some(db::note_wal_commit));
+                    let w = Arc::new(Mutex::new(conn));
+                    *slot = Some(w.clone());
+                    w
+                }
+            }
+        };
+        Ok(cell.lock_arc())
+    }
+
+    /// Checkpoints the WAL in two steps. First without the writer lock, so writers go on while
+    /// the checkpoint syncs the WAL, copies pages and syncs the file (measured: ~2 ms per sync
+    /// here). Then with it, for the frames appended meanwhile: only a checkpoint that caught up
+    /// with the last frame lets the next write start the WAL over from its beginning, so under
+    /// a steady stream of writes the first step alone would let the file grow without bound.
+    fn checkpoint(&self) {
+        let passive = |c: &Connection| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        let first = self.conn().and_then(|c| Ok(passive(&c)?));
+        let second = first.and_then(|_| self.writer()).and_then(|w| Ok(passive(&w)?));
+        if let Err(e) = second {
+            crate::log::warn(&format!("WAL checkpoint of tenant {} failed: {}", self.id, e.log_detail()));
+        }
     }
 
     /// (open connections, idle ones) in this tenant's pool.
@@ -272,7 +349,32 @@ impl TenantStore {
         drop(conn);
         let stats = stats::StatementStats::new(&self.monitor);
         let shapes = self.shapes.clone();
-        Ok((TenantHandle { id: req.id.clone(), pool, schema: Mutex::new(None), shapes, stats }, migrated_from))
+        Ok((
+            TenantHandle {
+                id: req.id.clone(),
+                pool,
+                schema: Mutex::new(None),
+                shapes,
+                stats,
+                path,
+                writer: Mutex::new(None),
+                checkpoint_queued: AtomicBool::new(false),
+            },
+            migrated_from,
+        ))
+    }
+
+    /// Call after committing on a tenant's writer: if the commit left the WAL past
+    /// `db::CHECKPOINT_PAGES`, a background thread checkpoints it (`TenantHandle::checkpoint`),
+    /// so no request waits for the disk. At most one is queued per tenant.
+    pub fn after_write(&self, handle: &Arc<TenantHandle>) {
+        if db::take_checkpoint_due() && !handle.checkpoint_queued.swap(true, Ordering::AcqRel) {
+            let h = handle.clone();
+            self.threads.execute(move || {
+                h.checkpoint();
+                h.checkpoint_queued.store(false, Ordering::Release);
+            });
+        }
     }
 
     /// Forgets an open tenant (before its file is replaced, moved or removed).

@@ -102,7 +102,7 @@ impl Principal {
 }
 
 /// Permissions of (tenant, user), `None` for "not a member".
-type RoleCache = HashMap<(TenantId, i64), Option<Arc<PermSet>>>;
+type RoleCache = crate::util::IdMap<(TenantId, i64), Option<Arc<PermSet>>>;
 
 /// Hot-path caches, cleared on every catalog change.
 #[derive(Default)]
@@ -110,7 +110,7 @@ pub struct AuthCache {
     sessions: Mutex<HashMap<String, Option<Arc<SessionInfo>>>>,
     keys: Mutex<HashMap<String, Option<KeyInfo>>>,
     roles: Mutex<RoleCache>,
-    policies: Mutex<HashMap<TenantId, Arc<crate::security::Compiled>>>,
+    policies: Mutex<crate::util::IdMap<TenantId, Arc<crate::security::Compiled>>>,
     /// (tenant, address) → minute of the last `security.ip_denied` audit entry (one a minute).
     denied: Mutex<HashMap<(TenantId, IpAddr), i64>>,
     failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
@@ -133,7 +133,7 @@ impl AuthCache {
     }
 }
 
-fn bounded_insert<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>, k: K, v: V) {
+fn bounded_insert<K: std::hash::Hash + Eq, V, S: std::hash::BuildHasher>(map: &mut HashMap<K, V, S>, k: K, v: V) {
     if map.len() >= CACHE_MAX {
         map.clear();
     }

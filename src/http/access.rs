@@ -169,8 +169,8 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
         named.push(Slug::parse(h.trim())?);
     }
     let host = resolve::host_signal(req.header("host"), state.app.config.base_domain.as_deref())?;
-    let rest: Vec<String> = if path_form {
-        segs[5..].to_vec()
+    let rest: &[String] = if path_form {
+        &segs[5..]
     } else {
         match state.router.find(Scope::Global, req.method, segs) {
             Ok(m) => return Ok((m, None)),
@@ -181,7 +181,7 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
         if !(has_signal && segs.len() >= 3 && segs[1] == "api" && segs[2] == "v1") {
             return Err(Error::NoRoute);
         }
-        segs[3..].to_vec()
+        &segs[3..]
     };
     if let HostSignal::Subdomain(s) = &host {
         named.push(s.clone());
@@ -200,7 +200,7 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
     if signals.iter().any(|t| t.id != tenant.id) {
         return Err(Error::invalid("tenant_conflict", "the request names more than one tenant (path, X-Tenant, Host)"));
     }
-    let matched = state.router.find(Scope::Tenant, req.method, &rest)?;
+    let matched = state.router.find(Scope::Tenant, req.method, rest)?;
     Ok((matched, Some(tenant)))
 }
 

@@ -515,34 +515,36 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
 
 fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>) {
     let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    let mut push = |name: &str, value: &str| {
-        if !response::header_name_ok(name) || !response::header_value_ok(value) {
-            crate::log::request("WARN", id, &format!("dropped response header {name:?}: unsafe characters"));
-            return;
-        }
+    // Names and values from this file and `response` are constants or ids we minted; only the
+    // handler's own headers are checked for characters that could split the response.
+    let mut add = |name: &str, value: &str| {
         if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
             out.add_header(h);
         }
     };
-    push("Content-Type", resp.content_type);
-    push("X-Request-Id", id);
+    add("Content-Type", resp.content_type);
+    add("X-Request-Id", id);
     let page = resp.content_type.starts_with("text/html");
     for (k, v) in response::SECURITY_HEADERS {
         if page && *k == "Content-Security-Policy" {
-            push(k, crate::ui::PAGE_CSP);
+            add(k, crate::ui::PAGE_CSP);
         } else {
-            push(k, v);
+            add(k, v);
         }
     }
     if let Some(max_age) = hsts {
-        push("Strict-Transport-Security", &format!("max-age={max_age}; includeSubDomains"));
+        add("Strict-Transport-Security", &format!("max-age={max_age}; includeSubDomains"));
     }
     let has_cache = resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
     for (k, v) in &resp.headers {
-        push(k, v);
+        if !response::header_name_ok(k) || !response::header_value_ok(v) {
+            crate::log::request("WARN", id, &format!("dropped response header {k:?}: unsafe characters"));
+            continue;
+        }
+        add(k, v);
     }
     if !has_cache {
-        push("Cache-Control", "no-store");
+        add("Cache-Control", "no-store");
     }
     if let Err(e) = rq.respond(out) {
         crate::log::request("INFO", id, &format!("client went away before the response was sent: {e}"));

@@ -85,12 +85,12 @@ pub fn take_rows() -> (u64, u64) {
 const SHARDS: usize = 16;
 
 /// Per tenant, counts by hour (usually one hour; two around the turn of an hour).
-type Shard = HashMap<TenantId, HashMap<i64, Counts>>;
+type Shard = crate::util::IdMap<TenantId, HashMap<i64, Counts>>;
 
 pub struct Meter {
     shards: Vec<Mutex<Shard>>,
     /// Requests this month per tenant (loaded from the catalog once, then counted here).
-    month: Mutex<HashMap<TenantId, (i64, u64)>>,
+    month: Mutex<crate::util::IdMap<TenantId, (i64, u64)>>,
     hasher: std::collections::hash_map::RandomState,
 }
 

@@ -41,18 +41,18 @@ pub struct Limits {
     principals: Limiter<u64>,
     addresses: Limiter<IpAddr>,
     global: Limiter<()>,
-    inflight: Mutex<HashMap<TenantId, Arc<AtomicUsize>>>,
-    plans: Mutex<HashMap<TenantId, Arc<PlanConfig>>>,
-    assets: Mutex<HashMap<TenantId, u64>>,
+    inflight: Mutex<crate::util::IdMap<TenantId, Arc<AtomicUsize>>>,
+    plans: Mutex<crate::util::IdMap<TenantId, Arc<PlanConfig>>>,
+    assets: Mutex<crate::util::IdMap<TenantId, u64>>,
     pub meter: meter::Meter,
     pub alerts: alerts::Alerts,
     /// Tenants that kept hammering past their limit: throttled to `throttle_factor` of their
     /// rate until the instant stored here (monotonic ns), plus recent refusal counts.
-    throttled: Mutex<HashMap<TenantId, (u64, u64, u64)>>,
+    throttled: Mutex<crate::util::IdMap<TenantId, (u64, u64, u64)>>,
     clock: Arc<dyn Clock>,
     pub stats: LimitStats,
     /// When usage was last flushed, and each tenant's request rate over that interval.
-    rates: Mutex<(Option<std::time::Instant>, HashMap<TenantId, f64>)>,
+    rates: Mutex<(Option<std::time::Instant>, crate::util::IdMap<TenantId, f64>)>,
 }
 
 impl Limits {

@@ -311,7 +311,8 @@ pub fn archive_all(app: &crate::app::App) -> Result<Vec<(String, u64)>> {
     for t in crate::catalog::tenants::list(&*app.catalog.conn()?, false)? {
         let days = crate::limits::plan(app, &t)?.audit_retention_days as i64;
         let opened = app.open_tenant(&t)?;
-        let mut conn = opened.handle.conn()?;
+        let mut conn = opened.handle.writer()?;
+        crate::limits::lift_ceiling(&conn)?;
         let file = app.paths.backups(&t.id).join(format!("audit-archive-{}.jsonl", crate::util::file_stamp(now)));
         let n = archive(&mut conn, now - days * 86_400, &file)?;
         if n > 0 {

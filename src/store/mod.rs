@@ -132,6 +132,7 @@ impl TenantHandle {
                 Some(w) => w.clone(),
                 None => {
                     let conn = db::open_existing(&self.path, Durability::Normal)?;
+                    db::keep_wal_on_close(&conn)?;
                     conn.wal_hook(Some(db::note_wal_commit));
                     let w = Arc::new(Mutex::new(conn));
                     *slot = Some(w.clone());
@@ -212,6 +213,9 @@ pub struct TenantStore {
     schema: Arc<TenantSchema>,
     pool_size: u32,
     threads: Arc<ScheduledThreadPool>,
+    /// Runs WAL checkpoints (`after_write`). Not `threads`: r2d2 opens every tenant connection
+    /// on that one, and a checkpoint's syncs (milliseconds) would hold up every cold open.
+    checkpointer: ScheduledThreadPool,
     monitor: stats::QueryMonitorConfig,
     open: Mutex<LruCache<TenantId, Arc<TenantHandle>>>,
     pub stats: StoreStats,
@@ -248,6 +252,10 @@ impl TenantStore {
             schema,
             pool_size,
             threads,
+            checkpointer: ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("tenantd-checkpoint-{}")
+                .build(),
             monitor,
             open: Mutex::new(LruCache::new(cap)),
             stats: StoreStats::default(),
@@ -325,9 +333,10 @@ impl TenantStore {
         if !path.is_file() {
             return Err(Error::unavailable(format!("tenant {} has no data file at {}", req.id, path.display())));
         }
-        let manager = SqliteConnectionManager::file(&path)
-            .with_flags(db::existing_file_flags())
-            .with_init(|c| db::configure(c, Durability::Normal));
+        let manager = SqliteConnectionManager::file(&path).with_flags(db::existing_file_flags()).with_init(|c| {
+            db::configure(c, Durability::Normal)?;
+            db::keep_wal_on_close(c)
+        });
         let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
         let mut conn = pool.get()?;
         // tenantd's own tables (the audit chain) live beside the app schema in every file.
@@ -370,7 +379,7 @@ impl TenantStore {
     pub fn after_write(&self, handle: &Arc<TenantHandle>) {
         if db::take_checkpoint_due() && !handle.checkpoint_queued.swap(true, Ordering::AcqRel) {
             let h = handle.clone();
-            self.threads.execute(move || {
+            self.checkpointer.execute(move || {
                 h.checkpoint();
                 h.checkpoint_queued.store(false, Ordering::Release);
             });

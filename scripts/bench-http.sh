@@ -5,7 +5,8 @@
 # then the noisy neighbour, the tiny_http "hello" ceiling and the resource layer on/off
 # alternated ROUNDS (default 3) times.
 # Usage: scripts/bench-http.sh [seconds]   (installs wrk with apt-get if missing)
-#        ONLY="point create" scripts/bench-http.sh 5   runs just those operations and stops.
+#        ONLY="point create" scripts/bench-http.sh 5   runs just those operations and stops;
+#        ONLY=layer ROUNDS=5 scripts/bench-http.sh 8   only the layer on/off alternation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -53,10 +54,37 @@ wrk.method = "POST"
 wrk.body = '{"name": "Created by wrk", "company": "Load", "status": "lead"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
+# The resource layer side by side, alternated ROUNDS (default 3) times (point reads).
+layer_rounds() {
+  rounds=${ROUNDS:-3}
+  echo; echo "== point reads, resource layer on/off alternated $rounds times (req/s)"
+  for r in $(seq 1 "$rounds"); do
+    for mode in on off; do
+      taskset -c 0 "$bin" --config "$dir/$mode.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+      pid=$!
+      for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+      taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
+      rps=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | awk '/Requests\/sec/ {print $2}')
+      echo "round $r layer $mode: $rps"
+      echo "$mode $rps" >> "$dir/layer.txt"
+      kill $pid; wait $pid 2>/dev/null || true
+    done
+  done
+  python3 - "$dir/layer.txt" <<'PY'
+import statistics, sys
+runs = {"on": [], "off": []}
+for line in open(sys.argv[1]):
+    mode, rps = line.split()
+    runs[mode].append(float(rps))
+on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
+print(f"median on {on:.0f}, off {off:.0f}: the layer costs {100 * (1 - on / off):.1f}% of point-read throughput")
+PY
+}
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"
 # Warm the page cache and the server's caches first, so the first measured run is not the cold one.
 taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
 for op in ${ONLY:-point list create}; do
+  [ "$op" = layer ] && continue
   echo; echo "== $op"
   case $op in
     point) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" ;;
@@ -65,6 +93,7 @@ for op in ${ONLY:-point list create}; do
   esac | grep -E "Requests/sec|99%|50%|Non-2xx|Socket errors|requests in"
 done
 if [ -n "${ONLY:-}" ]; then
+  if [[ " $ONLY " == *" layer "* ]]; then kill $pid; wait $pid 2>/dev/null || true; layer_rounds; rm -rf "$lua"; exit 0; fi
   echo "server: $(awk '{printf "utime %.1f s, stime %.1f s", $14/100, $15/100}' "/proc/$pid/stat")"
   curl -fsS "$base/metrics" | grep -E "busy|pool_wait" | grep -v "^#" || true
   exit 0
@@ -137,27 +166,5 @@ for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$hport/" >/dev/null 2>&1 &
 echo; echo "== ceiling: tiny_http hello, one worker"
 taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency "http://127.0.0.1:$hport/" | grep -E "Requests/sec|99%|50%"
 kill $hpid; wait $hpid 2>/dev/null || true
-rounds=${ROUNDS:-3}
-echo; echo "== point reads, resource layer on/off alternated $rounds times (req/s)"
-for r in $(seq 1 "$rounds"); do
-  for mode in on off; do
-    taskset -c 0 "$bin" --config "$dir/$mode.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
-    pid=$!
-    for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
-    taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
-    rps=$(taskset -c 1 wrk -t1 -c16 -d"${secs}s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | awk '/Requests\/sec/ {print $2}')
-    echo "round $r layer $mode: $rps"
-    echo "$mode $rps" >> "$dir/layer.txt"
-    kill $pid; wait $pid 2>/dev/null || true
-  done
-done
-python3 - "$dir/layer.txt" <<'PY'
-import statistics, sys
-runs = {"on": [], "off": []}
-for line in open(sys.argv[1]):
-    mode, rps = line.split()
-    runs[mode].append(float(rps))
-on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
-print(f"median on {on:.0f}, off {off:.0f}: the layer costs {100 * (1 - on / off):.1f}% of point-read throughput")
-PY
+layer_rounds
 rm -rf "$lua"

@@ -41,6 +41,19 @@ CREATE TABLE IF NOT EXISTS _tenantd_audit_checkpoint (
     at        INTEGER NOT NULL
 );";
 
+/// Whether a tenant file already has the audit tables exactly as `TENANT_AUDIT_DDL` leaves
+/// them, so opening it can skip that DDL: parsing the two `CREATE TABLE` statements on every
+/// cold open cost about a tenth of a cold open's instructions.
+pub fn tenant_audit_schema_current(conn: &Connection) -> Result<bool> {
+    let (tables, indexes): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT count(*) FILTER (WHERE type = 'table'), count(*) FILTER (WHERE type = 'index') FROM sqlite_master \
+             WHERE name IN ('_tenantd_audit', '_tenantd_audit_checkpoint', '_tenantd_audit_action')",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(tables == 2 && indexes == 0)
+}
+
 /// One entry to append.
 pub struct Entry<'a> {
     pub actor: &'a str,
@@ -487,6 +500,18 @@ pub fn verify_tenant(app: &crate::app::App, t: &crate::catalog::tenants::TenantR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_ddl_is_skipped_only_when_the_tables_are_current() {
+        let c = Connection::open_in_memory().unwrap();
+        assert!(!tenant_audit_schema_current(&c).unwrap(), "no tables yet");
+        c.execute_batch(TENANT_AUDIT_DDL).unwrap();
+        assert!(tenant_audit_schema_current(&c).unwrap());
+        c.execute_batch("CREATE INDEX _tenantd_audit_action ON _tenantd_audit(action, at)").unwrap();
+        assert!(!tenant_audit_schema_current(&c).unwrap(), "the old index must still be dropped");
+        c.execute_batch(TENANT_AUDIT_DDL).unwrap();
+        assert!(tenant_audit_schema_current(&c).unwrap());
+    }
 
     fn chain(n: usize) -> Connection {
         let c = Connection::open_in_memory().unwrap();

@@ -17,7 +17,8 @@ pub fn schema_text_hash(conn: &Connection) -> Result<u64> {
     let mut stmt =
         conn.prepare_cached("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master ORDER BY type, name")?;
     let mut rows = stmt.query([])?;
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // Schema text comes from migrations and the index advisor, not from requests: the fast hash.
+    let mut h = crate::util::IdHasher::default();
     while let Some(r) = rows.next()? {
         for i in 0..4 {
             r.get_ref(i)?.as_str().unwrap_or("").hash(&mut h);

@@ -340,7 +340,9 @@ impl TenantStore {
         let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
         let mut conn = pool.get()?;
         // tenantd's own tables (the audit chain) live beside the app schema in every file.
-        conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
+        if !crate::audit::tenant_audit_schema_current(&conn)? {
+            conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
+        }
         let version = db::user_version(&conn)?;
         let target = match req.schema_hold {
             Some(hold) => hold.min(self.schema.target()),
@@ -409,7 +411,10 @@ impl TenantStore {
     /// New tenants are a file copy of it, so signup never runs migrations.
     pub fn ensure_template(&self) -> Result<PathBuf> {
         let dir = self.paths.template_dir();
-        let path = dir.join(format!("tenant-v{}-{}.db", self.schema.target(), &self.schema.set_hash[..12]));
+        // The audit tables' DDL is part of the name: a template built before it changed is not reused.
+        let audit = crate::util::sha256_hex(crate::audit::TENANT_AUDIT_DDL.as_bytes());
+        let path =
+            dir.join(format!("tenant-v{}-{}-{}.db", self.schema.target(), &self.schema.set_hash[..12], &audit[..8]));
         if path.is_file() {
             return Ok(path);
         }

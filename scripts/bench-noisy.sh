@@ -23,7 +23,7 @@ $bin --data-dir "$dir/data" tenant create noisy --name Noisy --plan free >/dev/n
 $bin --data-dir "$dir/data" user create owner@noisy.test --password "$pw" --tenant noisy --role owner >/dev/null
 taskset -c 0 "$bin" --data-dir "$dir/data" serve --listen "127.0.0.1:$port" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
 ntoken=$(curl -fsS "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
   -d "{\"email\":\"owner@noisy.test\",\"password\":\"$pw\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')

@@ -23,7 +23,7 @@ data="$dir/data"
 $bin --data-dir "$data" init >/dev/null
 taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
 rss() { awk '/^VmRSS|^VmHWM/ {printf "%s %.1f MiB  ", $1, $2/1024}' "/proc/$pid/status"; }
 open_tenants() { curl -fsS "$base/health/" | python3 -c 'import json,sys; print(json.load(sys.stdin)["output"])'; }

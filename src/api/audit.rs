@@ -72,6 +72,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             headers: vec![],
             body: out.into_bytes(),
             error: None,
+            rate_limit: None,
         };
         r.headers.push(("Content-Disposition".into(), "attachment; filename=\"audit.csv\"".into()));
         return Ok(r);

@@ -150,6 +150,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                     headers: Vec::new(),
                     body: hit.body.to_vec(),
                     error: None,
+                    rate_limit: None,
                 }
                 .with_header("X-Cache", "hit"));
             }

@@ -40,6 +40,7 @@ pub fn logo(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
         headers: vec![("Cache-Control".into(), "public, max-age=300".into())],
         body,
         error: None,
+        rate_limit: None,
     })
 }
 

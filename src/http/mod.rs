@@ -149,16 +149,26 @@ pub struct Resp {
     pub body: Vec<u8>,
     /// The error code when this is an error response (for metrics).
     pub error: Option<&'static str>,
+    /// `RateLimit-Limit`, `-Remaining`, `-Reset` of an admitted request: written from numbers,
+    /// without the name allocations and character checks of `headers`.
+    pub rate_limit: Option<[u64; 3]>,
 }
 
 impl Resp {
     pub fn json(status: u16, value: &impl Serialize) -> Resp {
         let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-        Resp { status, content_type: "application/json", headers: Vec::new(), body, error: None }
+        Resp { status, content_type: "application/json", headers: Vec::new(), body, error: None, rate_limit: None }
     }
 
     pub fn empty(status: u16) -> Resp {
-        Resp { status, content_type: "application/json", headers: Vec::new(), body: Vec::new(), error: None }
+        Resp {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Vec::new(),
+            error: None,
+            rate_limit: None,
+        }
     }
 
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Resp {

@@ -506,9 +506,7 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
         cors_headers(state, t, req, &mut resp);
     }
     if let Some(d) = rate {
-        resp.headers.push(("RateLimit-Limit".into(), d.limit.to_string()));
-        resp.headers.push(("RateLimit-Remaining".into(), d.remaining.to_string()));
-        resp.headers.push(("RateLimit-Reset".into(), d.reset_s.to_string()));
+        resp.rate_limit = Some([d.limit, d.remaining, d.reset_s]);
     }
     (resp, label)
 }
@@ -545,6 +543,11 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64
     }
     if !has_cache {
         add("Cache-Control", "no-store");
+    }
+    if let Some([limit, remaining, reset]) = resp.rate_limit {
+        for (name, n) in [("RateLimit-Limit", limit), ("RateLimit-Remaining", remaining), ("RateLimit-Reset", reset)] {
+            add(name, &n.to_string());
+        }
     }
     if let Err(e) = rq.respond(out) {
         crate::log::request("INFO", id, &format!("client went away before the response was sent: {e}"));

@@ -84,24 +84,29 @@ const SHARDS: usize = 16;
 /// A keyed GCRA limiter, sharded to keep lock contention low. Memory is bounded: a shard over
 /// `max_keys_per_shard` drops every key whose TAT has passed (those are indistinguishable from
 /// fresh keys), and if that is not enough, the ones closest to passing.
-pub struct Limiter<K> {
-    shards: Vec<Mutex<HashMap<K, (u64, u64)>>>,
+/// Keys with their (theoretical arrival time, emission interval), in ns.
+type Shard<K, S> = Mutex<HashMap<K, (u64, u64), S>>;
+
+/// `S` hashes keys: SipHash (the default) for keys a request can choose (addresses), the fast
+/// `util::IdHasher` for keys tenantd minted (tenant ids, hashed caller keys).
+pub struct Limiter<K, S = std::collections::hash_map::RandomState> {
+    shards: Vec<Shard<K, S>>,
     clock: Arc<dyn Clock>,
     max_keys_per_shard: usize,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: S,
 }
 
-impl<K: Hash + Eq + Clone> Limiter<K> {
+impl<K: Hash + Eq + Clone, S: BuildHasher + Default> Limiter<K, S> {
     pub fn new(clock: Arc<dyn Clock>, max_keys: usize) -> Self {
         Limiter {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
             clock,
             max_keys_per_shard: (max_keys / SHARDS).max(16),
             hasher: Default::default(),
         }
     }
 
-    fn shard(&self, key: &K) -> &Mutex<HashMap<K, (u64, u64)>> {
+    fn shard(&self, key: &K) -> &Shard<K, S> {
         &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS]
     }
 
@@ -159,7 +164,7 @@ fn ceil_s(ns: u64) -> u64 {
     ns.div_ceil(1_000_000_000)
 }
 
-fn prune<K: Hash + Eq + Clone>(shard: &mut HashMap<K, (u64, u64)>, now: u64, max: usize) {
+fn prune<K: Hash + Eq + Clone, S: BuildHasher>(shard: &mut HashMap<K, (u64, u64), S>, now: u64, max: usize) {
     shard.retain(|_, (tat, _)| *tat > now);
     if shard.len() >= max {
         // Still full of live keys: drop the half closest to expiring (they lose at most the

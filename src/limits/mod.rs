@@ -23,6 +23,9 @@ use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use gcra::{Clock, Decision, Limiter, Quota};
 
+/// Hasher for limiter keys tenantd minted (see `util::IdHasher`).
+type IdBuild = std::hash::BuildHasherDefault<crate::util::IdHasher>;
+
 /// Keys each limiter keeps at most (memory bound; idle keys are pruned first).
 const MAX_KEYS: usize = 200_000;
 
@@ -35,10 +38,10 @@ pub struct LimitStats {
 }
 
 pub struct Limits {
-    tenants: Limiter<TenantId>,
+    tenants: Limiter<TenantId, IdBuild>,
     /// Keyed by a hash of (tenant id, caller): both are ids tenantd minted, so the key needs
     /// no allocation per request.
-    principals: Limiter<u64>,
+    principals: Limiter<u64, IdBuild>,
     addresses: Limiter<IpAddr>,
     global: Limiter<()>,
     inflight: Mutex<crate::util::IdMap<TenantId, Arc<AtomicUsize>>>,
@@ -163,9 +166,10 @@ pub fn admit(app: &App, t: &TenantRecord, principal: Option<&str>) -> Result<Dec
             per_second: plan.requests_per_second * share,
             burst: ((plan.burst as f64) * share).ceil().max(1.0) as u64,
         };
+        // The caller is authenticated (a user or key id tenantd minted): the fast hash will do.
         let key = {
             use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
+            let mut h = crate::util::IdHasher::default();
             (t.id.as_str(), p).hash(&mut h);
             h.finish()
         };

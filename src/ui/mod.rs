@@ -38,6 +38,7 @@ fn asset(content_type: &'static str, bytes: &[u8]) -> Result<Resp> {
         headers: vec![("Cache-Control".into(), "public, max-age=3600".into())],
         body: bytes.to_vec(),
         error: None,
+        rate_limit: None,
     })
 }
 
@@ -237,6 +238,7 @@ pub fn html_resp(status: u16, m: Markup) -> Resp {
         headers: vec![],
         body: m.into_string().into_bytes(),
         error: None,
+        rate_limit: None,
     }
 }
 

@@ -6,7 +6,8 @@
 # alternated ROUNDS (default 3) times.
 # Usage: scripts/bench-http.sh [seconds]   (installs wrk with apt-get if missing)
 #        ONLY="point create" scripts/bench-http.sh 5   runs just those operations and stops;
-#        ONLY=layer ROUNDS=10 scripts/bench-http.sh      only the layer on/off comparison.
+#        ONLY=layer ROUNDS=10 scripts/bench-http.sh      only the layer on/off comparison;
+#        ONLY=ceiling ROUNDS=10 scripts/bench-http.sh    only point reads against the hello ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -98,11 +99,49 @@ print(f"median on {on:.0f}, off {off:.0f}: the layer costs {100 * (1 - on / off)
       f"(median of the {len(pairs)} adjacent pairs: {100 * statistics.median(pairs):.1f}%)")
 PY
 }
+# Point reads against the ceiling (a plain tiny_http "hello" with one worker), both servers
+# running at once on CPU 0 and loaded in turn in short slices, as for the layer.
+ceiling_rounds() {
+  rounds=${ROUNDS:-3}
+  slice=${SLICE:-2}
+  hport=$((port + 1))
+  taskset -c 0 "$bin" --config "$dir/on.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+  on_pid=$!
+  pid=$on_pid
+  taskset -c 0 "$bin" bench hello --listen "127.0.0.1:$hport" >/dev/null &
+  off_pid=$!
+  trap 'kill $on_pid $off_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
+  for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$hport/" >/dev/null 2>&1 && break; sleep 0.1; done
+  taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
+  taskset -c 1 wrk -t1 -c16 -d2s "http://127.0.0.1:$hport/" >/dev/null
+  echo; echo "== point reads vs the tiny_http hello ceiling, loaded in turn, $rounds × ${slice}s slices each (req/s)"
+  for r in $(seq 1 "$rounds"); do
+    rps=$(taskset -c 1 wrk -t1 -c16 -d"${slice}s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | awk '/Requests\/sec/ {print $2}')
+    echo "point $rps" >> "$dir/ceiling.txt"
+    rps=$(taskset -c 1 wrk -t1 -c16 -d"${slice}s" "http://127.0.0.1:$hport/" | awk '/Requests\/sec/ {print $2}')
+    echo "hello $rps" >> "$dir/ceiling.txt"
+  done
+  kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+  python3 - "$dir/ceiling.txt" <<'PY'
+import statistics, sys
+runs = {"point": [], "hello": []}
+for line in open(sys.argv[1]):
+    what, rps = line.split()
+    runs[what].append(float(rps))
+for what in ("point", "hello"):
+    print(f"{what}: " + " ".join(f"{x:.0f}" for x in runs[what]))
+p, h = statistics.median(runs["point"]), statistics.median(runs["hello"])
+pairs = sorted(a / b for a, b in zip(runs["point"], runs["hello"]))
+print(f"median point {p:.0f}, hello {h:.0f}: point reads at {100 * p / h:.1f}% of the ceiling "
+      f"(median of the {len(pairs)} adjacent pairs: {100 * statistics.median(pairs):.1f}%; target 50%)")
+PY
+}
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"
 # Warm the page cache and the server's caches first, so the first measured run is not the cold one.
 taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
 for op in ${ONLY:-point list create}; do
-  [ "$op" = layer ] && continue
+  [ "$op" = layer ] || [ "$op" = ceiling ] && continue
   echo; echo "== $op"
   case $op in
     point) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" ;;
@@ -112,6 +151,7 @@ for op in ${ONLY:-point list create}; do
 done
 if [ -n "${ONLY:-}" ]; then
   if [[ " $ONLY " == *" layer "* ]]; then kill $pid; wait $pid 2>/dev/null || true; layer_rounds; rm -rf "$lua"; exit 0; fi
+  if [[ " $ONLY " == *" ceiling "* ]]; then kill $pid; wait $pid 2>/dev/null || true; ceiling_rounds; rm -rf "$lua"; exit 0; fi
   echo "server: $(awk '{printf "utime %.1f s, stime %.1f s", $14/100, $15/100}' "/proc/$pid/stat")"
   curl -fsS "$base/metrics" | grep -E "busy|pool_wait" | grep -v "^#" || true
   exit 0

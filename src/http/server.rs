@@ -366,9 +366,10 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
             ),
         );
     }
-    let (status, error) = (resp.status, resp.error);
+    // Counted before the response is written: a client that reads its answer and then scrapes
+    // /metrics must find it there (a test did not, once the server got faster).
+    state.metrics.observe(route, resp.status, started.elapsed().as_micros() as u64, resp.error);
     state.respond(rq, resp, &id, who.tenant.as_deref());
-    state.metrics.observe(route, status, started.elapsed().as_micros() as u64, error);
     state.inflight.fetch_sub(1, Ordering::SeqCst);
 }
 

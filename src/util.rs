@@ -115,7 +115,7 @@ mod tests {
     #[test]
     fn id_hasher_spreads_minted_ids_and_tells_tails_apart() {
         use std::hash::BuildHasher;
-        let build = std::hash::BuildHasherDefault::<IdHasher>::default();
+        let build = IdBuild::default();
         let ids: Vec<String> = (0..10_000).map(|_| random_hex(8)).collect();
         let mut map: IdMap<String, usize> = IdMap::default();
         for (i, id) in ids.iter().enumerate() {
@@ -202,5 +202,8 @@ impl std::hash::Hasher for IdHasher {
     }
 }
 
+/// Builds `IdHasher`s (for maps and limiters keyed by minted ids).
+pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
+
 /// A `HashMap` keyed by minted ids (see `IdHasher`).
-pub type IdMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;
+pub type IdMap<K, V> = std::collections::HashMap<K, V, IdBuild>;

@@ -21,10 +21,8 @@ use crate::catalog::tenants::TenantRecord;
 use crate::config::PlanConfig;
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
+use crate::util::IdBuild;
 use gcra::{Clock, Decision, Limiter, Quota};
-
-/// Hasher for limiter keys tenantd minted (see `util::IdHasher`).
-type IdBuild = std::hash::BuildHasherDefault<crate::util::IdHasher>;
 
 /// Keys each limiter keeps at most (memory bound; idle keys are pruned first).
 const MAX_KEYS: usize = 200_000;

@@ -69,8 +69,10 @@ impl Work {
     /// One write to `table` in a `BEGIN IMMEDIATE` transaction, with its audit entry in the
     /// same transaction (both or neither), metered as one row written. `f` returns its result,
     /// the record's id and the audit details (column names, never values).
+    /// Takes the work by value: the tenant's writer is released as soon as the write returns,
+    /// not when the caller has finished building its response.
     pub fn write<T>(
-        &mut self,
+        self,
         table: &str,
         action: &str,
         f: impl FnOnce(&rusqlite::Connection, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,

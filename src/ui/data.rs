@@ -236,7 +236,7 @@ fn submitted(fields: &[(String, String)]) -> Map<String, Json> {
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let f = form(req)?;
-    let mut w = crate::api::records::Work::begin(ctx, req, Some(false))?;
+    let w = crate::api::records::Work::begin(ctx, req, Some(false))?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
@@ -293,7 +293,7 @@ pub fn edit_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = query::parse_id(ctx.param("id")?)?;
     let f = form(req)?;
-    let mut w = crate::api::records::Work::begin(ctx, req, Some(false))?;
+    let w = crate::api::records::Work::begin(ctx, req, Some(false))?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;

@@ -271,16 +271,27 @@ mod tests {
 mod wal_tests {
     use super::*;
 
-    #[test]
-    fn deferred_checkpoints_keep_the_wal_bounded_with_a_reader_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.db");
-        let w = Connection::open(&path).unwrap();
+    /// A writer connection as the store makes one, with a table of ~3-page rows.
+    fn writer(path: &Path) -> Connection {
+        let w = Connection::open(path).unwrap();
         configure(&w, Durability::Normal).unwrap();
         w.wal_hook(Some(note_wal_commit));
-        w.execute_batch("CREATE TABLE t(x BLOB)").unwrap();
+        w.execute_batch("CREATE TABLE IF NOT EXISTS t(x BLOB)").unwrap();
+        w
+    }
+
+    /// Bytes of `frames` WAL frames of a 4 KiB page (and the WAL header).
+    fn wal_bytes(frames: u64) -> u64 {
+        32 + frames * (24 + 4096)
+    }
+
+    #[test]
+    fn deferred_checkpoints_keep_the_wal_near_the_threshold_with_a_reader_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = writer(&path);
         let r = Connection::open(&path).unwrap();
-        // ~3 frames per commit: 4,500 frames, past the inline safety net of 4,000.
+        // ~3 frames per commit: 4,500 frames in all, which unchecked would be a ~18 MB WAL.
         for i in 0..1500 {
             let tx = WriteTx::begin(&w).unwrap();
             tx.execute("INSERT INTO t VALUES (zeroblob(8000))", []).unwrap();
@@ -291,7 +302,25 @@ mod wal_tests {
             let _: i64 = r.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
         }
         let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
-        assert!(wal < 5 * CHECKPOINT_PAGES as u64 * 4200, "WAL grew to {wal} bytes");
+        assert!(wal <= wal_bytes(CHECKPOINT_PAGES as u64 + 8), "WAL grew to {wal} bytes");
+    }
+
+    #[test]
+    fn a_write_path_that_never_checkpoints_still_stops_at_four_times_the_threshold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let w = writer(&path);
+        // ~7,500 frames (a ~31 MB WAL unchecked), nobody taking the due checkpoints.
+        for _ in 0..2500 {
+            let tx = WriteTx::begin(&w).unwrap();
+            tx.execute("INSERT INTO t VALUES (zeroblob(8000))", []).unwrap();
+            tx.commit().unwrap();
+        }
+        let _ = take_checkpoint_due();
+        let wal = std::fs::metadata(dir.path().join("t.db-wal")).unwrap().len();
+        assert!(wal <= wal_bytes(4 * CHECKPOINT_PAGES as u64 + 8), "WAL grew to {wal} bytes");
+        let n: i64 = w.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(n, 2500);
     }
 
     #[test]

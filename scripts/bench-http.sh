@@ -55,88 +55,84 @@ wrk.method = "POST"
 wrk.body = '{"name": "Created by wrk", "company": "Load", "status": "lead"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-# The resource layer side by side, alternated ROUNDS (default 3) times (point reads).
+# One wrk slice against a running server: point reads with the token, or plain GETs of the
+# hello server. Prints requests/s.
+load() { # load NAME URL SECONDS
+  if [ "$1" = hello ]; then
+    taskset -c 1 wrk -t1 -c16 -d"$3s" "$2/"
+  else
+    taskset -c 1 wrk -t1 -c16 -d"$3s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$2"
+  fi | awk '/Requests\/sec/ {print $2}'
+}
+
+# Two servers run at the same time (both on CPU 0; the idle one costs nothing) and are loaded in
+# turn, ROUNDS (default 3) × SLICE (default 2) seconds each, so the VM's slow swings in speed hit
+# both alike. Prints both series, their medians, and the median ratio of adjacent slices:
+# KIND "cost" reads A as B plus a cost, "share" reads A as a share of B.
+interleave() { # interleave A URL_A B URL_B KIND
+  local rounds=${ROUNDS:-3} slice=${SLICE:-2} out="$dir/interleave-$1-$3.txt"
+  load "$1" "$2" 2 >/dev/null
+  load "$3" "$4" 2 >/dev/null
+  echo; echo "== $1 vs $3, loaded in turn, $rounds × ${slice}s slices each (req/s)"
+  for _ in $(seq 1 "$rounds"); do
+    echo "$1 $(load "$1" "$2" "$slice")" >> "$out"
+    echo "$3 $(load "$3" "$4" "$slice")" >> "$out"
+  done
+  python3 - "$out" "$1" "$3" "$5" <<'PY'
+import statistics, sys
+path, a, b, kind = sys.argv[1:]
+runs = {a: [], b: []}
+for line in open(path):
+    name, rps = line.split()
+    runs[name].append(float(rps))
+for name in (a, b):
+    print(f"{name}: " + " ".join(f"{x:.0f}" for x in runs[name]))
+ma, mb = statistics.median(runs[a]), statistics.median(runs[b])
+pair = statistics.median(x / y for x, y in zip(runs[a], runs[b]))
+if kind == "cost":
+    print(f"median {a} {ma:.0f}, {b} {mb:.0f}: the layer costs {100 * (1 - ma / mb):.1f}% of point-read throughput "
+          f"(median of the {len(runs[a])} adjacent pairs: {100 * (1 - pair):.1f}%)")
+else:
+    print(f"median {a} {ma:.0f}, {b} {mb:.0f}: {a} at {100 * ma / mb:.1f}% of {b} "
+          f"(median of the {len(runs[a])} adjacent pairs: {100 * pair:.1f}%; target 50%)")
+PY
+}
+
+wait_ready() { for _ in $(seq 1 100); do curl -fsS "$1" >/dev/null 2>&1 && break; sleep 0.1; done; }
+
+# The resource layer on and off, point reads. The off server gets a copy of the data dir (taken
+# while no server runs), so the two processes share no file locks.
 layer_rounds() {
-  # Both servers run at once (same data, CPU 0; the idle one costs nothing) and are loaded in
-  # turn in short slices, so the VM's slow swings in speed hit both alike.
-  rounds=${ROUNDS:-3}
-  slice=${SLICE:-2}
-  oport=$((port + 2))
-  # The off server gets a copy of the data dir (taken while no server runs), so the two
-  # processes share no file locks.
+  local oport=$((port + 2))
   rm -rf "$dir-off"; cp -a "$dir" "$dir-off"
   taskset -c 0 "$bin" --config "$dir/on.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
   on_pid=$!
-  pid=$on_pid
   taskset -c 0 "$bin" --config "$dir/off.toml" --data-dir "$dir-off" serve --listen "127.0.0.1:$oport" &
   off_pid=$!
+  pid=$on_pid
   trap 'kill $on_pid $off_pid 2>/dev/null || true; rm -rf "$dir" "$dir-off"' EXIT
-  for p in $port $oport; do
-    for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$p/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
-    taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" -s "$lua/point.lua" "http://127.0.0.1:$p" >/dev/null
-  done
-  echo; echo "== point reads, resource layer on/off: two servers loaded in turn, $rounds × ${slice}s slices each (req/s)"
-  for r in $(seq 1 "$rounds"); do
-    for mode in on off; do
-      p=$port; [ $mode = off ] && p=$oport
-      rps=$(taskset -c 1 wrk -t1 -c16 -d"${slice}s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "http://127.0.0.1:$p" | awk '/Requests\/sec/ {print $2}')
-      echo "$mode $rps" >> "$dir/layer.txt"
-    done
-  done
+  wait_ready "$base/health/readiness"
+  wait_ready "http://127.0.0.1:$oport/health/readiness"
+  interleave on "$base" off "http://127.0.0.1:$oport" cost
   kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
   rm -rf "$dir-off"
-  python3 - "$dir/layer.txt" <<'PY'
-import statistics, sys
-runs = {"on": [], "off": []}
-for line in open(sys.argv[1]):
-    mode, rps = line.split()
-    runs[mode].append(float(rps))
-for mode in ("on", "off"):
-    print(f"layer {mode}: " + " ".join(f"{x:.0f}" for x in runs[mode]))
-on, off = statistics.median(runs["on"]), statistics.median(runs["off"])
-pairs = sorted(1 - a / b for a, b in zip(runs["on"], runs["off"]))
-print(f"median on {on:.0f}, off {off:.0f}: the layer costs {100 * (1 - on / off):.1f}% of point-read throughput "
-      f"(median of the {len(pairs)} adjacent pairs: {100 * statistics.median(pairs):.1f}%)")
-PY
 }
-# Point reads against the ceiling (a plain tiny_http "hello" with one worker), both servers
-# running at once on CPU 0 and loaded in turn in short slices, as for the layer.
+
+# Point reads against the ceiling: a plain tiny_http "hello" with one worker.
 ceiling_rounds() {
-  rounds=${ROUNDS:-3}
-  slice=${SLICE:-2}
-  hport=$((port + 1))
+  local hport=$((port + 1))
   taskset -c 0 "$bin" --config "$dir/on.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
   on_pid=$!
-  pid=$on_pid
   taskset -c 0 "$bin" bench hello --listen "127.0.0.1:$hport" >/dev/null &
   off_pid=$!
+  pid=$on_pid
   trap 'kill $on_pid $off_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-  for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
-  for _ in $(seq 1 100); do curl -fsS "http://127.0.0.1:$hport/" >/dev/null 2>&1 && break; sleep 0.1; done
-  taskset -c 1 wrk -t1 -c16 -d2s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
-  taskset -c 1 wrk -t1 -c16 -d2s "http://127.0.0.1:$hport/" >/dev/null
-  echo; echo "== point reads vs the tiny_http hello ceiling, loaded in turn, $rounds × ${slice}s slices each (req/s)"
-  for r in $(seq 1 "$rounds"); do
-    rps=$(taskset -c 1 wrk -t1 -c16 -d"${slice}s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" | awk '/Requests\/sec/ {print $2}')
-    echo "point $rps" >> "$dir/ceiling.txt"
-    rps=$(taskset -c 1 wrk -t1 -c16 -d"${slice}s" "http://127.0.0.1:$hport/" | awk '/Requests\/sec/ {print $2}')
-    echo "hello $rps" >> "$dir/ceiling.txt"
-  done
+  wait_ready "$base/health/readiness"
+  wait_ready "http://127.0.0.1:$hport/"
+  interleave point "$base" hello "http://127.0.0.1:$hport" share
   kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
-  python3 - "$dir/ceiling.txt" <<'PY'
-import statistics, sys
-runs = {"point": [], "hello": []}
-for line in open(sys.argv[1]):
-    what, rps = line.split()
-    runs[what].append(float(rps))
-for what in ("point", "hello"):
-    print(f"{what}: " + " ".join(f"{x:.0f}" for x in runs[what]))
-p, h = statistics.median(runs["point"]), statistics.median(runs["hello"])
-pairs = sorted(a / b for a, b in zip(runs["point"], runs["hello"]))
-print(f"median point {p:.0f}, hello {h:.0f}: point reads at {100 * p / h:.1f}% of the ceiling "
-      f"(median of the {len(pairs)} adjacent pairs: {100 * statistics.median(pairs):.1f}%; target 50%)")
-PY
 }
+
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"
 # Warm the page cache and the server's caches first, so the first measured run is not the cold one.
 taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null

@@ -22,6 +22,17 @@ pub fn rfc3339(secs: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
+/// Formats Unix seconds as an HTTP date (RFC 9110 IMF-fixdate: `Fri, 27 Nov 2026 12:00:00 GMT`).
+pub fn http_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let (wd, mon) = (DAYS[days.rem_euclid(7) as usize], MONTHS[(m - 1) as usize]);
+    format!("{wd}, {d:02} {mon} {y:04} {:02}:{:02}:{:02} GMT", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
 /// Compact UTC stamp usable in file names (`20261127T120000Z`).
 pub fn file_stamp(secs: i64) -> String {
     rfc3339(secs).replace(['-', ':'], "")
@@ -135,6 +146,9 @@ mod tests {
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_795_780_800), "2026-11-27T12:00:00Z");
         assert_eq!(file_stamp(0), "19700101T000000Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(784_111_777), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(1_795_780_800), "Fri, 27 Nov 2026 12:00:00 GMT");
     }
 
     #[test]

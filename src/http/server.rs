@@ -3,7 +3,7 @@
 //! parse & limits → route → resolve tenant → tenant status → access → handler → respond.
 //! A panic in a handler becomes a 500 with a log line; the worker lives on.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read, Write};
 use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -50,7 +50,7 @@ pub struct ServerState {
 impl ServerState {
     pub fn new(app: Arc<App>, router: Router) -> ServerState {
         let metrics =
-            crate::metrics::Metrics::new(router.routes.iter().map(|r| (r.method.as_str(), r.template())).collect());
+            crate::metrics::Metrics::new(router.routes().iter().map(|r| (r.method.as_str(), r.template())).collect());
         let c = &app.config;
         let pool = WorkerPool::new(c.workers_min, c.workers_max(), Duration::from_secs(c.workers_idle_seconds));
         let now = crate::util::now_unix().max(0) as u64;
@@ -513,44 +513,39 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
 }
 
 fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>) {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    // Names and values from this file and `response` are constants or ids we minted; only the
-    // handler's own headers are checked for characters that could split the response.
-    let mut add = |name: &str, value: &str| {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(h);
+    let wire = response::encode(resp, id, hsts, framing(&rq));
+    // `into_writer` hands over the connection's writer; dropping it lets tiny_http send the next
+    // pipelined answer and read the next request, as `respond` would.
+    let mut writer = rq.into_writer();
+    let sent = writer.write_all(&wire).and_then(|()| writer.flush());
+    drop(writer);
+    match sent {
+        Err(e)
+            if !matches!(
+                e.kind(),
+                ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+            ) =>
+        {
+            crate::log::request("INFO", id, &format!("response not sent: {e}"))
         }
+        _ => {}
+    }
+}
+
+/// What tiny_http decided about the request that the encoder must mirror: HEAD, HTTP/1.0, and
+/// whether the connection stays open after this answer (tiny_http's `ClientConnection` rules).
+fn framing(rq: &tiny_http::Request) -> response::Framing {
+    let http10 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
+    let header = rq.headers().iter().find(|h| h.field.equiv("Connection")).map(|h| h.value.as_str());
+    let says = |word: &str| header.is_some_and(|v| v.to_ascii_lowercase().contains(word));
+    let connection = if says("close") || says("upgrade") {
+        Some("close")
+    } else if http10 && says("keep-alive") {
+        Some("keep-alive")
+    } else if http10 {
+        Some("close")
+    } else {
+        None
     };
-    add("Content-Type", resp.content_type);
-    add("X-Request-Id", id);
-    let page = resp.content_type.starts_with("text/html");
-    for (k, v) in response::SECURITY_HEADERS {
-        if page && *k == "Content-Security-Policy" {
-            add(k, crate::ui::PAGE_CSP);
-        } else {
-            add(k, v);
-        }
-    }
-    if let Some(max_age) = hsts {
-        add("Strict-Transport-Security", &format!("max-age={max_age}; includeSubDomains"));
-    }
-    let has_cache = resp.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("cache-control"));
-    for (k, v) in &resp.headers {
-        if !response::header_name_ok(k) || !response::header_value_ok(v) {
-            crate::log::request("WARN", id, &format!("dropped response header {k:?}: unsafe characters"));
-            continue;
-        }
-        add(k, v);
-    }
-    if !has_cache {
-        add("Cache-Control", "no-store");
-    }
-    if let Some([limit, remaining, reset]) = resp.rate_limit {
-        for (name, n) in [("RateLimit-Limit", limit), ("RateLimit-Remaining", remaining), ("RateLimit-Reset", reset)] {
-            add(name, &n.to_string());
-        }
-    }
-    if let Err(e) = rq.respond(out) {
-        crate::log::request("INFO", id, &format!("client went away before the response was sent: {e}"));
-    }
+    response::Framing { head: *rq.method() == tiny_http::Method::Head, http10, connection }
 }

@@ -184,8 +184,8 @@ fn test_router() -> Router {
         handler,
         access: Access::Public,
     };
-    r.routes.push(route("/test/boom", boom));
-    r.routes.push(route("/test/evil", evil_header));
+    r.push(route("/test/boom", boom));
+    r.push(route("/test/evil", evil_header));
     r
 }
 

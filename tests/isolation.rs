@@ -96,7 +96,7 @@ fn tenant_routes() -> Vec<(String, String, Access)> {
 
 fn routes_of(scope: Scope) -> Vec<(String, String, Access)> {
     tenantd::api::router()
-        .routes
+        .routes()
         .iter()
         .filter(|r| r.scope == scope)
         .map(|r| (r.method.as_str().to_string(), r.pattern.to_string(), r.access))

@@ -323,7 +323,7 @@ fn wait_at_gate(_: &Ctx<'_>, _: &Req) -> tenantd::error::Result<Resp> {
 #[test]
 fn the_worker_pool_grows_while_requests_wait_and_shrinks_when_idle() {
     let mut router: Router = tenantd::api::router();
-    router.routes.push(Route {
+    router.push(Route {
         method: Method::Get,
         scope: Scope::Global,
         pattern: "/test/gate",

@@ -40,6 +40,9 @@ pub fn split_target(target: &str) -> Result<Target> {
 /// RFC 3986 percent-decoding to UTF-8; `plus_is_space` for query strings (HTML forms).
 pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
     let bytes = s.as_bytes();
+    if !bytes.iter().any(|&b| b == b'%' || (plus_is_space && b == b'+')) {
+        return Ok(s.to_string());
+    }
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {

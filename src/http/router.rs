@@ -72,7 +72,44 @@ impl Route {
 }
 
 pub struct Router {
-    pub routes: Vec<Route>,
+    routes: Vec<Route>,
+    /// Each route's pattern split once, in the same order as `routes`.
+    shapes: Vec<Shape>,
+}
+
+/// A pattern split into its segments, so matching compares lengths and literals instead of
+/// scanning every pattern string (about 150 of them) on every request.
+struct Shape {
+    parts: Vec<Part>,
+    literals: usize,
+}
+
+enum Part {
+    Literal(&'static str),
+    Param(&'static str),
+}
+
+impl Shape {
+    fn of(pattern: &'static str) -> Shape {
+        let parts: Vec<Part> = pattern
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                Some(name) => Part::Param(name),
+                None => Part::Literal(p),
+            })
+            .collect();
+        let literals = parts.iter().filter(|p| matches!(p, Part::Literal(_))).count();
+        Shape { parts, literals }
+    }
+
+    fn matches(&self, segments: &[&str]) -> bool {
+        self.parts.len() == segments.len()
+            && self.parts.iter().zip(segments).all(|(p, s)| match p {
+                Part::Literal(l) => l == s,
+                Part::Param(_) => true,
+            })
+    }
 }
 
 /// A successful match.
@@ -85,29 +122,47 @@ pub struct Matched<'r> {
 
 impl Router {
     pub fn new(routes: Vec<Route>) -> Router {
-        Router { routes }
+        let shapes = routes.iter().map(|r| Shape::of(r.pattern)).collect();
+        Router { routes, shapes }
+    }
+
+    /// The table, in match order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// Adds a route after the others (tests add their own probes).
+    pub fn push(&mut self, route: Route) {
+        self.shapes.push(Shape::of(route.pattern));
+        self.routes.push(route);
     }
 
     /// Finds the route for `segments` in `scope`. A path that exists with other methods is a
-    /// 405 naming them; no path at all is `NoRoute`.
+    /// 405 naming them; no path at all is `NoRoute`. Empty segments (`//`) are ignored.
     pub fn find(&self, scope: Scope, method: Method, segments: &[String]) -> Result<Matched<'_>> {
+        let segments: Vec<&str> = segments.iter().filter(|s| !s.is_empty()).map(String::as_str).collect();
         let mut allowed: Vec<&str> = Vec::new();
         // Literal segments of the most specific path seen with other methods: a route with
         // fewer literals (e.g. `/{table}/{id}` after `/members/{user_id}`) must not take the
         // request; it is a 405 on the specific path instead.
         let mut specific = 0;
-        for (index, route) in self.routes.iter().enumerate().filter(|(_, r)| r.scope == scope) {
-            let Some(params) = match_pattern(route.pattern, segments) else {
-                continue;
-            };
-            let literals = route.pattern.split('/').filter(|p| !p.is_empty() && !p.starts_with('{')).count();
-            if literals < specific {
+        for (index, (route, shape)) in self.routes.iter().zip(&self.shapes).enumerate() {
+            if route.scope != scope || !shape.matches(&segments) || shape.literals < specific {
                 continue;
             }
             if route.method == method || (method == Method::Head && route.method == Method::Get) {
+                let params = shape
+                    .parts
+                    .iter()
+                    .zip(&segments)
+                    .filter_map(|(p, s)| match p {
+                        Part::Param(name) => Some((*name, s.to_string())),
+                        Part::Literal(_) => None,
+                    })
+                    .collect();
                 return Ok(Matched { route, index, params });
             }
-            specific = specific.max(literals);
+            specific = specific.max(shape.literals);
             allowed.push(route.method.as_str());
         }
         if allowed.is_empty() {
@@ -118,28 +173,6 @@ impl Router {
             Err(Error::MethodNotAllowed { allow: allowed.join(", ") })
         }
     }
-}
-
-/// Matches without allocating; only a match collects its parameters (the table has dozens of
-/// routes and this runs for each on every request).
-fn match_pattern(pattern: &'static str, segments: &[String]) -> Option<Vec<(&'static str, String)>> {
-    let parts = || pattern.split('/').filter(|p| !p.is_empty());
-    let segs = || segments.iter().filter(|s| !s.is_empty());
-    let mut ps = parts();
-    let mut ss = segs();
-    loop {
-        match (ps.next(), ss.next()) {
-            (None, None) => break,
-            (Some(p), Some(s)) if p.starts_with('{') || p == s => {}
-            _ => return None,
-        }
-    }
-    Some(
-        parts()
-            .zip(segs())
-            .filter_map(|(p, s)| p.strip_prefix('{').and_then(|p| p.strip_suffix('}')).map(|name| (name, s.clone())))
-            .collect(),
-    )
 }
 
 #[cfg(test)]
@@ -171,5 +204,8 @@ mod tests {
         assert!(matches!(r.find(Scope::Global, Method::Delete, &segs("/a/7")), Err(Error::MethodNotAllowed { .. })));
         assert!(matches!(r.find(Scope::Global, Method::Get, &segs("/b")), Err(Error::NoRoute)));
         assert!(matches!(r.find(Scope::Tenant, Method::Get, &segs("/a/7")), Err(Error::NoRoute)));
+        assert!(matches!(r.find(Scope::Global, Method::Get, &segs("/a/7/8")), Err(Error::NoRoute)));
+        assert!(matches!(r.find(Scope::Global, Method::Get, &segs("/a")), Err(Error::NoRoute)));
+        assert_eq!(r.find(Scope::Global, Method::Head, &segs("//a//7/")).unwrap().params, vec![("x", "7".to_string())]);
     }
 }

@@ -180,9 +180,9 @@ pub fn get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let w = Work::begin(ctx, req, None)?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
-    let record = query::get(&w.conn, table, id, &w.handle.stats)?;
+    let body = query::get_json(&w.conn, table, id, &w.handle.stats)?;
     crate::limits::meter::rows(1, 0);
-    Ok(Resp::json(200, &record))
+    Ok(Resp { body, ..Resp::empty(200) })
 }
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

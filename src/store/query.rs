@@ -66,6 +66,9 @@ pub struct Table {
     /// once per schema, not on every point read.
     pub names: Vec<String>,
     pub get_sql: String,
+    /// Column positions in key order with their encoded `"name":`, so a point read writes its
+    /// object straight to bytes, in the same order a `Map` would serialize it.
+    json_keys: Vec<(usize, Vec<u8>)>,
 }
 
 impl Table {
@@ -73,7 +76,17 @@ impl Table {
         let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
         let select = names.iter().map(|f| q(f)).collect::<Vec<_>>().join(", ");
         let get_sql = format!("SELECT {select} FROM {} WHERE {} = ?1", q(&name), q(&pk));
-        Table { name, columns, pk, names, get_sql }
+        let mut json_keys: Vec<(usize, Vec<u8>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let mut key = serde_json::to_vec(n).unwrap_or_default();
+                key.push(b':');
+                (i, key)
+            })
+            .collect();
+        json_keys.sort_by(|a, b| names[a.0].cmp(&names[b.0]));
+        Table { name, columns, pk, names, get_sql, json_keys }
     }
 
     pub fn column(&self, name: &str) -> Option<&Column> {
@@ -169,6 +182,28 @@ fn row_to_json(row: &rusqlite::Row<'_>, names: &[String]) -> rusqlite::Result<Ma
         obj.insert(n.clone(), v);
     }
     Ok(obj)
+}
+
+/// One row as a JSON object written straight to `out`: the bytes `row_to_json` and
+/// `serde_json::to_vec` would give, without building a `Map` of owned strings first.
+fn write_row_json(row: &rusqlite::Row<'_>, keys: &[(usize, Vec<u8>)], out: &mut Vec<u8>) -> Result<()> {
+    out.push(b'{');
+    for (n, (i, key)) in keys.iter().enumerate() {
+        if n > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(key);
+        let written = match row.get_ref(*i)? {
+            ValueRef::Null => serde_json::to_writer(&mut *out, &()),
+            ValueRef::Integer(x) => serde_json::to_writer(&mut *out, &x),
+            ValueRef::Real(x) => serde_json::to_writer(&mut *out, &Json::from(x)),
+            ValueRef::Text(t) => serde_json::to_writer(&mut *out, &*String::from_utf8_lossy(t)),
+            ValueRef::Blob(b) => serde_json::to_writer(&mut *out, &crate::util::hex(b)),
+        };
+        written.map_err(|e| Error::Internal(format!("encoding column {i}: {e}")))?;
+    }
+    out.push(b'}');
+    Ok(())
 }
 
 /// SQLite constraint errors to API errors naming the column (sqlite.org/rescode.html).
@@ -449,7 +484,26 @@ pub fn list(conn: &Connection, table: &Table, lq: &ListQuery, stats: &StatementS
 }
 
 pub fn get(conn: &Connection, table: &Table, id: i64, stats: &StatementStats) -> Result<Map<String, Json>> {
-    let (names, sql) = (&table.names, &table.get_sql);
+    read_one(conn, table, id, stats, |r| Ok(row_to_json(r, &table.names)?))
+}
+
+/// A point read as the JSON object's bytes (the data API's `GET .../{table}/{id}`).
+pub fn get_json(conn: &Connection, table: &Table, id: i64, stats: &StatementStats) -> Result<Vec<u8>> {
+    read_one(conn, table, id, stats, |r| {
+        let mut out = Vec::with_capacity(256);
+        write_row_json(r, &table.json_keys, &mut out)?;
+        Ok(out)
+    })
+}
+
+fn read_one<T>(
+    conn: &Connection,
+    table: &Table,
+    id: i64,
+    stats: &StatementStats,
+    convert: impl FnOnce(&rusqlite::Row<'_>) -> Result<T>,
+) -> Result<T> {
+    let sql = &table.get_sql;
     let found = observed(
         stats,
         conn,
@@ -460,7 +514,7 @@ pub fn get(conn: &Connection, table: &Table, id: i64, stats: &StatementStats) ->
             let mut stmt = conn.prepare_cached(sql)?;
             let mut rows = stmt.query([id])?;
             let found = match rows.next()? {
-                Some(r) => Some(row_to_json(r, names)?),
+                Some(r) => Some(convert(r)?),
                 None => None,
             };
             let n = u64::from(found.is_some());
@@ -561,4 +615,28 @@ pub fn parse_id(s: &str) -> Result<i64> {
             format!("record id {:?} must be a positive integer", crate::ids::truncate_for_message(s)),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn point_read_bytes_match_the_serialized_map() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, zeta TEXT, alpha REAL, \"quo\"\"te\" BLOB, mid INTEGER, n TEXT);
+             INSERT INTO t VALUES (1, 'tab\there \"q\" \\ é 😀', 2.5, x'00ff', -7, NULL);
+             INSERT INTO t VALUES (2, '', 1e300, x'', 9223372036854775807, 'x');",
+        )
+        .unwrap();
+        let info = crate::store::introspect::introspect(&conn).unwrap();
+        let table = info.tables.get("t").unwrap();
+        let stats = StatementStats::new(&Default::default());
+        for id in [1, 2] {
+            let map = get(&conn, table, id, &stats).unwrap();
+            assert_eq!(get_json(&conn, table, id, &stats).unwrap(), serde_json::to_vec(&map).unwrap(), "row {id}");
+        }
+        assert!(matches!(get_json(&conn, table, 3, &stats), Err(Error::NotFound(_))));
+    }
 }

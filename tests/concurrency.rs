@@ -145,3 +145,40 @@ fn concurrent_writes_to_one_tenant_all_land_and_checkpoints_run_in_the_backgroun
     let out = s.cli(&["audit", "verify", "--tenant", "acme"]);
     assert!(out.status.success(), "every create has its audit entry and the chain holds: {}", stderr(&out));
 }
+
+#[test]
+fn a_tenant_used_one_request_at_a_time_keeps_one_connection() {
+    let s = TestServer::start();
+    let t = s.create_tenant("solo");
+    let token = s.token("owner@solo.test", "solo", "owner");
+    s.app.store.evict(&t.id);
+    for i in 0..5 {
+        let r = s.post_json("/api/v1/t/solo/customers", Some(&token), &serde_json::json!({"name": format!("c{i}")}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let id = r.json()["id"].as_i64().unwrap();
+        assert_eq!(s.get_as(&format!("/api/v1/t/solo/customers/{id}"), &token).status, 200);
+        assert_eq!(s.get_as("/api/v1/t/solo/customers?per_page=2", &token).status, 200);
+    }
+    let handle = s.app.store.peek(&t.id).unwrap();
+    assert_eq!(handle.connections(), (1, 1), "reads and writes in turn share the writer's connection");
+}
+
+#[test]
+fn a_read_on_the_writer_makes_a_write_in_the_same_thread_fail_instead_of_hanging() {
+    use tenantd::store::TenantConn;
+    let s = TestServer::start();
+    let t = s.create_tenant("acme");
+    s.app.store.evict(&t.id);
+    let opened = s.app.open_tenant(&t).unwrap();
+    let read = opened.handle.read_conn().unwrap();
+    assert!(matches!(read, TenantConn::Borrowed(_)), "no pooled connection is open: the read borrows the writer");
+    let e = opened.handle.writer().err().unwrap();
+    assert!(e.log_detail().contains("reads on its writer"), "{}", e.log_detail());
+    let second = opened.handle.read_conn().unwrap();
+    assert!(matches!(second, TenantConn::Pooled(_)), "the writer is taken: a pooled connection opens");
+    let n: i64 = second.query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 0);
+    drop((read, second));
+    opened.handle.writer().unwrap().execute("INSERT INTO customers(name) VALUES ('after')", []).unwrap();
+    assert_eq!(opened.handle.connections(), (2, 2));
+}

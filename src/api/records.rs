@@ -44,7 +44,7 @@ impl Work {
         let opened = ctx.app.open_tenant(t)?;
         let conn = match write {
             Some(_) => crate::store::TenantConn::Writer(opened.handle.writer()?),
-            None => crate::store::TenantConn::Pooled(opened.handle.conn()?),
+            None => opened.handle.read_conn()?,
         };
         let budgeted = ctx.app.config.limits.enabled;
         if budgeted {

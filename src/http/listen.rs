@@ -29,8 +29,9 @@ pub(super) fn raise_fd_limit() -> Option<u64> {
     }
 }
 
-/// File descriptors an open tenant may need: the file and WAL of its pooled connection and of its
-/// writer connection, and the shared-memory index.
+/// File descriptors an open tenant may need: the file and WAL of its writer connection and of one
+/// pooled reader (opened only when its reads overlap), and the shared-memory index. A tenant used
+/// one request at a time holds three.
 const FDS_PER_TENANT: u64 = 5;
 /// For sockets, the catalog and everything else.
 const FDS_RESERVED: u64 = 128;

@@ -75,11 +75,14 @@ pub struct TenantHandle {
 /// The tenant's writer connection, locked (see `TenantHandle::writer`).
 pub type Writer = ArcMutexGuard<RawMutex, Connection>;
 
-/// A connection for one request: from the pool for reads, the tenant's writer for writes.
+/// A connection for one request: from the pool or the idle writer for reads, the tenant's
+/// writer for writes.
 #[allow(clippy::large_enum_variant, reason = "one per request on the stack; boxing would allocate per read")]
 pub enum TenantConn {
     Pooled(PooledConn),
     Writer(Writer),
+    /// A read on the writer's connection, taken because it was free and no pooled one was idle.
+    Borrowed(BorrowedWriter),
 }
 
 impl std::ops::Deref for TenantConn {
@@ -88,6 +91,7 @@ impl std::ops::Deref for TenantConn {
         match self {
             TenantConn::Pooled(c) => c,
             TenantConn::Writer(c) => c,
+            TenantConn::Borrowed(c) => &c.guard,
         }
     }
 }
@@ -97,7 +101,31 @@ impl std::ops::DerefMut for TenantConn {
         match self {
             TenantConn::Pooled(c) => c,
             TenantConn::Writer(c) => c,
+            TenantConn::Borrowed(c) => &mut c.guard,
         }
+    }
+}
+
+/// The writer lent to a read. While it is out, this thread's writers (by address) are listed in
+/// `BORROWED`, so a write the same request attempts on the same tenant fails with an error
+/// instead of waiting forever for a lock its own thread holds.
+pub struct BorrowedWriter {
+    guard: Writer,
+    key: usize,
+}
+
+thread_local! {
+    static BORROWED: std::cell::RefCell<Vec<usize>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Drop for BorrowedWriter {
+    fn drop(&mut self) {
+        BORROWED.with(|b| {
+            let mut b = b.borrow_mut();
+            if let Some(i) = b.iter().rposition(|k| *k == self.key) {
+                b.swap_remove(i);
+            }
+        });
     }
 }
 
@@ -131,16 +159,36 @@ impl TenantHandle {
             match slot.as_ref() {
                 Some(w) => w.clone(),
                 None => {
-                    let conn = db::open_existing(&self.path, Durability::Normal)?;
-                    db::keep_wal_on_close(&conn)?;
-                    conn.wal_hook(Some(db::note_wal_commit));
-                    let w = Arc::new(Mutex::new(conn));
+                    let w = Arc::new(Mutex::new(open_writer(&self.path)?));
                     *slot = Some(w.clone());
                     w
                 }
             }
         };
+        let key = Arc::as_ptr(&cell) as usize;
+        if BORROWED.with(|b| b.borrow().contains(&key)) {
+            return Err(Error::Internal(format!(
+                "write to tenant {} while this request reads on its writer connection",
+                self.id
+            )));
+        }
         Ok(cell.lock_arc())
+    }
+
+    /// A connection for a read: an idle pooled one, else the writer's if no one holds it, else
+    /// the pool's next (opening one if the pool has room). A tenant used by one request at a
+    /// time so keeps a single connection (three descriptors: file, WAL, shared memory) and parses
+    /// its schema once; only tenants read concurrently open pooled connections beside it.
+    pub fn read_conn(&self) -> Result<TenantConn> {
+        if self.pool.state().idle_connections == 0 {
+            let writer = self.writer.lock().as_ref().and_then(|w| w.try_lock_arc());
+            if let Some(guard) = writer {
+                let key = Arc::as_ptr(ArcMutexGuard::mutex(&guard)) as usize;
+                BORROWED.with(|b| b.borrow_mut().push(key));
+                return Ok(TenantConn::Borrowed(BorrowedWriter { guard, key }));
+            }
+        }
+        Ok(TenantConn::Pooled(self.conn()?))
     }
 
     /// Checkpoints the WAL in two steps. First without the writer lock, so writers go on while
@@ -157,10 +205,11 @@ impl TenantHandle {
         }
     }
 
-    /// (open connections, idle ones) in this tenant's pool.
+    /// (open connections, idle ones): the pool's and the writer.
     pub fn connections(&self) -> (u32, u32) {
         let s = self.pool.state();
-        (s.connections, s.idle_connections)
+        let writer = self.writer.lock().as_ref().map(|w| (1, u32::from(!w.is_locked()))).unwrap_or((0, 0));
+        (s.connections + writer.0, s.idle_connections + writer.1)
     }
 
     /// The tenant's tables, re-read only when `PRAGMA schema_version` moved (a migration ran).
@@ -333,12 +382,14 @@ impl TenantStore {
         if !path.is_file() {
             return Err(Error::unavailable(format!("tenant {} has no data file at {}", req.id, path.display())));
         }
+        // The first connection becomes the tenant's writer (it also serves reads while it is
+        // free, see `read_conn`); the pool opens connections only when reads overlap.
+        let mut conn = open_writer(&path)?;
         let manager = SqliteConnectionManager::file(&path).with_flags(db::existing_file_flags()).with_init(|c| {
             db::configure(c, Durability::Normal)?;
             db::keep_wal_on_close(c)
         });
         let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
-        let mut conn = pool.get()?;
         // tenantd's own tables (the audit chain) live beside the app schema in every file.
         if !crate::audit::tenant_audit_schema_current(&conn)? {
             conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
@@ -357,7 +408,6 @@ impl TenantStore {
                 self.stats.lazy_migrations.fetch_add(1, Ordering::Relaxed);
             }
         }
-        drop(conn);
         let stats = stats::StatementStats::new(&self.monitor);
         let shapes = self.shapes.clone();
         Ok((
@@ -368,7 +418,7 @@ impl TenantStore {
                 shapes,
                 stats,
                 path,
-                writer: Mutex::new(None),
+                writer: Mutex::new(Some(Arc::new(Mutex::new(conn)))),
                 checkpoint_queued: AtomicBool::new(false),
             },
             migrated_from,
@@ -399,7 +449,8 @@ impl TenantStore {
         let handles: Vec<Arc<TenantHandle>> = self.open.lock().iter().map(|(_, h)| h.clone()).collect();
         let mut errors = Vec::new();
         for h in handles {
-            let res = h.conn().and_then(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?));
+            // On the writer: every open tenant has it, so this opens no connection.
+            let res = h.writer().and_then(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?));
             if let Err(e) = res {
                 errors.push((h.id.clone(), e));
             }
@@ -435,6 +486,15 @@ impl TenantStore {
         }
         res.map(|_| path)
     }
+}
+
+/// A tenant's writer connection: never creates the file, keeps the WAL on close, and reports
+/// commits to the checkpoint scheduling (`db::note_wal_commit`).
+fn open_writer(path: &Path) -> Result<Connection> {
+    let conn = db::open_existing(path, Durability::Normal)?;
+    db::keep_wal_on_close(&conn)?;
+    conn.wal_hook(Some(db::note_wal_commit));
+    Ok(conn)
 }
 
 /// Removes a database file with its `-wal` and `-shm` companions, ignoring missing ones.

@@ -200,8 +200,8 @@ fn slow_queries_hit_the_time_budget_and_the_connection_survives() {
     // The data API cannot be made to run an unbounded query, so give the budgeted connection
     // one directly: a billion-step recursive CTE.
     let opened = s.app.open_tenant(&tenant).unwrap();
-    let conn = opened.handle.conn().unwrap();
-    tenantd::limits::budget(&s.app, &tenant, &conn, None).unwrap();
+    let conn = tenantd::store::TenantConn::Pooled(opened.handle.conn().unwrap());
+    tenantd::limits::budget(&s.app, &tenant, &opened.handle, &conn, None).unwrap();
     let started = std::time::Instant::now();
     let e = conn
         .query_row(

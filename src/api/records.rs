@@ -48,7 +48,7 @@ impl Work {
         };
         let budgeted = ctx.app.config.limits.enabled;
         if budgeted {
-            crate::limits::budget(ctx.app, t, &conn, write)?;
+            crate::limits::budget(ctx.app, t, &opened.handle, &conn, write)?;
         }
         let audit = (write.is_some() && ctx.app.config.audit_data_changes).then(|| AuditCtx {
             app: ctx.app.clone(),
@@ -77,9 +77,11 @@ impl Work {
         action: &str,
         f: impl FnOnce(&rusqlite::Connection, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
     ) -> Result<T> {
+        // The schema is read inside the write transaction: it is the one the write sees, and
+        // the read shares the transaction's lock instead of taking one of its own.
+        let tx = crate::db::WriteTx::begin(&self.conn)?;
         let schema = self.schema()?;
         let table = schema.table(table)?;
-        let tx = crate::db::WriteTx::begin(&self.conn)?;
         let (out, id, details) = f(&tx, table, &self.handle.stats)?;
         if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);

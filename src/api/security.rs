@@ -32,7 +32,7 @@ pub fn save(app: &App, t: &TenantRecord, policy: Policy, actor: &str, req: Optio
     app.change(|tx| identity::update_tenant_config(tx, &t.id, None, None, &settings, now_unix()))?;
     let opened = app.open_tenant(t)?;
     let conn = opened.handle.writer()?;
-    crate::limits::lift_ceiling(&conn)?;
+    crate::limits::lift_ceiling(&opened.handle, &conn)?;
     let tx = crate::db::WriteTx::begin(&conn)?;
     let source = req.and_then(|r| r.client).map(|ip| ip.to_string());
     crate::audit::append(

@@ -110,7 +110,7 @@ fn hash_of(prev: &str, e: &Stored) -> String {
 pub fn record(app: &crate::app::App, tenant: &crate::catalog::tenants::TenantRecord, e: &Entry<'_>) -> Result<()> {
     let opened = app.open_tenant(tenant)?;
     let conn = opened.handle.writer()?;
-    crate::limits::lift_ceiling(&conn)?;
+    crate::limits::lift_ceiling(&opened.handle, &conn)?;
     let tx = crate::db::WriteTx::begin(&conn)?;
     append(&tx, crate::util::now_unix(), e)?;
     tx.commit()?;
@@ -325,7 +325,7 @@ pub fn archive_all(app: &crate::app::App) -> Result<Vec<(String, u64)>> {
         let days = crate::limits::plan(app, &t)?.audit_retention_days as i64;
         let opened = app.open_tenant(&t)?;
         let mut conn = opened.handle.writer()?;
-        crate::limits::lift_ceiling(&conn)?;
+        crate::limits::lift_ceiling(&opened.handle, &conn)?;
         let file = app.paths.backups(&t.id).join(format!("audit-archive-{}.jsonl", crate::util::file_stamp(now)));
         let n = archive(&mut conn, now - days * 86_400, &file)?;
         if n > 0 {

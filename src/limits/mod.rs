@@ -21,6 +21,7 @@ use crate::catalog::tenants::TenantRecord;
 use crate::config::PlanConfig;
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
+use crate::store::{TenantConn, TenantHandle, Writer};
 use crate::util::IdBuild;
 use gcra::{Clock, Decision, Limiter, Quota};
 
@@ -425,15 +426,20 @@ pub fn asset_bytes(app: &App, t: &TenantId) -> u64 {
 /// (`PRAGMA max_page_count`, writes only; `unbudget` lifts it again) and
 /// a deadline for every statement (the progress handler interrupts past `query_timeout_ms`;
 /// the connection stays usable).
-pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool>) -> Result<()> {
+pub fn budget(
+    app: &App,
+    t: &TenantRecord,
+    handle: &TenantHandle,
+    conn: &TenantConn,
+    write: Option<bool>,
+) -> Result<()> {
     let plan = plan(app, t)?;
-    if let Some(is_delete) = write {
+    if let (Some(is_delete), TenantConn::Writer(writer)) = (write, conn) {
         // The demo and template schemas use SQLite's default; a tenant file keeps its page size.
-        let page_size: u64 =
-            conn.prepare_cached("PRAGMA page_size")?.query_row([], |r| r.get::<_, i64>(0))?.max(512) as u64;
+        let page_size = handle.page_size(writer)?;
         let room = plan.storage_bytes.saturating_sub(asset_bytes(app, &t.id));
         let pages = room / page_size + if is_delete { DELETE_HEADROOM_PAGES } else { 0 };
-        set_ceiling(conn, pages.max(1))?;
+        handle.set_ceiling(writer, pages.max(1))?;
     }
     let deadline = Instant::now() + Duration::from_millis(plan.query_timeout_ms);
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;
@@ -443,22 +449,10 @@ pub fn budget(app: &App, t: &TenantRecord, conn: &Connection, write: Option<bool
 /// SQLite's own upper bound for `max_page_count`: no ceiling.
 const NO_CEILING: u64 = 4294967294;
 
-/// Sets the storage ceiling (`PRAGMA max_page_count`) unless it already is `pages`. Writes go
-/// through the tenant's one writer connection (`TenantHandle::writer`), and consecutive writes
-/// of a tenant nearly always want the same ceiling: reading it back is a cached statement,
-/// setting it a fresh parse (~8,000 instructions).
-fn set_ceiling(conn: &Connection, pages: u64) -> Result<()> {
-    let current: i64 = conn.prepare_cached("PRAGMA max_page_count")?.query_row([], |r| r.get(0))?;
-    if current as u64 != pages {
-        conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-    }
-    Ok(())
-}
-
 /// Removes any storage ceiling a data write left on the tenant's writer connection, for writes
 /// that must always fit (audit entries of sign-ins, policy changes).
-pub fn lift_ceiling(conn: &Connection) -> Result<()> {
-    set_ceiling(conn, NO_CEILING)
+pub fn lift_ceiling(handle: &TenantHandle, writer: &Writer) -> Result<()> {
+    handle.set_ceiling(writer, NO_CEILING)
 }
 
 /// Removes the statement deadline before the connection is reused. The storage ceiling stays:

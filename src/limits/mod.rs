@@ -357,7 +357,14 @@ impl Drop for Slot {
 /// Takes one of the tenant's `max_concurrent_requests` slots or refuses with 429.
 pub fn enter(app: &App, t: &TenantRecord) -> Result<Slot> {
     let max = plan(app, t)?.max_concurrent_requests as usize;
-    let counter = app.limits.inflight.lock().entry(t.id.clone()).or_default().clone();
+    let counter = {
+        // Look up by reference: the id is cloned only for the tenant's first request.
+        let mut inflight = app.limits.inflight.lock();
+        match inflight.get(&t.id) {
+            Some(c) => c.clone(),
+            None => inflight.entry(t.id.clone()).or_default().clone(),
+        }
+    };
     let now = counter.fetch_add(1, Ordering::SeqCst) + 1;
     let slot = Slot(counter);
     if now > max {

@@ -150,6 +150,32 @@ fn ambiguous_lengths_are_refused() {
 }
 
 #[test]
+fn a_huge_declared_body_is_refused_before_it_is_sent_and_the_server_lives() {
+    use std::io::{Read, Write};
+    let s = TestServer::start_with(|c| c.max_body_bytes = 4096);
+    // tiny_http drained an unread body into one buffer of its declared size: the first aborted
+    // the process ("memory allocation failed"), the second panicked (capacity overflow).
+    for length in ["1000000000000000", "18446744073709551615", "100000"] {
+        let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let head = format!("POST /api/v1/t/acme/customers HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n");
+        sock.write_all(head.as_bytes()).unwrap();
+        sock.write_all(b"{\"name\": \"only the first bytes\"}").unwrap();
+        // The answer comes while the client has sent a few bytes of the body, not after all.
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&got).contains("payload_too_large") {
+            let n = sock.read(&mut buf).unwrap();
+            assert!(n > 0, "connection closed without an answer for Content-Length {length}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 413 "), "{}", String::from_utf8_lossy(&got));
+        drop(sock);
+        assert_eq!(s.get("/health/liveness").status, 200, "the server lives after Content-Length {length}");
+    }
+}
+
+#[test]
 fn oversized_bodies_are_413() {
     let s = TestServer::start_with(|c| c.max_body_bytes = 4096);
     let mut c = s.client();

@@ -446,7 +446,7 @@ pub fn budget(
         let page_size = handle.page_size(writer)?;
         let room = plan.storage_bytes.saturating_sub(asset_bytes(app, &t.id));
         let pages = room / page_size + if is_delete { DELETE_HEADROOM_PAGES } else { 0 };
-        handle.set_ceiling(writer, pages.max(1))?;
+        handle.set_ceiling(writer, pages.clamp(1, NO_CEILING))?;
     }
     let deadline = Instant::now() + Duration::from_millis(plan.query_timeout_ms);
     conn.progress_handler(10_000, Some(move || Instant::now() > deadline))?;

@@ -216,13 +216,15 @@ impl TenantHandle {
     /// `writer()`) unless the last one set is the same. Consecutive writes of a tenant nearly
     /// always want the same ceiling, and asking SQLite costs a read transaction of its own
     /// (~7,000 instructions), setting it a fresh parse. A ceiling below the file's size is raised
-    /// by SQLite to that size; asking again would give the same answer, since the file cannot
-    /// grow past it.
+    /// by SQLite to that size; such a ceiling is not remembered, so it is set again on the next
+    /// write (the file may have shrunk meanwhile, e.g. restored by another process).
     pub fn set_ceiling(&self, writer: &Writer, pages: u64) -> Result<()> {
         if self.ceiling.load(Ordering::Relaxed) != pages {
             self.ceiling.store(UNKNOWN, Ordering::Relaxed);
-            writer.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
-            self.ceiling.store(pages, Ordering::Relaxed);
+            let set: i64 = writer.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| r.get(0))?;
+            if u64::try_from(set).is_ok_and(|set| set == pages) {
+                self.ceiling.store(pages, Ordering::Relaxed);
+            }
         }
         Ok(())
     }

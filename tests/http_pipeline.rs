@@ -147,6 +147,22 @@ fn ambiguous_lengths_are_refused() {
     let r = c.raw(twice, false).unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.json()["error"]["code"], "ambiguous_length");
+    // The unread body must not become a second request on the same connection: one answer,
+    // then the connection ends.
+    use std::io::{Read, Write};
+    for head in [
+        "POST /health/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /health/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nContent-Length: 44\r\n\r\n",
+    ] {
+        let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        sock.write_all(format!("{head}GET /health/liveness HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+        let mut all = Vec::new();
+        sock.read_to_end(&mut all).unwrap();
+        let text = String::from_utf8_lossy(&all);
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer, then close: {text}");
+        assert!(text.starts_with("HTTP/1.1 400 ") && text.contains("Connection: close"), "{text}");
+    }
 }
 
 #[test]

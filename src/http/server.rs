@@ -538,7 +538,10 @@ fn framing(rq: &tiny_http::Request) -> response::Framing {
     let http10 = *rq.http_version() == tiny_http::HTTPVersion(1, 0);
     let header = rq.headers().iter().find(|h| h.field.equiv("Connection")).map(|h| h.value.as_str());
     let says = |word: &str| header.is_some_and(|v| v.to_ascii_lowercase().contains(word));
-    let connection = if says("close") || says("upgrade") {
+    let count = |name: &'static str| rq.headers().iter().filter(|h| h.field.equiv(name)).count();
+    // Ambiguous length: the (patched) tiny_http closes after this answer (vendor/tiny_http/PATCHES.md).
+    let ambiguous = count("Content-Length") > 1 || (count("Content-Length") > 0 && count("Transfer-Encoding") > 0);
+    let connection = if says("close") || says("upgrade") || ambiguous {
         Some("close")
     } else if http10 && says("keep-alive") {
         Some("keep-alive")

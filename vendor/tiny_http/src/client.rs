@@ -238,6 +238,16 @@ impl Iterator for ClientConnection {
                 continue;
             }
 
+            // tenantd patch: a request with both Content-Length and Transfer-Encoding has no
+            // trustworthy length (RFC 9112 section 6.1). The server answers it, and the
+            // connection ends there: whatever follows on it is never read as another request.
+            let count = |name: &'static str| rq.headers().iter().filter(|h| h.field.equiv(name)).count();
+            if count("Content-Length") > 1
+                || (count("Content-Length") > 0 && count("Transfer-Encoding") > 0)
+            {
+                self.no_more_requests = true;
+            }
+
             // updating the status of the connection
             let connection_header = rq
                 .headers()

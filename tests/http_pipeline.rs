@@ -166,6 +166,42 @@ fn ambiguous_lengths_are_refused() {
 }
 
 #[test]
+fn framing_follows_the_request_head_http10_keep_alive_and_head() {
+    use std::io::{Read, Write};
+    let s = TestServer::start();
+    let exchange = |raw: &str| {
+        let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        sock.write_all(raw.as_bytes()).unwrap();
+        let mut all = Vec::new();
+        sock.read_to_end(&mut all).unwrap();
+        String::from_utf8(all).unwrap()
+    };
+    // HTTP/1.0 without keep-alive: a 1.0 status line, Connection: close, then the end.
+    let text = exchange("GET /health/liveness HTTP/1.0\r\n\r\n");
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n") && text.contains("\r\nConnection: close\r\n"), "{text}");
+    // HTTP/1.0 asking for keep-alive: said so, and a second request on the same connection is
+    // answered (the second asks to close, so the read ends).
+    let text = exchange(
+        "GET /health/liveness HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health/liveness HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(text.matches("HTTP/1.0 200 OK\r\n").count(), 2, "{text}");
+    assert!(text.contains("\r\nConnection: keep-alive\r\n"), "{text}");
+    // HEAD: the GET's length, no body; pipelined behind it, a GET with its body.
+    let text = exchange(
+        "HEAD /health/liveness HTTP/1.1\r\nHost: x\r\n\r\nGET /health/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    let starts: Vec<usize> = text.match_indices("HTTP/1.1 200 OK").map(|(i, _)| i).collect();
+    assert_eq!(starts.len(), 2, "{text}");
+    let (head, get) = text.split_at(starts[1]);
+    let length = |h: &str| h.lines().find_map(|l| l.strip_prefix("Content-Length: ")).map(str::to_string);
+    assert!(head.ends_with("\r\n\r\n"), "HEAD carries no body: {head:?}");
+    assert_eq!(length(head), length(get), "{text}");
+    let body = get.split_once("\r\n\r\n").unwrap().1;
+    assert_eq!(Some(body.len().to_string()), length(get));
+}
+
+#[test]
 fn a_huge_declared_body_is_refused_before_it_is_sent_and_the_server_lives() {
     use std::io::{Read, Write};
     let s = TestServer::start_with(|c| c.max_body_bytes = 4096);

@@ -13,6 +13,11 @@ use crate::error::{Error, Result};
 
 pub use crate::catalog::audit::GENESIS;
 
+mod anchor;
+pub use anchor::{
+    anchor_dirty, anchor_of, platform_anchor_path, read_platform_anchor, verify_platform, verify_tenant, Dirty, Verdict,
+};
+
 /// Created in every tenant file by tenantd itself (not by the app schema's migrations).
 pub const TENANT_AUDIT_DDL: &str = "CREATE TABLE IF NOT EXISTS _tenantd_audit (
     id         INTEGER PRIMARY KEY,
@@ -337,168 +342,6 @@ pub fn archive_all(app: &crate::app::App) -> Result<Vec<(String, u64)>> {
         }
     }
     Ok(out)
-}
-
-// --- anchors ---------------------------------------------------------------------------------
-
-/// Tenants whose chain grew since the last anchoring.
-#[derive(Default)]
-pub struct Dirty(parking_lot::Mutex<std::collections::HashSet<crate::ids::TenantId>>);
-
-impl Dirty {
-    pub fn mark(&self, t: &crate::ids::TenantId) {
-        self.0.lock().insert(t.clone());
-    }
-    pub fn take(&self) -> Vec<crate::ids::TenantId> {
-        self.0.lock().drain().collect()
-    }
-}
-
-/// The platform chain's anchor lives outside the catalog (`<data_dir>/platform-audit.anchor`,
-/// "id hash"), so deleting the catalog chain's tail is detected too.
-pub fn platform_anchor_path(app: &crate::app::App) -> std::path::PathBuf {
-    app.paths.data_dir.join("platform-audit.anchor")
-}
-
-pub fn read_platform_anchor(app: &crate::app::App) -> Option<(i64, String)> {
-    let text = std::fs::read_to_string(platform_anchor_path(app)).ok()?;
-    let (id, hash) = text.trim().split_once(' ')?;
-    Some((id.parse().ok()?, hash.to_string()))
-}
-
-fn anchor_platform(app: &crate::app::App) -> Result<()> {
-    let head: Option<(i64, String)> = app
-        .catalog
-        .conn()?
-        .query_row("SELECT id, hash FROM platform_audit ORDER BY id DESC LIMIT 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    let Some((id, hash)) = head else { return Ok(()) };
-    if read_platform_anchor(app).is_some_and(|(a, _)| a >= id) {
-        return Ok(());
-    }
-    let path = platform_anchor_path(app);
-    let tmp = path.with_extension("anchor.partial");
-    std::fs::write(&tmp, format!("{id} {hash}\n"))?;
-    std::fs::rename(&tmp, &path)?;
-    Ok(())
-}
-
-/// Checks the platform chain: every link, and the anchored head still in place.
-pub fn verify_platform(app: &crate::app::App) -> Result<Verdict> {
-    let conn = app.catalog.conn()?;
-    let entries: i64 = conn.query_row("SELECT count(*) FROM platform_audit", [], |r| r.get(0))?;
-    let problem = match crate::catalog::audit::verify(&conn)? {
-        Some(id) => Some(format!("platform entry {id} does not match the chain")),
-        None => match read_platform_anchor(app) {
-            Some((aid, ahash)) => {
-                let stored: Option<String> =
-                    conn.query_row("SELECT hash FROM platform_audit WHERE id = ?1", [aid], |r| r.get(0)).optional()?;
-                match stored {
-                    None => Some(format!(
-                        "the platform chain ends before entry {aid}, which was anchored: its tail was removed"
-                    )),
-                    Some(h) if h != ahash => {
-                        Some(format!("platform entry {aid} differs from its anchored hash: the chain was rewritten"))
-                    }
-                    Some(_) => None,
-                }
-            }
-            None => None,
-        },
-    };
-    Ok(Verdict { tenant: "(platform)".into(), entries: entries.max(0) as u64, ok: problem.is_none(), problem })
-}
-
-/// Records the current head of every chain that grew (every second and at shutdown), and the
-/// platform chain's head.
-pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
-    if let Err(e) = anchor_platform(app) {
-        crate::log::warn(&format!("could not anchor the platform audit chain: {}", e.log_detail()));
-    }
-    let dirty = app.audit_dirty.take();
-    let mut heads = Vec::new();
-    for id in &dirty {
-        // An open tenant's pooled connection when there is one: a fresh connection costs a
-        // schema parse (measured: 6% of a 10,000-tenant load's instructions went here).
-        let pooled = app.store.peek(id).and_then(|h| h.conn().ok());
-        let found = match pooled {
-            Some(conn) => head(&conn)?,
-            None => {
-                let Ok(conn) = crate::db::open_read_only(&app.paths.tenant_db(id)) else { continue };
-                head(&conn)?
-            }
-        };
-        if let Some(h) = found {
-            heads.push((id.clone(), h));
-        }
-    }
-    if heads.is_empty() {
-        return Ok(0);
-    }
-    let now = crate::util::now_unix();
-    app.catalog.background_write(|tx| {
-        for (id, (last, hash)) in &heads {
-            tx.execute(
-                "INSERT INTO audit_anchors(tenant_id, last_id, last_hash, anchored_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT(tenant_id) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash,
-                   anchored_at = excluded.anchored_at WHERE excluded.last_id >= audit_anchors.last_id",
-                params![id.as_str(), last, hash, now],
-            )?;
-        }
-        Ok(())
-    })?;
-    Ok(heads.len())
-}
-
-/// The anchored head of a tenant's chain.
-pub fn anchor_of(catalog: &Connection, id: &crate::ids::TenantId) -> Result<Option<(i64, String)>> {
-    Ok(catalog
-        .query_row("SELECT last_id, last_hash FROM audit_anchors WHERE tenant_id = ?1", [id.as_str()], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?)
-}
-
-/// The verdict on one tenant's chain, for `tenantd audit verify`.
-#[derive(Debug, Serialize)]
-pub struct Verdict {
-    pub tenant: String,
-    pub entries: u64,
-    pub ok: bool,
-    pub problem: Option<String>,
-}
-
-pub fn verify_tenant(app: &crate::app::App, t: &crate::catalog::tenants::TenantRecord) -> Result<Verdict> {
-    let anchor = anchor_of(&*app.catalog.conn()?, &t.id)?;
-    let conn = crate::db::open_read_only(&app.paths.tenant_db(&t.id))?;
-    let has_table: bool =
-        conn.query_row("SELECT count(*) > 0 FROM sqlite_master WHERE name = '_tenantd_audit'", [], |r| r.get(0))?;
-    let res = if has_table {
-        verify(&conn, anchor.as_ref().map(|(i, h)| (*i, h.as_str())))?
-    } else if let Some((aid, _)) = anchor {
-        Err(Broken::Truncated { anchored_id: aid })
-    } else {
-        Ok(0)
-    };
-    Ok(match res {
-        Ok(n) => Verdict { tenant: t.slug.to_string(), entries: n, ok: true, problem: None },
-        Err(b) => Verdict {
-            tenant: t.slug.to_string(),
-            entries: 0,
-            ok: false,
-            problem: Some(match b {
-                Broken::Entry(id) => {
-                    format!("entry {id} does not match the chain (edited, deleted before it, inserted or reordered)")
-                }
-                Broken::Truncated { anchored_id } => {
-                    format!("the chain ends before entry {anchored_id}, which was anchored: its tail was removed")
-                }
-                Broken::Rewritten { anchored_id } => {
-                    format!("entry {anchored_id} differs from its anchored hash: the chain was rewritten")
-                }
-            }),
-        },
-    })
 }
 
 #[cfg(test)]

@@ -100,37 +100,38 @@ PY
 
 wait_ready() { for _ in $(seq 1 100); do curl -fsS "$1" >/dev/null 2>&1 && break; sleep 0.1; done; }
 
+# Starts the server under test (on.toml) and a second one (the command in "$@"), loads them in
+# turn (see `interleave`), and stops both.
+# pair LABEL_A LABEL_B B_URL B_READY_PATH KIND COMMAND...
+pair() {
+  local alabel=$1 blabel=$2 burl=$3 bready=$4 kind=$5
+  shift 5
+  taskset -c 0 "$bin" --config "$dir/on.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
+  on_pid=$!
+  taskset -c 0 "$@" >/dev/null &
+  off_pid=$!
+  pid=$on_pid
+  trap 'kill $on_pid $off_pid 2>/dev/null || true; rm -rf "$dir" "$dir-off"' EXIT
+  wait_ready "$base/health/readiness"
+  wait_ready "$burl$bready"
+  interleave "$alabel" "$base" "$blabel" "$burl" "$kind"
+  kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+}
+
 # The resource layer on and off, point reads. The off server gets a copy of the data dir (taken
 # while no server runs), so the two processes share no file locks.
 layer_rounds() {
   local oport=$((port + 2))
   rm -rf "$dir-off"; cp -a "$dir" "$dir-off"
-  taskset -c 0 "$bin" --config "$dir/on.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
-  on_pid=$!
-  taskset -c 0 "$bin" --config "$dir/off.toml" --data-dir "$dir-off" serve --listen "127.0.0.1:$oport" &
-  off_pid=$!
-  pid=$on_pid
-  trap 'kill $on_pid $off_pid 2>/dev/null || true; rm -rf "$dir" "$dir-off"' EXIT
-  wait_ready "$base/health/readiness"
-  wait_ready "http://127.0.0.1:$oport/health/readiness"
-  interleave on "$base" off "http://127.0.0.1:$oport" cost
-  kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+  pair on off "http://127.0.0.1:$oport" /health/readiness cost \
+    "$bin" --config "$dir/off.toml" --data-dir "$dir-off" serve --listen "127.0.0.1:$oport"
   rm -rf "$dir-off"
 }
 
 # Point reads against the ceiling: a plain tiny_http "hello" with one worker.
 ceiling_rounds() {
   local hport=$((port + 1))
-  taskset -c 0 "$bin" --config "$dir/on.toml" --data-dir "$dir" serve --listen "127.0.0.1:$port" &
-  on_pid=$!
-  taskset -c 0 "$bin" bench hello --listen "127.0.0.1:$hport" >/dev/null &
-  off_pid=$!
-  pid=$on_pid
-  trap 'kill $on_pid $off_pid 2>/dev/null || true; rm -rf "$dir"' EXIT
-  wait_ready "$base/health/readiness"
-  wait_ready "http://127.0.0.1:$hport/"
-  interleave point "$base" hello "http://127.0.0.1:$hport" share
-  kill $on_pid $off_pid; wait $on_pid $off_pid 2>/dev/null || true
+  pair point hello "http://127.0.0.1:$hport" / share "$bin" bench hello --listen "127.0.0.1:$hport"
 }
 
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"

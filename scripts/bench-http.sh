@@ -7,7 +7,10 @@
 # Usage: scripts/bench-http.sh [seconds]   (installs wrk with apt-get if missing)
 #        ONLY="point create" scripts/bench-http.sh 5   runs just those operations and stops;
 #        ONLY=layer ROUNDS=10 scripts/bench-http.sh      only the layer on/off comparison;
-#        ONLY=ceiling ROUNDS=10 scripts/bench-http.sh    only point reads against the hello ceiling.
+#        ONLY=ceiling ROUNDS=10 scripts/bench-http.sh    only point reads against the hello ceiling
+#          (the published tiny_http; HELLO_FORK=1 serves hello through tenantd's fork instead);
+#        ONLY=versus OTHER=path/to/tenantd ROUNDS=10 scripts/bench-http.sh
+#          point reads of this build against another build (say, the last commit's), same data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -131,14 +134,25 @@ layer_rounds() {
 # Point reads against the ceiling: a plain tiny_http "hello" with one worker.
 ceiling_rounds() {
   local hport=$((port + 1))
-  pair point hello "http://127.0.0.1:$hport" / share "$bin" bench hello --listen "127.0.0.1:$hport"
+  pair point hello "http://127.0.0.1:$hport" / share "$bin" bench hello --listen "127.0.0.1:$hport" \
+    ${HELLO_FORK:+--fork}
+}
+
+# Point reads of this build against another one (OTHER), each on its own copy of the data.
+versus_rounds() {
+  local oport=$((port + 3))
+  [ -x "${OTHER:-}" ] || { echo "ONLY=versus needs OTHER=path/to/another/tenantd" >&2; exit 2; }
+  rm -rf "$dir-off"; cp -a "$dir" "$dir-off"
+  pair this other "http://127.0.0.1:$oport" /health/readiness share \
+    "$OTHER" --config "$dir/on.toml" --data-dir "$dir-off" serve --listen "127.0.0.1:$oport"
+  rm -rf "$dir-off"
 }
 
 echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs}s each"
 # Warm the page cache and the server's caches first, so the first measured run is not the cold one.
 taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
 for op in ${ONLY:-point list create}; do
-  [ "$op" = layer ] || [ "$op" = ceiling ] && continue
+  [ "$op" = layer ] || [ "$op" = ceiling ] || [ "$op" = versus ] && continue
   echo; echo "== $op"
   case $op in
     point) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" ;;
@@ -149,6 +163,7 @@ done
 if [ -n "${ONLY:-}" ]; then
   if [[ " $ONLY " == *" layer "* ]]; then kill $pid; wait $pid 2>/dev/null || true; layer_rounds; rm -rf "$lua"; exit 0; fi
   if [[ " $ONLY " == *" ceiling "* ]]; then kill $pid; wait $pid 2>/dev/null || true; ceiling_rounds; rm -rf "$lua"; exit 0; fi
+  if [[ " $ONLY " == *" versus "* ]]; then kill $pid; wait $pid 2>/dev/null || true; versus_rounds; rm -rf "$lua"; exit 0; fi
   echo "server: $(awk '{printf "utime %.1f s, stime %.1f s", $14/100, $15/100}' "/proc/$pid/stat")"
   curl -fsS "$base/metrics" | grep -E "busy|pool_wait" | grep -v "^#" || true
   exit 0

@@ -25,6 +25,9 @@ pub enum Error {
     /// The request body is larger than allowed.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The request's headers are too many or too large (431).
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// No usable credentials (missing, unknown, expired or revoked).
     #[error("missing or invalid credentials: send Authorization: Bearer <token>")]
     Unauthorized,

@@ -201,6 +201,77 @@ fn framing_follows_the_request_head_http10_keep_alive_and_head() {
     assert_eq!(Some(body.len().to_string()), length(get));
 }
 
+/// Sends `raw` on a fresh connection, `chunk` bytes per write, and reads until the server closes.
+fn exchange_in_chunks(s: &TestServer, raw: &[u8], chunk: usize) -> String {
+    use std::io::{Read, Write};
+    let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+    sock.set_nodelay(true).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    for piece in raw.chunks(chunk) {
+        sock.write_all(piece).unwrap();
+    }
+    let mut all = Vec::new();
+    sock.read_to_end(&mut all).unwrap();
+    String::from_utf8(all).unwrap()
+}
+
+#[test]
+fn request_heads_are_bounded_while_they_are_read() {
+    let s = TestServer::start();
+    // The fork stops at 64 KiB (65,536 bytes). Exactly one byte more is sent, and no line end,
+    // so the server has read all of it when it answers and the close is orderly.
+    let refused = |raw: Vec<u8>, status: &str, code: &str| {
+        assert_eq!(raw.len(), 65_537);
+        let text = exchange_in_chunks(&s, &raw, 8192);
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        assert!(text.contains("\r\nConnection: close\r\n"), "{text}");
+        let body = text.split("\r\n\r\n").nth(1).unwrap();
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["error"]["code"], code, "{text}");
+    };
+    let mut line = b"GET /".to_vec();
+    line.resize(65_537, b'a');
+    refused(line, "414", "uri_too_long");
+    let mut head = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\nX-Pad: ".to_vec();
+    head.resize(65_537, b'a');
+    refused(head, "431", "headers_too_large");
+    // Within the bound, a head of 60 KiB is read and answered (the app's own header limit is
+    // 32 KiB of them, so this one is refused by the app, not cut off by the reader).
+    let mut big = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: ".to_vec();
+    big.resize(60 * 1024, b'a');
+    big.extend_from_slice(b"\r\n\r\n");
+    let text = exchange_in_chunks(&s, &big, 8192);
+    assert!(text.starts_with("HTTP/1.1 431 ") && text.contains("at most 100 headers"), "{text}");
+    assert_eq!(s.get("/health/liveness").status, 200);
+}
+
+#[test]
+fn a_head_arriving_a_byte_at_a_time_is_read_whole() {
+    let s = TestServer::start();
+    let two = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\n\r\nGET /health/readiness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let text = exchange_in_chunks(&s, two, 1);
+    assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+}
+
+#[test]
+fn bare_line_ends_and_unknown_versions_are_refused_and_close() {
+    let s = TestServer::start();
+    // A front proxy may end a line at a bare LF; we must not read the same bytes differently.
+    for (raw, status, code) in [
+        (&b"GET /health/liveness HTTP/1.1\r\nX-A: a\nTransfer-Encoding: chunked\r\n\r\n"[..], "400", "bad_header"),
+        (b"GET /health/liveness HTTP/1.1\r\nX-A: a\rb\r\n\r\n", "400", "bad_header"),
+        (b"GET /health/liveness\nX HTTP/1.1\r\n\r\n", "400", "bad_request_line"),
+        (b"GET /health/liveness\r\n\r\n", "400", "bad_request_line"),
+        (b"GET /health/liveness HTTP/2.0\r\n\r\n", "505", "http_version_not_supported"),
+    ] {
+        let text = exchange_in_chunks(&s, raw, raw.len());
+        assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        assert!(text.contains("\r\nContent-Type: application/json\r\n"), "{text}");
+        assert!(text.contains(&format!("\"code\":\"{code}\"")), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer, then close: {text}");
+    }
+}
+
 #[test]
 fn a_huge_declared_body_is_refused_before_it_is_sent_and_the_server_lives() {
     use std::io::{Read, Write};
@@ -311,6 +382,6 @@ fn deep_json_and_header_floods_are_refused() {
     let names: Vec<String> = (0..150).map(|i| format!("X-Pad-{i}")).collect();
     let headers: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
     let r = s.client().request("GET", "/health/liveness", &headers, b"").unwrap();
-    assert_eq!(r.status, 400);
+    assert_eq!(r.status, 431);
     assert_eq!(r.json()["error"]["code"], "headers_too_large");
 }

@@ -44,11 +44,16 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 1_000_000)]
         entries: u64,
     },
-    /// The ceiling for HTTP benchmarks: a plain tiny_http server answering "hello" with one
-    /// worker thread and nothing else, on ADDR until interrupted (scripts/bench-http.sh).
+    /// The ceiling for HTTP benchmarks: a plain tiny_http server (the published crate, not
+    /// tenantd's fork) answering "hello" with one worker thread and nothing else, on ADDR until
+    /// interrupted (scripts/bench-http.sh).
     Hello {
         #[arg(long, default_value = "127.0.0.1:18999", value_name = "ADDR")]
         listen: String,
+        /// Serve through tenantd's fork of tiny_http instead (vendor/tiny_http), to see what the
+        /// fork's own changes are worth.
+        #[arg(long)]
+        fork: bool,
     },
     /// Open file descriptors of a live server while requests touch every tenant.
     Fds {
@@ -142,21 +147,28 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
         BenchCmd::Fds { tenants: n, max_open, dir } => bench_fds(&base, n, max_open, dir),
         BenchCmd::Limiter { decisions } => bench_limiter(decisions),
         BenchCmd::Audit { entries } => bench_audit(entries),
-        BenchCmd::Hello { listen } => hello(&listen),
+        BenchCmd::Hello { listen, fork: false } => hello_published(&listen),
+        BenchCmd::Hello { listen, fork: true } => hello_fork(&listen),
     }
 }
 
 /// What tenantd's request path is compared with: tiny_http's own accept and parse threads,
-/// one worker, a constant 5-byte answer.
-fn hello(listen: &str) -> CliResult {
-    let server = tiny_http::Server::http(listen)
-        .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
-    println!("hello server on http://{listen} (one worker); Ctrl-C stops it");
-    loop {
-        let rq = server.recv()?;
-        let _ = rq.respond(tiny_http::Response::from_string("hello"));
-    }
+/// one worker, a constant 5-byte answer; once on the published crate, once on the fork.
+macro_rules! hello_server {
+    ($name:ident, $http:ident) => {
+        fn $name(listen: &str) -> CliResult {
+            let server = $http::Server::http(listen)
+                .map_err(|e| Error::invalid("listen", format!("cannot listen on {listen}: {e}")))?;
+            println!("hello server on http://{listen} (one worker); Ctrl-C stops it");
+            loop {
+                let rq = server.recv()?;
+                let _ = rq.respond($http::Response::from_string("hello"));
+            }
+        }
+    };
 }
+hello_server!(hello_published, tiny_http_upstream);
+hello_server!(hello_fork, tiny_http);
 
 fn bench_tenants(base: &Config, n: usize, migrate_n: usize, parallel: usize, dir: Option<PathBuf>) -> CliResult {
     let scratch = Scratch::new(dir)?;

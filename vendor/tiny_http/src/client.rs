@@ -44,7 +44,18 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// tenantd patch: a version above 1.1
+    VersionNotSupported,
+    /// tenantd patch: the request line alone exceeds `MAX_HEAD_BYTES`
+    RequestLineTooLong,
+    /// tenantd patch: the request line and headers together exceed `MAX_HEAD_BYTES`
+    HeadTooLarge(HTTPVersion),
 }
+
+/// tenantd patch: the most a request head (request line, headers and their line ends) may take.
+/// The published code read heads of any length into memory. The packaged nginx site allows the
+/// same: four header buffers of 16 KiB.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
@@ -68,6 +79,25 @@ impl ClientConnection {
         }
     }
 
+    /// tenantd patch: answers a request that could not be read with a JSON error body,
+    /// `{"error":{"code","message"}}`, and `Connection: close`.
+    fn refuse(&mut self, status: u16, version: HTTPVersion, code: &str, message: &str) {
+        use std::io::Write;
+        let Some(mut writer) = self.sink.next() else { return };
+        let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
+        let reason = crate::StatusCode(status).default_reason_phrase();
+        let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+        let head = format!(
+            "HTTP/{} {status} {reason}\r\nServer: tenantd\r\nDate: {date}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            if version == HTTPVersion(1, 0) { "1.0" } else { "1.1" },
+            body.len(),
+        );
+        let _ = writer.write_all(head.as_bytes());
+        let _ = writer.write_all(body.as_bytes());
+        let _ = writer.flush();
+    }
+
     /// true if the connection is HTTPS
     pub fn secure(&self) -> bool {
         self.secure
@@ -77,52 +107,61 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// tenantd patch: `used` counts the bytes of the request head read so far; a line that would
+    /// take it past `MAX_HEAD_BYTES` is not read, and the answer is `Ok(None)`.
+    fn read_next_line(&mut self, used: &mut usize) -> IoResult<Option<AsciiString>> {
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
-
-        loop {
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
-            };
-
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
-            }
-
-            prev_byte_was_cr = byte == b'\r';
-
-            buf.push(byte);
+        let budget = MAX_HEAD_BYTES.saturating_sub(*used);
+        if !self.next_header_source.read_crlf_line(&mut buf, budget)? {
+            return Ok(None);
         }
+        *used += buf.len();
+        buf.truncate(buf.len().saturating_sub(2)); // removing the "\r\n"
+        AsciiString::from_ascii(buf)
+            .map(Some)
+            .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"))
     }
 
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        let mut used = 0;
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self
+                    .read_next_line(&mut used)
+                    .map_err(ReadError::ReadIoError)?
+                    .ok_or(ReadError::RequestLineTooLong)?;
+                if has_bare_cr_or_lf(&line) {
+                    return Err(ReadError::WrongRequestLine);
+                }
 
-                parse_request_line(
+                let parsed = parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
-                )?
+                )?;
+                if parsed.2 > (1, 1) {
+                    return Err(ReadError::VersionNotSupported);
+                }
+                parsed
             };
 
             // getting all headers
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self
+                        .read_next_line(&mut used)
+                        .map_err(ReadError::ReadIoError)?
+                        .ok_or_else(|| ReadError::HeadTooLarge(version.clone()))?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if has_bare_cr_or_lf(&line) {
+                        return Err(ReadError::WrongHeader(version));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -175,7 +214,6 @@ impl Iterator for ClientConnection {
     /// Blocks until the next Request is available.
     /// Returns None when no new Requests will come from the client.
     fn next(&mut self) -> Option<Request> {
-        use crate::{Response, StatusCode};
 
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
@@ -185,38 +223,48 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                // tenantd patch: every refusal here carries a JSON error body in tenantd's
+                // shape; the published code sent empty 400, 408 and 417 answers. After each
+                // one the connection closes: where the next request would start is unknown.
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    let message = "the request line is not `METHOD target HTTP/1.x`";
+                    self.refuse(400, HTTPVersion(1, 1), "bad_request_line", message);
+                    return None;
                 }
 
                 Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    let message = "a header line is not `Name: value` in ASCII";
+                    self.refuse(400, ver, "bad_header", message);
+                    return None;
+                }
+
+                Err(ReadError::VersionNotSupported) => {
+                    let message = "this server speaks HTTP/1.0 and HTTP/1.1";
+                    self.refuse(505, HTTPVersion(1, 1), "http_version_not_supported", message);
+                    return None;
+                }
+
+                Err(ReadError::RequestLineTooLong) => {
+                    let message = "the request line is longer than 64 KiB";
+                    self.refuse(414, HTTPVersion(1, 1), "uri_too_long", message);
+                    return None;
+                }
+
+                Err(ReadError::HeadTooLarge(ver)) => {
+                    let message = "the request line and headers together exceed 64 KiB";
+                    self.refuse(431, ver, "headers_too_large", message);
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    let message = "the request head did not arrive in time";
+                    self.refuse(408, HTTPVersion(1, 1), "request_timeout", message);
+                    return None;
                 }
 
                 Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
+                    let message = "the only expectation understood is `Expect: 100-continue`";
+                    self.refuse(417, ver, "expectation_failed", message);
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 
@@ -226,17 +274,9 @@ impl Iterator for ClientConnection {
             };
 
             // checking HTTP version
-            if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
-                continue;
-            }
+            // tenantd patch: versions above 1.1 are refused in `read`, before a request exists.
+            // The published code answered here through a second writer, which waits for the
+            // request's own writer to be dropped: the connection hung.
 
             // tenantd patch: a request with both Content-Length and Transfer-Encoding has no
             // trustworthy length (RFC 9112 section 6.1). The server answers it, and the
@@ -273,6 +313,13 @@ impl Iterator for ClientConnection {
             return Some(rq);
         }
     }
+}
+
+/// tenantd patch: a CR or LF left inside a line (its CRLF is gone) is a bare one. A front proxy
+/// may take a bare LF for a line end (RFC 9112 section 2.2 allows it), so a line that holds one
+/// is refused rather than read differently from the proxy.
+fn has_bare_cr_or_lf(line: &AsciiString) -> bool {
+    line.as_bytes().iter().any(|&b| b == b'\r' || b == b'\n')
 }
 
 /// Parses a "HTTP/1.1" string.

@@ -1,5 +1,5 @@
 use std::io::Result as IoResult;
-use std::io::{Read, Write};
+use std::io::{BufRead, Error as IoError, ErrorKind, Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
@@ -124,6 +124,70 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     }
 }
 
+// tenantd patch: the request head is read a line at a time out of the buffered reader's
+// buffer. The published code read it one byte at a time through `Read::bytes`, about a hundred
+// instructions per byte, and without any bound on its length.
+impl<R: BufRead + Send> SequentialReader<R> {
+    /// Appends the next line, up to and including its `\r\n`, to `line`, and returns `Ok(true)`.
+    /// A bare `\n` does not end a line. Returns `Ok(false)` without consuming more once `line`
+    /// would exceed `limit` bytes, and an `UnexpectedEof` error when the stream ends first.
+    pub fn read_crlf_line(&mut self, line: &mut Vec<u8>, limit: usize) -> IoResult<bool> {
+        let reader = self.turn()?;
+        loop {
+            let available = match reader.fill_buf() {
+                Ok(available) => available,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                return Err(IoError::new(ErrorKind::UnexpectedEof, "Unexpected EOF"));
+            }
+            let start = line.len();
+            let (taken, done) = match crlf_end(line.last().copied(), available) {
+                Some(end) => (end, true),
+                None => (available.len(), false),
+            };
+            if start + taken > limit {
+                return Ok(false);
+            }
+            line.extend_from_slice(&available[..taken]);
+            reader.consume(taken);
+            if done {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The reader, once the previous request has handed it over.
+    fn turn(&mut self) -> IoResult<&mut R> {
+        if let SequentialReaderInner::Waiting(ref recv) = self.inner {
+            let reader = recv
+                .recv()
+                .map_err(|_| IoError::new(ErrorKind::BrokenPipe, "previous reader vanished"))?;
+            self.inner = SequentialReaderInner::MyTurn(reader);
+        }
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Ok(reader),
+            _ => Err(IoError::new(ErrorKind::BrokenPipe, "reader already handed on")),
+        }
+    }
+}
+
+/// The length of `bytes` up to and including the first `\n` that follows a `\r`; `last` is the
+/// byte read just before `bytes`.
+fn crlf_end(last: Option<u8>, bytes: &[u8]) -> Option<usize> {
+    let mut from = 0;
+    while let Some(at) = bytes[from..].iter().position(|&b| b == b'\n') {
+        let at = from + at;
+        let before = if at == 0 { last } else { Some(bytes[at - 1]) };
+        if before == Some(b'\r') {
+            return Some(at + 1);
+        }
+        from = at + 1;
+    }
+    None
+}
+
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
         if let Some(v) = self.trigger.as_mut() {
@@ -172,3 +236,4 @@ where
         self.on_finish.send(()).ok();
     }
 }
+

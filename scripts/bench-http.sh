@@ -10,7 +10,8 @@
 #        ONLY=ceiling ROUNDS=10 scripts/bench-http.sh    only point reads against the hello ceiling
 #          (the published tiny_http; HELLO_FORK=1 serves hello through tenantd's fork instead);
 #        ONLY=versus OTHER=path/to/tenantd ROUNDS=10 scripts/bench-http.sh
-#          point reads of this build against another build (say, the last commit's), same data.
+#          point reads of this build against another build (say, the last commit's), same data;
+#          LOAD_OP=create compares creates instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -58,11 +59,13 @@ wrk.method = "POST"
 wrk.body = '{"name": "Created by wrk", "company": "Load", "status": "lead"}'
 wrk.headers["Content-Type"] = "application/json"
 LUA
-# One wrk slice against a running server: point reads with the token, or plain GETs of the
-# hello server. Prints requests/s.
+# One wrk slice against a running server: point reads with the token (creates with
+# LOAD_OP=create), or plain GETs of the hello server. Prints requests/s.
 load() { # load NAME URL SECONDS
   if [ "$1" = hello ]; then
     taskset -c 1 wrk -t1 -c16 -d"$3s" "$2/"
+  elif [ "${LOAD_OP:-point}" = create ]; then
+    taskset -c 1 wrk -t1 -c16 -d"$3s" -H "Authorization: Bearer $token" -s "$lua/create.lua" "$2/api/v1/t/bench/customers"
   else
     taskset -c 1 wrk -t1 -c16 -d"$3s" -H "Authorization: Bearer $token" -s "$lua/point.lua" "$2"
   fi | awk '/Requests\/sec/ {print $2}'
@@ -71,7 +74,8 @@ load() { # load NAME URL SECONDS
 # Two servers run at the same time (both on CPU 0; the idle one costs nothing) and are loaded in
 # turn, ROUNDS (default 3) × SLICE (default 2) seconds each, so the VM's slow swings in speed hit
 # both alike. Prints both series, their medians, and the median ratio of adjacent slices:
-# KIND "cost" reads A as B plus a cost, "share" reads A as a share of B.
+# KIND "cost" reads A as B plus a cost, "share" reads A as a share of B (against the 50%
+# target), "versus" compares two builds.
 interleave() { # interleave A URL_A B URL_B KIND
   local rounds=${ROUNDS:-3} slice=${SLICE:-2} out="$dir/interleave-$1-$3.txt"
   load "$1" "$2" 2 >/dev/null
@@ -92,7 +96,10 @@ for name in (a, b):
     print(f"{name}: " + " ".join(f"{x:.0f}" for x in runs[name]))
 ma, mb = statistics.median(runs[a]), statistics.median(runs[b])
 pair = statistics.median(x / y for x, y in zip(runs[a], runs[b]))
-if kind == "cost":
+if kind == "versus":
+    print(f"median {a} {ma:.0f}, {b} {mb:.0f}: {a} at {100 * ma / mb:.1f}% of {b} "
+          f"(median of the {len(runs[a])} adjacent pairs: {100 * pair:.1f}%)")
+elif kind == "cost":
     print(f"median {a} {ma:.0f}, {b} {mb:.0f}: the layer costs {100 * (1 - ma / mb):.1f}% of point-read throughput "
           f"(median of the {len(runs[a])} adjacent pairs: {100 * (1 - pair):.1f}%)")
 else:
@@ -143,7 +150,7 @@ versus_rounds() {
   local oport=$((port + 3))
   [ -x "${OTHER:-}" ] || { echo "ONLY=versus needs OTHER=path/to/another/tenantd" >&2; exit 2; }
   rm -rf "$dir-off"; cp -a "$dir" "$dir-off"
-  pair this other "http://127.0.0.1:$oport" /health/readiness share \
+  pair this other "http://127.0.0.1:$oport" /health/readiness versus \
     "$OTHER" --config "$dir/on.toml" --data-dir "$dir-off" serve --listen "127.0.0.1:$oport"
   rm -rf "$dir-off"
 }

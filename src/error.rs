@@ -25,6 +25,9 @@ pub enum Error {
     /// The request body is larger than allowed.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// Nothing was done, through no fault of the request; sending it again will likely work (503).
+    #[error("{0}")]
+    Retry(String),
     /// The request's headers are too many or too large (431).
     #[error("{0}")]
     HeadersTooLarge(String),

@@ -219,6 +219,7 @@ pub fn detailed(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     push("pool:waits", json!(n(&crate::db::POOL_WAITS)), "");
     push("pool:waitSeconds", json!(n(&crate::db::POOL_WAIT_MICROS) as f64 / 1e6), "s");
     push("sqlite:busyRetries", json!(n(&crate::db::BUSY_RETRIES)), "");
+    push("sqlite:groupCommits", json!(n(&crate::store::group::GROUPS)), "");
     push("cache:directoryHitRatio", hit_ratio(n(&app.directory.hits), n(&app.directory.misses)), "");
     push("cache:authHitRatio", hit_ratio(n(&app.auth.hits), n(&app.auth.misses)), "");
     let caches = app.cache_stats();

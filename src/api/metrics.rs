@@ -57,6 +57,16 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
         n(&crate::db::POOL_WAIT_MICROS) / 1e6,
     );
     out.counter(
+        "tenantd_group_commits_total",
+        "Commits that carried more than one data API write (group commit).",
+        n(&crate::store::group::GROUPS),
+    );
+    out.counter(
+        "tenantd_group_commit_joins_total",
+        "Data API writes that joined a transaction another write had left open for them.",
+        n(&crate::store::group::JOINED),
+    );
+    out.counter(
         "tenantd_sqlite_busy_retries_total",
         "Times a statement found the database locked and retried.",
         n(&crate::db::BUSY_RETRIES),

@@ -17,12 +17,38 @@ fn body(req: &Req) -> Result<Value> {
 pub struct Work {
     app: std::sync::Arc<crate::app::App>,
     pub handle: std::sync::Arc<crate::store::TenantHandle>,
-    /// The tenant's writer for writes (held until the work is dropped), a pooled connection
-    /// for reads.
-    pub conn: crate::store::TenantConn,
-    budgeted: bool,
+    /// The tenant's writer for writes (held until the work is dropped or `write` lets it go),
+    /// a pooled connection for reads.
+    pub conn: Held,
     /// Present on writes when data changes are audited.
     audit: Option<AuditCtx>,
+}
+
+/// A request's tenant connection with its budgets on. Dropping it takes the budgets off and,
+/// for the writer, commits a group transaction left open for it unless another writer queues
+/// (see `store::group`).
+pub struct Held {
+    conn: crate::store::TenantConn,
+    handle: std::sync::Arc<crate::store::TenantHandle>,
+    budgeted: bool,
+}
+
+impl std::ops::Deref for Held {
+    type Target = crate::store::TenantConn;
+    fn deref(&self) -> &crate::store::TenantConn {
+        &self.conn
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.budgeted {
+            crate::limits::unbudget(&self.conn);
+        }
+        if let crate::store::TenantConn::Writer(w) = &self.conn {
+            self.handle.group.release(w);
+        }
+    }
 }
 
 /// Who and where, for the audit entry written with each change (built for writes only, so
@@ -43,7 +69,8 @@ impl Work {
         let t = ctx.tenant()?;
         let opened = ctx.app.open_tenant(t)?;
         let conn = match write {
-            Some(_) => crate::store::TenantConn::Writer(opened.handle.writer()?),
+            // The write joins a group transaction a previous write may have left open.
+            Some(_) => crate::store::TenantConn::Writer(opened.handle.writer_for_group()?),
             None => opened.handle.read_conn()?,
         };
         let budgeted = ctx.app.config.limits.enabled;
@@ -59,34 +86,78 @@ impl Work {
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
         });
-        Ok(Work { app: ctx.app.clone(), handle: opened.handle, conn, budgeted, audit })
+        let conn = Held { conn, handle: opened.handle.clone(), budgeted };
+        Ok(Work { app: ctx.app.clone(), handle: opened.handle, conn, audit })
+    }
+
+    /// A transaction of its own on the writer, for a write that is not a data API write (the
+    /// group transaction a previous write may have left open is committed first).
+    pub fn own_transaction(&self) -> Result<crate::db::WriteTx<'_>> {
+        self.handle.group.settle(&self.conn);
+        Ok(crate::db::WriteTx::begin(&self.conn)?)
     }
 
     pub fn schema(&self) -> Result<std::sync::Arc<query::SchemaInfo>> {
         self.handle.schema_info(&self.conn)
     }
 
-    /// One write to `table` in a `BEGIN IMMEDIATE` transaction, with its audit entry in the
-    /// same transaction (both or neither), metered as one row written. `f` returns its result,
-    /// the record's id and the audit details (column names, never values).
-    /// Takes the work by value: the tenant's writer is released as soon as the write returns,
-    /// not when the caller has finished building its response.
+    /// One write to `table`, with its audit entry in the same transaction (both or neither),
+    /// metered as one row written. `f` returns its result, the record's id and the audit
+    /// details (column names, never values).
+    ///
+    /// The transaction is the tenant's group transaction (`store::group`): when other writes
+    /// queue for the writer, this one leaves it open for them, lets the writer go and waits for
+    /// the commit; the last one commits. Either way this returns only once the write is
+    /// committed, or with the error that undid it.
     pub fn write<T>(
         self,
         table: &str,
         action: &str,
         f: impl FnOnce(&rusqlite::Connection, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
     ) -> Result<T> {
+        let group = &self.handle.group;
+        let generation = group.join(&self.conn)?;
+        let done = self.write_in_group(table, action, f);
+        let after = group.end(&self.conn, generation, done.is_ok())?;
+        let (out, table) = done?;
+        let Work { app, handle, conn, audit } = self;
+        if let crate::store::group::After::Wait(generation) = after {
+            drop(conn);
+            handle.group.wait(generation)?;
+        } else {
+            drop(conn);
+        }
+        app.store.after_write(&handle);
+        // After the commit, before the response: cached lists of this table are stale now.
+        app.query_cache.bump(&handle.id, &table);
+        if let Some(a) = &audit {
+            a.app.audit_dirty.mark(&a.tenant);
+            if action == "record.delete" {
+                crate::security::threats::deleted(&a.app, &a.tenant, &a.slug, &a.actor, crate::util::now_unix());
+            }
+        }
+        crate::limits::meter::rows(0, 1);
+        Ok(out)
+    }
+
+    /// The write itself, inside the group transaction's savepoint. Returns `f`'s result and
+    /// the table's name.
+    fn write_in_group<T>(
+        &self,
+        table: &str,
+        action: &str,
+        f: impl FnOnce(&rusqlite::Connection, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
+    ) -> Result<(T, String)> {
         // The schema is read inside the write transaction: it is the one the write sees, and
         // the read shares the transaction's lock instead of taking one of its own.
-        let tx = crate::db::WriteTx::begin(&self.conn)?;
+        let tx: &rusqlite::Connection = &self.conn;
         let schema = self.schema()?;
         let table = schema.table(table)?;
-        let (out, id, details) = f(&tx, table, &self.handle.stats)?;
+        let (out, id, details) = f(tx, table, &self.handle.stats)?;
         if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);
             crate::audit::append(
-                &tx,
+                tx,
                 crate::util::now_unix(),
                 &crate::audit::Entry {
                     actor: &a.actor,
@@ -101,18 +172,7 @@ impl Work {
                 },
             )?;
         }
-        tx.commit()?;
-        self.app.store.after_write(&self.handle);
-        // After the commit, before the response: cached lists of this table are stale now.
-        self.app.query_cache.bump(&self.handle.id, &table.name);
-        if let Some(a) = &self.audit {
-            a.app.audit_dirty.mark(&a.tenant);
-            if action == "record.delete" {
-                crate::security::threats::deleted(&a.app, &a.tenant, &a.slug, &a.actor, crate::util::now_unix());
-            }
-        }
-        crate::limits::meter::rows(0, 1);
-        Ok(out)
+        Ok((out, table.name.clone()))
     }
 }
 
@@ -123,14 +183,6 @@ pub fn columns_of(values: &[(String, rusqlite::types::Value)]) -> Value {
 
 fn record_id(record: &serde_json::Map<String, Value>, table: &query::Table) -> i64 {
     record.get(&table.pk).and_then(Value::as_i64).unwrap_or(0)
-}
-
-impl Drop for Work {
-    fn drop(&mut self) {
-        if self.budgeted {
-            crate::limits::unbudget(&self.conn);
-        }
-    }
 }
 
 /// `GET /{table}`: served from the query result cache when this table has not been written

@@ -4,6 +4,7 @@
 
 pub mod advisor;
 pub mod fleet;
+pub mod group;
 mod introspect;
 pub mod query;
 pub mod schema;
@@ -75,6 +76,8 @@ pub struct TenantHandle {
     ceiling: AtomicU64,
     /// The file's page size, read once (0 before).
     page_size: AtomicU64,
+    /// The transaction data API writes share on the writer (see `group`).
+    pub group: group::Group,
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -159,8 +162,20 @@ impl TenantHandle {
     ///   transaction. Writers taking turns on pooled connections re-read every b-tree page they
     ///   touch (13 `pread`s per create); the one writer keeps its cache.
     ///
-    /// Never call this while already holding it (the mutex is not reentrant).
+    /// A group transaction that data API writes left open is committed before this returns
+    /// (see `group`). Never call this while already holding it (the mutex is not reentrant).
     pub fn writer(&self) -> Result<Writer> {
+        let w = self.lock_writer()?;
+        self.group.settle(&w);
+        Ok(w)
+    }
+
+    /// `writer`, for a data API write that joins an open group transaction (`Work::write`).
+    pub fn writer_for_group(&self) -> Result<Writer> {
+        self.lock_writer()
+    }
+
+    fn lock_writer(&self) -> Result<Writer> {
         let cell = {
             let mut slot = self.writer.lock();
             match slot.as_ref() {
@@ -179,7 +194,15 @@ impl TenantHandle {
                 self.id
             )));
         }
-        Ok(cell.lock_arc())
+        if let Some(w) = cell.try_lock_arc() {
+            return Ok(w);
+        }
+        // Counted while blocked: a write that sees someone queued may leave its group
+        // transaction open for them (see `group`).
+        self.group.queued.fetch_add(1, Ordering::AcqRel);
+        let w = cell.lock_arc();
+        self.group.queued.fetch_sub(1, Ordering::AcqRel);
+        Ok(w)
     }
 
     /// A connection for a read: an idle pooled one, else the writer's if no one holds it, else
@@ -189,7 +212,9 @@ impl TenantHandle {
     pub fn read_conn(&self) -> Result<TenantConn> {
         if self.pool.state().idle_connections == 0 {
             let writer = self.writer.lock().as_ref().and_then(|w| w.try_lock_arc());
-            if let Some(guard) = writer {
+            // Not while a group transaction is open on it: the read would see its writes
+            // before they are committed.
+            if let Some(guard) = writer.filter(|_| !self.group.is_open()) {
                 let key = Arc::as_ptr(ArcMutexGuard::mutex(&guard)) as usize;
                 BORROWED.with(|b| b.borrow_mut().push(key));
                 return Ok(TenantConn::Borrowed(BorrowedWriter { guard, key }));
@@ -458,6 +483,7 @@ impl TenantStore {
                 checkpoint_queued: AtomicBool::new(false),
                 ceiling: AtomicU64::new(UNKNOWN),
                 page_size: AtomicU64::new(0),
+                group: Default::default(),
             },
             migrated_from,
         ))

@@ -73,7 +73,10 @@ impl Work {
             Some(_) => crate::store::TenantConn::Writer(opened.handle.writer_for_group()?),
             None => opened.handle.read_conn()?,
         };
+        // Held at once: if anything below fails, its drop still lets go of the writer properly
+        // (a group transaction left open for this request is committed, or left to the next).
         let budgeted = ctx.app.config.limits.enabled;
+        let conn = Held { conn, handle: opened.handle.clone(), budgeted };
         if budgeted {
             crate::limits::budget(ctx.app, t, &opened.handle, &conn, write)?;
         }
@@ -86,7 +89,6 @@ impl Work {
             user_agent: req.header("user-agent").map(str::to_string),
             request_id: req.id.clone(),
         });
-        let conn = Held { conn, handle: opened.handle.clone(), budgeted };
         Ok(Work { app: ctx.app.clone(), handle: opened.handle, conn, audit })
     }
 
@@ -118,14 +120,12 @@ impl Work {
         let group = &self.handle.group;
         let generation = group.join(&self.conn)?;
         let done = self.write_in_group(table, action, f);
-        let after = group.end(&self.conn, generation, done.is_ok())?;
+        let after = group.end(&self.conn, generation, done.as_ref().err())?;
         let (out, table) = done?;
         let Work { app, handle, conn, audit } = self;
+        drop(conn);
         if let crate::store::group::After::Wait(generation) = after {
-            drop(conn);
-            handle.group.wait(generation)?;
-        } else {
-            drop(conn);
+            wait_for_commit(&handle, generation)?;
         }
         app.store.after_write(&handle);
         // After the commit, before the response: cached lists of this table are stale now.
@@ -154,6 +154,11 @@ impl Work {
         let schema = self.schema()?;
         let table = schema.table(table)?;
         let (out, id, details) = f(tx, table, &self.handle.stats)?;
+        if tx.is_autocommit() {
+            // A statement inside `f` failed in a way that made SQLite roll the transaction
+            // back while `f` went on: nothing of this write may be kept now.
+            return Err(crate::error::Error::Retry("the write's transaction was rolled back; send it again".into()));
+        }
         if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);
             crate::audit::append(
@@ -173,6 +178,19 @@ impl Work {
             )?;
         }
         Ok((out, table.name.clone()))
+    }
+}
+
+/// Waits for the group commit `generation` this write left open. The write that takes the
+/// writer next commits it; should that ever not happen, the waiter takes the writer itself after
+/// a while, which commits whatever group is open (`TenantHandle::writer`), so no request can hang
+/// on a transaction nobody will end.
+fn wait_for_commit(handle: &crate::store::TenantHandle, generation: u64) -> Result<()> {
+    loop {
+        if let Some(outcome) = handle.group.wait_for(generation, std::time::Duration::from_millis(200)) {
+            return outcome;
+        }
+        drop(handle.writer()?);
     }
 }
 

@@ -23,15 +23,16 @@ use rusqlite::Connection;
 
 use crate::error::{Error, Result};
 
-/// Writes per group at most: a steady stream of writers still commits this often.
+/// Writes per group at most, and how long it stays open at most: a steady stream of writers
+/// still commits this often.
 const MAX_WRITES: usize = 32;
+const MAX_OPEN: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Writes that joined a transaction another write had left open (for `/metrics`).
 pub static JOINED: AtomicU64 = AtomicU64::new(0);
 /// Group commits, i.e. commits of more than one write.
 pub static GROUPS: AtomicU64 = AtomicU64::new(0);
 
-#[derive(Default)]
 pub struct Group {
     state: Mutex<State>,
     finished: Condvar,
@@ -39,6 +40,20 @@ pub struct Group {
     pub(super) queued: AtomicUsize,
     /// A transaction is open on the writer (mirrors `state.open` for lock-free readers).
     open: AtomicBool,
+    /// `MAX_OPEN`, but for tests.
+    max_open: std::time::Duration,
+}
+
+impl Default for Group {
+    fn default() -> Group {
+        Group {
+            state: Mutex::default(),
+            finished: Condvar::new(),
+            queued: AtomicUsize::new(0),
+            open: AtomicBool::new(false),
+            max_open: MAX_OPEN,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -57,6 +72,8 @@ struct Open {
     in_write: bool,
     /// Writes that left it open and wait for its end.
     waiting: usize,
+    /// When it began: a group commits within `MAX_OPEN` even while writers keep queueing.
+    since: std::time::Instant,
 }
 
 #[derive(Clone)]
@@ -83,6 +100,7 @@ impl Failure {
 
 /// What the write that just ended must do next.
 #[must_use]
+#[derive(Debug)]
 pub enum After {
     /// Its part is committed (or undone, for a failed write): answer.
     Done,
@@ -129,7 +147,8 @@ impl Group {
             None => {
                 conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
                 st.generation += 1;
-                st.open = Some(Open { generation: st.generation, writes: 0, in_write: false, waiting: 0 });
+                let since = std::time::Instant::now();
+                st.open = Some(Open { generation: st.generation, writes: 0, in_write: false, waiting: 0, since });
                 self.open.store(true, Ordering::Release);
                 st.generation
             }
@@ -141,6 +160,9 @@ impl Group {
         }
         if let Some(open) = st.open.as_mut() {
             open.in_write = true;
+            // Every write counts towards the bound, kept or not: a stream of failing writes
+            // must not keep the group open either.
+            open.writes += 1;
         }
         Ok(generation)
     }
@@ -148,44 +170,64 @@ impl Group {
     /// Ends the write `join` started: keeps it (`ok`) or undoes it, then leaves the transaction
     /// open for a queued writer or commits it. Returns the commit's error if this write's own
     /// part was lost with it.
-    pub fn end(&self, conn: &Connection, generation: u64, ok: bool) -> Result<After> {
+    /// `error` is the write's own error, if it failed.
+    pub fn end(&self, conn: &Connection, generation: u64, error: Option<&Error>) -> Result<After> {
         let mut st = self.state.lock();
         if let Some(open) = st.open.as_mut() {
             open.in_write = false;
         }
+        let ok = error.is_none();
         let kept = ok && conn.prepare_cached(RELEASE).and_then(|mut s| s.execute([])).is_ok();
         if !kept {
             undo_write(conn);
         }
+        // A write that succeeded but could not be kept must not be answered as done.
+        let lost = || Error::Retry("the write could not be kept; send it again".into());
         if conn.is_autocommit() {
-            // SQLite rolled the whole transaction back (I/O error, disk full): everyone in it
-            // failed.
-            let failure = Failure { code: None, message: LOST.into() };
+            // SQLite rolled the whole transaction back (I/O error, full disk, interrupt):
+            // everyone in it failed.
+            let code = match error {
+                Some(Error::Sqlite(e)) => e.sqlite_error_code(),
+                _ => None,
+            };
+            let failure = Failure { code, message: LOST.into() };
             self.finish(&mut st, generation, Some(failure.clone()));
-            return if kept { Err(failure.to_error()) } else { Ok(After::Done) };
+            return if ok { Err(failure.to_error()) } else { Ok(After::Done) };
         }
         let queued = self.queued.load(Ordering::Acquire) > 0;
-        if let Some(open) = st.open.as_mut().filter(|o| o.generation == generation) {
-            if kept {
-                open.writes += 1;
-            }
-            if queued && open.writes < MAX_WRITES {
+        if let Some(open) = st.open.as_ref().filter(|o| o.generation == generation) {
+            let young = open.since.elapsed() < self.max_open;
+            if queued && young && open.writes < MAX_WRITES {
                 if !kept {
-                    return Ok(After::Done);
+                    return if ok { Err(lost()) } else { Ok(After::Done) };
                 }
-                open.waiting += 1;
+                if let Some(open) = st.open.as_mut() {
+                    open.waiting += 1;
+                }
                 return Ok(After::Wait(generation));
             }
         }
         match self.commit(&mut st, conn) {
             Some(f) if kept => Err(f.to_error()),
+            _ if ok && !kept => Err(lost()),
             _ => Ok(After::Done),
         }
     }
 
     /// Waits, without the writer, for the end of the transaction `generation` that this write
     /// left open.
+    #[cfg(test)]
     pub fn wait(&self, generation: u64) -> Result<()> {
+        loop {
+            if let Some(outcome) = self.wait_for(generation, std::time::Duration::from_secs(60)) {
+                return outcome;
+            }
+        }
+    }
+
+    /// `wait`, for at most `timeout`: `None` if the transaction has not ended by then.
+    pub fn wait_for(&self, generation: u64, timeout: std::time::Duration) -> Option<Result<()>> {
+        let deadline = std::time::Instant::now() + timeout;
         let mut st = self.state.lock();
         loop {
             if let Some((left, failure)) = st.outcomes.get_mut(&generation) {
@@ -194,9 +236,11 @@ impl Group {
                 if *left == 0 {
                     st.outcomes.remove(&generation);
                 }
-                return result;
+                return Some(result);
             }
-            self.finished.wait(&mut st);
+            if self.finished.wait_until(&mut st, deadline).timed_out() {
+                return None;
+            }
         }
     }
 
@@ -232,6 +276,12 @@ impl Group {
     /// Commits the open transaction, if any, and tells its waiting writes how it ended.
     fn commit(&self, st: &mut State, conn: &Connection) -> Option<Failure> {
         let generation = st.open.as_ref()?.generation;
+        if conn.is_autocommit() {
+            // Rolled back already (an interrupt or I/O error in a write that then panicked).
+            let failure = Failure { code: None, message: LOST.into() };
+            self.finish(st, generation, Some(failure.clone()));
+            return Some(failure);
+        }
         let failure = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).err().map(|e| Failure::of(&e));
         if failure.is_some() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
@@ -271,6 +321,15 @@ mod tests {
         s.query_map([], |r| r.get(0)).unwrap().map(|r| r.unwrap()).collect()
     }
 
+    /// A group that stays open as long as a test needs (the real one commits within 5 ms).
+    fn group() -> Group {
+        Group { max_open: std::time::Duration::from_secs(3600), ..Group::default() }
+    }
+
+    fn failed() -> Error {
+        Error::invalid("test", "this write failed")
+    }
+
     fn insert(conn: &Connection, v: &str) -> bool {
         conn.execute("INSERT INTO t (v) VALUES (?1)", [v]).is_ok()
     }
@@ -278,10 +337,10 @@ mod tests {
     #[test]
     fn a_write_alone_commits_at_once() {
         let (dir, conn) = db();
-        let g = Group::default();
+        let g = group();
         let generation = g.join(&conn).unwrap();
         assert!(insert(&conn, "a"));
-        assert!(matches!(g.end(&conn, generation, true).unwrap(), After::Done));
+        assert!(matches!(g.end(&conn, generation, None).unwrap(), After::Done));
         assert!(!g.is_open() && conn.is_autocommit());
         assert_eq!(rows(&dir), ["a"]);
     }
@@ -289,11 +348,11 @@ mod tests {
     #[test]
     fn queued_writers_share_one_commit_and_a_failed_one_is_undone_alone() {
         let (dir, conn) = db();
-        let g = Group::default();
+        let g = group();
         g.queued.store(1, Ordering::SeqCst); // someone waits for the writer
         let first = g.join(&conn).unwrap();
         assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, first, true).unwrap() else { panic!("should leave it open") };
+        let After::Wait(waiting) = g.end(&conn, first, None).unwrap() else { panic!("should leave it open") };
         assert!(g.is_open());
         assert!(rows(&dir).is_empty(), "nothing is visible before the commit");
         // The next write joins, inserts and then fails (a duplicate): undone alone.
@@ -301,13 +360,13 @@ mod tests {
         assert_eq!(second, first);
         assert!(insert(&conn, "b"));
         assert!(!insert(&conn, "a"));
-        assert!(matches!(g.end(&conn, second, false).unwrap(), After::Done));
+        assert!(matches!(g.end(&conn, second, Some(&failed())).unwrap(), After::Done));
         assert!(g.is_open(), "still someone queued: left open for them");
         // The last one finds no one queued and commits for everybody.
         g.queued.store(0, Ordering::SeqCst);
         let third = g.join(&conn).unwrap();
         assert!(insert(&conn, "c"));
-        assert!(matches!(g.end(&conn, third, true).unwrap(), After::Done));
+        assert!(matches!(g.end(&conn, third, None).unwrap(), After::Done));
         assert!(!g.is_open());
         g.wait(waiting).unwrap();
         assert_eq!(rows(&dir), ["a", "c"]);
@@ -317,16 +376,16 @@ mod tests {
     #[test]
     fn a_failed_commit_fails_every_write_in_the_group() {
         let (dir, conn) = db();
-        let g = Group::default();
+        let g = group();
         g.queued.store(1, Ordering::SeqCst);
         let generation = g.join(&conn).unwrap();
         assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, generation, true).unwrap() else { panic!("should leave it open") };
+        let After::Wait(waiting) = g.end(&conn, generation, None).unwrap() else { panic!("should leave it open") };
         g.queued.store(0, Ordering::SeqCst);
         conn.commit_hook(Some(|| true)).unwrap(); // turns the COMMIT into a rollback
         let last = g.join(&conn).unwrap();
         assert!(insert(&conn, "b"));
-        assert!(g.end(&conn, last, true).is_err(), "the committer gets the error");
+        assert!(g.end(&conn, last, None).is_err(), "the committer gets the error");
         assert!(g.wait(waiting).is_err(), "and so does the write that waited");
         conn.commit_hook(None::<fn() -> bool>).unwrap();
         assert!(conn.is_autocommit() && !g.is_open());
@@ -336,11 +395,11 @@ mod tests {
     #[test]
     fn other_users_of_the_writer_commit_an_open_group_first() {
         let (dir, conn) = db();
-        let g = Group::default();
+        let g = group();
         g.queued.store(1, Ordering::SeqCst);
         let generation = g.join(&conn).unwrap();
         assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, generation, true).unwrap() else { panic!("should leave it open") };
+        let After::Wait(waiting) = g.end(&conn, generation, None).unwrap() else { panic!("should leave it open") };
         // A holder that does not write (`release`) leaves it to a queued writer, but commits
         // when there is none; `settle` always commits.
         g.release(&conn);
@@ -356,16 +415,57 @@ mod tests {
     fn a_write_abandoned_midway_is_undone_before_the_group_commits() {
         // A panic between `join` and `end` drops the writer through `release`.
         let (dir, conn) = db();
-        let g = Group::default();
+        let g = group();
         g.queued.store(1, Ordering::SeqCst);
         let first = g.join(&conn).unwrap();
         assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, first, true).unwrap() else { panic!("should leave it open") };
+        let After::Wait(waiting) = g.end(&conn, first, None).unwrap() else { panic!("should leave it open") };
         g.queued.store(0, Ordering::SeqCst);
         g.join(&conn).unwrap();
         assert!(insert(&conn, "half"));
         g.release(&conn);
         g.wait(waiting).unwrap();
         assert_eq!(rows(&dir), ["a"]);
+    }
+
+    #[test]
+    fn failing_writes_count_towards_the_bound_and_old_groups_commit() {
+        let (dir, conn) = db();
+        let g = group();
+        g.queued.store(1, Ordering::SeqCst);
+        let first = g.join(&conn).unwrap();
+        assert!(insert(&conn, "a"));
+        let After::Wait(waiting) = g.end(&conn, first, None).unwrap() else { panic!("should leave it open") };
+        for _ in 1..MAX_WRITES - 1 {
+            let generation = g.join(&conn).unwrap();
+            assert!(matches!(g.end(&conn, generation, Some(&failed())).unwrap(), After::Done));
+            assert!(g.is_open());
+        }
+        // The 32nd write, failed too, commits although someone is still queued.
+        let last = g.join(&conn).unwrap();
+        assert!(matches!(g.end(&conn, last, Some(&failed())).unwrap(), After::Done));
+        assert!(!g.is_open());
+        g.wait(waiting).unwrap();
+        assert_eq!(rows(&dir), ["a"]);
+        // And a group older than its limit commits at once.
+        let young = Group { max_open: std::time::Duration::ZERO, ..Group::default() };
+        young.queued.store(1, Ordering::SeqCst);
+        let generation = young.join(&conn).unwrap();
+        assert!(insert(&conn, "b"));
+        assert!(matches!(young.end(&conn, generation, None).unwrap(), After::Done));
+        assert_eq!(rows(&dir), ["a", "b"]);
+        assert!(young.wait_for(generation, std::time::Duration::ZERO).is_none(), "nobody waits on it");
+    }
+
+    #[test]
+    fn a_write_whose_transaction_vanished_is_not_reported_done() {
+        let (dir, conn) = db();
+        let g = group();
+        let generation = g.join(&conn).unwrap();
+        assert!(insert(&conn, "a"));
+        conn.execute_batch("ROLLBACK").unwrap(); // as SQLite does after an I/O error
+        let err = g.end(&conn, generation, None).unwrap_err();
+        assert!(matches!(err, Error::Retry(_)), "{err:?}");
+        assert!(!g.is_open() && rows(&dir).is_empty());
     }
 }

@@ -227,7 +227,7 @@ pub fn new_key(ctx: &Ctx<'_>, name: &str, scope: &str, tables: Option<&[String]>
     let t = ctx.tenant()?;
     if let Some(tables) = tables {
         let opened = ctx.app.open_tenant(t)?;
-        let conn = opened.handle.conn()?;
+        let conn = opened.handle.read_conn()?;
         let schema = opened.handle.schema_info(&conn)?;
         for table in tables {
             schema.table(table)?;

@@ -48,7 +48,7 @@ fn responses(ok_code: &str, ok: Value) -> Value {
 pub fn spec(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let opened = ctx.app.open_tenant(t)?;
-    let conn = opened.handle.conn()?;
+    let conn = opened.handle.read_conn()?;
     let schema = opened.handle.schema_info(&conn)?;
     let mut paths = Map::new();
     let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer", "minimum": 1}});

@@ -12,7 +12,7 @@ use crate::http::{Ctx, Req, Resp};
 pub fn public_info(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let opened = ctx.app.open_tenant(t)?;
-    opened.handle.conn()?.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
+    opened.handle.read_conn()?.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))?;
     let config = ctx.app.tenant_config.get(&ctx.app.catalog, &t.id)?;
     let branding = &config.branding;
     Ok(Resp::json(

@@ -273,6 +273,51 @@ fn bare_line_ends_and_unknown_versions_are_refused_and_close() {
 }
 
 #[test]
+fn a_refused_body_is_drained_when_small_and_ends_the_connection_when_large() {
+    use std::io::{Read, Write};
+    let s = TestServer::start_with(|c| c.max_body_bytes = 4096);
+    let post = |length: usize| {
+        format!("POST /api/v1/t/acme/customers HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n")
+    };
+    // A small rest is read and dropped, and the connection carries the next request.
+    let mut raw = post(10_000).into_bytes();
+    raw.resize(raw.len() + 10_000, b'a');
+    raw.extend_from_slice(b"GET /health/liveness HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let text = exchange_in_chunks(&s, &raw, 4096);
+    assert!(text.starts_with("HTTP/1.1 413 ") && text.contains("HTTP/1.1 200 OK"), "{text}");
+    // 100 MB declared, 64 KiB sent, and the client waits: the answer comes, then the end of the
+    // stream. Draining would have held a worker until all 100 MB arrived (and this read would
+    // time out).
+    let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    sock.write_all(post(100_000_000).as_bytes()).unwrap();
+    sock.write_all(&vec![b'a'; 64 * 1024]).unwrap();
+    let mut got = Vec::new();
+    sock.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413 ") && text.contains("\r\nConnection: close\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert_eq!(s.get("/health/liveness").status, 200);
+}
+
+#[test]
+fn the_unread_rest_of_a_chunked_body_is_never_read_as_a_request() {
+    let s = TestServer::start_with(|c| c.max_body_bytes = 4096);
+    // One chunk of 8,192 bytes; the server reads 4,097 of them, refuses with 413, and what
+    // follows in the chunk looks like a request.
+    let mut chunk = vec![b'a'; 4097];
+    chunk.extend_from_slice(b"GET /health/liveness HTTP/1.1\r\nHost: x\r\n\r\n");
+    chunk.resize(8192, b'a');
+    let mut raw =
+        b"POST /api/v1/t/acme/customers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2000\r\n".to_vec();
+    raw.extend_from_slice(&chunk);
+    raw.extend_from_slice(b"\r\n0\r\n\r\n");
+    let text = exchange_in_chunks(&s, &raw, raw.len());
+    assert!(text.starts_with("HTTP/1.1 413 ") && text.contains("\r\nConnection: close\r\n"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer, then the end: {text}");
+}
+
+#[test]
 fn a_huge_declared_body_is_refused_before_it_is_sent_and_the_server_lives() {
     use std::io::{Read, Write};
     let s = TestServer::start_with(|c| c.max_body_bytes = 4096);

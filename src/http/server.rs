@@ -512,7 +512,11 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
 }
 
 fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>) {
-    let wire = response::encode(resp, id, hsts, framing(&rq));
+    let mut framing = framing(&rq);
+    if resp.status == 413 && body_left_unread(&rq) {
+        framing.connection = Some("close");
+    }
+    let wire = response::encode(resp, id, hsts, framing);
     // `into_writer` hands over the connection's writer; dropping it lets tiny_http send the next
     // pipelined answer and read the next request, as `respond` would.
     let mut writer = rq.into_writer();
@@ -528,6 +532,16 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64
             crate::log::request("INFO", id, &format!("response not sent: {e}"))
         }
         _ => {}
+    }
+}
+
+/// A refused body (413) that our tiny_http fork will not drain: a chunked one, or more than its
+/// `DRAIN_LIMIT` declared. The fork ends such a connection after the answer (a lingering close),
+/// rather than hold a worker for as long as the client keeps sending.
+fn body_left_unread(rq: &tiny_http::Request) -> bool {
+    match rq.body_length() {
+        Some(n) => n > tiny_http::DRAIN_LIMIT,
+        None => rq.headers().iter().any(|h| h.field.equiv("Transfer-Encoding")),
     }
 }
 

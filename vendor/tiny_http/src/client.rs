@@ -6,6 +6,9 @@ use std::io::{BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::RefinedTcpStream;
@@ -34,7 +37,17 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // tenantd patch: set when a request's body was left unread beyond what is worth draining
+    // (see `EqualReader`'s `DRAIN_LIMIT`); the connection then ends after that request.
+    abandoned: Arc<AtomicBool>,
 }
+
+/// tenantd patch: the lingering close after an abandoned body reads and drops what the client
+/// still sends for at most this long, this much, and this long per read.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+const LINGER_BYTES: usize = 16 << 20;
+const LINGER_READ: Duration = Duration::from_secs(1);
 
 /// Error that can happen when reading a request.
 #[derive(Debug)]
@@ -76,6 +89,7 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            abandoned: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -123,9 +137,34 @@ impl ClientConnection {
             .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"))
     }
 
+    /// tenantd patch: after a request whose body was abandoned, the connection ends: the answer
+    /// is out (the body reader comes back only after the response writer is gone), so send the
+    /// end of the stream, read and drop what the client still sends for a while, and close.
+    fn linger(&mut self) {
+        let Ok(reader) = self.next_header_source.turn() else { return };
+        if reader.get_mut().start_linger(LINGER_READ).is_err() {
+            return;
+        }
+        let deadline = Instant::now() + LINGER_TIME;
+        let (mut left, mut buf) = (LINGER_BYTES, [0u8; 8192]);
+        while left > 0 && Instant::now() < deadline {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    }
+
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // tenantd patch: never read the rest of an abandoned body as a request.
+        self.next_header_source.turn().map_err(ReadError::ReadIoError)?;
+        if self.abandoned.load(Ordering::SeqCst) {
+            self.linger();
+            let e = IoError::new(ErrorKind::ConnectionAborted, "a request body was left unread");
+            return Err(ReadError::ReadIoError(e));
+        }
         let mut used = 0;
         let (method, path, version, headers) = {
             // reading the request line
@@ -192,6 +231,7 @@ impl ClientConnection {
             *self.remote_addr.as_ref().unwrap(),
             data_source,
             writer,
+            Some(self.abandoned.clone()),
         )
         .map_err(|e| {
             use crate::request;

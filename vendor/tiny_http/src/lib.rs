@@ -115,6 +115,8 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+/// tenantd patch: the most of an unread request body that is drained to keep its connection.
+pub use util::DRAIN_LIMIT;
 
 mod client;
 mod common;

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -117,6 +119,31 @@ impl Write for WriterThenReader {
     }
 }
 
+/// tenantd patch: a body reader that sets `abandon` when dropped before it reached its end.
+struct AbandonUnfinished<R: Read> {
+    inner: R,
+    finished: bool,
+    abandon: Arc<AtomicBool>,
+}
+
+impl<R: Read> Read for AbandonUnfinished<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.finished = true;
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Read> Drop for AbandonUnfinished<R> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abandon.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
 /// Error that can happen when building a `Request` object.
 #[derive(Debug)]
 pub enum RequestCreationError {
@@ -152,6 +179,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    abandon: Option<Arc<AtomicBool>>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -229,13 +257,26 @@ where
 
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
-            let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
+            // tenantd patch: with `abandon`, a large unread rest closes the connection instead
+            // of being drained (see `EqualReader`'s `DRAIN_LIMIT`).
+            let data_reader = match abandon {
+                Some(abandon) => EqualReader::abandonable(source_data, content_length, abandon),
+                None => EqualReader::new(source_data, content_length).0,
+            };
             Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        let body = FusedReader::new(Decoder::new(source_data));
+        match abandon {
+            // tenantd patch: a chunked body is not drained when the request is dropped; left
+            // unread, its rest was parsed as the next request. With `abandon` the connection
+            // ends there instead.
+            Some(abandon) => Box::new(AbandonUnfinished { inner: body, finished: false, abandon })
+                as Box<dyn Read + Send + 'static>,
+            None => Box::new(body) as Box<dyn Read + Send + 'static>,
+        }
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data

@@ -1,6 +1,8 @@
 use std::io::Read;
 use std::io::Result as IoResult;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
 
 /// A `Reader` that reads exactly the number of bytes from a sub-reader.
@@ -15,7 +17,15 @@ where
     reader: R,
     size: usize,
     last_read_signal: Sender<IoResult<()>>,
+    /// tenantd patch: set instead of draining more than `DRAIN_LIMIT` bytes (see `Drop`).
+    abandon: Option<Arc<AtomicBool>>,
 }
+
+/// tenantd patch: the most an unread body is drained on drop so that its connection can carry
+/// another request. A larger rest is left unread and the connection is closed instead
+/// (`abandon`): draining it held the thread that dropped the request (a server worker) for as
+/// long as the client kept sending.
+pub const DRAIN_LIMIT: usize = 1 << 20;
 
 impl<R> EqualReader<R>
 where
@@ -28,9 +38,17 @@ where
             reader,
             size,
             last_read_signal: tx,
+            abandon: None,
         };
 
         (r, rx)
+    }
+
+    /// tenantd patch: `new`, and a rest over `DRAIN_LIMIT` left unread sets `abandon`.
+    pub fn abandonable(reader: R, size: usize, abandon: Arc<AtomicBool>) -> EqualReader<R> {
+        let (mut r, _) = EqualReader::new(reader, size);
+        r.abandon = Some(abandon);
+        r
     }
 }
 
@@ -68,6 +86,12 @@ where
         // `vec![0; remaining]`, so a request declaring a huge Content-Length that was answered
         // without reading its body aborted the whole process (allocation failure) or panicked
         // (capacity overflow).
+        if self.size > DRAIN_LIMIT {
+            if let Some(abandon) = &self.abandon {
+                abandon.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
         let mut buf = [0u8; 8192];
 
         while self.size > 0 {

@@ -123,6 +123,21 @@ impl RefinedTcpStream {
     }
 }
 
+impl RefinedTcpStream {
+    /// tenantd patch: ends the sending half and bounds each read, for a lingering close: the
+    /// peer gets everything written so far and then the end of the stream, while what it still
+    /// sends is read and dropped, so that closing does not reset the connection (a reset can
+    /// destroy the answer before the peer has read it).
+    pub(crate) fn start_linger(&mut self, read_timeout: std::time::Duration) -> IoResult<()> {
+        self.stream.shutdown(Shutdown::Write)?;
+        match &self.stream {
+            Stream::Http(c) => c.set_read_timeout(Some(read_timeout)),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+}
+
 impl Drop for RefinedTcpStream {
     fn drop(&mut self) {
         if self.close_read {

@@ -159,7 +159,7 @@ impl<R: BufRead + Send> SequentialReader<R> {
     }
 
     /// The reader, once the previous request has handed it over.
-    fn turn(&mut self) -> IoResult<&mut R> {
+    pub fn turn(&mut self) -> IoResult<&mut R> {
         if let SequentialReaderInner::Waiting(ref recv) = self.inner {
             let reader = recv
                 .recv()

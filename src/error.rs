@@ -28,6 +28,9 @@ pub enum Error {
     /// Nothing was done, through no fault of the request; sending it again will likely work (503).
     #[error("{0}")]
     Retry(String),
+    /// The client stopped sending its request midway (408).
+    #[error("the request did not arrive in time")]
+    RequestTimeout,
     /// The request's headers are too many or too large (431).
     #[error("{0}")]
     HeadersTooLarge(String),

@@ -318,6 +318,54 @@ fn the_unread_rest_of_a_chunked_body_is_never_read_as_a_request() {
 }
 
 #[test]
+fn stalled_and_idle_connections_end_after_the_read_timeout() {
+    let s = TestServer::start_with(|c| c.read_timeout_seconds = 1);
+    let open = |raw: &[u8]| {
+        use std::io::{Read, Write};
+        let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_secs(20))).unwrap();
+        sock.write_all(raw).unwrap();
+        let mut all = Vec::new();
+        sock.read_to_end(&mut all).unwrap();
+        String::from_utf8(all).unwrap()
+    };
+    // Idle: closed without an answer.
+    assert_eq!(open(b""), "");
+    // A head that stops midway: 408, then the end.
+    let text = open(b"GET /health/liveness HTTP/1.1\r\nHost: x\r\n");
+    assert!(text.starts_with("HTTP/1.1 408 ") && text.contains("request_timeout"), "{text}");
+    // A body that stops midway: the request ends with 408, and so does the connection.
+    let text = open(b"POST /api/v1/t/acme/customers HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n{\"name\"");
+    assert!(text.starts_with("HTTP/1.1 408 ") && text.contains("request_timeout"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    assert_eq!(s.get("/health/liveness").status, 200);
+}
+
+#[test]
+fn odd_lengths_and_upgrades_are_framed_safely() {
+    let s = TestServer::start();
+    // A length that is not a plain number would have read as "no body", and the body as the
+    // next request.
+    let smuggle = b"POST /health/liveness HTTP/1.1\r\nHost: x\r\nContent-Length: 44, 44\r\n\r\nGET /health/readiness HTTP/1.1\r\nHost: x\r\n\r\n";
+    let text = exchange_in_chunks(&s, smuggle, smuggle.len());
+    assert!(text.starts_with("HTTP/1.1 400 ") && text.contains("bad_header"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{text}");
+    // What `curl --http2 http://…` sends: answered over HTTP/1.1, then the connection ends
+    // (the socket used to become the body, and reading it held a worker until the client left).
+    let h2c = b"GET /health/liveness HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    let text = exchange_in_chunks(&s, h2c, h2c.len());
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    // A refused large body on a connection the client asked to close: the answer still arrives
+    // whole (the close lingers instead of resetting it away).
+    let mut raw =
+        b"POST /api/v1/t/acme/customers HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 100000000\r\n\r\n"
+            .to_vec();
+    raw.resize(raw.len() + 256 * 1024, b'a');
+    let text = exchange_in_chunks(&s, &raw, 16 * 1024);
+    assert!(text.starts_with("HTTP/1.1 413 ") && text.contains("payload_too_large"), "{text}");
+}
+
+#[test]
 fn a_huge_declared_body_is_refused_before_it_is_sent_and_the_server_lives() {
     use std::io::{Read, Write};
     let s = TestServer::start_with(|c| c.max_body_bytes = 4096);

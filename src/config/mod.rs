@@ -48,6 +48,9 @@ pub struct Config {
     pub base_domain: Option<String>,
     /// Largest request body accepted (bytes).
     pub max_body_bytes: usize,
+    /// How long one read from a client connection may wait: an idle keep-alive connection is
+    /// closed after it, a stalled request head gets 408, a stalled body ends the request.
+    pub read_timeout_seconds: u64,
     /// Days a soft-deleted tenant is kept before it may be purged.
     pub delete_grace_days: u32,
     /// Plan given to new tenants when none is named.
@@ -90,6 +93,7 @@ impl Default for Config {
             tenant_schema_dir: None,
             base_domain: None,
             max_body_bytes: 1024 * 1024,
+            read_timeout_seconds: 75,
             delete_grace_days: 30,
             default_plan: "free".to_string(),
             plans: default_plans(),
@@ -128,6 +132,7 @@ const KNOWN_KEYS: &[&str] = &[
     "tenant_schema_dir",
     "base_domain",
     "max_body_bytes",
+    "read_timeout_seconds",
     "delete_grace_days",
     "default_plan",
     "plans",
@@ -213,6 +218,7 @@ impl Config {
         range("max_open_tenants", self.max_open_tenants as u64, 1, 1_000_000)?;
         range("tenant_pool_size", self.tenant_pool_size as u64, 1, 64)?;
         range("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
+        range("read_timeout_seconds", self.read_timeout_seconds, 1, 3600)?;
         range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError(format!(

@@ -20,6 +20,7 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::TenantUnavailable { .. } => (503, "tenant_unavailable", "tenant data is temporarily unavailable".into()),
         Error::PayloadTooLarge { .. } => (413, "payload_too_large", e.to_string()),
         Error::HeadersTooLarge(message) => (431, "headers_too_large", message.clone()),
+        Error::RequestTimeout => (408, "request_timeout", e.to_string()),
         Error::Retry(message) => (503, "busy", message.clone()),
         Error::Unauthorized => (401, "unauthorized", e.to_string()),
         Error::Unauthenticated { code, message } => (401, code, message.clone()),

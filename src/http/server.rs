@@ -131,7 +131,7 @@ pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
 /// `start` with another route table (tests add routes that panic or misbehave on purpose).
 pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<RunningServer> {
     super::listen::check_fd_budget(app.config.max_open_tenants, super::listen::raise_fd_limit())?;
-    let http = super::listen::bind(listen)?;
+    let http = super::listen::bind(listen, Duration::from_secs(app.config.read_timeout_seconds))?;
     let addr = http.server_addr().to_ip().ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
     crate::limits::alerts::start(&app);
@@ -406,10 +406,10 @@ fn read_request(state: &ServerState, rq: &mut tiny_http::Request, id: &str) -> R
         return Err(Error::PayloadTooLarge { limit });
     }
     let mut body = Vec::new();
-    rq.as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Error::invalid("bad_body", format!("could not read the request body: {e}")))?;
+    rq.as_reader().take(limit as u64 + 1).read_to_end(&mut body).map_err(|e| match e.kind() {
+        ErrorKind::WouldBlock | ErrorKind::TimedOut => Error::RequestTimeout,
+        _ => Error::invalid("bad_body", format!("could not read the request body: {e}")),
+    })?;
     if body.len() > limit {
         return Err(Error::PayloadTooLarge { limit });
     }
@@ -513,7 +513,7 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
 
 fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>) {
     let mut framing = framing(&rq);
-    if resp.status == 413 && body_left_unread(&rq) {
+    if resp.status >= 400 && body_left_unread(&rq) {
         framing.connection = Some("close");
     }
     let wire = response::encode(resp, id, hsts, framing);
@@ -535,8 +535,8 @@ fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64
     }
 }
 
-/// A refused body (413) that our tiny_http fork will not drain: a chunked one, or more than its
-/// `DRAIN_LIMIT` declared. The fork ends such a connection after the answer (a lingering close),
+/// A body that, if refused unread (413, or an error found before the body is read), our
+/// tiny_http fork will not drain: a chunked one, or more than its `DRAIN_LIMIT` declared. The fork ends such a connection after the answer (a lingering close),
 /// rather than hold a worker for as long as the client keeps sending.
 fn body_left_unread(rq: &tiny_http::Request) -> bool {
     match rq.body_length() {

@@ -110,6 +110,9 @@ impl ClientConnection {
         let _ = writer.write_all(head.as_bytes());
         let _ = writer.write_all(body.as_bytes());
         let _ = writer.flush();
+        drop(writer);
+        // The client may still be sending the head or a body: do not reset the answer away.
+        self.linger();
     }
 
     /// true if the connection is HTTPS
@@ -127,8 +130,15 @@ impl ClientConnection {
     fn read_next_line(&mut self, used: &mut usize) -> IoResult<Option<AsciiString>> {
         let mut buf = Vec::new();
         let budget = MAX_HEAD_BYTES.saturating_sub(*used);
-        if !self.next_header_source.read_crlf_line(&mut buf, budget)? {
-            return Ok(None);
+        match self.next_header_source.read_crlf_line(&mut buf, budget) {
+            Ok(true) => {}
+            Ok(false) => return Ok(None),
+            // tenantd patch: a keep-alive connection that stayed idle past the read timeout is
+            // closed without an answer; a request that stalled midway gets its 408.
+            Err(e) if timed_out(&e) && buf.is_empty() && *used == 0 => {
+                return Err(IoError::new(ErrorKind::ConnectionAborted, "idle connection timed out"))
+            }
+            Err(e) => return Err(e),
         }
         *used += buf.len();
         buf.truncate(buf.len().saturating_sub(2)); // removing the "\r\n"
@@ -240,6 +250,7 @@ impl ClientConnection {
                 request::RequestCreationError::ExpectationFailed => {
                     ReadError::ExpectationFailed(version)
                 }
+                request::RequestCreationError::BadContentLength => ReadError::WrongHeader(version),
             }
         })?;
 
@@ -258,6 +269,10 @@ impl Iterator for ClientConnection {
         // the client sent a "connection: close" header in this previous request
         //  or is using HTTP 1.0, meaning that no new request will come
         if self.no_more_requests {
+            // tenantd patch: if that request's body was abandoned, linger (see `linger`).
+            if self.next_header_source.turn().is_ok() && self.abandoned.load(Ordering::SeqCst) {
+                self.linger();
+            }
             return None;
         }
 
@@ -296,7 +311,7 @@ impl Iterator for ClientConnection {
                     return None;
                 }
 
-                Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
+                Err(ReadError::ReadIoError(ref err)) if timed_out(err) => {
                     let message = "the request head did not arrive in time";
                     self.refuse(408, HTTPVersion(1, 1), "request_timeout", message);
                     return None;
@@ -353,6 +368,11 @@ impl Iterator for ClientConnection {
             return Some(rq);
         }
     }
+}
+
+/// tenantd patch: a read that hit the socket's read timeout (`WouldBlock` is how Unix reports it).
+fn timed_out(e: &IoError) -> bool {
+    matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock)
 }
 
 /// tenantd patch: a CR or LF left inside a line (its CRLF is gone) is a bare one. A front proxy

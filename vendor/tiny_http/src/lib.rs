@@ -245,6 +245,18 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_read_timeout(listener, ssl_config, None)
+    }
+
+    /// tenantd patch: `from_listener`, with a timeout on every read from an accepted connection.
+    /// A connection idle that long between requests is closed; a request head or body that
+    /// stalls that long ends its connection (408 for a head). Without it, a client that stops
+    /// sending holds its connection thread, and the worker reading its body, forever.
+    pub fn from_listener_with_read_timeout<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        read_timeout: Option<std::time::Duration>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -296,6 +308,10 @@ impl Server {
                 let new_client = match server.accept() {
                     Ok((sock, _)) => {
                         use util::RefinedTcpStream;
+                        if read_timeout.is_some() {
+                            // tenantd patch: see `from_listener_with_read_timeout`.
+                            let _ = sock.set_read_timeout(read_timeout);
+                        }
                         let (read_closable, write_closable) = match ssl {
                             None => RefinedTcpStream::new(sock),
                             #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]

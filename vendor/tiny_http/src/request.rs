@@ -152,6 +152,9 @@ pub enum RequestCreationError {
 
     /// Error while reading data from the socket during the creation of the `Request`.
     CreationIoError(IoError),
+
+    /// tenantd patch: a `Content-Length` that is not a plain decimal number.
+    BadContentLength,
 }
 
 impl From<IoError> for RequestCreationError {
@@ -191,16 +194,25 @@ where
         .find(|h: &&Header| h.field.equiv("Transfer-Encoding"))
         .map(|h| h.value.clone());
 
+    // tenantd patch: a Content-Length that is not plain digits (`44, 44`, `+5`, `abc`) is
+    // refused. The published code read such a request as having no body, so the body was
+    // parsed as the next request: a proxy that read the length differently would disagree
+    // about where that request starts.
+    let declared = headers.iter().find(|h: &&Header| h.field.equiv("Content-Length"));
+    if let Some(h) = declared {
+        let v = h.value.as_str();
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) || usize::from_str(v).is_err() {
+            return Err(RequestCreationError::BadContentLength);
+        }
+    }
+
     // finding the content-length header
     let content_length = if transfer_encoding.is_some() {
         // if transfer-encoding is specified, the Content-Length
         // header must be ignored (RFC2616 #4.4)
         None
     } else {
-        headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Content-Length"))
-            .and_then(|h| FromStr::from_str(h.value.as_str()).ok())
+        declared.and_then(|h| FromStr::from_str(h.value.as_str()).ok())
     };
 
     // true if the client sent a `Expect: 100-continue` header
@@ -230,10 +242,12 @@ where
 
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    let reader = if connection_upgrade {
-        // if we have a `Connection: upgrade`, always keeping the whole reader
-        Box::new(source_data) as Box<dyn Read + Send + 'static>
-    } else if let Some(content_length) = content_length {
+    // tenantd patch: a `Connection: upgrade` request is framed like any other. The published
+    // code handed the raw socket over as its body, so a server that reads bodies (tenantd) read
+    // until the client closed: `curl --http2 http://…` held a worker. tenantd never upgrades,
+    // and the connection still ends after the answer (`ClientConnection::next`).
+    let _ = connection_upgrade;
+    let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
         } else if content_length <= 1024 && !expects_continue {

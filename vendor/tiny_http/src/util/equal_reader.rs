@@ -97,7 +97,13 @@ where
         while self.size > 0 {
             let want = buf.len().min(self.size);
             match self.reader.read(&mut buf[..want]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
+                    // tenantd patch: the rest is still unread (a read timeout, a reset): it
+                    // must not be taken for the next request.
+                    if let Some(abandon) = &self.abandon {
+                        abandon.store(true, Ordering::SeqCst);
+                    }
                     self.last_read_signal.send(Err(e)).ok();
                     break;
                 }

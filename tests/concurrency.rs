@@ -118,11 +118,7 @@ fn sigterm_under_write_load_exits_zero_and_answers_every_write_it_committed() {
     // Every create the server committed must have been answered 201 (writes that share a group
     // commit included): the rows in the file after exit equal the 201s the clients counted.
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    assert!(common::cli(&data, &["init"]).status.success());
-    assert!(common::cli(&data, &["tenant", "create", "acme", "--name", "Acme", "--plan", "enterprise"])
-        .status
-        .success());
+    let data = common::init_acme(dir.path());
     let pw = "sigterm-password-2026";
     let o = common::cli(
         &data,

@@ -316,11 +316,7 @@ fn the_monthly_quota_answers_429_with_its_reset_time() {
 fn a_hard_kill_loses_at_most_the_last_second_of_usage() {
     use std::process::Command;
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    assert!(common::cli(&data, &["init"]).status.success());
-    assert!(common::cli(&data, &["tenant", "create", "acme", "--name", "Acme", "--plan", "enterprise"])
-        .status
-        .success());
+    let data = common::init_acme(dir.path());
     let (mut child, addr, _lines) = common::spawn_serve(&data);
     let mut c = tenantd::http::client::Client::new(addr);
     for _ in 0..20 {

@@ -330,6 +330,16 @@ mod tests {
         Error::invalid("test", "this write failed")
     }
 
+    /// With a writer queued, writes `v` and leaves the group open for it; returns the
+    /// generation to wait on.
+    fn leave_open(g: &Group, conn: &Connection, v: &str) -> u64 {
+        g.queued.store(1, Ordering::SeqCst);
+        let generation = g.join(conn).unwrap();
+        assert!(insert(conn, v));
+        let After::Wait(waiting) = g.end(conn, generation, None).unwrap() else { panic!("should leave it open") };
+        waiting
+    }
+
     fn insert(conn: &Connection, v: &str) -> bool {
         conn.execute("INSERT INTO t (v) VALUES (?1)", [v]).is_ok()
     }
@@ -349,15 +359,12 @@ mod tests {
     fn queued_writers_share_one_commit_and_a_failed_one_is_undone_alone() {
         let (dir, conn) = db();
         let g = group();
-        g.queued.store(1, Ordering::SeqCst); // someone waits for the writer
-        let first = g.join(&conn).unwrap();
-        assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, first, None).unwrap() else { panic!("should leave it open") };
+        let waiting = leave_open(&g, &conn, "a"); // someone waits for the writer
         assert!(g.is_open());
         assert!(rows(&dir).is_empty(), "nothing is visible before the commit");
         // The next write joins, inserts and then fails (a duplicate): undone alone.
         let second = g.join(&conn).unwrap();
-        assert_eq!(second, first);
+        assert_eq!(second, waiting);
         assert!(insert(&conn, "b"));
         assert!(!insert(&conn, "a"));
         assert!(matches!(g.end(&conn, second, Some(&failed())).unwrap(), After::Done));
@@ -377,10 +384,7 @@ mod tests {
     fn a_failed_commit_fails_every_write_in_the_group() {
         let (dir, conn) = db();
         let g = group();
-        g.queued.store(1, Ordering::SeqCst);
-        let generation = g.join(&conn).unwrap();
-        assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, generation, None).unwrap() else { panic!("should leave it open") };
+        let waiting = leave_open(&g, &conn, "a");
         g.queued.store(0, Ordering::SeqCst);
         conn.commit_hook(Some(|| true)).unwrap(); // turns the COMMIT into a rollback
         let last = g.join(&conn).unwrap();
@@ -396,10 +400,7 @@ mod tests {
     fn other_users_of_the_writer_commit_an_open_group_first() {
         let (dir, conn) = db();
         let g = group();
-        g.queued.store(1, Ordering::SeqCst);
-        let generation = g.join(&conn).unwrap();
-        assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, generation, None).unwrap() else { panic!("should leave it open") };
+        let waiting = leave_open(&g, &conn, "a");
         // A holder that does not write (`release`) leaves it to a queued writer, but commits
         // when there is none; `settle` always commits.
         g.release(&conn);
@@ -416,10 +417,7 @@ mod tests {
         // A panic between `join` and `end` drops the writer through `release`.
         let (dir, conn) = db();
         let g = group();
-        g.queued.store(1, Ordering::SeqCst);
-        let first = g.join(&conn).unwrap();
-        assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, first, None).unwrap() else { panic!("should leave it open") };
+        let waiting = leave_open(&g, &conn, "a");
         g.queued.store(0, Ordering::SeqCst);
         g.join(&conn).unwrap();
         assert!(insert(&conn, "half"));
@@ -432,10 +430,7 @@ mod tests {
     fn failing_writes_count_towards_the_bound_and_old_groups_commit() {
         let (dir, conn) = db();
         let g = group();
-        g.queued.store(1, Ordering::SeqCst);
-        let first = g.join(&conn).unwrap();
-        assert!(insert(&conn, "a"));
-        let After::Wait(waiting) = g.end(&conn, first, None).unwrap() else { panic!("should leave it open") };
+        let waiting = leave_open(&g, &conn, "a");
         for _ in 1..MAX_WRITES - 1 {
             let generation = g.join(&conn).unwrap();
             assert!(matches!(g.end(&conn, generation, Some(&failed())).unwrap(), After::Done));

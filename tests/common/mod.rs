@@ -179,6 +179,16 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_tenantd")
 }
 
+/// A fresh data dir (in `dir`) holding tenant `acme` on the enterprise plan (limits a load
+/// test does not reach), for tests that run the real binary.
+pub fn init_acme(dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    assert!(cli(&data, &["init"]).status.success());
+    let o = cli(&data, &["tenant", "create", "acme", "--name", "Acme", "--plan", "enterprise"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    data
+}
+
 pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(bin())
         .arg("--data-dir")

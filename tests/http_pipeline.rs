@@ -263,6 +263,13 @@ fn bare_line_ends_and_unknown_versions_are_refused_and_close() {
         (b"GET /health/liveness\nX HTTP/1.1\r\n\r\n", "400", "bad_request_line"),
         (b"GET /health/liveness\r\n\r\n", "400", "bad_request_line"),
         (b"GET /health/liveness HTTP/2.0\r\n\r\n", "505", "http_version_not_supported"),
+        (b"GET /health/liveness HTTP/1.1\r\nX-A: caf\xc3\xa9\r\n\r\n", "400", "bad_header"),
+        (b"GET /caf\xc3\xa9 HTTP/1.1\r\n\r\n", "400", "bad_request_line"),
+        (
+            b"POST /health/liveness HTTP/1.1\r\nExpect: chocolate\r\nContent-Length: 0\r\n\r\n",
+            "417",
+            "expectation_failed",
+        ),
     ] {
         let text = exchange_in_chunks(&s, raw, raw.len());
         assert!(text.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");

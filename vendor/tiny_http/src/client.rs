@@ -181,7 +181,7 @@ impl ClientConnection {
             let (method, path, version) = {
                 let line = self
                     .read_next_line(&mut used)
-                    .map_err(ReadError::ReadIoError)?
+                    .map_err(|e| not_ascii_or(e, ReadError::WrongRequestLine))?
                     .ok_or(ReadError::RequestLineTooLong)?;
                 if has_bare_cr_or_lf(&line) {
                     return Err(ReadError::WrongRequestLine);
@@ -198,11 +198,11 @@ impl ClientConnection {
 
             // getting all headers
             let headers = {
-                let mut headers = Vec::new();
+                let mut headers: Vec<crate::Header> = Vec::new();
                 loop {
                     let line = self
                         .read_next_line(&mut used)
-                        .map_err(ReadError::ReadIoError)?
+                        .map_err(|e| not_ascii_or(e, ReadError::WrongHeader(version.clone())))?
                         .ok_or_else(|| ReadError::HeadTooLarge(version.clone()))?;
 
                     if line.is_empty() {
@@ -223,6 +223,14 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+
+        // tenantd patch: an unknown `Expect` is refused here, before this request takes its
+        // place in the writer chain. Refused later (in `new_request`), its writer was dropped
+        // out of turn, and the 417 could overtake the answer to an earlier pipelined request.
+        let expect = headers.iter().find(|h| h.field.equiv("Expect"));
+        if expect.is_some_and(|h| !h.value.as_str().eq_ignore_ascii_case("100-continue")) {
+            return Err(ReadError::ExpectationFailed(version));
+        }
 
         // building the writer for the request
         let writer = self.sink.next().unwrap();
@@ -367,6 +375,15 @@ impl Iterator for ClientConnection {
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+/// tenantd patch: a head line that is not ASCII is refused with `refused` (400); the published
+/// code closed the connection without an answer. Other errors stay I/O errors.
+fn not_ascii_or(e: IoError, refused: ReadError) -> ReadError {
+    match e.kind() {
+        ErrorKind::InvalidInput => refused,
+        _ => ReadError::ReadIoError(e),
     }
 }
 

@@ -125,7 +125,7 @@ impl Work {
         let Work { app, handle, conn, audit } = self;
         drop(conn);
         if let crate::store::group::After::Wait(generation) = after {
-            wait_for_commit(&handle, generation)?;
+            handle.wait_for_group(generation)?;
         }
         app.store.after_write(&handle);
         // After the commit, before the response: cached lists of this table are stale now.
@@ -178,19 +178,6 @@ impl Work {
             )?;
         }
         Ok((out, table.name.clone()))
-    }
-}
-
-/// Waits for the group commit `generation` this write left open. The write that takes the
-/// writer next commits it; should that ever not happen, the waiter takes the writer itself after
-/// a while, which commits whatever group is open (`TenantHandle::writer`), so no request can hang
-/// on a transaction nobody will end.
-fn wait_for_commit(handle: &crate::store::TenantHandle, generation: u64) -> Result<()> {
-    loop {
-        if let Some(outcome) = handle.group.wait_for(generation, std::time::Duration::from_millis(200)) {
-            return outcome;
-        }
-        drop(handle.writer()?);
     }
 }
 

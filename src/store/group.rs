@@ -76,24 +76,27 @@ struct Open {
     since: std::time::Instant,
 }
 
+/// How a group transaction failed, as its waiting writes learn it.
 #[derive(Clone)]
-struct Failure {
-    code: Option<rusqlite::ErrorCode>,
-    message: String,
+enum Failure {
+    /// SQLite rolled the whole transaction back (an interrupted statement, an I/O error, a full
+    /// disk); the code of the error that did it, when known.
+    RolledBack(Option<rusqlite::ErrorCode>),
+    /// `COMMIT` itself failed.
+    Commit(Option<rusqlite::ErrorCode>, String),
 }
 
 impl Failure {
-    fn of(e: &rusqlite::Error) -> Failure {
-        Failure { code: e.sqlite_error_code(), message: e.to_string() }
-    }
-
     fn to_error(&self) -> Error {
-        match self.code {
-            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageQuota,
-            None if self.message == LOST => Error::Retry(
+        use rusqlite::ErrorCode::DiskFull;
+        match self {
+            Failure::RolledBack(Some(DiskFull)) | Failure::Commit(Some(DiskFull), _) => Error::StorageQuota,
+            Failure::RolledBack(_) => Error::Retry(
                 "another write in the same transaction failed and took this one with it; send it again".into(),
             ),
-            _ => Error::Internal(format!("the group commit this write was part of failed: {}", self.message)),
+            Failure::Commit(_, message) => {
+                Error::Internal(format!("the group commit this write was part of failed: {message}"))
+            }
         }
     }
 }
@@ -107,10 +110,6 @@ pub enum After {
     /// It left the transaction open for a queued writer: release the writer, then `wait`.
     Wait(u64),
 }
-
-/// Why a write that was itself fine failed: another write in its transaction made SQLite roll
-/// the whole transaction back (an interrupted statement, an I/O error).
-const LOST: &str = "the transaction was rolled back by SQLite";
 
 /// Undoes the write in the savepoint; the transaction stays open.
 fn undo_write(conn: &Connection) {
@@ -137,7 +136,7 @@ impl Group {
             // The transaction is gone from under the group (nothing here ends it that way, but a
             // write must never land outside the transaction its group waits on).
             let generation = open.generation;
-            self.finish(&mut st, generation, Some(Failure { code: None, message: LOST.into() }));
+            self.finish(&mut st, generation, Some(Failure::RolledBack(None)));
         }
         let generation = match &st.open {
             Some(open) => {
@@ -167,10 +166,9 @@ impl Group {
         Ok(generation)
     }
 
-    /// Ends the write `join` started: keeps it (`ok`) or undoes it, then leaves the transaction
-    /// open for a queued writer or commits it. Returns the commit's error if this write's own
-    /// part was lost with it.
-    /// `error` is the write's own error, if it failed.
+    /// Ends the write `join` started: keeps it, or undoes it when `error` (the write's own
+    /// error) is set; then leaves the transaction open for a queued writer or commits it.
+    /// Returns the commit's error if this write's own part was lost with it.
     pub fn end(&self, conn: &Connection, generation: u64, error: Option<&Error>) -> Result<After> {
         let mut st = self.state.lock();
         if let Some(open) = st.open.as_mut() {
@@ -190,20 +188,17 @@ impl Group {
                 Some(Error::Sqlite(e)) => e.sqlite_error_code(),
                 _ => None,
             };
-            let failure = Failure { code, message: LOST.into() };
+            let failure = Failure::RolledBack(code);
             self.finish(&mut st, generation, Some(failure.clone()));
             return if ok { Err(failure.to_error()) } else { Ok(After::Done) };
         }
         let queued = self.queued.load(Ordering::Acquire) > 0;
-        if let Some(open) = st.open.as_ref().filter(|o| o.generation == generation) {
-            let young = open.since.elapsed() < self.max_open;
-            if queued && young && open.writes < MAX_WRITES {
+        if let Some(open) = st.open.as_mut().filter(|o| o.generation == generation) {
+            if queued && open.writes < MAX_WRITES && open.since.elapsed() < self.max_open {
                 if !kept {
                     return if ok { Err(lost()) } else { Ok(After::Done) };
                 }
-                if let Some(open) = st.open.as_mut() {
-                    open.waiting += 1;
-                }
+                open.waiting += 1;
                 return Ok(After::Wait(generation));
             }
         }
@@ -278,11 +273,12 @@ impl Group {
         let generation = st.open.as_ref()?.generation;
         if conn.is_autocommit() {
             // Rolled back already (an interrupt or I/O error in a write that then panicked).
-            let failure = Failure { code: None, message: LOST.into() };
+            let failure = Failure::RolledBack(None);
             self.finish(st, generation, Some(failure.clone()));
             return Some(failure);
         }
-        let failure = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])).err().map(|e| Failure::of(&e));
+        let commit = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
+        let failure = commit.err().map(|e| Failure::Commit(e.sqlite_error_code(), e.to_string()));
         if failure.is_some() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
@@ -462,5 +458,25 @@ mod tests {
         let err = g.end(&conn, generation, None).unwrap_err();
         assert!(matches!(err, Error::Retry(_)), "{err:?}");
         assert!(!g.is_open() && rows(&dir).is_empty());
+    }
+
+    #[test]
+    fn a_group_rolled_back_by_another_write_tells_its_waiters_why() {
+        let sqlite = |code| Error::Sqlite(rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None));
+        for (cause, expect_quota) in [(rusqlite::ffi::SQLITE_INTERRUPT, false), (rusqlite::ffi::SQLITE_FULL, true)] {
+            let (_dir, conn) = db();
+            let g = group();
+            let waiting = leave_open(&g, &conn, "a");
+            let last = g.join(&conn).unwrap();
+            assert!(insert(&conn, "b"));
+            conn.execute_batch("ROLLBACK").unwrap(); // what SQLite does after such an error
+            g.queued.store(0, Ordering::SeqCst);
+            assert!(matches!(g.end(&conn, last, Some(&sqlite(cause))).unwrap(), After::Done));
+            match g.wait(waiting).unwrap_err() {
+                Error::StorageQuota => assert!(expect_quota),
+                Error::Retry(_) => assert!(!expect_quota),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }

@@ -170,6 +170,19 @@ impl TenantHandle {
         Ok(w)
     }
 
+    /// Waits for the group commit `generation` that a write left open (see `group`). The write
+    /// that takes the writer next commits it; should that ever not happen, the waiter takes the
+    /// writer itself after a while, which commits whatever group is open (`writer`), so no
+    /// request can hang on a transaction nobody will end.
+    pub fn wait_for_group(&self, generation: u64) -> Result<()> {
+        loop {
+            if let Some(outcome) = self.group.wait_for(generation, std::time::Duration::from_millis(200)) {
+                return outcome;
+            }
+            drop(self.writer()?);
+        }
+    }
+
     /// `writer`, for a data API write that joins an open group transaction (`Work::write`).
     pub fn writer_for_group(&self) -> Result<Writer> {
         self.lock_writer()

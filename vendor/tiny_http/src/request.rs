@@ -228,25 +228,13 @@ where
         }
     };
 
-    // true if the client sent a `Connection: upgrade` header
-    let connection_upgrade = {
-        match headers
-            .iter()
-            .find(|h: &&Header| h.field.equiv("Connection"))
-            .map(|h| h.value.as_str())
-        {
-            Some(v) if v.to_ascii_lowercase().contains("upgrade") => true,
-            _ => false,
-        }
-    };
-
     // we wrap `source_data` around a reading whose nature depends on the transfer-encoding and
     // content-length headers
-    // tenantd patch: a `Connection: upgrade` request is framed like any other. The published
-    // code handed the raw socket over as its body, so a server that reads bodies (tenantd) read
-    // until the client closed: `curl --http2 http://…` held a worker. tenantd never upgrades,
-    // and the connection still ends after the answer (`ClientConnection::next`).
-    let _ = connection_upgrade;
+    // tenantd patch: a `Connection: upgrade` request is framed like any other (the check that
+    // chose otherwise is gone). The published code handed the raw socket over as its body, so a
+    // server that reads bodies (tenantd) read until the client closed: `curl --http2 http://…`
+    // held a worker. tenantd never upgrades, and the connection still ends after the answer
+    // (`ClientConnection::next`).
     let reader = if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>

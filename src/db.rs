@@ -133,7 +133,7 @@ impl Drop for WriteTx<'_> {
 }
 
 /// Closing the last connection to a file normally checkpoints the WAL, syncs the file twice and
-/// deletes `-wal` and `-shm`: for a tenant evicted from the LRU that was most of the ~2 ms an
+/// deletes `-wal` and `-shm`: for a tenant evicted from the open set that was most of the ~2 ms an
 /// eviction cost, paid by whichever request caused it. Tenant connections skip it: the WAL stays
 /// beside the file (SQLite reads it back when the tenant is opened again, and the next
 /// checkpoint folds it in), which is what WAL mode with `synchronous = NORMAL` promises anyway.

@@ -39,7 +39,7 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
     out.counter("tenantd_handler_panics_total", "Handlers that panicked (answered 500).", n(&st.panics));
 
     let store = &app.store.stats;
-    out.gauge("tenantd_tenants_open", "Tenant databases open in the LRU.", app.store.open_count() as f64);
+    out.gauge("tenantd_tenants_open", "Tenant databases open.", app.store.open_count() as f64);
     out.gauge("tenantd_tenants_open_max", "max_open_tenants.", app.config.max_open_tenants as f64);
     out.counter("tenantd_tenant_lru_hits_total", "Requests whose tenant was already open.", n(&store.hits));
     out.counter("tenantd_tenant_lru_misses_total", "Requests that had to open their tenant.", n(&store.misses));

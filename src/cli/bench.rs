@@ -187,7 +187,7 @@ fn bench_tenants(base: &Config, n: usize, migrate_n: usize, parallel: usize, dir
     let samples = create_tenants(&app, n, true)?;
     report("tenant create", samples);
 
-    // Cold open: cycle through more tenants than the LRU holds, so every open is a miss.
+    // Cold open: cycle through more tenants than the store keeps open, so every open is a miss.
     let list = tenants::list(&*app.catalog.conn()?, false)?;
     let mut cold = Vec::new();
     for t in list.iter().take(2000) {

@@ -38,7 +38,7 @@ pub struct Config {
     pub min_free_disk_bytes: u64,
     /// Client addresses (CIDRs) that may read `/metrics`; empty = any address.
     pub metrics_allow: Vec<String>,
-    /// Tenant databases kept open at once (LRU beyond this).
+    /// Tenant databases kept open at once (beyond this the least recently useful one closes: SIEVE).
     pub max_open_tenants: usize,
     /// Connections per open tenant (1..=64).
     pub tenant_pool_size: u32,

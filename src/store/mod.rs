@@ -1,5 +1,5 @@
-//! Per-tenant SQLite files: paths, the template new tenants are copied from, and the LRU of
-//! open tenant pools. Request paths open files **without** create: a missing file is
+//! Per-tenant SQLite files: paths, the template new tenants are copied from, and the bounded
+//! set of open tenant pools. Request paths open files **without** create: a missing file is
 //! `tenant_unavailable`, never a new empty database.
 
 pub mod advisor;
@@ -8,15 +8,14 @@ pub mod group;
 mod introspect;
 pub mod query;
 pub mod schema;
+mod sieve;
 pub mod stats;
 
 use std::collections::HashMap;
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lru::LruCache;
 use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
@@ -26,6 +25,7 @@ use crate::db::{self, Durability, Pool, PooledConn};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
 use schema::TenantSchema;
+use sieve::Sieve;
 
 /// Where things live under the data dir. Only minted `TenantId`s become path components.
 #[derive(Clone, Debug)]
@@ -329,7 +329,7 @@ pub struct StoreStats {
     pub lazy_migrations: AtomicU64,
 }
 
-/// The LRU of open tenants. The global lock is held only for map operations: opening a cold
+/// The open tenants (bounded, SIEVE eviction: `sieve`). The global lock is held only for map operations: opening a cold
 /// tenant (disk, pragmas, maybe a lazy migration) happens outside it.
 pub struct TenantStore {
     paths: Paths,
@@ -340,7 +340,7 @@ pub struct TenantStore {
     /// on that one, and a checkpoint's syncs (milliseconds) would hold up every cold open.
     checkpointer: ScheduledThreadPool,
     monitor: stats::QueryMonitorConfig,
-    open: Mutex<LruCache<TenantId, Arc<TenantHandle>>>,
+    open: Mutex<Sieve<TenantId, Arc<TenantHandle>>>,
     pub stats: StoreStats,
     shapes: Arc<Shapes>,
     /// Tenants whose last open failed, with why (readiness reports them as `warn`).
@@ -369,7 +369,6 @@ impl TenantStore {
         threads: Arc<ScheduledThreadPool>,
         monitor: stats::QueryMonitorConfig,
     ) -> Self {
-        let cap = NonZeroUsize::new(max_open.max(1)).unwrap_or(NonZeroUsize::MIN);
         TenantStore {
             paths,
             schema,
@@ -380,7 +379,7 @@ impl TenantStore {
                 .thread_name_pattern("tenantd-checkpoint-{}")
                 .build(),
             monitor,
-            open: Mutex::new(LruCache::new(cap)),
+            open: Mutex::new(Sieve::new(max_open)),
             stats: StoreStats::default(),
             unavailable: Mutex::default(),
             shapes: Arc::default(),
@@ -435,12 +434,12 @@ impl TenantStore {
         };
         let handle = Arc::new(handle);
         let evicted = {
-            let mut lru = self.open.lock();
-            if let Some(existing) = lru.get(req.id).cloned() {
+            let mut open = self.open.lock();
+            if let Some(existing) = open.get(req.id).cloned() {
                 // Another thread opened it meanwhile: keep theirs, drop ours outside the lock.
                 return Ok(Opened { handle: existing, migrated_from });
             }
-            lru.push(req.id.clone(), handle.clone())
+            open.push(req.id.clone(), handle.clone())
         };
         if let Some((old_id, _old)) = evicted {
             if old_id != *req.id {

@@ -216,6 +216,11 @@ pub fn integrity_check(conn: &Connection) -> Result<()> {
     }
 }
 
+/// `PRAGMA schema_version`: SQLite bumps it on every schema change.
+pub fn schema_cookie(conn: &Connection) -> Result<i64> {
+    Ok(conn.prepare_cached("PRAGMA schema_version")?.query_row([], |r| r.get(0))?)
+}
+
 pub fn user_version(conn: &Connection) -> Result<i64> {
     Ok(conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
 }

@@ -288,31 +288,36 @@ impl TenantHandle {
 
     /// The tenant's tables, re-read only when `PRAGMA schema_version` moved (a migration ran).
     pub fn schema_info(&self, conn: &Connection) -> Result<Arc<query::SchemaInfo>> {
-        let cookie: i64 = conn.prepare_cached("PRAGMA schema_version")?.query_row([], |r| r.get(0))?;
+        let cookie = db::schema_cookie(conn)?;
         if let Some(s) = self.schema.lock().as_ref().filter(|s| s.cookie == cookie) {
             return Ok(s.clone());
         }
-        // Introspecting means preparing a statement per table: measured with callgrind over a
-        // 400-tenant Zipf load, a quarter of all instructions. Tenants with the same schema
-        // text share one result; only the cookie is per tenant.
-        let key = query::schema_text_hash(conn)?;
-        let shared = self.shapes.lock().get(&key).cloned();
-        let tables = match shared {
-            Some(t) => t,
-            None => {
-                let t = query::introspect(conn)?.tables;
-                let mut shapes = self.shapes.lock();
-                if shapes.len() >= MAX_SHAPES {
-                    shapes.clear();
-                }
-                shapes.insert(key, t.clone());
-                t
-            }
-        };
-        let fresh = Arc::new(query::SchemaInfo { tables, cookie });
+        let fresh = shaped(&self.shapes, conn, cookie, query::schema_digest(conn)?.hash)?;
         *self.schema.lock() = Some(fresh.clone());
         Ok(fresh)
     }
+}
+
+/// The tables of a schema whose text hashes to `hash`, read at `cookie` (read before the hash,
+/// so that a schema change in between leaves a stale cookie, which the next use re-checks).
+/// Introspecting means preparing a statement per table: measured with callgrind over a
+/// 400-tenant Zipf load, a quarter of all instructions. Tenants with the same schema text share
+/// one result; only the cookie is per tenant.
+fn shaped(shapes: &Shapes, conn: &Connection, cookie: i64, hash: u64) -> Result<Arc<query::SchemaInfo>> {
+    let shared = shapes.lock().get(&hash).cloned();
+    let tables = match shared {
+        Some(t) => t,
+        None => {
+            let t = query::introspect(conn)?.tables;
+            let mut shapes = shapes.lock();
+            if shapes.len() >= MAX_SHAPES {
+                shapes.clear();
+            }
+            shapes.insert(hash, t.clone());
+            t
+        }
+    };
+    Ok(Arc::new(query::SchemaInfo { tables, cookie }))
 }
 
 /// Introspected schemas by schema-text hash, shared by every open tenant.
@@ -463,8 +468,11 @@ impl TenantStore {
             db::keep_wal_on_close(c)
         });
         let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
+        // One read of sqlite_master serves the audit-table check and the schema's identity.
+        let cookie = db::schema_cookie(&conn)?;
+        let digest = query::schema_digest(&conn)?;
         // tenantd's own tables (the audit chain) live beside the app schema in every file.
-        if !crate::audit::tenant_audit_schema_current(&conn)? {
+        if !digest.audit_current {
             conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
         }
         let version = db::user_version(&conn)?;
@@ -481,13 +489,19 @@ impl TenantStore {
                 self.stats.lazy_migrations.fetch_add(1, Ordering::Relaxed);
             }
         }
+        // Unless DDL or a migration just changed it, the schema read above is the one requests
+        // will see: resolve it now rather than read sqlite_master again on the first request.
+        let schema = match digest.audit_current && version >= target {
+            true => Some(shaped(&self.shapes, &conn, cookie, digest.hash)?),
+            false => None,
+        };
         let stats = stats::StatementStats::new(&self.monitor);
         let shapes = self.shapes.clone();
         Ok((
             TenantHandle {
                 id: req.id.clone(),
                 pool,
-                schema: Mutex::new(None),
+                schema: Mutex::new(schema),
                 shapes,
                 stats,
                 path,

@@ -272,6 +272,9 @@ fn a_tenant_used_one_request_at_a_time_keeps_one_connection() {
     {
         assert_eq!(s.get_as(path, &token).status, 200, "{path}");
     }
+    // The audit anchoring pass (every second in `serve`) reads the head of the chain those
+    // creates grew: through the same connection, not a pooled one beside it.
+    assert!(tenantd::audit::anchor_dirty(&s.app).unwrap() >= 1);
     let handle = s.app.store.peek(&t.id).unwrap();
     assert_eq!(handle.connections(), (1, 1), "reads and writes in turn share the writer's connection");
 }

@@ -190,6 +190,9 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A pooled connection unused this long is closed (by r2d2's reaper, which looks every 30 s).
+pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Builds a small pool for one database file. r2d2's defaults are wrong for thousands of pools
 /// (10 connections up front, 3 threads each, `SELECT 1` on every checkout): no idle minimum,
 /// no checkout test, and one shared reaper thread pool.
@@ -198,7 +201,7 @@ pub fn build_pool(manager: SqliteConnectionManager, max_size: u32, threads: Arc<
         .max_size(max_size)
         .min_idle(Some(0))
         .test_on_check_out(false)
-        .idle_timeout(Some(Duration::from_secs(60)))
+        .idle_timeout(Some(POOL_IDLE_TIMEOUT))
         .max_lifetime(None)
         .connection_timeout(Duration::from_secs(5))
         .thread_pool(threads)

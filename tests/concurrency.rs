@@ -13,7 +13,7 @@ use common::{stderr, TestServer};
 use tenantd::http::client::Client;
 
 #[test]
-fn lru_evicts_under_concurrent_use_and_every_request_succeeds() {
+fn the_open_set_evicts_under_concurrent_use_and_every_request_succeeds() {
     let s = TestServer::start_with(|c| {
         c.max_open_tenants = 4;
         c.workers_min = 8;
@@ -41,7 +41,7 @@ fn lru_evicts_under_concurrent_use_and_every_request_succeeds() {
         }
     });
     let stats = &s.app.store.stats;
-    assert!(s.app.store.open_count() <= 4, "LRU cap holds: {}", s.app.store.open_count());
+    assert!(s.app.store.open_count() <= 4, "the cap holds: {}", s.app.store.open_count());
     assert!(stats.evictions.load(Ordering::Relaxed) > 0, "evictions happened");
     assert!(stats.hits.load(Ordering::Relaxed) > 0);
 }

@@ -46,7 +46,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         per_page: if csv { int("per_page", 10_000)?.clamp(1, 100_000) } else { int("per_page", 50)?.clamp(1, 100) },
     };
     let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let (items, total) = audit::list(&*opened.handle.read_conn()?, &f)?;
+    let (items, total) = audit::list(&*opened.handle.scan_conn()?, &f)?;
     if csv {
         let mut out = String::from("id,at,actor,source,request_id,action,resource,outcome,risk,details,hash\n");
         for e in &items {

@@ -24,7 +24,7 @@ pub fn slow(ctx: &Ctx<'_>) -> Result<Vec<crate::store::stats::SlowQuery>> {
 /// Current proposals for this tenant, costliest first.
 pub fn advice(ctx: &Ctx<'_>) -> Result<Vec<Advice>> {
     let opened = ctx.app.open_tenant(ctx.tenant()?)?;
-    let conn = opened.handle.read_conn()?;
+    let conn = opened.handle.scan_conn()?;
     let schema = opened.handle.schema_info(&conn)?;
     advisor::advise(&conn, &schema, &opened.handle.stats.statements())
 }

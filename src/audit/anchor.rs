@@ -92,21 +92,28 @@ pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
         // Zipf load over 10,000 tenants, ~230 extra connections among 256 open tenants).
         let open = app.store.peek(id).and_then(|h| h.read_conn().ok());
         let found = match open {
-            Some(conn) => head(&conn)?,
+            Some(conn) => head(&conn),
             None => {
                 let Ok(conn) = crate::db::open_read_only(&app.paths.tenant_db(id)) else { continue };
-                head(&conn)?
+                head(&conn)
             }
         };
-        if let Some(h) = found {
-            heads.push((id.clone(), h));
+        match found {
+            Ok(Some(h)) => heads.push((id.clone(), h)),
+            Ok(None) => {}
+            // One unreadable tenant must not cost the others their anchor: it stays dirty for
+            // the next pass.
+            Err(e) => {
+                app.audit_dirty.mark(id);
+                crate::log::warn(&format!("could not read the audit head of tenant {id}: {}", e.log_detail()));
+            }
         }
     }
     if heads.is_empty() {
         return Ok(0);
     }
     let now = crate::util::now_unix();
-    app.catalog.background_write(|tx| {
+    let written = app.catalog.background_write(|tx| {
         for (id, (last, hash)) in &heads {
             tx.execute(
                 "INSERT INTO audit_anchors(tenant_id, last_id, last_hash, anchored_at) VALUES (?1, ?2, ?3, ?4)
@@ -116,7 +123,14 @@ pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
             )?;
         }
         Ok(())
-    })?;
+    });
+    if let Err(e) = written {
+        // Not anchored: try them all again next time.
+        for (id, _) in &heads {
+            app.audit_dirty.mark(id);
+        }
+        return Err(e);
+    }
     Ok(heads.len())
 }
 

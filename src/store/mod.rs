@@ -225,6 +225,8 @@ impl TenantHandle {
     /// idle again when the overlap ends (r2d2 closes them after `POOL_IDLE_TIMEOUT`). Preferring
     /// an idle pooled connection instead kept it busy for good: under a Zipf load over 10,000
     /// tenants nearly every open tenant ended up holding two connections (~40 MiB more RSS).
+    /// A read on the writer holds up the tenant's writes while it runs: long reads without a
+    /// statement deadline use `scan_conn`.
     pub fn read_conn(&self) -> Result<TenantConn> {
         let writer = self.writer.lock().as_ref().and_then(|w| w.try_lock_arc());
         // Not while a group transaction is open on it: the read would see its writes before
@@ -235,6 +237,16 @@ impl TenantHandle {
             return Ok(TenantConn::Borrowed(BorrowedWriter { guard, key }));
         }
         Ok(TenantConn::Pooled(self.conn()?))
+    }
+
+    /// A connection for a read that may take long and has no statement deadline (whole-table
+    /// counts, audit log scans, index advice): an idle pooled one if there is one, so that it
+    /// does not hold up the tenant's writes, else as `read_conn`.
+    pub fn scan_conn(&self) -> Result<TenantConn> {
+        if self.pool.state().idle_connections > 0 {
+            return Ok(TenantConn::Pooled(self.conn()?));
+        }
+        self.read_conn()
     }
 
     /// Checkpoints the WAL in two steps. First without the writer lock, so writers go on while
@@ -310,11 +322,17 @@ fn shaped(shapes: &Shapes, conn: &Connection, cookie: i64, hash: u64) -> Result<
         Some(t) => t,
         None => {
             let t = query::introspect(conn)?.tables;
-            let mut shapes = shapes.lock();
-            if shapes.len() >= MAX_SHAPES {
-                shapes.clear();
+            // The cookie, the hash and the introspection are separate reads. Shared under the
+            // hash only if the schema did not change meanwhile (another process migrating this
+            // file): else tables of the new schema would be filed under the old schema's hash
+            // and served to every tenant still at the old one.
+            if db::schema_cookie(conn)? == cookie {
+                let mut shapes = shapes.lock();
+                if shapes.len() >= MAX_SHAPES {
+                    shapes.clear();
+                }
+                shapes.insert(hash, t.clone());
             }
-            shapes.insert(hash, t.clone());
             t
         }
     };
@@ -607,4 +625,26 @@ pub fn snapshot_into(conn: &Connection, dest: &Path) -> Result<()> {
         dest.to_str().ok_or_else(|| Error::Internal(format!("non-UTF-8 snapshot path {}", dest.display())))?;
     conn.execute("VACUUM INTO ?1", [dest_str])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_read_after_a_schema_change_are_not_shared_under_the_old_hash() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE a(id INTEGER PRIMARY KEY, x)").unwrap();
+        let cookie = db::schema_cookie(&c).unwrap();
+        let hash = query::schema_digest(&c).unwrap().hash;
+        // Another process migrates the file between those reads and the introspection.
+        c.execute_batch("ALTER TABLE a ADD COLUMN y").unwrap();
+        let shapes = Shapes::default();
+        let info = shaped(&shapes, &c, cookie, hash).unwrap();
+        assert_eq!(info.cookie, cookie, "kept with the stale cookie: the next use reads again");
+        assert!(shapes.lock().is_empty(), "nothing filed under the old schema's hash");
+        let (cookie, hash) = (db::schema_cookie(&c).unwrap(), query::schema_digest(&c).unwrap().hash);
+        shaped(&shapes, &c, cookie, hash).unwrap();
+        assert!(shapes.lock().contains_key(&hash), "read while the schema stood still: shared");
+    }
 }

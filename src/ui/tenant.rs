@@ -32,7 +32,7 @@ pub(super) fn act(location: &str, ok: &str, f: impl FnOnce() -> Result<()>) -> R
 pub fn home(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let opened = ctx.app.open_tenant(t)?;
-    let conn = opened.handle.read_conn()?;
+    let conn = opened.handle.scan_conn()?;
     let schema = opened.handle.schema_info(&conn)?;
     let mut counts = Vec::new();
     for name in schema.tables.keys() {
@@ -295,7 +295,7 @@ pub fn audit_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let action = req.query_param("action").filter(|a| !a.is_empty()).map(str::to_string);
     let filter = crate::audit::Filter { action: action.clone(), page: page_no, per_page: 50, ..Default::default() };
     let opened = ctx.app.open_tenant(t)?;
-    let (items, total) = crate::audit::list(&*opened.handle.read_conn()?, &filter)?;
+    let (items, total) = crate::audit::list(&*opened.handle.scan_conn()?, &filter)?;
     let pages = ((total + 49) / 50).max(1);
     let alerts = crate::limits::alerts::list(&*ctx.app.catalog.conn()?, Some(&t.id), 20)?;
     let b = base(ctx)?;

@@ -75,12 +75,12 @@ impl App {
                 )
             })?;
         }
-        // One small thread pool reaps idle connections for every pool (r2d2 starts 3 per pool
-        // otherwise, which is 768 threads at 256 open tenants).
+        // One thread reaps the catalog pool's idle connections (r2d2 would start 3). Tenants'
+        // read connections are not r2d2's (see `store::readers`).
         let threads = Arc::new(
             ScheduledThreadPool::builder().num_threads(1).thread_name_pattern("tenantd-pool-reaper-{}").build(),
         );
-        let catalog = Catalog::open(&config.catalog_path(), mode == OpenMode::CreateIfMissing, threads.clone())?;
+        let catalog = Catalog::open(&config.catalog_path(), mode == OpenMode::CreateIfMissing, threads)?;
         catalog.sync_plans(&config.plans)?;
         let trusted_proxies =
             config.trusted_proxies.iter().map(|c| crate::security::Cidr::parse(c)).collect::<Result<Vec<_>>>()?;
@@ -94,7 +94,6 @@ impl App {
             schema,
             config.max_open_tenants,
             config.tenant_pool_size,
-            threads,
             config.query_monitor.clone(),
         );
         let query_cache = QueryCache::new(&config.cache);

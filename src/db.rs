@@ -190,8 +190,12 @@ pub fn open_read_only(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// A pooled connection unused this long is closed (by r2d2's reaper, which looks every 30 s).
+/// A pooled connection unused this long is closed (the catalog's by r2d2's reaper, which looks
+/// every 30 s; tenants' by `TenantStore::close_idle_readers`).
 pub const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a request waits for a pooled connection when all are busy (then a 503 `busy`).
+pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Builds a small pool for one database file. r2d2's defaults are wrong for thousands of pools
 /// (10 connections up front, 3 threads each, `SELECT 1` on every checkout): no idle minimum,
@@ -203,7 +207,7 @@ pub fn build_pool(manager: SqliteConnectionManager, max_size: u32, threads: Arc<
         .test_on_check_out(false)
         .idle_timeout(Some(POOL_IDLE_TIMEOUT))
         .max_lifetime(None)
-        .connection_timeout(Duration::from_secs(5))
+        .connection_timeout(POOL_WAIT_TIMEOUT)
         .thread_pool(threads)
         .build(manager)
         .map_err(Error::from)

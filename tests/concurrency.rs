@@ -280,6 +280,28 @@ fn a_tenant_used_one_request_at_a_time_keeps_one_connection() {
 }
 
 #[test]
+fn read_connections_opened_for_an_overlap_are_closed_once_idle() {
+    let s = TestServer::start();
+    let t = s.create_tenant("overlap");
+    s.app.store.evict(&t.id);
+    let opened = s.app.open_tenant(&t).unwrap();
+    let h = &opened.handle;
+    // Three reads at once: the writer and two read connections beside it.
+    let reads = [h.read_conn().unwrap(), h.read_conn().unwrap(), h.read_conn().unwrap()];
+    assert_eq!(h.connections(), (3, 0));
+    drop(reads);
+    assert_eq!(h.connections(), (3, 3));
+    // Not idle long enough yet: kept for the next overlap.
+    assert_eq!(s.app.store.close_idle_readers(std::time::Duration::from_secs(3600)), 0);
+    assert_eq!(s.app.store.close_idle_readers(std::time::Duration::ZERO), 2);
+    assert_eq!(h.connections(), (1, 1), "the writer stays");
+    // The next overlap opens one again.
+    let reads = [h.read_conn().unwrap(), h.read_conn().unwrap()];
+    let n: i64 = reads[1].query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
+    assert_eq!((n, h.connections()), (0, (2, 0)));
+}
+
+#[test]
 fn a_read_on_the_writer_makes_a_write_in_the_same_thread_fail_instead_of_hanging() {
     use tenantd::store::TenantConn;
     let s = TestServer::start();

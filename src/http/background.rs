@@ -53,7 +53,7 @@ pub(super) fn scale_workers(
 }
 
 /// Polls the catalog generation (cache invalidation); every second flushes usage and anchors
-/// the audit chains that grew.
+/// the audit chains that grew; every 10 s closes tenants' idle read connections.
 pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let conn = match crate::db::open_read_only(state.app.catalog.path()) {
         Ok(c) => c,
@@ -70,6 +70,7 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let mut last = read();
     let mut last_flush = Instant::now();
     let mut last_archive = Instant::now();
+    let mut last_reap = Instant::now();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
         let now = read();
@@ -89,6 +90,11 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
                 Ok(_) => state.last_anchor.store(now, Ordering::Relaxed),
                 Err(e) => crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail())),
             }
+        }
+        // Tenants' read connections unused for a minute are closed (looked for every 10 s).
+        if last_reap.elapsed() >= Duration::from_secs(10) {
+            last_reap = Instant::now();
+            state.app.store.close_idle_readers(crate::db::POOL_IDLE_TIMEOUT);
         }
         // Audit retention once an hour.
         if last_archive.elapsed() >= Duration::from_secs(3600) {

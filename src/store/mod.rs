@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod group;
 mod introspect;
 pub mod query;
+mod readers;
 pub mod schema;
 mod shapes;
 mod sieve;
@@ -17,13 +18,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
-use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::Connection;
 use scheduled_thread_pool::ScheduledThreadPool;
 
-use crate::db::{self, Durability, Pool, PooledConn};
+use crate::db::{self, Durability};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
+pub use readers::ReaderConn;
+use readers::Readers;
 use schema::TenantSchema;
 use shapes::{shaped, Shapes};
 use sieve::Sieve;
@@ -59,10 +61,11 @@ impl Paths {
     }
 }
 
-/// One open tenant: its pool of connections and its introspected schema.
+/// One open tenant: its connections and its introspected schema.
 pub struct TenantHandle {
     pub id: TenantId,
-    pool: Pool,
+    /// Read connections beside the writer, for reads that overlap (`read_conn`).
+    readers: Arc<Readers>,
     schema: Mutex<Option<Arc<query::SchemaInfo>>>,
     shapes: Arc<Shapes>,
     /// Statement statistics and slow queries since the tenant was opened.
@@ -90,7 +93,7 @@ pub type Writer = ArcMutexGuard<RawMutex, Connection>;
 /// writer for writes.
 #[allow(clippy::large_enum_variant, reason = "one per request on the stack; boxing would allocate per read")]
 pub enum TenantConn {
-    Pooled(PooledConn),
+    Pooled(ReaderConn),
     Writer(Writer),
     /// A read on the writer's connection, taken because it was free and no pooled one was idle.
     Borrowed(BorrowedWriter),
@@ -141,9 +144,10 @@ impl Drop for BorrowedWriter {
 }
 
 impl TenantHandle {
-    pub fn conn(&self) -> Result<PooledConn> {
+    /// A read connection other than the writer (see `Readers`).
+    pub fn conn(&self) -> Result<ReaderConn> {
         let t0 = std::time::Instant::now();
-        let conn = self.pool.get()?;
+        let conn = self.readers.get(db::POOL_WAIT_TIMEOUT)?;
         let waited = t0.elapsed();
         if waited > db::POOL_WAIT_THRESHOLD {
             db::POOL_WAITS.fetch_add(1, Ordering::Relaxed);
@@ -223,7 +227,7 @@ impl TenantHandle {
     /// or a new one if the pool has room). A tenant used by one request at a time so keeps a
     /// single connection (three descriptors: file, WAL, shared memory) and parses its schema
     /// once; only tenants read concurrently open pooled connections beside it, and those go
-    /// idle again when the overlap ends (r2d2 closes them after `POOL_IDLE_TIMEOUT`). Preferring
+    /// idle again when the overlap ends (and are closed after `POOL_IDLE_TIMEOUT`). Preferring
     /// an idle pooled connection instead kept it busy for good: under a Zipf load over 10,000
     /// tenants nearly every open tenant ended up holding two connections (~40 MiB more RSS).
     /// A read on the writer holds up the tenant's writes while it runs: long reads without a
@@ -244,7 +248,7 @@ impl TenantHandle {
     /// counts, audit log scans, index advice): an idle pooled one if there is one, so that it
     /// does not hold up the tenant's writes, else as `read_conn`.
     pub fn scan_conn(&self) -> Result<TenantConn> {
-        if self.pool.state().idle_connections > 0 {
+        if self.readers.has_idle() {
             return Ok(TenantConn::Pooled(self.conn()?));
         }
         self.read_conn()
@@ -295,9 +299,9 @@ impl TenantHandle {
 
     /// (open connections, idle ones): the pool's and the writer.
     pub fn connections(&self) -> (u32, u32) {
-        let s = self.pool.state();
+        let (open, idle) = self.readers.state();
         let writer = self.writer.lock().as_ref().map(|w| (1, u32::from(!w.is_locked()))).unwrap_or((0, 0));
-        (s.connections + writer.0, s.idle_connections + writer.1)
+        (open as u32 + writer.0, idle as u32 + writer.1)
     }
 }
 
@@ -316,9 +320,7 @@ pub struct TenantStore {
     paths: Paths,
     schema: Arc<TenantSchema>,
     pool_size: u32,
-    threads: Arc<ScheduledThreadPool>,
-    /// Runs WAL checkpoints (`after_write`). Not `threads`: r2d2 opens every tenant connection
-    /// on that one, and a checkpoint's syncs (milliseconds) would hold up every cold open.
+    /// Runs WAL checkpoints (`after_write`), so no request waits for their syncs.
     checkpointer: ScheduledThreadPool,
     monitor: stats::QueryMonitorConfig,
     open: Mutex<Sieve<TenantId, Arc<TenantHandle>>>,
@@ -347,14 +349,12 @@ impl TenantStore {
         schema: Arc<TenantSchema>,
         max_open: usize,
         pool_size: u32,
-        threads: Arc<ScheduledThreadPool>,
         monitor: stats::QueryMonitorConfig,
     ) -> Self {
         TenantStore {
             paths,
             schema,
             pool_size,
-            threads,
             checkpointer: ScheduledThreadPool::builder()
                 .num_threads(1)
                 .thread_name_pattern("tenantd-checkpoint-{}")
@@ -387,6 +387,13 @@ impl TenantStore {
 
     pub fn open_count(&self) -> usize {
         self.open.lock().len()
+    }
+
+    /// Closes the read connections that open tenants have not used for `idle_for`; returns how
+    /// many (the background loop calls this; evicted tenants close theirs when dropped).
+    pub fn close_idle_readers(&self, idle_for: std::time::Duration) -> usize {
+        let open: Vec<Arc<TenantHandle>> = self.open.lock().iter().map(|(_, h)| h.clone()).collect();
+        open.iter().map(|h| h.readers.close_idle(idle_for)).sum()
     }
 
     /// The open handle for a tenant, opening (and lazily migrating) it on a miss.
@@ -437,13 +444,9 @@ impl TenantStore {
             return Err(Error::unavailable(format!("tenant {} has no data file at {}", req.id, path.display())));
         }
         // The first connection becomes the tenant's writer (it also serves reads while it is
-        // free, see `read_conn`); the pool opens connections only when reads overlap.
+        // free, see `read_conn`); `readers` opens connections only when reads overlap.
         let mut conn = open_writer(&path)?;
-        let manager = SqliteConnectionManager::file(&path).with_flags(db::existing_file_flags()).with_init(|c| {
-            db::configure(c, Durability::Normal)?;
-            db::keep_wal_on_close(c)
-        });
-        let pool = db::build_pool(manager, self.pool_size, self.threads.clone())?;
+        let readers = Readers::new(path.clone(), self.pool_size, open_reader);
         // One read of sqlite_master serves the audit-table check and the schema's identity.
         let cookie = db::schema_cookie(&conn)?;
         let digest = query::schema_digest(&conn)?;
@@ -476,7 +479,7 @@ impl TenantStore {
         Ok((
             TenantHandle {
                 id: req.id.clone(),
-                pool,
+                readers,
                 schema: Mutex::new(schema),
                 shapes,
                 stats,
@@ -556,6 +559,12 @@ impl TenantStore {
 
 /// A tenant's writer connection: never creates the file, keeps the WAL on close, and reports
 /// commits to the checkpoint scheduling (`db::note_wal_commit`).
+fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = db::open_existing(path, Durability::Normal)?;
+    db::keep_wal_on_close(&conn)?;
+    Ok(conn)
+}
+
 fn open_writer(path: &Path) -> Result<Connection> {
     let conn = db::open_existing(path, Durability::Normal)?;
     db::keep_wal_on_close(&conn)?;

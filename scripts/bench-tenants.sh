@@ -71,6 +71,9 @@ print(f"uniform over {r['tenants']}: {r['rps']:.0f} req/s, p99 {r['p99_ms']:.2f}
 PY
 echo "server after touching all tenants: $(rss)"
 echo "open: $(open_tenants); tenant files open: $(tenant_files)"
+# Part of that is the list result cache, a budget of its own ([cache] query_bytes_total, 64 MiB
+# by default) that fills with distinct lists whether or not their tenants are open.
+echo "list result cache: $(curl -fsS "$base/metrics" | awk '/^tenantd_cache_(bytes|entries)\{cache="query"\}/ {printf "%s %s  ", $1, $2}')"
 
 # Where the difference goes (DIAG=1): the same Zipf load over only 256 tenants (all fit in the
 # tenant LRU), read-only over 10,000 (no writes, so no WAL checkpoints and audit anchors), and

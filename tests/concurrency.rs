@@ -280,6 +280,37 @@ fn a_tenant_used_one_request_at_a_time_keeps_one_connection() {
 }
 
 #[test]
+fn an_evicted_tenant_with_a_large_wal_is_checkpointed_as_it_closes() {
+    let s = TestServer::start_with(|c| c.max_open_tenants = 1);
+    let big = s.create_tenant("bigwal");
+    let small = s.create_tenant("smallwal");
+    let wal = |t: &tenantd::catalog::tenants::TenantRecord| {
+        std::fs::metadata(format!("{}-wal", s.app.paths.tenant_db(&t.id).display())).map(|m| m.len()).unwrap_or(0)
+    };
+    {
+        let opened = s.app.open_tenant(&big).unwrap();
+        let w = opened.handle.writer().unwrap();
+        for i in 0..100 {
+            w.execute("INSERT INTO customers(name, company) VALUES (?1, ?2)", [format!("c{i}"), "x".repeat(1000)])
+                .unwrap();
+        }
+    }
+    assert!(wal(&big) >= 64 * 1024, "the WAL grew: {}", wal(&big));
+    // Opening another tenant evicts it; its WAL is copied into the file and truncated.
+    drop(s.app.open_tenant(&small).unwrap());
+    s.app.store.wait_for_checkpoints();
+    assert_eq!(wal(&big), 0);
+    assert_eq!(s.app.store.stats.close_checkpoints.load(std::sync::atomic::Ordering::Relaxed), 1);
+    // Nothing was lost, and a small WAL is left alone (its next open reads it back cheaply).
+    let opened = s.app.open_tenant(&big).unwrap();
+    let n: i64 =
+        opened.handle.read_conn().unwrap().query_row("SELECT count(*) FROM customers", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 100);
+    s.app.store.wait_for_checkpoints();
+    assert_eq!(s.app.store.stats.close_checkpoints.load(std::sync::atomic::Ordering::Relaxed), 1);
+}
+
+#[test]
 fn read_connections_opened_for_an_overlap_are_closed_once_idle() {
     let s = TestServer::start();
     let t = s.create_tenant("overlap");

@@ -44,6 +44,11 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
     out.counter("tenantd_tenant_lru_hits_total", "Requests whose tenant was already open.", n(&store.hits));
     out.counter("tenantd_tenant_lru_misses_total", "Requests that had to open their tenant.", n(&store.misses));
     out.counter("tenantd_tenant_lru_evictions_total", "Tenants closed to make room.", n(&store.evictions));
+    out.counter(
+        "tenantd_tenant_close_checkpoints_total",
+        "Evicted tenants whose WAL was checkpointed and truncated as they closed.",
+        n(&store.close_checkpoints),
+    );
     out.counter("tenantd_tenant_lazy_migrations_total", "Tenants migrated when opened.", n(&store.lazy_migrations));
     out.gauge("tenantd_tenants_unavailable", "Tenants whose last open failed.", app.store.unavailable().len() as f64);
     out.counter(

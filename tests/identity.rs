@@ -125,9 +125,19 @@ fn api_keys_are_shown_once_scoped_bound_and_revocable() {
     assert_eq!(s.get_as("/api/v1/t/globex/customers", &key).status, 404);
     // Keys cannot act as users.
     assert_eq!(s.get_as("/api/v1/auth/me", &key).status, 403);
-    // last_used_at is recorded.
+    // last_used_at is recorded: listed at once, written to the catalog by the background flush
+    // (with the usage counts) rather than by the request.
     let listed = s.get_as("/api/v1/t/acme/api-keys", &owner).json();
     assert!(listed["items"][0]["last_used_at"].is_i64());
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    let stored: Option<i64> = s
+        .app
+        .catalog
+        .conn()
+        .unwrap()
+        .query_row("SELECT last_used_at FROM api_keys WHERE id = ?1", [id.as_str()], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, listed["items"][0]["last_used_at"].as_i64());
     assert_eq!(s.call("DELETE", &format!("/api/v1/t/acme/api-keys/{id}"), Some(&owner), None).status, 204);
     assert_eq!(s.get_as("/api/v1/t/acme/customers", &key).status, 401, "revoked");
     // Per-table keys.

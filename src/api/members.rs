@@ -201,7 +201,10 @@ struct NewKey {
 
 pub fn keys(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
-    let items = identity::api_keys_of(&*ctx.app.catalog.conn()?, &t.id)?;
+    let mut items = identity::api_keys_of(&*ctx.app.catalog.conn()?, &t.id)?;
+    for k in &mut items {
+        k.last_used_at = ctx.app.auth.last_used(k);
+    }
     Ok(Resp::json(200, &json!({"items": items})))
 }
 

@@ -163,7 +163,10 @@ pub fn member_remove(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 
 pub fn keys_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
-    let keys = identity::api_keys_of(&*ctx.app.catalog.conn()?, &t.id)?;
+    let mut keys = identity::api_keys_of(&*ctx.app.catalog.conn()?, &t.id)?;
+    for k in &mut keys {
+        k.last_used_at = ctx.app.auth.last_used(k);
+    }
     let b = base(ctx)?;
     let chrome = Chrome::for_ctx(ctx, "API keys", "keys")?;
     Ok(page(

@@ -312,3 +312,24 @@ fn cli_user_commands() {
     let o = s.cli(&["user", "add-to-tenant", "eve@acme.test", "acme", "--role", "admin"]);
     assert_eq!(o.status.code(), Some(2), "already a member");
 }
+
+#[test]
+fn a_session_use_is_written_by_the_flush_and_counts_before_it_is() {
+    let s = TestServer::start();
+    let token = s.token("ada@acme.test", "acme", "owner");
+    let hash = tenantd::util::sha256_hex(token.as_bytes());
+    let stored = || -> i64 {
+        let conn = s.app.catalog.conn().unwrap();
+        conn.query_row("SELECT last_seen_at FROM sessions WHERE token_hash = ?1", [&hash], |r| r.get(0)).unwrap()
+    };
+    let created = stored();
+    // Two minutes later the session is used: the use is noted, not written by the request.
+    let used = created + 120;
+    tenantd::auth::authenticate(&s.app, &token, used).unwrap();
+    // Reloaded from the catalog before any flush, the session counts that use: 28 minutes after
+    // it is within the 30-minute idle limit, though 30 after the stored time.
+    s.app.invalidate_caches();
+    assert!(tenantd::auth::authenticate(&s.app, &token, used + 28 * 60).is_ok());
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    assert!(stored() >= used, "the flush wrote the use");
+}

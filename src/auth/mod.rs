@@ -101,6 +101,25 @@ impl Principal {
     }
 }
 
+/// Uses of API keys (id → time) and sessions (token hash → time) the next flush writes.
+#[derive(Default)]
+pub struct Touches {
+    pub keys: HashMap<String, i64>,
+    pub sessions: HashMap<String, i64>,
+}
+
+impl Touches {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.sessions.is_empty()
+    }
+
+    /// Writes them (inside the flush's transaction).
+    pub fn write(&self, conn: &rusqlite::Connection) -> Result<()> {
+        self.keys.iter().try_for_each(|(id, at)| identity::touch_api_key(conn, id, *at))?;
+        self.sessions.iter().try_for_each(|(hash, at)| identity::touch_session(conn, hash, *at))
+    }
+}
+
 /// Permissions of (tenant, user), `None` for "not a member".
 type RoleCache = crate::util::IdMap<(TenantId, i64), Option<Arc<PermSet>>>;
 
@@ -114,8 +133,8 @@ pub struct AuthCache {
     /// (tenant, address) → minute of the last `security.ip_denied` audit entry (one a minute).
     denied: Mutex<HashMap<(TenantId, IpAddr), i64>>,
     failures: Mutex<HashMap<IpAddr, (u32, i64)>>,
-    /// API key id → when it was last used, not yet written to the catalog (`take_key_uses`).
-    key_uses: Mutex<HashMap<String, i64>>,
+    /// Uses of API keys and sessions not yet written to the catalog (`take_touches`).
+    touches: Mutex<Touches>,
     /// Session and API-key lookups answered from memory / from the catalog.
     pub hits: std::sync::atomic::AtomicU64,
     pub misses: std::sync::atomic::AtomicU64,
@@ -127,27 +146,31 @@ impl AuthCache {
         c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// The API key uses noted since the last call, for the background flush to write (with the
-    /// usage counts, in one catalog transaction). A request used to write its key's
-    /// `last_used_at` itself: under a load spread over thousands of keys, those writes from
-    /// several workers collided in the catalog, each collision a busy-handler sleep of 1 ms or
-    /// more (about 6,000 in 20 s of a Zipf load over 10,000 tenants).
-    pub fn take_key_uses(&self) -> HashMap<String, i64> {
-        std::mem::take(&mut *self.key_uses.lock())
+    /// The API key and session uses noted since the last call, for the background flush to
+    /// write (with the usage counts, in one catalog transaction). A request used to write its
+    /// key's `last_used_at` or its session's `last_seen_at` itself: under a load spread over
+    /// thousands of keys, those writes from several workers collided in the catalog, each
+    /// collision a busy-handler sleep of 1 ms or more (about 6,000 in 20 s of a Zipf load over
+    /// 10,000 tenants).
+    pub fn take_touches(&self) -> Touches {
+        std::mem::take(&mut *self.touches.lock())
     }
 
     /// Puts back uses whose write failed, for the next flush.
-    pub fn restore_key_uses(&self, uses: HashMap<String, i64>) {
-        let mut pending = self.key_uses.lock();
-        for (id, at) in uses {
-            let e = pending.entry(id).or_insert(at);
-            *e = (*e).max(at);
+    pub fn restore_touches(&self, failed: Touches) {
+        let mut guard = self.touches.lock();
+        let pending = &mut *guard;
+        for (mine, theirs) in [(&mut pending.keys, failed.keys), (&mut pending.sessions, failed.sessions)] {
+            for (id, at) in theirs {
+                let e = mine.entry(id).or_insert(at);
+                *e = (*e).max(at);
+            }
         }
     }
 
     /// A key's `last_used_at` including a use not yet written to the catalog.
     pub fn last_used(&self, key: &identity::ApiKey) -> Option<i64> {
-        let pending = self.key_uses.lock().get(&key.id).copied();
+        let pending = self.touches.lock().keys.get(&key.id).copied();
         key.last_used_at.max(pending)
     }
 
@@ -181,6 +204,9 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
             let conn = app.catalog.conn()?;
             let loaded = match identity::session_by_hash(&conn, &hash)? {
                 Some(s) if !s.revoked => identity::user_by_id(&conn, s.user_id)?.map(|u| {
+                    // A use the flush has not written yet counts (see `take_touches`).
+                    let seen =
+                        app.auth.touches.lock().sessions.get(&hash).map_or(s.last_seen_at, |&t| t.max(s.last_seen_at));
                     Arc::new(SessionInfo {
                         actor: format!("user:{}", u.id),
                         token_hash: hash.clone(),
@@ -189,9 +215,9 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
                         idle_seconds: s.idle_seconds,
                         csrf_token: s.csrf_token,
                         created_at: s.created_at,
-                        last_seen: AtomicI64::new(s.last_seen_at),
-                        prev_seen: AtomicI64::new(s.last_seen_at),
-                        last_written: AtomicI64::new(s.last_seen_at),
+                        last_seen: AtomicI64::new(seen),
+                        prev_seen: AtomicI64::new(seen),
+                        last_written: AtomicI64::new(seen),
                     })
                 }),
                 _ => None,
@@ -206,7 +232,7 @@ pub fn authenticate(app: &App, token: &str, now: i64) -> Result<Principal> {
     }
     s.prev_seen.store(s.last_seen.swap(now, Ordering::Relaxed), Ordering::Relaxed);
     if now - s.last_written.swap(now, Ordering::Relaxed) >= TOUCH_EVERY_SECONDS {
-        identity::touch_session(&*app.catalog.conn()?, &hash, now)?;
+        app.auth.touches.lock().sessions.insert(hash, now);
     }
     Ok(Principal::User(s))
 }
@@ -238,7 +264,7 @@ fn api_key(app: &App, hash: &str, now: i64) -> Result<KeyInfo> {
     };
     let key = key.ok_or(Error::Unauthorized)?;
     if now - key.last_written.swap(now, Ordering::Relaxed) >= TOUCH_EVERY_SECONDS {
-        app.auth.key_uses.lock().insert(key.id.clone(), now);
+        app.auth.touches.lock().keys.insert(key.id.clone(), now);
     }
     Ok(key)
 }

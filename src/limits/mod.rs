@@ -261,13 +261,13 @@ fn check_month(app: &App, t: &TenantRecord, plan: &PlanConfig) -> Result<()> {
     Ok(())
 }
 
-/// Writes the metered usage and the API keys' last use to the catalog (every second and at
+/// Writes the metered usage and the last use of API keys and sessions to the catalog (every second and at
 /// shutdown). Counts and uses that fail to write are kept for the next attempt.
 pub fn flush_usage(app: &App) -> Result<usize> {
     let items = app.limits.meter.drain();
     record_rates(app, &items);
-    let key_uses = app.auth.take_key_uses();
-    if items.is_empty() && key_uses.is_empty() {
+    let touches = app.auth.take_touches();
+    if items.is_empty() && touches.is_empty() {
         return Ok(0);
     }
     let mut storage = HashMap::new();
@@ -277,13 +277,13 @@ pub fn flush_usage(app: &App) -> Result<usize> {
     storage_alerts(app, &storage);
     let write = |tx: &rusqlite::Transaction<'_>| {
         meter::flush(tx, &items, &storage)?;
-        key_uses.iter().try_for_each(|(id, at)| crate::catalog::identity::touch_api_key(tx, id, *at))
+        touches.write(tx)
     };
     match app.catalog.background_write(write) {
         Ok(()) => Ok(items.len()),
         Err(e) => {
             app.limits.meter.restore(items);
-            app.auth.restore_key_uses(key_uses);
+            app.auth.restore_touches(touches);
             Err(e)
         }
     }

@@ -121,7 +121,7 @@ impl Work {
         let generation = group.join(&self.conn)?;
         let done = self.write_in_group(table, action, f);
         let after = group.end(&self.conn, generation, done.as_ref().err())?;
-        let (out, table) = done?;
+        let (out, table, audit_head) = done?;
         let Work { app, handle, conn, audit } = self;
         drop(conn);
         if let crate::store::group::After::Wait(generation) = after {
@@ -131,7 +131,10 @@ impl Work {
         // After the commit, before the response: cached lists of this table are stale now.
         app.query_cache.bump(&handle.id, &table);
         if let Some(a) = &audit {
-            a.app.audit_dirty.mark(&a.tenant);
+            match audit_head {
+                Some(h) => a.app.audit_dirty.mark_head(&a.tenant, h),
+                None => a.app.audit_dirty.mark(&a.tenant),
+            }
             if action == "record.delete" {
                 crate::security::threats::deleted(&a.app, &a.tenant, &a.slug, &a.actor, crate::util::now_unix());
             }
@@ -140,14 +143,14 @@ impl Work {
         Ok(out)
     }
 
-    /// The write itself, inside the group transaction's savepoint. Returns `f`'s result and
-    /// the table's name.
+    /// The write itself, inside the group transaction's savepoint. Returns `f`'s result, the
+    /// table's name and the audit chain's new head.
     fn write_in_group<T>(
         &self,
         table: &str,
         action: &str,
         f: impl FnOnce(&rusqlite::Connection, &query::Table, &StatementStats) -> Result<(T, i64, Value)>,
-    ) -> Result<(T, String)> {
+    ) -> Result<(T, String, Option<crate::audit::Head>)> {
         // The schema is read inside the write transaction: it is the one the write sees, and
         // the read shares the transaction's lock instead of taking one of its own.
         let tx: &rusqlite::Connection = &self.conn;
@@ -159,9 +162,10 @@ impl Work {
             // back while `f` went on: nothing of this write may be kept now.
             return Err(crate::error::Error::Retry("the write's transaction was rolled back; send it again".into()));
         }
+        let mut head = None;
         if let Some(a) = &self.audit {
             let resource = format!("{}/{id}", table.name);
-            crate::audit::append(
+            head = Some(crate::audit::append_head(
                 tx,
                 crate::util::now_unix(),
                 &crate::audit::Entry {
@@ -175,9 +179,9 @@ impl Work {
                     risk: 0,
                     details,
                 },
-            )?;
+            )?);
         }
-        Ok((out, table.name.clone()))
+        Ok((out, table.name.clone(), head))
     }
 }
 

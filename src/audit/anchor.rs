@@ -5,18 +5,38 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
-use super::{head, verify, Broken};
+use super::{head, verify, Broken, Head};
 use crate::error::Result;
+use crate::ids::TenantId;
 
-/// Tenants whose chain grew since the last anchoring.
+/// Tenants whose chain grew since the last anchoring, each with its new head when the write
+/// that grew it said so (`mark_head`), else `None`: anchoring reads the head from the file.
 #[derive(Default)]
-pub struct Dirty(parking_lot::Mutex<std::collections::HashSet<crate::ids::TenantId>>);
+pub struct Dirty(parking_lot::Mutex<std::collections::HashMap<TenantId, Option<Head>>>);
 
 impl Dirty {
-    pub fn mark(&self, t: &crate::ids::TenantId) {
-        self.0.lock().insert(t.clone());
+    /// The chain grew; its head is read when anchoring.
+    pub fn mark(&self, t: &TenantId) {
+        self.0.lock().insert(t.clone(), None);
     }
-    pub fn take(&self) -> Vec<crate::ids::TenantId> {
+
+    /// The chain grew to `head` (id, hash), committed. Anchoring then takes it as it is: under a
+    /// load spread over many tenants, most tenants written in a second are closed again by the
+    /// time anchoring runs, and reading each head back opened its file (a schema parse and a
+    /// WAL read-back on the thread that flushes usage, every second). A head of unknown position
+    /// (`mark`) wins, and of two known ones the later.
+    pub fn mark_head(&self, t: &TenantId, head: Head) {
+        let mut map = self.0.lock();
+        match map.get_mut(t) {
+            None => {
+                map.insert(t.clone(), Some(head));
+            }
+            Some(Some(known)) if known.0 < head.0 => *known = head,
+            Some(_) => {}
+        }
+    }
+
+    pub fn take(&self) -> Vec<(TenantId, Option<Head>)> {
         self.0.lock().drain().collect()
     }
 }
@@ -84,27 +104,32 @@ pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
     }
     let dirty = app.audit_dirty.take();
     let mut heads = Vec::new();
-    for id in &dirty {
+    for (id, known) in dirty {
+        if let Some(h) = known {
+            heads.push((id, h));
+            continue;
+        }
         // An open tenant's own connection (its writer when free, as a read would take it): a
         // fresh connection costs a schema parse (measured: 6% of a 10,000-tenant load's
         // instructions went here). Not a pooled one: taking one every second opened one beside
         // the writer for every tenant written to, and kept it from ever going idle (under a
         // Zipf load over 10,000 tenants, ~230 extra connections among 256 open tenants).
-        let open = app.store.peek(id).and_then(|h| h.read_conn().ok());
+        let open = app.store.peek(&id).and_then(|h| h.read_conn().ok());
         let found = match open {
             Some(conn) => head(&conn),
-            None => {
-                let Ok(conn) = crate::db::open_read_only(&app.paths.tenant_db(id)) else { continue };
-                head(&conn)
-            }
+            // Not open, and not there (purged meanwhile): nothing to anchor.
+            None => match crate::db::open_read_only(&app.paths.tenant_db(&id)) {
+                Ok(conn) => head(&conn),
+                Err(_) => continue,
+            },
         };
         match found {
-            Ok(Some(h)) => heads.push((id.clone(), h)),
+            Ok(Some(h)) => heads.push((id, h)),
             Ok(None) => {}
             // One unreadable tenant must not cost the others their anchor: it stays dirty for
             // the next pass.
             Err(e) => {
-                app.audit_dirty.mark(id);
+                app.audit_dirty.mark(&id);
                 crate::log::warn(&format!("could not read the audit head of tenant {id}: {}", e.log_detail()));
             }
         }
@@ -126,8 +151,8 @@ pub fn anchor_dirty(app: &crate::app::App) -> Result<usize> {
     });
     if let Err(e) = written {
         // Not anchored: try them all again next time.
-        for (id, _) in &heads {
-            app.audit_dirty.mark(id);
+        for (id, h) in heads {
+            app.audit_dirty.mark_head(&id, h);
         }
         return Err(e);
     }
@@ -183,4 +208,24 @@ pub fn verify_tenant(app: &crate::app::App, t: &crate::catalog::tenants::TenantR
             }),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unknown_head_wins_and_of_two_known_heads_the_later() {
+        let d = Dirty::default();
+        let (a, b) = (TenantId::parse("00000000000000aa").unwrap(), TenantId::parse("00000000000000bb").unwrap());
+        d.mark_head(&a, (5, "five".into()));
+        d.mark_head(&a, (4, "four".into()));
+        d.mark_head(&b, (1, "one".into()));
+        d.mark(&b);
+        d.mark_head(&b, (2, "two".into()));
+        let mut taken = d.take();
+        taken.sort();
+        assert_eq!(taken, vec![(a, Some((5, "five".into()))), (b, None)]);
+        assert!(d.take().is_empty());
+    }
 }

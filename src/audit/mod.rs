@@ -140,8 +140,17 @@ pub fn record(app: &crate::app::App, tenant: &crate::catalog::tenants::TenantRec
     Ok(())
 }
 
+/// A chain's head: its last entry's id and hash.
+pub type Head = (i64, String);
+
 /// Appends inside the caller's transaction (the one that made the change).
 pub fn append(tx: &Connection, at: i64, e: &Entry<'_>) -> Result<i64> {
+    append_head(tx, at, e).map(|(id, _)| id)
+}
+
+/// `append`, returning the chain's new head (id, hash): once the transaction commits, the
+/// caller can hand it to `Dirty::mark_head`, so anchoring need not read it back from the file.
+pub fn append_head(tx: &Connection, at: i64, e: &Entry<'_>) -> Result<Head> {
     let last: Option<(i64, String)> = tx
         .prepare_cached("SELECT id, hash FROM _tenantd_audit ORDER BY id DESC LIMIT 1")?
         .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -185,7 +194,7 @@ pub fn append(tx: &Connection, at: i64, e: &Entry<'_>) -> Result<i64> {
         stored.prev_hash,
         stored.hash
     ])?;
-    Ok(id)
+    Ok((id, stored.hash))
 }
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {

@@ -365,7 +365,7 @@ fn anchoring_takes_the_head_a_write_reported_without_reading_the_tenant_file() {
     let s = TestServer::start();
     let t = s.create_tenant("headed");
     let token = s.token("owner@headed.test", "headed", "owner");
-    // Sign-ins grew the chain with no head reported: anchored (read from the file) now.
+    // Whatever grew the chain before the writes (sign-ins) is anchored first.
     tenantd::audit::anchor_dirty(&s.app).unwrap();
     for i in 0..3 {
         let r = s.post_json("/api/v1/t/headed/customers", Some(&token), &serde_json::json!({"name": format!("c{i}")}));

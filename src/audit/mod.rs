@@ -132,11 +132,11 @@ pub fn record(app: &crate::app::App, tenant: &crate::catalog::tenants::TenantRec
     let conn = opened.handle.writer()?;
     crate::limits::lift_ceiling(&opened.handle, &conn)?;
     let tx = crate::db::WriteTx::begin(&conn)?;
-    append(&tx, crate::util::now_unix(), e)?;
+    let head = append_head(&tx, crate::util::now_unix(), e)?;
     tx.commit()?;
     drop(conn);
     app.store.after_write(&opened.handle);
-    app.audit_dirty.mark(&tenant.id);
+    app.audit_dirty.mark_head(&tenant.id, head);
     Ok(())
 }
 

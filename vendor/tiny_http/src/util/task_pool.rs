@@ -69,7 +69,11 @@ impl TaskPool {
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
         let mut queue = self.sharing.todo.lock().unwrap();
 
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) == 0 {
+        // tenantd patch: queue the task only when an idle thread is left for it. A thread
+        // counts as waiting until it takes the lock again, so the published check
+        // (`waiting_tasks == 0`) let a burst of connections queue behind one idle thread; each
+        // task is a connection's whole life, so the queued ones hung until others closed.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);

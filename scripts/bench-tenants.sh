@@ -40,25 +40,29 @@ lt() { taskset -c 1 "$bin" --data-dir "$data" loadtest --url "$base" --plan benc
 # short run as warm-up; then a warm-up of the single tenant.
 lt --tenants "$n" --duration 2s >/dev/null
 lt --tenants 1 --duration 2s >/dev/null
+# CPU 0 (the server's core) idle + iowait share over a run, from /proc/stat.
+cpu0() { awk '/^cpu0 / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+idle_since() { python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(round(100 * (int(b[0]) - int(a[0])) / max(1, int(b[1]) - int(a[1])), 1))" "$1" "$(cpu0)"; }
 for round in 1 2; do
-  lt --tenants 1 --duration "${secs}s" >"$dir/one-$round.json"
-  lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/many-$round.json"
+  c=$(cpu0); lt --tenants 1 --duration "${secs}s" >"$dir/one-$round.json"; idle_since "$c" >"$dir/one-$round.idle"
+  c=$(cpu0); lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/many-$round.json"; idle_since "$c" >"$dir/many-$round.idle"
 done
 python3 - "$dir" <<'PY'
 import json, sys
 d = sys.argv[1]
-def row(label, r):
+def row(label, r, idle):
     ops = r["ops"]
     errs = ", ".join(f"{k}×{v}" for k, v in r["errors_by_status"].items()) or "none"
     print(f"{label:<22} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f}  "
           f"(read p99 {ops['read']['p99_ms']:.2f}, list p99 {ops['list']['p99_ms']:.2f}, "
-          f"write p99 {ops['write']['p99_ms']:.2f}) ms; errors: {errs}")
+          f"write p99 {ops['write']['p99_ms']:.2f}) ms; max {r['max_ms']:.0f} ms; "
+          f"server core idle {idle}%; errors: {errs}")
 for i in (1, 2):
     one = json.load(open(f"{d}/one-{i}.json"))
     many = json.load(open(f"{d}/many-{i}.json"))
     print(f"-- round {i}")
-    row("1 tenant", one)
-    row(f"{many['tenants']} tenants, zipf", many)
+    row("1 tenant", one, open(f"{d}/one-{i}.idle").read().strip())
+    row(f"{many['tenants']} tenants, zipf", many, open(f"{d}/many-{i}.idle").read().strip())
     print(f"{'ratio many/one':<22} {many['rps'] / one['rps']:>9.2f}")
 PY
 
@@ -77,7 +81,8 @@ echo "list result cache: $(curl -fsS "$base/metrics" | awk '/^tenantd_cache_(byt
 
 # Where the difference goes (DIAG=1): the same Zipf load over only 256 tenants (all fit in the
 # tenant LRU), read-only over 10,000 (no writes, so no WAL checkpoints and audit anchors), and
-# over 10,000 with the LRU as large as the fleet (max_open_tenants = tenants: no evictions).
+# Zipf over the first 16, 256, 1,000 and as many tenants as the descriptor limit lets stay
+# open, all of them open (no misses at all), with the server core's idle share.
 if [ "${DIAG:-0}" = 1 ]; then
   summary() { python3 - "$1" "$2" <<'PY'
 import json, sys
@@ -90,12 +95,21 @@ PY
   summary "$dir/d256.json" "zipf over 256 tenants (LRU 256)"
   mix=read=1 lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/dread.json"
   summary "$dir/dread.json" "zipf over $n, reads only (LRU 256)"
+  # No misses at all: Zipf over the first k tenants with all of them open (warmed by a uniform
+  # run), up to as many as this process's descriptor limit admits (the server's own check:
+  # about 5 per open tenant beyond 128).
+  fit=$(( ($(ulimit -n) - 128) / 5 ))
+  big=$(( n < fit ? n : fit ))
   kill $pid; wait $pid 2>/dev/null || true
-  TENANTD_MAX_OPEN_TENANTS=$n taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
+  TENANTD_MAX_OPEN_TENANTS=$big taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
   pid=$!
   for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
-  lt --tenants "$n" --duration "${secs}s" >/dev/null
-  lt --tenants "$n" --distribution zipf --duration "${secs}s" >"$dir/dbig.json"
-  summary "$dir/dbig.json" "zipf over $n (LRU $n, warmed)"
-  echo "server with LRU $n after touching all: $(rss); $(open_tenants)"
+  for k in 16 256 1000 "$big"; do
+    [ "$k" -le "$big" ] || continue
+    lt --tenants "$k" --duration "${secs}s" >/dev/null
+    c=$(cpu0)
+    lt --tenants "$k" --distribution zipf --duration "${secs}s" >"$dir/dbig.json"
+    summary "$dir/dbig.json" "zipf over $k, all open (LRU $big; core idle $(idle_since "$c")%)"
+  done
+  echo "server with LRU $big after touching $big: $(rss); $(open_tenants)"
 fi

@@ -486,27 +486,6 @@ fn deep_json_and_header_floods_are_refused() {
     assert_eq!(r.json()["error"]["code"], "headers_too_large");
 }
 
-/// Reads one keep-alive response (head and `Content-Length` body) and returns its status line.
-fn read_one_response(sock: &mut std::net::TcpStream) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut got = Vec::new();
-    let mut byte = [0u8; 1];
-    while !got.ends_with(b"\r\n\r\n") {
-        if sock.read(&mut byte)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        got.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&got).into_owned();
-    let length = head
-        .lines()
-        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    sock.read_exact(&mut vec![0; length])?;
-    Ok(head.lines().next().unwrap_or_default().to_string())
-}
-
 #[test]
 fn a_burst_of_new_connections_is_served_while_all_of_them_stay_open() {
     // tiny_http queued a burst of new connections behind a single idle connection thread, and a
@@ -514,14 +493,15 @@ fn a_burst_of_new_connections_is_served_while_all_of_them_stay_open() {
     // PATCHES.md 9). Here every connection stays open, so each must have a thread of its own.
     use std::io::Write;
     let s = TestServer::start();
-    let mut conns: Vec<std::net::TcpStream> =
-        (0..32).map(|_| std::net::TcpStream::connect(s.addr()).unwrap()).collect();
+    let mut conns: Vec<std::io::BufReader<std::net::TcpStream>> =
+        (0..32).map(|_| std::io::BufReader::new(std::net::TcpStream::connect(s.addr()).unwrap())).collect();
     for c in &mut conns {
-        c.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
-        c.write_all(b"GET /health/liveness HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        c.get_ref().set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        c.get_mut().write_all(b"GET /health/liveness HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
     }
     for (i, c) in conns.iter_mut().enumerate() {
-        let status = read_one_response(c).unwrap_or_else(|e| panic!("connection {i} got no answer: {e}"));
-        assert!(status.starts_with("HTTP/1.1 200"), "connection {i}: {status}");
+        let r = tenantd::http::client::read_response(c, false)
+            .unwrap_or_else(|e| panic!("connection {i} got no answer: {e}"));
+        assert_eq!(r.status, 200, "connection {i}: {}", r.text());
     }
 }

@@ -122,7 +122,8 @@ pub fn local_address(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Result<Response> {
+/// Reads one response from a connection (also for tests that hold raw sockets).
+pub fn read_response(s: &mut BufReader<TcpStream>, head_only: bool) -> std::io::Result<Response> {
     let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
     let mut line = String::new();
     if s.read_line(&mut line)? == 0 {

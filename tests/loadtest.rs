@@ -45,6 +45,11 @@ fn loadtest_provisions_tenants_and_reports_consistent_numbers() {
         run_json(&s, &["--tenants", "2", "--rows", "50", "--duration", "1s", "--concurrency", "2", "--plan", "pro"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}\nreport: {r}", stderr(&out));
     assert!(stderr(&out).contains("2 tenants ready (2 created, 0 reused)"), "{}", stderr(&out));
+    // The line scripts start their measurement window at comes after the tenants are ready.
+    let err = stderr(&out);
+    let ready = err.find("tenants ready").unwrap_or(usize::MAX);
+    let running = err.find("loadtest: running 1s over 2 connections against http://");
+    assert!(running.is_some_and(|at| at > ready), "{err}");
 
     let total = r["requests"].as_u64().unwrap();
     assert!(total > 20, "only {total} requests in a second");

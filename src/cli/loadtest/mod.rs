@@ -173,6 +173,10 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
         rows: a.rows,
         rate: a.rate,
     };
+    // The clock starts now. Scripts that watch the server during a run (bench-tenants.sh reads
+    // the server core's idle share) start their window at this line, not at launch: preparing
+    // thousands of tenants takes seconds in which the server has nothing to do.
+    eprintln!("loadtest: running {} over {} connections against {url}", a.duration, a.concurrency);
     let out = driver::run(&load, progress);
     let header = report::Header { url: &url, load: &load };
     if a.json {

@@ -45,8 +45,8 @@ cpu0() { awk '/^cpu0 / {print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /
 idle_since() { python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print(round(100 * (int(b[0]) - int(a[0])) / max(1, int(b[1]) - int(a[1])), 1))" "$1" "$(cpu0)"; }
 # `measured OUT IDLE args…`: one loadtest run, with CPU 0's idle share read only while its
 # clock runs: from its "loadtest: running" line until half a second before the run ends.
-# Before that line loadtest reads its 10,000 tenants' credentials (seconds, with the server
-# idle); counting that time made an earlier session report a third of the core idle.
+# Before that line loadtest prepares its 10,000 tenants (opens each file, mints a key: seconds,
+# with the server idle); counting that time made an earlier session report a third of the core idle.
 measured() {
   local out=$1 idle=$2 err="$dir/lt.err" p c
   shift 2

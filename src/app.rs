@@ -166,6 +166,7 @@ impl App {
         self.limits.invalidate();
         self.tenant_config.invalidate();
         self.query_cache.clear();
+        self.store.forget_digests();
     }
 
     /// Hit/miss/eviction counters and sizes of the caches above.

@@ -317,6 +317,8 @@ pub struct TenantStore {
     open: Mutex<Sieve<TenantId, Arc<TenantHandle>>>,
     pub stats: StoreStats,
     shapes: Arc<Shapes>,
+    /// Schema digests from earlier opens, by schema cookie (skips re-reading `sqlite_master`).
+    digests: introspect::Digests,
     /// Tenants whose last open failed, with why (readiness reports them as `warn`).
     unavailable: Mutex<std::collections::BTreeMap<TenantId, String>>,
 }
@@ -356,6 +358,7 @@ impl TenantStore {
             stats: StoreStats::default(),
             unavailable: Mutex::default(),
             shapes: Arc::default(),
+            digests: introspect::Digests::default(),
         }
     }
 
@@ -439,9 +442,10 @@ impl TenantStore {
         // free, see `read_conn`); `readers` opens connections only when reads overlap.
         let mut conn = open_writer(&path)?;
         let readers = Readers::new(path.clone(), self.pool_size, open_reader);
-        // One read of sqlite_master serves the audit-table check and the schema's identity.
+        // One read of sqlite_master serves the audit-table check and the schema's identity,
+        // and only when the schema changed since this tenant was last open.
         let cookie = db::schema_cookie(&conn)?;
-        let digest = query::schema_digest(&conn)?;
+        let digest = self.digests.get(req.id, &conn, cookie)?;
         // tenantd's own tables (the audit chain) live beside the app schema in every file.
         if !digest.audit_current {
             conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
@@ -490,6 +494,14 @@ impl TenantStore {
     pub fn evict(&self, id: &TenantId) {
         let old = self.open.lock().pop(id);
         drop(old);
+        self.digests.forget(id);
+    }
+
+    /// Forgets every remembered schema digest: another process may have replaced tenant files
+    /// (imports, rollbacks, restores), and a replaced file can repeat its predecessor's schema
+    /// cookie.
+    pub fn forget_digests(&self) {
+        self.digests.clear();
     }
 
     /// Makes sure the pre-migrated template for the current schema exists and returns its path.

@@ -384,6 +384,77 @@ fn quota_thresholds_raise_alerts_with_an_audit_entry_and_a_webhook() {
 }
 
 #[test]
+fn storage_thresholds_raise_alerts_whether_or_not_the_plan_is_cached() {
+    let (url, hooks) = webhook_sink();
+    let s = TestServer::start_with(move |c| {
+        for p in c.plans.values_mut() {
+            // Below the configurable minimum (65536), set directly: every tenant file is past it.
+            p.storage_bytes = 4096;
+        }
+        c.alert_webhook_url = Some(url);
+    });
+    let t = s.token("a@acme.test", "acme", "owner");
+    let globex = s.create_tenant("globex");
+    // globex's plan is not cached (no request of it since the limits were cleared): the flush
+    // reads its record from the catalog. acme's request caches its plan: the flush names it
+    // from the catalog only because it crossed a threshold.
+    s.app.limits.invalidate();
+    let sample = tenantd::limits::meter::Sample {
+        status: 200,
+        bytes_in: 0,
+        bytes_out: 10,
+        latency_us: 100,
+        cpu_us: 50,
+        user: None,
+    };
+    s.app.limits.meter.record(&globex.id, tenantd::util::now_unix(), &sample, (1, 0));
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let v = hooks.recv_timeout(std::time::Duration::from_secs(10)).expect("webhook called");
+        seen.push(format!("{} {}", v["slug"].as_str().unwrap(), v["kind"].as_str().unwrap()));
+    }
+    seen.sort();
+    assert_eq!(seen, ["acme storage_100", "acme storage_80", "globex storage_100", "globex storage_80"]);
+}
+
+#[test]
+fn the_usage_flush_measures_storage_again_after_a_write_not_after_reads() {
+    let s = TestServer::start();
+    let t = s.token("a@acme.test", "acme", "owner");
+    let acme = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let stored = || -> i64 {
+        let conn = s.app.catalog.conn().unwrap();
+        conn.query_row("SELECT max(storage_bytes) FROM usage_hourly WHERE tenant_id = ?1", [acme.id.as_str()], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .unwrap()
+        .unwrap_or(0)
+    };
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    let first = stored();
+    assert!(first > 0, "measured at the first flush");
+    // The file grows behind the server's back: nothing the meter sees as a write.
+    let conn = rusqlite::Connection::open(s.app.paths.tenant_db(&acme.id)).unwrap();
+    conn.execute_batch(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO customers(name) SELECT hex(randomblob(50)) FROM n;",
+    )
+    .unwrap();
+    drop(conn);
+    let grown = tenantd::limits::storage_bytes(&s.app, &acme.id) as i64;
+    assert!(grown > first + 200_000, "{grown} vs {first}");
+    assert_eq!(s.get_as("/api/v1/t/acme/customers?per_page=1", &t).status, 200);
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    assert_eq!(stored(), first, "reads reuse the size measured a moment ago");
+    assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&t), &json!({"name": "x"})).status, 201);
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    assert!(stored() >= grown, "a write measures again: {} vs {grown}", stored());
+}
+
+#[test]
 fn a_tenant_that_keeps_hammering_is_throttled_for_a_cool_down() {
     let s = TestServer::start_with(|c| {
         for p in c.plans.values_mut() {

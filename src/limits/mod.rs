@@ -28,6 +28,10 @@ use gcra::{Clock, Decision, Limiter, Quota};
 /// Keys each limiter keeps at most (memory bound; idle keys are pruned first).
 const MAX_KEYS: usize = 200_000;
 
+/// How long the usage flush reuses a tenant's measured file sizes while the tenant writes no
+/// rows: reads do not change them; schema changes and checkpoints show within this bound.
+const FILES_REMEASURE: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 pub struct LimitStats {
     pub rate_limited: AtomicU64,
@@ -46,6 +50,8 @@ pub struct Limits {
     inflight: Mutex<crate::util::IdMap<TenantId, Arc<AtomicUsize>>>,
     plans: Mutex<crate::util::IdMap<TenantId, Arc<PlanConfig>>>,
     assets: Mutex<crate::util::IdMap<TenantId, u64>>,
+    /// Each tenant's file bytes (database + WAL) as the usage flush last measured them, and when.
+    files: Mutex<crate::util::IdMap<TenantId, (u64, Instant)>>,
     pub meter: meter::Meter,
     pub alerts: alerts::Alerts,
     /// Tenants that kept hammering past their limit: throttled to `throttle_factor` of their
@@ -67,6 +73,7 @@ impl Limits {
             inflight: Mutex::default(),
             plans: Mutex::default(),
             assets: Mutex::default(),
+            files: Mutex::default(),
             meter: meter::Meter::default(),
             alerts: alerts::Alerts::default(),
             throttled: Mutex::default(),
@@ -270,10 +277,7 @@ pub fn flush_usage(app: &App) -> Result<usize> {
     if items.is_empty() && touches.is_empty() {
         return Ok(0);
     }
-    let mut storage = HashMap::new();
-    for ((t, _), _) in &items {
-        storage.entry(t.clone()).or_insert_with(|| storage_bytes(app, t));
-    }
+    let storage = flush_storage(app, &items, Instant::now());
     storage_alerts(app, &storage);
     let write = |tx: &rusqlite::Transaction<'_>| {
         meter::flush(tx, &items, &storage)?;
@@ -308,19 +312,80 @@ pub fn current_rate(app: &App, t: &TenantId) -> f64 {
     app.limits.rates.lock().1.get(t).copied().unwrap_or(0.0)
 }
 
-/// Alerts at 80% and 100% of the storage quota (once a day per tenant and threshold).
+/// Storage of each tenant in a flush. Most tenants in a flush only read, which changes no file,
+/// so a tenant's file sizes (two `stat`s) are measured again only when it wrote rows since the
+/// last flush or its last measure is older than `FILES_REMEASURE`: with thousands of tenants
+/// active per second, measuring each of them every second was a cost per tenant, not per write.
+fn flush_storage(app: &App, items: &[((TenantId, i64), meter::Counts)], now: Instant) -> HashMap<TenantId, u64> {
+    let mut wrote: HashMap<&TenantId, bool> = HashMap::new();
+    for ((t, _), c) in items {
+        *wrote.entry(t).or_default() |= c.rows_written > 0;
+    }
+    let last: Vec<(&TenantId, Option<u64>)> = {
+        let files = app.limits.files.lock();
+        wrote
+            .into_iter()
+            .map(|(t, wrote)| {
+                let last = files.get(t).copied();
+                let reuse = !remeasure(last.map(|(_, at)| at), wrote, now);
+                (t, last.filter(|_| reuse).map(|(bytes, _)| bytes))
+            })
+            .collect()
+    };
+    let mut measured = Vec::new();
+    let storage = last
+        .into_iter()
+        .map(|(t, files)| {
+            let files = files.unwrap_or_else(|| {
+                let b = file_bytes(app, t);
+                measured.push((t.clone(), (b, now)));
+                b
+            });
+            (t.clone(), files + asset_bytes(app, t))
+        })
+        .collect();
+    if !measured.is_empty() {
+        let mut files = app.limits.files.lock();
+        if files.len() + measured.len() > MAX_KEYS {
+            files.clear();
+        }
+        files.extend(measured);
+    }
+    storage
+}
+
+/// Whether the usage flush measures a tenant's files again: when it wrote rows since the last
+/// flush, was never measured, or was last measured `FILES_REMEASURE` ago.
+fn remeasure(measured_at: Option<Instant>, wrote: bool, now: Instant) -> bool {
+    wrote || measured_at.is_none_or(|at| now.saturating_duration_since(at) >= FILES_REMEASURE)
+}
+
+/// Alerts at 80% and 100% of the storage quota (once a day per tenant and threshold). The
+/// quota comes from the plan the request path cached; the catalog is read only for a tenant
+/// whose plan is not cached, or to name one that crossed a threshold.
 fn storage_alerts(app: &App, storage: &HashMap<TenantId, u64>) {
     let day = crate::util::now_unix() / 86_400;
+    let record = |id: &TenantId| app.catalog.conn().and_then(|c| crate::catalog::tenants::find_by_id(&c, id));
     for (id, bytes) in storage {
-        let Ok(Some(t)) = app.catalog.conn().and_then(|c| crate::catalog::tenants::find_by_id(&c, id)) else {
-            continue;
-        };
-        let Ok(p) = plan(app, &t) else { continue };
-        for (pct, kind) in [(80, "storage_80"), (100, "storage_100")] {
-            if *bytes >= p.storage_bytes / 100 * pct {
-                let msg = format!("{bytes} of {} storage bytes used ({pct}%)", p.storage_bytes);
-                app.limits.alerts.raise(id, t.slug.as_str(), kind, day, msg);
+        let cached = app.limits.plans.lock().get(id).cloned();
+        let (quota, mut found) = match cached {
+            Some(p) => (p.storage_bytes, None),
+            None => {
+                let Ok(Some(t)) = record(id) else { continue };
+                let Ok(p) = plan(app, &t) else { continue };
+                (p.storage_bytes, Some(t))
             }
+        };
+        for (pct, kind) in [(80, "storage_80"), (100, "storage_100")] {
+            if *bytes < quota / 100 * pct {
+                continue;
+            }
+            if found.is_none() {
+                found = record(id).ok().flatten();
+            }
+            let Some(t) = &found else { break };
+            let msg = format!("{bytes} of {quota} storage bytes used ({pct}%)");
+            app.limits.alerts.raise(id, t.slug.as_str(), kind, day, msg);
         }
     }
 }
@@ -409,13 +474,15 @@ const DELETE_HEADROOM_PAGES: u64 = 256;
 
 /// Storage a tenant uses: its file, its WAL and its assets.
 pub fn storage_bytes(app: &App, t: &TenantId) -> u64 {
+    file_bytes(app, t) + asset_bytes(app, t)
+}
+
+/// Bytes of the tenant's database file and its WAL.
+fn file_bytes(app: &App, t: &TenantId) -> u64 {
     let db = app.paths.tenant_db(t);
-    let file: u64 = ["", "-wal"]
-        .iter()
-        .filter_map(|sfx| std::fs::metadata(format!("{}{sfx}", db.display())).ok())
-        .map(|m| m.len())
-        .sum();
-    file + asset_bytes(app, t)
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    [db.as_os_str(), wal.as_os_str()].iter().filter_map(|p| std::fs::metadata(p).ok()).map(|m| m.len()).sum()
 }
 
 /// Bytes of the tenant's assets (they count toward its storage). Cached until the catalog
@@ -487,5 +554,15 @@ mod tests {
         assert!(apply_overrides(&base, &serde_json::json!({"bogus": 1})).is_err());
         assert!(apply_overrides(&base, &serde_json::json!({"burst": "lots"})).is_err());
         assert!(apply_overrides(&base, &serde_json::json!({"requests_per_second": 0})).is_err());
+    }
+
+    #[test]
+    fn a_tenant_that_only_reads_keeps_its_measured_size_until_it_is_stale() {
+        let at = Instant::now();
+        assert!(remeasure(None, false, at), "never measured");
+        assert!(!remeasure(Some(at), false, at + Duration::from_secs(1)), "read only, measured a second ago");
+        assert!(remeasure(Some(at), true, at + Duration::from_secs(1)), "wrote rows");
+        assert!(remeasure(Some(at), false, at + FILES_REMEASURE), "stale");
+        assert!(!remeasure(Some(at + Duration::from_secs(1)), false, at), "a clock that went back is not stale");
     }
 }

@@ -9,7 +9,8 @@
 # WARM + MEASURE seconds, instrumentation on for the last MEASURE seconds only. One loadtest
 # run, because each loadtest start mints API keys, which moves the catalog generation and
 # clears the server's caches. Prints instructions per tenant lookup (≈ per request), the miss
-# share, and the inclusive instructions of `TenantStore::get` per miss (the cost of an open).
+# share, the inclusive instructions of `TenantStore::get` per miss (the cost of an open), and the
+# usage flush's (`limits::flush_usage`) share of all instructions.
 #   flock /tmp/tenantd-cargo.lock scripts/bench-open-instructions.sh [BIN …]
 #   env: TENANTS (10000), WARM (40 s), MEASURE (38 s)
 set -euo pipefail
@@ -66,11 +67,14 @@ for bin in "$@"; do
   total=$(awk '/^totals:/ {print $2}' "$out")
   get=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
     awk '/tenantd::store::TenantStore::get \[/ && !found {gsub(",", "", $1); print $1; found = 1}')
-  python3 - "$bin" "$total" "${get:-0}" "$((h1 - h0))" "$((m1 - m0))" <<'PY'
+  flush=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
+    awk '/tenantd::limits::flush_usage \[/ && !found {gsub(",", "", $1); print $1; found = 1}')
+  python3 - "$bin" "$total" "${get:-0}" "$((h1 - h0))" "$((m1 - m0))" "${flush:-0}" <<'PY'
 import sys
-bin, total, get, hits, misses = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+bin, total, get, hits, misses, flush = sys.argv[1], *map(int, sys.argv[2:7])
 lookups = max(1, hits + misses)
 print(f"{bin}: {lookups} lookups, {misses / lookups:.2f} missed; {total / lookups / 1e3:.0f}k instructions per "
-      f"lookup; TenantStore::get {get / max(1, misses) / 1e3:.0f}k per miss")
+      f"lookup; TenantStore::get {get / max(1, misses) / 1e3:.0f}k per miss; usage flush {100 * flush / total:.1f}% "
+      f"of all instructions")
 PY
 done

@@ -117,7 +117,7 @@ fn status(app: &App, json: bool) -> CliResult {
 fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
     let show = interactive() && !json;
     let progress = |label: &str, done: usize, total: usize| {
-        if show && (done == total || done % 25 == 0) {
+        if show && (done == total || done.is_multiple_of(25)) {
             eprint!("\r{label}: {done}/{total}   ");
             let _ = std::io::stderr().flush();
             if done == total {

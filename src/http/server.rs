@@ -317,7 +317,7 @@ fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
     // The per-thread CPU clock is a syscall here (~0.5 µs, no vDSO): read it on one request in
     // CPU_SAMPLE and count that request's CPU time CPU_SAMPLE times. Over an hour of traffic the
     // estimate is close; for a single request it is not, and it is only reported per hour.
-    let sampled = state.requests.load(Ordering::Relaxed) % CPU_SAMPLE == 0;
+    let sampled = state.requests.load(Ordering::Relaxed).is_multiple_of(CPU_SAMPLE);
     let cpu = if sampled { cpu_time::ThreadTime::try_now().ok() } else { None };
     let mut who = Who::default();
     let mut bytes_in = 0;

@@ -139,3 +139,28 @@ fn serve_without_notify_socket_sends_nothing_and_serves() {
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[test]
+fn a_second_server_on_the_same_data_dir_is_refused_naming_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut first, addr, _lines) = common::spawn_serve(&data);
+    for cmd in ["serve", "demo"] {
+        let o = common::cli(&data, &[cmd, "--listen", "127.0.0.1:0"]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}: {}", stderr(&o));
+        let want = format!("already served by another tenantd (pid {})", first.id());
+        assert!(stderr(&o).contains(&want), "{cmd}: {}", stderr(&o));
+    }
+    // The first one serves on, and other commands still run beside it.
+    let o = common::cli(&data, &["healthcheck", "--url", &format!("http://{addr}")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(common::cli(&data, &["tenant", "list"]).status.success());
+    // Once it has exited, the data dir is free again (the lock goes with the process).
+    assert!(Command::new("kill").args(["-KILL", &first.id().to_string()]).status().unwrap().success());
+    first.wait().unwrap();
+    let (mut second, addr, _lines) = common::spawn_serve(&data);
+    let o = common::cli(&data, &["healthcheck", "--url", &format!("http://{addr}")]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap().success());
+    assert_eq!(second.wait().unwrap().code(), Some(0));
+}

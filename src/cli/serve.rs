@@ -1,5 +1,8 @@
 //! `serve`, `init` and `demo`.
 
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -19,11 +22,50 @@ pub fn init(app: Arc<App>) -> CliResult {
 }
 
 pub fn serve(app: Arc<App>) -> CliResult {
+    let _lock = lock_data_dir(&app.config.data_dir)?;
     app.store.ensure_template()?;
     let listen = app.config.listen.clone();
     let running = server::start(app, &listen)?;
     crate::notify::ready(running.addr());
     finish(running.run_until_signal()?)
+}
+
+/// One server per data dir: `serve` and `demo` hold an exclusive lock on `serve.lock` (with
+/// their pid in it) until they exit. A second server on the same files would serve from caches
+/// blind to the first one's writes (lists, plans, tenant records) and run a second set of
+/// checkpoints, flushes and audit anchoring; it is refused with the first one's pid. The CLI's
+/// other commands take no lock: they are meant to run beside the server. The kernel drops the
+/// lock when the process dies, so a crash leaves nothing to clean up.
+fn lock_data_dir(dir: &Path) -> Result<Option<File>, CliError> {
+    let path = dir.join("serve.lock");
+    let mut file = match OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path) {
+        Ok(f) => f,
+        // A data dir that cannot be written to still starts: readiness reports it (`datadir:writable`)
+        // and turns `pass` once it is fixed.
+        Err(e) => {
+            crate::log::warn(&format!("cannot open {} ({e}); serving without the data dir lock", path.display()));
+            return Ok(None);
+        }
+    };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            let pid = if pid.trim().is_empty() { "unknown".to_string() } else { pid.trim().to_string() };
+            return Err(CliError::failed(format!(
+                "data dir {} is already served by another tenantd (pid {pid}); stop it first or use another --data-dir",
+                dir.display()
+            )));
+        }
+        Err(TryLockError::Error(e)) => return Err(CliError::failed(format!("cannot lock {}: {e}", path.display()))),
+    }
+    let pid = std::process::id();
+    let written = file.set_len(0).and_then(|()| file.rewind()).and_then(|()| writeln!(file, "{pid}"));
+    if let Err(e) = written {
+        crate::log::warn(&format!("cannot write the pid to {}: {e}", path.display()));
+    }
+    Ok(Some(file))
 }
 
 fn finish(reason: StopReason) -> CliResult {
@@ -34,6 +76,7 @@ fn finish(reason: StopReason) -> CliResult {
 }
 
 pub fn demo(app: Arc<App>) -> CliResult {
+    let _lock = lock_data_dir(&app.config.data_dir)?;
     let created = crate::demo::ensure(&app)?;
     let listen = app.config.listen.clone();
     let running = server::start(app.clone(), &listen)?;

@@ -432,3 +432,24 @@ fn a_tenant_whose_audit_head_cannot_be_read_stays_dirty_and_the_others_are_ancho
         common::within(Duration::from_secs(3), || s.app.audit_dirty.take().iter().any(|(id, _)| *id == bad.id));
     assert!(still_dirty.is_some(), "the unreadable tenant is tried again next time");
 }
+
+#[test]
+fn schema_digests_are_forgotten_when_a_tenant_file_may_have_been_replaced() {
+    let s = TestServer::start();
+    let t = s.create_tenant("dig");
+    let token = s.token("owner@dig.test", "dig", "owner");
+    let read = || assert_eq!(s.get_as("/api/v1/t/dig/customers", &token).status, 200);
+    read();
+    assert!(s.app.store.remembers_digest(&t.id), "an open remembers its schema digest");
+    // Evicting, which precedes replacing, moving or removing a tenant's file, forgets it.
+    s.app.store.evict(&t.id);
+    assert!(!s.app.store.remembers_digest(&t.id));
+    read();
+    assert!(s.app.store.remembers_digest(&t.id));
+    // So does a catalog change by another process (an import or restore there replaces files
+    // this server cannot see being replaced).
+    let o = s.cli(&["tenant", "create", "other", "--name", "Other"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let forgotten = common::within(Duration::from_secs(5), || !s.app.store.remembers_digest(&t.id));
+    assert!(forgotten.is_some(), "the catalog generation moved, the digest stayed");
+}

@@ -82,6 +82,10 @@ impl Digests {
     pub fn clear(&self) {
         self.known.lock().clear();
     }
+
+    pub fn remembers(&self, id: &TenantId) -> bool {
+        self.known.lock().contains_key(id)
+    }
 }
 
 pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {

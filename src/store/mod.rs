@@ -504,6 +504,11 @@ impl TenantStore {
         self.digests.clear();
     }
 
+    /// Whether a reopen of the tenant would reuse a remembered schema digest (tests, diagnosis).
+    pub fn remembers_digest(&self, id: &TenantId) -> bool {
+        self.digests.remembers(id)
+    }
+
     /// Makes sure the pre-migrated template for the current schema exists and returns its path.
     /// New tenants are a file copy of it, so signup never runs migrations.
     pub fn ensure_template(&self) -> Result<PathBuf> {

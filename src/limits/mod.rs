@@ -321,37 +321,26 @@ fn flush_storage(app: &App, items: &[((TenantId, i64), meter::Counts)], now: Ins
     for ((t, _), c) in items {
         *wrote.entry(t).or_default() |= c.rows_written > 0;
     }
-    let last: Vec<(&TenantId, Option<u64>)> = {
-        let files = app.limits.files.lock();
-        wrote
-            .into_iter()
-            .map(|(t, wrote)| {
-                let last = files.get(t).copied();
-                let reuse = !remeasure(last.map(|(_, at)| at), wrote, now);
-                (t, last.filter(|_| reuse).map(|(bytes, _)| bytes))
-            })
-            .collect()
-    };
-    let mut measured = Vec::new();
-    let storage = last
-        .into_iter()
-        .map(|(t, files)| {
-            let files = files.unwrap_or_else(|| {
-                let b = file_bytes(app, t);
-                measured.push((t.clone(), (b, now)));
-                b
-            });
-            (t.clone(), files + asset_bytes(app, t))
-        })
-        .collect();
-    if !measured.is_empty() {
-        let mut files = app.limits.files.lock();
-        if files.len() + measured.len() > MAX_KEYS {
-            files.clear();
-        }
-        files.extend(measured);
+    // Only flushes take this lock (the background one and the usage API's), so holding it
+    // across the `stat`s delays nobody else.
+    let mut files = app.limits.files.lock();
+    if files.len() >= MAX_KEYS {
+        files.clear();
     }
-    storage
+    wrote
+        .into_iter()
+        .map(|(t, wrote)| {
+            let bytes = match files.get(t) {
+                Some(&(bytes, at)) if !remeasure(Some(at), wrote, now) => bytes,
+                _ => {
+                    let bytes = file_bytes(app, t);
+                    files.insert(t.clone(), (bytes, now));
+                    bytes
+                }
+            };
+            (t.clone(), bytes + asset_bytes(app, t))
+        })
+        .collect()
 }
 
 /// Whether the usage flush measures a tenant's files again: when it wrote rows since the last

@@ -331,7 +331,7 @@ fn flush_storage(app: &App, items: &[((TenantId, i64), meter::Counts)], now: Ins
         .into_iter()
         .map(|(t, wrote)| {
             let bytes = match files.get(t) {
-                Some(&(bytes, at)) if !remeasure(Some(at), wrote, now) => bytes,
+                Some(&(bytes, at)) if !remeasure(at, wrote, now) => bytes,
                 _ => {
                     let bytes = file_bytes(app, t);
                     files.insert(t.clone(), (bytes, now));
@@ -343,10 +343,10 @@ fn flush_storage(app: &App, items: &[((TenantId, i64), meter::Counts)], now: Ins
         .collect()
 }
 
-/// Whether the usage flush measures a tenant's files again: when it wrote rows since the last
-/// flush, was never measured, or was last measured `FILES_REMEASURE` ago.
-fn remeasure(measured_at: Option<Instant>, wrote: bool, now: Instant) -> bool {
-    wrote || measured_at.is_none_or(|at| now.saturating_duration_since(at) >= FILES_REMEASURE)
+/// Whether the usage flush measures a tenant's files again (it always does for one it never
+/// measured): when it wrote rows since the last flush, or was last measured `FILES_REMEASURE` ago.
+fn remeasure(measured_at: Instant, wrote: bool, now: Instant) -> bool {
+    wrote || now.saturating_duration_since(measured_at) >= FILES_REMEASURE
 }
 
 /// Alerts at 80% and 100% of the storage quota (once a day per tenant and threshold). The
@@ -548,10 +548,9 @@ mod tests {
     #[test]
     fn a_tenant_that_only_reads_keeps_its_measured_size_until_it_is_stale() {
         let at = Instant::now();
-        assert!(remeasure(None, false, at), "never measured");
-        assert!(!remeasure(Some(at), false, at + Duration::from_secs(1)), "read only, measured a second ago");
-        assert!(remeasure(Some(at), true, at + Duration::from_secs(1)), "wrote rows");
-        assert!(remeasure(Some(at), false, at + FILES_REMEASURE), "stale");
-        assert!(!remeasure(Some(at + Duration::from_secs(1)), false, at), "a clock that went back is not stale");
+        assert!(!remeasure(at, false, at + Duration::from_secs(1)), "read only, measured a second ago");
+        assert!(remeasure(at, true, at + Duration::from_secs(1)), "wrote rows");
+        assert!(remeasure(at, false, at + FILES_REMEASURE), "stale");
+        assert!(!remeasure(at + Duration::from_secs(1), false, at), "a clock that went back is not stale");
     }
 }

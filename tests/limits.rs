@@ -7,7 +7,8 @@
 mod common;
 
 use common::TestServer;
-use serde_json::json;
+use serde_json::{json, Value};
+use std::sync::mpsc::Receiver;
 
 fn tight(rate: f64, burst: u64) -> TestServer {
     TestServer::start_with(|c| {
@@ -336,7 +337,7 @@ fn a_hard_kill_loses_at_most_the_last_second_of_usage() {
 }
 
 /// A one-shot HTTP receiver for webhook tests: returns its URL and a channel of bodies.
-fn webhook_sink() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
+fn webhook_sink() -> (String, Receiver<Value>) {
     let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
     let url = format!("http://{}/hook", server.server_addr().to_ip().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
@@ -353,27 +354,36 @@ fn webhook_sink() -> (String, std::sync::mpsc::Receiver<serde_json::Value>) {
     (url, rx)
 }
 
-#[test]
-fn quota_thresholds_raise_alerts_with_an_audit_entry_and_a_webhook() {
+/// A server whose plans `plan` adjusts, with its alerts posted to a webhook sink.
+fn alerting(plan: impl Fn(&mut tenantd::config::PlanConfig) + Send + 'static) -> (TestServer, Receiver<Value>) {
     let (url, hooks) = webhook_sink();
     let s = TestServer::start_with(move |c| {
-        for p in c.plans.values_mut() {
-            p.monthly_requests = 10;
-        }
+        c.plans.values_mut().for_each(&plan);
         c.alert_webhook_url = Some(url);
     });
+    (s, hooks)
+}
+
+/// The next `n` alerts the webhook received, as "slug kind", sorted.
+fn alerts_received(hooks: &Receiver<Value>, n: usize) -> Vec<String> {
+    let mut seen: Vec<String> = (0..n)
+        .map(|_| {
+            let v = hooks.recv_timeout(std::time::Duration::from_secs(10)).expect("webhook called");
+            format!("{} {}", v["slug"].as_str().unwrap(), v["kind"].as_str().unwrap())
+        })
+        .collect();
+    seen.sort();
+    seen
+}
+
+#[test]
+fn quota_thresholds_raise_alerts_with_an_audit_entry_and_a_webhook() {
+    let (s, hooks) = alerting(|p| p.monthly_requests = 10);
     let t = s.token("a@acme.test", "acme", "owner");
     for _ in 0..10 {
         s.get_as("/api/v1/t/acme/customers", &t);
     }
-    let mut kinds = Vec::new();
-    while kinds.len() < 2 {
-        let v = hooks.recv_timeout(std::time::Duration::from_secs(10)).expect("webhook called");
-        assert_eq!(v["slug"], "acme");
-        kinds.push(v["kind"].as_str().unwrap().to_string());
-    }
-    kinds.sort();
-    assert_eq!(kinds, ["requests_100", "requests_80"]);
+    assert_eq!(alerts_received(&hooks, 2), ["acme requests_100", "acme requests_80"]);
     // Each threshold is reported once a month, however often it is crossed.
     s.get_as("/api/v1/t/acme/customers", &t);
     assert_eq!(s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed), 2);
@@ -385,14 +395,8 @@ fn quota_thresholds_raise_alerts_with_an_audit_entry_and_a_webhook() {
 
 #[test]
 fn storage_thresholds_raise_alerts_whether_or_not_the_plan_is_cached() {
-    let (url, hooks) = webhook_sink();
-    let s = TestServer::start_with(move |c| {
-        for p in c.plans.values_mut() {
-            // Below the configurable minimum (65536), set directly: every tenant file is past it.
-            p.storage_bytes = 4096;
-        }
-        c.alert_webhook_url = Some(url);
-    });
+    // Below the configurable minimum (65536), set directly: every tenant file is past it.
+    let (s, hooks) = alerting(|p| p.storage_bytes = 4096);
     let t = s.token("a@acme.test", "acme", "owner");
     let globex = s.create_tenant("globex");
     // globex's plan is not cached (no request of it since the limits were cleared): the flush
@@ -410,13 +414,10 @@ fn storage_thresholds_raise_alerts_whether_or_not_the_plan_is_cached() {
     s.app.limits.meter.record(&globex.id, tenantd::util::now_unix(), &sample, (1, 0));
     assert_eq!(s.get_as("/api/v1/t/acme/customers", &t).status, 200);
     tenantd::limits::flush_usage(&s.app).unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < 4 {
-        let v = hooks.recv_timeout(std::time::Duration::from_secs(10)).expect("webhook called");
-        seen.push(format!("{} {}", v["slug"].as_str().unwrap(), v["kind"].as_str().unwrap()));
-    }
-    seen.sort();
-    assert_eq!(seen, ["acme storage_100", "acme storage_80", "globex storage_100", "globex storage_80"]);
+    assert_eq!(
+        alerts_received(&hooks, 4),
+        ["acme storage_100", "acme storage_80", "globex storage_100", "globex storage_80"]
+    );
 }
 
 #[test]

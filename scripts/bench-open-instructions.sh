@@ -15,8 +15,7 @@
 #   env: TENANTS (10000), WARM (40 s), MEASURE (38 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null ||
-  { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+. scripts/callgrind-common.sh
 n=${TENANTS:-10000}
 warm=${WARM:-40}
 measure=${MEASURE:-38}
@@ -24,29 +23,13 @@ if [ $# -eq 0 ]; then
   cargo build --release -q
   set -- "$PWD/target/release/tenantd"
 fi
-port=18953
-base="http://127.0.0.1:$port"
-dir=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
-export TENANTD_LOG=quiet TENANTD_WORKERS=4
-cp scripts/bench-plan.toml "$dir/tenantd.toml"
-export TENANTD_CONFIG="$dir/tenantd.toml"
-ready() { for _ in $(seq 1 600); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
-metric() { curl -fsS "$base/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
-
+cg_setup 18953
 # Provision once, with the first binary (the data layout is the same for all).
-"$1" --data-dir "$dir/pristine" init >/dev/null
-"$1" --data-dir "$dir/pristine" serve --listen "127.0.0.1:$port" &
-pid=$!
-ready
-"$1" --data-dir "$dir/pristine" loadtest --url "$base" --plan bench --rows 1000 --tenants "$n" --duration 1s \
-  --json >/dev/null 2>&1
-kill $pid; wait $pid 2>/dev/null || true; pid=
+cg_provision "$1" "$n"
 echo "machine: $(nproc) cpus, $(uname -r); $n tenants; warm-up ${warm}s, counted ${measure}s"
 
 for bin in "$@"; do
-  rm -rf "$dir/data"; cp -a "$dir/pristine" "$dir/data"; sync
+  cg_fresh_data
   out="$dir/callgrind.out"
   taskset -c 0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out" \
     "$bin" --data-dir "$dir/data" serve --listen "127.0.0.1:$port" 2>"$dir/valgrind.err" &
@@ -65,11 +48,9 @@ for bin in "$@"; do
   wait $lt || true
   kill $pid; wait $pid 2>/dev/null || true; pid=
   total=$(awk '/^totals:/ {print $2}' "$out")
-  get=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
-    awk '/tenantd::store::TenantStore::get \[/ && !found {gsub(",", "", $1); print $1; found = 1}')
-  flush=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
-    awk '/tenantd::limits::flush_usage \[/ && !found {gsub(",", "", $1); print $1; found = 1}')
-  python3 - "$bin" "$total" "${get:-0}" "$((h1 - h0))" "$((m1 - m0))" "${flush:-0}" <<'PY'
+  get=$(cg_inclusive "$out" tenantd::store::TenantStore::get)
+  flush=$(cg_inclusive "$out" tenantd::limits::flush_usage)
+  python3 - "$bin" "$total" "$get" "$((h1 - h0))" "$((m1 - m0))" "$flush" <<'PY'
 import sys
 bin, total, get, hits, misses, flush = sys.argv[1], *map(int, sys.argv[2:7])
 lookups = max(1, hits + misses)

@@ -15,8 +15,7 @@
 #   env: OPEN (2000), SPREAD ("1 2000"), WARM (20 s), MEASURE (30 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v valgrind >/dev/null && command -v callgrind_annotate >/dev/null ||
-  { echo "needs valgrind (apt-get install valgrind)" >&2; exit 2; }
+. scripts/callgrind-common.sh
 open=${OPEN:-2000}
 spread=${SPREAD:-"1 $open"}
 warm=${WARM:-20}
@@ -26,30 +25,15 @@ if [ $# -eq 0 ]; then
   set -- "$PWD/target/release/tenantd"
 fi
 [ "$(ulimit -n)" -gt $((open * 5 + 128)) ] || { echo "OPEN=$open needs more than $((open * 5 + 128)) descriptors (ulimit -n)" >&2; exit 2; }
-port=18954
-base="http://127.0.0.1:$port"
-dir=$(mktemp -d)
-pid=
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
-export TENANTD_LOG=quiet TENANTD_WORKERS=4 TENANTD_MAX_OPEN_TENANTS=$open
-cp scripts/bench-plan.toml "$dir/tenantd.toml"
-export TENANTD_CONFIG="$dir/tenantd.toml"
-ready() { for _ in $(seq 1 600); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && return 0; sleep 0.2; done; return 1; }
-metric() { curl -fsS "$base/metrics" | awk -v k="$1" '$1 == k {print $2}'; }
+cg_setup 18954
+export TENANTD_MAX_OPEN_TENANTS=$open
 lt() { taskset -c 1 "$bin" --data-dir "$dir/data" loadtest --url "$base" --plan bench --rows 1000 --concurrency 16 \
   --json "$@"; }
-
-"$1" --data-dir "$dir/pristine" init >/dev/null
-"$1" --data-dir "$dir/pristine" serve --listen "127.0.0.1:$port" &
-pid=$!
-ready
-"$1" --data-dir "$dir/pristine" loadtest --url "$base" --plan bench --rows 1000 --tenants "$open" --duration 1s \
-  --json >/dev/null 2>&1 || true
-kill $pid; wait $pid 2>/dev/null || true; pid=
+cg_provision "$1" "$open"
 echo "machine: $(nproc) cpus, $(uname -r); $open tenants open; Zipf over $spread; warm-up ${warm}s, counted ${measure}s"
 
 for bin in "$@"; do
-  rm -rf "$dir/data"; cp -a "$dir/pristine" "$dir/data"; sync
+  cg_fresh_data
   out="$dir/callgrind.out"
   rm -f "$out"*
   taskset -c 0 valgrind --tool=callgrind --cache-sim=yes --instr-atstart=no --callgrind-out-file="$out" \
@@ -69,9 +53,8 @@ for bin in "$@"; do
     h1=$(metric tenantd_tenant_lru_hits_total); m1=$(metric tenantd_tenant_lru_misses_total)
     wait $ltp || true
     f=$(ls -t "$out".* | head -1)
-    flush=$(callgrind_annotate --inclusive=yes --show=Ir "$f" 2>/dev/null |
-      awk '/tenantd::limits::flush_usage \[/ && !found {gsub(",", "", $1); print $1; found = 1}')
-    python3 - "$bin" "$k" "$f" "$((h1 - h0))" "$((m1 - m0))" "${flush:-0}" <<'PY'
+    flush=$(cg_inclusive "$f" tenantd::limits::flush_usage)
+    python3 - "$bin" "$k" "$f" "$((h1 - h0))" "$((m1 - m0))" "$flush" <<'PY'
 import sys
 bin, k, f, hits, misses, flush = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 events = totals = None

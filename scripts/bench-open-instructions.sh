@@ -12,7 +12,7 @@
 # share, the inclusive instructions of `TenantStore::get` per miss (the cost of an open), and the
 # usage flush's (`limits::flush_usage`) share of all instructions.
 #   flock /tmp/tenantd-cargo.lock scripts/bench-open-instructions.sh [BIN …]
-#   env: TENANTS (10000), WARM (40 s), MEASURE (38 s)
+#   env: TENANTS (10000), WARM (40 s), MEASURE (38 s), KEEP (a dir to keep the last binary's callgrind profiles in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/callgrind-common.sh

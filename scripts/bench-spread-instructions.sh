@@ -12,7 +12,7 @@
 # instructions of the usage flush (`limits::flush_usage`), whose work grows with the number of
 # tenants active per second.
 #   flock /tmp/tenantd-cargo.lock scripts/bench-spread-instructions.sh [BIN …]
-#   env: OPEN (2000), SPREAD ("1 2000"), WARM (20 s), MEASURE (30 s)
+#   env: OPEN (2000), SPREAD ("1 2000"), WARM (20 s), MEASURE (30 s), KEEP (a dir to keep the last binary's callgrind profiles in)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/callgrind-common.sh

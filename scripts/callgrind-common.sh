@@ -9,7 +9,9 @@ cg_setup() {
   base="http://127.0.0.1:$port"
   dir=$(mktemp -d)
   pid=
-  trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null; rm -rf "$dir"' EXIT
+  # KEEP=DIR keeps the callgrind profiles (for callgrind_annotate) in DIR.
+  trap '[ -n "$pid" ] && kill $pid 2>/dev/null; wait 2>/dev/null
+    [ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$dir"/callgrind.out* "$KEEP"/ 2>/dev/null; rm -rf "$dir"' EXIT
   export TENANTD_LOG=quiet TENANTD_WORKERS=4
   cp scripts/bench-plan.toml "$dir/tenantd.toml"
   export TENANTD_CONFIG="$dir/tenantd.toml"

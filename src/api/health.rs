@@ -22,9 +22,15 @@ fn health_response(status: &str, mut body: Value) -> Resp {
     r.with_header("Cache-Control", "max-age=1")
 }
 
-/// The process is up and its workers answer. No I/O.
+/// The process is up, its workers answer and it still accepts connections. No I/O.
 pub fn liveness(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let uptime = ctx.state.started.elapsed().as_secs();
+    if ctx.state.accept.failed() {
+        // Reachable only over a connection opened before the accept loop died; the server is
+        // exiting (see `http::server`), and a probe must not call it alive meanwhile.
+        let check = json!({"componentType": "system", "status": "fail", "output": "the accept loop has ended"});
+        return Ok(health_response("fail", json!({"checks": {"server:accepting": [check]}})));
+    }
     Ok(health_response(
         "pass",
         json!({"checks": {"uptime": [{"componentType": "system", "observedValue": uptime, "observedUnit": "s", "status": "pass"}]}}),
@@ -93,32 +99,37 @@ fn writable_check(ctx: &Ctx<'_>) -> Check {
     match writable {
         Ok(()) => Check::pass("datadir:writable", json!(true), ""),
         Err(e) => {
-            Check::pass("datadir:writable", json!(false), "").with("fail", format!("cannot write to the data dir: {e}"))
+            let dir = ctx.app.config.data_dir.display();
+            Check::pass("datadir:writable", json!(false), "")
+                .with("fail", format!("cannot write to the data dir {dir}: {e}"))
         }
     }
 }
 
-/// Free space on the file system holding the data dir: `fail` under `min_free_disk_bytes`,
-/// `warn` under four times that.
+/// Free space on the file system that really holds the data dir (`statvfs` on it, so a tmpfs
+/// or a bind mount counts as itself): `fail` under `min_free_disk_bytes`, `warn` under four
+/// times that.
 fn disk_check(ctx: &Ctx<'_>) -> Check {
     let min = ctx.app.config.min_free_disk_bytes;
-    let dir = std::fs::canonicalize(&ctx.app.config.data_dir).unwrap_or_else(|_| ctx.app.config.data_dir.clone());
-    let disks = sysinfo::Disks::new_with_refreshed_list();
-    let disk = disks
-        .list()
-        .iter()
-        .filter(|d| dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len());
-    let Some(d) = disk else {
-        return Check::pass("datadir:freeSpace", Value::Null, "bytes")
-            .with("warn", format!("no mounted file system found for {}", dir.display()));
+    let dir = &ctx.app.config.data_dir;
+    let free = match crate::util::free_space(dir) {
+        Ok(free) => free,
+        Err(e) => {
+            return Check::pass("datadir:freeSpace", Value::Null, "bytes")
+                .with("fail", format!("cannot measure free space on {}: {e}", dir.display()))
+        }
     };
-    let free = d.available_space();
     let check = Check::pass("datadir:freeSpace", json!(free), "bytes");
     if free < min {
-        check.with("fail", format!("{free} bytes free, under min_free_disk_bytes = {min}"))
+        check.with(
+            "fail",
+            format!("{free} bytes free for the data dir {}, under min_free_disk_bytes = {min}", dir.display()),
+        )
     } else if free < min.saturating_mul(4) {
-        check.with("warn", format!("{free} bytes free, under 4 x min_free_disk_bytes"))
+        check.with(
+            "warn",
+            format!("{free} bytes free for the data dir {}, under 4 x min_free_disk_bytes", dir.display()),
+        )
     } else {
         check
     }

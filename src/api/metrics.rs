@@ -37,6 +37,12 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
         st.inflight.load(Ordering::Relaxed) as f64,
     );
     out.counter("tenantd_handler_panics_total", "Handlers that panicked (answered 500).", n(&st.panics));
+    out.counter("tenantd_connections_accepted_total", "Connections accepted.", st.accept.accepted() as f64);
+    out.counter(
+        "tenantd_accept_backoffs_total",
+        "Times accepting backed off for want of file descriptors or threads (the new connection, if any, was closed).",
+        st.accept.exhausted() as f64,
+    );
 
     let store = &app.store.stats;
     out.gauge("tenantd_tenants_open", "Tenant databases open.", app.store.open_count() as f64);

@@ -71,6 +71,7 @@ fn lock_data_dir(dir: &Path) -> Result<Option<File>, CliError> {
 fn finish(reason: StopReason) -> CliResult {
     match reason {
         StopReason::AcceptFailed => Err(CliError::failed("stopped: the accept loop failed (see log)")),
+        StopReason::ThreadDied(name) => Err(CliError::failed(format!("stopped: thread {name} died (see log)"))),
         _ => Ok(ExitCode::SUCCESS),
     }
 }

@@ -51,6 +51,17 @@ pub struct Config {
     /// How long one read from a client connection may wait: an idle keep-alive connection is
     /// closed after it, a stalled request head gets 408, a stalled body ends the request.
     pub read_timeout_seconds: u64,
+    /// How long a kept-alive connection may wait for its next request before it is closed, so
+    /// idle clients cannot hold descriptors forever (`read_timeout_seconds` covers a request
+    /// under way).
+    pub keep_alive_idle_seconds: u64,
+    /// After SIGTERM: how long the listener keeps accepting (readiness already fails, answers
+    /// carry `Connection: close`) before it closes, so requests already on their way are
+    /// answered rather than reset.
+    pub shutdown_grace_ms: u64,
+    /// After SIGTERM: the most the whole stop may take (grace, in-flight requests, checkpoints)
+    /// before the process exits anyway. Keep it under the unit's `TimeoutStopSec` (30 s).
+    pub shutdown_timeout_seconds: u64,
     /// Days a soft-deleted tenant is kept before it may be purged.
     pub delete_grace_days: u32,
     /// Plan given to new tenants when none is named.
@@ -94,6 +105,9 @@ impl Default for Config {
             base_domain: None,
             max_body_bytes: 1024 * 1024,
             read_timeout_seconds: 75,
+            keep_alive_idle_seconds: 60,
+            shutdown_grace_ms: 500,
+            shutdown_timeout_seconds: 25,
             delete_grace_days: 30,
             default_plan: "free".to_string(),
             plans: default_plans(),
@@ -133,6 +147,9 @@ const KNOWN_KEYS: &[&str] = &[
     "base_domain",
     "max_body_bytes",
     "read_timeout_seconds",
+    "keep_alive_idle_seconds",
+    "shutdown_grace_ms",
+    "shutdown_timeout_seconds",
     "delete_grace_days",
     "default_plan",
     "plans",
@@ -219,6 +236,17 @@ impl Config {
         range("tenant_pool_size", self.tenant_pool_size as u64, 1, 64)?;
         range("max_body_bytes", self.max_body_bytes as u64, 1024, 1 << 30)?;
         range("read_timeout_seconds", self.read_timeout_seconds, 1, 3600)?;
+        range("keep_alive_idle_seconds", self.keep_alive_idle_seconds, 1, 3600)?;
+        range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 60_000)?;
+        range("shutdown_timeout_seconds", self.shutdown_timeout_seconds, 1, 3600)?;
+        if self.shutdown_grace_ms >= self.shutdown_timeout_seconds * 1000 {
+            return Err(ConfigError(format!(
+                "shutdown_grace_ms = {} must be shorter than shutdown_timeout_seconds = {} (in ms: {})",
+                self.shutdown_grace_ms,
+                self.shutdown_timeout_seconds,
+                self.shutdown_timeout_seconds * 1000
+            )));
+        }
         range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError(format!(

@@ -71,8 +71,10 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let mut last_flush = Instant::now();
     let mut last_archive = Instant::now();
     let mut last_reap = Instant::now();
+    let mut accept = AcceptWatch::default();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
+        accept.check(state, Instant::now());
         let now = read();
         if now != last {
             state.app.invalidate_caches();
@@ -103,6 +105,36 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
                 Ok(done) if !done.is_empty() => crate::log::info(&format!("audit retention archived {done:?}")),
                 Ok(_) => {}
                 Err(e) => crate::log::warn(&format!("audit retention failed: {}", e.log_detail())),
+            }
+        }
+    }
+}
+
+/// Tells the operator when the accept loop runs out of descriptors: one line when a burst of
+/// back-offs starts, one when it has been quiet for a second (the loop itself only counts).
+#[derive(Default)]
+struct AcceptWatch {
+    seen: u64,
+    burst: Option<(u64, Instant)>,
+}
+
+impl AcceptWatch {
+    fn check(&mut self, state: &ServerState, now: Instant) {
+        let n = state.accept.exhausted();
+        if n > self.seen {
+            if self.burst.is_none() {
+                crate::log::warn(
+                    "out of file descriptors: new connections are closed and accepting backs off \
+                     (raise LimitNOFILE, or lower keep_alive_idle_seconds or max_open_tenants)",
+                );
+            }
+            let first = self.burst.map_or(self.seen, |(first, _)| first);
+            self.burst = Some((first, now));
+            self.seen = n;
+        } else if let Some((first, last)) = self.burst {
+            if now.duration_since(last) >= Duration::from_secs(1) {
+                crate::log::info(&format!("accepting connections again ({} back-offs in that burst)", n - first));
+                self.burst = None;
             }
         }
     }

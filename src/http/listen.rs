@@ -6,13 +6,15 @@ use crate::error::{Error, Result};
 /// Binds with TCP_NODELAY on the listening socket; Linux copies it to every accepted socket.
 /// tiny_http writes headers and body separately, so with Nagle's algorithm a response larger
 /// than its 1 KiB buffer waits for the client's delayed ACK (40 ms) before the body goes out.
-pub(super) fn bind(listen: &str, read_timeout: std::time::Duration) -> Result<tiny_http::Server> {
+/// `timeouts`: the keep-alive idle limit and the limit within a request (see our tiny_http
+/// fork's `Timeouts`).
+pub(super) fn bind(listen: &str, timeouts: tiny_http::Timeouts) -> Result<tiny_http::Server> {
     let refuse = |e: &dyn std::fmt::Display| Error::invalid("listen", format!("cannot listen on {listen}: {e}"));
     let listener = std::net::TcpListener::bind(listen).map_err(|e| refuse(&e))?;
     if let Err(e) = socket2::SockRef::from(&listener).set_tcp_nodelay(true) {
         crate::log::warn(&format!("could not set TCP_NODELAY: {e}"));
     }
-    tiny_http::Server::from_listener_with_read_timeout(listener, None, Some(read_timeout)).map_err(|e| refuse(&e))
+    tiny_http::Server::from_listener_with_timeouts(listener, None, Some(timeouts)).map_err(|e| refuse(&e))
 }
 
 /// Raises the soft RLIMIT_NOFILE towards 65,536 (as far as the hard limit allows); returns the

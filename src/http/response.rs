@@ -27,6 +27,7 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::Forbidden { code, message } => (403, code, message.clone()),
         Error::TooManyRequests { code, message, .. } => (429, code, message.clone()),
         Error::StorageQuota => (507, "storage_quota_exceeded", e.to_string()),
+        Error::InsufficientStorage => (507, "insufficient_storage", e.to_string()),
         Error::QueryTimeout => (503, "query_timeout", e.to_string()),
         Error::UnsupportedMediaType => (415, "unsupported_media_type", e.to_string()),
         Error::MethodNotAllowed { .. } => (405, "method_not_allowed", e.to_string()),
@@ -49,8 +50,9 @@ pub fn error_response(e: &Error) -> Resp {
     resp.error = Some(code);
     match e {
         Error::MethodNotAllowed { allow } => resp.headers.push(("Allow".into(), allow.clone())),
-        Error::TooManyRequests { retry_after, .. } => {
-            resp.headers.push(("Retry-After".into(), (*retry_after).max(1).to_string()))
+        Error::TooManyRequests { retry_after, rate, .. } => {
+            resp.headers.push(("Retry-After".into(), (*retry_after).max(1).to_string()));
+            resp.rate_limit = *rate;
         }
         Error::Unauthorized | Error::Unauthenticated { .. } => {
             resp.headers.push(("WWW-Authenticate".into(), "Bearer realm=\"tenantd\"".into()))

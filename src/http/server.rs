@@ -45,10 +45,13 @@ pub struct ServerState {
     pub health_cache: parking_lot::Mutex<Option<(Instant, Vec<crate::api::health::Check>)>>,
     request_seq: AtomicU64,
     request_prefix: String,
+    /// tiny_http's accept loop: connections, back-offs for want of descriptors, and whether it
+    /// died (liveness fails then, and the server exits).
+    pub accept: Arc<tiny_http::AcceptStats>,
 }
 
 impl ServerState {
-    pub fn new(app: Arc<App>, router: Router) -> ServerState {
+    pub fn new(app: Arc<App>, router: Router, accept: Arc<tiny_http::AcceptStats>) -> ServerState {
         let metrics =
             crate::metrics::Metrics::new(router.routes().iter().map(|r| (r.method.as_str(), r.template())).collect());
         let c = &app.config;
@@ -71,6 +74,7 @@ impl ServerState {
             started: Instant::now(),
             request_seq: AtomicU64::new(0),
             request_prefix: crate::util::random_hex(4),
+            accept,
         }
     }
 
@@ -89,10 +93,12 @@ impl ServerState {
             Some((tarpit, d)) => {
                 let held = Box::new(super::tarpit::Held { rq, resp, id: id.to_string(), due: Instant::now() + d });
                 if let Err(h) = tarpit.hold(held) {
-                    write_response(h.rq, h.resp, &h.id, hsts);
+                    write_response(h.rq, h.resp, &h.id, hsts, false);
                 }
             }
-            None => write_response(rq, resp, id, hsts),
+            // While draining, each answer ends its connection, so clients move to another
+            // server instead of sending more on a connection about to close.
+            None => write_response(rq, resp, id, hsts, self.draining.load(Ordering::Relaxed)),
         }
     }
 
@@ -108,7 +114,26 @@ pub enum StopReason {
     /// tiny_http's accept thread died (e.g. out of file descriptors): exit non-zero so the
     /// service manager restarts us.
     AcceptFailed,
+    /// A server thread (worker, watcher, scaler) ended by a panic outside any handler: exit
+    /// non-zero rather than run on short of it.
+    ThreadDied(String),
     Requested,
+}
+
+/// Held by each server thread: if the thread unwinds, the server is told to stop (non-zero
+/// exit, so the service manager restarts it) instead of living on without that thread.
+pub(super) struct ThreadGuard {
+    pub(super) stop: mpsc::Sender<StopReason>,
+}
+
+impl Drop for ThreadGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let name = std::thread::current().name().unwrap_or("unnamed").to_string();
+            crate::log::error(&format!("thread {name} panicked; shutting down so the service manager restarts us"));
+            let _ = self.stop.send(StopReason::ThreadDied(name));
+        }
+    }
 }
 
 pub struct RunningServer {
@@ -131,11 +156,15 @@ pub fn start(app: Arc<App>, listen: &str) -> Result<RunningServer> {
 /// `start` with another route table (tests add routes that panic or misbehave on purpose).
 pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<RunningServer> {
     super::listen::check_fd_budget(app.config.max_open_tenants, super::listen::raise_fd_limit())?;
-    let http = super::listen::bind(listen, Duration::from_secs(app.config.read_timeout_seconds))?;
+    let timeouts = tiny_http::Timeouts {
+        idle: Duration::from_secs(app.config.keep_alive_idle_seconds),
+        active: Duration::from_secs(app.config.read_timeout_seconds),
+    };
+    let http = super::listen::bind(listen, timeouts)?;
     let addr = http.server_addr().to_ip().ok_or_else(|| Error::Internal("server is not on an IP socket".into()))?;
     let http = Arc::new(http);
     crate::limits::alerts::start(&app);
-    let state = Arc::new(ServerState::new(app.clone(), router));
+    let state = Arc::new(ServerState::new(app.clone(), router, http.accept_stats().clone()));
     let (stop_tx, stop_rx) = mpsc::channel();
     for _ in 0..state.pool.min {
         add_worker(&http, &state, &stop_tx)?;
@@ -143,16 +172,18 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     let (scaler_stop, scaler_rx) = mpsc::channel();
     let scaler = {
         let (http, state, stop_tx) = (http.clone(), state.clone(), stop_tx.clone());
-        std::thread::Builder::new()
-            .name("tenantd-scaler".into())
-            .spawn(move || super::background::scale_workers(&http, &state, &stop_tx, &scaler_rx))?
+        std::thread::Builder::new().name("tenantd-scaler".into()).spawn(move || {
+            let _guard = ThreadGuard { stop: stop_tx.clone() };
+            super::background::scale_workers(&http, &state, &stop_tx, &scaler_rx)
+        })?
     };
     let (watcher_stop, watcher_rx) = mpsc::channel();
     let watcher = {
-        let state = state.clone();
-        std::thread::Builder::new()
-            .name("tenantd-catalog-watch".into())
-            .spawn(move || super::background::watch_catalog(&state, &watcher_rx))?
+        let (state, guard) = (state.clone(), ThreadGuard { stop: stop_tx.clone() });
+        std::thread::Builder::new().name("tenantd-catalog-watch".into()).spawn(move || {
+            let _guard = guard;
+            super::background::watch_catalog(&state, &watcher_rx)
+        })?
     };
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
@@ -205,14 +236,45 @@ impl RunningServer {
         let reason = self.stop_rx.recv().unwrap_or(StopReason::Requested);
         crate::log::info(&format!("stopping ({reason:?}): draining in-flight requests"));
         crate::notify::stopping();
-        self.shutdown()?;
+        // A stop that overruns its bound ends the process anyway, non-zero: a service manager
+        // would kill it soon after, and then without the checkpoints done so far.
+        let bound = Duration::from_secs(self.state.app.config.shutdown_timeout_seconds);
+        std::thread::Builder::new().name("tenantd-stop-bound".into()).spawn(move || {
+            std::thread::sleep(bound);
+            crate::log::error(&format!(
+                "the stop took longer than shutdown_timeout_seconds ({} s): exiting now",
+                bound.as_secs()
+            ));
+            std::process::exit(1);
+        })?;
+        let grace = match reason {
+            StopReason::Signal => Duration::from_millis(self.state.app.config.shutdown_grace_ms),
+            _ => Duration::ZERO,
+        };
+        self.shutdown_after(grace)?;
         Ok(reason)
     }
 
-    /// Drains: readiness turns `fail`, queued and in-flight requests finish, workers exit, then
-    /// every open tenant and the catalog are checkpointed.
-    pub fn shutdown(mut self) -> Result<()> {
+    /// `shutdown_after` with no grace (tests and embedders).
+    pub fn shutdown(self) -> Result<()> {
+        self.shutdown_after(Duration::ZERO)
+    }
+
+    /// Drains: readiness turns `fail` and answers carry `Connection: close`; for `grace` the
+    /// listener still accepts and requests are served as usual (clients and proxies that have
+    /// not yet seen readiness fail keep being answered); then the connections the kernel has
+    /// queued are accepted and the listener closes; requests that arrive on open connections
+    /// are served until none has come for `SETTLE`; then workers exit, and every open tenant and
+    /// the catalog are checkpointed.
+    pub fn shutdown_after(mut self, grace: Duration) -> Result<()> {
         self.state.draining.store(true, Ordering::SeqCst);
+        if !grace.is_zero() {
+            std::thread::sleep(grace);
+        }
+        if !self.http.stop_accepting(Duration::from_secs(1)) {
+            crate::log::warn("the listener did not close within 1 s of the stop");
+        }
+        self.settle();
         let _ = self.scaler_stop.send(());
         if let Some(s) = self.scaler.take() {
             let _ = s.join();
@@ -264,11 +326,35 @@ impl RunningServer {
     }
 }
 
+/// After the listener closes, the stop waits until no request has started for this long and
+/// none is in flight: requests from connections accepted last, or sent on open connections,
+/// reach the queue within a few milliseconds.
+const SETTLE: Duration = Duration::from_millis(100);
+/// The most `settle` waits, however busy the open connections keep the server.
+const SETTLE_MAX: Duration = Duration::from_secs(5);
+
+impl RunningServer {
+    fn settle(&self) {
+        let started = Instant::now();
+        let (mut seen, mut quiet_since) = (self.state.requests.load(Ordering::SeqCst), Instant::now());
+        while started.elapsed() < SETTLE_MAX {
+            std::thread::sleep(Duration::from_millis(10));
+            let now = self.state.requests.load(Ordering::SeqCst);
+            if now != seen || self.state.inflight.load(Ordering::SeqCst) > 0 {
+                (seen, quiet_since) = (now, Instant::now());
+            } else if quiet_since.elapsed() >= SETTLE {
+                return;
+            }
+        }
+    }
+}
+
 /// A free worker checks now and then whether the pool is shrinking.
 const WORKER_POLL: Duration = Duration::from_secs(1);
 
 fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sender<StopReason>) {
     use super::fair::Next;
+    let _guard = ThreadGuard { stop: stop.clone() };
     loop {
         match state.fair.next(http, WORKER_POLL) {
             Next::Request(rq) => {
@@ -297,7 +383,7 @@ fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sende
 fn start_tarpit(app: &App) -> Option<super::tarpit::Tarpit> {
     super::tarpit::delay(app.config.limits.tarpit_ms)?;
     let hsts = app.config.hsts_max_age_seconds;
-    match super::tarpit::Tarpit::start(move |h| write_response(h.rq, h.resp, &h.id, hsts)) {
+    match super::tarpit::Tarpit::start(move |h| write_response(h.rq, h.resp, &h.id, hsts, false)) {
         Ok(t) => Some(t),
         Err(e) => {
             crate::log::warn(&format!(
@@ -484,6 +570,7 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
     let mut resp = match result {
         Ok(Ok(resp)) => resp,
         Ok(Err(e)) => {
+            let e = crate::limits::storage_refusal(&state.app, e);
             if response::error_parts(&e).0 >= 500 {
                 let route = state.metrics.label(label);
                 crate::log::request("ERROR", &req.id, &format!("{route}: {}", e.log_detail()));
@@ -505,15 +592,18 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
     if let Some(t) = who.tenant.as_deref() {
         cors_headers(state, t, req, &mut resp);
     }
-    if let Some(d) = rate {
-        resp.rate_limit = Some([d.limit, d.remaining, d.reset_s]);
+    // Every answer of a limited route says where its caller stands, refusals included (the
+    // IETF RateLimit header fields draft: clients read them on the 429 first).
+    if let (Some(d), None) = (rate, resp.rate_limit) {
+        let remaining = if resp.status == 429 { 0 } else { d.remaining };
+        resp.rate_limit = Some([d.limit, remaining, d.reset_s]);
     }
     (resp, label)
 }
 
-fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>) {
+fn write_response(rq: tiny_http::Request, resp: Resp, id: &str, hsts: Option<u64>, close: bool) {
     let mut framing = framing(&rq);
-    if resp.status >= 400 && body_left_unread(&rq) {
+    if close || (resp.status >= 400 && body_left_unread(&rq)) {
         framing.connection = Some("close");
     }
     let wire = response::encode(resp, id, hsts, framing);

@@ -175,8 +175,11 @@ impl Drop for TestServer {
     }
 }
 
+/// The binary under test: this build's, or `TENANTD_TEST_BIN` (to show that a regression
+/// test fails against an older build).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_tenantd")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("TENANTD_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_tenantd").to_string()))
 }
 
 /// A fresh data dir (in `dir`) holding tenant `acme` on the enterprise plan (limits a load
@@ -257,8 +260,20 @@ pub fn spawn_serve_with_env(
     data_dir: &Path,
     env: &[(&str, &str)],
 ) -> (std::process::Child, std::net::SocketAddr, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    spawn_serve_limited(data_dir, env, "")
+}
+
+/// `spawn_serve_with_env` under shell `ulimit` options (e.g. `-n 256`, `-f 2048`), applied to
+/// the server process alone; the server replaces the shell, so the child is the server.
+pub fn spawn_serve_limited(
+    data_dir: &Path,
+    env: &[(&str, &str)],
+    ulimit: &str,
+) -> (std::process::Child, std::net::SocketAddr, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead;
-    let mut child = Command::new(bin())
+    let script = if ulimit.is_empty() { "exec \"$@\"".to_string() } else { format!("ulimit {ulimit} && exec \"$@\"") };
+    let mut child = Command::new("sh")
+        .args(["-c", &script, "sh", bin()])
         .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
         .env_remove("TENANTD_LOG")
         // Never notify a service manager the test runner itself may be running under.
@@ -278,4 +293,17 @@ pub fn spawn_serve_with_env(
         }
     };
     (child, addr, lines)
+}
+
+/// Kills a spawned server when a test ends early (a failed assertion), so it never outlives
+/// the test holding ports, files or inherited locks.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }

@@ -80,7 +80,7 @@ impl ClientConnection {
         let secure = read_socket.secure();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
-        let first_header = source.next().unwrap();
+        let first_header = source.next_reader();
 
         ClientConnection {
             source,
@@ -97,7 +97,7 @@ impl ClientConnection {
     /// `{"error":{"code","message"}}`, and `Connection: close`.
     fn refuse(&mut self, status: u16, version: HTTPVersion, code: &str, message: &str) {
         use std::io::Write;
-        let Some(mut writer) = self.sink.next() else { return };
+        let mut writer = self.sink.next_writer();
         let body = format!(r#"{{"error":{{"code":"{code}","message":"{message}"}}}}"#);
         let reason = crate::StatusCode(status).default_reason_phrase();
         let date = httpdate::fmt_http_date(std::time::SystemTime::now());
@@ -175,6 +175,13 @@ impl ClientConnection {
             let e = IoError::new(ErrorKind::ConnectionAborted, "a request body was left unread");
             return Err(ReadError::ReadIoError(e));
         }
+        // tenantd patch: waiting for a new request: the keep-alive idle timeout applies until
+        // its first byte arrives (unless that byte is already buffered).
+        if let Ok(reader) = self.next_header_source.turn() {
+            if reader.buffer().is_empty() {
+                reader.get_mut().await_request();
+            }
+        }
         let mut used = 0;
         let (method, path, version, headers) = {
             // reading the request line
@@ -233,10 +240,10 @@ impl ClientConnection {
         }
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        let writer = self.sink.next_writer();
 
         // follow-up for next potential request
-        let mut data_source = self.source.next().unwrap();
+        let mut data_source = self.source.next_reader();
         std::mem::swap(&mut self.next_header_source, &mut data_source);
 
         // building the next reader
@@ -246,7 +253,9 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // tenantd patch: a peer that reset before its address was read has none; the
+            // published code unwrapped the error and panicked the connection's thread.
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
             Some(self.abandoned.clone()),

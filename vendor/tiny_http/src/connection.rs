@@ -22,6 +22,15 @@ impl Listener {
         }
     }
 
+    /// tenantd patch: for draining the backlog once the server stops accepting.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(l) => l.set_nonblocking(on),
+            #[cfg(unix)]
+            Self::Unix(l) => l.set_nonblocking(on),
+        }
+    }
+
     pub(crate) fn accept(&self) -> std::io::Result<(Connection, Option<SocketAddr>)> {
         match self {
             Self::Tcp(l) => l
@@ -101,6 +110,15 @@ impl Connection {
             Self::Tcp(s) => s.set_read_timeout(timeout),
             #[cfg(unix)]
             Self::Unix(s) => s.set_read_timeout(timeout),
+        }
+    }
+
+    /// tenantd patch: see `Listener::set_nonblocking`.
+    pub(crate) fn set_nonblocking(&self, on: bool) -> std::io::Result<()> {
+        match self {
+            Self::Tcp(s) => s.set_nonblocking(on),
+            #[cfg(unix)]
+            Self::Unix(s) => s.set_nonblocking(on),
         }
     }
 

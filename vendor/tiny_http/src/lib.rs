@@ -115,9 +115,13 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+/// tenantd patch: the accept loop's counters, and the read timeouts of a connection.
+pub use accept::AcceptStats;
+pub use util::refined_tcp_stream::Timeouts;
 /// tenantd patch: the most of an unread request body that is drained to keep its connection.
 pub use util::DRAIN_LIMIT;
 
+mod accept;
 mod client;
 mod common;
 mod connection;
@@ -142,6 +146,9 @@ pub struct Server {
 
     // result of TcpListener::local_addr()
     listening_addr: ListenAddr,
+
+    // tenantd patch: see `accept`.
+    accept_stats: Arc<AcceptStats>,
 }
 
 enum Message {
@@ -257,121 +264,79 @@ impl Server {
         ssl_config: Option<SslConfig>,
         read_timeout: Option<std::time::Duration>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        let timeouts = read_timeout.map(|t| Timeouts { idle: t, active: t });
+        Self::from_listener_with_timeouts(listener, ssl_config, timeouts)
+    }
+
+    /// tenantd patch: `from_listener` with separate limits for a kept-alive connection waiting
+    /// for its next request and for a request under way (see `Timeouts`). TLS is not served by
+    /// this fork (tenantd sits behind a proxy that ends it): an `ssl_config` is refused.
+    pub fn from_listener_with_timeouts<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        timeouts: Option<Timeouts>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        if ssl_config.is_some() {
+            return Err("this tiny_http fork serves plain HTTP only (PATCHES.md)".into());
+        }
         let listener = listener.into();
-        // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
-
-        // building the TcpListener
-        let (server, local_addr) = {
-            let local_addr = listener.local_addr()?;
-            log::debug!("Server listening on {}", local_addr);
-            (listener, local_addr)
-        };
-
-        // building the SSL capabilities
-        #[cfg(all(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        compile_error!(
-            "Features 'ssl-openssl' and 'ssl-rustls' must not be enabled at the same time"
-        );
-        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-        type SslContext = ();
-        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-        type SslContext = crate::ssl::SslContextImpl;
-        let ssl: Option<SslContext> = {
-            match ssl_config {
-                #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                Some(config) => Some(SslContext::from_pem(
-                    config.certificate,
-                    Zeroizing::new(config.private_key),
-                )?),
-                #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                Some(_) => return Err(
-                    "Building a server with SSL requires enabling the `ssl` feature in tiny-http"
-                        .into(),
-                ),
-                None => None,
-            }
-        };
+        let local_addr = listener.local_addr()?;
+        log::debug!("Server listening on {}", local_addr);
 
         // creating a task where server.accept() is continuously called
         // and ClientConnection objects are pushed in the messages queue
         let messages = MessagesQueue::with_capacity(8);
-
-        let inside_close_trigger = close_trigger.clone();
-        let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        if read_timeout.is_some() {
-                            // tenantd patch: see `from_listener_with_read_timeout`.
-                            let _ = sock.set_read_timeout(read_timeout);
-                        }
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
-
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
-
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
-                                    }
-                                }
-                            }
-                        }));
-                    }
-
-                    Err(e) => {
-                        log::error!("Error accepting new client: {}", e);
-                        inside_messages.push(e.into());
-                        break;
-                    }
-                }
-            }
-            log::debug!("Terminating accept thread");
-        });
+        let stats = Arc::new(AcceptStats::default());
+        let accept_loop = accept::Loop {
+            listener,
+            timeouts,
+            stats: stats.clone(),
+            messages: messages.clone(),
+            close: close_trigger.clone(),
+        };
+        thread::Builder::new()
+            .name("tiny_http-accept".into())
+            .spawn(move || accept_loop.run())?;
 
         // result
         Ok(Server {
             messages,
             close: close_trigger,
             listening_addr: local_addr,
+            accept_stats: stats,
         })
+    }
+
+    /// tenantd patch: what the accept loop has done (connections, back-offs, whether it died).
+    pub fn accept_stats(&self) -> &Arc<AcceptStats> {
+        &self.accept_stats
+    }
+
+    /// tenantd patch: stops accepting: the connections the kernel has already queued are
+    /// accepted and served, then the listening socket closes. Requests on connections already
+    /// open still arrive through `recv`. Waits at most `timeout` for the socket to close; true
+    /// if it did.
+    pub fn stop_accepting(&self, timeout: Duration) -> bool {
+        self.accept_stats.request_stop();
+        self.wake_accept_thread();
+        self.accept_stats.wait_closed(timeout)
+    }
+
+    /// Connects briefly to ourselves to unblock the accept thread.
+    fn wake_accept_thread(&self) {
+        let maybe_stream = match &self.listening_addr {
+            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
+            #[cfg(unix)]
+            ListenAddr::Unix(addr) => match addr.as_pathname() {
+                // TODO: use connect_addr when its stabilized.
+                Some(path) => std::os::unix::net::UnixStream::connect(path).map(Connection::from),
+                None => return,
+            },
+        };
+        if let Ok(stream) = maybe_stream {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
     }
 
     /// Returns an iterator for all the incoming requests.
@@ -439,18 +404,8 @@ impl Iterator for IncomingRequests<'_> {
 impl Drop for Server {
     fn drop(&mut self) {
         self.close.store(true, Relaxed);
-        // Connect briefly to ourselves to unblock the accept thread
-        let maybe_stream = match &self.listening_addr {
-            ListenAddr::IP(addr) => TcpStream::connect(addr).map(Connection::from),
-            #[cfg(unix)]
-            ListenAddr::Unix(addr) => {
-                // TODO: use connect_addr when its stabilized.
-                let path = addr.as_pathname().unwrap();
-                std::os::unix::net::UnixStream::connect(path).map(Connection::from)
-            }
-        };
-        if let Ok(stream) = maybe_stream {
-            let _ = stream.shutdown(Shutdown::Both);
+        if !self.accept_stats.closed() {
+            self.wake_accept_thread();
         }
 
         #[cfg(unix)]

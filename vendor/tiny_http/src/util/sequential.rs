@@ -3,7 +3,7 @@ use std::io::{BufRead, Error as IoError, ErrorKind, Read, Write};
 
 use std::sync::mpsc::channel;
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use std::mem;
 
@@ -77,20 +77,28 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
     type Item = SequentialReader<R>;
 
     fn next(&mut self) -> Option<SequentialReader<R>> {
+        Some(self.next_reader())
+    }
+}
+
+impl<R: Read + Send> SequentialReaderBuilder<R> {
+    /// tenantd patch: `next` without the `Option` it never leaves empty, so callers need no
+    /// `unwrap`.
+    pub fn next_reader(&mut self) -> SequentialReader<R> {
         let (tx, rx) = channel();
 
         let inner = mem::replace(&mut self.inner, SequentialReaderBuilderInner::NotFirst(rx));
 
         match inner {
-            SequentialReaderBuilderInner::First(reader) => Some(SequentialReader {
+            SequentialReaderBuilderInner::First(reader) => SequentialReader {
                 inner: SequentialReaderInner::MyTurn(reader),
                 next: tx,
-            }),
+            },
 
-            SequentialReaderBuilderInner::NotFirst(previous) => Some(SequentialReader {
+            SequentialReaderBuilderInner::NotFirst(previous) => SequentialReader {
                 inner: SequentialReaderInner::Waiting(previous),
                 next: tx,
-            }),
+            },
         }
     }
 }
@@ -98,15 +106,22 @@ impl<R: Read + Send> Iterator for SequentialReaderBuilder<R> {
 impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     type Item = SequentialWriter<W>;
     fn next(&mut self) -> Option<SequentialWriter<W>> {
+        Some(self.next_writer())
+    }
+}
+
+impl<W: Write + Send> SequentialWriterBuilder<W> {
+    /// tenantd patch: `next` without the `Option` it never leaves empty.
+    pub fn next_writer(&mut self) -> SequentialWriter<W> {
         let (tx, rx) = channel();
         let mut next_next_trigger = Some(rx);
         ::std::mem::swap(&mut next_next_trigger, &mut self.next_trigger);
 
-        Some(SequentialWriter {
+        SequentialWriter {
             trigger: next_next_trigger,
             writer: self.writer.clone(),
             on_finish: tx,
-        })
+        }
     }
 }
 
@@ -114,7 +129,11 @@ impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
             SequentialReaderInner::MyTurn(ref mut reader) => return reader.read(buf),
-            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().unwrap(),
+            // tenantd patch: the previous reader vanished without handing over (its thread
+            // panicked): an I/O error for this request, not a panic of this thread.
+            SequentialReaderInner::Waiting(ref mut recv) => recv.recv().map_err(|_| {
+                IoError::new(ErrorKind::BrokenPipe, "previous reader vanished")
+            })?,
             SequentialReaderInner::Empty => unreachable!(),
         };
 
@@ -190,21 +209,25 @@ fn crlf_end(last: Option<u8>, bytes: &[u8]) -> Option<usize> {
 
 impl<W: Write + Send> Write for SequentialWriter<W> {
     fn write(&mut self, buf: &[u8]) -> IoResult<usize> {
+        // tenantd patch: an error here means the previous writer is gone without a word (its
+        // thread panicked); it writes no more either way, so this one may go on.
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            let _ = v.recv();
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().write(buf)
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner).write(buf)
     }
 
     fn flush(&mut self) -> IoResult<()> {
+        // tenantd patch: an error here means the previous writer is gone without a word (its
+        // thread panicked); it writes no more either way, so this one may go on.
         if let Some(v) = self.trigger.as_mut() {
-            v.recv().unwrap()
+            let _ = v.recv();
         }
         self.trigger = None;
 
-        self.writer.lock().unwrap().flush()
+        self.writer.lock().unwrap_or_else(PoisonError::into_inner).flush()
     }
 }
 
@@ -220,8 +243,9 @@ where
                 self.next.send(reader).ok();
             }
             SequentialReaderInner::Waiting(recv) => {
-                let reader = recv.recv().unwrap();
-                self.next.send(reader).ok();
+                if let Ok(reader) = recv.recv() {
+                    self.next.send(reader).ok();
+                }
             }
             SequentialReaderInner::Empty => (),
         }

@@ -1,6 +1,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
 use std::time::Duration;
 
@@ -58,7 +58,8 @@ impl TaskPool {
         };
 
         for _ in 0..MIN_THREADS {
-            pool.add_thread(None)
+            // A pool short of its idle threads still works: spawn adds threads as needed.
+            let _ = pool.add_thread(None);
         }
 
         pool
@@ -66,35 +67,40 @@ impl TaskPool {
 
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
-    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+    ///
+    /// tenantd patch: fails, dropping `code`, when a new thread cannot be had (the published
+    /// code panicked, in the accept thread).
+    pub fn spawn(&self, code: Box<dyn FnMut() + Send>) -> std::io::Result<()> {
+        let mut queue = self.sharing.todo.lock().unwrap_or_else(PoisonError::into_inner);
 
         // tenantd patch: queue the task only when an idle thread is left for it. A thread
         // counts as waiting until it takes the lock again, so the published check
         // (`waiting_tasks == 0`) let a burst of connections queue behind one idle thread; each
         // task is a connection's whole life, so the queued ones hung until others closed.
         if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
-            self.add_thread(Some(code));
+            drop(queue);
+            self.add_thread(Some(code))
         } else {
             queue.push_back(code);
             self.sharing.condvar.notify_one();
+            Ok(())
         }
     }
 
-    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
+    fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) -> std::io::Result<()> {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        thread::Builder::new().spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
             if let Some(mut f) = initial_fn {
-                f();
+                run_task(&mut f);
             }
 
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = sharing.todo.lock().unwrap_or_else(PoisonError::into_inner);
 
                     let task;
                     loop {
@@ -106,13 +112,13 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing.condvar.wait(todo).unwrap_or_else(PoisonError::into_inner);
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(PoisonError::into_inner);
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -125,9 +131,18 @@ impl TaskPool {
                     task
                 };
 
-                task();
+                run_task(&mut task);
             }
-        });
+        })?;
+        Ok(())
+    }
+}
+
+/// tenantd patch: a task (one connection's whole life) that panics ends its connection, not the
+/// pool thread that ran it; the published pool lost the thread and its place in the counts.
+fn run_task(task: &mut Box<dyn FnMut() + Send>) {
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task())).is_err() {
+        log::error!("a connection task panicked; its connection is closed");
     }
 }
 

@@ -164,16 +164,45 @@ pub fn configure(conn: &Connection, durability: Durability) -> rusqlite::Result<
 }
 
 /// Flags for opening an existing file: never create (a missing tenant file is an error, not a
-/// new empty database).
+/// new empty database), never follow a symlink in its place (issue 18: a tenant file replaced
+/// by a link would be served, and written beside, wherever the link points).
 pub fn existing_file_flags() -> OpenFlags {
-    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW
+}
+
+/// Refuses a database file, or its `-wal`/`-shm` companion, that is a symlink or not a regular
+/// file: SQLite's `SQLITE_OPEN_NOFOLLOW` covers the database file only, and would write the
+/// companions through a link. Their directories are the caller's to check (`Paths`).
+pub fn check_regular_files(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::unavailable(format!(
+                    "{} is a symlink; tenantd never follows one to a database file",
+                    p.display()
+                )))
+            }
+            Ok(m) if !m.is_file() => return Err(Error::unavailable(format!("{} is not a regular file", p.display()))),
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::unavailable(format!("{} is missing", p.display())))
+            }
+            Err(e) => return Err(Error::unavailable(format!("cannot inspect {}: {e}", p.display()))),
+        }
+    }
+    Ok(())
 }
 
 /// Opens an existing database file without creating it.
 pub fn open_existing(path: &Path, durability: Durability) -> Result<Connection> {
-    if !path.is_file() {
-        return Err(Error::unavailable(format!("{} is missing", path.display())));
-    }
+    check_regular_files(path)?;
     let conn = Connection::open_with_flags(path, existing_file_flags())?;
     configure(&conn, durability)?;
     Ok(conn)
@@ -181,10 +210,8 @@ pub fn open_existing(path: &Path, durability: Durability) -> Result<Connection> 
 
 /// Opens a file for reading only (schema status, export checks).
 pub fn open_read_only(path: &Path) -> Result<Connection> {
-    if !path.is_file() {
-        return Err(Error::unavailable(format!("{} is missing", path.display())));
-    }
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    check_regular_files(path)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(conn)

@@ -43,9 +43,14 @@ pub enum Error {
     /// Authenticated, but not allowed.
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
-    /// Slow down: `retry_after` seconds.
+    /// Slow down: `retry_after` seconds. `rate`: the refusing limit's `RateLimit-Limit`,
+    /// `-Remaining` (0) and `-Reset`, when a limit with such a policy refused it.
     #[error("{message}")]
-    TooManyRequests { code: &'static str, message: String, retry_after: i64 },
+    TooManyRequests { code: &'static str, message: String, retry_after: i64, rate: Option<[u64; 3]> },
+    /// The server's own storage refused a write (disk full, file-size limit): the operator's
+    /// problem, not the tenant's quota (HTTP 507 `insufficient_storage`).
+    #[error("the server's storage refused the write (disk full or a file-size limit): nothing was written and nothing stored was lost; retry later")]
+    InsufficientStorage,
     /// The tenant's storage quota is used up (HTTP 507).
     #[error("storage quota exceeded: delete data or move to a larger plan")]
     StorageQuota,

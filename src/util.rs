@@ -221,3 +221,10 @@ pub type IdBuild = std::hash::BuildHasherDefault<IdHasher>;
 
 /// A `HashMap` keyed by minted ids (see `IdHasher`).
 pub type IdMap<K, V> = std::collections::HashMap<K, V, IdBuild>;
+
+/// Bytes an unprivileged process may still write on the file system holding `path`
+/// (`statvfs`: available blocks times the fragment size).
+pub fn free_space(path: &std::path::Path) -> std::io::Result<u64> {
+    let st = rustix::fs::statvfs(path)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}

@@ -39,7 +39,13 @@ fn a_tenant_over_its_limit_gets_429_with_headers_and_others_are_untouched() {
     let r = s.get_as("/api/v1/t/acme/customers", &a);
     assert_eq!(r.status, 429);
     assert_eq!(r.json()["error"]["code"], "rate_limited");
-    assert!(r.header("retry-after").unwrap().parse::<u64>().unwrap() >= 1);
+    let retry = r.header("retry-after").unwrap().parse::<u64>().unwrap();
+    assert!(retry >= 1);
+    // Issue 18, item 4: the refusal carries the RateLimit fields too, with nothing remaining
+    // and a reset no sooner than the retry.
+    assert_eq!(r.header("ratelimit-limit"), Some("5"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    assert!(r.header("ratelimit-reset").unwrap().parse::<u64>().unwrap() >= retry);
     // Tenant B is unaffected by A's flood.
     for _ in 0..5 {
         assert_eq!(s.get_as("/api/v1/t/globex/customers", &b).status, 200);
@@ -311,6 +317,9 @@ fn the_monthly_quota_answers_429_with_its_reset_time() {
     assert!(r.json()["error"]["message"].as_str().unwrap().contains("resets at"));
     let wait: i64 = r.header("retry-after").unwrap().parse().unwrap();
     assert!(wait > 0 && wait <= 31 * 86_400);
+    assert_eq!(r.header("ratelimit-limit"), Some("3"));
+    assert_eq!(r.header("ratelimit-remaining"), Some("0"));
+    assert_eq!(r.header("ratelimit-reset").unwrap(), wait.to_string());
 }
 
 #[test]

@@ -411,6 +411,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             code: "too_many_attempts",
             message: "this address is temporarily blocked after suspicious sign-in attempts".into(),
             retry_after: wait,
+            rate: None,
         });
     }
     if let Some(wait) = address_blocked(app, req.source, now) {
@@ -418,6 +419,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             code: "too_many_attempts",
             message: "too many failed logins from this address".into(),
             retry_after: wait,
+            rate: None,
         });
     }
     let user = identity::user_by_email(&*app.catalog.conn()?, req.email.trim())?;
@@ -436,6 +438,7 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             code: "account_locked",
             message: "too many failed logins: this account is locked for a while".into(),
             retry_after: until - now,
+            rate: None,
         });
     }
     if !password::verify(req.password, &user.password_hash) {

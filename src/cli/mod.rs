@@ -113,6 +113,7 @@ pub enum Command {
 /// Runs the CLI and maps the outcome to an exit code.
 pub fn main() -> ExitCode {
     quiet_broken_pipe();
+    ignore_file_size_signal();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -120,6 +121,17 @@ pub fn main() -> ExitCode {
             eprintln!("tenantd: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// Under a file-size limit (`LimitFSIZE=` in a unit, `ulimit -f`), a write past it sends
+/// SIGXFSZ, whose default action kills the process. With a handler installed instead the write
+/// fails with EFBIG, which SQLite reports as an I/O error and tenantd answers like a full disk
+/// (507 `insufficient_storage`); PostgreSQL's postmaster ignores the signal for the same reason.
+fn ignore_file_size_signal() {
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGXFSZ, seen) {
+        crate::log::warn(&format!("cannot catch SIGXFSZ (a file-size limit would kill the process): {e}"));
     }
 }
 

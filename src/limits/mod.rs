@@ -149,6 +149,7 @@ fn rate_limited(d: Decision, what: &str) -> Error {
         code: "rate_limited",
         message: format!("{what} rate limit reached: retry after {} s", d.retry_after_s),
         retry_after: d.retry_after_s as i64,
+        rate: Some([d.limit, 0, d.reset_s.max(d.retry_after_s)]),
     }
 }
 
@@ -263,6 +264,7 @@ fn check_month(app: &App, t: &TenantRecord, plan: &PlanConfig) -> Result<()> {
                 crate::util::rfc3339(next)
             ),
             retry_after: next - now,
+            rate: Some([plan.monthly_requests, 0, (next - now).max(1) as u64]),
         });
     }
     Ok(())
@@ -433,6 +435,7 @@ pub fn enter(app: &App, t: &TenantRecord) -> Result<Slot> {
             code: "too_many_concurrent_requests",
             message: format!("this tenant already has {max} requests in flight"),
             retry_after: 1,
+            rate: Some([max as u64, 0, 1]),
         });
     }
     Ok(slot)
@@ -529,6 +532,40 @@ pub fn lift_ceiling(handle: &TenantHandle, writer: &Writer) -> Result<()> {
 /// connection sets its own (`budget`) or lifts it (`lift_ceiling`).
 pub fn unbudget(conn: &Connection) {
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
+}
+
+/// Under this much free space on the data dir's file system, SQLITE_FULL means the disk, not a
+/// tenant's `max_page_count`: a quota refusal leaves the disk with room to spare.
+const DISK_FULL_BELOW: u64 = 16 << 20;
+
+/// Tells the operator's storage refusing a write (full disk, file-size limit: 507
+/// `insufficient_storage`) from a tenant's storage quota (507 `storage_quota_exceeded`, which
+/// tells the tenant to upgrade). SQLite reports both a full disk and a reached
+/// `max_page_count` as SQLITE_FULL, so the free space decides; EFBIG under a file-size limit
+/// arrives as an I/O error on write.
+pub fn storage_refusal(app: &App, e: Error) -> Error {
+    use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
+    let full = match &e {
+        Error::StorageQuota => true,
+        Error::Sqlite(s) if s.sqlite_error_code() == Some(DiskFull) => true,
+        Error::Sqlite(s) if s.sqlite_error_code() == Some(SystemIoFailure) => {
+            let write = [
+                rusqlite::ffi::SQLITE_IOERR_WRITE,
+                rusqlite::ffi::SQLITE_IOERR_TRUNCATE,
+                rusqlite::ffi::SQLITE_IOERR_SHMSIZE,
+            ];
+            if s.sqlite_extended_error_code().is_some_and(|c| write.contains(&c)) {
+                return Error::InsufficientStorage;
+            }
+            false
+        }
+        _ => false,
+    };
+    match crate::util::free_space(&app.config.data_dir) {
+        Ok(free) if full && free < DISK_FULL_BELOW => Error::InsufficientStorage,
+        Err(_) if full => Error::InsufficientStorage,
+        _ => e,
+    }
 }
 
 #[cfg(test)]

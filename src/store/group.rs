@@ -81,16 +81,21 @@ struct Open {
 enum Failure {
     /// SQLite rolled the whole transaction back (an interrupted statement, an I/O error, a full
     /// disk); the code of the error that did it, when known.
-    RolledBack(Option<rusqlite::ErrorCode>),
+    RolledBack(Option<rusqlite::ffi::Error>),
     /// `COMMIT` itself failed.
-    Commit(Option<rusqlite::ErrorCode>, String),
+    Commit(Option<rusqlite::ffi::Error>, String),
 }
 
 impl Failure {
     fn to_error(&self) -> Error {
-        use rusqlite::ErrorCode::DiskFull;
+        use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
         match self {
-            Failure::RolledBack(Some(DiskFull)) | Failure::Commit(Some(DiskFull), _) => Error::StorageQuota,
+            Failure::RolledBack(Some(e)) | Failure::Commit(Some(e), _) if e.code == DiskFull => Error::StorageQuota,
+            // Kept as SQLite's error, extended code included, so that a write the file system
+            // refused (full disk, file-size limit) is told from other I/O errors upstream.
+            Failure::RolledBack(Some(e)) | Failure::Commit(Some(e), _) if e.code == SystemIoFailure => {
+                Error::Sqlite(rusqlite::Error::SqliteFailure(*e, None))
+            }
             Failure::RolledBack(_) => Error::Retry(
                 "another write in the same transaction failed and took this one with it; send it again".into(),
             ),
@@ -185,7 +190,7 @@ impl Group {
             // SQLite rolled the whole transaction back (I/O error, full disk, interrupt):
             // everyone in it failed.
             let code = match error {
-                Some(Error::Sqlite(e)) => e.sqlite_error_code(),
+                Some(Error::Sqlite(e)) => e.sqlite_error().copied(),
                 _ => None,
             };
             let failure = Failure::RolledBack(code);
@@ -278,7 +283,7 @@ impl Group {
             return Some(failure);
         }
         let commit = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([]));
-        let failure = commit.err().map(|e| Failure::Commit(e.sqlite_error_code(), e.to_string()));
+        let failure = commit.err().map(|e| Failure::Commit(e.sqlite_error().copied(), e.to_string()));
         if failure.is_some() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }

@@ -60,6 +60,30 @@ impl Paths {
     pub fn template_dir(&self) -> PathBuf {
         self.data_dir.join("template")
     }
+
+    /// Refuses a tenant whose directories under the data dir (`tenants/`, `tenants/<id>/`, and
+    /// `assets/` when present) are symlinks or not directories: whatever is written for the
+    /// tenant must land inside the data dir (issue 18). The data dir itself may be a link.
+    pub fn check_tenant_dirs(&self, id: &TenantId) -> Result<()> {
+        let tenants = self.data_dir.join("tenants");
+        let dir = self.tenant_dir(id);
+        let assets = self.tenant_assets(id);
+        for (p, required) in [(&tenants, true), (&dir, true), (&assets, false)] {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::unavailable(format!(
+                        "{} is a symlink; tenantd never follows one inside the data dir",
+                        p.display()
+                    )))
+                }
+                Ok(m) if !m.is_dir() => return Err(Error::unavailable(format!("{} is not a directory", p.display()))),
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+                Err(e) => return Err(Error::unavailable(format!("cannot inspect {}: {e}", p.display()))),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One open tenant: its connections and its introspected schema.
@@ -435,7 +459,8 @@ impl TenantStore {
 
     fn open_cold(&self, req: &OpenRequest<'_>) -> Result<(TenantHandle, Option<i64>)> {
         let path = self.paths.tenant_db(req.id);
-        if !path.is_file() {
+        self.paths.check_tenant_dirs(req.id)?;
+        if std::fs::symlink_metadata(&path).is_err() {
             return Err(Error::unavailable(format!("tenant {} has no data file at {}", req.id, path.display())));
         }
         // The first connection becomes the tenant's writer (it also serves reads while it is

@@ -178,3 +178,169 @@ fn open_loop_sends_at_the_requested_rate() {
     assert!((150..=230).contains(&n), "{n} requests at 200/s for 1 s");
     assert!(r["p99_ms"].as_f64().unwrap() > 0.0);
 }
+
+// --- issue 18, item 7: any tenant schema ------------------------------------------------------
+
+/// A tenant schema that is not the demo's: `books` points at `authors`, has a UNIQUE isbn, a
+/// value-list CHECK, a range CHECK narrower than the values loadtest tries first, NOT NULL
+/// columns of several declared types, and a nullable BLOB; `tags` has no INTEGER PRIMARY KEY.
+const LIBRARY: &str = "
+CREATE TABLE authors (
+    id    INTEGER PRIMARY KEY,
+    name  TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 100),
+    email TEXT NOT NULL UNIQUE CHECK (email LIKE '%@%'),
+    born  DATE
+);
+CREATE TABLE books (
+    id           INTEGER PRIMARY KEY,
+    author_id    INTEGER NOT NULL REFERENCES authors(id),
+    title        TEXT NOT NULL,
+    isbn         TEXT NOT NULL UNIQUE,
+    status       TEXT NOT NULL CHECK (status IN ('draft', 'published', 'retired')),
+    pages        INTEGER NOT NULL CHECK (pages BETWEEN 1 AND 3),
+    price        REAL CHECK (price >= 0),
+    published_at TIMESTAMP,
+    in_print     BOOLEAN NOT NULL,
+    cover        BLOB,
+    added_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+);
+CREATE INDEX books_author ON books(author_id);
+CREATE TABLE tags (name TEXT PRIMARY KEY);
+";
+
+/// A server whose tenants get the library schema, and the schema dir for the CLI.
+fn library_server() -> (TestServer, tempfile::TempDir) {
+    let schema = tempfile::tempdir().unwrap();
+    std::fs::write(schema.path().join("0001_library.sql"), LIBRARY).unwrap();
+    let dir = schema.path().to_path_buf();
+    (TestServer::start_with(|c| c.tenant_schema_dir = Some(dir)), schema)
+}
+
+/// The real binary on the server's data dir, with the same tenant schema.
+fn library_cli(s: &TestServer, schema: &tempfile::TempDir, extra: &[&str]) -> std::process::Output {
+    let url = url(s);
+    Command::new(common::bin())
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .args(["loadtest", "--url", &url])
+        .args(extra)
+        .env("TENANTD_TENANT_SCHEMA_DIR", schema.path())
+        .env("TENANTD_LOG", "quiet")
+        .env_remove("TENANTD_CONFIG")
+        .current_dir(schema.path())
+        .output()
+        .unwrap()
+}
+
+fn report(out: &std::process::Output) -> Value {
+    serde_json::from_str(&stdout(out))
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}): {}\nstderr: {}", stdout(out), stderr(out)))
+}
+
+fn count(s: &TestServer, slug: &str, sql: &str) -> i64 {
+    let t = s.app.tenant(&Slug::parse(slug).unwrap()).unwrap();
+    let conn = tenantd::db::open_read_only(&s.app.paths.tenant_db(&t.id)).unwrap();
+    conn.query_row(sql, [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn r18_7_loadtest_seeds_and_writes_a_table_of_another_schema() {
+    let (s, schema) = library_server();
+    let args = ["--table", "books", "--tenants", "2", "--rows", "40", "--mix", "read=40,list=20,write=40"];
+    let args: Vec<&str> = args.into_iter().chain(["--duration", "700ms", "--concurrency", "4", "--json"]).collect();
+    let out = library_cli(&s, &schema, &args);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}\nreport: {r}", stderr(&out));
+    assert!(stderr(&out).contains("40 rows of books each (and 40 of authors)"), "{}", stderr(&out));
+    assert_eq!(r["table"], "books");
+    assert_eq!(r["errors"], 0, "{r}");
+    for op in ["read", "list", "write"] {
+        assert!(r["ops"][op]["ok"].as_u64().unwrap() > 0, "no successful {op}: {r}");
+    }
+
+    // Every successful write is a row, each pointing at a seeded author, none sharing an isbn.
+    let mut books = 0;
+    for slug in ["load-00001", "load-00002"] {
+        assert_eq!(count(&s, slug, "SELECT count(*) FROM authors"), 40);
+        assert_eq!(count(&s, slug, "SELECT count(*) FROM books WHERE id <= 40"), 40, "seeded ids 1..=40");
+        let n = count(&s, slug, "SELECT count(*) FROM books");
+        assert_eq!(count(&s, slug, "SELECT count(*) FROM books b JOIN authors a ON a.id = b.author_id"), n);
+        assert_eq!(count(&s, slug, "SELECT count(DISTINCT isbn) FROM books"), n);
+        assert!(count(&s, slug, "SELECT count(DISTINCT author_id) FROM books") > 1, "keys spread over the authors");
+        assert_eq!(count(&s, slug, "SELECT count(*) FROM books WHERE price IS NULL OR published_at IS NULL"), 0);
+        books += n;
+    }
+    assert_eq!(books as u64, 80 + r["ops"]["write"]["ok"].as_u64().unwrap());
+
+    // A second run reuses the tenants and its writes meet none of the first run's values.
+    let again = library_cli(&s, &schema, &args);
+    let r2 = report(&again);
+    assert_eq!(again.status.code(), Some(0), "stderr: {}\nreport: {r2}", stderr(&again));
+    assert!(stderr(&again).contains("(0 created, 2 reused)"), "{}", stderr(&again));
+    assert_eq!(r2["errors"], 0, "{r2}");
+}
+
+#[test]
+fn r18_7_loadtest_defaults_to_the_first_table_the_data_api_serves() {
+    let (s, schema) = library_server();
+    let args = ["--tenants", "1", "--rows", "10", "--mix", "read=1,write=1", "--duration", "300ms", "--json"];
+    let out = library_cli(&s, &schema, &args);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}\nreport: {r}", stderr(&out));
+    assert_eq!(r["table"], "authors", "authors comes first by name; tags has no INTEGER PRIMARY KEY");
+    assert_eq!(r["errors"], 0, "{r}");
+    let written = r["ops"]["write"]["ok"].as_u64().unwrap();
+    assert!(written > 0, "{r}");
+    assert_eq!(count(&s, "load-00001", "SELECT count(*) FROM authors") as u64, 10 + written);
+    assert_eq!(count(&s, "load-00001", "SELECT count(*) FROM books"), 0, "only the loaded table and its parents");
+}
+
+#[test]
+fn r18_7_an_unknown_or_unserved_table_is_a_one_line_error() {
+    let (s, schema) = library_server();
+    for (table, expect) in [
+        ("nope", "unknown --table \"nope\": the tenant schema has tables authors, books"),
+        ("tags", "--table tags is not served by the data API"),
+    ] {
+        let out = library_cli(&s, &schema, &["--table", table, "--duration", "1s"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{table}: {err}");
+        assert_eq!(err.lines().count(), 1, "{table}: one line, got {err:?}");
+        assert!(err.starts_with("tenantd: ") && err.contains(expect), "{table}: {err}");
+    }
+    assert!(s.app.tenant(&Slug::parse("load-00001").unwrap()).is_err(), "nothing was provisioned");
+}
+
+#[test]
+fn r18_7_remote_runs_find_the_table_in_the_openapi_document() {
+    let s = TestServer::start();
+    let token = s.token("owner@acme.test", "acme", "owner");
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("creds.json");
+    std::fs::write(&creds, serde_json::json!([{"slug": "acme", "token": token}]).to_string()).unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(common::bin())
+            .args(["loadtest", "--url", &url(&s), "--credentials", creds.to_str().unwrap()])
+            .args(["--duration", "300ms", "--concurrency", "2", "--json"])
+            .args(extra)
+            .env("TENANTD_LOG", "quiet")
+            .env_remove("TENANTD_CONFIG")
+            .env_remove("TENANTD_DATA_DIR")
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--table", "projects", "--mix", "list=1,write=1"]);
+    let r = report(&out);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}\nreport: {r}", stderr(&out));
+    assert_eq!(r["table"], "projects");
+    assert_eq!(count(&s, "acme", "SELECT count(*) FROM projects") as u64, r["ops"]["write"]["ok"].as_u64().unwrap());
+
+    let out = run(&["--table", "nope"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("unknown --table \"nope\": the tenant's data API has tables customers, notes, projects, tasks"),
+        "{err}"
+    );
+}

@@ -4,7 +4,8 @@
 //! from when a request was due, so a server that stalls is charged for the requests that
 //! queued up behind the stall (no coordinated omission). Each thread keeps its
 //! own histograms; they are merged once at the end, so measuring costs no shared writes beyond
-//! two relaxed counters for the live progress line.
+//! two relaxed counters for the live progress line. Writes post rows made by the table's
+//! `TableGen`, each thread numbering its own so that no two writes share a UNIQUE value.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -13,17 +14,18 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
+use super::rows::TableGen;
 use super::stats::{OpStats, Zipf, CONNECTION};
 use crate::http::client::Client;
 
-/// The operations of the mix, against the tenant template's `customers` table.
+/// The operations of the mix, against the loaded table (`--table`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
-    /// `GET …/customers/{id}`, id uniform in 1..=rows.
+    /// `GET …/{table}/{id}`, id uniform in 1..=rows.
     Read,
-    /// `GET …/customers?per_page=20&page=P`: a page of 20 with the total count.
+    /// `GET …/{table}?per_page=20&page=P`: a page of 20 with the total count.
     List,
-    /// `POST …/customers` with a small JSON row.
+    /// `POST …/{table}` with a generated row.
     Write,
 }
 
@@ -123,8 +125,10 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(slug: &str, token: &str) -> Target {
-        Target { prefix: format!("/api/v1/t/{slug}/customers"), auth: format!("Bearer {token}") }
+    /// `table` comes from introspection or the tenant's OpenAPI document, checked to be a plain
+    /// name (`[A-Za-z0-9_]`), so it needs no escaping in a path.
+    pub fn new(slug: &str, token: &str, table: &str) -> Target {
+        Target { prefix: format!("/api/v1/t/{slug}/{table}"), auth: format!("Bearer {token}") }
     }
 }
 
@@ -136,6 +140,10 @@ pub struct Load<'a> {
     pub mix: Mix,
     pub distribution: Distribution,
     pub rows: u64,
+    /// The table loaded, and how its rows are made.
+    pub table: &'a TableGen,
+    /// The first UNIQUE token of this run's writes (`rows::write_token_base`).
+    pub token_base: u64,
     /// Open loop: requests per second over all connections; `None` = closed loop.
     pub rate: Option<f64>,
 }
@@ -152,8 +160,6 @@ struct Live {
     errors: AtomicU64,
 }
 
-const WRITE_BODY: &[u8] = br#"{"name":"Created by loadtest","company":"Load","status":"lead"}"#;
-
 /// Runs the load; prints a progress line to stderr every second when `progress`.
 pub fn run(load: &Load<'_>, progress: bool) -> Outcome {
     let zipf = (load.distribution == Distribution::Zipf).then(|| Zipf::new(load.targets.len(), 1.0));
@@ -162,9 +168,9 @@ pub fn run(load: &Load<'_>, progress: bool) -> Outcome {
     let started = Instant::now();
     let per_thread: Vec<[OpStats; 3]> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..load.concurrency)
-            .map(|_| {
+            .map(|thread| {
                 let (zipf, stop, live) = (zipf.as_ref(), &stop, &live);
-                s.spawn(move || client_loop(load, zipf, stop, live))
+                s.spawn(move || client_loop(load, thread as u64, zipf, stop, live))
             })
             .collect();
         watch(load.duration, started, &live, progress);
@@ -219,13 +225,16 @@ fn watch(duration: Duration, started: Instant, live: &Live, progress: bool) {
     }
 }
 
-fn client_loop(load: &Load<'_>, zipf: Option<&Zipf>, stop: &AtomicBool, live: &Live) -> [OpStats; 3] {
+fn client_loop(load: &Load<'_>, thread: u64, zipf: Option<&Zipf>, stop: &AtomicBool, live: &Live) -> [OpStats; 3] {
     let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
     let mut client = Client::new(load.addr);
     let mut stats: [OpStats; 3] = Default::default();
     let mut path = String::with_capacity(128);
     let pages = (load.rows / 20).max(1);
     let total = load.mix.total();
+    // Row numbers thread, thread + C, thread + 2C, …: unique across threads, no shared counter.
+    let mut next_row = 1 + thread;
+    let mut body = Vec::new();
     // Open loop: this thread's share of the rate, starting at a random phase so the threads'
     // schedules interleave instead of firing together.
     let interval = load.rate.map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
@@ -253,22 +262,27 @@ fn client_loop(load: &Load<'_>, zipf: Option<&Zipf>, stop: &AtomicBool, live: &L
         let op = load.mix.pick(rng.random_range(0..total));
         path.clear();
         path.push_str(&t.prefix);
-        let (method, body): (&str, &[u8]) = match op {
+        let method = match op {
             Op::Read => {
                 let _ = write!(path, "/{}", rng.random_range(1..=load.rows.max(1)));
-                ("GET", b"")
+                "GET"
             }
             Op::List => {
                 let _ = write!(path, "?per_page=20&page={}", rng.random_range(1..=pages));
-                ("GET", b"")
+                "GET"
             }
-            Op::Write => ("POST", WRITE_BODY),
+            Op::Write => {
+                body = load.table.body(next_row, load.token_base + next_row);
+                next_row += load.concurrency as u64;
+                "POST"
+            }
         };
         let headers: &[(&str, &str)] = match op {
             Op::Write => &[("Authorization", &t.auth), ("Content-Type", "application/json")],
             _ => &[("Authorization", &t.auth)],
         };
-        let res = client.request(method, &path, headers, body);
+        let sent: &[u8] = if op == Op::Write { &body } else { b"" };
+        let res = client.request(method, &path, headers, sent);
         let took = start.elapsed();
         let s = &mut stats[op as usize];
         match res {

@@ -1,15 +1,19 @@
 //! `tenantd loadtest`: a multi-tenant load generator built into the binary, so the numbers in
 //! docs/benchmarks.md come from a tool anyone has. `setup` provides per-tenant credentials,
-//! `driver` runs the client threads, `stats` measures, `report` prints.
+//! `seed` picks the table and fills it (and its foreign keys' parents), `rows` makes rows for
+//! any schema, `driver` runs the client threads, `stats` measures, `report` prints.
 
 mod driver;
 mod report;
+mod rows;
+mod seed;
 mod setup;
 mod stats;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -19,6 +23,7 @@ use crate::app::{App, OpenMode};
 use crate::config::Config;
 use crate::http::client::Client;
 use driver::{Distribution, Load, Mix, Target};
+use rows::TableGen;
 
 #[derive(Args, Debug)]
 pub struct LoadtestArgs {
@@ -36,7 +41,7 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "TIME", default_value = "10s")]
     duration: String,
     /// Relative weights of read (GET one row by id), list (page of 20 with the total) and
-    /// write (POST one row), all on the `customers` table.
+    /// write (POST one generated row), all on the --table.
     #[arg(long, value_name = "OP=W,...", default_value = "read=80,list=10,write=10")]
     mix: String,
     /// How requests pick a tenant: uniform, or zipf (s = 1.0: a few hot tenants, a long tail).
@@ -46,7 +51,13 @@ pub struct LoadtestArgs {
     /// latency from when each request was due. Default: closed loop (back to back).
     #[arg(long, value_name = "REQ_PER_S")]
     rate: Option<f64>,
-    /// Rows per tenant: with --data-dir, customers ids 1..=R are seeded; reads pick among them.
+    /// The table to load. Default: the first table, by name, that the data API serves (one
+    /// INTEGER PRIMARY KEY): with --data-dir from the tenant schema, with --credentials from
+    /// the first tenant's /openapi.json.
+    #[arg(long, value_name = "NAME")]
+    table: Option<String>,
+    /// Rows per tenant: with --data-dir, ids 1..=R of the table are seeded (and up to 1000 rows
+    /// of each table its foreign keys point at); reads pick among them.
     #[arg(long, value_name = "R", default_value_t = 1000)]
     rows: u64,
     /// Plan of the tenants loadtest creates (or moves its reused tenants to). Pick one whose
@@ -54,7 +65,7 @@ pub struct LoadtestArgs {
     #[arg(long, value_name = "NAME", default_value = "enterprise")]
     plan: String,
     /// JSON file `[{"slug": "acme", "token": "tdk_…"}, …]` instead of --data-dir (tokens: API
-    /// keys or session tokens that may read and write `customers`).
+    /// keys or session tokens that may read and write the table).
     #[arg(long, value_name = "FILE")]
     credentials: Option<PathBuf>,
     /// Print one JSON object instead of the table.
@@ -64,9 +75,19 @@ pub struct LoadtestArgs {
 
 pub const AFTER_HELP: &str = "\
 Credentials: with --data-dir DIR (the server's data dir), loadtest creates or reuses tenants
-load-00001, load-00002, … on --plan, seeds --rows customers in each, and mints a fresh write-scope
-API key per tenant (revoking the previous run's). A server running on DIR sees them within a
-second. Against a remote server, pass --credentials FILE instead.
+load-00001, load-00002, … on --plan, seeds --rows rows of the table in each, and mints a fresh
+write-scope API key per tenant (revoking the previous run's). A server running on DIR sees them
+within a second. Against a remote server, pass --credentials FILE instead.
+
+Any tenant schema: rows are generated from the table's columns (types, NOT NULL, UNIQUE, CHECK,
+foreign keys), tried first on the schema in memory, so a table loadtest cannot fill fails before
+any tenant is touched. Foreign keys point at seeded rows of their parent tables; `col IN (…)`
+checks are read, other CHECKs are met by trying other values. Writes never repeat a UNIQUE value.
+With --credentials the table and the write bodies come from the first tenant's
+/api/v1/t/SLUG/openapi.json, which does not describe CHECK, UNIQUE or foreign keys: writes fill
+the required columns only (text unique, numbers 1..5) and the remote tenants must hold ids
+1..=--rows; if the server refuses the writes (400/409 in the report), seed with --data-dir or
+leave writes out of the mix.
 
 Every client thread sends its next request as soon as the last one is answered (closed loop,
 like wrk), or with --rate on a fixed schedule (open loop; latency then counts from when each
@@ -77,6 +98,7 @@ HTTP status (`connection` = no response). Exit status: 0 when every request got 
 Examples:
   tenantd --data-dir /var/lib/tenantd loadtest --url http://127.0.0.1:8080 --tenants 100 --duration 30s
   tenantd --data-dir ./data loadtest --tenants 10000 --distribution zipf --rows 100 --mix read=90,write=10
+  tenantd --data-dir ./data loadtest --table books --rows 500 --mix read=50,list=10,write=40
   tenantd loadtest --url http://10.0.0.5:8080 --credentials creds.json --concurrency 32 --json";
 
 /// `30s`, `2m`, `500ms`, `1h`, `1.5s`: a positive number and a unit.
@@ -148,12 +170,18 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
     let url = a.url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let addr = parse_url(&url)?;
     let progress = super::interactive();
-    let creds = match (&a.credentials, data_dir_given) {
+    let (creds, table) = match (&a.credentials, data_dir_given) {
         (Some(_), true) => return Err(CliError::usage("give either --data-dir or --credentials, not both")),
-        (Some(path), false) => setup::read_credentials(path, a.tenants)?,
+        (Some(path), false) => {
+            let creds = setup::read_credentials(path, a.tenants)?;
+            let table = discover(addr, &url, &creds, a.table.as_deref())?;
+            (creds, Arc::new(table))
+        }
         (None, true) => {
             let app = App::open(config, OpenMode::MustExist)?;
-            setup::provision(&app, a.tenants.unwrap_or(10), a.rows, &a.plan, progress)?
+            let seeding = seed::plan(app.store.schema(), a.table.as_deref(), a.rows)?;
+            let table = seeding.target().cloned().ok_or_else(|| CliError::failed("no table to load"))?;
+            (setup::provision(&app, a.tenants.unwrap_or(10), &seeding, &a.plan, progress)?, table)
         }
         (None, false) => {
             return Err(CliError::usage(
@@ -161,7 +189,7 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
             ))
         }
     };
-    let targets: Vec<Target> = creds.iter().map(|c| Target::new(&c.slug, &c.token)).collect();
+    let targets: Vec<Target> = creds.iter().map(|c| Target::new(&c.slug, &c.token, &table.name)).collect();
     preflight(addr, &url, &targets)?;
     let load = Load {
         addr,
@@ -171,6 +199,8 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
         mix,
         distribution,
         rows: a.rows,
+        table: &table,
+        token_base: rows::write_token_base(),
         rate: a.rate,
     };
     // The clock starts now. Scripts that watch the server during a run (bench-tenants.sh reads
@@ -186,6 +216,21 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
     }
     let failed = out.ops.iter().any(|s| s.error_count() > 0);
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// The table of a remote run, from the first tenant's OpenAPI document.
+fn discover(addr: SocketAddr, url: &str, creds: &[setup::Credential], want: Option<&str>) -> CliResult<TableGen> {
+    let c = creds.first().ok_or_else(|| CliError::usage("--credentials holds no tenants"))?;
+    let path = format!("/api/v1/t/{}/openapi.json", c.slug);
+    let auth = format!("Bearer {}", c.token);
+    let r = Client::new(addr)
+        .request("GET", &path, &[("Authorization", &auth)], b"")
+        .map_err(|e| CliError::failed(format!("cannot reach {url}: {e} (is the server running?)")))?;
+    if r.status != 200 {
+        let msg = r.json()["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| r.text());
+        return Err(CliError::failed(format!("GET {url}{path} answered {}: {msg}", r.status)));
+    }
+    TableGen::from_openapi(&r.json(), want)
 }
 
 /// One list request on the first and the last tenant before the clock starts: a wrong URL or

@@ -58,6 +58,7 @@ pub fn to_json(h: &Header<'_>, out: &Outcome) -> Value {
         "distribution": h.load.distribution.name(),
         "mix": mix,
         "rows": h.load.rows,
+        "table": h.load.table.name,
         "rate": h.load.rate,
         "ops": ops,
     });
@@ -75,12 +76,13 @@ pub fn print_text(h: &Header<'_>, out: &Outcome) {
         None => "closed loop".to_string(),
     };
     println!(
-        "{} tenants ({}), {} connections, {pace}, {:.1} s, mix {}, against {}",
+        "{} tenants ({}), {} connections, {pace}, {:.1} s, mix {} on {}, against {}",
         l.targets.len(),
         l.distribution.name(),
         l.concurrency,
         secs,
         l.mix.describe(),
+        l.table.name,
         h.url
     );
     println!(

@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::super::{CliError, CliResult};
+use super::seed::{self, Plan};
 use crate::app::App;
 use crate::catalog::identity::{self, NewApiKey};
 use crate::catalog::tenants::{self, TenantRecord, TenantStatus};
@@ -65,11 +66,12 @@ pub fn read_credentials(path: &Path, want: Option<usize>) -> CliResult<Vec<Crede
     Ok(creds)
 }
 
-/// Creates (or reuses) tenants `load-00001`… on `plan`, each with `rows` customers (ids
-/// 1..=rows), a member user and a fresh write-scope API key. Idempotent apart from the keys:
+/// Creates (or reuses) tenants `load-00001`… on `plan`, each seeded as `seeding` says (ids
+/// 1..=rows of the loaded table and of its parents), with a member user and a fresh write-scope
+/// API key. Idempotent apart from the keys:
 /// the previous run's `loadtest` keys of these tenants are revoked, new ones minted (only key
 /// hashes are stored, so old keys cannot be recovered).
-pub fn provision(app: &App, n: usize, rows: u64, plan: &str, progress: bool) -> CliResult<Vec<Credential>> {
+pub fn provision(app: &App, n: usize, seeding: &Plan, plan: &str, progress: bool) -> CliResult<Vec<Credential>> {
     tenancy::validate_plan(app, plan)?;
     let started = Instant::now();
     let mut list = Vec::with_capacity(n);
@@ -91,7 +93,7 @@ pub fn provision(app: &App, n: usize, rows: u64, plan: &str, progress: bool) -> 
                 tenancy::create(app, &slug, &format!("Load test {i}"), Some(plan), &Actor::cli())?
             }
         };
-        seed(app, &t, rows)?;
+        seed::seed(app, &t, seeding)?;
         list.push(t);
         if progress && i % 250 == 0 {
             eprint!("\rprovisioning tenants: {i}/{n} ({:.0}/s)   ", i as f64 / started.elapsed().as_secs_f64());
@@ -113,48 +115,12 @@ pub fn provision(app: &App, n: usize, rows: u64, plan: &str, progress: bool) -> 
         })?;
     }
     eprintln!(
-        "loadtest: {n} tenants ready ({created} created, {} reused), {rows} rows each, plan {plan}, in {:.1} s",
+        "loadtest: {n} tenants ready ({created} created, {} reused), {}, plan {plan}, in {:.1} s",
         n - created,
+        seeding.describe(),
         started.elapsed().as_secs_f64()
     );
     Ok(creds)
-}
-
-/// Makes sure `customers` ids 1..=rows exist (reads pick among them).
-fn seed(app: &App, t: &TenantRecord, rows: u64) -> CliResult<()> {
-    if rows == 0 {
-        return Ok(());
-    }
-    // --rows is bounded (<= 10,000,000) before we get here.
-    let rows = i64::try_from(rows).map_err(|_| CliError::usage("--rows is too large"))?;
-    let opened = app.open_tenant(t)?;
-    let mut conn = opened.handle.conn()?;
-    let have: i64 = conn
-        .query_row("SELECT count(*) FROM customers WHERE id BETWEEN 1 AND ?1", [rows], |r| r.get(0))
-        .map_err(|e| seed_error(t, e))?;
-    if have == rows {
-        return Ok(());
-    }
-    let tx = conn.transaction().map_err(|e| seed_error(t, e))?;
-    {
-        let mut stmt = tx
-            .prepare("INSERT OR IGNORE INTO customers(id, name, company, status) VALUES (?1, ?2, ?3, ?4)")
-            .map_err(|e| seed_error(t, e))?;
-        for id in 1..=rows {
-            let status = ["lead", "active", "churned"][(id % 3) as usize];
-            stmt.execute(rusqlite::params![id, format!("Customer {id}"), format!("Company {}", id % 50), status])
-                .map_err(|e| seed_error(t, e))?;
-        }
-    }
-    tx.commit().map_err(|e| seed_error(t, e))?;
-    Ok(())
-}
-
-fn seed_error(t: &TenantRecord, e: rusqlite::Error) -> CliError {
-    CliError::failed(format!(
-        "seeding {}: {e} (loadtest needs the demo schema's `customers` table: id, name, company, status)",
-        t.slug
-    ))
 }
 
 /// In the caller's transaction: the tenant's load user and membership (once), then a new key.

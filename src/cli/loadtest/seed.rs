@@ -1,0 +1,254 @@
+//! What loadtest writes before the clock starts: the table it loads (`--table`, else the first
+//! table the data API serves, by name), the tables that table's foreign keys point at, and
+//! their rows.
+//!
+//! `plan` works on the tenant schema replayed into an in-memory database, so bad options fail
+//! before any tenant is touched and the constraints are tried on real SQLite: for each table,
+//! parents first, it inserts probe rows (seed-like and write-like) and lets every CHECK failure
+//! move a column to its next candidate value (`TableGen::advance`). `seed` then writes ids
+//! 1..=rows into each tenant file, and 1..=min(rows, 1000) (at least 1) into each parent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rusqlite::Connection;
+
+use super::super::{CliError, CliResult};
+use super::rows::{write_token_base, Link, TableGen, CYCLE};
+use crate::app::App;
+use crate::catalog::tenants::TenantRecord;
+use crate::error::Error;
+use crate::store::query::{self, q, Constraints, SchemaInfo};
+use crate::store::schema::TenantSchema;
+
+/// Parents get as many rows as the loaded table, capped here: enough for foreign keys to
+/// spread over, cheap to seed in 10,000 tenants.
+const PARENT_ROWS: u64 = 1000;
+
+/// The tables to seed, parents first, the loaded table last, each with its row count.
+pub struct Plan {
+    pub tables: Vec<(Arc<TableGen>, u64)>,
+}
+
+impl Plan {
+    pub fn target(&self) -> Option<&Arc<TableGen>> {
+        self.tables.last().map(|(t, _)| t)
+    }
+
+    /// `1000 rows of books each (and 1000 of authors)`, for the ready line.
+    pub fn describe(&self) -> String {
+        let mut parts = self.tables.iter().rev().map(|(t, n)| (t.name.as_str(), n));
+        let Some((name, rows)) = parts.next() else { return String::new() };
+        let parents: Vec<String> = parts.map(|(t, n)| format!("{n} of {t}")).collect();
+        if parents.is_empty() {
+            format!("{rows} rows of {name} each")
+        } else {
+            format!("{rows} rows of {name} each (and {})", parents.join(", "))
+        }
+    }
+}
+
+fn sql_error(e: impl Into<Error>) -> CliError {
+    CliError::from(e.into())
+}
+
+/// Picks the table and models it and its parents on the schema replayed in memory.
+pub fn plan(schema: &TenantSchema, want: Option<&str>, rows: u64) -> CliResult<Plan> {
+    let conn = Connection::open_in_memory().map_err(sql_error)?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(sql_error)?;
+    schema.apply_in(&conn, 0, schema.target())?;
+    let info = query::introspect(&conn)?;
+    let name = choose(&conn, &info, want)?;
+    let mut planner = Planner {
+        conn: &conn,
+        info: &info,
+        parent_rows: rows.clamp(1, PARENT_ROWS),
+        done: HashMap::new(),
+        visiting: Vec::new(),
+        order: Vec::new(),
+    };
+    planner.build(&name, rows)?;
+    Ok(Plan { tables: planner.order })
+}
+
+/// `want` if the data API serves it, else the first served table by name.
+fn choose(conn: &Connection, info: &SchemaInfo, want: Option<&str>) -> CliResult<String> {
+    let served = if info.tables.is_empty() {
+        "no table with an INTEGER PRIMARY KEY".to_string()
+    } else {
+        format!("tables {}", info.tables.keys().cloned().collect::<Vec<_>>().join(", "))
+    };
+    let Some(want) = want else {
+        return info.tables.keys().next().cloned().ok_or_else(|| {
+            CliError::usage("the tenant schema has no table with an INTEGER PRIMARY KEY for loadtest to read and write")
+        });
+    };
+    if info.tables.contains_key(want) {
+        return Ok(want.to_string());
+    }
+    let exists: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [want], |r| r.get(0))
+        .map_err(sql_error)?;
+    let shown = crate::ids::truncate_for_message(want);
+    Err(CliError::usage(if exists > 0 {
+        format!(
+            "--table {shown} is not served by the data API, which loadtest goes through (it needs one INTEGER PRIMARY KEY and a plain name): the tenant schema has {served}"
+        )
+    } else {
+        format!("unknown --table {shown:?}: the tenant schema has {served}")
+    }))
+}
+
+struct Planner<'a> {
+    conn: &'a Connection,
+    info: &'a SchemaInfo,
+    parent_rows: u64,
+    done: HashMap<String, Arc<TableGen>>,
+    /// Tables whose parents are being built: a key back into one of them is a cycle.
+    visiting: Vec<String>,
+    order: Vec<(Arc<TableGen>, u64)>,
+}
+
+impl Planner<'_> {
+    fn build(&mut self, name: &str, rows: u64) -> CliResult<Arc<TableGen>> {
+        if let Some(g) = self.done.get(name) {
+            return Ok(g.clone());
+        }
+        let info = self.info;
+        let table = info.table(name)?;
+        let cons = query::constraints(self.conn, table)?;
+        self.visiting.push(name.to_string());
+        let mut links = HashMap::new();
+        for fk in &cons.foreign_keys {
+            let optional = table.column(&fk.column).is_none_or(|c| !c.not_null || c.has_default);
+            // SQLite matches the parent's name case-insensitively.
+            let parent = info.tables.keys().find(|k| k.eq_ignore_ascii_case(&fk.table)).cloned();
+            let cannot = |why: String| -> CliResult<Link> {
+                if optional {
+                    Ok(Link::Skip)
+                } else {
+                    Err(CliError::failed(format!("cannot seed {name}: its NOT NULL column {} {why}", fk.column)))
+                }
+            };
+            let link = match parent {
+                Some(p) if p == name => {
+                    if optional {
+                        Link::Skip
+                    } else {
+                        Link::SelfRef
+                    }
+                }
+                Some(p) if self.visiting.contains(&p) => {
+                    cannot(format!("references {p}, whose own foreign keys lead back to {name}"))?
+                }
+                Some(p) => Link::Parent {
+                    table: self.build(&p, self.parent_rows)?,
+                    column: fk.to.clone(),
+                    rows: self.parent_rows,
+                },
+                None => cannot(format!(
+                    "references {}, which loadtest cannot seed (it needs one INTEGER PRIMARY KEY)",
+                    fk.table
+                ))?,
+            };
+            links.insert(fk.column.clone(), link);
+        }
+        let mut gen = TableGen::new(table, &cons, &links).map_err(CliError::failed)?;
+        calibrate(self.conn, &mut gen, &cons, rows)?;
+        self.visiting.pop();
+        let gen = Arc::new(gen);
+        self.done.insert(name.to_string(), gen.clone());
+        self.order.push((gen.clone(), rows));
+        Ok(gen)
+    }
+}
+
+/// Why a probe row failed.
+enum Probe {
+    Check(String),
+    Other(String),
+}
+
+/// Inserts probe rows until they all pass, advancing columns past values a CHECK rejects.
+fn calibrate(conn: &Connection, gen: &mut TableGen, cons: &Constraints, rows: u64) -> CliResult<()> {
+    // Every failure advances one column by one candidate, so this bounds the tries.
+    let tries = 1 + gen.candidate_count();
+    for _ in 0..tries {
+        conn.execute(&format!("DELETE FROM {}", q(&gen.name)), []).map_err(sql_error)?;
+        match probe(conn, gen, rows) {
+            Ok(()) => return Ok(()),
+            Err(Probe::Check(message)) => gen.advance(cons, &message).map_err(CliError::failed)?,
+            Err(Probe::Other(message)) => {
+                return Err(CliError::failed(format!("cannot generate a row of {}: {message}", gen.name)))
+            }
+        }
+    }
+    Err(CliError::failed(format!("cannot generate a row of {} that passes its CHECK constraints", gen.name)))
+}
+
+/// Seed rows 1..=min(rows, 2 × CYCLE), then CYCLE rows as writes make them (tokens of the size
+/// a run's writes use, ids from SQLite).
+fn probe(conn: &Connection, gen: &TableGen, rows: u64) -> Result<(), Probe> {
+    let write_base = write_token_base();
+    let seeded = (1..=rows.min(2 * CYCLE)).map(|id| (Some(id), id, id));
+    let written = (1..=CYCLE).map(|n| (None, n, write_base + n));
+    let (with_pk, without) = (gen.insert_sql(true), gen.insert_sql(false));
+    for (id, n, token) in seeded.chain(written) {
+        let params = gen.params(id, n, token).map_err(Probe::Other)?;
+        let sql = if id.is_some() { &with_pk } else { &without };
+        conn.execute(sql, rusqlite::params_from_iter(params)).map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, Some(m)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => {
+                Probe::Check(m)
+            }
+            e => Probe::Other(e.to_string()),
+        })?;
+    }
+    Ok(())
+}
+
+/// Makes sure every table of the plan holds ids 1..=its rows in tenant `t`.
+pub fn seed(app: &App, t: &TenantRecord, plan: &Plan) -> CliResult<()> {
+    let opened = app.open_tenant(t)?;
+    let mut conn = opened.handle.conn()?;
+    let info = opened.handle.schema_info(&conn)?;
+    for (gen, rows) in &plan.tables {
+        // The plan came from the schema files; a tenant held at another version may differ.
+        let same = info
+            .tables
+            .get(&gen.name)
+            .is_some_and(|have| have.pk == gen.pk && gen.columns.iter().all(|c| have.column(&c.name).is_some()));
+        if !same {
+            return Err(CliError::failed(format!(
+                "tenant {}: its table {} is not the tenant schema's (held at an older schema version?)",
+                t.slug, gen.name
+            )));
+        }
+        seed_table(&mut conn, t, gen, *rows)?;
+    }
+    Ok(())
+}
+
+fn seed_table(conn: &mut Connection, t: &TenantRecord, gen: &TableGen, rows: u64) -> CliResult<()> {
+    if rows == 0 {
+        return Ok(());
+    }
+    let fail = |e: rusqlite::Error| CliError::failed(format!("seeding {}: {}: {e}", t.slug, gen.name));
+    let fail_at = |id: u64, e: String| CliError::failed(format!("seeding {}: {} row {id}: {e}", t.slug, gen.name));
+    // --rows is bounded (<= 10,000,000) before we get here.
+    let last = i64::try_from(rows).map_err(|_| CliError::usage("--rows is too large"))?;
+    let count = format!("SELECT count(*) FROM {} WHERE {} BETWEEN 1 AND ?1", q(&gen.name), q(&gen.pk));
+    let have: i64 = conn.query_row(&count, [last], |r| r.get(0)).map_err(fail)?;
+    if have == last {
+        return Ok(());
+    }
+    let tx = conn.transaction().map_err(fail)?;
+    {
+        let mut stmt = tx.prepare(&gen.insert_sql(true)).map_err(fail)?;
+        for id in 1..=rows {
+            let params = gen.params(Some(id), id, id).map_err(|e| fail_at(id, e))?;
+            stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| fail_at(id, e.to_string()))?;
+        }
+    }
+    tx.commit().map_err(fail)?;
+    Ok(())
+}

@@ -326,7 +326,11 @@ fn the_unread_rest_of_a_chunked_body_is_never_read_as_a_request() {
 
 #[test]
 fn stalled_and_idle_connections_end_after_the_read_timeout() {
-    let s = TestServer::start_with(|c| c.read_timeout_seconds = 1);
+    // Idle connections have their own limit since issue 18 (keep_alive_idle_seconds).
+    let s = TestServer::start_with(|c| {
+        c.read_timeout_seconds = 1;
+        c.keep_alive_idle_seconds = 1;
+    });
     let open = |raw: &[u8]| {
         use std::io::{Read, Write};
         let mut sock = std::net::TcpStream::connect(s.addr()).unwrap();

@@ -1,4 +1,4 @@
-//! Small helpers without a better home: time formatting, hex, random tokens.
+//! Small helpers without a better home: time formatting, hex, random tokens, percent-encoding.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,6 +31,20 @@ pub fn http_date(secs: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     let (wd, mon) = (DAYS[days.rem_euclid(7) as usize], MONTHS[(m - 1) as usize]);
     format!("{wd}, {d:02} {mon} {y:04} {:02}:{:02}:{:02} GMT", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (query strings, `otpauth:`
+/// URIs). Here rather than in `http` because domain code (TOTP) needs it too.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Compact UTC stamp usable in file names (`20261127T120000Z`).

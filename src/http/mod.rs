@@ -91,6 +91,11 @@ impl Req {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// What domain code needs to know about this request, as plain values.
+    pub fn caller(&self) -> crate::auth::Caller<'_> {
+        crate::auth::Caller { request_id: &self.id, path: &self.raw_path, client: self.client, headers: &self.headers }
+    }
+
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

@@ -7,9 +7,9 @@ use serde_json::{Map, Value as Json};
 
 use super::{back, csrf_field, field, flash, form, page, Chrome};
 use crate::error::{Error, Result};
-use crate::http::resolve::percent_encode;
 use crate::http::{Ctx, Req, Resp};
 use crate::store::query::{self, Affinity, Column, Table};
+use crate::util::percent_encode;
 
 fn base(ctx: &Ctx<'_>) -> Result<String> {
     Ok(format!("/admin/t/{}/data/{}", ctx.tenant()?.slug, ctx.param("table")?))

@@ -13,6 +13,7 @@ pub mod db;
 pub mod demo;
 pub mod directory;
 pub mod error;
+pub mod fleet;
 pub mod http;
 pub mod ids;
 pub mod limits;

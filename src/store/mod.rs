@@ -5,7 +5,6 @@
 pub mod advisor;
 pub mod audit_tables;
 mod checkpoint;
-pub mod fleet;
 pub mod group;
 mod introspect;
 pub mod query;

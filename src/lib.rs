@@ -20,6 +20,7 @@ pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod notify;
+pub mod records;
 pub mod security;
 pub mod store;
 pub mod tenancy;

@@ -218,6 +218,12 @@ impl Ctx<'_> {
     pub fn tenant(&self) -> Result<&TenantRecord> {
         self.tenant.as_deref().ok_or_else(|| Error::Internal("tenant route without a tenant".into()))
     }
+
+    /// The tenant's data for this request (`records::Work`): `write` None for reads,
+    /// Some(is_delete) for writes.
+    pub fn work(&self, req: &Req, write: Option<bool>) -> Result<crate::records::Work> {
+        crate::records::Work::begin(self.app, self.tenant()?, self.principal.as_ref(), &req.caller(), write)
+    }
 }
 
 #[cfg(test)]

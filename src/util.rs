@@ -1,5 +1,7 @@
-//! Small helpers without a better home: time formatting, hex, random tokens.
+//! Small helpers without a better home: time formatting, hex, random tokens, percent-encoding,
+//! a parallel map.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::RngCore;
@@ -31,6 +33,51 @@ pub fn http_date(secs: i64) -> String {
     let (y, m, d) = civil_from_days(days);
     let (wd, mon) = (DAYS[days.rem_euclid(7) as usize], MONTHS[(m - 1) as usize]);
     format!("{wd}, {d:02} {mon} {y:04} {:02}:{:02}:{:02} GMT", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters (query strings, `otpauth:`
+/// URIs). Here rather than in `http` because domain code (TOTP) needs it too.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs `f` over `items` on `threads` threads, keeping input order in the output.
+pub fn par_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    progress: &(dyn Fn(usize) + Sync),
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let threads = threads.clamp(1, items.len().max(1));
+    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        out.push((i, f(item)));
+                        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Compact UTC stamp usable in file names (`20261127T120000Z`).

@@ -200,7 +200,7 @@ fn index_advice_applied_by_an_admin_stops_the_scan() {
     let audit = s.get_as("/api/v1/t/acme/audit?action=index.create", &owner).json();
     assert_eq!(audit["items"].as_array().unwrap().len(), 1, "{audit}");
     // An applied advice is not schema drift.
-    let status = tenantd::store::fleet::status(&s.app).unwrap();
+    let status = tenantd::fleet::status(&s.app).unwrap();
     let acme = status.tenants.iter().find(|t| t.slug == "acme").unwrap();
     assert_eq!(acme.state, "current", "{:?}", acme.detail);
 }

@@ -78,7 +78,7 @@ pub fn apply_advice(ctx: &Ctx<'_>, req: &Req, index: &str) -> Result<(Advice, Ve
     };
     let actor = ctx.principal()?.actor();
     // Work applies the plan's storage ceiling and statement deadline to the index build.
-    let w = crate::api::records::Work::begin(ctx, req, Some(false))?;
+    let w = ctx.work(req, Some(false))?;
     let tx = w.own_transaction()?;
     tx.execute_batch(&a.sql)?;
     crate::audit::append(

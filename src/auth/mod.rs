@@ -283,11 +283,32 @@ pub fn policy(app: &App, tenant: &TenantId) -> Result<Arc<crate::security::Compi
     Ok(compiled)
 }
 
+/// A request as domain code sees it: plain values the HTTP layer hands over (`http::Req::caller`),
+/// so rules here never depend on HTTP types. Borrowed, so building one costs nothing on the hot
+/// path; the user agent is looked up only when an audit entry needs it.
+#[derive(Clone, Copy)]
+pub struct Caller<'a> {
+    pub request_id: &'a str,
+    /// The request path as sent (for audit entries).
+    pub path: &'a str,
+    /// The client's address: the peer, or from `X-Forwarded-For` when the peer is a trusted
+    /// proxy.
+    pub client: Option<IpAddr>,
+    /// Request headers, names lower-cased.
+    pub headers: &'a [(String, String)],
+}
+
+impl<'a> Caller<'a> {
+    pub fn user_agent(&self) -> Option<&'a str> {
+        self.headers.iter().find(|(k, _)| k == "user-agent").map(|(_, v)| v.as_str())
+    }
+}
+
 /// Refuses clients the tenant's IP policy excludes (403 `ip_denied`), with a `security.ip_denied`
 /// entry in its audit trail (at most one a minute per address).
-pub fn check_address(app: &App, tenant: &TenantRecord, req: &crate::http::Req) -> Result<()> {
+pub fn check_address(app: &App, tenant: &TenantRecord, caller: &Caller<'_>) -> Result<()> {
     let p = policy(app, &tenant.id)?;
-    let Some(ip) = req.client else { return Ok(()) };
+    let Some(ip) = caller.client else { return Ok(()) };
     if p.admits(ip) {
         return Ok(());
     }
@@ -298,10 +319,10 @@ pub fn check_address(app: &App, tenant: &TenantRecord, req: &crate::http::Req) -
         let entry = crate::audit::Entry {
             actor: "anonymous",
             source: Some(&source),
-            user_agent: req.header("user-agent"),
-            request_id: Some(&req.id),
+            user_agent: caller.user_agent(),
+            request_id: Some(caller.request_id),
             action: "security.ip_denied",
-            resource: Some(&req.raw_path),
+            resource: Some(caller.path),
             outcome: "denied",
             risk: 50,
             details: serde_json::json!({}),

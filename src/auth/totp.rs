@@ -76,7 +76,7 @@ pub fn verify(secret_b32: &str, input: &str, now: i64) -> Option<i64> {
 }
 
 pub fn otpauth_uri(secret_b32: &str, email: &str, issuer: &str) -> String {
-    let enc = |s: &str| crate::http::resolve::percent_encode(s);
+    let enc = |s: &str| crate::util::percent_encode(s);
     format!(
         "otpauth://totp/{}:{}?secret={secret_b32}&issuer={}&algorithm=SHA1&digits=6&period=30",
         enc(issuer),

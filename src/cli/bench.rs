@@ -13,8 +13,8 @@ use crate::app::{App, OpenMode};
 use crate::catalog::tenants;
 use crate::config::Config;
 use crate::error::Error;
+use crate::fleet::{self, MigrateOptions};
 use crate::ids::Slug;
-use crate::store::fleet::{self, MigrateOptions};
 use crate::store::OpenRequest;
 use crate::tenancy::{self, Actor};
 

@@ -190,7 +190,7 @@ impl From<Error> for CliError {
 
 impl From<crate::config::ConfigError> for CliError {
     fn from(e: crate::config::ConfigError) -> Self {
-        CliError::usage(e.0)
+        CliError::usage(e.to_string())
     }
 }
 

@@ -8,8 +8,8 @@ use clap::Subcommand;
 
 use super::{interactive, print_json, CliResult};
 use crate::app::App;
+use crate::fleet::{self, MigrateOptions};
 use crate::ids::Slug;
-use crate::store::fleet::{self, MigrateOptions};
 
 #[derive(Subcommand, Debug)]
 pub enum SchemaCmd {
@@ -158,7 +158,7 @@ fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
 }
 
 fn advise(app: &App, min_tenants: usize, write: bool, json: bool) -> CliResult {
-    let mut found = crate::store::advisor::fleet_applied(app)?;
+    let mut found = crate::store::advisor::fleet_applied(&app.catalog, &app.paths)?;
     found.retain(|i| i.tenants.len() >= min_tenants);
     let written = if write && !found.is_empty() {
         let Some(dir) = app.config.tenant_schema_dir.as_deref() else {

@@ -1,10 +1,11 @@
 //! Typed configuration: defaults → TOML file → `TENANTD_*` environment → CLI flags, validated at
-//! start. Invalid values fail with the key, the value and the allowed range; unknown keys are
-//! returned as warnings so a typo is seen rather than silently ignored.
+//! start. Invalid values fail with where they were set (file and line, variable or flag), the
+//! key, the value as written and what was expected (`origin`); unknown keys are returned as
+//! warnings so a typo is seen rather than silently ignored.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -13,8 +14,13 @@ pub const PACKAGED_CONFIG: &str = "/etc/tenantd/tenantd.toml";
 /// Read from the working directory when no `--config` is given.
 pub const LOCAL_CONFIG: &str = "tenantd.toml";
 
+mod error;
+mod origin;
 mod sections;
+pub use error::ConfigError;
 pub use sections::*;
+
+use origin::{ConfigFile, EnvSetting, FlagSetting};
 
 /// The whole configuration. Field docs double as the config reference in `docs/`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -165,11 +171,6 @@ const KNOWN_KEYS: &[&str] = &[
     "query_monitor",
 ];
 
-/// A config that failed to load or validate; the message names the key, value and range.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
 /// Explicit overrides from the command line (highest precedence).
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
@@ -205,23 +206,27 @@ impl Config {
             .clone()
             .or(env_file)
             .or_else(|| [LOCAL_CONFIG, PACKAGED_CONFIG].iter().map(PathBuf::from).find(|p| p.is_file()));
-        let mut table = match &path {
-            Some(p) => read_table(p)?,
+        let file = path.as_deref().map(ConfigFile::read).transpose()?;
+        let mut table = match &file {
+            Some(f) => f.table()?,
             None => toml::Table::new(),
         };
         let mut warnings = unknown_keys(&table);
         merge_default_plans(&mut table)?;
-        apply_env(&mut table, env, &mut warnings);
+        let env_set = apply_env(&mut table, env, &mut warnings)?;
         let mut config: Config = toml::Value::Table(table)
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError(format!("config: {}", e.message().trim())))?;
+            .map_err(|e: toml::de::Error| ConfigError::message(format!("config: {}", e.message().trim())))?;
+        let mut flags = Vec::new();
         if let Some(d) = &over.data_dir {
             config.data_dir = d.clone();
+            flags.push(FlagSetting::new("data_dir", "--data-dir", d.display().to_string()));
         }
         if let Some(l) = &over.listen {
             config.listen = l.clone();
+            flags.push(FlagSetting::new("listen", "--listen", l.clone()));
         }
-        config.validate()?;
+        config.validate().map_err(|e| origin::place(e, &flags, &env_set, file.as_ref()))?;
         Ok(Loaded { config, source: path, warnings })
     }
 
@@ -240,41 +245,42 @@ impl Config {
         range("shutdown_grace_ms", self.shutdown_grace_ms, 0, 60_000)?;
         range("shutdown_timeout_seconds", self.shutdown_timeout_seconds, 1, 3600)?;
         if self.shutdown_grace_ms >= self.shutdown_timeout_seconds * 1000 {
-            return Err(ConfigError(format!(
-                "shutdown_grace_ms = {} must be shorter than shutdown_timeout_seconds = {} (in ms: {})",
+            return Err(ConfigError::expected(
+                "shutdown_grace_ms",
                 self.shutdown_grace_ms,
-                self.shutdown_timeout_seconds,
-                self.shutdown_timeout_seconds * 1000
-            )));
+                format_args!(
+                    "fewer ms than shutdown_timeout_seconds = {} ({} ms)",
+                    self.shutdown_timeout_seconds,
+                    self.shutdown_timeout_seconds * 1000
+                ),
+            ));
         }
         range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
         if self.listen.parse::<SocketAddr>().is_err() {
-            return Err(ConfigError(format!(
-                "listen = {:?} is not an address: use IP:PORT, e.g. 127.0.0.1:8080",
-                self.listen
-            )));
+            return Err(ConfigError::expected("listen", format!("{:?}", self.listen), "IP:PORT, e.g. 127.0.0.1:8080"));
         }
         if self.data_dir.as_os_str().is_empty() {
-            return Err(ConfigError("data_dir is empty: set it to a writable directory".into()));
+            return Err(ConfigError::expected("data_dir", "\"\"", "a writable directory"));
         }
         if let Some(d) = &self.base_domain {
             let ok = !d.is_empty()
                 && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
             if !ok {
-                return Err(ConfigError(format!("base_domain = {d:?} is not a domain name like example.com")));
+                return Err(ConfigError::expected("base_domain", format!("{d:?}"), "a domain name like example.com"));
             }
         }
         if self.plans.is_empty() {
-            return Err(ConfigError("plans: at least one [plans.<name>] table is needed".into()));
+            return Err(ConfigError::about("plans", "at least one [plans.<name>] table is needed"));
         }
         for (name, p) in &self.plans {
             crate::ids::Slug::parse(name)
-                .map_err(|_| ConfigError(format!("plans.{name}: plan names use a-z, 0-9 and '-'")))?;
+                .map_err(|_| ConfigError::about(format!("plans.{name}"), "plan names use a-z, 0-9 and '-'"))?;
             if !(p.requests_per_second > 0.0 && p.requests_per_second <= 1e9) {
-                return Err(ConfigError(format!(
-                    "plans.{name}.requests_per_second = {} is out of range (0 < value <= 1e9)",
-                    p.requests_per_second
-                )));
+                return Err(ConfigError::expected(
+                    format!("plans.{name}.requests_per_second"),
+                    p.requests_per_second,
+                    "a number above 0, at most 1e9",
+                ));
             }
             range(&format!("plans.{name}.max_concurrent_requests"), p.max_concurrent_requests, 1, 100_000)?;
             range(&format!("plans.{name}.query_timeout_ms"), p.query_timeout_ms, 1, 3_600_000)?;
@@ -284,31 +290,35 @@ impl Config {
         }
         let l = &self.limits;
         if !(l.global_requests_per_second >= 0.0 && l.global_requests_per_second <= 1e9) {
-            return Err(ConfigError(format!(
-                "limits.global_requests_per_second = {} is out of range (0 = unlimited ..= 1e9)",
-                l.global_requests_per_second
-            )));
+            return Err(ConfigError::expected(
+                "limits.global_requests_per_second",
+                l.global_requests_per_second,
+                "a number from 0 (unlimited) to 1e9",
+            ));
         }
         if !(l.principal_share > 0.0 && l.principal_share <= 1.0) {
-            return Err(ConfigError(format!(
-                "limits.principal_share = {} is out of range (0 < share <= 1)",
-                l.principal_share
-            )));
+            return Err(ConfigError::expected(
+                "limits.principal_share",
+                l.principal_share,
+                "a number above 0, at most 1",
+            ));
         }
         if !(l.auth_requests_per_second > 0.0 && l.auth_requests_per_second <= 1e6) {
-            return Err(ConfigError(format!(
-                "limits.auth_requests_per_second = {} is out of range (0 < value <= 1e6)",
-                l.auth_requests_per_second
-            )));
+            return Err(ConfigError::expected(
+                "limits.auth_requests_per_second",
+                l.auth_requests_per_second,
+                "a number above 0, at most 1e6",
+            ));
         }
         range("limits.global_burst", l.global_burst, 1, 1 << 40)?;
         range("limits.throttle_after_refusals", l.throttle_after_refusals, 1, 1 << 40)?;
         range("limits.throttle_cooldown_seconds", l.throttle_cooldown_seconds, 1, 86_400)?;
         if !(l.throttle_factor > 0.0 && l.throttle_factor <= 1.0) {
-            return Err(ConfigError(format!(
-                "limits.throttle_factor = {} is out of range (0 < factor <= 1)",
-                l.throttle_factor
-            )));
+            return Err(ConfigError::expected(
+                "limits.throttle_factor",
+                l.throttle_factor,
+                "a number above 0, at most 1",
+            ));
         }
         let th = &self.threats;
         range("limits.tarpit_ms", self.limits.tarpit_ms, 0, 60_000)?;
@@ -318,19 +328,29 @@ impl Config {
         range("threats.mass_delete", th.mass_delete, 2, 1_000_000)?;
         range("threats.mass_export_rows", th.mass_export_rows, 2, 1_000_000_000)?;
         for p in &self.platform_ip_allow {
-            crate::security::Cidr::parse(p)
-                .map_err(|_| ConfigError(format!("platform_ip_allow: {p:?} is not an address or CIDR block")))?;
+            crate::security::Cidr::parse(p).map_err(|_| {
+                ConfigError::expected(
+                    "platform_ip_allow",
+                    format!("{p:?}"),
+                    format!("addresses or CIDR blocks ({p:?} is neither)"),
+                )
+            })?;
         }
         if let Some(h) = self.hsts_max_age_seconds {
             range("hsts_max_age_seconds", h, 1, 63_072_000)?;
         }
         for p in &self.trusted_proxies {
-            crate::security::Cidr::parse(p)
-                .map_err(|_| ConfigError(format!("trusted_proxies: {p:?} is not an address or CIDR block")))?;
+            crate::security::Cidr::parse(p).map_err(|_| {
+                ConfigError::expected(
+                    "trusted_proxies",
+                    format!("{p:?}"),
+                    format!("addresses or CIDR blocks ({p:?} is neither)"),
+                )
+            })?;
         }
         if let Some(u) = &self.alert_webhook_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
-                return Err(ConfigError(format!("alert_webhook_url = {u:?} must be an http:// or https:// URL")));
+                return Err(ConfigError::expected("alert_webhook_url", format!("{u:?}"), "an http:// or https:// URL"));
             }
         }
         range("limits.auth_burst", l.auth_burst, 1, 1 << 40)?;
@@ -344,14 +364,14 @@ impl Config {
         range("auth.lockout_threshold", a.lockout_threshold as u64, 1, 1000)?;
         range("auth.lockout_base_seconds", a.lockout_base_seconds as u64, 1, 86_400)?;
         range("auth.address_max_failures", a.address_max_failures as u64, 1, 1_000_000)?;
-        self.cache.validate().map_err(ConfigError)?;
-        self.query_monitor.validate().map_err(ConfigError)?;
+        self.cache.validate()?;
+        self.query_monitor.validate()?;
         if !self.plans.contains_key(&self.default_plan) {
-            return Err(ConfigError(format!(
-                "default_plan = {:?} is not a configured plan (have: {})",
-                self.default_plan,
-                self.plans.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
+            return Err(ConfigError::expected(
+                "default_plan",
+                format!("{:?}", self.default_plan),
+                format!("a configured plan ({})", self.plans.keys().cloned().collect::<Vec<_>>().join(", ")),
+            ));
         }
         Ok(())
     }
@@ -361,43 +381,34 @@ impl Config {
     }
 }
 
-fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+/// An integer key's range check (also used by `[cache]` and `[query_monitor]`); the loader
+/// adds where the value was set.
+pub(crate) fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
-        return Err(ConfigError(format!("{key} = {value} is out of range ({min}..={max})")));
+        return Err(ConfigError::expected(key, value, format_args!("a whole number in {min}..={max}")));
     }
     Ok(())
 }
 
-fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-    text.parse::<toml::Table>()
-        .map_err(|e| ConfigError(format!("config {} is not valid TOML: {}", path.display(), e.message().trim())))
-}
-
+/// Unknown top-level keys. (Plan and section tables are deny_unknown_fields: a typo there is an
+/// error, reported with its line when the file is read, as is a `plans` that is not a table.)
 fn unknown_keys(table: &toml::Table) -> Vec<String> {
-    let mut out: Vec<String> = table
+    table
         .keys()
         .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
         .map(|k| format!("unknown config key {k:?} ignored"))
-        .collect();
-    // Plan tables are deny_unknown_fields: a typo there is an error, reported on deserialize.
-    if let Some(v) = table.get("plans") {
-        if !v.is_table() {
-            out.push("plans must be a table of [plans.<name>] sections".into());
-        }
-    }
-    out
+        .collect()
 }
 
 /// A `[plans.pro]` table in the file overrides only the keys it names; built-in plans stay.
 fn merge_default_plans(table: &mut toml::Table) -> Result<(), ConfigError> {
-    let defaults = toml::Table::try_from(default_plans()).map_err(|e| ConfigError(format!("built-in plans: {e}")))?;
+    let defaults =
+        toml::Table::try_from(default_plans()).map_err(|e| ConfigError::message(format!("built-in plans: {e}")))?;
     let mut merged = defaults;
     if let Some(toml::Value::Table(file_plans)) = table.remove("plans") {
         for (name, value) in file_plans {
             let toml::Value::Table(over) = value else {
-                return Err(ConfigError(format!("plans.{name} must be a table")));
+                return Err(ConfigError::about(format!("plans.{name}"), "expected a table"));
             };
             match merged.get_mut(&name) {
                 Some(toml::Value::Table(base)) => base.extend(over),
@@ -412,8 +423,14 @@ fn merge_default_plans(table: &mut toml::Table) -> Result<(), ConfigError> {
 }
 
 /// `TENANTD_<KEY>` sets a top-level key; the value is read as a TOML literal when it parses as
-/// one (numbers, booleans) and as a string otherwise.
-fn apply_env(table: &mut toml::Table, env: &[(String, String)], warnings: &mut Vec<String>) {
+/// one (numbers, booleans) and as a string otherwise. Returns what each variable set, so a
+/// later error names the variable.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &[(String, String)],
+    warnings: &mut Vec<String>,
+) -> Result<Vec<EnvSetting>, ConfigError> {
+    let mut set = Vec::new();
     for (k, v) in env {
         let Some(key) = k.strip_prefix("TENANTD_") else {
             continue;
@@ -432,8 +449,12 @@ fn apply_env(table: &mut toml::Table, env: &[(String, String)], warnings: &mut V
             .and_then(|mut t| t.remove("v"))
             .filter(|v| !v.is_table())
             .unwrap_or_else(|| toml::Value::String(v.clone()));
+        let setting = EnvSetting { key: key.clone(), var: k.clone(), raw: v.clone() };
+        origin::check_env_value(table, &setting, &value)?;
         table.insert(key, value);
+        set.push(setting);
     }
+    Ok(set)
 }
 
 #[cfg(test)]
@@ -441,9 +462,9 @@ mod tests {
     use super::*;
 
     fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
-        let dir = tempfile::tempdir().map_err(|e| ConfigError(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(|e| ConfigError::message(e.to_string()))?;
         let p = dir.path().join("t.toml");
-        std::fs::write(&p, toml_text).map_err(|e| ConfigError(e.to_string()))?;
+        std::fs::write(&p, toml_text).map_err(|e| ConfigError::message(e.to_string()))?;
         let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
         Config::load_with_env(&Overrides { config_file: Some(p), ..Default::default() }, &env)
     }
@@ -465,9 +486,9 @@ mod tests {
 
     #[test]
     fn out_of_range_names_key_value_range() {
-        let e = load("workers = 0\n", &[]).err().unwrap().0;
+        let e = load("workers = 0\n", &[]).err().unwrap().to_string();
         assert!(e.contains("workers") && e.contains('0') && e.contains("2..=512"), "{e}");
-        let e = load("workers_min = 8\nworkers_max = 4\n", &[]).err().unwrap().0;
+        let e = load("workers_min = 8\nworkers_max = 4\n", &[]).err().unwrap().to_string();
         assert!(e.contains("workers_max") && e.contains("8..=512"), "{e}");
     }
 
@@ -508,7 +529,7 @@ mod tests {
 
     #[test]
     fn bad_listen_is_refused() {
-        let e = load("listen = \"nowhere\"\n", &[]).err().unwrap().0;
+        let e = load("listen = \"nowhere\"\n", &[]).err().unwrap().to_string();
         assert!(e.contains("listen"), "{e}");
     }
 }

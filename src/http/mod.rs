@@ -91,6 +91,11 @@ impl Req {
         self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
+    /// What domain code needs to know about this request, as plain values.
+    pub fn caller(&self) -> crate::auth::Caller<'_> {
+        crate::auth::Caller { request_id: &self.id, path: &self.raw_path, client: self.client, headers: &self.headers }
+    }
+
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
@@ -212,6 +217,12 @@ impl Ctx<'_> {
     /// The resolved tenant; only tenant-scoped routes have one.
     pub fn tenant(&self) -> Result<&TenantRecord> {
         self.tenant.as_deref().ok_or_else(|| Error::Internal("tenant route without a tenant".into()))
+    }
+
+    /// The tenant's data for this request (`records::Work`): `write` None for reads,
+    /// Some(is_delete) for writes.
+    pub fn work(&self, req: &Req, write: Option<bool>) -> Result<crate::records::Work> {
+        crate::records::Work::begin(self.app, self.tenant()?, self.principal.as_ref(), &req.caller(), write)
     }
 }
 

@@ -68,19 +68,6 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
     String::from_utf8(out).map_err(|_| Error::invalid("invalid_path", "percent-encoding does not decode to UTF-8"))
 }
 
-/// Percent-encodes everything but RFC 3986 unreserved characters.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// What the `Host` header says about the tenant.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HostSignal {

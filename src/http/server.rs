@@ -534,7 +534,7 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
         }
     }
     if let Some(t) = tenant.as_deref() {
-        if let Err(e) = crate::auth::check_address(&state.app, t, req) {
+        if let Err(e) = crate::auth::check_address(&state.app, t, &req.caller()) {
             return (fail(&e), label);
         }
     }

@@ -135,10 +135,10 @@ pub struct FleetIndex {
 /// Each is rebuilt from its table and plain columns (`pragma_index_info`) and kept only when
 /// its name is exactly the one the advisor gives those columns, so a hand-made or imported
 /// index (expressions, partial, `UNIQUE`, another name) never reaches a fleet migration.
-pub fn fleet_applied(app: &crate::app::App) -> Result<Vec<FleetIndex>> {
-    let list = crate::catalog::tenants::list(&*app.catalog.conn()?, false)?;
-    let per_tenant = super::fleet::par_map(&list, 4, &|_| {}, |t| -> Result<Vec<(String, String, Vec<String>)>> {
-        let conn = crate::db::open_read_only(&app.paths.tenant_db(&t.id))?;
+pub fn fleet_applied(catalog: &crate::catalog::Catalog, paths: &super::Paths) -> Result<Vec<FleetIndex>> {
+    let list = crate::catalog::tenants::list(&*catalog.conn()?, false)?;
+    let per_tenant = crate::util::par_map(&list, 4, &|_| {}, |t| -> Result<Vec<(String, String, Vec<String>)>> {
+        let conn = crate::db::open_read_only(&paths.tenant_db(&t.id))?;
         advised_in(&conn)
     });
     let mut by_name: BTreeMap<String, FleetIndex> = BTreeMap::new();

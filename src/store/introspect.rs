@@ -19,7 +19,7 @@ pub struct SchemaDigest {
     /// A hash of the schema's text (every row): tenants created from the same template and
     /// migrated alike have the same one, and can share one introspection.
     pub hash: u64,
-    /// Whether tenantd's audit tables are as `audit::TENANT_AUDIT_DDL` leaves them.
+    /// Whether tenantd's audit tables are as `audit_tables::TENANT_AUDIT_DDL` leaves them.
     pub audit_current: bool,
 }
 
@@ -31,7 +31,7 @@ pub fn schema_digest(conn: &Connection) -> Result<SchemaDigest> {
     let mut stmt = conn.prepare_cached("SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master")?;
     let mut rows = stmt.query([])?;
     let mut hash = 0u64;
-    let mut audit = crate::audit::AuditSchemaCheck::default();
+    let mut audit = super::audit_tables::AuditSchemaCheck::default();
     while let Some(r) = rows.next()? {
         // Schema text comes from migrations and the index advisor, not from requests: the fast
         // hash. Rows arrive in rowid order, which VACUUM may change; summing per-row hashes
@@ -383,7 +383,7 @@ mod tests {
         let renamed = digest_of("CREATE TABLE a(id INTEGER PRIMARY KEY); CREATE TABLE b(id INTEGER PRIMARY KEY, y);");
         assert_ne!(a.hash, renamed.hash);
         assert!(!a.audit_current);
-        let audited = digest_of(crate::audit::TENANT_AUDIT_DDL);
+        let audited = digest_of(crate::store::audit_tables::TENANT_AUDIT_DDL);
         assert!(audited.audit_current);
     }
 

@@ -3,8 +3,8 @@
 //! `tenant_unavailable`, never a new empty database.
 
 pub mod advisor;
+pub mod audit_tables;
 mod checkpoint;
-pub mod fleet;
 pub mod group;
 mod introspect;
 pub mod query;
@@ -473,7 +473,7 @@ impl TenantStore {
         let digest = self.digests.get(req.id, &conn, cookie)?;
         // tenantd's own tables (the audit chain) live beside the app schema in every file.
         if !digest.audit_current {
-            conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
+            conn.execute_batch(audit_tables::TENANT_AUDIT_DDL)?;
         }
         let version = db::user_version(&conn)?;
         let target = match req.schema_hold {
@@ -539,7 +539,7 @@ impl TenantStore {
     pub fn ensure_template(&self) -> Result<PathBuf> {
         let dir = self.paths.template_dir();
         // The audit tables' DDL is part of the name: a template built before it changed is not reused.
-        let audit = crate::util::sha256_hex(crate::audit::TENANT_AUDIT_DDL.as_bytes());
+        let audit = crate::util::sha256_hex(audit_tables::TENANT_AUDIT_DDL.as_bytes());
         let path =
             dir.join(format!("tenant-v{}-{}-{}.db", self.schema.target(), &self.schema.set_hash[..12], &audit[..8]));
         if path.is_file() {
@@ -551,7 +551,7 @@ impl TenantStore {
             let mut conn = Connection::open(&tmp)?;
             db::configure(&conn, Durability::Normal)?;
             self.schema.migrate(&mut conn, self.schema.target())?;
-            conn.execute_batch(crate::audit::TENANT_AUDIT_DDL)?;
+            conn.execute_batch(audit_tables::TENANT_AUDIT_DDL)?;
             conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode=WAL;")?;
             conn.close().map_err(|(_, e)| e)?;
             Ok(())

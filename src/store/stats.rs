@@ -36,17 +36,11 @@ impl Default for QueryMonitorConfig {
 }
 
 impl QueryMonitorConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        let range = |key: &str, v: u64, min: u64, max: u64| {
-            if v < min || v > max {
-                Err(format!("query_monitor.{key} = {v} is out of range ({min}..={max})"))
-            } else {
-                Ok(())
-            }
-        };
-        range("slow_query_ms", self.slow_query_ms, 0, 3_600_000)?;
-        range("statements_per_tenant", self.statements_per_tenant as u64, 1, 100_000)?;
-        range("slow_log_per_tenant", self.slow_log_per_tenant as u64, 1, 10_000)
+    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
+        use crate::config::range;
+        range("query_monitor.slow_query_ms", self.slow_query_ms, 0, 3_600_000)?;
+        range("query_monitor.statements_per_tenant", self.statements_per_tenant as u64, 1, 100_000)?;
+        range("query_monitor.slow_log_per_tenant", self.slow_log_per_tenant as u64, 1, 10_000)
     }
 }
 

@@ -1,5 +1,5 @@
 //! Per table: a list with paging, sorting and filters; create and edit forms with validation
-//! messages next to the field; delete.
+//! messages next to the field; delete. Data goes through `records`, as the data API's does.
 
 use maud::{html, Markup};
 use rusqlite::types::Value;
@@ -7,9 +7,9 @@ use serde_json::{Map, Value as Json};
 
 use super::{back, csrf_field, field, flash, form, page, Chrome};
 use crate::error::{Error, Result};
-use crate::http::resolve::percent_encode;
 use crate::http::{Ctx, Req, Resp};
-use crate::store::query::{self, Affinity, Column, Table};
+use crate::records::{self, Affinity, Column, Table};
+use crate::util::percent_encode;
 
 fn base(ctx: &Ctx<'_>) -> Result<String> {
     Ok(format!("/admin/t/{}/data/{}", ctx.tenant()?.slug, ctx.param("table")?))
@@ -34,19 +34,17 @@ fn query_without(req: &Req, drop: &[&str]) -> String {
 }
 
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let w = crate::api::records::Work::begin(ctx, req, None)?;
+    let w = ctx.work(req, None)?;
     let schema = w.schema()?;
-    let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
     let params = list_params(req);
     let b = base(ctx)?;
-    let (q, page_data, error) = match query::parse_list(table, &params)
-        .and_then(|q| query::list(conn, table, &q, &w.handle.stats).map(|p| (q, p)))
-    {
-        Ok((q, p)) => (Some(q), Some(p), None),
-        Err(e @ Error::Invalid { .. }) => (None, None, Some(e.to_string())),
-        Err(e) => return Err(e),
-    };
+    let (q, page_data, error) =
+        match records::parse_list(table, &params).and_then(|q| w.list(table, &q).map(|p| (q, p))) {
+            Ok((q, p)) => (Some(q), Some(p), None),
+            Err(e @ Error::Invalid { .. }) => (None, None, Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
     let cols: Vec<&Column> = table.columns.iter().collect();
     let current_order = q.as_ref().and_then(|q| q.order_by.clone());
     let keep = query_without(req, &["page", "order_by", "ok", "error"]);
@@ -193,7 +191,7 @@ fn form_values(table: &Table, fields: &[(String, String)], creating: bool) -> Re
                 .map_err(|_| Error::invalid("type_error", format!("column {} expects a number", c.name)))?,
             _ => Json::from(raw),
         };
-        out.push((c.name.clone(), query::json_to_sql(c, &json)?));
+        out.push((c.name.clone(), records::json_to_sql(c, &json)?));
     }
     Ok(out)
 }
@@ -223,7 +221,7 @@ fn form_page(
 }
 
 pub fn new_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let w = crate::api::records::Work::begin(ctx, req, None)?;
+    let w = ctx.work(req, None)?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
@@ -236,16 +234,11 @@ fn submitted(fields: &[(String, String)]) -> Map<String, Json> {
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let f = form(req)?;
-    let w = crate::api::records::Work::begin(ctx, req, Some(false))?;
+    let w = ctx.work(req, Some(false))?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
-    let res = w.write(&table.name, "record.create", |tx, table, stats| {
-        let values = form_values(table, &f, true)?;
-        let rec = query::insert(tx, table, &values, stats)?;
-        let id = rec.get(&table.pk).and_then(Json::as_i64).unwrap_or(0);
-        Ok((rec, id, crate::api::records::columns_of(&values)))
-    });
+    let res = w.create(&table.name, |table| form_values(table, &f, true));
     match res {
         Ok(rec) => Ok(back(
             &b,
@@ -271,12 +264,11 @@ fn delete_form(ctx: &Ctx<'_>, action: &str) -> Markup {
 }
 
 pub fn edit_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let id = query::parse_id(ctx.param("id")?)?;
-    let w = crate::api::records::Work::begin(ctx, req, None)?;
+    let id = records::parse_id(ctx.param("id")?)?;
+    let w = ctx.work(req, None)?;
     let schema = w.schema()?;
-    let conn = &w.conn;
     let table = schema.table(ctx.param("table")?)?;
-    let rec = query::get(conn, table, id, &w.handle.stats)?;
+    let rec = w.get(table, id)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
     form_page(
@@ -291,20 +283,16 @@ pub fn edit_form(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 }
 
 pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let id = query::parse_id(ctx.param("id")?)?;
+    let id = records::parse_id(ctx.param("id")?)?;
     let f = form(req)?;
-    let w = crate::api::records::Work::begin(ctx, req, Some(false))?;
+    let w = ctx.work(req, Some(false))?;
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let b = base(ctx)?;
     let action = format!("{b}/{id}");
-    let res = w.write(&table.name, "record.update", |tx, table, stats| {
-        let values = form_values(table, &f, false)?;
-        query::update(tx, table, id, &values, stats)?;
-        Ok(((), id, crate::api::records::columns_of(&values)))
-    });
+    let res = w.update(&table.name, id, |table| form_values(table, &f, false));
     match res {
-        Ok(()) => Ok(back(&b, "ok", &format!("saved {} {id}", table.name))),
+        Ok(_) => Ok(back(&b, "ok", &format!("saved {} {id}", table.name))),
         Err(e @ (Error::Invalid { .. } | Error::Conflict { .. })) => form_page(
             ctx,
             table,
@@ -319,12 +307,10 @@ pub fn update(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 }
 
 pub fn delete(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let id = query::parse_id(ctx.param("id")?)?;
+    let id = records::parse_id(ctx.param("id")?)?;
     let table = ctx.param("table")?;
     let b = base(ctx)?;
-    let res = crate::api::records::Work::begin(ctx, req, Some(true))?.write(table, "record.delete", |tx, t, stats| {
-        Ok((query::delete(tx, t, id, stats)?, id, serde_json::json!({})))
-    });
+    let res = ctx.work(req, Some(true))?.delete(table, id);
     match res {
         Ok(()) => Ok(back(&b, "ok", &format!("deleted {table} {id}"))),
         Err(e @ Error::Invalid { .. }) => Ok(back(&format!("{b}/{id}"), "error", &e.to_string())),

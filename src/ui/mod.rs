@@ -247,7 +247,7 @@ pub fn html_resp(status: u16, m: Markup) -> Resp {
 pub fn error_page(e: &Error, path: &str) -> Resp {
     let (status, code, message) = crate::http::response::error_parts(e);
     if status == 401 {
-        let next = crate::http::resolve::percent_encode(path);
+        let next = crate::util::percent_encode(path);
         return redirect(&format!("/admin/login?next={next}"));
     }
     let chrome = Chrome { title: "Error", session: None, tenant: None, active: "" };
@@ -283,5 +283,5 @@ pub fn flash(req: &Req) -> Markup {
 /// Redirect back with a message (the message is escaped when shown).
 pub fn back(location: &str, key: &str, msg: &str) -> Resp {
     let sep = if location.contains('?') { '&' } else { '?' };
-    redirect(&format!("{location}{sep}{key}={}", crate::http::resolve::percent_encode(msg)))
+    redirect(&format!("{location}{sep}{key}={}", crate::util::percent_encode(msg)))
 }

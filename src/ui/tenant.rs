@@ -302,8 +302,7 @@ pub fn audit_page(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let pages = ((total + 49) / 50).max(1);
     let alerts = crate::limits::alerts::list(&*ctx.app.catalog.conn()?, Some(&t.id), 20)?;
     let b = base(ctx)?;
-    let keep =
-        action.as_deref().map(|a| format!("&action={}", crate::http::resolve::percent_encode(a))).unwrap_or_default();
+    let keep = action.as_deref().map(|a| format!("&action={}", crate::util::percent_encode(a))).unwrap_or_default();
     let chrome = Chrome::for_ctx(ctx, "Audit trail", "audit")?;
     Ok(page(
         &chrome,

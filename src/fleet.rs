@@ -1,9 +1,9 @@
 //! Fleet schema migrations: status, migrate (dry run, canary, parallel, continue on error,
 //! snapshot first) and rollback of the last run. The ledger of every run and per-tenant outcome
-//! lives in the catalog (`catalog::ledger`).
+//! lives in the catalog (`catalog::ledger`). Rules over the whole fleet, so a domain module on
+//! top of `store` (it was `store::fleet`; storage knows no rules).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -17,38 +17,7 @@ use crate::catalog::tenants::{self, TenantRecord};
 use crate::db::{self, Durability};
 use crate::error::{Error, Result};
 use crate::ids::Slug;
-use crate::util::{now_unix, random_hex};
-
-/// Runs `f` over `items` on `threads` threads, keeping input order in the output.
-pub fn par_map<T: Sync, R: Send>(
-    items: &[T],
-    threads: usize,
-    progress: &(dyn Fn(usize) + Sync),
-    f: impl Fn(&T) -> R + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let threads = threads.clamp(1, items.len().max(1));
-    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut out = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        out.push((i, f(item)));
-                        progress(done.fetch_add(1, Ordering::Relaxed) + 1);
-                    }
-                    out
-                })
-            })
-            .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
-    });
-    results.sort_by_key(|(i, _)| *i);
-    results.into_iter().map(|(_, r)| r).collect()
-}
+use crate::util::{now_unix, par_map, random_hex};
 
 /// Reads a tenant file's `user_version` without writing anything.
 fn file_version(path: &Path) -> Result<i64> {

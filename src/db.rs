@@ -173,29 +173,44 @@ pub fn existing_file_flags() -> OpenFlags {
         | OpenFlags::SQLITE_OPEN_NOFOLLOW
 }
 
+/// What `refuse_link` expects to find at a path.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    File,
+    Dir,
+}
+
+/// Refuses a path that is a symlink or not what is expected (issue 18: a tenant's file or
+/// directory replaced by a link would be read and written wherever the link points). A missing
+/// path is an error when `required`, else fine. One `lstat`.
+pub fn refuse_link(path: &Path, expect: Expect, required: bool) -> Result<()> {
+    let (what, is) = match expect {
+        Expect::File => ("a regular file", std::fs::Metadata::is_file as fn(&std::fs::Metadata) -> bool),
+        Expect::Dir => ("a directory", std::fs::Metadata::is_dir as fn(&std::fs::Metadata) -> bool),
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => {
+            Err(Error::unavailable(format!("{} is a symlink; tenantd never follows one", path.display())))
+        }
+        Ok(m) if !is(&m) => Err(Error::unavailable(format!("{} is not {what}", path.display()))),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::unavailable(format!("{} is missing", path.display())))
+        }
+        Err(e) => Err(Error::unavailable(format!("cannot inspect {}: {e}", path.display()))),
+    }
+}
+
 /// Refuses a database file, or its `-wal`/`-shm` companion, that is a symlink or not a regular
 /// file: SQLite's `SQLITE_OPEN_NOFOLLOW` covers the database file only, and would write the
 /// companions through a link. Their directories are the caller's to check (`Paths`).
 pub fn check_regular_files(path: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
+    refuse_link(path, Expect::File, true)?;
+    for suffix in ["-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
-        let p = std::path::PathBuf::from(p);
-        match std::fs::symlink_metadata(&p) {
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(Error::unavailable(format!(
-                    "{} is a symlink; tenantd never follows one to a database file",
-                    p.display()
-                )))
-            }
-            Ok(m) if !m.is_file() => return Err(Error::unavailable(format!("{} is not a regular file", p.display()))),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !suffix.is_empty() => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::unavailable(format!("{} is missing", p.display())))
-            }
-            Err(e) => return Err(Error::unavailable(format!("cannot inspect {}: {e}", p.display()))),
-        }
+        refuse_link(Path::new(&p), Expect::File, false)?;
     }
     Ok(())
 }

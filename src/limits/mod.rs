@@ -545,26 +545,23 @@ const DISK_FULL_BELOW: u64 = 16 << 20;
 /// arrives as an I/O error on write.
 pub fn storage_refusal(app: &App, e: Error) -> Error {
     use rusqlite::ErrorCode::{DiskFull, SystemIoFailure};
-    let full = match &e {
-        Error::StorageQuota => true,
-        Error::Sqlite(s) if s.sqlite_error_code() == Some(DiskFull) => true,
-        Error::Sqlite(s) if s.sqlite_error_code() == Some(SystemIoFailure) => {
-            let write = [
-                rusqlite::ffi::SQLITE_IOERR_WRITE,
-                rusqlite::ffi::SQLITE_IOERR_TRUNCATE,
-                rusqlite::ffi::SQLITE_IOERR_SHMSIZE,
-            ];
-            if s.sqlite_extended_error_code().is_some_and(|c| write.contains(&c)) {
-                return Error::InsufficientStorage;
-            }
-            false
-        }
-        _ => false,
+    const WRITE_ERRORS: [i32; 3] =
+        [rusqlite::ffi::SQLITE_IOERR_WRITE, rusqlite::ffi::SQLITE_IOERR_TRUNCATE, rusqlite::ffi::SQLITE_IOERR_SHMSIZE];
+    let (write_refused, full) = match &e {
+        Error::StorageQuota => (false, true),
+        Error::Sqlite(s) => (
+            s.sqlite_error_code() == Some(SystemIoFailure)
+                && s.sqlite_extended_error_code().is_some_and(|c| WRITE_ERRORS.contains(&c)),
+            s.sqlite_error_code() == Some(DiskFull),
+        ),
+        _ => (false, false),
     };
-    match crate::util::free_space(&app.config.data_dir) {
-        Ok(free) if full && free < DISK_FULL_BELOW => Error::InsufficientStorage,
-        Err(_) if full => Error::InsufficientStorage,
-        _ => e,
+    // Only a refusal that looks like a full disk costs a `statvfs`; other errors pass as they are.
+    let disk_full = full && crate::util::free_space(&app.config.data_dir).map_or(true, |free| free < DISK_FULL_BELOW);
+    if write_refused || disk_full {
+        Error::InsufficientStorage
+    } else {
+        e
     }
 }
 

@@ -7,6 +7,7 @@ pub mod audit_tables;
 mod checkpoint;
 pub mod group;
 mod introspect;
+mod paths;
 pub mod query;
 mod readers;
 pub mod schema;
@@ -25,66 +26,12 @@ use scheduled_thread_pool::ScheduledThreadPool;
 use crate::db::{self, Durability};
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
+pub use paths::Paths;
 pub use readers::ReaderConn;
 use readers::Readers;
 use schema::TenantSchema;
 use shapes::{shaped, Shapes};
 use sieve::Sieve;
-
-/// Where things live under the data dir. Only minted `TenantId`s become path components.
-#[derive(Clone, Debug)]
-pub struct Paths {
-    pub data_dir: PathBuf,
-}
-
-impl Paths {
-    pub fn new(data_dir: &Path) -> Self {
-        Paths { data_dir: data_dir.to_path_buf() }
-    }
-    pub fn tenant_dir(&self, id: &TenantId) -> PathBuf {
-        self.data_dir.join("tenants").join(id.as_str())
-    }
-    pub fn tenant_db(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("data.db")
-    }
-    pub fn tenant_assets(&self, id: &TenantId) -> PathBuf {
-        self.tenant_dir(id).join("assets")
-    }
-    pub fn backups(&self, id: &TenantId) -> PathBuf {
-        self.data_dir.join("backups").join(id.as_str())
-    }
-    /// Scratch space on the same filesystem, so finished files can be renamed into place.
-    pub fn tmp(&self) -> PathBuf {
-        self.data_dir.join("tmp")
-    }
-    pub fn template_dir(&self) -> PathBuf {
-        self.data_dir.join("template")
-    }
-
-    /// Refuses a tenant whose directories under the data dir (`tenants/`, `tenants/<id>/`, and
-    /// `assets/` when present) are symlinks or not directories: whatever is written for the
-    /// tenant must land inside the data dir (issue 18). The data dir itself may be a link.
-    pub fn check_tenant_dirs(&self, id: &TenantId) -> Result<()> {
-        let tenants = self.data_dir.join("tenants");
-        let dir = self.tenant_dir(id);
-        let assets = self.tenant_assets(id);
-        for (p, required) in [(&tenants, true), (&dir, true), (&assets, false)] {
-            match std::fs::symlink_metadata(p) {
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(Error::unavailable(format!(
-                        "{} is a symlink; tenantd never follows one inside the data dir",
-                        p.display()
-                    )))
-                }
-                Ok(m) if !m.is_dir() => return Err(Error::unavailable(format!("{} is not a directory", p.display()))),
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
-                Err(e) => return Err(Error::unavailable(format!("cannot inspect {}: {e}", p.display()))),
-            }
-        }
-        Ok(())
-    }
-}
 
 /// One open tenant: its connections and its introspected schema.
 pub struct TenantHandle {
@@ -460,9 +407,6 @@ impl TenantStore {
     fn open_cold(&self, req: &OpenRequest<'_>) -> Result<(TenantHandle, Option<i64>)> {
         let path = self.paths.tenant_db(req.id);
         self.paths.check_tenant_dirs(req.id)?;
-        if std::fs::symlink_metadata(&path).is_err() {
-            return Err(Error::unavailable(format!("tenant {} has no data file at {}", req.id, path.display())));
-        }
         // The first connection becomes the tenant's writer (it also serves reads while it is
         // free, see `read_conn`); `readers` opens connections only when reads overlap.
         let mut conn = open_writer(&path)?;

@@ -35,9 +35,10 @@ pub fn set_logo(app: &App, t: &TenantRecord, bytes: &[u8]) -> Result<String> {
     image_type(bytes)
         .ok_or_else(|| Error::invalid("invalid_image", "the logo must be a PNG, JPEG, GIF or WebP image"))?;
     let sha = sha256_hex(bytes);
-    let dir = app.paths.tenant_assets(&t.id);
+    let dir = app.paths.checked_assets(&t.id)?;
     std::fs::create_dir_all(&dir)?;
     let dest = dir.join(&sha);
+    crate::db::refuse_link(&dest, crate::db::Expect::File, false)?;
     if !dest.is_file() {
         let tmp = dir.join(format!(".upload-{}", random_hex(6)));
         std::fs::write(&tmp, bytes)?;
@@ -60,7 +61,9 @@ pub fn logo(app: &App, t: &TenantRecord) -> Result<Option<(&'static str, Vec<u8>
     let Some(sha) = config.branding.logo_asset.clone().filter(|s| super::archive::is_asset_name(s)) else {
         return Ok(None);
     };
-    let bytes = match std::fs::read(app.paths.tenant_assets(&t.id).join(&sha)) {
+    let path = app.paths.checked_assets(&t.id)?.join(&sha);
+    crate::db::refuse_link(&path, crate::db::Expect::File, false)?;
+    let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e.into()),

@@ -11,6 +11,7 @@ pub mod resolve;
 pub mod response;
 pub mod router;
 pub mod server;
+mod stop;
 mod tarpit;
 pub mod workers;
 

@@ -37,7 +37,7 @@ pub struct ServerState {
     /// Round-robin between tenants in front of tiny_http's FIFO (see `fair`).
     pub fair: super::fair::FairQueue,
     /// Held-back 429s of throttled tenants (see `tarpit`); `None` when off or not started.
-    tarpit: Option<super::tarpit::Tarpit>,
+    pub(super) tarpit: Option<super::tarpit::Tarpit>,
     /// Unix time of the last successful usage flush and audit anchoring (for lag metrics).
     pub last_flush: AtomicU64,
     pub last_anchor: AtomicU64,
@@ -107,44 +107,19 @@ impl ServerState {
     }
 }
 
-/// Why the server stopped.
-#[derive(Debug, PartialEq, Eq)]
-pub enum StopReason {
-    Signal,
-    /// tiny_http's accept thread died (e.g. out of file descriptors): exit non-zero so the
-    /// service manager restarts us.
-    AcceptFailed,
-    /// A server thread (worker, watcher, scaler) ended by a panic outside any handler: exit
-    /// non-zero rather than run on short of it.
-    ThreadDied(String),
-    Requested,
-}
+pub use super::stop::StopReason;
+use super::stop::ThreadGuard;
 
-/// Held by each server thread: if the thread unwinds, the server is told to stop (non-zero
-/// exit, so the service manager restarts it) instead of living on without that thread.
-pub(super) struct ThreadGuard {
-    pub(super) stop: mpsc::Sender<StopReason>,
-}
-
-impl Drop for ThreadGuard {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let name = std::thread::current().name().unwrap_or("unnamed").to_string();
-            crate::log::error(&format!("thread {name} panicked; shutting down so the service manager restarts us"));
-            let _ = self.stop.send(StopReason::ThreadDied(name));
-        }
-    }
-}
-
+/// A started server; `http::stop` stops it.
 pub struct RunningServer {
-    http: Arc<tiny_http::Server>,
+    pub(super) http: Arc<tiny_http::Server>,
     pub state: Arc<ServerState>,
-    watcher: Option<JoinHandle<()>>,
-    watcher_stop: mpsc::Sender<()>,
-    scaler: Option<JoinHandle<()>>,
-    scaler_stop: mpsc::Sender<()>,
-    stop_rx: mpsc::Receiver<StopReason>,
-    stop_tx: mpsc::Sender<StopReason>,
+    pub(super) watcher: Option<JoinHandle<()>>,
+    pub(super) watcher_stop: mpsc::Sender<()>,
+    pub(super) scaler: Option<JoinHandle<()>>,
+    pub(super) scaler_stop: mpsc::Sender<()>,
+    pub(super) stop_rx: mpsc::Receiver<StopReason>,
+    pub(super) stop_tx: mpsc::Sender<StopReason>,
     addr: SocketAddr,
 }
 
@@ -179,9 +154,9 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     };
     let (watcher_stop, watcher_rx) = mpsc::channel();
     let watcher = {
-        let (state, guard) = (state.clone(), ThreadGuard { stop: stop_tx.clone() });
+        let (state, stop_tx) = (state.clone(), stop_tx.clone());
         std::thread::Builder::new().name("tenantd-catalog-watch".into()).spawn(move || {
-            let _guard = guard;
+            let _guard = ThreadGuard { stop: stop_tx };
             super::background::watch_catalog(&state, &watcher_rx)
         })?
     };
@@ -221,131 +196,6 @@ pub(super) fn add_worker(
 impl RunningServer {
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Blocks until SIGTERM/SIGINT or a fatal accept error, then shuts down gracefully.
-    pub fn run_until_signal(self) -> Result<StopReason> {
-        let mut signals =
-            signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])?;
-        let tx = self.stop_tx.clone();
-        std::thread::Builder::new().name("tenantd-signals".into()).spawn(move || {
-            if signals.forever().next().is_some() {
-                let _ = tx.send(StopReason::Signal);
-            }
-        })?;
-        let reason = self.stop_rx.recv().unwrap_or(StopReason::Requested);
-        crate::log::info(&format!("stopping ({reason:?}): draining in-flight requests"));
-        crate::notify::stopping();
-        // A stop that overruns its bound ends the process anyway, non-zero: a service manager
-        // would kill it soon after, and then without the checkpoints done so far.
-        let bound = Duration::from_secs(self.state.app.config.shutdown_timeout_seconds);
-        std::thread::Builder::new().name("tenantd-stop-bound".into()).spawn(move || {
-            std::thread::sleep(bound);
-            crate::log::error(&format!(
-                "the stop took longer than shutdown_timeout_seconds ({} s): exiting now",
-                bound.as_secs()
-            ));
-            std::process::exit(1);
-        })?;
-        let grace = match reason {
-            StopReason::Signal => Duration::from_millis(self.state.app.config.shutdown_grace_ms),
-            _ => Duration::ZERO,
-        };
-        self.shutdown_after(grace)?;
-        Ok(reason)
-    }
-
-    /// `shutdown_after` with no grace (tests and embedders).
-    pub fn shutdown(self) -> Result<()> {
-        self.shutdown_after(Duration::ZERO)
-    }
-
-    /// Drains: readiness turns `fail` and answers carry `Connection: close`; for `grace` the
-    /// listener still accepts and requests are served as usual (clients and proxies that have
-    /// not yet seen readiness fail keep being answered); then the connections the kernel has
-    /// queued are accepted and the listener closes; requests that arrive on open connections
-    /// are served until none has come for `SETTLE`; then workers exit, and every open tenant and
-    /// the catalog are checkpointed.
-    pub fn shutdown_after(mut self, grace: Duration) -> Result<()> {
-        self.state.draining.store(true, Ordering::SeqCst);
-        if !grace.is_zero() {
-            std::thread::sleep(grace);
-        }
-        if !self.http.stop_accepting(Duration::from_secs(1)) {
-            crate::log::warn("the listener did not close within 1 s of the stop");
-        }
-        self.settle();
-        let _ = self.scaler_stop.send(());
-        if let Some(s) = self.scaler.take() {
-            let _ = s.join();
-        }
-        // One unblock marker per live worker, behind the requests already accepted (the queue
-        // is FIFO), so those are all served before every worker leaves. A worker that leaves
-        // on its own meanwhile (idle poll while draining) leaves its marker in the queue.
-        let markers = self.state.pool.size();
-        for _ in 0..markers {
-            self.http.unblock();
-        }
-        for w in self.state.pool.take_handles() {
-            let _ = w.join();
-        }
-        // Requests a worker had queued but nobody took before leaving.
-        for rq in self.state.fair.take_all() {
-            serve_one(&self.state, rq);
-        }
-        if let Some(t) = &self.state.tarpit {
-            t.flush();
-        }
-        // Requests that connection threads queued after the markers: serve them here. A
-        // leftover marker reads like an empty queue, so only `markers + 1` empty reads (or
-        // a run of accept errors) mean the queue is done.
-        let (mut empty, mut errors) = (0, 0);
-        while empty <= markers && errors < 1000 {
-            match self.http.try_recv() {
-                Ok(Some(rq)) => serve_one(&self.state, rq),
-                Ok(None) => empty += 1,
-                Err(_) => errors += 1,
-            }
-        }
-        let _ = self.watcher_stop.send(());
-        if let Some(w) = self.watcher.take() {
-            let _ = w.join();
-        }
-        if let Err(e) = crate::limits::flush_usage(&self.state.app) {
-            crate::log::warn(&format!("final usage flush failed: {}", e.log_detail()));
-        }
-        if let Err(e) = crate::audit::anchor_dirty(&self.state.app) {
-            crate::log::warn(&format!("final audit anchoring failed: {}", e.log_detail()));
-        }
-        for (id, e) in self.state.app.store.checkpoint_all() {
-            crate::log::warn(&format!("checkpoint of tenant {id} failed: {}", e.log_detail()));
-        }
-        self.state.app.catalog.checkpoint()?;
-        crate::log::info("stopped cleanly");
-        Ok(())
-    }
-}
-
-/// After the listener closes, the stop waits until no request has started for this long and
-/// none is in flight: requests from connections accepted last, or sent on open connections,
-/// reach the queue within a few milliseconds.
-const SETTLE: Duration = Duration::from_millis(100);
-/// The most `settle` waits, however busy the open connections keep the server.
-const SETTLE_MAX: Duration = Duration::from_secs(5);
-
-impl RunningServer {
-    fn settle(&self) {
-        let started = Instant::now();
-        let (mut seen, mut quiet_since) = (self.state.requests.load(Ordering::SeqCst), Instant::now());
-        while started.elapsed() < SETTLE_MAX {
-            std::thread::sleep(Duration::from_millis(10));
-            let now = self.state.requests.load(Ordering::SeqCst);
-            if now != seen || self.state.inflight.load(Ordering::SeqCst) > 0 {
-                (seen, quiet_since) = (now, Instant::now());
-            } else if quiet_since.elapsed() >= SETTLE {
-                return;
-            }
-        }
     }
 }
 
@@ -394,7 +244,7 @@ fn start_tarpit(app: &App) -> Option<super::tarpit::Tarpit> {
     }
 }
 
-fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
+pub(super) fn serve_one(state: &ServerState, mut rq: tiny_http::Request) {
     state.inflight.fetch_add(1, Ordering::SeqCst);
     state.requests.fetch_add(1, Ordering::Relaxed);
     let id = state.next_request_id();

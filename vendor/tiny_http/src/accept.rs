@@ -11,10 +11,10 @@
 //! error is queued for `Server::recv`, so the embedding server can exit rather than go deaf.
 
 use std::io::{Error as IoError, ErrorKind};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::client::ClientConnection;
 use crate::connection::{Connection, Listener};
@@ -30,6 +30,7 @@ const BACKOFF_MAX: Duration = Duration::from_millis(100);
 pub struct AcceptStats {
     accepted: AtomicU64,
     exhausted: AtomicU64,
+    fresh: AtomicUsize,
     failed: AtomicBool,
     stop: AtomicBool,
     closed: Mutex<bool>,
@@ -46,6 +47,12 @@ impl AcceptStats {
     /// connection it could not serve, if it had one.
     pub fn exhausted(&self) -> u64 {
         self.exhausted.load(Ordering::Relaxed)
+    }
+
+    /// Connections accepted that have not sent (the head of) a first request yet and are still
+    /// open: a client that has just connected is about to send one, so a stop waits for it.
+    pub fn fresh(&self) -> usize {
+        self.fresh.load(Ordering::SeqCst)
     }
 
     /// True once the loop has ended other than through `Server::stop_accepting` or drop (a
@@ -129,7 +136,6 @@ pub(crate) struct Loop {
     pub timeouts: Option<Timeouts>,
     pub stats: Arc<AcceptStats>,
     pub messages: Arc<MessagesQueue<Message>>,
-    pub close: Arc<AtomicBool>,
 }
 
 impl Loop {
@@ -137,7 +143,7 @@ impl Loop {
         let _guard = EndGuard { stats: self.stats.clone(), messages: self.messages.clone() };
         let tasks = TaskPool::new();
         let mut backoff = BACKOFF_FIRST;
-        while !self.close.load(Ordering::Relaxed) && !self.stats.stopping() {
+        while !self.stats.stopping() {
             let result = match self.listener.accept() {
                 Ok((sock, _)) => self.serve(&tasks, sock),
                 Err(e) => Err(e),
@@ -158,9 +164,7 @@ impl Loop {
                 },
             }
         }
-        if self.stats.stopping() {
-            self.drain(&tasks);
-        }
+        self.drain(&tasks);
     }
 
     /// Hands a new connection to a thread of the pool; the connection is closed (dropped) if
@@ -174,48 +178,83 @@ impl Loop {
         let client = ClientConnection::new(write, read);
         let messages = self.messages.clone();
         let mut client = Some(client);
+        let mut fresh = Some(Fresh::new(&self.stats));
         tasks.spawn(Box::new(move || {
             if let Some(client) = client.take() {
                 for rq in client {
+                    fresh.take();
                     messages.push(rq.into());
                 }
             }
+            fresh.take();
         }))
     }
 
-    /// After `stop_accepting`: accepts what the kernel has already queued (clients whose
-    /// connections completed), so they are answered rather than reset when the socket closes.
+    /// After `stop_accepting`: accepts what the kernel has queued, and the handshakes still
+    /// under way, so their clients are answered rather than reset when the socket closes.
     ///
-    /// First a socket filter that drops every packet is put on the listener: new SYNs go
-    /// unanswered (the client retries in a second and then finds the port closed), and no
-    /// handshake completes into the queue any more. Without it, a connection completed between
-    /// the last `accept` and the close was reset, its request unanswered, however quick the
-    /// drain. What the kernel had already queued is then accepted to the last one.
+    /// First a socket filter drops new SYNs (`SYN_ONLY_DROPPED`): those clients get no answer,
+    /// retry after a second and then find the port closed (refused, nothing sent). Every other
+    /// packet passes, so a handshake the kernel already answered completes into the queue.
+    /// Closing without the filter reset whatever completed between the last `accept` and the
+    /// close, however quick the drain, and a drop-all filter reset the handshakes under way.
+    /// The queue is accepted until it has stayed empty for `DRAIN_QUIET`.
     fn drain(&self, tasks: &TaskPool) {
         if let Listener::Tcp(l) = &self.listener {
-            // BPF_RET | BPF_K with 0: keep no byte of any packet.
-            let drop_all = [socket2::SockFilter::new(0x06, 0, 0, 0)];
-            if let Err(e) = socket2::SockRef::from(l).attach_filter(&drop_all) {
+            if let Err(e) = socket2::SockRef::from(l).attach_filter(&SYN_ONLY_DROPPED) {
                 log::warn!("cannot filter the listener while draining: {}", e);
             }
         }
         if self.listener.set_nonblocking(true).is_err() {
             return;
         }
-        loop {
+        let mut quiet_since = Instant::now();
+        while quiet_since.elapsed() < DRAIN_QUIET {
             match self.listener.accept() {
                 Ok((sock, _)) => {
+                    quiet_since = Instant::now();
                     if let Err(e) = sock.set_nonblocking(false) {
                         log::error!("cannot serve a drained connection: {}", e);
                         continue;
                     }
                     let _ = self.serve(tasks, sock);
                 }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(e) if matches!(classify(&e), AcceptError::Transient) && e.kind() != ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => thread::sleep(Duration::from_millis(1)),
+                Err(e) if matches!(classify(&e), AcceptError::Transient) => {}
                 Err(_) => return,
             }
         }
+    }
+}
+
+/// How long the drain waits for handshakes under way: a round trip, on the loopback or a LAN
+/// behind the front proxy, is far shorter.
+const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// A classic BPF program for the listener while it drains: drop a segment whose TCP flags,
+/// of SYN and ACK, are SYN alone (a new connection); keep everything else. For a TCP socket
+/// the filter sees the segment from its TCP header, whose flags are byte 13.
+const SYN_ONLY_DROPPED: [socket2::SockFilter; 5] = [
+    socket2::SockFilter::new(0x30, 0, 0, 13),         // ldb [13]
+    socket2::SockFilter::new(0x54, 0, 0, 0x12),       // and #(SYN | ACK)
+    socket2::SockFilter::new(0x15, 0, 1, 0x02),       // jeq #SYN, next, skip one
+    socket2::SockFilter::new(0x06, 0, 0, 0),          // ret #0: drop
+    socket2::SockFilter::new(0x06, 0, 0, u32::MAX),   // ret #-1: keep all
+];
+
+/// Counts a connection in `AcceptStats::fresh` until its first request is read or it ends.
+struct Fresh(Arc<AcceptStats>);
+
+impl Fresh {
+    fn new(stats: &Arc<AcceptStats>) -> Fresh {
+        stats.fresh.fetch_add(1, Ordering::SeqCst);
+        Fresh(stats.clone())
+    }
+}
+
+impl Drop for Fresh {
+    fn drop(&mut self) {
+        self.0.fresh.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -91,22 +91,16 @@
 #![deny(rust_2018_idioms)]
 #![allow(clippy::match_like_matches_macro)]
 
-#[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-use zeroize::Zeroizing;
 
 use std::error::Error;
 use std::io::Error as IoError;
 use std::io::ErrorKind as IoErrorKind;
 use std::io::Result as IoResult;
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
-use std::sync::atomic::AtomicBool;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use client::ClientConnection;
 use connection::Connection;
 use util::MessagesQueue;
 
@@ -137,10 +131,6 @@ mod util;
 ///  part of all the client's connections. Requests that have already been returned by
 ///  the `recv()` function will not close and the responses will be transferred to the client.
 pub struct Server {
-    // should be false as long as the server exists
-    // when set to true, all the subtasks will close within a few hundreds ms
-    close: Arc<AtomicBool>,
-
     // queue for messages received by child threads
     messages: Arc<MessagesQueue<Message>>,
 
@@ -280,7 +270,6 @@ impl Server {
             return Err("this tiny_http fork serves plain HTTP only (PATCHES.md)".into());
         }
         let listener = listener.into();
-        let close_trigger = Arc::new(AtomicBool::new(false));
         let local_addr = listener.local_addr()?;
         log::debug!("Server listening on {}", local_addr);
 
@@ -293,7 +282,6 @@ impl Server {
             timeouts,
             stats: stats.clone(),
             messages: messages.clone(),
-            close: close_trigger.clone(),
         };
         thread::Builder::new()
             .name("tiny_http-accept".into())
@@ -302,7 +290,6 @@ impl Server {
         // result
         Ok(Server {
             messages,
-            close: close_trigger,
             listening_addr: local_addr,
             accept_stats: stats,
         })
@@ -403,8 +390,9 @@ impl Iterator for IncomingRequests<'_> {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.close.store(true, Relaxed);
+        // tenantd patch: the same stop as `stop_accepting`, without waiting for it.
         if !self.accept_stats.closed() {
+            self.accept_stats.request_stop();
             self.wake_accept_thread();
         }
 

@@ -118,13 +118,8 @@ fn sigterm_under_write_load_exits_zero_and_answers_every_write_it_committed() {
     // Every create the server committed must have been answered 201 (writes that share a group
     // commit included): the rows in the file after exit equal the 201s the clients counted.
     let dir = tempfile::tempdir().unwrap();
-    let data = common::init_acme(dir.path());
     let pw = "sigterm-password-2026";
-    let o = common::cli(
-        &data,
-        &["user", "create", "owner@acme.test", "--password", pw, "--tenant", "acme", "--role", "owner"],
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let data = common::init_acme_with_owner(dir.path(), "owner@acme.test", pw);
     let (mut child, addr, lines) = common::spawn_serve(&data);
     // Drain the server's log, or a full pipe would stall it.
     let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<String>>());

@@ -192,6 +192,14 @@ pub fn init_acme(dir: &Path) -> std::path::PathBuf {
     data
 }
 
+/// `init_acme` plus an owner of acme signing in with `email` and `password`.
+pub fn init_acme_with_owner(dir: &Path, email: &str, password: &str) -> std::path::PathBuf {
+    let data = init_acme(dir);
+    let o = cli(&data, &["user", "create", email, "--password", password, "--tenant", "acme", "--role", "owner"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    data
+}
+
 pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(bin())
         .arg("--data-dir")

@@ -10,13 +10,15 @@ set -euo pipefail
 bin=$(realpath "$1")
 port=${PORT:-18767}
 base="http://127.0.0.1:$port"
-mnt=$(mktemp -d)
+work=$(mktemp -d)
+mnt="$work/mnt"
+mkdir "$mnt"
 mount -t tmpfs -o size=24m tenantd-full-disk "$mnt"
 pid=""
 cleanup() {
   if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; fi
   umount "$mnt" 2>/dev/null || true
-  rmdir "$mnt" 2>/dev/null || true
+  rm -rf "$work"
 }
 trap cleanup EXIT
 data="$mnt/data"
@@ -25,7 +27,7 @@ export TENANTD_LOG=quiet
 "$bin" --data-dir "$data" init >/dev/null
 "$bin" --data-dir "$data" tenant create acme --name Acme --plan enterprise >/dev/null
 "$bin" --data-dir "$data" user create ada@acme.test --password "$password" --tenant acme --role owner >/dev/null
-TENANTD_MIN_FREE_DISK_BYTES=1048576 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" 2>"$mnt.log" &
+TENANTD_MIN_FREE_DISK_BYTES=1048576 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" 2>"$work/log" &
 pid=$!
 for _ in $(seq 1 100); do
   if curl -fsS "$base/health/readiness" >/dev/null 2>&1; then break; fi
@@ -34,10 +36,10 @@ done
 token=$(curl -fsS "$base/api/v1/auth/login" -H 'Content-Type: application/json' \
   -d "{\"email\":\"ada@acme.test\",\"password\":\"$password\"}" | sed 's/.*"token":"\([^"]*\)".*/\1/')
 big=$(head -c 150000 /dev/zero | tr '\0' x)
-printf '{"name":"Big","company":"%s"}' "$big" >"$mnt.row"
+printf '{"name":"Big","company":"%s"}' "$big" >"$work/row"
 post() {
-  curl -sS -o "$mnt.out" -w '%{http_code}' "$base/api/v1/t/acme/customers" \
-    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data-binary @"$mnt.row"
+  curl -sS -o "$work/out" -w '%{http_code}' "$base/api/v1/t/acme/customers" \
+    -H "Authorization: Bearer $token" -H 'Content-Type: application/json' --data-binary @"$work/row"
 }
 passed=0
 ok() { passed=$((passed + 1)); echo "ok: $*"; }
@@ -49,8 +51,8 @@ for _ in $(seq 1 400); do
   [ "$status" = 201 ] || break
   created=$((created + 1))
 done
-[ "$status" = 507 ] || { echo "the full disk answered $status: $(cat "$mnt.out")" >&2; exit 1; }
-grep -q '"insufficient_storage"' "$mnt.out" || { echo "wrong code: $(cat "$mnt.out")" >&2; exit 1; }
+[ "$status" = 507 ] || { echo "the full disk answered $status: $(cat "$work/out")" >&2; exit 1; }
+grep -q '"insufficient_storage"' "$work/out" || { echo "wrong code: $(cat "$work/out")" >&2; exit 1; }
 ok "$created rows fitted; the next write got 507 insufficient_storage"
 
 total=$(curl -fsS "$base/api/v1/t/acme/customers?per_page=1" -H "Authorization: Bearer $token" \
@@ -59,9 +61,9 @@ total=$(curl -fsS "$base/api/v1/t/acme/customers?per_page=1" -H "Authorization: 
 curl -fsS "$base/health/liveness" >/dev/null
 ok "reads ($total rows) and liveness still answer"
 
-ready_status=$(curl -sS -o "$mnt.ready" -w '%{http_code}' "$base/health/readiness")
+ready_status=$(curl -sS -o "$work/ready" -w '%{http_code}' "$base/health/readiness")
 [ "$ready_status" = 503 ] || { echo "readiness answered $ready_status on a full disk" >&2; exit 1; }
-grep -q "$data" "$mnt.ready" || { echo "readiness does not name the data dir: $(cat "$mnt.ready")" >&2; exit 1; }
+grep -q "$data" "$work/ready" || { echo "readiness does not name the data dir: $(cat "$work/ready")" >&2; exit 1; }
 ok "readiness fails naming the data dir"
 
 mount -o remount,size=64m "$mnt"
@@ -78,9 +80,8 @@ kill -TERM "$pid"
 rc=0
 wait "$pid" || rc=$?
 pid=""
-[ "$rc" = 0 ] || { cat "$mnt.log"; echo "the server exited $rc" >&2; exit 1; }
+[ "$rc" = 0 ] || { cat "$work/log"; echo "the server exited $rc" >&2; exit 1; }
 ok "SIGTERM: exit 0"
 "$bin" --data-dir "$data" audit verify >/dev/null
 ok "audit verify passes"
-rm -f "$mnt.log" "$mnt.row" "$mnt.out" "$mnt.ready"
 echo "full disk: $passed passed, 0 failed"

@@ -100,7 +100,7 @@ impl Work {
             slug: t.slug.to_string(),
             actor: principal.map(|p| p.actor()).unwrap_or_else(|| "anonymous".into()),
             source: caller.client.map(|a| a.to_string()),
-            user_agent: caller.user_agent().map(str::to_string),
+            user_agent: caller.user_agent.map(str::to_string),
             request_id: caller.request_id.to_string(),
         });
         Ok(Work { app: app.clone(), handle: opened.handle, conn, audit })

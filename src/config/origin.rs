@@ -32,6 +32,13 @@ pub(super) struct EnvSetting {
     pub raw: String,
 }
 
+impl EnvSetting {
+    /// `TENANTD_X=value: problem`.
+    fn error_line(&self, problem: &str) -> String {
+        format!("{}={}: {problem}", self.var, self.raw)
+    }
+}
+
 /// A value set by a flag: the key, the flag and its value as typed (`""` when empty).
 pub(super) struct FlagSetting {
     pub key: &'static str,
@@ -98,7 +105,15 @@ impl ConfigFile {
         };
         let problem = describe(e.message(), table, &path);
         let written = self.written(value_span).or_else(|| self.written(span)).unwrap_or("…");
-        ConfigError::message(format!("{} line {line}: {} = {written}: {problem}", self.name, path.join(".")))
+        ConfigError::message(self.error_line(line, &path.join("."), Some(written), &problem))
+    }
+
+    /// `file line N: key = value: problem` (without ` = value` for a table).
+    fn error_line(&self, line: usize, key: &str, written: Option<&str>, problem: &str) -> String {
+        match written {
+            Some(w) => format!("{} line {line}: {key} = {w}: {problem}", self.name),
+            None => format!("{} line {line}: {key}: {problem}", self.name),
+        }
     }
 
     /// `e` placed at the line of its key, with the key and value as written there.
@@ -114,15 +129,11 @@ impl ConfigFile {
             let Some((key_span, value)) = find(doc.get_ref(), &path) else {
                 continue;
             };
-            let at = format!("{} line {}: {}", self.name, self.line_of(key_span.start), path.join("."));
             let written = match value.get_ref() {
                 DeValue::Table(_) => None,
                 _ => self.written(value.span()).or(e.value()),
             };
-            return Some(match written {
-                Some(w) => format!("{at} = {w}: {}", e.problem()),
-                None => format!("{at}: {}", e.problem()),
-            });
+            return Some(self.error_line(self.line_of(key_span.start), &path.join("."), written, e.problem()));
         }
         None
     }
@@ -183,7 +194,7 @@ pub(super) fn place(
         return e.placed(line);
     }
     if let Some(s) = env.iter().rev().find(|s| canonical(&s.key) == key) {
-        let line = format!("{}={}: {}", s.var, s.raw, e.problem());
+        let line = s.error_line(e.problem());
         return e.placed(line);
     }
     match file.and_then(|f| f.locate(&e)) {
@@ -200,7 +211,7 @@ pub(super) fn check_env_value(table: &toml::Table, s: &EnvSetting, value: &toml:
         Ok(_) => Ok(()),
         Err(e) => {
             let problem = describe(e.message(), table, std::slice::from_ref(&s.key));
-            Err(ConfigError::message(format!("{}={}: {problem}", s.var, s.raw)))
+            Err(ConfigError::message(s.error_line(&problem)))
         }
     }
 }

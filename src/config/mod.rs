@@ -473,12 +473,16 @@ fn apply_env(
 mod tests {
     use super::*;
 
-    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
-        let dir = tempfile::tempdir().map_err(|e| ConfigError::message(e.to_string()))?;
-        let p = dir.path().join("t.toml");
-        std::fs::write(&p, toml_text).map_err(|e| ConfigError::message(e.to_string()))?;
+    /// Loads `toml_text` as the config file (and `env` as the environment); an error comes as
+    /// its one line with the file's temporary path shown as `tenantd.toml`, as an operator who
+    /// keeps the file there would see it.
+    pub(super) fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Loaded, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tenantd.toml");
+        std::fs::write(&p, toml_text).unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        Config::load_with_env(&Overrides { config_file: Some(p), ..Default::default() }, &env)
+        Config::load_with_env(&Overrides { config_file: Some(p.clone()), ..Default::default() }, &env)
+            .map_err(|e| e.to_string().replace(&p.display().to_string(), "tenantd.toml"))
     }
 
     #[test]

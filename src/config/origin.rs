@@ -289,19 +289,26 @@ fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> bool {
 mod tests {
     //! Issue 18 item 5: every config error names where the value was set, the key, the value as
     //! written and what was expected.
-    use super::super::{Config, Overrides};
+    use super::super::tests::load;
+    use super::super::{Config, Overrides, KNOWN_KEYS};
 
-    /// The one-line error for a config file (and environment), with the file's name replaced
-    /// by `tenantd.toml` so the expectations read like what an operator sees.
+    /// The one-line error for a config file (and environment), as an operator sees it.
     fn error(toml_text: &str, env: &[(&str, &str)]) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("tenantd.toml");
-        std::fs::write(&p, toml_text).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        let over = Overrides { config_file: Some(p.clone()), ..Default::default() };
-        match Config::load_with_env(&over, &env) {
+        match load(toml_text, env) {
             Ok(_) => panic!("{toml_text:?} with {env:?} loaded"),
-            Err(e) => e.to_string().replace(&p.display().to_string(), "tenantd.toml"),
+            Err(e) => e,
+        }
+    }
+
+    /// `ALIASES` repeats the old names `KNOWN_KEYS` (and serde's `alias`) accept: an old name
+    /// missing there would be warned about as unknown while it works.
+    #[test]
+    fn every_alias_is_a_known_key() {
+        for (old, new) in super::ALIASES {
+            assert!(KNOWN_KEYS.contains(old), "{old} (the old name of {new}) is not in KNOWN_KEYS");
+            assert!(KNOWN_KEYS.contains(new), "{new} (the new name of {old}) is not in KNOWN_KEYS");
+            let l = load(&format!("{old} = 4\n"), &[]).unwrap();
+            assert!(l.warnings.is_empty(), "{old}: {:?}", l.warnings);
         }
     }
 
@@ -442,8 +449,8 @@ mod tests {
     #[test]
     fn flags_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("empty.toml");
-        std::fs::write(&p, "").unwrap();
+        let p = dir.path().join("tenantd.toml");
+        // The flag overrides the file's valid address: the flag is what is wrong.
         std::fs::write(&p, "listen = \"127.0.0.1:8080\"\n").unwrap();
         let over = Overrides { listen: Some("nowhere".into()), config_file: Some(p), ..Default::default() };
         let e = Config::load_with_env(&over, &[]).err().unwrap().to_string();

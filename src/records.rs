@@ -24,10 +24,10 @@ pub use crate::store::query::{
 /// writes, a deadline on every statement); the budgets come off when it is dropped.
 pub struct Work {
     app: Arc<App>,
-    pub handle: Arc<crate::store::TenantHandle>,
+    handle: Arc<crate::store::TenantHandle>,
     /// The tenant's writer for writes (held until the work is dropped or `write` lets it go),
     /// a pooled connection for reads.
-    pub conn: Held,
+    conn: Held,
     /// Present on writes when data changes are audited.
     audit: Option<AuditCtx>,
 }
@@ -100,21 +100,45 @@ impl Work {
             slug: t.slug.to_string(),
             actor: principal.map(|p| p.actor()).unwrap_or_else(|| "anonymous".into()),
             source: caller.client.map(|a| a.to_string()),
-            user_agent: caller.user_agent().map(str::to_string),
+            user_agent: caller.user_agent.map(str::to_string),
             request_id: caller.request_id.to_string(),
         });
         Ok(Work { app: app.clone(), handle: opened.handle, conn, audit })
     }
 
-    /// A transaction of its own on the writer, for a write that is not a data API write (the
-    /// group transaction a previous write may have left open is committed first).
-    pub fn own_transaction(&self) -> Result<crate::db::WriteTx<'_>> {
-        self.handle.group.settle(&self.conn);
-        Ok(crate::db::WriteTx::begin(&self.conn)?)
+    /// The tenant this work is for (keys of its cached lists).
+    pub fn tenant_id(&self) -> &crate::ids::TenantId {
+        &self.handle.id
     }
 
     pub fn schema(&self) -> Result<Arc<SchemaInfo>> {
         self.handle.schema_info(&self.conn)
+    }
+
+    /// Rows in each table, by table name (the tenant home page's tiles), under the request's
+    /// statement deadline like every other read.
+    pub fn table_counts(&self) -> Result<Vec<(String, i64)>> {
+        let schema = self.schema()?;
+        schema.tables.values().map(|t| Ok((t.name.clone(), query::count(&self.conn, t)?))).collect()
+    }
+
+    /// Runs `ddl` (a schema change that is not a data API write: an index the advisor proposed)
+    /// with `entry` in the tenant's audit trail, in a transaction of its own (both or neither).
+    /// The group transaction a previous write may have left open is committed first.
+    pub fn change_schema(&self, ddl: &str, entry: &crate::audit::Entry<'_>) -> Result<()> {
+        self.handle.group.settle(&self.conn);
+        let tx = crate::db::WriteTx::begin(&self.conn)?;
+        tx.execute_batch(ddl)?;
+        crate::audit::append(&tx, crate::util::now_unix(), entry)?;
+        tx.commit()?;
+        self.app.store.after_write(&self.handle);
+        self.app.audit_dirty.mark(&self.handle.id);
+        Ok(())
+    }
+
+    /// The query plan SQLite picks for `sql` (parameters as NULL), one line per step.
+    pub fn explain(&self, sql: &str) -> Result<Vec<String>> {
+        Ok(crate::store::stats::explain(&self.conn, sql, &[])?)
     }
 
     /// One page of `table` (`q` from `parse_list`).
@@ -173,7 +197,7 @@ impl Work {
     /// queue for the writer, this one leaves it open for them, lets the writer go and waits for
     /// the commit; the last one commits. Either way this returns only once the write is
     /// committed, or with the error that undid it.
-    pub fn write<T>(
+    fn write<T>(
         self,
         table: &str,
         action: &str,

@@ -49,7 +49,9 @@ pub fn percent_encode(s: &str) -> String {
     out
 }
 
-/// Runs `f` over `items` on `threads` threads, keeping input order in the output.
+/// Runs `f` over `items` on `threads` threads, keeping input order in the output. A panic in
+/// `f` is raised again here once the workers are done: callers pair the output with `items`
+/// by position, so a worker's results may never go missing.
 pub fn par_map<T: Sync, R: Send>(
     items: &[T],
     threads: usize,
@@ -74,7 +76,7 @@ pub fn par_map<T: Sync, R: Send>(
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
     });
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, r)| r).collect()
@@ -210,6 +212,23 @@ mod tests {
         for bad in ["2026-13-01", "26-11-27", "2026-11-27T12:00:00", "yesterday", "2026-11-27T25:00:00Z"] {
             assert_eq!(parse_time(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn par_map_keeps_order_and_raises_a_workers_panic() {
+        let items: Vec<u32> = (0..50).collect();
+        assert_eq!(par_map(&items, 4, &|_| {}, |x| x * 2), items.iter().map(|x| x * 2).collect::<Vec<_>>());
+        // Dropping the panicked worker's results would shift every later result onto the
+        // wrong item (issue 18 review: fleet versions paired with the wrong tenants).
+        let panicked = std::panic::catch_unwind(|| {
+            par_map(&items, 4, &|_| {}, |&x| {
+                assert_ne!(x, 17, "worker panic");
+                x
+            })
+        });
+        let payload = panicked.expect_err("the worker's panic reaches the caller");
+        let msg = payload.downcast_ref::<String>().map(String::as_str).unwrap_or("");
+        assert!(msg.contains("worker panic"), "{msg:?}");
     }
 
     #[test]

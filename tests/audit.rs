@@ -148,3 +148,22 @@ fn retention_archives_old_entries_and_the_rest_still_verifies() {
     c.execute("UPDATE _tenantd_audit SET actor = 'x' WHERE id = 6", []).unwrap();
     assert_eq!(common::cli(&data, &["audit", "verify", "--tenant", "acme"]).status.code(), Some(1));
 }
+
+/// A sign-in's entry says who sent it from where: the caller's address, user agent and request
+/// id reach `auth::login` as one `Caller`.
+#[test]
+fn sign_in_entries_name_the_callers_address_agent_and_request() {
+    let s = TestServer::start();
+    s.member("a@acme.test", "acme", "owner");
+    let body = json!({"email": "a@acme.test", "password": common::PASSWORD}).to_string();
+    let headers = [("Content-Type", "application/json"), ("User-Agent", "audit-test/1")];
+    let r = s.client().request("POST", "/api/v1/auth/login", &headers, body.as_bytes()).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let request_id = r.header("x-request-id").unwrap().to_string();
+    let t = r.json()["token"].as_str().unwrap().to_string();
+    let log = s.get_as("/api/v1/t/acme/audit?action=auth.login", &t).json();
+    let entry = &log["items"][0];
+    assert_eq!(entry["request_id"], request_id.as_str());
+    assert_eq!(entry["user_agent"], "audit-test/1");
+    assert_eq!(entry["source"], "127.0.0.1");
+}

@@ -120,6 +120,9 @@ fn create_through_the_form_then_see_it_in_the_list() {
     assert_eq!(r.status, 303, "{}", r.text());
     let list = b.get("/admin/t/acme/data/customers");
     assert!(list.text().contains("Zed Corp"));
+    // The home page counts it (through `records::Work`, as the data API reads).
+    let home = b.get("/admin/t/acme/").text();
+    assert!(home.contains(r#"href="/admin/t/acme/data/customers"><div class="n">1</div>"#), "{home}");
     // A validation error comes back on the form, next to the field, with the values kept.
     let r = b.post("/admin/t/acme/data/customers", &format!("_csrf={csrf}&name=&email=q%40x.test&status=lead"));
     assert_eq!(r.status, 400);

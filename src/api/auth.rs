@@ -26,9 +26,7 @@ pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             email: &body.email,
             password: &body.password,
             totp: body.totp.as_deref(),
-            source: req.client,
-            user_agent: req.header("user-agent"),
-            request_id: Some(&req.id),
+            caller: req.caller(),
         },
         now_unix(),
     )?;

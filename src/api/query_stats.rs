@@ -8,7 +8,6 @@ use serde_json::json;
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Req, Resp};
 use crate::store::advisor::{self, Advice};
-use crate::util::now_unix;
 
 /// The tenant's statements, most total time first.
 pub fn statements(ctx: &Ctx<'_>) -> Result<Vec<crate::store::stats::StatementStat>> {
@@ -79,11 +78,8 @@ pub fn apply_advice(ctx: &Ctx<'_>, req: &Req, index: &str) -> Result<(Advice, Ve
     let actor = ctx.principal()?.actor();
     // Work applies the plan's storage ceiling and statement deadline to the index build.
     let w = ctx.work(req, Some(false))?;
-    let tx = w.own_transaction()?;
-    tx.execute_batch(&a.sql)?;
-    crate::audit::append(
-        &tx,
-        now_unix(),
+    w.change_schema(
+        &a.sql,
         &crate::audit::Entry {
             actor: &actor,
             source: req.client.map(|ip| ip.to_string()).as_deref(),
@@ -96,12 +92,9 @@ pub fn apply_advice(ctx: &Ctx<'_>, req: &Req, index: &str) -> Result<(Advice, Ve
             details: json!({"index": a.index, "columns": a.columns, "sql": a.sql}),
         },
     )?;
-    tx.commit()?;
-    ctx.app.store.after_write(&w.handle);
-    ctx.app.audit_dirty.mark(&t.id);
     crate::log::request("INFO", &req.id, &format!("tenant {} applied index advice: {}", t.slug, a.sql));
     let plan = match a.statements.first() {
-        Some(sql) => crate::store::stats::explain(&w.conn, sql, &[])?,
+        Some(sql) => w.explain(sql)?,
         None => Vec::new(),
     };
     Ok((a, plan))

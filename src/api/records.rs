@@ -24,7 +24,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let cache = &ctx.app.query_cache;
     let key = cache.enabled().then(|| q.normalized(table));
     let token = match &key {
-        Some(k) => match cache.get(&w.handle.id, &table.name, schema.cookie, k) {
+        Some(k) => match cache.get(w.tenant_id(), &table.name, schema.cookie, k) {
             (Some(hit), _) => {
                 crate::limits::meter::rows(hit.rows, 0);
                 return Ok(Resp {
@@ -49,7 +49,7 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     match (key, token) {
         (Some(k), Some(token)) => {
             let cached = crate::cache::query::Cached { body: std::sync::Arc::new(resp.body.clone()), rows };
-            cache.put(&w.handle.id, &table.name, &k, token, cached);
+            cache.put(w.tenant_id(), &table.name, &k, token, cached);
             Ok(resp.with_header("X-Cache", "miss"))
         }
         _ => Ok(resp),

@@ -3,7 +3,8 @@
 //! edited, deleted, inserted or reordered entry breaks the chain. A data change and its entry
 //! are written in the same transaction. The head of each chain is anchored in the catalog
 //! (`audit_anchors`) every second and at shutdown, so a truncated tail or a chain rewritten
-//! from scratch is detected too.
+//! from scratch is detected too. The tables are a storage fact: the store creates them in
+//! every tenant file (`store::audit_tables`); this module owns what goes in them.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
@@ -17,10 +18,6 @@ mod anchor;
 pub use anchor::{
     anchor_dirty, anchor_of, platform_anchor_path, read_platform_anchor, verify_platform, verify_tenant, Dirty, Verdict,
 };
-
-/// The audit tables' DDL and their check are storage facts (`store::audit_tables`): the store
-/// creates them in every tenant file; this module owns what goes in them.
-pub use crate::store::audit_tables::{AuditSchemaCheck, TENANT_AUDIT_DDL};
 
 /// One entry to append.
 pub struct Entry<'a> {
@@ -320,6 +317,7 @@ pub fn archive_all(app: &crate::app::App) -> Result<Vec<(String, u64)>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::audit_tables::TENANT_AUDIT_DDL;
     use serde_json::json;
 
     #[test]

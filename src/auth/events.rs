@@ -46,7 +46,7 @@ pub fn sign_in(app: &App, user: &User, req: &LoginRequest<'_>, outcome: Outcome)
         }
     };
     let actor = format!("user:{}", user.id);
-    let source = req.source.map(|s| s.to_string());
+    let source = req.caller.client.map(|s| s.to_string());
     let details = match reason {
         Some(r) => serde_json::json!({"reason": r, "failed_logins": user.failed_logins + 1}),
         None => serde_json::json!({}),
@@ -55,8 +55,8 @@ pub fn sign_in(app: &App, user: &User, req: &LoginRequest<'_>, outcome: Outcome)
         let entry = crate::audit::Entry {
             actor: &actor,
             source: source.as_deref(),
-            user_agent: req.user_agent,
-            request_id: req.request_id,
+            user_agent: req.caller.user_agent,
+            request_id: Some(req.caller.request_id),
             action,
             resource: Some(&user.email),
             outcome,
@@ -86,8 +86,8 @@ pub fn unknown_account(app: &App, req: &LoginRequest<'_>, now: i64) {
                 details: serde_json::json!({
                     "reason": "unknown_account",
                     "email_domain": domain,
-                    "source": req.source.map(|s| s.to_string()),
-                    "request_id": req.request_id,
+                    "source": req.caller.client.map(|s| s.to_string()),
+                    "request_id": req.caller.request_id,
                 }),
             },
         )?;

@@ -54,23 +54,3 @@ impl Default for CacheConfig {
         }
     }
 }
-
-impl CacheConfig {
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        use crate::config::range;
-        range("cache.query_bytes_per_tenant", self.query_bytes_per_tenant, 4096, 1 << 34)?;
-        range("cache.query_bytes_total", self.query_bytes_total, 4096, 1 << 40)?;
-        range("cache.config_ttl_seconds", self.config_ttl_seconds, 1, 86_400)?;
-        if self.query_bytes_per_tenant > self.query_bytes_total {
-            return Err(crate::config::ConfigError::expected(
-                "cache.query_bytes_per_tenant",
-                self.query_bytes_per_tenant,
-                format_args!(
-                    "at most cache.query_bytes_total = {}: lower it or raise the total",
-                    self.query_bytes_total
-                ),
-            ));
-        }
-        Ok(())
-    }
-}

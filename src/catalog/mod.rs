@@ -103,8 +103,9 @@ impl Catalog {
         Ok(())
     }
 
-    /// Records the configured plans so reports can name their limits.
-    pub fn sync_plans(&self, plans: &std::collections::BTreeMap<String, crate::config::PlanConfig>) -> Result<()> {
+    /// Records the configured plans (`config::PlanConfig`s, stored as JSON) so reports can name
+    /// their limits.
+    pub fn sync_plans<L: serde::Serialize>(&self, plans: &std::collections::BTreeMap<String, L>) -> Result<()> {
         let now = crate::util::now_unix();
         self.write(|tx| {
             for (name, limits) in plans {

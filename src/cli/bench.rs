@@ -350,7 +350,7 @@ fn bench_audit(n: u64) -> CliResult {
     let scratch = Scratch::new(None)?;
     let path = scratch.path.join("audit.db");
     let mut conn = rusqlite::Connection::open(&path).map_err(crate::error::Error::from)?;
-    conn.execute_batch(crate::audit::TENANT_AUDIT_DDL).map_err(crate::error::Error::from)?;
+    conn.execute_batch(crate::store::audit_tables::TENANT_AUDIT_DDL).map_err(crate::error::Error::from)?;
     let t0 = Instant::now();
     let tx = conn.transaction().map_err(crate::error::Error::from)?;
     for i in 0..n {

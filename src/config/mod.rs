@@ -364,8 +364,21 @@ impl Config {
         range("auth.lockout_threshold", a.lockout_threshold as u64, 1, 1000)?;
         range("auth.lockout_base_seconds", a.lockout_base_seconds as u64, 1, 86_400)?;
         range("auth.address_max_failures", a.address_max_failures as u64, 1, 1_000_000)?;
-        self.cache.validate()?;
-        self.query_monitor.validate()?;
+        let c = &self.cache;
+        range("cache.query_bytes_per_tenant", c.query_bytes_per_tenant, 4096, 1 << 34)?;
+        range("cache.query_bytes_total", c.query_bytes_total, 4096, 1 << 40)?;
+        range("cache.config_ttl_seconds", c.config_ttl_seconds, 1, 86_400)?;
+        if c.query_bytes_per_tenant > c.query_bytes_total {
+            return Err(ConfigError::expected(
+                "cache.query_bytes_per_tenant",
+                c.query_bytes_per_tenant,
+                format_args!("at most cache.query_bytes_total = {}: lower it or raise the total", c.query_bytes_total),
+            ));
+        }
+        let q = &self.query_monitor;
+        range("query_monitor.slow_query_ms", q.slow_query_ms, 0, 3_600_000)?;
+        range("query_monitor.statements_per_tenant", q.statements_per_tenant as u64, 1, 100_000)?;
+        range("query_monitor.slow_log_per_tenant", q.slow_log_per_tenant as u64, 1, 10_000)?;
         if !self.plans.contains_key(&self.default_plan) {
             return Err(ConfigError::expected(
                 "default_plan",
@@ -381,9 +394,8 @@ impl Config {
     }
 }
 
-/// An integer key's range check (also used by `[cache]` and `[query_monitor]`); the loader
-/// adds where the value was set.
-pub(crate) fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+/// An integer key's range check; the loader adds where the value was set.
+fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::expected(key, value, format_args!("a whole number in {min}..={max}")));
     }
@@ -461,12 +473,16 @@ fn apply_env(
 mod tests {
     use super::*;
 
-    fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Loaded, ConfigError> {
-        let dir = tempfile::tempdir().map_err(|e| ConfigError::message(e.to_string()))?;
-        let p = dir.path().join("t.toml");
-        std::fs::write(&p, toml_text).map_err(|e| ConfigError::message(e.to_string()))?;
+    /// Loads `toml_text` as the config file (and `env` as the environment); an error comes as
+    /// its one line with the file's temporary path shown as `tenantd.toml`, as an operator who
+    /// keeps the file there would see it.
+    pub(super) fn load(toml_text: &str, env: &[(&str, &str)]) -> Result<Loaded, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("tenantd.toml");
+        std::fs::write(&p, toml_text).unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        Config::load_with_env(&Overrides { config_file: Some(p), ..Default::default() }, &env)
+        Config::load_with_env(&Overrides { config_file: Some(p.clone()), ..Default::default() }, &env)
+            .map_err(|e| e.to_string().replace(&p.display().to_string(), "tenantd.toml"))
     }
 
     #[test]
@@ -525,6 +541,15 @@ mod tests {
         assert_eq!(packaged.max_body_bytes, 1024 * 1024);
         assert!(site.contains(&format!("server {};", packaged.listen)), "the upstream is the packaged listen address");
         assert!(packaged.trusted_proxies.iter().any(|p| p == "127.0.0.1"), "nginx's X-Forwarded-For is believed");
+    }
+
+    #[test]
+    fn cache_and_query_monitor_sections_are_checked() {
+        let e = load("[cache]\nquery_bytes_per_tenant = 100000\nquery_bytes_total = 50000\n", &[]).err().unwrap();
+        let e = e.to_string();
+        assert!(e.contains("cache.query_bytes_per_tenant") && e.contains("cache.query_bytes_total = 50000"), "{e}");
+        let e = load("[query_monitor]\nstatements_per_tenant = 0\n", &[]).err().unwrap().to_string();
+        assert!(e.contains("query_monitor.statements_per_tenant") && e.contains("1..=100000"), "{e}");
     }
 
     #[test]

@@ -32,6 +32,13 @@ pub(super) struct EnvSetting {
     pub raw: String,
 }
 
+impl EnvSetting {
+    /// `TENANTD_X=value: problem`.
+    fn error_line(&self, problem: &str) -> String {
+        format!("{}={}: {problem}", self.var, self.raw)
+    }
+}
+
 /// A value set by a flag: the key, the flag and its value as typed (`""` when empty).
 pub(super) struct FlagSetting {
     pub key: &'static str,
@@ -98,7 +105,15 @@ impl ConfigFile {
         };
         let problem = describe(e.message(), table, &path);
         let written = self.written(value_span).or_else(|| self.written(span)).unwrap_or("…");
-        ConfigError::message(format!("{} line {line}: {} = {written}: {problem}", self.name, path.join(".")))
+        ConfigError::message(self.error_line(line, &path.join("."), Some(written), &problem))
+    }
+
+    /// `file line N: key = value: problem` (without ` = value` for a table).
+    fn error_line(&self, line: usize, key: &str, written: Option<&str>, problem: &str) -> String {
+        match written {
+            Some(w) => format!("{} line {line}: {key} = {w}: {problem}", self.name),
+            None => format!("{} line {line}: {key}: {problem}", self.name),
+        }
     }
 
     /// `e` placed at the line of its key, with the key and value as written there.
@@ -114,15 +129,11 @@ impl ConfigFile {
             let Some((key_span, value)) = find(doc.get_ref(), &path) else {
                 continue;
             };
-            let at = format!("{} line {}: {}", self.name, self.line_of(key_span.start), path.join("."));
             let written = match value.get_ref() {
                 DeValue::Table(_) => None,
                 _ => self.written(value.span()).or(e.value()),
             };
-            return Some(match written {
-                Some(w) => format!("{at} = {w}: {}", e.problem()),
-                None => format!("{at}: {}", e.problem()),
-            });
+            return Some(self.error_line(self.line_of(key_span.start), &path.join("."), written, e.problem()));
         }
         None
     }
@@ -183,7 +194,7 @@ pub(super) fn place(
         return e.placed(line);
     }
     if let Some(s) = env.iter().rev().find(|s| canonical(&s.key) == key) {
-        let line = format!("{}={}: {}", s.var, s.raw, e.problem());
+        let line = s.error_line(e.problem());
         return e.placed(line);
     }
     match file.and_then(|f| f.locate(&e)) {
@@ -200,7 +211,7 @@ pub(super) fn check_env_value(table: &toml::Table, s: &EnvSetting, value: &toml:
         Ok(_) => Ok(()),
         Err(e) => {
             let problem = describe(e.message(), table, std::slice::from_ref(&s.key));
-            Err(ConfigError::message(format!("{}={}: {problem}", s.var, s.raw)))
+            Err(ConfigError::message(s.error_line(&problem)))
         }
     }
 }
@@ -278,19 +289,26 @@ fn set(table: &mut toml::Table, path: &[String], value: toml::Value) -> bool {
 mod tests {
     //! Issue 18 item 5: every config error names where the value was set, the key, the value as
     //! written and what was expected.
-    use super::super::{Config, Overrides};
+    use super::super::tests::load;
+    use super::super::{Config, Overrides, KNOWN_KEYS};
 
-    /// The one-line error for a config file (and environment), with the file's name replaced
-    /// by `tenantd.toml` so the expectations read like what an operator sees.
+    /// The one-line error for a config file (and environment), as an operator sees it.
     fn error(toml_text: &str, env: &[(&str, &str)]) -> String {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("tenantd.toml");
-        std::fs::write(&p, toml_text).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect();
-        let over = Overrides { config_file: Some(p.clone()), ..Default::default() };
-        match Config::load_with_env(&over, &env) {
+        match load(toml_text, env) {
             Ok(_) => panic!("{toml_text:?} with {env:?} loaded"),
-            Err(e) => e.to_string().replace(&p.display().to_string(), "tenantd.toml"),
+            Err(e) => e,
+        }
+    }
+
+    /// `ALIASES` repeats the old names `KNOWN_KEYS` (and serde's `alias`) accept: an old name
+    /// missing there would be warned about as unknown while it works.
+    #[test]
+    fn every_alias_is_a_known_key() {
+        for (old, new) in super::ALIASES {
+            assert!(KNOWN_KEYS.contains(old), "{old} (the old name of {new}) is not in KNOWN_KEYS");
+            assert!(KNOWN_KEYS.contains(new), "{new} (the new name of {old}) is not in KNOWN_KEYS");
+            let l = load(&format!("{old} = 4\n"), &[]).unwrap();
+            assert!(l.warnings.is_empty(), "{old}: {:?}", l.warnings);
         }
     }
 
@@ -431,8 +449,8 @@ mod tests {
     #[test]
     fn flags_are_named() {
         let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("empty.toml");
-        std::fs::write(&p, "").unwrap();
+        let p = dir.path().join("tenantd.toml");
+        // The flag overrides the file's valid address: the flag is what is wrong.
         std::fs::write(&p, "listen = \"127.0.0.1:8080\"\n").unwrap();
         let over = Overrides { listen: Some("nowhere".into()), config_file: Some(p), ..Default::default() };
         let e = Config::load_with_env(&over, &[]).err().unwrap().to_string();

@@ -94,7 +94,12 @@ impl Req {
 
     /// What domain code needs to know about this request, as plain values.
     pub fn caller(&self) -> crate::auth::Caller<'_> {
-        crate::auth::Caller { request_id: &self.id, path: &self.raw_path, client: self.client, headers: &self.headers }
+        crate::auth::Caller {
+            request_id: &self.id,
+            path: &self.raw_path,
+            client: self.client,
+            user_agent: self.header("user-agent"),
+        }
     }
 
     pub fn query_param(&self, name: &str) -> Option<&str> {

@@ -216,9 +216,9 @@ impl TenantHandle {
         Ok(TenantConn::Pooled(self.conn()?))
     }
 
-    /// A connection for a read that may take long and has no statement deadline (whole-table
-    /// counts, audit log scans, index advice): an idle pooled one if there is one, so that it
-    /// does not hold up the tenant's writes, else as `read_conn`.
+    /// A connection for a read that may take long and has no statement deadline (audit log
+    /// scans, index advice): an idle pooled one if there is one, so that it does not hold up the
+    /// tenant's writes, else as `read_conn`.
     pub fn scan_conn(&self) -> Result<TenantConn> {
         if self.readers.has_idle() {
             return Ok(TenantConn::Pooled(self.conn()?));

@@ -35,15 +35,6 @@ impl Default for QueryMonitorConfig {
     }
 }
 
-impl QueryMonitorConfig {
-    pub fn validate(&self) -> Result<(), crate::config::ConfigError> {
-        use crate::config::range;
-        range("query_monitor.slow_query_ms", self.slow_query_ms, 0, 3_600_000)?;
-        range("query_monitor.statements_per_tenant", self.statements_per_tenant as u64, 1, 100_000)?;
-        range("query_monitor.slow_log_per_tenant", self.slow_log_per_tenant as u64, 1, 10_000)
-    }
-}
-
 /// What the advisor needs to know about a list statement: the table and how it filters and
 /// sorts (the builder knows; nobody parses SQL).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]

@@ -79,9 +79,7 @@ pub fn login_post(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             email: &email,
             password: field(&f, "password").unwrap_or(""),
             totp: field(&f, "totp"),
-            source: req.client,
-            user_agent: req.header("user-agent"),
-            request_id: Some(&req.id),
+            caller: req.caller(),
         },
         now_unix(),
     );

@@ -31,14 +31,7 @@ pub(super) fn act(location: &str, ok: &str, f: impl FnOnce() -> Result<()>) -> R
 
 pub fn home(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
-    let opened = ctx.app.open_tenant(t)?;
-    let conn = opened.handle.scan_conn()?;
-    let schema = opened.handle.schema_info(&conn)?;
-    let mut counts = Vec::new();
-    for name in schema.tables.keys() {
-        let n: i64 = conn.query_row(&format!("SELECT count(*) FROM \"{name}\""), [], |r| r.get(0))?;
-        counts.push((name.clone(), n));
-    }
+    let counts = ctx.work(req, None)?.table_counts()?;
     let b = base(ctx)?;
     let chrome = Chrome::for_ctx(ctx, &t.name, "home")?;
     Ok(page(

@@ -386,6 +386,12 @@ pub fn delete(conn: &Connection, table: &Table, id: i64, stats: &StatementStats)
     Ok(())
 }
 
+/// Rows in `table`. Not reported to the query stats: it counts for the pages' furniture (the
+/// tenant home page), not for a query of the tenant's, and has no index to advise.
+pub fn count(conn: &Connection, table: &Table) -> Result<i64> {
+    Ok(conn.query_row(&format!("SELECT count(*) FROM {}", q(&table.name)), [], |r| r.get(0))?)
+}
+
 /// Parses the `{id}` path segment.
 pub fn parse_id(s: &str) -> Result<i64> {
     s.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {

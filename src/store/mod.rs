@@ -5,6 +5,7 @@
 pub mod advisor;
 pub mod audit_tables;
 mod checkpoint;
+pub mod constraints;
 pub mod group;
 mod introspect;
 mod paths;

@@ -19,7 +19,8 @@ use rusqlite::types::Value;
 use serde_json::{json, Map, Value as Json};
 
 use super::super::CliError;
-use crate::store::query::{self, q, Affinity, Column, Constraints, Table};
+use crate::store::constraints::Constraints;
+use crate::store::query::{self, q, Affinity, Column, Table};
 
 /// Non-unique generated values repeat with this period, so `CYCLE` probe rows try them all.
 pub const CYCLE: u64 = 5;
@@ -449,7 +450,7 @@ mod tests {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(ddl).unwrap();
         let t = query::introspect(&c).unwrap().tables.get(name).unwrap().clone();
-        let k = query::constraints(&c, &t).unwrap();
+        let k = crate::store::constraints::constraints(&c, &t).unwrap();
         (c, t, k)
     }
 

@@ -18,7 +18,8 @@ use super::rows::{write_token_base, Link, TableGen, CYCLE};
 use crate::app::App;
 use crate::catalog::tenants::TenantRecord;
 use crate::error::Error;
-use crate::store::query::{self, q, Constraints, SchemaInfo};
+use crate::store::constraints::{self, Constraints};
+use crate::store::query::{self, q, SchemaInfo};
 use crate::store::schema::TenantSchema;
 
 /// Parents get as many rows as the loaded table, capped here: enough for foreign keys to
@@ -116,7 +117,7 @@ impl Planner<'_> {
         }
         let info = self.info;
         let table = info.table(name)?;
-        let cons = query::constraints(self.conn, table)?;
+        let cons = constraints::constraints(self.conn, table)?;
         self.visiting.push(name.to_string());
         let mut links = HashMap::new();
         for fk in &cons.foreign_keys {

@@ -130,7 +130,7 @@ impl SchemaInfo {
 
 /// Reads the schema. Tables without a single INTEGER PRIMARY KEY, SQLite's own and tenantd's
 /// internal (`_tenantd_*`) tables are not exposed.
-pub use super::introspect::{constraints, introspect, schema_digest, Check, Constraints, ForeignKey, SchemaDigest};
+pub use super::introspect::{introspect, schema_digest, SchemaDigest};
 
 /// Quotes an identifier that came from introspection.
 pub fn q(ident: &str) -> String {

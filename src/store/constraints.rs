@@ -1,0 +1,320 @@
+//! What a table demands of a row beyond its columns' types, NOT NULL and defaults: its UNIQUE
+//! sets and foreign keys (from the pragmas) and its CHECK clauses (from its SQL text), for tools
+//! that write rows (`tenantd loadtest`). The data API itself needs none of this.
+
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use super::query::Table;
+use crate::error::Result;
+
+/// What a table demands of a row beyond its columns' types, NOT NULL and defaults.
+#[derive(Clone, Debug, Default)]
+pub struct Constraints {
+    /// Column sets of its UNIQUE constraints and unique indexes (expression parts left out; a
+    /// unique index on expressions only is not listed).
+    pub unique: Vec<Vec<String>>,
+    pub foreign_keys: Vec<ForeignKey>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ForeignKey {
+    pub column: String,
+    pub table: String,
+    /// The parent's column; `None` when the key names only the table (its primary key).
+    pub to: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Check {
+    /// `CONSTRAINT name CHECK (…)`: SQLite reports a failure by this name, else by `expr`.
+    pub name: Option<String>,
+    /// The expression as written in the CREATE TABLE (or ALTER TABLE ADD COLUMN) text.
+    pub expr: String,
+    /// The table's columns the expression mentions, in order of first mention.
+    pub columns: Vec<String>,
+    /// Every `column IN (literal, …)` in the expression (not `NOT IN`), with its values.
+    pub one_of: Vec<(String, Vec<Value>)>,
+}
+
+impl Constraints {
+    /// The CHECK a SQLite `CHECK constraint failed: …` message is about, if it is one of these.
+    pub fn failed_check(&self, message: &str) -> Option<&Check> {
+        let what = message.strip_prefix("CHECK constraint failed: ").unwrap_or(message).trim();
+        self.checks.iter().find(|c| c.name.as_deref() == Some(what) || c.expr == what)
+    }
+}
+
+/// Reads `table`'s UNIQUE sets and foreign keys from the pragmas, and its CHECK clauses from
+/// its SQL text in `sqlite_master` (SQLite keeps no parsed form of them).
+pub fn constraints(conn: &Connection, table: &Table) -> Result<Constraints> {
+    let mut unique = Vec::new();
+    let mut list = conn.prepare("SELECT name FROM pragma_index_list(?1) WHERE \"unique\" = 1")?;
+    let indexes: Vec<String> = list.query_map([&table.name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    let mut info = conn.prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")?;
+    for index in indexes {
+        // Expression parts of an index have no column name.
+        let cols: Vec<Option<String>> = info.query_map([&index], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+        let named: Vec<String> = cols.into_iter().flatten().collect();
+        if !named.is_empty() {
+            unique.push(named);
+        }
+    }
+    let mut fks =
+        conn.prepare("SELECT \"from\", \"table\", \"to\" FROM pragma_foreign_key_list(?1) ORDER BY id, seq")?;
+    let foreign_keys = fks
+        .query_map([&table.name], |r| Ok(ForeignKey { column: r.get(0)?, table: r.get(1)?, to: r.get(2)? }))?
+        .collect::<rusqlite::Result<_>>()?;
+    let sql: Option<String> = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&table.name], |r| r.get(0))
+        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+    let checks = sql.map(|s| check_clauses(&s, table)).unwrap_or_default();
+    Ok(Constraints { unique, foreign_keys, checks })
+}
+
+/// A token of SQL text, with its byte span.
+#[derive(Clone, Debug, PartialEq)]
+enum Tok {
+    /// A bare word: keyword, identifier or function name.
+    Word(String),
+    /// A quoted identifier (`"x"`, `` `x` ``, `[x]`), unquoted.
+    Ident(String),
+    /// A string literal, unquoted.
+    Str(String),
+    Num(String),
+    Punct(u8),
+}
+
+/// Splits SQL into tokens, skipping whitespace and comments (sqlite.org/lang_expr.html,
+/// tokenizer rules in tokenize.c: quotes double to escape themselves).
+fn lex(sql: &str) -> Vec<(Tok, usize, usize)> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    while i < b.len() {
+        let start = i;
+        let c = b[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
+        } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+            while i < b.len() && b[i] != b'\n' {
+                i += 1;
+            }
+        } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+            i = sql[i + 2..].find("*/").map_or(b.len(), |at| i + 2 + at + 2);
+        } else if matches!(c, b'\'' | b'"' | b'`' | b'[') {
+            let close = if c == b'[' { b']' } else { c };
+            let mut text = Vec::new();
+            i += 1;
+            while i < b.len() {
+                if b[i] == close {
+                    if close != b']' && b.get(i + 1) == Some(&close) {
+                        text.push(close);
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                text.push(b[i]);
+                i += 1;
+            }
+            i = (i + 1).min(b.len());
+            let text = String::from_utf8_lossy(&text).into_owned();
+            out.push((if c == b'\'' { Tok::Str(text) } else { Tok::Ident(text) }, start, i));
+        } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
+                // An exponent's sign belongs to the number: 1e-3.
+                let signed = matches!(b[i], b'e' | b'E') && matches!(b.get(i + 1), Some(b'+' | b'-'));
+                i += if signed { 2 } else { 1 };
+            }
+            out.push((Tok::Num(sql[start..i.min(b.len())].to_string()), start, i.min(b.len())));
+        } else if word(c) {
+            while i < b.len() && word(b[i]) {
+                i += 1;
+            }
+            out.push((Tok::Word(sql[start..i].to_string()), start, i));
+        } else {
+            i += 1;
+            out.push((Tok::Punct(c), start, i));
+        }
+    }
+    out
+}
+
+/// The CHECK clauses of a CREATE TABLE statement, each with the columns it mentions and its
+/// `column IN (…)` value lists.
+fn check_clauses(sql: &str, table: &Table) -> Vec<Check> {
+    let toks = lex(sql);
+    let mut out = Vec::new();
+    for i in 0..toks.len() {
+        let is_check = matches!(&toks[i].0, Tok::Word(w) if w.eq_ignore_ascii_case("CHECK"));
+        if !is_check || toks.get(i + 1).map(|t| &t.0) != Some(&Tok::Punct(b'(')) {
+            continue;
+        }
+        let mut depth = 0usize;
+        let Some(close) = toks[i + 1..].iter().position(|(t, ..)| {
+            match t {
+                Tok::Punct(b'(') => depth += 1,
+                Tok::Punct(b')') => depth -= 1,
+                _ => {}
+            }
+            depth == 0
+        }) else {
+            continue;
+        };
+        let body = &toks[i + 2..i + 1 + close];
+        let (from, to) = (toks[i + 1].2, toks[i + 1 + close].1);
+        let name = match (i.checked_sub(2).map(|k| &toks[k].0), i.checked_sub(1).map(|k| &toks[k].0)) {
+            (Some(Tok::Word(c)), Some(Tok::Word(n) | Tok::Ident(n))) if c.eq_ignore_ascii_case("CONSTRAINT") => {
+                Some(n.clone())
+            }
+            _ => None,
+        };
+        out.push(Check {
+            name,
+            expr: sql[from..to].trim().to_string(),
+            columns: mentioned(body, table),
+            one_of: one_of(body, table),
+        });
+    }
+    out
+}
+
+/// The table's column a token names, if any (SQLite matches column names case-insensitively).
+fn column_of<'t>(tok: &Tok, table: &'t Table) -> Option<&'t str> {
+    let (Tok::Word(w) | Tok::Ident(w)) = tok else { return None };
+    table.columns.iter().map(|c| c.name.as_str()).find(|c| c.eq_ignore_ascii_case(w))
+}
+
+fn mentioned(body: &[(Tok, usize, usize)], table: &Table) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for (k, (t, ..)) in body.iter().enumerate() {
+        // A word before `(` calls a function, even one named like a column.
+        let call = matches!(t, Tok::Word(_)) && body.get(k + 1).map(|n| &n.0) == Some(&Tok::Punct(b'('));
+        if let Some(c) = column_of(t, table).filter(|_| !call) {
+            if !cols.iter().any(|x| x == c) {
+                cols.push(c.to_string());
+            }
+        }
+    }
+    cols
+}
+
+fn one_of(body: &[(Tok, usize, usize)], table: &Table) -> Vec<(String, Vec<Value>)> {
+    let mut out = Vec::new();
+    let kw = |k: usize, s: &str| matches!(body.get(k).map(|t| &t.0), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(s));
+    for k in 0..body.len() {
+        let Some(col) = column_of(&body[k].0, table) else { continue };
+        if !kw(k + 1, "IN") || body.get(k + 2).map(|t| &t.0) != Some(&Tok::Punct(b'(')) {
+            continue;
+        }
+        if k > 0 && kw(k - 1, "NOT") {
+            continue;
+        }
+        let mut values = Vec::new();
+        let mut j = k + 3;
+        let complete = loop {
+            let negative = body.get(j).map(|t| &t.0) == Some(&Tok::Punct(b'-'));
+            if negative {
+                j += 1;
+            }
+            let v = match body.get(j).map(|t| &t.0) {
+                Some(Tok::Str(s)) if !negative => Value::Text(s.clone()),
+                Some(Tok::Num(n)) => match (n.parse::<i64>(), n.parse::<f64>()) {
+                    (Ok(i), _) => Value::Integer(if negative { -i } else { i }),
+                    (_, Ok(f)) => Value::Real(if negative { -f } else { f }),
+                    _ => break false,
+                },
+                _ => break false,
+            };
+            values.push(v);
+            match body.get(j + 1).map(|t| &t.0) {
+                Some(Tok::Punct(b',')) => j += 2,
+                Some(Tok::Punct(b')')) => break true,
+                _ => break false,
+            }
+        };
+        if complete {
+            out.push((col.to_string(), values));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::query::introspect;
+
+    #[test]
+    fn constraints_name_unique_sets_foreign_keys_and_checks() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE authors (id INTEGER PRIMARY KEY, code TEXT UNIQUE);
+             CREATE TABLE books (
+                 id INTEGER PRIMARY KEY,
+                 author_id INTEGER NOT NULL REFERENCES authors,
+                 author_code TEXT REFERENCES authors(code),
+                 isbn TEXT NOT NULL UNIQUE, -- a comment with CHECK (x) in it
+                 \"Status\" TEXT CHECK (status IN ('draft', 'it''s', \"published\")) /* CHECK (no) */,
+                 pages INTEGER CHECK ( pages BETWEEN 1 AND 5000 ),
+                 kind INTEGER CHECK (kind NOT IN (1, 2) AND kind IN (-1, 0, 3)),
+                 CONSTRAINT short_title CHECK (length(isbn) < 20 AND pages > 0),
+                 UNIQUE (author_id, pages)
+             );
+             CREATE UNIQUE INDEX books_lower ON books(lower(isbn));
+             ALTER TABLE books ADD COLUMN price REAL CHECK (price >= 0.5);",
+        )
+        .unwrap();
+        let info = introspect(&c).unwrap();
+        let books = info.tables.get("books").unwrap();
+        let k = constraints(&c, books).unwrap();
+        let mut unique = k.unique.clone();
+        unique.sort();
+        assert_eq!(unique, vec![vec!["author_id".to_string(), "pages".into()], vec!["isbn".into()]]);
+        let mut fks = k.foreign_keys.clone();
+        fks.sort_by(|a, b| a.column.cmp(&b.column));
+        assert_eq!(
+            fks,
+            vec![
+                ForeignKey { column: "author_code".into(), table: "authors".into(), to: Some("code".into()) },
+                ForeignKey { column: "author_id".into(), table: "authors".into(), to: None },
+            ]
+        );
+        let exprs: Vec<&str> = k.checks.iter().map(|c| c.expr.as_str()).collect();
+        assert_eq!(
+            exprs,
+            [
+                "status IN ('draft', 'it''s', \"published\")",
+                "pages BETWEEN 1 AND 5000",
+                "kind NOT IN (1, 2) AND kind IN (-1, 0, 3)",
+                // ALTER TABLE ADD COLUMN writes the column after the last column definition.
+                "price >= 0.5",
+                "length(isbn) < 20 AND pages > 0",
+            ]
+        );
+        // A double-quoted word that is no column is a string literal to SQLite; a list with
+        // anything but literals is not read as a value list.
+        assert_eq!(k.checks[0].columns, ["Status"]);
+        assert!(k.checks[0].one_of.is_empty());
+        assert_eq!(
+            k.checks[2].one_of,
+            vec![("kind".into(), vec![Value::Integer(-1), Value::Integer(0), Value::Integer(3)])]
+        );
+        assert_eq!(k.checks[4].name.as_deref(), Some("short_title"));
+        assert_eq!(k.checks[4].columns, ["isbn", "pages"]);
+
+        // A failure message names the check by its name, or by its text.
+        let err = c.execute("INSERT INTO books (author_id, isbn, pages) VALUES (1, 'x', 9000)", []).unwrap_err();
+        assert_eq!(k.failed_check(&err.to_string()).map(|c| c.expr.as_str()), Some("pages BETWEEN 1 AND 5000"));
+        let err = c
+            .execute("INSERT INTO books (author_id, isbn, pages) VALUES (1, 'a-very-long-isbn-number', 9)", [])
+            .unwrap_err();
+        assert_eq!(k.failed_check(&err.to_string()).and_then(|c| c.name.as_deref()), Some("short_title"));
+        let simple = info.tables.get("authors").unwrap();
+        let demo_in = check_clauses("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT CHECK (s IN ('a','b')))", simple);
+        assert!(demo_in[0].one_of.is_empty(), "s is not a column of authors");
+    }
+}

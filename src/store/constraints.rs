@@ -2,13 +2,13 @@
 //! sets and foreign keys (from the pragmas) and its CHECK clauses (from its SQL text), for tools
 //! that write rows (`tenantd loadtest`). The data API itself needs none of this.
 
-use rusqlite::types::Value;
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
+use serde_json::Value as Json;
 
 use super::query::Table;
 use crate::error::Result;
 
-/// What a table demands of a row beyond its columns' types, NOT NULL and defaults.
+/// A table's constraints, as `constraints` reads them.
 #[derive(Clone, Debug, Default)]
 pub struct Constraints {
     /// Column sets of its UNIQUE constraints and unique indexes (expression parts left out; a
@@ -34,8 +34,9 @@ pub struct Check {
     pub expr: String,
     /// The table's columns the expression mentions, in order of first mention.
     pub columns: Vec<String>,
-    /// Every `column IN (literal, …)` in the expression (not `NOT IN`), with its values.
-    pub one_of: Vec<(String, Vec<Value>)>,
+    /// Every `column IN (literal, …)` in the expression (not `NOT IN`), with its values as a
+    /// data API body would carry them.
+    pub one_of: Vec<(String, Vec<Json>)>,
 }
 
 impl Constraints {
@@ -68,12 +69,13 @@ pub fn constraints(conn: &Connection, table: &Table) -> Result<Constraints> {
         .collect::<rusqlite::Result<_>>()?;
     let sql: Option<String> = conn
         .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1", [&table.name], |r| r.get(0))
-        .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })?;
+        .optional()?
+        .flatten();
     let checks = sql.map(|s| check_clauses(&s, table)).unwrap_or_default();
     Ok(Constraints { unique, foreign_keys, checks })
 }
 
-/// A token of SQL text, with its byte span.
+/// A token of SQL text.
 #[derive(Clone, Debug, PartialEq)]
 enum Tok {
     /// A bare word: keyword, identifier or function name.
@@ -83,12 +85,13 @@ enum Tok {
     /// A string literal, unquoted.
     Str(String),
     Num(String),
-    Punct(u8),
+    /// Any other byte, with its offset: a CHECK's parentheses delimit its text.
+    Punct(u8, usize),
 }
 
 /// Splits SQL into tokens, skipping whitespace and comments (sqlite.org/lang_expr.html,
 /// tokenizer rules in tokenize.c: quotes double to escape themselves).
-fn lex(sql: &str) -> Vec<(Tok, usize, usize)> {
+fn lex(sql: &str) -> Vec<Tok> {
     let b = sql.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -122,25 +125,33 @@ fn lex(sql: &str) -> Vec<(Tok, usize, usize)> {
             }
             i = (i + 1).min(b.len());
             let text = String::from_utf8_lossy(&text).into_owned();
-            out.push((if c == b'\'' { Tok::Str(text) } else { Tok::Ident(text) }, start, i));
+            out.push(if c == b'\'' { Tok::Str(text) } else { Tok::Ident(text) });
         } else if c.is_ascii_digit() || (c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit)) {
             while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'.') {
                 // An exponent's sign belongs to the number: 1e-3.
                 let signed = matches!(b[i], b'e' | b'E') && matches!(b.get(i + 1), Some(b'+' | b'-'));
                 i += if signed { 2 } else { 1 };
             }
-            out.push((Tok::Num(sql[start..i.min(b.len())].to_string()), start, i.min(b.len())));
+            out.push(Tok::Num(sql[start..i.min(b.len())].to_string()));
         } else if word(c) {
             while i < b.len() && word(b[i]) {
                 i += 1;
             }
-            out.push((Tok::Word(sql[start..i].to_string()), start, i));
+            out.push(Tok::Word(sql[start..i].to_string()));
         } else {
             i += 1;
-            out.push((Tok::Punct(c), start, i));
+            out.push(Tok::Punct(c, start));
         }
     }
     out
+}
+
+fn is_word(tok: Option<&Tok>, word: &str) -> bool {
+    matches!(tok, Some(Tok::Word(w)) if w.eq_ignore_ascii_case(word))
+}
+
+fn is_punct(tok: Option<&Tok>, c: u8) -> bool {
+    matches!(tok, Some(Tok::Punct(p, _)) if *p == c)
 }
 
 /// The CHECK clauses of a CREATE TABLE statement, each with the columns it mentions and its
@@ -149,24 +160,27 @@ fn check_clauses(sql: &str, table: &Table) -> Vec<Check> {
     let toks = lex(sql);
     let mut out = Vec::new();
     for i in 0..toks.len() {
-        let is_check = matches!(&toks[i].0, Tok::Word(w) if w.eq_ignore_ascii_case("CHECK"));
-        if !is_check || toks.get(i + 1).map(|t| &t.0) != Some(&Tok::Punct(b'(')) {
+        if !is_word(toks.get(i), "CHECK") {
             continue;
         }
+        let Some(Tok::Punct(b'(', open)) = toks.get(i + 1) else { continue };
+        // The matching `)`: its index in `toks[i + 1..]` and its offset in `sql`.
         let mut depth = 0usize;
-        let Some(close) = toks[i + 1..].iter().position(|(t, ..)| {
+        let Some((close, end)) = toks[i + 1..].iter().enumerate().find_map(|(k, t)| {
             match t {
-                Tok::Punct(b'(') => depth += 1,
-                Tok::Punct(b')') => depth -= 1,
+                Tok::Punct(b'(', _) => depth += 1,
+                Tok::Punct(b')', at) => {
+                    depth -= 1;
+                    return (depth == 0).then_some((k, *at));
+                }
                 _ => {}
             }
-            depth == 0
+            None
         }) else {
             continue;
         };
         let body = &toks[i + 2..i + 1 + close];
-        let (from, to) = (toks[i + 1].2, toks[i + 1 + close].1);
-        let name = match (i.checked_sub(2).map(|k| &toks[k].0), i.checked_sub(1).map(|k| &toks[k].0)) {
+        let name = match (i.checked_sub(2).map(|k| &toks[k]), i.checked_sub(1).map(|k| &toks[k])) {
             (Some(Tok::Word(c)), Some(Tok::Word(n) | Tok::Ident(n))) if c.eq_ignore_ascii_case("CONSTRAINT") => {
                 Some(n.clone())
             }
@@ -174,7 +188,7 @@ fn check_clauses(sql: &str, table: &Table) -> Vec<Check> {
         };
         out.push(Check {
             name,
-            expr: sql[from..to].trim().to_string(),
+            expr: sql[open + 1..end].trim().to_string(),
             columns: mentioned(body, table),
             one_of: one_of(body, table),
         });
@@ -188,11 +202,11 @@ fn column_of<'t>(tok: &Tok, table: &'t Table) -> Option<&'t str> {
     table.columns.iter().map(|c| c.name.as_str()).find(|c| c.eq_ignore_ascii_case(w))
 }
 
-fn mentioned(body: &[(Tok, usize, usize)], table: &Table) -> Vec<String> {
+fn mentioned(body: &[Tok], table: &Table) -> Vec<String> {
     let mut cols: Vec<String> = Vec::new();
-    for (k, (t, ..)) in body.iter().enumerate() {
+    for (k, t) in body.iter().enumerate() {
         // A word before `(` calls a function, even one named like a column.
-        let call = matches!(t, Tok::Word(_)) && body.get(k + 1).map(|n| &n.0) == Some(&Tok::Punct(b'('));
+        let call = matches!(t, Tok::Word(_)) && is_punct(body.get(k + 1), b'(');
         if let Some(c) = column_of(t, table).filter(|_| !call) {
             if !cols.iter().any(|x| x == c) {
                 cols.push(c.to_string());
@@ -202,51 +216,58 @@ fn mentioned(body: &[(Tok, usize, usize)], table: &Table) -> Vec<String> {
     cols
 }
 
-fn one_of(body: &[(Tok, usize, usize)], table: &Table) -> Vec<(String, Vec<Value>)> {
+/// Every `column IN (literal, …)` of a CHECK body (not `NOT IN`, not lists with anything but
+/// literals).
+fn one_of(body: &[Tok], table: &Table) -> Vec<(String, Vec<Json>)> {
     let mut out = Vec::new();
-    let kw = |k: usize, s: &str| matches!(body.get(k).map(|t| &t.0), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(s));
     for k in 0..body.len() {
-        let Some(col) = column_of(&body[k].0, table) else { continue };
-        if !kw(k + 1, "IN") || body.get(k + 2).map(|t| &t.0) != Some(&Tok::Punct(b'(')) {
+        let Some(col) = column_of(&body[k], table) else { continue };
+        let negated = k > 0 && is_word(body.get(k - 1), "NOT");
+        if negated || !is_word(body.get(k + 1), "IN") || !is_punct(body.get(k + 2), b'(') {
             continue;
         }
-        if k > 0 && kw(k - 1, "NOT") {
-            continue;
-        }
+        // `at` is the `(`, then each `,`: a literal follows each.
+        let mut at = k + 2;
         let mut values = Vec::new();
-        let mut j = k + 3;
-        let complete = loop {
-            let negative = body.get(j).map(|t| &t.0) == Some(&Tok::Punct(b'-'));
-            if negative {
-                j += 1;
-            }
-            let v = match body.get(j).map(|t| &t.0) {
-                Some(Tok::Str(s)) if !negative => Value::Text(s.clone()),
-                Some(Tok::Num(n)) => match (n.parse::<i64>(), n.parse::<f64>()) {
-                    (Ok(i), _) => Value::Integer(if negative { -i } else { i }),
-                    (_, Ok(f)) => Value::Real(if negative { -f } else { f }),
-                    _ => break false,
-                },
-                _ => break false,
-            };
+        while let Some((v, len)) = body.get(at + 1..).and_then(literal) {
             values.push(v);
-            match body.get(j + 1).map(|t| &t.0) {
-                Some(Tok::Punct(b',')) => j += 2,
-                Some(Tok::Punct(b')')) => break true,
-                _ => break false,
+            at += 1 + len;
+            if !is_punct(body.get(at), b',') {
+                break;
             }
-        };
-        if complete {
+        }
+        if !values.is_empty() && is_punct(body.get(at), b')') {
             out.push((col.to_string(), values));
         }
     }
     out
 }
 
+/// The literal `toks` start with (`'text'`, `5`, `-1.5`) as the JSON a data API body carries,
+/// and how many tokens it takes.
+fn literal(toks: &[Tok]) -> Option<(Json, usize)> {
+    match toks {
+        [Tok::Str(s), ..] => Some((Json::from(s.as_str()), 1)),
+        [Tok::Num(n), ..] => number(n, false).map(|v| (v, 1)),
+        [Tok::Punct(b'-', _), Tok::Num(n), ..] => number(n, true).map(|v| (v, 2)),
+        _ => None,
+    }
+}
+
+/// An integer if it is one, else a finite real (JSON has no infinity).
+fn number(text: &str, negative: bool) -> Option<Json> {
+    if let Ok(i) = text.parse::<i64>() {
+        return Some(Json::from(if negative { -i } else { i }));
+    }
+    let f = text.parse::<f64>().ok()?;
+    serde_json::Number::from_f64(if negative { -f } else { f }).map(Json::Number)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::query::introspect;
+    use serde_json::json;
 
     #[test]
     fn constraints_name_unique_sets_foreign_keys_and_checks() {
@@ -299,10 +320,7 @@ mod tests {
         // anything but literals is not read as a value list.
         assert_eq!(k.checks[0].columns, ["Status"]);
         assert!(k.checks[0].one_of.is_empty());
-        assert_eq!(
-            k.checks[2].one_of,
-            vec![("kind".into(), vec![Value::Integer(-1), Value::Integer(0), Value::Integer(3)])]
-        );
+        assert_eq!(k.checks[2].one_of, vec![("kind".into(), vec![json!(-1), json!(0), json!(3)])]);
         assert_eq!(k.checks[4].name.as_deref(), Some("short_title"));
         assert_eq!(k.checks[4].columns, ["isbn", "pages"]);
 
@@ -313,8 +331,35 @@ mod tests {
             .execute("INSERT INTO books (author_id, isbn, pages) VALUES (1, 'a-very-long-isbn-number', 9)", [])
             .unwrap_err();
         assert_eq!(k.failed_check(&err.to_string()).and_then(|c| c.name.as_deref()), Some("short_title"));
-        let simple = info.tables.get("authors").unwrap();
-        let demo_in = check_clauses("CREATE TABLE t (id INTEGER PRIMARY KEY, s TEXT CHECK (s IN ('a','b')))", simple);
-        assert!(demo_in[0].one_of.is_empty(), "s is not a column of authors");
+    }
+
+    #[test]
+    fn value_lists_name_the_column_as_the_table_spells_it_and_hold_only_literals() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(
+            "CREATE TABLE t (
+                 id INTEGER PRIMARY KEY,
+                 Size TEXT CHECK (SIZE IN ('s', 'm') OR size IS NULL),
+                 r REAL CHECK (r IN (-1.5, 2e0, .5)),
+                 n INTEGER CHECK (n IN (1, n + 1) AND n IN (1,2) AND n NOT IN (3)),
+                 -- \"w\" is no column, so a string to SQLite: not a value list of any column.
+                 w TEXT CHECK (\"w2\" IN ('w2') AND w IN ())
+             );",
+        )
+        .unwrap();
+        let info = introspect(&c).unwrap();
+        let k = constraints(&c, info.tables.get("t").unwrap()).unwrap();
+        let one_of: Vec<_> = k.checks.iter().map(|c| c.one_of.clone()).collect();
+        assert_eq!(
+            one_of,
+            [
+                vec![("Size".to_string(), vec![json!("s"), json!("m")])],
+                vec![("r".to_string(), vec![json!(-1.5), json!(2.0), json!(0.5)])],
+                vec![("n".to_string(), vec![json!(1), json!(2)])],
+                vec![],
+            ]
+        );
+        assert_eq!(k.checks[0].columns, ["Size"]);
+        assert_eq!(k.checks[3].columns, ["w"]);
     }
 }

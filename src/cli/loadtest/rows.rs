@@ -407,16 +407,7 @@ impl TableGen {
 /// The values of the first `col IN (…)` CHECK on `c` that the data API would accept for it.
 fn one_of(c: &Column, cons: &Constraints) -> Option<Vec<Json>> {
     cons.checks.iter().flat_map(|k| &k.one_of).filter(|(col, _)| *col == c.name).find_map(|(_, values)| {
-        let ok: Vec<Json> = values
-            .iter()
-            .filter_map(|v| match v {
-                Value::Integer(i) => Some(json!(i)),
-                Value::Real(f) => Some(json!(f)),
-                Value::Text(s) => Some(json!(s)),
-                _ => None,
-            })
-            .filter(|v| query::json_to_sql(c, v).is_ok())
-            .collect();
+        let ok: Vec<Json> = values.iter().filter(|v| query::json_to_sql(c, v).is_ok()).cloned().collect();
         (!ok.is_empty()).then_some(ok)
     })
 }

@@ -40,9 +40,9 @@ pub struct Check {
 }
 
 impl Constraints {
-    /// The CHECK a SQLite `CHECK constraint failed: …` message is about, if it is one of these.
-    pub fn failed_check(&self, message: &str) -> Option<&Check> {
-        let what = message.strip_prefix("CHECK constraint failed: ").unwrap_or(message).trim();
+    /// The CHECK a SQLite CHECK failure message is about, if it is one of these.
+    pub fn failed(&self, message: &str) -> Option<&Check> {
+        let what = super::query::failed_check(message);
         self.checks.iter().find(|c| c.name.as_deref() == Some(what) || c.expr == what)
     }
 }
@@ -326,11 +326,11 @@ mod tests {
 
         // A failure message names the check by its name, or by its text.
         let err = c.execute("INSERT INTO books (author_id, isbn, pages) VALUES (1, 'x', 9000)", []).unwrap_err();
-        assert_eq!(k.failed_check(&err.to_string()).map(|c| c.expr.as_str()), Some("pages BETWEEN 1 AND 5000"));
+        assert_eq!(k.failed(&err.to_string()).map(|c| c.expr.as_str()), Some("pages BETWEEN 1 AND 5000"));
         let err = c
             .execute("INSERT INTO books (author_id, isbn, pages) VALUES (1, 'a-very-long-isbn-number', 9)", [])
             .unwrap_err();
-        assert_eq!(k.failed_check(&err.to_string()).and_then(|c| c.name.as_deref()), Some("short_title"));
+        assert_eq!(k.failed(&err.to_string()).and_then(|c| c.name.as_deref()), Some("short_title"));
     }
 
     #[test]

@@ -52,8 +52,8 @@ impl Kind {
     /// but that applications read as dates, flags or documents get values of that shape.
     fn of(c: &Column, unique: bool) -> Kind {
         let d = c.decl_type.to_ascii_uppercase();
-        // The data API takes strings only for TEXT, BLOB and NUMERIC columns (`json_to_sql`).
-        let strings = matches!(c.affinity, Affinity::Text | Affinity::Numeric | Affinity::Blob);
+        // UUIDs, JSON, dates and times are strings: only where the data API takes one.
+        let strings = query::json_to_sql(c, &Json::from("")).is_ok();
         let shaped = if d.contains("BOOL") && matches!(c.affinity, Affinity::Integer | Affinity::Numeric) {
             Some(Kind::Bool)
         } else if !strings {
@@ -375,10 +375,13 @@ impl TableGen {
     /// After `message` (a SQLite CHECK failure), moves one column the failed CHECK mentions to
     /// its next candidate; an error naming the table, column and CHECK when none is left.
     pub fn advance(&mut self, cons: &Constraints, message: &str) -> Result<(), String> {
-        let check = cons.failed_check(message);
+        let check = cons.failed(message);
         let named: Vec<String> = match check {
             Some(c) => c.columns.clone(),
-            None => self.columns.iter().filter(|c| message.contains(c.name.as_str())).map(|c| c.name.clone()).collect(),
+            None => query::failed_check_columns(message, self.columns.iter().map(|c| c.name.as_str()))
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
         };
         for name in &named {
             if let Some(c) = self.columns.iter_mut().find(|c| &c.name == name) {
@@ -388,7 +391,7 @@ impl TableGen {
                 }
             }
         }
-        let what = check.map_or(message.trim_start_matches("CHECK constraint failed: "), |c| c.expr.as_str());
+        let what = check.map_or(query::failed_check(message), |c| c.expr.as_str());
         Err(if named.is_empty() {
             format!(
                 "cannot generate a row of {}: CHECK ({what}) fails on columns loadtest leaves to their defaults",

@@ -209,14 +209,25 @@ fn write_row_json(row: &rusqlite::Row<'_>, keys: &[(usize, Vec<u8>)], out: &mut 
     Ok(())
 }
 
+/// What a CHECK failure message names: the constraint's name, or its expression as written
+/// (SQLite says `CHECK constraint failed: <name or expression>`).
+pub fn failed_check(message: &str) -> &str {
+    message.strip_prefix("CHECK constraint failed: ").unwrap_or(message).trim()
+}
+
+/// Which of `columns` a CHECK failure message mentions: a guess at what the CHECK is about, as
+/// the message gives only its name or text.
+pub fn failed_check_columns<'a>(message: &str, columns: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let what = failed_check(message);
+    columns.into_iter().filter(|c| what.contains(c)).collect()
+}
+
 /// SQLite constraint errors to API errors naming the column (sqlite.org/rescode.html).
 pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
     let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e else {
         return e.into();
     };
     let col_after_dot = |m: &str| m.rsplit('.').next().unwrap_or_default().trim().to_string();
-    let mentioned =
-        || table.columns.iter().map(|c| c.name.clone()).find(|c| msg.contains(c.as_str())).unwrap_or_default();
     match f.extended_code {
         rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
             let c = col_after_dot(msg);
@@ -226,8 +237,8 @@ pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
             "check_failed",
             format!(
                 "value rejected by a CHECK on column {}: {}",
-                mentioned(),
-                msg.trim_start_matches("CHECK constraint failed: ")
+                failed_check_columns(msg, table.columns.iter().map(|c| c.name.as_str())).first().unwrap_or(&""),
+                failed_check(msg)
             ),
         ),
         rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {

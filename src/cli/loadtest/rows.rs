@@ -15,12 +15,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use rusqlite::types::Value;
 use serde_json::{json, Map, Value as Json};
 
 use super::super::CliError;
 use crate::store::constraints::Constraints;
-use crate::store::query::{self, q, Affinity, Column, Table};
+use crate::store::query::{self, Affinity, Column, Table};
 
 /// Non-unique generated values repeat with this period, so `CYCLE` probe rows try them all.
 pub const CYCLE: u64 = 5;
@@ -333,43 +332,16 @@ impl TableGen {
         self.columns.iter().map(ColumnGen::candidates).sum()
     }
 
-    /// A write's body: a JSON object of every filled column.
+    /// Row (n, token): a JSON object of every filled column.
+    pub fn row(&self, n: u64, token: u64) -> Map<String, Json> {
+        self.columns.iter().map(|c| (c.name.clone(), c.value(n, token))).collect()
+    }
+
+    /// A write's body: `row` as bytes.
     pub fn body(&self, n: u64, token: u64) -> Vec<u8> {
-        let row: Map<String, Json> = self.columns.iter().map(|c| (c.name.clone(), c.value(n, token))).collect();
         // Serializing a map of JSON values into memory cannot fail; an empty body would show as
         // 400s in the report.
-        serde_json::to_vec(&row).unwrap_or_default()
-    }
-
-    /// `INSERT` of the primary key (when `with_pk`) and every filled column; a row whose id
-    /// exists is left alone, any other conflict fails.
-    pub fn insert_sql(&self, with_pk: bool) -> String {
-        let mut cols: Vec<String> = self.columns.iter().map(|c| q(&c.name)).collect();
-        if with_pk {
-            cols.insert(0, q(&self.pk));
-        }
-        let marks: Vec<String> = (1..=cols.len()).map(|i| format!("?{i}")).collect();
-        let values = if cols.is_empty() {
-            " DEFAULT VALUES".to_string()
-        } else {
-            format!(" ({}) VALUES ({})", cols.join(", "), marks.join(", "))
-        };
-        let conflict = if with_pk { format!(" ON CONFLICT({}) DO NOTHING", q(&self.pk)) } else { String::new() };
-        // DEFAULT VALUES takes no upsert clause; with the key there is always a column.
-        format!("INSERT INTO {}{values}{conflict}", q(&self.name))
-    }
-
-    /// The values for `insert_sql`, mapped to SQL as the data API maps a JSON body.
-    pub fn params(&self, id: Option<u64>, n: u64, token: u64) -> Result<Vec<Value>, String> {
-        let mut out = Vec::with_capacity(self.columns.len() + 1);
-        if let Some(id) = id {
-            out.push(Value::Integer(i64::try_from(id).map_err(|_| format!("row id {id} is too large"))?));
-        }
-        for c in &self.columns {
-            let v = c.value(n, token);
-            out.push(query::json_to_sql(&c.column, &v).map_err(|e| format!("{}.{}: {e}", self.name, c.name))?);
-        }
-        Ok(out)
+        serde_json::to_vec(&self.row(n, token)).unwrap_or_default()
     }
 
     /// After `message` (a SQLite CHECK failure), moves one column the failed CHECK mentions to
@@ -485,11 +457,12 @@ mod tests {
             "t",
         );
         let mut g = TableGen::new(&t, &k, &HashMap::new()).unwrap();
-        let insert = g.insert_sql(false);
         let mut advanced = 0;
         for n in 1..=CYCLE {
             loop {
-                match c.execute(&insert, rusqlite::params_from_iter(g.params(None, n, n).unwrap())) {
+                let values = query::body_values(&t, &Json::Object(g.row(n, n))).unwrap();
+                let insert = query::insert_sql(&t.name, values.iter().map(|(c, _)| c.as_str()), None);
+                match c.execute(&insert, rusqlite::params_from_iter(values.iter().map(|(_, v)| v))) {
                     Ok(_) => break,
                     Err(e) => {
                         g.advance(&k, &e.to_string()).unwrap();

@@ -11,7 +11,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rusqlite::types::Value;
 use rusqlite::Connection;
+use serde_json::Value as Json;
 
 use super::super::{CliError, CliResult};
 use super::rows::{write_token_base, Link, TableGen, CYCLE};
@@ -19,7 +21,7 @@ use crate::app::App;
 use crate::catalog::tenants::TenantRecord;
 use crate::error::Error;
 use crate::store::constraints::{self, Constraints};
-use crate::store::query::{self, q, SchemaInfo};
+use crate::store::query::{self, q, SchemaInfo, Table};
 use crate::store::schema::TenantSchema;
 
 /// Parents get as many rows as the loaded table, capped here: enough for foreign keys to
@@ -155,7 +157,7 @@ impl Planner<'_> {
             links.insert(fk.column.clone(), link);
         }
         let mut gen = TableGen::new(table, &cons, &links).map_err(CliError::failed)?;
-        calibrate(self.conn, &mut gen, &cons, rows)?;
+        calibrate(self.conn, table, &mut gen, &cons, rows)?;
         self.visiting.pop();
         let gen = Arc::new(gen);
         self.done.insert(name.to_string(), gen.clone());
@@ -171,12 +173,12 @@ enum Probe {
 }
 
 /// Inserts probe rows until they all pass, advancing columns past values a CHECK rejects.
-fn calibrate(conn: &Connection, gen: &mut TableGen, cons: &Constraints, rows: u64) -> CliResult<()> {
+fn calibrate(conn: &Connection, table: &Table, gen: &mut TableGen, cons: &Constraints, rows: u64) -> CliResult<()> {
     // Every failure advances one column by one candidate, so this bounds the tries.
     let tries = 1 + gen.candidate_count();
     for _ in 0..tries {
         conn.execute(&format!("DELETE FROM {}", q(&gen.name)), []).map_err(sql_error)?;
-        match probe(conn, gen, rows) {
+        match probe(conn, table, gen, rows) {
             Ok(()) => return Ok(()),
             Err(Probe::Check(message)) => gen.advance(cons, &message).map_err(CliError::failed)?,
             Err(Probe::Other(message)) => {
@@ -188,16 +190,16 @@ fn calibrate(conn: &Connection, gen: &mut TableGen, cons: &Constraints, rows: u6
 }
 
 /// Seed rows 1..=min(rows, 2 × CYCLE), then CYCLE rows as writes make them (tokens of the size
-/// a run's writes use, ids from SQLite).
-fn probe(conn: &Connection, gen: &TableGen, rows: u64) -> Result<(), Probe> {
+/// a run's writes use, ids from SQLite). Not through `query::insert`, which words the error for
+/// the API: `advance` needs SQLite's own message.
+fn probe(conn: &Connection, table: &Table, gen: &TableGen, rows: u64) -> Result<(), Probe> {
     let write_base = write_token_base();
     let seeded = (1..=rows.min(2 * CYCLE)).map(|id| (Some(id), id, id));
     let written = (1..=CYCLE).map(|n| (None, n, write_base + n));
-    let (with_pk, without) = (gen.insert_sql(true), gen.insert_sql(false));
     for (id, n, token) in seeded.chain(written) {
-        let params = gen.params(id, n, token).map_err(Probe::Other)?;
-        let sql = if id.is_some() { &with_pk } else { &without };
-        conn.execute(sql, rusqlite::params_from_iter(params)).map_err(|e| match e {
+        let values = row_values(table, gen, id, n, token).map_err(Probe::Other)?;
+        let sql = insert_sql(table, &values, id.is_some());
+        conn.execute(&sql, rusqlite::params_from_iter(values.iter().map(|(_, v)| v))).map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, Some(m)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => {
                 Probe::Check(m)
             }
@@ -207,6 +209,29 @@ fn probe(conn: &Connection, gen: &TableGen, rows: u64) -> Result<(), Probe> {
     Ok(())
 }
 
+/// Row (n, token) of `gen` as the data API takes it in a POST body to `table`
+/// (`query::body_values`), with primary key `id` first when given.
+fn row_values(
+    table: &Table,
+    gen: &TableGen,
+    id: Option<u64>,
+    n: u64,
+    token: u64,
+) -> Result<Vec<(String, Value)>, String> {
+    let mut values = query::body_values(table, &Json::Object(gen.row(n, token))).map_err(|e| e.to_string())?;
+    if let Some(id) = id {
+        let id = i64::try_from(id).map_err(|_| format!("row id {id} is too large"))?;
+        values.insert(0, (table.pk.clone(), Value::Integer(id)));
+    }
+    Ok(values)
+}
+
+/// The INSERT of `values` (from `row_values`); with the primary key, a row whose id exists is
+/// left alone.
+fn insert_sql(table: &Table, values: &[(String, Value)], with_pk: bool) -> String {
+    query::insert_sql(&table.name, values.iter().map(|(c, _)| c.as_str()), with_pk.then_some(table.pk.as_str()))
+}
+
 /// Makes sure every table of the plan holds ids 1..=its rows in tenant `t`.
 pub fn seed(app: &App, t: &TenantRecord, plan: &Plan) -> CliResult<()> {
     let opened = app.open_tenant(t)?;
@@ -214,22 +239,22 @@ pub fn seed(app: &App, t: &TenantRecord, plan: &Plan) -> CliResult<()> {
     let info = opened.handle.schema_info(&conn)?;
     for (gen, rows) in &plan.tables {
         // The plan came from the schema files; a tenant held at another version may differ.
-        let same = info
+        let have = info
             .tables
             .get(&gen.name)
-            .is_some_and(|have| have.pk == gen.pk && gen.columns.iter().all(|c| have.column(&c.name).is_some()));
-        if !same {
-            return Err(CliError::failed(format!(
-                "tenant {}: its table {} is not the tenant schema's (held at an older schema version?)",
-                t.slug, gen.name
-            )));
-        }
-        seed_table(&mut conn, t, gen, *rows)?;
+            .filter(|have| have.pk == gen.pk && gen.columns.iter().all(|c| have.column(&c.name).is_some()))
+            .ok_or_else(|| {
+                CliError::failed(format!(
+                    "tenant {}: its table {} is not the tenant schema's (held at an older schema version?)",
+                    t.slug, gen.name
+                ))
+            })?;
+        seed_table(&mut conn, t, have, gen, *rows)?;
     }
     Ok(())
 }
 
-fn seed_table(conn: &mut Connection, t: &TenantRecord, gen: &TableGen, rows: u64) -> CliResult<()> {
+fn seed_table(conn: &mut Connection, t: &TenantRecord, table: &Table, gen: &TableGen, rows: u64) -> CliResult<()> {
     if rows == 0 {
         return Ok(());
     }
@@ -237,17 +262,20 @@ fn seed_table(conn: &mut Connection, t: &TenantRecord, gen: &TableGen, rows: u64
     let fail_at = |id: u64, e: String| CliError::failed(format!("seeding {}: {} row {id}: {e}", t.slug, gen.name));
     // --rows is bounded (<= 10,000,000) before we get here.
     let last = i64::try_from(rows).map_err(|_| CliError::usage("--rows is too large"))?;
-    let count = format!("SELECT count(*) FROM {} WHERE {} BETWEEN 1 AND ?1", q(&gen.name), q(&gen.pk));
+    let count = format!("SELECT count(*) FROM {} WHERE {} BETWEEN 1 AND ?1", q(&table.name), q(&table.pk));
     let have: i64 = conn.query_row(&count, [last], |r| r.get(0)).map_err(fail)?;
     if have == last {
         return Ok(());
     }
     let tx = conn.transaction().map_err(fail)?;
     {
-        let mut stmt = tx.prepare(&gen.insert_sql(true)).map_err(fail)?;
+        // Every row has the same columns (`TableGen::row`), so one statement inserts them all.
+        let first = row_values(table, gen, Some(1), 1, 1).map_err(|e| fail_at(1, e))?;
+        let mut stmt = tx.prepare(&insert_sql(table, &first, true)).map_err(fail)?;
         for id in 1..=rows {
-            let params = gen.params(Some(id), id, id).map_err(|e| fail_at(id, e))?;
-            stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| fail_at(id, e.to_string()))?;
+            let values = row_values(table, gen, Some(id), id, id).map_err(|e| fail_at(id, e))?;
+            stmt.execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
+                .map_err(|e| fail_at(id, e.to_string()))?;
         }
     }
     tx.commit().map_err(fail)?;

@@ -328,19 +328,28 @@ pub fn body_values(table: &Table, body: &Json) -> Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
+/// `INSERT INTO table (cols…) VALUES (?1, …)`, or `DEFAULT VALUES` when there are no columns.
+/// With `on_conflict`, a row whose value of that column exists is left alone (`ON CONFLICT DO
+/// NOTHING`, which SQLite does not take after DEFAULT VALUES: that column must be in `cols`).
+pub fn insert_sql<'a>(table: &str, cols: impl IntoIterator<Item = &'a str>, on_conflict: Option<&str>) -> String {
+    let cols: Vec<String> = cols.into_iter().map(q).collect();
+    let values = if cols.is_empty() {
+        " DEFAULT VALUES".to_string()
+    } else {
+        let marks = (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        format!(" ({}) VALUES ({marks})", cols.join(", "))
+    };
+    let conflict = on_conflict.map(|c| format!(" ON CONFLICT({}) DO NOTHING", q(c))).unwrap_or_default();
+    format!("INSERT INTO {}{values}{conflict}", q(table))
+}
+
 pub fn insert(
     conn: &Connection,
     table: &Table,
     values: &[(String, Value)],
     stats: &StatementStats,
 ) -> Result<Map<String, Json>> {
-    let sql = if values.is_empty() {
-        format!("INSERT INTO {} DEFAULT VALUES", q(&table.name))
-    } else {
-        let cols = values.iter().map(|(c, _)| q(c)).collect::<Vec<_>>().join(", ");
-        let marks = (1..=values.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-        format!("INSERT INTO {} ({cols}) VALUES ({marks})", q(&table.name))
-    };
+    let sql = insert_sql(&table.name, values.iter().map(|(c, _)| c.as_str()), None);
     let run = || {
         let n = conn
             .prepare_cached(&sql)?

@@ -120,7 +120,8 @@ pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
     Ok(SchemaInfo { tables: Arc::new(tables), cookie })
 }
 
-fn valid_ident(s: &str) -> bool {
+/// A table name the data API serves (and puts in its URLs): 1 to 64 ASCII letters, digits, `_`.
+pub(crate) fn valid_ident(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 

@@ -13,7 +13,6 @@ mod stats;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -170,18 +169,20 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
     let url = a.url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let addr = parse_url(&url)?;
     let progress = super::interactive();
-    let (creds, table) = match (&a.credentials, data_dir_given) {
+    // The table comes from the tenant's OpenAPI document or from the seeding plan: whichever
+    // branch runs owns it here, and the load borrows it.
+    let (remote, seeding);
+    let (creds, table): (_, &TableGen) = match (&a.credentials, data_dir_given) {
         (Some(_), true) => return Err(CliError::usage("give either --data-dir or --credentials, not both")),
         (Some(path), false) => {
             let creds = setup::read_credentials(path, a.tenants)?;
-            let table = discover(addr, &url, &creds, a.table.as_deref())?;
-            (creds, Arc::new(table))
+            remote = discover(addr, &url, &creds, a.table.as_deref())?;
+            (creds, &remote)
         }
         (None, true) => {
             let app = App::open(config, OpenMode::MustExist)?;
-            let seeding = seed::plan(app.store.schema(), a.table.as_deref(), a.rows)?;
-            let table = seeding.target().cloned().ok_or_else(|| CliError::failed("no table to load"))?;
-            (setup::provision(&app, a.tenants.unwrap_or(10), &seeding, &a.plan, progress)?, table)
+            seeding = seed::plan(app.store.schema(), a.table.as_deref(), a.rows)?;
+            (setup::provision(&app, a.tenants.unwrap_or(10), &seeding, &a.plan, progress)?, &seeding.target.gen)
         }
         (None, false) => {
             return Err(CliError::usage(
@@ -199,7 +200,7 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
         mix,
         distribution,
         rows: a.rows,
-        table: &table,
+        table,
         token_base: rows::write_token_base(),
         rate: a.rate,
     };

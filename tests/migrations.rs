@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use common::{stderr, stdout};
@@ -69,15 +69,7 @@ impl Fleet {
     }
 
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(common::bin())
-            .arg("--data-dir")
-            .arg(self.data_dir())
-            .args(args)
-            .env("TENANTD_TENANT_SCHEMA_DIR", self.schema_dir())
-            .env("TENANTD_LOG", "quiet")
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap()
+        common::cli_with_schema(&self.data_dir(), &self.schema_dir(), args)
     }
 
     fn db(&self, slug: &str) -> PathBuf {

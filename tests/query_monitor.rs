@@ -224,18 +224,7 @@ fn advice_applied_in_one_tenant_rolls_out_to_the_fleet_through_a_migration() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 
-    let cli = |args: &[&str]| {
-        std::process::Command::new(common::bin())
-            .arg("--data-dir")
-            .arg(s.data_dir())
-            .args(args)
-            .env("TENANTD_TENANT_SCHEMA_DIR", schema.path())
-            .env("TENANTD_LOG", "quiet")
-            .env_remove("TENANTD_CONFIG")
-            .current_dir(schema.path())
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| common::cli_with_schema(&s.data_dir(), schema.path(), args);
     let out = cli(&["schema", "advise", "--write", "--json"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

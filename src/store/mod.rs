@@ -5,8 +5,9 @@
 pub mod advisor;
 pub mod audit_tables;
 mod checkpoint;
+pub mod constraints;
 pub mod group;
-mod introspect;
+pub(crate) mod introspect;
 mod paths;
 pub mod query;
 mod readers;

@@ -201,15 +201,23 @@ pub fn init_acme_with_owner(dir: &Path, email: &str, password: &str) -> std::pat
 }
 
 pub fn cli(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(bin())
-        .arg("--data-dir")
+    command(data_dir, args).output().unwrap()
+}
+
+/// `cli` with the tenant schema (numbered migrations) in `schema_dir`.
+pub fn cli_with_schema(data_dir: &Path, schema_dir: &Path, args: &[&str]) -> Output {
+    command(data_dir, args).env("TENANTD_TENANT_SCHEMA_DIR", schema_dir).output().unwrap()
+}
+
+fn command(data_dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin());
+    c.arg("--data-dir")
         .arg(data_dir)
         .args(args)
         .env("TENANTD_LOG", "quiet")
         .env_remove("TENANTD_CONFIG")
-        .current_dir(data_dir.parent().unwrap_or(data_dir))
-        .output()
-        .unwrap()
+        .current_dir(data_dir.parent().unwrap_or(data_dir));
+    c
 }
 
 pub fn stdout(o: &Output) -> String {

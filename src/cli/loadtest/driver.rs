@@ -234,7 +234,6 @@ fn client_loop(load: &Load<'_>, thread: u64, zipf: Option<&Zipf>, stop: &AtomicB
     let total = load.mix.total();
     // Row numbers thread, thread + C, thread + 2C, …: unique across threads, no shared counter.
     let mut next_row = 1 + thread;
-    let mut body = Vec::new();
     // Open loop: this thread's share of the rate, starting at a random phase so the threads'
     // schedules interleave instead of firing together.
     let interval = load.rate.map(|r| Duration::from_secs_f64(load.concurrency as f64 / r));
@@ -262,26 +261,26 @@ fn client_loop(load: &Load<'_>, thread: u64, zipf: Option<&Zipf>, stop: &AtomicB
         let op = load.mix.pick(rng.random_range(0..total));
         path.clear();
         path.push_str(&t.prefix);
-        let method = match op {
+        let body;
+        let (method, sent): (&str, &[u8]) = match op {
             Op::Read => {
                 let _ = write!(path, "/{}", rng.random_range(1..=load.rows.max(1)));
-                "GET"
+                ("GET", b"")
             }
             Op::List => {
                 let _ = write!(path, "?per_page=20&page={}", rng.random_range(1..=pages));
-                "GET"
+                ("GET", b"")
             }
             Op::Write => {
                 body = load.table.body(next_row, load.token_base + next_row);
                 next_row += load.concurrency as u64;
-                "POST"
+                ("POST", &body)
             }
         };
         let headers: &[(&str, &str)] = match op {
             Op::Write => &[("Authorization", &t.auth), ("Content-Type", "application/json")],
             _ => &[("Authorization", &t.auth)],
         };
-        let sent: &[u8] = if op == Op::Write { &body } else { b"" };
         let res = client.request(method, &path, headers, sent);
         let took = start.elapsed();
         let s = &mut stats[op as usize];

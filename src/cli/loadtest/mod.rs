@@ -13,7 +13,6 @@ mod stats;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -21,7 +20,7 @@ use clap::Args;
 use super::{print_json, CliError, CliResult};
 use crate::app::{App, OpenMode};
 use crate::config::Config;
-use crate::http::client::Client;
+use crate::http::client::{Client, Response};
 use driver::{Distribution, Load, Mix, Target};
 use rows::TableGen;
 
@@ -170,18 +169,20 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
     let url = a.url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
     let addr = parse_url(&url)?;
     let progress = super::interactive();
-    let (creds, table) = match (&a.credentials, data_dir_given) {
+    // The table comes from the tenant's OpenAPI document or from the seeding plan: whichever
+    // branch runs owns it here, and the load borrows it.
+    let (remote, seeding);
+    let (creds, table): (_, &TableGen) = match (&a.credentials, data_dir_given) {
         (Some(_), true) => return Err(CliError::usage("give either --data-dir or --credentials, not both")),
         (Some(path), false) => {
             let creds = setup::read_credentials(path, a.tenants)?;
-            let table = discover(addr, &url, &creds, a.table.as_deref())?;
-            (creds, Arc::new(table))
+            remote = discover(addr, &url, &creds, a.table.as_deref())?;
+            (creds, &remote)
         }
         (None, true) => {
             let app = App::open(config, OpenMode::MustExist)?;
-            let seeding = seed::plan(app.store.schema(), a.table.as_deref(), a.rows)?;
-            let table = seeding.target().cloned().ok_or_else(|| CliError::failed("no table to load"))?;
-            (setup::provision(&app, a.tenants.unwrap_or(10), &seeding, &a.plan, progress)?, table)
+            seeding = seed::plan(app.store.schema(), a.table.as_deref(), a.rows)?;
+            (setup::provision(&app, a.tenants.unwrap_or(10), &seeding, &a.plan, progress)?, &seeding.target.gen)
         }
         (None, false) => {
             return Err(CliError::usage(
@@ -199,7 +200,7 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
         mix,
         distribution,
         rows: a.rows,
-        table: &table,
+        table,
         token_base: rows::write_token_base(),
         rate: a.rate,
     };
@@ -222,13 +223,9 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
 fn discover(addr: SocketAddr, url: &str, creds: &[setup::Credential], want: Option<&str>) -> CliResult<TableGen> {
     let c = creds.first().ok_or_else(|| CliError::usage("--credentials holds no tenants"))?;
     let path = format!("/api/v1/t/{}/openapi.json", c.slug);
-    let auth = format!("Bearer {}", c.token);
-    let r = Client::new(addr)
-        .request("GET", &path, &[("Authorization", &auth)], b"")
-        .map_err(|e| CliError::failed(format!("cannot reach {url}: {e} (is the server running?)")))?;
+    let r = get(&mut Client::new(addr), url, &path, &format!("Bearer {}", c.token))?;
     if r.status != 200 {
-        let msg = r.json()["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| r.text());
-        return Err(CliError::failed(format!("GET {url}{path} answered {}: {msg}", r.status)));
+        return Err(refused(url, &path, &r));
     }
     TableGen::from_openapi(&r.json(), want)
 }
@@ -244,22 +241,32 @@ fn preflight(addr: SocketAddr, url: &str, targets: &[Target]) -> CliResult<()> {
         let path = format!("{}?per_page=1", t.prefix);
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            let r = client
-                .request("GET", &path, &[("Authorization", &t.auth)], b"")
-                .map_err(|e| CliError::failed(format!("cannot reach {url}: {e} (is the server running?)")))?;
+            let r = get(&mut client, url, &path, &t.auth)?;
             // 429 comes after authentication: the credentials work, and the run will report
             // how often the limits answer.
             if matches!(r.status, 200 | 429) {
                 break;
             }
             if !matches!(r.status, 401 | 404) || Instant::now() >= deadline {
-                let msg = r.json()["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| r.text());
-                return Err(CliError::failed(format!("GET {url}{path} answered {}: {msg}", r.status)));
+                return Err(refused(url, &path, &r));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
     Ok(())
+}
+
+/// `GET path` with `Authorization: auth`; a server that cannot be reached is an error.
+fn get(client: &mut Client, url: &str, path: &str, auth: &str) -> CliResult<Response> {
+    client
+        .request("GET", path, &[("Authorization", auth)], b"")
+        .map_err(|e| CliError::failed(format!("cannot reach {url}: {e} (is the server running?)")))
+}
+
+/// The server's answer to `GET path` when it is not the one loadtest needs.
+fn refused(url: &str, path: &str, r: &Response) -> CliError {
+    let msg = r.json()["error"]["message"].as_str().map(str::to_string).unwrap_or_else(|| r.text());
+    CliError::failed(format!("GET {url}{path} answered {}: {msg}", r.status))
 }
 
 #[cfg(test)]

@@ -11,40 +11,48 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use rusqlite::types::Value;
 use rusqlite::Connection;
+use serde_json::Value as Json;
 
 use super::super::{CliError, CliResult};
-use super::rows::{write_token_base, Link, TableGen, CYCLE};
+use super::rows::{write_token_base, Source, TableGen, CYCLE};
 use crate::app::App;
 use crate::catalog::tenants::TenantRecord;
 use crate::error::Error;
-use crate::store::query::{self, q, Constraints, SchemaInfo};
+use crate::store::constraints::{self, Constraints};
+use crate::store::query::{self, q, SchemaInfo, Table};
 use crate::store::schema::TenantSchema;
 
 /// Parents get as many rows as the loaded table, capped here: enough for foreign keys to
 /// spread over, cheap to seed in 10,000 tenants.
 const PARENT_ROWS: u64 = 1000;
 
-/// The tables to seed, parents first, the loaded table last, each with its row count.
+/// A table to seed with ids 1..=rows: its rows' model and (from the schema files) its primary
+/// key.
+#[derive(Clone)]
+pub struct Seeded {
+    pub gen: Arc<TableGen>,
+    pub pk: String,
+    pub rows: u64,
+}
+
 pub struct Plan {
-    pub tables: Vec<(Arc<TableGen>, u64)>,
+    /// The tables the target's foreign keys lead to, each before the tables that point at it.
+    pub parents: Vec<Seeded>,
+    /// The loaded table, seeded last.
+    pub target: Seeded,
 }
 
 impl Plan {
-    pub fn target(&self) -> Option<&Arc<TableGen>> {
-        self.tables.last().map(|(t, _)| t)
-    }
-
     /// `1000 rows of books each (and 1000 of authors)`, for the ready line.
     pub fn describe(&self) -> String {
-        let mut parts = self.tables.iter().rev().map(|(t, n)| (t.name.as_str(), n));
-        let Some((name, rows)) = parts.next() else { return String::new() };
-        let parents: Vec<String> = parts.map(|(t, n)| format!("{n} of {t}")).collect();
-        if parents.is_empty() {
-            format!("{rows} rows of {name} each")
-        } else {
-            format!("{rows} rows of {name} each (and {})", parents.join(", "))
+        let Seeded { gen, rows, .. } = &self.target;
+        if self.parents.is_empty() {
+            return format!("{rows} rows of {} each", gen.name);
         }
+        let parents: Vec<String> = self.parents.iter().rev().map(|p| format!("{} of {}", p.rows, p.gen.name)).collect();
+        format!("{rows} rows of {} each (and {})", gen.name, parents.join(", "))
     }
 }
 
@@ -63,26 +71,23 @@ pub fn plan(schema: &TenantSchema, want: Option<&str>, rows: u64) -> CliResult<P
         conn: &conn,
         info: &info,
         parent_rows: rows.clamp(1, PARENT_ROWS),
-        done: HashMap::new(),
         visiting: Vec::new(),
-        order: Vec::new(),
+        parents: Vec::new(),
     };
-    planner.build(&name, rows)?;
-    Ok(Plan { tables: planner.order })
+    let target = planner.build(&name, rows)?;
+    Ok(Plan { parents: planner.parents, target })
 }
 
-/// `want` if the data API serves it, else the first served table by name.
+/// `want` if the data API serves it, else the first served table by name. The errors name the
+/// flag and list the tables as a remote run's do (`rows::pick_table`), not as the data API's
+/// `SchemaInfo::table` does.
 fn choose(conn: &Connection, info: &SchemaInfo, want: Option<&str>) -> CliResult<String> {
-    let served = if info.tables.is_empty() {
-        "no table with an INTEGER PRIMARY KEY".to_string()
-    } else {
-        format!("tables {}", info.tables.keys().cloned().collect::<Vec<_>>().join(", "))
+    let Some(first) = info.tables.keys().next() else {
+        return Err(CliError::usage(
+            "the tenant schema has no table with an INTEGER PRIMARY KEY for loadtest to read and write",
+        ));
     };
-    let Some(want) = want else {
-        return info.tables.keys().next().cloned().ok_or_else(|| {
-            CliError::usage("the tenant schema has no table with an INTEGER PRIMARY KEY for loadtest to read and write")
-        });
-    };
+    let Some(want) = want else { return Ok(first.clone()) };
     if info.tables.contains_key(want) {
         return Ok(want.to_string());
     }
@@ -90,12 +95,13 @@ fn choose(conn: &Connection, info: &SchemaInfo, want: Option<&str>) -> CliResult
         .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1", [want], |r| r.get(0))
         .map_err(sql_error)?;
     let shown = crate::ids::truncate_for_message(want);
+    let served = info.tables.keys().cloned().collect::<Vec<_>>().join(", ");
     Err(CliError::usage(if exists > 0 {
         format!(
-            "--table {shown} is not served by the data API, which loadtest goes through (it needs one INTEGER PRIMARY KEY and a plain name): the tenant schema has {served}"
+            "--table {shown} is not served by the data API, which loadtest goes through (it needs one INTEGER PRIMARY KEY and a plain name): the tenant schema has tables {served}"
         )
     } else {
-        format!("unknown --table {shown:?}: the tenant schema has {served}")
+        format!("unknown --table {shown:?}: the tenant schema has tables {served}")
     }))
 }
 
@@ -103,63 +109,63 @@ struct Planner<'a> {
     conn: &'a Connection,
     info: &'a SchemaInfo,
     parent_rows: u64,
-    done: HashMap<String, Arc<TableGen>>,
     /// Tables whose parents are being built: a key back into one of them is a cycle.
     visiting: Vec<String>,
-    order: Vec<(Arc<TableGen>, u64)>,
+    /// The parents built so far, each after its own parents.
+    parents: Vec<Seeded>,
 }
 
 impl Planner<'_> {
-    fn build(&mut self, name: &str, rows: u64) -> CliResult<Arc<TableGen>> {
-        if let Some(g) = self.done.get(name) {
-            return Ok(g.clone());
-        }
+    /// Models table `name` (building its parents first) and finds values its CHECKs pass.
+    fn build(&mut self, name: &str, rows: u64) -> CliResult<Seeded> {
         let info = self.info;
         let table = info.table(name)?;
-        let cons = query::constraints(self.conn, table)?;
+        let cons = constraints::constraints(self.conn, table)?;
         self.visiting.push(name.to_string());
-        let mut links = HashMap::new();
+        let mut keys = HashMap::new();
         for fk in &cons.foreign_keys {
             let optional = table.column(&fk.column).is_none_or(|c| !c.not_null || c.has_default);
             // SQLite matches the parent's name case-insensitively.
             let parent = info.tables.keys().find(|k| k.eq_ignore_ascii_case(&fk.table)).cloned();
-            let cannot = |why: String| -> CliResult<Link> {
+            let cannot = |why: String| -> CliResult<Option<Source>> {
                 if optional {
-                    Ok(Link::Skip)
+                    Ok(None)
                 } else {
                     Err(CliError::failed(format!("cannot seed {name}: its NOT NULL column {} {why}", fk.column)))
                 }
             };
-            let link = match parent {
-                Some(p) if p == name => {
-                    if optional {
-                        Link::Skip
-                    } else {
-                        Link::SelfRef
-                    }
-                }
+            let source = match parent {
+                Some(p) if p == name => (!optional).then_some(Source::SelfRef),
                 Some(p) if self.visiting.contains(&p) => {
                     cannot(format!("references {p}, whose own foreign keys lead back to {name}"))?
                 }
-                Some(p) => Link::Parent {
-                    table: self.build(&p, self.parent_rows)?,
-                    column: fk.to.clone(),
-                    rows: self.parent_rows,
-                },
+                Some(p) => {
+                    let Seeded { gen, pk, rows } = self.parent(&p)?;
+                    let source = Source::parent(gen, &pk, fk.to.as_deref(), rows)
+                        .map_err(|why| CliError::failed(format!("{name}.{} {why}", fk.column)))?;
+                    Some(source)
+                }
                 None => cannot(format!(
                     "references {}, which loadtest cannot seed (it needs one INTEGER PRIMARY KEY)",
                     fk.table
                 ))?,
             };
-            links.insert(fk.column.clone(), link);
+            keys.insert(fk.column.clone(), source);
         }
-        let mut gen = TableGen::new(table, &cons, &links).map_err(CliError::failed)?;
-        calibrate(self.conn, &mut gen, &cons, rows)?;
+        let mut gen = TableGen::new(table, &cons, &keys);
+        calibrate(self.conn, table, &mut gen, &cons, rows)?;
         self.visiting.pop();
-        let gen = Arc::new(gen);
-        self.done.insert(name.to_string(), gen.clone());
-        self.order.push((gen.clone(), rows));
-        Ok(gen)
+        Ok(Seeded { gen: Arc::new(gen), pk: table.pk.clone(), rows })
+    }
+
+    /// Parent `name` with `parent_rows` rows, built on first use.
+    fn parent(&mut self, name: &str) -> CliResult<Seeded> {
+        if let Some(built) = self.parents.iter().find(|p| p.gen.name == name) {
+            return Ok(built.clone());
+        }
+        let built = self.build(name, self.parent_rows)?;
+        self.parents.push(built.clone());
+        Ok(built)
     }
 }
 
@@ -170,12 +176,13 @@ enum Probe {
 }
 
 /// Inserts probe rows until they all pass, advancing columns past values a CHECK rejects.
-fn calibrate(conn: &Connection, gen: &mut TableGen, cons: &Constraints, rows: u64) -> CliResult<()> {
+fn calibrate(conn: &Connection, table: &Table, gen: &mut TableGen, cons: &Constraints, rows: u64) -> CliResult<()> {
     // Every failure advances one column by one candidate, so this bounds the tries.
     let tries = 1 + gen.candidate_count();
+    let write_base = write_token_base();
     for _ in 0..tries {
         conn.execute(&format!("DELETE FROM {}", q(&gen.name)), []).map_err(sql_error)?;
-        match probe(conn, gen, rows) {
+        match probe(conn, table, gen, rows, write_base) {
             Ok(()) => return Ok(()),
             Err(Probe::Check(message)) => gen.advance(cons, &message).map_err(CliError::failed)?,
             Err(Probe::Other(message)) => {
@@ -186,17 +193,16 @@ fn calibrate(conn: &Connection, gen: &mut TableGen, cons: &Constraints, rows: u6
     Err(CliError::failed(format!("cannot generate a row of {} that passes its CHECK constraints", gen.name)))
 }
 
-/// Seed rows 1..=min(rows, 2 × CYCLE), then CYCLE rows as writes make them (tokens of the size
-/// a run's writes use, ids from SQLite).
-fn probe(conn: &Connection, gen: &TableGen, rows: u64) -> Result<(), Probe> {
-    let write_base = write_token_base();
+/// Seed rows 1..=min(rows, 2 × CYCLE), then CYCLE rows as writes make them (tokens from
+/// `write_base`, the size a run's writes use; ids from SQLite). Not through `query::insert`,
+/// which words the error for the API: `advance` needs SQLite's own message.
+fn probe(conn: &Connection, table: &Table, gen: &TableGen, rows: u64, write_base: u64) -> Result<(), Probe> {
     let seeded = (1..=rows.min(2 * CYCLE)).map(|id| (Some(id), id, id));
     let written = (1..=CYCLE).map(|n| (None, n, write_base + n));
-    let (with_pk, without) = (gen.insert_sql(true), gen.insert_sql(false));
     for (id, n, token) in seeded.chain(written) {
-        let params = gen.params(id, n, token).map_err(Probe::Other)?;
-        let sql = if id.is_some() { &with_pk } else { &without };
-        conn.execute(sql, rusqlite::params_from_iter(params)).map_err(|e| match e {
+        let values = row_values(table, gen, id, n, token).map_err(Probe::Other)?;
+        let sql = insert_sql(table, &values, id.is_some());
+        conn.execute(&sql, rusqlite::params_from_iter(values.iter().map(|(_, v)| v))).map_err(|e| match e {
             rusqlite::Error::SqliteFailure(f, Some(m)) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_CHECK => {
                 Probe::Check(m)
             }
@@ -206,29 +212,52 @@ fn probe(conn: &Connection, gen: &TableGen, rows: u64) -> Result<(), Probe> {
     Ok(())
 }
 
+/// Row (n, token) of `gen` as the data API takes it in a POST body to `table`
+/// (`query::body_values`), with primary key `id` first when given.
+fn row_values(
+    table: &Table,
+    gen: &TableGen,
+    id: Option<u64>,
+    n: u64,
+    token: u64,
+) -> Result<Vec<(String, Value)>, String> {
+    let mut values = query::body_values(table, &Json::Object(gen.row(n, token))).map_err(|e| e.to_string())?;
+    if let Some(id) = id {
+        let id = i64::try_from(id).map_err(|_| format!("row id {id} is too large"))?;
+        values.insert(0, (table.pk.clone(), Value::Integer(id)));
+    }
+    Ok(values)
+}
+
+/// The INSERT of `values` (from `row_values`); with the primary key, a row whose id exists is
+/// left alone.
+fn insert_sql(table: &Table, values: &[(String, Value)], with_pk: bool) -> String {
+    query::insert_sql(&table.name, values.iter().map(|(c, _)| c.as_str()), with_pk.then_some(table.pk.as_str()))
+}
+
 /// Makes sure every table of the plan holds ids 1..=its rows in tenant `t`.
 pub fn seed(app: &App, t: &TenantRecord, plan: &Plan) -> CliResult<()> {
     let opened = app.open_tenant(t)?;
     let mut conn = opened.handle.conn()?;
     let info = opened.handle.schema_info(&conn)?;
-    for (gen, rows) in &plan.tables {
+    for Seeded { gen, pk, rows } in plan.parents.iter().chain([&plan.target]) {
         // The plan came from the schema files; a tenant held at another version may differ.
-        let same = info
+        let have = info
             .tables
             .get(&gen.name)
-            .is_some_and(|have| have.pk == gen.pk && gen.columns.iter().all(|c| have.column(&c.name).is_some()));
-        if !same {
-            return Err(CliError::failed(format!(
-                "tenant {}: its table {} is not the tenant schema's (held at an older schema version?)",
-                t.slug, gen.name
-            )));
-        }
-        seed_table(&mut conn, t, gen, *rows)?;
+            .filter(|have| have.pk == *pk && gen.columns.iter().all(|c| have.column(&c.name).is_some()))
+            .ok_or_else(|| {
+                CliError::failed(format!(
+                    "tenant {}: its table {} is not the tenant schema's (held at an older schema version?)",
+                    t.slug, gen.name
+                ))
+            })?;
+        seed_table(&mut conn, t, have, gen, *rows)?;
     }
     Ok(())
 }
 
-fn seed_table(conn: &mut Connection, t: &TenantRecord, gen: &TableGen, rows: u64) -> CliResult<()> {
+fn seed_table(conn: &mut Connection, t: &TenantRecord, table: &Table, gen: &TableGen, rows: u64) -> CliResult<()> {
     if rows == 0 {
         return Ok(());
     }
@@ -236,17 +265,20 @@ fn seed_table(conn: &mut Connection, t: &TenantRecord, gen: &TableGen, rows: u64
     let fail_at = |id: u64, e: String| CliError::failed(format!("seeding {}: {} row {id}: {e}", t.slug, gen.name));
     // --rows is bounded (<= 10,000,000) before we get here.
     let last = i64::try_from(rows).map_err(|_| CliError::usage("--rows is too large"))?;
-    let count = format!("SELECT count(*) FROM {} WHERE {} BETWEEN 1 AND ?1", q(&gen.name), q(&gen.pk));
+    let count = format!("SELECT count(*) FROM {} WHERE {} BETWEEN 1 AND ?1", q(&table.name), q(&table.pk));
     let have: i64 = conn.query_row(&count, [last], |r| r.get(0)).map_err(fail)?;
     if have == last {
         return Ok(());
     }
     let tx = conn.transaction().map_err(fail)?;
     {
-        let mut stmt = tx.prepare(&gen.insert_sql(true)).map_err(fail)?;
+        // Every row has the same columns (`TableGen::row`), so one statement inserts them all.
+        let first = row_values(table, gen, Some(1), 1, 1).map_err(|e| fail_at(1, e))?;
+        let mut stmt = tx.prepare(&insert_sql(table, &first, true)).map_err(fail)?;
         for id in 1..=rows {
-            let params = gen.params(Some(id), id, id).map_err(|e| fail_at(id, e))?;
-            stmt.execute(rusqlite::params_from_iter(params)).map_err(|e| fail_at(id, e.to_string()))?;
+            let values = row_values(table, gen, Some(id), id, id).map_err(|e| fail_at(id, e))?;
+            stmt.execute(rusqlite::params_from_iter(values.iter().map(|(_, v)| v)))
+                .map_err(|e| fail_at(id, e.to_string()))?;
         }
     }
     tx.commit().map_err(fail)?;

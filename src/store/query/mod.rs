@@ -130,7 +130,7 @@ impl SchemaInfo {
 
 /// Reads the schema. Tables without a single INTEGER PRIMARY KEY, SQLite's own and tenantd's
 /// internal (`_tenantd_*`) tables are not exposed.
-pub use super::introspect::{constraints, introspect, schema_digest, Check, Constraints, ForeignKey, SchemaDigest};
+pub use super::introspect::{introspect, schema_digest, SchemaDigest};
 
 /// Quotes an identifier that came from introspection.
 pub fn q(ident: &str) -> String {
@@ -209,14 +209,25 @@ fn write_row_json(row: &rusqlite::Row<'_>, keys: &[(usize, Vec<u8>)], out: &mut 
     Ok(())
 }
 
+/// What a CHECK failure message names: the constraint's name, or its expression as written
+/// (SQLite says `CHECK constraint failed: <name or expression>`).
+pub fn failed_check(message: &str) -> &str {
+    message.strip_prefix("CHECK constraint failed: ").unwrap_or(message).trim()
+}
+
+/// Which of `columns` a CHECK failure message mentions: a guess at what the CHECK is about, as
+/// the message gives only its name or text.
+pub fn failed_check_columns<'a>(message: &str, columns: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let what = failed_check(message);
+    columns.into_iter().filter(|c| what.contains(c)).collect()
+}
+
 /// SQLite constraint errors to API errors naming the column (sqlite.org/rescode.html).
 pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
     let rusqlite::Error::SqliteFailure(f, Some(msg)) = &e else {
         return e.into();
     };
     let col_after_dot = |m: &str| m.rsplit('.').next().unwrap_or_default().trim().to_string();
-    let mentioned =
-        || table.columns.iter().map(|c| c.name.clone()).find(|c| msg.contains(c.as_str())).unwrap_or_default();
     match f.extended_code {
         rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL => {
             let c = col_after_dot(msg);
@@ -226,8 +237,8 @@ pub fn map_constraint(table: &Table, e: rusqlite::Error) -> Error {
             "check_failed",
             format!(
                 "value rejected by a CHECK on column {}: {}",
-                mentioned(),
-                msg.trim_start_matches("CHECK constraint failed: ")
+                failed_check_columns(msg, table.columns.iter().map(|c| c.name.as_str())).first().unwrap_or(&""),
+                failed_check(msg)
             ),
         ),
         rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
@@ -317,19 +328,28 @@ pub fn body_values(table: &Table, body: &Json) -> Result<Vec<(String, Value)>> {
     Ok(out)
 }
 
+/// `INSERT INTO table (cols…) VALUES (?1, …)`, or `DEFAULT VALUES` when there are no columns.
+/// With `on_conflict`, a row whose value of that column exists is left alone (`ON CONFLICT DO
+/// NOTHING`, which SQLite does not take after DEFAULT VALUES: that column must be in `cols`).
+pub fn insert_sql<'a>(table: &str, cols: impl IntoIterator<Item = &'a str>, on_conflict: Option<&str>) -> String {
+    let cols: Vec<String> = cols.into_iter().map(q).collect();
+    let values = if cols.is_empty() {
+        " DEFAULT VALUES".to_string()
+    } else {
+        let marks = (1..=cols.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+        format!(" ({}) VALUES ({marks})", cols.join(", "))
+    };
+    let conflict = on_conflict.map(|c| format!(" ON CONFLICT({}) DO NOTHING", q(c))).unwrap_or_default();
+    format!("INSERT INTO {}{values}{conflict}", q(table))
+}
+
 pub fn insert(
     conn: &Connection,
     table: &Table,
     values: &[(String, Value)],
     stats: &StatementStats,
 ) -> Result<Map<String, Json>> {
-    let sql = if values.is_empty() {
-        format!("INSERT INTO {} DEFAULT VALUES", q(&table.name))
-    } else {
-        let cols = values.iter().map(|(c, _)| q(c)).collect::<Vec<_>>().join(", ");
-        let marks = (1..=values.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
-        format!("INSERT INTO {} ({cols}) VALUES ({marks})", q(&table.name))
-    };
+    let sql = insert_sql(&table.name, values.iter().map(|(c, _)| c.as_str()), None);
     let run = || {
         let n = conn
             .prepare_cached(&sql)?

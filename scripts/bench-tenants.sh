@@ -7,6 +7,7 @@
 # capacity, whose p99 must stay under 10 ms. Server pinned to CPU 0 (so 4 workers by default), loadtest pinned to CPU 1.
 # Release build. Take the shared cargo lock so nothing compiles during the measurement:
 #   flock /tmp/tenantd-cargo.lock scripts/bench-tenants.sh [seconds] [tenants] [rows]
+# SERVER_BIN=path/to/another/tenantd serves instead of this build (same loadtest: compares servers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -22,7 +23,7 @@ cp scripts/bench-plan.toml "$dir/tenantd.toml"
 export TENANTD_CONFIG="$dir/tenantd.toml"
 data="$dir/data"
 $bin --data-dir "$data" init >/dev/null
-taskset -c 0 "$bin" --data-dir "$data" serve --listen "127.0.0.1:$port" &
+taskset -c 0 "${SERVER_BIN:-$bin}" --data-dir "$data" serve --listen "127.0.0.1:$port" &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$dir"' EXIT
 for _ in $(seq 1 100); do curl -fsS "$base/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done

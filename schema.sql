@@ -251,3 +251,32 @@ CREATE TABLE IF NOT EXISTS user_addresses (
     first_seen INTEGER NOT NULL,
     PRIMARY KEY (user_id, address)
 );
+
+-- Migration runs (`tenantd migration …`, issue 19): one row per run with its manifest (what
+-- was read, what was created) and its validation report; `import_created` lists every tenant,
+-- user and membership a run created, so `migration rollback RUN` removes exactly those.
+CREATE TABLE IF NOT EXISTS import_runs (
+    id            TEXT PRIMARY KEY,           -- e.g. m20261207-031700-1a2b3c
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER,
+    status        TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'rolled_back')),
+    source        TEXT NOT NULL,              -- what was read (paths; passwords never stored)
+    manifest_json TEXT NOT NULL DEFAULT '{}',
+    report_json   TEXT NOT NULL DEFAULT '{}'
+);
+
+CREATE TABLE IF NOT EXISTS import_created (
+    run_id    TEXT NOT NULL REFERENCES import_runs(id),
+    kind      TEXT NOT NULL CHECK (kind IN ('tenant', 'user', 'membership')),
+    tenant_id TEXT,
+    user_id   INTEGER,
+    PRIMARY KEY (run_id, kind, tenant_id, user_id)
+);
+
+-- Tenants that keep their own schema (`--schema-mode keep`): served through introspection,
+-- listed as `custom` by `schema status`, skipped by fleet migrations.
+CREATE TABLE IF NOT EXISTS tenant_custom_schemas (
+    tenant_id  TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    run_id     TEXT,
+    created_at INTEGER NOT NULL
+);

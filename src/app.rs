@@ -118,7 +118,8 @@ impl App {
 
     /// Opens a tenant's data for use, recording a lazy migration if one ran.
     pub fn open_tenant(&self, t: &catalog::tenants::TenantRecord) -> Result<Opened> {
-        let opened = self.store.get(&OpenRequest { id: &t.id, schema_hold: t.schema_hold })?;
+        let opened =
+            self.store.get(&OpenRequest { id: &t.id, schema_hold: t.schema_hold, custom_schema: t.custom_schema })?;
         if let Some(from) = opened.migrated_from {
             let to = match t.schema_hold {
                 Some(h) => h.min(self.store.schema().target()),

@@ -142,6 +142,15 @@ pub fn keep_wal_on_close(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Settings for a database whose schema came from outside (a migrated app kept on its own
+/// schema): functions with side effects never run from its views, triggers or defaults, and
+/// SQLite's defensive mode refuses writes that could corrupt the file on purpose.
+pub fn distrust_schema(conn: &Connection) -> Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)?;
+    Ok(())
+}
+
 /// Page cache per connection (`PRAGMA cache_size`).
 pub const PAGE_CACHE_BYTES: u64 = 2000 * 1024;
 

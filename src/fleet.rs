@@ -109,6 +109,11 @@ fn tenant_status(app: &App, t: &TenantRecord) -> Result<TenantSchemaStatus> {
     let (version, state, detail) = match db::open_read_only(&path) {
         Err(_) => (None, "missing", Some(format!("no data file at {}", path.display()))),
         Ok(conn) => match (db::user_version(&conn), db::schema_fingerprint(&conn)) {
+            (Ok(v), Ok(_)) if t.custom_schema => (
+                Some(v),
+                "custom",
+                Some("keeps its own schema (migration --schema-mode keep); not fleet-migrated".into()),
+            ),
             (Ok(v), Ok(fp)) => {
                 let (state, detail) = if v > schema.target() {
                     ("ahead", None)
@@ -207,6 +212,8 @@ pub fn migrate(
     let mut already_current = 0;
     for (t, v) in list.into_iter().zip(versions) {
         match v {
+            // Tenants on their own schema are migrated on their own (`--tenant`), never here.
+            Ok(_) if t.custom_schema => {}
             Ok(v) if v >= target => already_current += 1,
             Ok(v) => pending.push(Pending { tenant: t, from: v }),
             Err(e) => outcomes.push(outcome(&t, -1, target, "failed", Some(e.log_detail()), 0.0, None)),

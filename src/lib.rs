@@ -19,6 +19,7 @@ pub mod ids;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod migration;
 pub mod notify;
 pub mod records;
 pub mod security;

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules that hold rules.
 const DOMAIN: &[&str] =
-    &["audit", "auth", "cache", "demo", "directory", "fleet", "limits", "records", "security", "tenancy"];
+    &["audit", "auth", "cache", "demo", "directory", "fleet", "limits", "migration", "records", "security", "tenancy"];
 /// The I/O and format layer above them (`notify` speaks to systemd and probes the server).
 const HTTP: &[&str] = &["http", "api", "ui", "cli", "notify"];
 /// Storage.

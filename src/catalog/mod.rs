@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod imports;
 pub mod ledger;
 pub mod tenants;
 

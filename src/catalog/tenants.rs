@@ -48,10 +48,17 @@ pub struct TenantRecord {
     pub suspended_at: Option<i64>,
     pub deleted_at: Option<i64>,
     pub purge_after: Option<i64>,
+    /// Keeps its own schema (`migration convert --schema-mode keep`): never fleet-migrated.
+    pub custom_schema: bool,
 }
 
 const COLUMNS: &str = "id, slug, name, status, plan, schema_version, schema_hold, created_at, \
                        updated_at, suspended_at, deleted_at, purge_after";
+/// What reads select: the columns, then whether the tenant keeps its own schema.
+const SELECTED: &str = "tenants.id, tenants.slug, tenants.name, tenants.status, tenants.plan, \
+                        tenants.schema_version, tenants.schema_hold, tenants.created_at, tenants.updated_at, \
+                        tenants.suspended_at, tenants.deleted_at, tenants.purge_after, \
+                        EXISTS (SELECT 1 FROM tenant_custom_schemas c WHERE c.tenant_id = tenants.id)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     let bad =
@@ -69,6 +76,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TenantRecord> {
         suspended_at: r.get(9)?,
         deleted_at: r.get(10)?,
         purge_after: r.get(11)?,
+        custom_schema: r.get(12)?,
     })
 }
 
@@ -101,7 +109,7 @@ pub fn insert(conn: &Connection, t: &TenantRecord) -> Result<()> {
 
 pub fn find_by_slug(conn: &Connection, slug: &Slug) -> Result<Option<TenantRecord>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tenants WHERE slug = ?1"))?
+        .prepare_cached(&format!("SELECT {SELECTED} FROM tenants WHERE slug = ?1"))?
         .query_row([slug.as_str()], from_row)
         .optional()?)
 }
@@ -113,7 +121,7 @@ pub fn get_by_slug(conn: &Connection, slug: &Slug) -> Result<TenantRecord> {
 
 pub fn find_by_id(conn: &Connection, id: &TenantId) -> Result<Option<TenantRecord>> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {COLUMNS} FROM tenants WHERE id = ?1"))?
+        .prepare_cached(&format!("SELECT {SELECTED} FROM tenants WHERE id = ?1"))?
         .query_row([id.as_str()], from_row)
         .optional()?)
 }
@@ -122,8 +130,7 @@ pub fn find_by_id(conn: &Connection, id: &TenantId) -> Result<Option<TenantRecor
 pub fn find_by_domain(conn: &Connection, domain: &str) -> Result<Option<TenantRecord>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {} FROM tenants t JOIN tenant_domains d ON d.tenant_id = t.id WHERE d.domain = ?1",
-            COLUMNS.split(", ").map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", ")
+            "SELECT {SELECTED} FROM tenants JOIN tenant_domains d ON d.tenant_id = tenants.id WHERE d.domain = ?1"
         ))?
         .query_row([domain.to_ascii_lowercase()], from_row)
         .optional()?)
@@ -132,9 +139,9 @@ pub fn find_by_domain(conn: &Connection, domain: &str) -> Result<Option<TenantRe
 /// All tenants in a stable order (creation time, then id), deleted ones only when asked.
 pub fn list(conn: &Connection, include_deleted: bool) -> Result<Vec<TenantRecord>> {
     let sql = if include_deleted {
-        format!("SELECT {COLUMNS} FROM tenants ORDER BY created_at, rowid")
+        format!("SELECT {SELECTED} FROM tenants ORDER BY created_at, rowid")
     } else {
-        format!("SELECT {COLUMNS} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid")
+        format!("SELECT {SELECTED} FROM tenants WHERE status <> 'deleted' ORDER BY created_at, rowid")
     };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([], from_row)?;

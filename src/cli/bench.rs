@@ -192,7 +192,7 @@ fn bench_tenants(base: &Config, n: usize, migrate_n: usize, parallel: usize, dir
     let mut cold = Vec::new();
     for t in list.iter().take(2000) {
         let t0 = Instant::now();
-        let opened = app.store.get(&OpenRequest { id: &t.id, schema_hold: None })?;
+        let opened = app.store.get(&OpenRequest { id: &t.id, schema_hold: None, custom_schema: false })?;
         let conn = opened.handle.conn()?;
         conn.query_row("SELECT count(*) FROM customers", [], |r| r.get::<_, i64>(0))
             .map_err(crate::error::Error::from)?;

@@ -7,6 +7,7 @@
 mod bench;
 mod healthcheck;
 mod loadtest;
+mod migration;
 mod schema;
 mod serve;
 mod tenant;
@@ -89,6 +90,10 @@ pub enum Command {
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
+    /// Turn existing single-tenant databases into tenants: analyze-schema, convert-to-multitenant,
+    /// migrate-from-config, validate, rollback.
+    #[command(subcommand)]
+    Migration(migration::MigrationCmd),
     /// Ask a running server whether it is ready: exit 0 ready, 1 not ready (reason on stderr), 2 bad usage.
     #[command(
         after_help = "Probes BASE/health/readiness. Without --url, BASE comes from the config's `listen` (0.0.0.0 and [::] are probed over loopback).\n\nExamples:\n  tenantd healthcheck\n  tenantd --config /etc/tenantd/tenantd.toml healthcheck\n  tenantd healthcheck --url http://127.0.0.1:8080 --timeout 2"
@@ -241,6 +246,7 @@ fn run(cli: Cli) -> CliResult {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Migration(cmd) => migration::run(config, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

@@ -300,6 +300,9 @@ pub struct OpenRequest<'a> {
     pub id: &'a TenantId,
     /// Set by `schema rollback`: lazy migration must not go past this version.
     pub schema_hold: Option<i64>,
+    /// The tenant keeps its own schema: never migrated with the fleet's files, and opened
+    /// with the settings used for untrusted schemas (`trusted_schema` off, defensive).
+    pub custom_schema: bool,
 }
 
 /// Result of opening: whether a lazy migration ran (the caller records it in the catalog).
@@ -411,7 +414,11 @@ impl TenantStore {
         // The first connection becomes the tenant's writer (it also serves reads while it is
         // free, see `read_conn`); `readers` opens connections only when reads overlap.
         let mut conn = open_writer(&path)?;
-        let readers = Readers::new(path.clone(), self.pool_size, open_reader);
+        let readers = Readers::new(
+            path.clone(),
+            self.pool_size,
+            if req.custom_schema { open_distrusted_reader } else { open_reader },
+        );
         // One read of sqlite_master serves the audit-table check and the schema's identity,
         // and only when the schema changed since this tenant was last open.
         let cookie = db::schema_cookie(&conn)?;
@@ -421,7 +428,11 @@ impl TenantStore {
             conn.execute_batch(audit_tables::TENANT_AUDIT_DDL)?;
         }
         let version = db::user_version(&conn)?;
+        if req.custom_schema {
+            db::distrust_schema(&conn)?;
+        }
         let target = match req.schema_hold {
+            _ if req.custom_schema => version,
             Some(hold) => hold.min(self.schema.target()),
             None => self.schema.target(),
         };
@@ -514,6 +525,13 @@ impl TenantStore {
 fn open_reader(path: &Path) -> Result<Connection> {
     let conn = db::open_existing(path, Durability::Normal)?;
     db::keep_wal_on_close(&conn)?;
+    Ok(conn)
+}
+
+/// A reader for a tenant on its own schema (see `OpenRequest::custom_schema`).
+fn open_distrusted_reader(path: &Path) -> Result<Connection> {
+    let conn = open_reader(path)?;
+    db::distrust_schema(&conn)?;
     Ok(conn)
 }
 

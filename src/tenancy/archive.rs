@@ -218,6 +218,7 @@ pub fn import(app: &App, file: &Path, opts: &ImportOptions<'_>, actor: &Actor) -
         suspended_at: None,
         deleted_at: None,
         purge_after: None,
+        custom_schema: false,
     };
     let res = app.change(|tx| {
         tenants::insert(tx, &record)?;

@@ -75,6 +75,7 @@ pub fn create(app: &App, slug: &Slug, name: &str, plan: Option<&str>, actor: &Ac
         suspended_at: None,
         deleted_at: None,
         purge_after: None,
+        custom_schema: false,
     };
     let res = app.change(|tx| {
         tenants::insert(tx, &record)?;

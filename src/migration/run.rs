@@ -1,0 +1,739 @@
+//! One migration run end to end: snapshot the source, plan, map (split runs), build every
+//! tenant in `tmp/`, validate, then register all of them in one catalog transaction (or none).
+//! `rollback` removes what a run created.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, OpenFlags};
+use serde::Serialize;
+use serde_json::json;
+
+use super::build::{self, Building, Tally, BATCH};
+use super::config::{MigrationConfig, SchemaMode, SourceSpec};
+use super::inspect::{self, Schema};
+use super::map::{self, MapReport};
+use super::plan::{self, Plans};
+use super::source::{self, Budget};
+use super::users::{self, SourceUser, UsersReport};
+use crate::app::App;
+use crate::catalog::{audit, identity, imports, tenants};
+use crate::error::{Error, Result};
+use crate::ids::{Slug, TenantId};
+use crate::tenancy::Actor;
+use crate::util::now_unix;
+
+pub struct Options<'a> {
+    pub dry_run: bool,
+    pub no_source_backup: bool,
+    pub statement_timeout: Duration,
+    pub actor: Actor,
+    /// (stage, done, total): table loads and tenants built, for a terminal's progress line.
+    pub progress: &'a dyn Fn(&str, u64, u64),
+}
+
+/// One tenant a run makes (or would make).
+#[derive(Clone, Debug, Serialize)]
+pub struct TenantOutcome {
+    pub slug: String,
+    pub name: String,
+    pub tenant_id: String,
+    pub source: usize,
+    pub rows: BTreeMap<String, u64>,
+    pub members: Vec<SourceUser>,
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<String>,
+    #[serde(skip)]
+    tn: i64,
+    #[serde(skip)]
+    tallies: BTreeMap<String, Tally>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceReport {
+    pub source: String,
+    pub snapshot: Option<String>,
+    pub split_by: Option<String>,
+    pub tables: Vec<plan::TablePlan>,
+    pub mapping: MapReport,
+    pub users: UsersReport,
+    /// Views and triggers not recreated, with why.
+    pub not_recreated: Vec<String>,
+    /// Source rows per table, and what the tenants hold of them.
+    pub totals: Vec<TableTotal>,
+    /// Slugs that had to be changed (invalid or colliding), from → to.
+    pub renamed_slugs: Vec<(String, String)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TableTotal {
+    pub table: String,
+    pub role: String,
+    pub source_rows: u64,
+    pub in_tenants: u64,
+    pub left_behind_by_rule: u64,
+    pub ok: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub schema_mode: SchemaMode,
+    pub sources: Vec<SourceReport>,
+    pub tenants: Vec<TenantOutcome>,
+    pub registered: usize,
+    pub failed: usize,
+    pub users_created: usize,
+    pub memberships_created: usize,
+    pub elapsed_ms: f64,
+    pub ok: bool,
+}
+
+pub fn new_run_id() -> String {
+    format!("m{}-{}", crate::util::file_stamp(now_unix()), crate::util::random_hex(3))
+}
+
+/// `sqlite:PATH`, `sqlite://PATH` or a plain path. PostgreSQL URLs are recognised and refused
+/// with what to do instead.
+pub fn source_path(url: &str) -> Result<PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(Error::invalid(
+            "postgres_unavailable",
+            "PostgreSQL sources are not in this build yet: dump the database into SQLite first (see docs/migration.md)",
+        ));
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    Ok(PathBuf::from(path))
+}
+
+/// The SQLite URI that opens `path` read-only (for ATTACH).
+fn read_only_uri(path: &Path) -> Result<String> {
+    let abs = std::path::absolute(path)?;
+    let text =
+        abs.to_str().ok_or_else(|| Error::invalid("bad_path", format!("{} is not valid UTF-8", abs.display())))?;
+    let escaped: String = text
+        .chars()
+        .map(|c| match c {
+            '%' => "%25".to_string(),
+            '?' => "%3f".to_string(),
+            '#' => "%23".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    Ok(format!("file:{escaped}?mode=ro"))
+}
+
+/// The scratch database (tenant map) with the source snapshot attached as `src`.
+pub fn open_reader(scratch: &Path, snapshot: &Path, budget: &Budget) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(scratch, flags)?;
+    source::harden(&conn, budget)?;
+    conn.execute("ATTACH DATABASE ?1 AS src", [read_only_uri(snapshot)?])
+        .map_err(|e| source::source_error(snapshot, e))?;
+    budget.arm();
+    conn.query_row("SELECT count(*) FROM src.sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|e| source::source_error(snapshot, e))?;
+    Ok(conn)
+}
+
+/// Turns a source value into a valid slug: lower case, runs of other characters become `-`.
+pub fn slugify(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.trim().to_lowercase().chars() {
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            out.push(c);
+        } else if !out.ends_with('-') && !out.is_empty() {
+            out.push('-');
+        }
+    }
+    let out: String = out.trim_end_matches('-').chars().take(Slug::MAX_LEN).collect();
+    out.trim_end_matches('-').to_string()
+}
+
+struct Prepared {
+    spec: SourceSpec,
+    snapshot: PathBuf,
+    scratch: PathBuf,
+    schema: Schema,
+    plans: Plans,
+    report: SourceReport,
+}
+
+/// Runs a migration (or plans it, with `dry_run`).
+pub fn run(app: &App, config: &MigrationConfig, opts: &Options<'_>) -> Result<RunReport> {
+    let started = Instant::now();
+    let run_id = new_run_id();
+    let budget = Budget::new(opts.statement_timeout);
+    // A dry run writes nothing under the data dir: its snapshot and map live in the system's
+    // temporary directory and are removed at the end.
+    let run_dir = if opts.dry_run {
+        std::env::temp_dir().join(format!("tenantd-{run_id}"))
+    } else {
+        app.paths.data_dir.join("backups").join("migrations").join(&run_id)
+    };
+    let build_dir =
+        if opts.dry_run { run_dir.join("build") } else { app.paths.tmp().join(format!("migration-{run_id}")) };
+    let sources_text = config.sources.iter().map(|s| s.url.clone()).collect::<Vec<_>>().join(", ");
+    for s in &config.sources {
+        source::check_file(&source_path(&s.url)?)?;
+    }
+    std::fs::create_dir_all(&run_dir)?;
+    if !opts.dry_run {
+        app.catalog.write(|tx| imports::start_run(tx, &run_id, &sources_text, now_unix()))?;
+    }
+    let result = run_inner(app, config, opts, &run_id, &run_dir, &build_dir, &budget);
+    let _ = std::fs::remove_dir_all(&build_dir);
+    if opts.dry_run {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    match result {
+        Ok(mut report) => {
+            report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            if opts.no_source_backup && !opts.dry_run {
+                for s in &report.sources {
+                    if let Some(p) = &s.snapshot {
+                        let _ = std::fs::remove_file(p);
+                    }
+                }
+            }
+            Ok(report)
+        }
+        Err(e) => {
+            if !opts.dry_run {
+                let report = json!({"error": e.to_string()}).to_string();
+                let _ = app.catalog.write(|tx| imports::finish_run(tx, &run_id, "failed", "{}", &report, now_unix()));
+                let _ = std::fs::remove_dir_all(&run_dir);
+            }
+            Err(e)
+        }
+    }
+}
+
+fn run_inner(
+    app: &App,
+    config: &MigrationConfig,
+    opts: &Options<'_>,
+    run_id: &str,
+    run_dir: &Path,
+    build_dir: &Path,
+    budget: &Budget,
+) -> Result<RunReport> {
+    std::fs::create_dir_all(build_dir)?;
+    let template = match config.schema_mode {
+        SchemaMode::Fleet => Some(app.store.ensure_template()?),
+        SchemaMode::Keep => None,
+    };
+    let mut outcomes: Vec<TenantOutcome> = Vec::new();
+    let existing: BTreeSet<String> =
+        tenants::list(&*app.catalog.conn()?, true)?.into_iter().map(|t| t.slug.to_string()).collect();
+    let mut taken = existing.clone();
+    let mut prepared = Vec::new();
+    for (si, spec) in config.sources.iter().enumerate() {
+        (opts.progress)(&format!("snapshot of source {}", si + 1), 0, 1);
+        let path = source_path(&spec.url)?;
+        let snapshot = run_dir.join(format!("source-{si}.db"));
+        source::snapshot(&path, &snapshot, budget)?;
+        let scratch = run_dir.join(format!("map-{si}.db"));
+        let reader = open_reader(&scratch, &snapshot, budget)?;
+        let schema = inspect::read(&reader, "src", true)?;
+        let plans = plan::plan(&schema, config, spec.tenant.split_by.as_deref())?;
+        if let Some(t) = &template {
+            check_fleet_schema(t, &plans, &schema)?;
+        }
+        let (keys, mapping) = map::build(
+            &reader,
+            &schema,
+            &plans,
+            spec.tenant.slug_from.as_deref(),
+            spec.tenant.name_from.as_deref(),
+            spec.tenant.null_tenant.is_some(),
+            budget,
+        )?;
+        let counts = map::counts(&reader, &plans)?;
+        let whole: BTreeMap<String, u64> = plans
+            .tables
+            .iter()
+            .filter(|p| !p.mapped)
+            .map(|p| (p.target.clone(), schema.tables[p.index].rows as u64))
+            .collect();
+        // Tenants: the one named, or one per key.
+        let mut renamed = Vec::new();
+        let mut made: Vec<(i64, String, String)> = Vec::new();
+        if plans.split.is_none() {
+            let slug = spec.tenant.slug.clone().unwrap_or_default();
+            let slug = Slug::parse(&slug)?;
+            if taken.contains(slug.as_str()) {
+                return Err(Error::conflict(
+                    "slug_taken",
+                    format!("a tenant with slug {:?} already exists", slug.as_str()),
+                ));
+            }
+            let name = crate::tenancy::validate_name(spec.tenant.name.as_deref().unwrap_or(slug.as_str()))?;
+            taken.insert(slug.to_string());
+            made.push((1, slug.to_string(), name));
+        } else {
+            for k in &keys {
+                let raw = match (k.key == rusqlite::types::Value::Null, &spec.tenant.null_tenant) {
+                    (true, Some(n)) => n.clone(),
+                    _ => k.slug_source.clone().unwrap_or_else(|| map::value_text(&k.key)),
+                };
+                let mut slug = slugify(&raw);
+                if slug.is_empty() {
+                    slug = format!("tenant-{}", k.tn);
+                }
+                let base = slug.clone();
+                let mut n = 2;
+                while taken.contains(&slug) {
+                    slug = format!("{}-{n}", base.chars().take(Slug::MAX_LEN - 4).collect::<String>());
+                    n += 1;
+                }
+                if slug != raw {
+                    renamed.push((raw.clone(), slug.clone()));
+                }
+                taken.insert(slug.clone());
+                let name = k.name_source.clone().unwrap_or_else(|| raw.clone());
+                let name = crate::tenancy::validate_name(&name).unwrap_or_else(|_| slug.clone());
+                made.push((k.tn, slug, name));
+            }
+        }
+        let tns: Vec<i64> = made.iter().map(|(tn, _, _)| *tn).collect();
+        let user_spec = users::detect(&schema, config.users.as_ref());
+        let (members, users_report) = match &user_spec {
+            Some(u) => {
+                let split_index = plans
+                    .split
+                    .as_ref()
+                    .and_then(|_| schema.index_of(&u.table))
+                    .filter(|i| plans.tables.iter().any(|p| p.index == *i && p.mapped));
+                if plans.split.is_some() && split_index.is_none() {
+                    (
+                        BTreeMap::new(),
+                        UsersReport {
+                            table: Some(u.table.clone()),
+                            skipped: vec!["no tenant data references the user table: users were not imported".into()],
+                            ..Default::default()
+                        },
+                    )
+                } else {
+                    users::collect(&reader, &schema, u, split_index, &tns)?
+                }
+            }
+            None => (BTreeMap::new(), UsersReport::default()),
+        };
+        for (tn, slug, name) in made {
+            let mut rows = counts.get(&tn).cloned().unwrap_or_default();
+            rows.extend(whole.iter().map(|(k, v)| (k.clone(), *v)));
+            if plans.split.is_none() {
+                rows = plans.tables.iter().map(|p| (p.target.clone(), schema.tables[p.index].rows as u64)).collect();
+            }
+            outcomes.push(TenantOutcome {
+                slug,
+                name,
+                tenant_id: TenantId::mint().to_string(),
+                source: si,
+                rows,
+                members: members.get(&tn).cloned().unwrap_or_default(),
+                status: if opts.dry_run { "planned".into() } else { "pending".into() },
+                error: None,
+                differences: Vec::new(),
+                tn,
+                tallies: BTreeMap::new(),
+            });
+        }
+        let report = SourceReport {
+            source: spec.url.clone(),
+            snapshot: (!opts.dry_run).then(|| snapshot.display().to_string()),
+            split_by: spec.tenant.split_by.clone(),
+            tables: plans.tables.clone(),
+            mapping,
+            users: users_report,
+            not_recreated: Vec::new(),
+            totals: Vec::new(),
+            renamed_slugs: renamed,
+        };
+        drop(reader);
+        prepared.push(Prepared { spec: spec.clone(), snapshot, scratch, schema, plans, report });
+    }
+    if opts.dry_run {
+        let mut sources = Vec::new();
+        for p in prepared {
+            sources.push(p.report);
+        }
+        let failed = 0;
+        return Ok(RunReport {
+            run_id: run_id.to_string(),
+            dry_run: true,
+            schema_mode: config.schema_mode,
+            sources,
+            tenants: outcomes,
+            registered: 0,
+            failed,
+            users_created: 0,
+            memberships_created: 0,
+            elapsed_ms: 0.0,
+            ok: true,
+        });
+    }
+    // Build every tenant, batch by batch, source by source.
+    let total = outcomes.len() as u64;
+    let mut built = 0u64;
+    for (si, p) in prepared.iter_mut().enumerate() {
+        let reader = open_reader(&p.scratch, &p.snapshot, budget)?;
+        let idx: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| o.source == si).map(|(i, _)| i).collect();
+        for chunk in idx.chunks(BATCH) {
+            let mut batch: Vec<Building> = Vec::with_capacity(chunk.len());
+            for &i in chunk {
+                let o = &outcomes[i];
+                let path = build_dir.join(format!("{}.db", o.tenant_id));
+                let b = build::start(
+                    o.tn,
+                    &path,
+                    config.schema_mode,
+                    template.as_deref().unwrap_or(Path::new("")),
+                    &p.schema,
+                    &p.plans.tables,
+                    crate::store::audit_tables::TENANT_AUDIT_DDL,
+                )?;
+                batch.push(b);
+            }
+            build::load_batch(&reader, &mut batch, &p.plans.tables, budget)?;
+            for (b, &i) in batch.into_iter().zip(chunk) {
+                let o = &mut outcomes[i];
+                match b.finish(&p.schema.sequences, &p.plans.tables, &config.post_sql) {
+                    Ok((_, tallies, dropped)) => {
+                        if p.report.not_recreated.is_empty() {
+                            p.report.not_recreated = dropped;
+                        }
+                        o.tallies = tallies;
+                        o.status = "built".into();
+                    }
+                    Err(e) => {
+                        o.status = "failed".into();
+                        o.error = Some(e.to_string());
+                    }
+                }
+                built += 1;
+                (opts.progress)("tenants built", built, total);
+            }
+        }
+        drop(reader);
+        let _ = &p.spec;
+    }
+    // Validate what was built against what was read.
+    for o in outcomes.iter_mut().filter(|o| o.status == "built") {
+        let p = &prepared[o.source];
+        let path = build_dir.join(format!("{}.db", o.tenant_id));
+        o.differences = super::validate::check_tenant_file(&path, &p.plans.tables, &o.tallies)?;
+        o.rows = o.tallies.iter().map(|(k, t)| (k.clone(), t.rows)).collect();
+        if !o.differences.is_empty() {
+            o.status = "failed".into();
+            o.error = Some(format!("validation: {}", o.differences.join("; ")));
+        }
+    }
+    for (si, p) in prepared.iter_mut().enumerate() {
+        p.report.totals = super::validate::totals(
+            &p.schema,
+            &p.plans,
+            &p.report.mapping,
+            outcomes.iter().filter(|o| o.source == si).map(|o| &o.tallies),
+        );
+    }
+    let totals_ok = prepared.iter().all(|p| p.report.totals.iter().all(|t| t.ok));
+    let failed = outcomes.iter().filter(|o| o.status == "failed").count();
+    let keep_going = config.continue_on_error;
+    let register_any = (failed == 0 && totals_ok) || keep_going;
+    let mut users_created = 0;
+    let mut memberships_created = 0;
+    let mut registered = 0;
+    if register_any {
+        let (r, u, m) = register(app, config, run_id, build_dir, &mut outcomes, &opts.actor)?;
+        registered = r;
+        users_created = u;
+        memberships_created = m;
+    }
+    let ok = failed == 0 && totals_ok;
+    let sources: Vec<SourceReport> = prepared.into_iter().map(|p| p.report).collect();
+    let report = RunReport {
+        run_id: run_id.to_string(),
+        dry_run: false,
+        schema_mode: config.schema_mode,
+        sources,
+        tenants: outcomes,
+        registered,
+        failed,
+        users_created,
+        memberships_created,
+        elapsed_ms: 0.0,
+        ok,
+    };
+    let status = if registered > 0 { "done" } else { "failed" };
+    let manifest = manifest(config, &report);
+    let text = serde_json::to_string(&report).map_err(|e| Error::Internal(e.to_string()))?;
+    app.catalog.write(|tx| imports::finish_run(tx, run_id, status, &manifest, &text, now_unix()))?;
+    Ok(report)
+}
+
+/// What a run read and created: enough for `validate` and `rollback` to work later.
+fn manifest(config: &MigrationConfig, report: &RunReport) -> String {
+    json!({
+        "config": config,
+        "sources": report.sources.iter().map(|s| json!({"source": s.source, "snapshot": s.snapshot})).collect::<Vec<_>>(),
+        "tenants": report.tenants.iter().filter(|t| t.status == "registered").map(|t| json!({
+            "slug": t.slug, "tenant_id": t.tenant_id, "source": t.source, "tn": t.tn,
+            "tallies": t.tallies,
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+}
+
+/// Moves the built files into place and records every tenant, user and membership in one
+/// catalog transaction; on failure the moved files are removed again and nothing is recorded.
+fn register(
+    app: &App,
+    config: &MigrationConfig,
+    run_id: &str,
+    build_dir: &Path,
+    outcomes: &mut [TenantOutcome],
+    actor: &Actor,
+) -> Result<(usize, usize, usize)> {
+    let mut moved: Vec<TenantId> = Vec::new();
+    let undo = |moved: &[TenantId]| {
+        for id in moved {
+            let _ = std::fs::remove_dir_all(app.paths.tenant_dir(id));
+        }
+    };
+    for o in outcomes.iter().filter(|o| o.status == "built") {
+        let id = TenantId::parse(&o.tenant_id)?;
+        let res = crate::tenancy::install_tenant_dir(app, &id, |tmp| {
+            Ok(std::fs::rename(build_dir.join(format!("{}.db", o.tenant_id)), tmp)?)
+        });
+        if let Err(e) = res {
+            undo(&moved);
+            return Err(e);
+        }
+        moved.push(id);
+    }
+    let target = app.store.schema().target();
+    let plan = config.sources.first().and_then(|s| s.tenant.plan.clone());
+    let plan = plan.unwrap_or_else(|| app.config.default_plan.clone());
+    crate::tenancy::validate_plan(app, &plan).inspect_err(|_| undo(&moved))?;
+    let res = app.change(|tx| {
+        let now = now_unix();
+        let (mut users_created, mut memberships) = (0, 0);
+        for o in outcomes.iter().filter(|o| o.status == "built") {
+            let id = TenantId::parse(&o.tenant_id)?;
+            let plan = config.sources.get(o.source).and_then(|s| s.tenant.plan.clone()).unwrap_or_else(|| plan.clone());
+            let record = tenants::TenantRecord {
+                id: id.clone(),
+                slug: Slug::parse(&o.slug)?,
+                name: o.name.clone(),
+                status: tenants::TenantStatus::Active,
+                plan: plan.clone(),
+                schema_version: if config.schema_mode == SchemaMode::Fleet { target } else { 0 },
+                schema_hold: None,
+                created_at: now,
+                updated_at: now,
+                suspended_at: None,
+                deleted_at: None,
+                purge_after: None,
+                custom_schema: config.schema_mode == SchemaMode::Keep,
+            };
+            tenants::insert(tx, &record)?;
+            tenants::insert_config(tx, &id, &o.name, now)?;
+            tenants::set_plan(tx, &id, &plan, now)?;
+            if config.schema_mode == SchemaMode::Keep {
+                imports::mark_custom_schema(tx, &id, Some(run_id), now)?;
+            }
+            imports::record_created(tx, run_id, "tenant", Some(&id), None)?;
+            audit::append(
+                tx,
+                now,
+                &audit::Event {
+                    actor: &actor.0,
+                    action: "tenant.create",
+                    tenant_id: Some(id.as_str()),
+                    resource: Some(&o.slug),
+                    outcome: "ok",
+                    details: json!({"name": o.name, "plan": plan, "migration_run": run_id}),
+                },
+            )?;
+            for u in &o.members {
+                let user_id = match identity::user_by_email(tx, &u.email)? {
+                    Some(existing) => existing.id,
+                    None => {
+                        let id = identity::insert_user(tx, &u.email, &u.password_hash, false, now)?;
+                        imports::record_created(tx, run_id, "user", None, Some(id))?;
+                        users_created += 1;
+                        id
+                    }
+                };
+                if identity::membership_of(tx, &id, user_id)?.is_none() {
+                    identity::add_membership(tx, &id, user_id, &u.role, now)?;
+                    imports::record_created(tx, run_id, "membership", Some(&id), Some(user_id))?;
+                    memberships += 1;
+                }
+            }
+        }
+        audit::append(
+            tx,
+            now,
+            &audit::Event {
+                actor: &actor.0,
+                action: "migration.run",
+                tenant_id: None,
+                resource: Some(run_id),
+                outcome: "ok",
+                details: json!({"tenants": outcomes.iter().filter(|o| o.status == "built").count(), "users_created": users_created}),
+            },
+        )?;
+        Ok((users_created, memberships))
+    });
+    match res {
+        Ok((u, m)) => {
+            let mut n = 0;
+            for o in outcomes.iter_mut().filter(|o| o.status == "built") {
+                o.status = "registered".into();
+                n += 1;
+            }
+            Ok((n, u, m))
+        }
+        Err(e) => {
+            undo(&moved);
+            Err(e)
+        }
+    }
+}
+
+/// Refuses a source whose planned tables differ from the fleet's tenant schema, naming the
+/// differences.
+fn check_fleet_schema(template: &Path, plans: &Plans, source: &Schema) -> Result<()> {
+    let conn = crate::db::open_read_only(template)?;
+    let fleet = inspect::read(&conn, "main", false)?;
+    let mut diffs = Vec::new();
+    let app_tables: Vec<&inspect::Table> = fleet.tables.iter().filter(|t| !t.name.starts_with("_tenantd_")).collect();
+    for p in &plans.tables {
+        let Some(f) = app_tables.iter().find(|t| t.name.eq_ignore_ascii_case(&p.target)) else {
+            diffs.push(format!("table {} is not in the fleet schema", p.target));
+            continue;
+        };
+        let src = &source.tables[p.index];
+        for (i, c) in p.columns.iter().enumerate() {
+            match f.column(c) {
+                None => diffs.push(format!("column {}.{c} is not in the fleet schema", p.target)),
+                Some(fc) => {
+                    if let Some(sc) = src.columns.iter().find(|s| s.name.eq_ignore_ascii_case(c)).or(src.columns.get(i))
+                    {
+                        if !sc.decl_type.eq_ignore_ascii_case(&fc.decl_type) && p.select[i].starts_with("t.") {
+                            diffs.push(format!(
+                                "column {}.{c} is {} in the source, {} in the fleet schema",
+                                p.target, sc.decl_type, fc.decl_type
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for fc in &f.columns {
+            if !p.columns.iter().any(|c| c.eq_ignore_ascii_case(&fc.name))
+                && fc.not_null
+                && fc.default.is_none()
+                && fc.pk == 0
+            {
+                diffs
+                    .push(format!("column {}.{} (NOT NULL, no default) is missing from the source", p.target, fc.name));
+            }
+        }
+    }
+    for f in &app_tables {
+        if !plans.tables.iter().any(|p| p.target.eq_ignore_ascii_case(&f.name)) {
+            diffs.push(format!("fleet table {} has no source table", f.name));
+        }
+    }
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = diffs.iter().take(12).cloned().collect();
+    Err(Error::invalid(
+        "schema_mismatch",
+        format!(
+            "the source's schema differs from the fleet's tenant schema ({} differences: {}{}); make the source's schema the fleet's (`analyze-schema --emit-schema DIR`, then tenant_schema_dir = DIR), map names in a config, or use --schema-mode keep",
+            diffs.len(),
+            shown.join("; "),
+            if diffs.len() > shown.len() { "; …" } else { "" }
+        ),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+pub struct RollbackReport {
+    pub run_id: String,
+    pub tenants_removed: Vec<String>,
+    pub users_removed: usize,
+    pub users_kept: Vec<String>,
+    pub elapsed_ms: f64,
+}
+
+/// Removes every tenant, user and membership a run created, and the run's snapshot.
+pub fn rollback(app: &App, run_id: &str, actor: &Actor) -> Result<RollbackReport> {
+    let started = Instant::now();
+    let conn = app.catalog.conn()?;
+    let run = imports::run(&conn, run_id)?.ok_or_else(|| Error::NotFound(format!("migration run {run_id:?}")))?;
+    if run.status == "rolled_back" {
+        return Err(Error::conflict("already_rolled_back", format!("migration run {run_id} was already rolled back")));
+    }
+    let created = imports::created(&conn, run_id)?;
+    drop(conn);
+    let mut removed = Vec::new();
+    for (kind, tenant, _) in &created {
+        let Some(tid) = tenant.as_deref().filter(|_| kind == "tenant") else { continue };
+        let id = TenantId::parse(tid)?;
+        if let Some(t) = tenants::find_by_id(&*app.catalog.conn()?, &id)? {
+            crate::tenancy::purge(app, &t.slug, actor)?;
+            removed.push(t.slug.to_string());
+        }
+    }
+    let mut users_removed = 0;
+    let mut users_kept = Vec::new();
+    app.change(|tx| {
+        for (kind, _, user) in &created {
+            let Some(uid) = user.filter(|_| kind == "user") else { continue };
+            let others: i64 =
+                tx.query_row("SELECT count(*) FROM memberships WHERE user_id = ?1", [uid], |r| r.get(0))?;
+            if others == 0 {
+                users_removed += tx.execute("DELETE FROM users WHERE id = ?1", [uid])?;
+            } else if let Some(u) = identity::user_by_id(tx, uid)? {
+                users_kept.push(format!("{} (member of {others} other tenant(s) since the run)", u.email));
+            }
+        }
+        imports::set_status(tx, run_id, "rolled_back", now_unix())?;
+        audit::append(
+            tx,
+            now_unix(),
+            &audit::Event {
+                actor: &actor.0,
+                action: "migration.rollback",
+                tenant_id: None,
+                resource: Some(run_id),
+                outcome: "ok",
+                details: json!({"tenants_removed": removed.len(), "users_removed": users_removed}),
+            },
+        )?;
+        Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(app.paths.data_dir.join("backups").join("migrations").join(run_id));
+    Ok(RollbackReport {
+        run_id: run_id.to_string(),
+        tenants_removed: removed,
+        users_removed,
+        users_kept,
+        elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
+    })
+}

@@ -333,3 +333,38 @@ fn a_session_use_is_written_by_the_flush_and_counts_before_it_is() {
     tenantd::limits::flush_usage(&s.app).unwrap();
     assert!(stored() >= used, "the flush wrote the use");
 }
+
+/// Issue 19: a user imported from a Flask app keeps the Werkzeug hash it had; the first
+/// successful sign-in replaces it with argon2id, and a failed one leaves it alone.
+#[test]
+fn issue19_imported_werkzeug_hash_signs_in_and_is_rehashed() {
+    // Werkzeug 3.1.9 `generate_password_hash(PASSWORD)`: its default, scrypt 32768:8:1.
+    const WERKZEUG: &str = "scrypt:32768:8:1$Gy3aK1bdjiKtodGk$1177e088c01d23a51346e2a6a8b59bf30244dd0bc24fed1bd99c9c4712ff6301307b6505db97a5f98e0b3a92092057ccdf942f42635116c292d3f4bd8482da50";
+    let s = TestServer::start();
+    s.member("flask@acme.test", "acme", "admin");
+    let catalog = rusqlite::Connection::open(s.data_dir().join("catalog.db")).unwrap();
+    catalog.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+    catalog.execute("UPDATE users SET password_hash = ?1 WHERE email = 'flask@acme.test'", [WERKZEUG]).unwrap();
+    let stored = || -> String {
+        catalog.query_row("SELECT password_hash FROM users WHERE email = 'flask@acme.test'", [], |r| r.get(0)).unwrap()
+    };
+
+    assert_eq!(login(&s, "flask@acme.test", "tangerine-orbit-41").status, 401);
+    assert_eq!(stored(), WERKZEUG, "a failed sign-in does not re-hash");
+
+    let r = login(&s, "flask@acme.test", PASSWORD);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    assert!(stored().starts_with("$argon2id$"), "{}", stored());
+    assert_eq!(s.get_as("/api/v1/auth/me", &token).status, 200, "re-hashing ends no session");
+
+    let again = login(&s, "flask@acme.test", PASSWORD);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(login(&s, "flask@acme.test", "tangerine-orbit-41").status, 401);
+
+    let log = s.get_as("/api/v1/t/acme/audit?action=auth.login", &token).json();
+    let details: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["details"].as_str().unwrap()).collect();
+    assert_eq!(details.len(), 2, "{log}");
+    assert!(details[1].contains(r#""rehashed_from":"werkzeug_scrypt""#), "the first sign-in says so: {details:?}");
+    assert!(!details[0].contains("rehashed_from"), "the second had nothing to re-hash: {details:?}");
+}

@@ -12,7 +12,10 @@ use super::LoginRequest;
 /// How a sign-in attempt ended.
 #[derive(Clone, Copy)]
 pub enum Outcome {
-    Ok,
+    /// Signed in; `rehashed_from` names the legacy hash replaced by argon2id on the way.
+    Ok {
+        rehashed_from: Option<&'static str>,
+    },
     WrongPassword,
     WrongCode,
     Locked,
@@ -22,8 +25,12 @@ pub enum Outcome {
 const MAX_TENANTS: usize = 50;
 
 pub fn sign_in(app: &App, user: &User, req: &LoginRequest<'_>, outcome: Outcome) {
+    let rehashed_from = match outcome {
+        Outcome::Ok { rehashed_from } => rehashed_from,
+        _ => None,
+    };
     let (action, outcome, reason, risk) = match outcome {
-        Outcome::Ok => ("auth.login", "ok", None, 0),
+        Outcome::Ok { .. } => ("auth.login", "ok", None, 0),
         Outcome::WrongPassword => ("auth.login_failed", "denied", Some("wrong_password"), 30),
         Outcome::WrongCode => ("auth.login_failed", "denied", Some("wrong_totp"), 40),
         Outcome::Locked => ("auth.login_failed", "denied", Some("account_locked"), 50),
@@ -47,9 +54,10 @@ pub fn sign_in(app: &App, user: &User, req: &LoginRequest<'_>, outcome: Outcome)
     };
     let actor = format!("user:{}", user.id);
     let source = req.caller.client.map(|s| s.to_string());
-    let details = match reason {
-        Some(r) => serde_json::json!({"reason": r, "failed_logins": user.failed_logins + 1}),
-        None => serde_json::json!({}),
+    let details = match (reason, rehashed_from) {
+        (Some(r), _) => serde_json::json!({"reason": r, "failed_logins": user.failed_logins + 1}),
+        (None, Some(from)) => serde_json::json!({"rehashed_from": from}),
+        (None, None) => serde_json::json!({}),
     };
     for t in memberships.into_iter().flatten() {
         let entry = crate::audit::Entry {

@@ -6,6 +6,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::password::Verdict;
 use super::{events, password, totp, Caller, SessionInfo, UserInfo, CACHE_MAX, SESSION_PREFIX};
 use crate::app::App;
 use crate::catalog::identity::{self, NewSession, User};
@@ -94,7 +95,8 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             rate: None,
         });
     }
-    if !password::verify(req.password, &user.password_hash) {
+    let verdict = password::verify_any(req.password, &user.password_hash);
+    if verdict == Verdict::Mismatch {
         crate::security::threats::login_failed(app, req.caller.client, req.email, now);
         events::sign_in(app, &user, req, events::Outcome::WrongPassword);
         fail_login(app, &user, req.caller.client, now)?;
@@ -116,16 +118,41 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
             });
         }
     }
-    events::sign_in(app, &user, req, events::Outcome::Ok);
     if let Err(e) = crate::security::threats::signed_in(app, &user, req.caller.client, now) {
         crate::log::warn(&format!("sign-in address check failed: {}", e.log_detail()));
     }
+    // Hashed before the catalog write, which holds the catalog's write lock.
+    let rehash = (verdict == Verdict::MatchNeedsRehash).then(|| rehash(app, &user, req)).flatten();
+    let (ok, rehashed) = start_session(app, &user, req, rehash.as_ref().map(|(_, new)| new.as_str()), now)?;
+    let rehashed_from = rehash.filter(|_| rehashed).map(|(from, _)| from);
+    if let Some(from) = rehashed_from {
+        let msg = format!("user {} signed in with a {from} password hash: re-hashed to argon2id", user.id);
+        crate::log::request("INFO", req.caller.request_id, &msg);
+    }
+    events::sign_in(app, &user, req, events::Outcome::Ok { rehashed_from });
+    Ok(ok)
+}
+
+/// The new session, and the argon2id hash replacing a legacy one in the same transaction;
+/// says whether it replaced it. No cache holds password hashes, so this needs no `app.change`.
+fn start_session(
+    app: &App,
+    user: &User,
+    req: &LoginRequest<'_>,
+    rehash: Option<&str>,
+    now: i64,
+) -> Result<(LoginOk, bool)> {
+    let cfg = &app.config.auth;
     let token = format!("{SESSION_PREFIX}{}", random_hex(32));
     let csrf = random_hex(16);
     let expires_at = now + cfg.session_ttl_minutes * 60;
     let source = req.caller.client.map(|s| s.to_string());
-    app.catalog.write(|tx| {
+    let rehashed = app.catalog.write(|tx| {
         identity::record_login_success(tx, user.id)?;
+        let rehashed = match rehash {
+            Some(new) => identity::rehash_password(tx, user.id, &user.password_hash, new, now)?,
+            None => false,
+        };
         identity::insert_session(
             tx,
             &NewSession {
@@ -138,9 +165,25 @@ pub fn login(app: &App, req: &LoginRequest<'_>, now: i64) -> Result<LoginOk> {
                 source: source.as_deref(),
                 user_agent: req.caller.user_agent.map(|u| &u[..u.len().min(300)]),
             },
-        )
+        )?;
+        Ok(rehashed)
     })?;
-    Ok(LoginOk { token, expires_at, csrf_token: csrf, user: UserInfo::from(&user) })
+    Ok((LoginOk { token, expires_at, csrf_token: csrf, user: UserInfo::from(user) }, rehashed))
+}
+
+/// A fresh argon2id hash of the password that just matched an imported legacy hash, and the
+/// legacy kind's name. A failure to hash is logged and the sign-in goes on: the legacy hash
+/// still works, and the next sign-in tries again.
+fn rehash(app: &App, user: &User, req: &LoginRequest<'_>) -> Option<(&'static str, String)> {
+    let from = password::classify(&user.password_hash).name();
+    match password::hash(req.password, &app.config.auth) {
+        Ok(new) => Some((from, new)),
+        Err(e) => {
+            let msg = format!("could not re-hash user {}'s {from} password: {}", user.id, e.log_detail());
+            crate::log::request("WARN", req.caller.request_id, &msg);
+            None
+        }
+    }
 }
 
 fn fail_login(app: &App, user: &User, source: Option<IpAddr>, now: i64) -> Result<()> {

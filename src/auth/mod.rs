@@ -4,6 +4,7 @@
 //! whenever the catalog changes.
 
 mod events;
+mod legacy;
 mod login;
 pub mod password;
 pub mod perms;

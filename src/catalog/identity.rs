@@ -96,6 +96,17 @@ pub fn set_password(conn: &Connection, user_id: i64, hash: &str, now: i64) -> Re
     Ok(())
 }
 
+/// Replaces a verified legacy hash with argon2id: the same password, so unlike
+/// `set_password` no session ends. Only while the stored hash is still `old` (a password reset
+/// meanwhile wins); returns whether it was replaced.
+pub fn rehash_password(conn: &Connection, user_id: i64, old: &str, new: &str, now: i64) -> Result<bool> {
+    let n = conn.execute(
+        "UPDATE users SET password_hash = ?3, updated_at = ?4 WHERE id = ?1 AND password_hash = ?2",
+        params![user_id, old, new, now],
+    )?;
+    Ok(n == 1)
+}
+
 pub fn record_login_failure(conn: &Connection, user_id: i64, failures: i64, locked_until: Option<i64>) -> Result<()> {
     conn.execute(
         "UPDATE users SET failed_logins = ?2, locked_until = ?3 WHERE id = ?1",

@@ -72,10 +72,17 @@ pub fn record_created(
     Ok(())
 }
 
-/// (kind, tenant id, user id) of everything a run created.
-pub fn created(conn: &Connection, run: &str) -> Result<Vec<(String, Option<String>, Option<i64>)>> {
+/// One thing a run created: a tenant, a user or a membership.
+pub struct Created {
+    pub kind: String,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<i64>,
+}
+
+/// Everything a run created.
+pub fn created(conn: &Connection, run: &str) -> Result<Vec<Created>> {
     let mut stmt = conn.prepare("SELECT kind, tenant_id, user_id FROM import_created WHERE run_id = ?1")?;
-    let rows = stmt.query_map([run], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let rows = stmt.query_map([run], |r| Ok(Created { kind: r.get(0)?, tenant_id: r.get(1)?, user_id: r.get(2)? }))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 

@@ -123,7 +123,11 @@ pub fn run(config: crate::config::Config, cmd: MigrationCmd) -> CliResult {
     match cmd {
         MigrationCmd::AnalyzeSchema { source_db, split_by, emit_config, emit_schema, common } => {
             let budget = Budget::new(Duration::from_secs(common.statement_timeout));
-            let a = analyze::analyze(&source_db, split_by.as_deref(), &budget)?;
+            let mut a = analyze::analyze(&source_db, split_by.as_deref(), &budget)?;
+            // Without --emit-schema the fleet does not have the source's schema: tenants keep it.
+            if emit_schema.is_none() {
+                a.config.schema_mode = SchemaMode::Keep;
+            }
             if let Some(path) = &emit_config {
                 let text = serde_json::to_string_pretty(&a.config).map_err(|e| CliError::failed(e.to_string()))?;
                 std::fs::write(path, text + "\n")?;

@@ -143,6 +143,28 @@ pub fn build(
                 )?;
                 report.cross_tenant.insert(table.name.clone(), crossing as u64);
             }
+            // A junction row goes to its tenant only if every key it holds into tenant data
+            // points at that tenant's rows (a link to a row left behind stays behind too).
+            if place.role == Role::Junction {
+                for &k in &place.via {
+                    let fk = &table.foreign_keys[k];
+                    let Some(pi) = schema.index_of(&fk.table) else { continue };
+                    let on: Vec<String> =
+                        fk.from.iter().zip(&fk.to).map(|(f, to)| format!("p.{} = t.{}", q(to), q(f))).collect();
+                    let set: Vec<String> = fk.from.iter().map(|f| format!("t.{} IS NOT NULL", q(f))).collect();
+                    conn.execute(
+                        &format!(
+                            "DELETE FROM {m} AS m WHERE EXISTS (SELECT 1 FROM src.{src} t WHERE t.rowid = m.rid AND {} \
+                             AND NOT EXISTS (SELECT 1 FROM src.{} p JOIN {} pm ON pm.rid = p.rowid AND pm.tn = m.tn WHERE {}))",
+                            set.join(" AND "),
+                            q(&schema.tables[pi].name),
+                            map_table(pi),
+                            on.join(" AND ")
+                        ),
+                        [],
+                    )?;
+                }
+            }
         }
         if let Some(tn) = null_tn {
             conn.execute(

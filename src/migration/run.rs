@@ -692,8 +692,8 @@ pub fn rollback(app: &App, run_id: &str, actor: &Actor) -> Result<RollbackReport
     let created = imports::created(&conn, run_id)?;
     drop(conn);
     let mut removed = Vec::new();
-    for (kind, tenant, _) in &created {
-        let Some(tid) = tenant.as_deref().filter(|_| kind == "tenant") else { continue };
+    for c in &created {
+        let Some(tid) = c.tenant_id.as_deref().filter(|_| c.kind == "tenant") else { continue };
         let id = TenantId::parse(tid)?;
         if let Some(t) = tenants::find_by_id(&*app.catalog.conn()?, &id)? {
             crate::tenancy::purge(app, &t.slug, actor)?;
@@ -703,8 +703,8 @@ pub fn rollback(app: &App, run_id: &str, actor: &Actor) -> Result<RollbackReport
     let mut users_removed = 0;
     let mut users_kept = Vec::new();
     app.change(|tx| {
-        for (kind, _, user) in &created {
-            let Some(uid) = user.filter(|_| kind == "user") else { continue };
+        for c in &created {
+            let Some(uid) = c.user_id.filter(|_| c.kind == "user") else { continue };
             let others: i64 =
                 tx.query_row("SELECT count(*) FROM memberships WHERE user_id = ?1", [uid], |r| r.get(0))?;
             if others == 0 {

@@ -85,6 +85,11 @@ pub fn detect(schema: &Schema, given: Option<&UsersSpec>) -> Option<UsersSpec> {
                     table: schema.table(name).map(|t| t.name.clone()).unwrap_or_default(),
                     email: "email".into(),
                     password: pw.into(),
+                    active: ["active", "is_active", "enabled"].into_iter().find(|c| has(name, &[c])).map(String::from),
+                    admin_flag: ["is_admin", "is_superuser", "admin", "superuser"]
+                        .into_iter()
+                        .find(|c| has(name, &[c]))
+                        .map(String::from),
                     ..Default::default()
                 });
             }
@@ -95,15 +100,10 @@ pub fn detect(schema: &Schema, given: Option<&UsersSpec>) -> Option<UsersSpec> {
 
 /// What a stored hash is, for the report (verification is `auth::password`'s).
 pub fn hash_format(hash: &str) -> &'static str {
-    match hash {
-        h if h.starts_with("$argon2") => "argon2",
-        h if h.starts_with("pbkdf2:") => "werkzeug_pbkdf2",
-        h if h.starts_with("scrypt:") => "werkzeug_scrypt",
-        h if h.starts_with("$2a$") || h.starts_with("$2b$") || h.starts_with("$2y$") => "bcrypt",
-        h if h.starts_with("pbkdf2_sha256$") => "django_pbkdf2",
-        "" => "none",
-        _ => "unsupported",
+    if hash.is_empty() {
+        return "none";
     }
+    crate::auth::password::classify(hash).name()
 }
 
 fn mapped_role(spec: &UsersSpec, source_roles: &[String], admin_flag: bool) -> String {

@@ -154,6 +154,8 @@ impl MigrationConfig {
         let value: Value = serde_json::from_str(text)
             .map_err(|e| Error::invalid("bad_config", format!("migration config is not valid JSON: {e}")))?;
         check_shape(&value, "", &SHAPE)?;
+        let mut value = value;
+        strip_comments(&mut value);
         let config: MigrationConfig = serde_json::from_value(value)
             .map_err(|e| Error::invalid("bad_config", format!("migration config: {e}")))?;
         if config.version != 1 {
@@ -182,6 +184,17 @@ impl MigrationConfig {
 
     pub fn table(&self, name: &str) -> Option<(usize, &TableSpec)> {
         self.tables.iter().enumerate().find(|(_, t)| t.name.eq_ignore_ascii_case(name))
+    }
+}
+
+fn strip_comments(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.remove("$comment");
+            map.values_mut().for_each(strip_comments);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_comments),
+        _ => {}
     }
 }
 
@@ -249,7 +262,6 @@ static SHAPE: Shape = Shape::Obj(&[
     ("users", USERS_REF),
     ("post_sql", Shape::Arr(&SQL)),
     ("continue_on_error", Shape::Bool),
-    ("$comment", Shape::Any),
 ]);
 const USERS_REF: Shape = Shape::Any;
 
@@ -269,6 +281,10 @@ fn check_shape(v: &Value, at: &str, shape: &Shape) -> Result<()> {
             let Some(map) = v.as_object() else { return wrong("an object") };
             for (k, val) in map {
                 let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                // `$comment` is allowed everywhere (JSON has no comments; JSON Schema's convention).
+                if k == "$comment" {
+                    continue;
+                }
                 match fields.iter().find(|(name, _)| name == k) {
                     None => {
                         let known: Vec<&str> = fields.iter().map(|(n, _)| *n).filter(|n| !n.starts_with('$')).collect();
@@ -315,6 +331,14 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_parses() {
+        let c = MigrationConfig::parse(include_str!("../../docs/migration-config.example.json")).unwrap();
+        assert_eq!(c.sources[0].tenant.split_by.as_deref(), Some("company.id"));
+        assert_eq!(c.tables.len(), 6);
+        assert_eq!(c.users.unwrap().roles["Auditor"], "viewer");
+    }
+
+    #[test]
     fn errors_name_the_json_pointer() {
         let base = r#"{"sources":[{"url":"a.db","tenant":{"slug":"acme"}}],"tables":[{"name":"a"},{"name":"b","columns":{"email":{"drop":"yes"}}}]}"#;
         assert!(err(base).contains("/tables/1/columns/email/drop"), "{}", err(base));
@@ -323,7 +347,7 @@ mod tests {
         assert!(err("{").contains("not valid JSON"));
         let both = r#"{"sources":[{"url":"a.db","tenant":{"slug":"a","split_by":"t.c"}}]}"#;
         assert!(err(both).contains("/sources/0/tenant"));
-        let ok = r#"{"sources":[{"url":"a.db","tenant":{"split_by":"company.id","slug_from":"slug"}}],"schema_mode":"keep",
+        let ok = r#"{"$comment":"x","sources":[{"url":"a.db","tenant":{"$comment":"y","split_by":"company.id","slug_from":"slug"}}],"schema_mode":"keep",
             "users":{"table":"ab_user","email":"email","password":"password","role_link":{"table":"ab_user_role","user_column":"user_id","role_column":"role_id","roles_table":"ab_role","role_id":"id","role_name":"name"}}}"#;
         let c = MigrationConfig::parse(ok).unwrap();
         assert_eq!(c.schema_mode, SchemaMode::Keep);

@@ -535,3 +535,47 @@ fn issue19_real_apps_split_and_sign_in() {
     }
     assert!(checked >= 6, "only {checked} users signed in");
 }
+
+#[test]
+fn issue19_rows_of_no_tenant_go_to_the_null_tenant_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(cli(&data, &["init"]).status.success());
+    let src = shared_source(dir.path());
+    let o = cli(
+        &data,
+        &[
+            "migration",
+            "convert-to-multitenant",
+            "--source-db",
+            src.to_str().unwrap(),
+            "--split-by",
+            "accounts.id",
+            "--slug-from",
+            "slug",
+            "--null-tenant",
+            "unassigned",
+            "--schema-mode",
+            "keep",
+            "--no-source-backup",
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stdout(&o), stderr(&o));
+    let r = json_of(&o);
+    let unassigned = r["tenants"].as_array().unwrap().iter().find(|t| t["slug"] == "unassigned").unwrap().clone();
+    assert_eq!(unassigned["rows"]["projects"], 1, "{unassigned}");
+    assert_eq!(unassigned["rows"]["tasks"], 40);
+    assert!(
+        r["sources"][0]["mapping"]["left_behind"].as_object().unwrap().is_empty(),
+        "{}",
+        r["sources"][0]["mapping"]
+    );
+    let totals = r["sources"][0]["totals"].as_array().unwrap();
+    assert!(totals.iter().all(|t| t["ok"] == true), "{totals:?}");
+    // Without the snapshot, validate reads the source itself.
+    let runs = std::fs::read_dir(data.join("backups/migrations")).unwrap().count();
+    assert_eq!(runs, 1);
+    let v = cli(&data, &["migration", "validate", r["run_id"].as_str().unwrap()]);
+    assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
+}

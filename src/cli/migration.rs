@@ -263,9 +263,9 @@ fn execute(config: crate::config::Config, cfg: &MigrationConfig, flags: &RunFlag
         } else {
             String::new()
         };
-        eprint!("\r{stage}: {done}/{total} ({:.0}/s{eta})   ", done as f64 / secs.max(0.001));
+        eprint!("\r\x1b[K{stage}: {done}/{total} ({:.0}/s{eta})", done as f64 / secs.max(0.001));
         let _ = std::io::stderr().flush();
-        if done == total {
+        if done == total && !stage.starts_with("rows") {
             eprintln!();
         }
     };

@@ -397,7 +397,15 @@ pub fn foreign_key_violations(conn: &Connection, limit: usize) -> Result<Vec<Str
 }
 
 /// Loads one batch of tenants: each planned table read once, rows routed by tenant number.
-pub fn load_batch(reader: &Connection, batch: &mut [Building], plans: &[TablePlan], budget: &Budget) -> Result<()> {
+/// `loaded` is called after each table with the rows written by this batch so far.
+pub fn load_batch(
+    reader: &Connection,
+    batch: &mut [Building],
+    plans: &[TablePlan],
+    budget: &Budget,
+    loaded: &mut dyn FnMut(&str, u64),
+) -> Result<()> {
+    let mut written = 0u64;
     let (Some(lo), Some(hi)) = (batch.first().map(|b| b.tn), batch.last().map(|b| b.tn)) else { return Ok(()) };
     let slot: HashMap<i64, usize> = batch.iter().enumerate().map(|(i, b)| (b.tn, i)).collect();
     for p in plans {
@@ -430,8 +438,10 @@ pub fn load_batch(reader: &Connection, batch: &mut [Building], plans: &[TablePla
         })?;
         drop(stmts);
         for (b, t) in batch.iter_mut().zip(tallies) {
+            written += t.rows;
             b.tallies.insert(p.target.clone(), t);
         }
+        loaded(&p.target, written);
     }
     Ok(())
 }

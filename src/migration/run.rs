@@ -385,6 +385,20 @@ fn run_inner(
     // Build every tenant, batch by batch, source by source.
     let total = outcomes.len() as u64;
     let mut built = 0u64;
+    // Rows to write, for the progress line: mapped rows once, whole tables once per tenant.
+    let rows_total: u64 = prepared
+        .iter()
+        .enumerate()
+        .map(|(si, p)| {
+            let n = outcomes.iter().filter(|o| o.source == si).count() as u64;
+            p.plans
+                .tables
+                .iter()
+                .map(|t| p.schema.tables[t.index].rows as u64 * if t.mapped { 1 } else { n })
+                .sum::<u64>()
+        })
+        .sum();
+    let mut rows_done = 0u64;
     for (si, p) in prepared.iter_mut().enumerate() {
         let reader = open_reader(&p.scratch, &p.snapshot, budget)?;
         let idx: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| o.source == si).map(|(i, _)| i).collect();
@@ -404,7 +418,11 @@ fn run_inner(
                 )?;
                 batch.push(b);
             }
-            build::load_batch(&reader, &mut batch, &p.plans.tables, budget)?;
+            let before = rows_done;
+            build::load_batch(&reader, &mut batch, &p.plans.tables, budget, &mut |table, n| {
+                (opts.progress)(&format!("rows ({table})"), before + n, rows_total.max(before + n));
+            })?;
+            rows_done += batch.iter().map(|b| b.tallies.values().map(|t| t.rows).sum::<u64>()).sum::<u64>();
             for (b, &i) in batch.into_iter().zip(chunk) {
                 let o = &mut outcomes[i];
                 match b.finish(&p.schema.sequences, &p.plans.tables, &config.post_sql) {

@@ -52,6 +52,27 @@ pub struct TenantRecord {
     pub custom_schema: bool,
 }
 
+impl TenantRecord {
+    /// A tenant as it is registered: active, created now.
+    pub fn new_active(id: TenantId, slug: Slug, name: String, plan: String, schema_version: i64, now: i64) -> Self {
+        TenantRecord {
+            id,
+            slug,
+            name,
+            status: TenantStatus::Active,
+            plan,
+            schema_version,
+            schema_hold: None,
+            created_at: now,
+            updated_at: now,
+            suspended_at: None,
+            deleted_at: None,
+            purge_after: None,
+            custom_schema: false,
+        }
+    }
+}
+
 const COLUMNS: &str = "id, slug, name, status, plan, schema_version, schema_hold, created_at, \
                        updated_at, suspended_at, deleted_at, purge_after";
 /// What reads select: the columns, then whether the tenant keeps its own schema.

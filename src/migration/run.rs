@@ -549,21 +549,9 @@ fn register(
         for o in outcomes.iter().filter(|o| o.status == "built") {
             let id = TenantId::parse(&o.tenant_id)?;
             let plan = config.sources.get(o.source).and_then(|s| s.tenant.plan.clone()).unwrap_or_else(|| plan.clone());
-            let record = tenants::TenantRecord {
-                id: id.clone(),
-                slug: Slug::parse(&o.slug)?,
-                name: o.name.clone(),
-                status: tenants::TenantStatus::Active,
-                plan: plan.clone(),
-                schema_version: if config.schema_mode == SchemaMode::Fleet { target } else { 0 },
-                schema_hold: None,
-                created_at: now,
-                updated_at: now,
-                suspended_at: None,
-                deleted_at: None,
-                purge_after: None,
-                custom_schema: config.schema_mode == SchemaMode::Keep,
-            };
+            let version = if config.schema_mode == SchemaMode::Fleet { target } else { 0 };
+            let mut record = tenants::TenantRecord::new_active(id.clone(), Slug::parse(&o.slug)?, o.name.clone(), plan.clone(), version, now);
+            record.custom_schema = config.schema_mode == SchemaMode::Keep;
             tenants::insert(tx, &record)?;
             tenants::insert_config(tx, &id, &o.name, now)?;
             tenants::set_plan(tx, &id, &plan, now)?;

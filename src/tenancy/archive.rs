@@ -205,21 +205,7 @@ pub fn import(app: &App, file: &Path, opts: &ImportOptions<'_>, actor: &Actor) -
         Ok(())
     })?;
     let now = now_unix();
-    let record = TenantRecord {
-        id: id.clone(),
-        slug: opts.slug.clone(),
-        name: name.clone(),
-        status: TenantStatus::Active,
-        plan: plan.clone(),
-        schema_version: version,
-        schema_hold: None,
-        created_at: now,
-        updated_at: now,
-        suspended_at: None,
-        deleted_at: None,
-        purge_after: None,
-        custom_schema: false,
-    };
+    let record = TenantRecord::new_active(id.clone(), opts.slug.clone(), name.clone(), plan.clone(), version, now);
     let res = app.change(|tx| {
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;

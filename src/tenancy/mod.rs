@@ -62,21 +62,14 @@ pub fn create(app: &App, slug: &Slug, name: &str, plan: Option<&str>, actor: &Ac
     let dir = app.paths.tenant_dir(&id);
     install_tenant_dir(app, &id, |db_tmp| Ok(std::fs::copy(&template, db_tmp).map(|_| ())?))?;
     let now = now_unix();
-    let record = TenantRecord {
-        id: id.clone(),
-        slug: slug.clone(),
-        name: name.clone(),
-        status: TenantStatus::Active,
-        plan: plan.clone(),
-        schema_version: app.store.schema().target(),
-        schema_hold: None,
-        created_at: now,
-        updated_at: now,
-        suspended_at: None,
-        deleted_at: None,
-        purge_after: None,
-        custom_schema: false,
-    };
+    let record = TenantRecord::new_active(
+        id.clone(),
+        slug.clone(),
+        name.clone(),
+        plan.clone(),
+        app.store.schema().target(),
+        now,
+    );
     let res = app.change(|tx| {
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;

@@ -491,16 +491,20 @@ fn issue19_real_apps_split_and_sign_in() {
                     |r| r.get(0),
                 )
                 .unwrap();
+            // "slug:role", the role the app's own membership table gives (`role`, or `is_owner`).
             let mut tenants: Vec<String> = u["tenants"]
                 .as_array()
                 .unwrap()
                 .iter()
-                .filter_map(|t| {
-                    t.as_object()
-                        .unwrap()
-                        .iter()
-                        .find(|(k, _)| k.ends_with(".slug"))
-                        .map(|(_, v)| v.as_str().unwrap().to_string())
+                .map(|t| {
+                    let t = t.as_object().unwrap();
+                    let slug = t.iter().find(|(k, _)| k.ends_with(".slug")).unwrap().1.as_str().unwrap();
+                    let role = match (t.get("role"), t.get("is_owner")) {
+                        (Some(r), _) => r.as_str().unwrap().to_string(),
+                        (None, Some(o)) if o == true => "owner".into(),
+                        _ => "member".into(),
+                    };
+                    format!("{slug}:{role}")
                 })
                 .collect();
             tenants.sort();
@@ -527,8 +531,12 @@ fn issue19_real_apps_split_and_sign_in() {
         assert_eq!(r.status, 200, "{email}: {}", r.text());
         let token = format!("Bearer {}", r.json()["token"].as_str().unwrap());
         let me = client.request("GET", "/api/v1/auth/me", &[("Authorization", &token)], b"").unwrap().json();
-        let mut slugs: Vec<String> =
-            me["tenants"].as_array().unwrap().iter().map(|t| t["slug"].as_str().unwrap().to_string()).collect();
+        let mut slugs: Vec<String> = me["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| format!("{}:{}", t["slug"].as_str().unwrap(), t["role"].as_str().unwrap()))
+            .collect();
         slugs.sort();
         assert_eq!(&slugs, tenants, "{email}: {me}");
         checked += 1;

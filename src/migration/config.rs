@@ -130,6 +130,18 @@ pub struct UsersSpec {
     /// Source role name → tenantd role (`owner`, `admin`, `member`, `viewer` or a custom role).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roles: BTreeMap<String, String>,
+    /// The table that says who is in which tenant as what (found when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<MembershipLink>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MembershipLink {
+    pub table: String,
+    pub user_column: String,
+    /// A role name (`role`), or a flag (`is_owner`, `is_admin`).
+    pub role_column: String,
 }
 
 fn yes() -> bool {
@@ -251,7 +263,11 @@ static USERS: Shape = Shape::Obj(&[
     ("admin_flag", Shape::Str),
     ("role_link", ROLE_LINK_REF),
     ("roles", Shape::Map(&ROLE_NAME)),
+    ("membership", MEMBERSHIP_REF),
 ]);
+const MEMBERSHIP_REF: Shape = Shape::Any;
+static MEMBERSHIP: Shape =
+    Shape::Obj(&[("table", Shape::Str), ("user_column", Shape::Str), ("role_column", Shape::Str)]);
 const ROLE_LINK_REF: Shape = Shape::Any;
 static SQL: Shape = Shape::Str;
 static SHAPE: Shape = Shape::Obj(&[
@@ -272,6 +288,7 @@ fn check_shape(v: &Value, at: &str, shape: &Shape) -> Result<()> {
             (_, "tenant") if at.starts_with("/sources/") => Some(&TENANT),
             ("", "users") => Some(&USERS),
             ("/users", "role_link") => Some(&ROLE_LINK),
+            ("/users", "membership") => Some(&MEMBERSHIP),
             _ => None,
         }
     };

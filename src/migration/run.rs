@@ -323,7 +323,15 @@ fn run_inner(
                         },
                     )
                 } else {
-                    users::collect(&reader, &schema, u, split_index, &tns)?
+                    {
+                        let mapped: Vec<usize> = plans
+                            .tables
+                            .iter()
+                            .filter(|p| p.mapped || plans.split.is_none())
+                            .map(|p| p.index)
+                            .collect();
+                        users::collect(&reader, &schema, u, split_index, &tns, &mapped)?
+                    }
                 }
             }
             None => (BTreeMap::new(), UsersReport::default()),

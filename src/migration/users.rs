@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::config::{RoleLink, UsersSpec};
+use super::config::{MembershipLink, RoleLink, UsersSpec};
 use super::inspect::{q, Schema};
 use super::map::map_table;
 use crate::error::Result;
@@ -31,6 +31,8 @@ pub struct UsersReport {
     pub skipped: Vec<String>,
     /// Count of users per password hash format.
     pub formats: BTreeMap<String, u64>,
+    /// `table.column` whose value gave each member's role in its tenant.
+    pub membership_table: Option<String>,
 }
 
 /// The users spec the config gives, else one recognised from well-known frameworks.
@@ -56,6 +58,7 @@ pub fn detect(schema: &Schema, given: Option<&UsersSpec>) -> Option<UsersSpec> {
                 role_name: "name".into(),
             }),
             roles: BTreeMap::new(),
+            membership: None,
         });
     }
     if has("auth_user", &["email", "password"]) {
@@ -75,6 +78,7 @@ pub fn detect(schema: &Schema, given: Option<&UsersSpec>) -> Option<UsersSpec> {
                 role_name: "name".into(),
             }),
             roles: BTreeMap::new(),
+            membership: None,
         });
     }
     for name in ["users", "user", "accounts_user"] {
@@ -133,6 +137,7 @@ pub fn collect(
     spec: &UsersSpec,
     split_index: Option<usize>,
     tenants: &[i64],
+    mapped_tables: &[usize],
 ) -> Result<(BTreeMap<i64, Vec<SourceUser>>, UsersReport)> {
     let mut report = UsersReport { table: Some(spec.table.clone()), ..Default::default() };
     let table = schema.table(&spec.table).ok_or_else(|| super::roles::unknown_table(schema, &spec.table))?;
@@ -207,11 +212,117 @@ pub fn collect(
             role,
         });
     }
-    // The first administrator of each tenant owns it.
+    // A membership table of the source (the tenant's own record of who is in it, and as what)
+    // decides each member's role there.
+    if let Some(m) = membership_table(schema, spec, mapped_tables) {
+        let tenant_roles = membership_roles(reader, schema, spec, &m, split_index.is_some(), single)?;
+        report.membership_table = Some(format!("{}.{}", m.table, m.role_column));
+        for (tn, users) in out.iter_mut() {
+            for u in users.iter_mut() {
+                if let Some(r) = tenant_roles.get(&(*tn, u.source_id)) {
+                    u.role = r.clone();
+                }
+            }
+        }
+    }
+    // A tenant without an owner: its first administrator owns it.
     for users in out.values_mut() {
+        if users.iter().any(|u| u.role == "owner") {
+            continue;
+        }
         if let Some(first) = users.iter_mut().find(|u| u.role == "admin") {
             first.role = "owner".into();
         }
     }
     Ok((out, report))
+}
+
+/// The source's membership table: tenant data with a key into the user table and a role
+/// column (`role`, or a flag such as `is_owner`); named in the config, or found.
+fn membership_table(schema: &Schema, spec: &UsersSpec, mapped_tables: &[usize]) -> Option<MembershipLink> {
+    if let Some(m) = &spec.membership {
+        return Some(m.clone());
+    }
+    for &i in mapped_tables {
+        let t = &schema.tables[i];
+        if t.name.eq_ignore_ascii_case(&spec.table) {
+            continue;
+        }
+        let Some(fk) = t.foreign_keys.iter().find(|f| f.table.eq_ignore_ascii_case(&spec.table) && f.from.len() == 1)
+        else {
+            continue;
+        };
+        let role =
+            ["role", "role_name", "is_owner", "is_admin"].into_iter().find_map(|c| t.column(c).map(|c| c.name.clone()));
+        if let Some(role_column) = role {
+            return Some(MembershipLink { table: t.name.clone(), user_column: fk.from[0].clone(), role_column });
+        }
+    }
+    None
+}
+
+/// Role by (tenant number, source user id) from the membership table; the highest one when a
+/// user has several rows in one tenant.
+fn membership_roles(
+    reader: &Connection,
+    schema: &Schema,
+    spec: &UsersSpec,
+    m: &MembershipLink,
+    split: bool,
+    single: i64,
+) -> Result<BTreeMap<(i64, i64), String>> {
+    let table = schema.table(&m.table).ok_or_else(|| super::roles::unknown_table(schema, &m.table))?;
+    for c in [&m.user_column, &m.role_column] {
+        if table.column(c).is_none() {
+            return Err(super::config::pointer_error(
+                "/users/membership",
+                &super::roles::unknown_column(table, c).to_string(),
+            ));
+        }
+    }
+    let cols = format!("t.{}, t.{}", q(&m.user_column), q(&m.role_column));
+    let sql = match (split, schema.index_of(&m.table)) {
+        (true, Some(i)) => {
+            format!("SELECT m.tn, {cols} FROM {} m JOIN src.{} t ON t.rowid = m.rid", map_table(i), q(&table.name))
+        }
+        _ => format!("SELECT ?1, {cols} FROM src.{} t", q(&table.name)),
+    };
+    let mut stmt = reader.prepare(&sql)?;
+    let mut rows = if split { stmt.query([])? } else { stmt.query([single])? };
+    let flag = m.role_column.to_ascii_lowercase().starts_with("is_");
+    let rank = |r: &str| ["viewer", "member", "admin", "owner"].iter().position(|x| *x == r).unwrap_or(1);
+    let mut out: BTreeMap<(i64, i64), String> = BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let tn: i64 = r.get(0)?;
+        let Some(user) = r.get::<_, Option<i64>>(1)? else { continue };
+        let value: rusqlite::types::Value = r.get(2)?;
+        let role = if flag {
+            let on = matches!(value, rusqlite::types::Value::Integer(v) if v != 0);
+            match (on, m.role_column.to_ascii_lowercase().as_str()) {
+                (true, "is_owner") => "owner".to_string(),
+                (true, _) => "admin".to_string(),
+                (false, _) => "member".to_string(),
+            }
+        } else {
+            let text = super::map::value_text(&value);
+            match spec.roles.iter().find(|(k, _)| k.eq_ignore_ascii_case(&text)) {
+                Some((_, mapped)) => mapped.clone(),
+                None => builtin_or(&text, || mapped_role(spec, &[text.clone()], false)),
+            }
+        };
+        let e = out.entry((tn, user)).or_insert_with(|| role.clone());
+        if rank(&role) > rank(e) {
+            *e = role;
+        }
+    }
+    Ok(out)
+}
+
+/// A role value that already names a tenantd role keeps it; anything else is `other()`.
+fn builtin_or(value: &str, other: impl FnOnce() -> String) -> String {
+    let v = value.to_ascii_lowercase();
+    match v.as_str() {
+        "owner" | "admin" | "member" | "viewer" => v,
+        _ => other(),
+    }
 }

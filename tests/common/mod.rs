@@ -216,6 +216,10 @@ fn command(data_dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .env("TENANTD_LOG", "quiet")
         .env_remove("TENANTD_CONFIG")
+        // The test harness's own variables are not config keys (the CLI warns about those).
+        .env_remove("TENANTD_TEST_BIN")
+        .env_remove("TENANTD_REAL_SOURCES")
+        .env_remove("TENANTD_PG_URL")
         .current_dir(data_dir.parent().unwrap_or(data_dir));
     c
 }
@@ -292,6 +296,9 @@ pub fn spawn_serve_limited(
         .args(["-c", &script, "sh", bin()])
         .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
         .env_remove("TENANTD_LOG")
+        .env_remove("TENANTD_TEST_BIN")
+        .env_remove("TENANTD_REAL_SOURCES")
+        .env_remove("TENANTD_PG_URL")
         // Never notify a service manager the test runner itself may be running under.
         .env_remove("NOTIFY_SOCKET")
         .env_remove("WATCHDOG_USEC")

@@ -307,7 +307,7 @@ fn membership_roles(
             let text = super::map::value_text(&value);
             match spec.roles.iter().find(|(k, _)| k.eq_ignore_ascii_case(&text)) {
                 Some((_, mapped)) => mapped.clone(),
-                None => builtin_or(&text, || mapped_role(spec, &[text.clone()], false)),
+                None => builtin_or(&text, || mapped_role(spec, std::slice::from_ref(&text), false)),
             }
         };
         let e = out.entry((tn, user)).or_insert_with(|| role.clone());

@@ -17,6 +17,7 @@ use crate::catalog::tenants::{self, TenantRecord};
 use crate::db::{self, Durability};
 use crate::error::{Error, Result};
 use crate::ids::Slug;
+use crate::store::schema::TenantSchema;
 use crate::util::{now_unix, par_map, random_hex};
 
 /// Reads a tenant file's `user_version` without writing anything.
@@ -356,11 +357,19 @@ fn outcome(
 /// (The backup API cannot read from the connection that holds the write transaction: it
 /// answers SQLITE_LOCKED.)
 fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcome {
+    migrate_one_with(app, p, target, run_id, app.store.schema())
+}
+
+/// `migrate_one` with the migrations of `schema` (a tenant on its own schema has its own).
+fn migrate_one_with(app: &App, p: &Pending, target: i64, run_id: i64, schema: &TenantSchema) -> TenantOutcome {
     let started = Instant::now();
     let path = app.paths.tenant_db(&p.tenant.id);
     let snapshot = app.paths.backups(&p.tenant.id).join(format!("premigrate-run{run_id}-v{}.db", p.from));
     let res = (|| -> Result<i64> {
         let mut conn = db::open_existing(&path, Durability::Normal)?;
+        if p.tenant.custom_schema {
+            db::distrust_schema(&conn)?;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let from = db::user_version(&tx)?;
         if from >= target {
@@ -370,7 +379,7 @@ fn migrate_one(app: &App, p: &Pending, target: i64, run_id: i64) -> TenantOutcom
         let reader = db::open_existing(&path, Durability::Normal)?;
         crate::store::snapshot_into(&reader, &snapshot)?;
         drop(reader);
-        app.store.schema().apply_in(&tx, from, target)?;
+        schema.apply_in(&tx, from, target)?;
         tx.commit()?;
         Ok(from)
     })();
@@ -391,8 +400,104 @@ fn error_text(e: &Error) -> String {
     }
 }
 
+/// The migrations in `dir` of a tenant on its own schema, checked over the schema it was
+/// imported with (version 0, read from its file).
+pub fn own_schema(app: &App, slug: &Slug, dir: &Path) -> Result<TenantSchema> {
+    let t = app.tenant(slug)?;
+    let conn = db::open_read_only(&app.paths.tenant_db(&t.id))?;
+    let mut stmt = conn.prepare(
+        "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+         AND tbl_name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' ORDER BY type = 'table' DESC, rowid",
+    )?;
+    let ddl: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+    drop(stmt);
+    // Only a tenant still at its imported schema (version 0) lets the files be replayed on it
+    // first; past it, they are checked as they are applied.
+    let base = (db::user_version(&conn)? == 0).then_some(ddl.as_slice());
+    TenantSchema::from_dir_over(dir, base)
+}
+
+/// Migrates one tenant: to the fleet's target, or, for a tenant on its own schema (`migration
+/// --schema-mode keep`), with its own numbered migrations (`own`; the imported schema is
+/// version 0). Snapshot first, one transaction, recorded in the ledger and the platform audit
+/// like a fleet run, so `schema rollback` restores it.
+pub fn migrate_tenant(app: &App, slug: &Slug, own: Option<&TenantSchema>, dry_run: bool) -> Result<MigrateReport> {
+    let started = Instant::now();
+    let t = app.tenant(slug)?;
+    let schema = match (t.custom_schema, own) {
+        (true, Some(s)) => s,
+        (true, None) => {
+            return Err(Error::invalid(
+                "own_schema",
+                format!("tenant {slug} keeps its own schema: give its migrations with --schema-dir DIR"),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Error::invalid(
+                "fleet_schema",
+                format!(
+                "tenant {slug} is on the fleet's schema (tenant_schema_dir); --schema-dir is for tenants on their own"
+            ),
+            ))
+        }
+        (false, None) => app.store.schema().as_ref(),
+    };
+    let target = schema.target();
+    let from = file_version(&app.paths.tenant_db(&t.id))?;
+    let mut report = MigrateReport {
+        run_id: None,
+        dry_run,
+        target,
+        tenants: 1,
+        already_current: usize::from(from >= target),
+        outcomes: Vec::new(),
+        stopped_after_canary: false,
+        drift: Vec::new(),
+        elapsed_ms: 0.0,
+    };
+    if from < target {
+        let run_id = app.change(|tx| ledger::start_run(tx, target, dry_run, now_unix()))?;
+        report.run_id = Some(run_id);
+        let p = Pending { tenant: t.clone(), from };
+        let o = if dry_run {
+            dry_run_one_with(app, &p, target, schema)
+        } else {
+            migrate_one_with(app, &p, target, run_id, schema)
+        };
+        let ok = o.status == "migrated" || o.status == "would_migrate";
+        app.change(|tx| {
+            ledger::record(tx, run_id, &o, now_unix())?;
+            let migrated = i64::from(ok);
+            ledger::finish_run(tx, run_id, if ok { "done" } else { "failed" }, migrated, 1 - migrated, 0, now_unix())?;
+            if o.status == "migrated" {
+                tenants::set_schema_version(tx, &t.id, target, None)?;
+                audit::append(
+                    tx,
+                    now_unix(),
+                    &audit::Event {
+                        actor: "cli",
+                        action: "schema.migrate",
+                        tenant_id: Some(t.id.as_str()),
+                        resource: Some(t.slug.as_str()),
+                        outcome: "ok",
+                        details: json!({"run": run_id, "from": from, "to": target, "own_schema": t.custom_schema}),
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        report.outcomes.push(o);
+    }
+    report.elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    Ok(report)
+}
+
 /// Migrates a throwaway copy; the tenant's own file is only read.
 fn dry_run_one(app: &App, p: &Pending, target: i64) -> TenantOutcome {
+    dry_run_one_with(app, p, target, app.store.schema())
+}
+
+fn dry_run_one_with(app: &App, p: &Pending, target: i64, schema: &TenantSchema) -> TenantOutcome {
     let started = Instant::now();
     let copy: PathBuf = app.paths.tmp().join(format!("dryrun-{}-{}.db", p.tenant.id, random_hex(4)));
     let res = (|| -> Result<()> {
@@ -401,7 +506,7 @@ fn dry_run_one(app: &App, p: &Pending, target: i64) -> TenantOutcome {
         crate::store::snapshot_into(&src, &copy)?;
         drop(src);
         let mut conn = Connection::open(&copy)?;
-        app.store.schema().migrate(&mut conn, target)?;
+        schema.migrate(&mut conn, target)?;
         Ok(())
     })();
     crate::store::remove_db_files(&copy);

@@ -587,3 +587,49 @@ fn issue19_rows_of_no_tenant_go_to_the_null_tenant_when_asked() {
     let v = cli(&data, &["migration", "validate", r["run_id"].as_str().unwrap()]);
     assert!(v.status.success(), "{}{}", stdout(&v), stderr(&v));
 }
+
+#[test]
+fn issue19_a_tenant_on_its_own_schema_is_migrated_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(cli(&data, &["init"]).status.success());
+    let src = shared_source(dir.path());
+    let o = cli(
+        &data,
+        &[
+            "migration",
+            "convert-to-multitenant",
+            "--source-db",
+            src.to_str().unwrap(),
+            "--tenant-slug",
+            "own",
+            "--schema-mode",
+            "keep",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Fleet migrations leave it alone.
+    let o = cli(&data, &["schema", "migrate", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json_of(&o)["outcomes"].as_array().unwrap().is_empty());
+    let o = cli(&data, &["schema", "migrate", "--tenant", "own"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--schema-dir"), "{}", stderr(&o));
+    let own = dir.path().join("own-migrations");
+    std::fs::create_dir_all(&own).unwrap();
+    std::fs::write(own.join("0001_priority.sql"), "ALTER TABLE tasks ADD COLUMN priority INTEGER NOT NULL DEFAULT 3;")
+        .unwrap();
+    let o = cli(&data, &["schema", "migrate", "--tenant", "own", "--schema-dir", own.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert_eq!(json_of(&o)["outcomes"][0]["status"], "migrated");
+    let status = stdout(&cli(&data, &["schema", "status"]));
+    assert!(status.lines().any(|l| l.starts_with("own") && l.contains("custom")), "{status}");
+    let list = stdout(&cli(&data, &["tenant", "list"]));
+    let id = list.lines().find(|l| l.starts_with("own ")).unwrap().split_whitespace().last().unwrap().to_string();
+    let c = Connection::open(data.join("tenants").join(id).join("data.db")).unwrap();
+    let p: i64 = c.query_row("SELECT sum(priority) FROM tasks", [], |r| r.get(0)).unwrap();
+    assert_eq!(p, 600);
+    // Again: nothing to do.
+    let o = cli(&data, &["schema", "migrate", "--tenant", "own", "--schema-dir", own.to_str().unwrap(), "--json"]);
+    assert_eq!(json_of(&o)["already_current"], 1);
+}

@@ -20,7 +20,7 @@ pub enum SchemaCmd {
     },
     /// Migrate every tenant to the target version (snapshot first, one transaction each).
     #[command(
-        after_help = "Exit status: 0 when every tenant is at the target version, 1 when any failed.\n\nExamples:\n  tenantd schema migrate --dry-run\n  tenantd schema migrate --canary 5 --parallel 2\n  tenantd schema migrate --canary-tenants acme,globex"
+        after_help = "Exit status: 0 when every tenant is at the target version, 1 when any failed.\n\nExamples:\n  tenantd schema migrate --dry-run\n  tenantd schema migrate --canary 5 --parallel 2\n  tenantd schema migrate --canary-tenants acme,globex\n  tenantd schema migrate --tenant imported-co --schema-dir imported-co-migrations/"
     )]
     Migrate {
         /// Migrate snapshot copies only and report what would fail; tenant files are untouched.
@@ -35,6 +35,13 @@ pub enum SchemaCmd {
         /// Tenants migrated at once (1..=64).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
         parallel: u16,
+        /// Migrate this tenant only: to the fleet's target, or, for a tenant on its own schema
+        /// (`migration --schema-mode keep`), with the migrations in --schema-dir.
+        #[arg(long, value_name = "SLUG", conflicts_with_all = ["canary", "canary_tenants"])]
+        tenant: Option<String>,
+        /// The numbered migrations of a tenant on its own schema (its imported schema is version 0).
+        #[arg(long, value_name = "DIR", requires = "tenant")]
+        schema_dir: Option<std::path::PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -66,7 +73,16 @@ pub enum SchemaCmd {
 pub fn run(app: Arc<App>, cmd: SchemaCmd) -> CliResult {
     match cmd {
         SchemaCmd::Status { json } => status(&app, json),
-        SchemaCmd::Migrate { dry_run, canary, canary_tenants, parallel, json } => {
+        SchemaCmd::Migrate { dry_run, tenant: Some(slug), schema_dir, json, .. } => {
+            let slug = Slug::parse(&slug)?;
+            let own = match &schema_dir {
+                Some(dir) => Some(fleet::own_schema(&app, &slug, dir)?),
+                None => None,
+            };
+            let r = fleet::migrate_tenant(&app, &slug, own.as_ref(), dry_run)?;
+            report(&r, json)
+        }
+        SchemaCmd::Migrate { dry_run, canary, canary_tenants, parallel, json, .. } => {
             let canary_tenants = canary_tenants.iter().map(|s| Slug::parse(s)).collect::<Result<Vec<_>, _>>()?;
             let opts = MigrateOptions { dry_run, canary, canary_tenants, parallel: parallel as usize };
             migrate(&app, &opts, json)
@@ -126,8 +142,12 @@ fn migrate(app: &App, opts: &MigrateOptions, json: bool) -> CliResult {
         }
     };
     let r = fleet::migrate(app, opts, &progress)?;
+    report(&r, json)
+}
+
+fn report(r: &fleet::MigrateReport, json: bool) -> CliResult {
     if json {
-        print_json(&r)?;
+        print_json(r)?;
     } else {
         for d in &r.drift {
             println!("DRIFT {d}");

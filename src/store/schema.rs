@@ -42,6 +42,14 @@ impl TenantSchema {
     }
 
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        Self::from_dir_over(dir, Some(&[]))
+    }
+
+    /// Migrations that start from an existing schema rather than an empty database (a tenant
+    /// that keeps the schema it was imported with): `base` is that schema's DDL at version 0,
+    /// replayed before the files to check they apply and to fingerprint each version; `None`
+    /// when it is no longer known (the files are then checked only as they are applied).
+    pub fn from_dir_over(dir: &Path, base: Option<&[String]>) -> Result<Self> {
         let entries = std::fs::read_dir(dir).map_err(|e| {
             Error::invalid("schema_dir", format!("cannot read tenant_schema_dir {}: {e}", dir.display()))
         })?;
@@ -54,7 +62,7 @@ impl TenantSchema {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
             files.push((name, std::fs::read_to_string(&path)?));
         }
-        Self::from_files(files)
+        Self::from_files_over(files, base)
     }
 
     /// Loads from the configured directory, or the built-in demo schema.
@@ -65,7 +73,11 @@ impl TenantSchema {
         }
     }
 
-    fn from_files(mut files: Vec<(String, String)>) -> Result<Self> {
+    fn from_files(files: Vec<(String, String)>) -> Result<Self> {
+        Self::from_files_over(files, Some(&[]))
+    }
+
+    fn from_files_over(mut files: Vec<(String, String)>, base: Option<&[String]>) -> Result<Self> {
         files.sort();
         let mut migrations = Vec::with_capacity(files.len());
         for (i, (name, sql)) in files.into_iter().enumerate() {
@@ -86,7 +98,10 @@ impl TenantSchema {
             return Err(Error::invalid("schema_empty", "the tenant schema has no NNNN_name.sql migrations"));
         }
         let set_hash = sha256_hex(migrations.iter().map(|m| m.sha256.as_str()).collect::<String>().as_bytes());
-        let fingerprints = replay_fingerprints(&migrations)?;
+        let fingerprints = match base {
+            Some(base) => replay_fingerprints(&migrations, base)?,
+            None => BTreeMap::new(),
+        };
         Ok(TenantSchema { migrations, fingerprints, set_hash })
     }
 
@@ -140,13 +155,16 @@ fn parse_version(name: &str) -> Result<i64> {
     digits.parse().map_err(|_| Error::invalid("schema_file_name", format!("bad version in {name:?}")))
 }
 
-fn replay_fingerprints(migrations: &[Migration]) -> Result<BTreeMap<i64, String>> {
+fn replay_fingerprints(migrations: &[Migration], base: &[String]) -> Result<BTreeMap<i64, String>> {
     let conn = Connection::open_in_memory()?;
+    for sql in base {
+        conn.execute_batch(sql)?;
+    }
+    let on = if base.is_empty() { "an empty database" } else { "the tenant's schema" };
     let mut out = BTreeMap::new();
     for m in migrations {
-        conn.execute_batch(&m.sql).map_err(|e| {
-            Error::invalid("migration_invalid", format!("{} does not apply to an empty database: {e}", m.name))
-        })?;
+        conn.execute_batch(&m.sql)
+            .map_err(|e| Error::invalid("migration_invalid", format!("{} does not apply to {on}: {e}", m.name)))?;
         out.insert(m.version, db::schema_fingerprint(&conn)?);
     }
     Ok(out)

@@ -506,6 +506,9 @@ fn dry_run_one_with(app: &App, p: &Pending, target: i64, schema: &TenantSchema) 
         crate::store::snapshot_into(&src, &copy)?;
         drop(src);
         let mut conn = Connection::open(&copy)?;
+        if p.tenant.custom_schema {
+            db::distrust_schema(&conn)?;
+        }
         schema.migrate(&mut conn, target)?;
         Ok(())
     })();

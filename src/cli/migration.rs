@@ -304,7 +304,19 @@ fn print_report(r: &RunReport) {
             );
         }
         for (t, n) in &s.mapping.cross_tenant {
-            println!("  CROSS-TENANT: {n} rows of {t} reference two tenants' rows");
+            println!("  CROSS-TENANT: {n} rows of {t} reference two tenants' rows (or rows that do)");
+        }
+        for (k, n) in &s.mapping.cross_references {
+            println!("  CROSS-TENANT: {n} rows reference another tenant's row through {k}");
+        }
+        for (t, n) in &s.mapping.orphans {
+            println!(
+                "  ORPHANS: {n} rows of {t} point at rows that do not exist (e.g. {})",
+                s.mapping.samples.get(t).map(|v| v.join(", ")).unwrap_or_default()
+            );
+        }
+        for (t, n) in &s.mapping.unexplained {
+            println!("  UNMAPPED: {n} rows of {t} got no tenant for no known reason");
         }
         for (t, n) in &s.mapping.system_left {
             println!("  by rule: {n} rows of system table {t} belong to no tenant");

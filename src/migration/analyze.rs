@@ -269,21 +269,37 @@ fn trial_split(
                 message: format!("one tenant holds {:.0}% of the rows", share * 100.0),
             });
         }
+        let sample = |t: &str| mapping.samples.get(t).map(|s| s.join(", ")).unwrap_or_default();
         for (t, n) in &mapping.cross_tenant {
-            findings.push(Finding {
-                level: "blocker",
-                code: "cross_tenant_rows",
-                message: format!(
-                    "{n} rows of {t} reference rows of two tenants (e.g. {})",
-                    mapping.samples.get(t).map(|s| s.join(", ")).unwrap_or_default()
-                ),
-            });
+            let message =
+                format!("{n} rows of {t} reference rows of two tenants, or rows that do (e.g. {})", sample(t));
+            findings.push(Finding { level: "blocker", code: "cross_tenant_rows", message });
+        }
+        for (key, n) in &mapping.cross_references {
+            let message = format!(
+                "{n} rows reference another tenant's row through {key}: that tenant's foreign keys would not hold"
+            );
+            findings.push(Finding { level: "blocker", code: "cross_tenant_rows", message });
+        }
+        for (t, n) in &mapping.orphans {
+            let message = format!(
+                "{n} rows of {t} point at a row that does not exist on their way to a tenant (e.g. {})",
+                sample(t)
+            );
+            findings.push(Finding { level: "blocker", code: "orphans", message });
         }
         for (t, n) in &mapping.left_behind {
+            let message = format!(
+                "{n} rows of {t} reach no tenant (a NULL key on the way; e.g. {}): left behind unless null_tenant is set",
+                sample(t)
+            );
+            findings.push(Finding { level: "warning", code: "rows_without_tenant", message });
+        }
+        for (t, n) in &mapping.unexplained {
             findings.push(Finding {
-                level: "warning",
-                code: "rows_without_tenant",
-                message: format!("{n} rows of {t} reach no tenant (NULL key on the way; e.g. {}): left behind unless null_tenant is set", mapping.samples.get(t).map(|s| s.join(", ")).unwrap_or_default()),
+                level: "blocker",
+                code: "unmapped_rows",
+                message: format!("{n} rows of {t} got no tenant for no known reason"),
             });
         }
         let _ = root_target;

@@ -92,9 +92,10 @@ pub fn stream(
     let cols = plan.select.join(", ");
     let sql = if plan.mapped {
         format!(
-            "SELECT m.tn, {cols} FROM {} m JOIN src.{} t ON t.rowid = m.rid WHERE m.tn BETWEEN ?1 AND ?2 ORDER BY m.rid",
-            map_table(plan.index),
-            q(&plan.source)
+            "SELECT m.tn, {cols} FROM {} m JOIN src.{} t ON t.{} = m.rid WHERE m.tn BETWEEN ?1 AND ?2 ORDER BY m.rid",
+            map_table(&plan.source),
+            q(&plan.source),
+            plan.rowid
         )
     } else {
         format!("SELECT NULL, {cols} FROM src.{} t", q(&plan.source))
@@ -197,11 +198,15 @@ fn create_source_schema(
     for t in source.tables.iter().filter(|t| included(&t.name)) {
         exec_one(conn, &t.sql, "table", &t.name)?;
     }
-    for o in source.indexes.iter().filter(|o| included(&o.table)) {
+    for o in source.indexes.iter().filter(|o| included(&o.table) && !reserved(&o.name)) {
         exec_one(conn, &o.sql, "index", &o.name)?;
     }
     let allowed: Vec<String> = plans.iter().map(|p| p.source.to_ascii_lowercase()).collect();
     for v in &source.views {
+        if reserved(&v.name) {
+            dropped.push(format!("view {}: the name is reserved for tenantd's own tables", v.name));
+            continue;
+        }
         if exec_one(conn, &v.sql, "view", &v.name).is_err() {
             dropped.push(format!("view {}: its SQL does not prepare in the tenant", v.name));
             continue;
@@ -212,15 +217,21 @@ fn create_source_schema(
         }
     }
     for tr in &source.triggers {
+        if reserved(&tr.name) {
+            dropped.push(format!("trigger {}: the name is reserved for tenantd's own tables", tr.name));
+            continue;
+        }
         if !included(&tr.table) || exec_one(conn, &tr.sql, "trigger", &tr.name).is_err() {
             dropped.push(format!("trigger {}: its table is not copied or its SQL does not prepare", tr.name));
             let _ = conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", q(&tr.name)));
             continue;
         }
-        let probe = trigger_probe(&tr.sql, &tr.table, source);
         let mut allowed_here = allowed.clone();
         allowed_here.extend(source.views.iter().map(|v| v.name.to_ascii_lowercase()));
-        if let Err(why) = touches_only(conn, &probe, &allowed_here, &tr.name) {
+        let refused = trigger_probes(conn, &tr.table)
+            .iter()
+            .find_map(|probe| touches_only(conn, probe, &allowed_here, &tr.name).err());
+        if let Some(why) = refused {
             conn.execute_batch(&format!("DROP TRIGGER {}", q(&tr.name)))?;
             dropped.push(format!("trigger {}: {why}", tr.name));
         }
@@ -247,6 +258,11 @@ fn create_source_schema(
     Ok(())
 }
 
+/// Names tenantd keeps for itself in every tenant file.
+pub fn reserved(name: &str) -> bool {
+    name.to_ascii_lowercase().starts_with("_tenantd_")
+}
+
 /// Runs one statement of the source's DDL, refusing anything but the expected kind of
 /// `CREATE` (the text comes from an untrusted file).
 fn exec_one(conn: &Connection, sql: &str, kind: &str, name: &str) -> Result<()> {
@@ -267,21 +283,21 @@ fn exec_one(conn: &Connection, sql: &str, kind: &str, name: &str) -> Result<()> 
     Ok(())
 }
 
-/// A statement that fires the trigger, to prepare (not run) under the authorizer.
-fn trigger_probe(sql: &str, table: &str, source: &Schema) -> String {
-    let upper = sql.to_ascii_uppercase();
-    let head = upper.split(" BEGIN").next().unwrap_or(&upper);
+/// Statements that fire every trigger a table or view can have (INSERT, UPDATE of every
+/// column, DELETE), to prepare (never run) under the authorizer: whatever the trigger's head
+/// says, its body is compiled by one of them.
+fn trigger_probes(conn: &Connection, table: &str) -> Vec<String> {
     let t = q(table);
-    if head.contains(" DELETE ") || head.contains(" DELETE\n") {
-        format!("DELETE FROM {t}")
-    } else if head.contains(" UPDATE") {
-        let cols = source
-            .table(table)
-            .map(|t| t.columns.iter().map(|c| format!("{0} = {0}", q(&c.name))).collect::<Vec<_>>().join(", "));
-        format!("UPDATE {t} SET {}", cols.unwrap_or_else(|| "rowid = rowid".into()))
+    let cols: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info(?1)")
+        .and_then(|mut st| st.query_map([table], |r| r.get::<_, String>(0))?.collect())
+        .unwrap_or_default();
+    let set = if cols.is_empty() {
+        "rowid = rowid".to_string()
     } else {
-        format!("INSERT INTO {t} DEFAULT VALUES")
-    }
+        cols.iter().map(|c| format!("{0} = {0}", q(c))).collect::<Vec<_>>().join(", ")
+    };
+    vec![format!("INSERT INTO {t} DEFAULT VALUES"), format!("UPDATE {t} SET {set}"), format!("DELETE FROM {t}")]
 }
 
 /// Prepares `probe` with an authorizer that records every table read or written; refuses
@@ -296,19 +312,28 @@ fn touches_only(conn: &Connection, probe: &str, allowed: &[String], object: &str
             log.lock().push(s);
             Authorization::Deny
         };
-        let table_ok = |t: &str| {
+        // The tenant's own tables; SQLite's internal ones may be read, never written; tenantd's
+        // (`_tenantd_*`, the audit chain) never touched.
+        let table_ok = |t: &str, write: bool| {
             let l = t.to_ascii_lowercase();
-            allowed_owned.contains(&l) || l == object_l || l.starts_with("sqlite_") || l.starts_with("_tenantd_")
+            !l.starts_with("_tenantd_")
+                && (allowed_owned.contains(&l) || l == object_l || (!write && l.starts_with("sqlite_")))
         };
         match ctx.action {
-            AuthAction::Read { table_name, .. }
-            | AuthAction::Insert { table_name }
-            | AuthAction::Update { table_name, .. }
-            | AuthAction::Delete { table_name } => {
-                if table_ok(table_name) && ctx.database_name.is_none_or(|d| d == "main") {
+            AuthAction::Read { table_name, .. } => {
+                if table_ok(table_name, false) && ctx.database_name.is_none_or(|d| d == "main") {
                     Authorization::Allow
                 } else {
-                    bad(format!("touches {table_name}, which is not one of the tenant's tables"))
+                    bad(format!("reads {table_name}, which is not one of the tenant's tables"))
+                }
+            }
+            AuthAction::Insert { table_name }
+            | AuthAction::Update { table_name, .. }
+            | AuthAction::Delete { table_name } => {
+                if table_ok(table_name, true) && ctx.database_name.is_none_or(|d| d == "main") {
+                    Authorization::Allow
+                } else {
+                    bad(format!("writes {table_name}, which is not one of the tenant's tables"))
                 }
             }
             AuthAction::Attach { .. } | AuthAction::Detach { .. } | AuthAction::Pragma { .. } => {
@@ -350,6 +375,12 @@ impl Building {
         if has_seq {
             for p in plans {
                 if let Some(seq) = sequences.get(&p.source) {
+                    // An empty table has no row here yet: the counter must still not restart.
+                    conn.execute(
+                        "INSERT INTO sqlite_sequence (name, seq) SELECT ?1, ?2 \
+                         WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = ?1)",
+                        rusqlite::params![p.target, seq],
+                    )?;
                     conn.execute(
                         "UPDATE sqlite_sequence SET seq = max(seq, ?2) WHERE name = ?1",
                         rusqlite::params![p.target, seq],

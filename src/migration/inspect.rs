@@ -53,6 +53,30 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
     }
+
+    /// The name that reaches this table's rowid: `rowid`, or `_rowid_`/`oid` when a column is
+    /// called `rowid` (a declared column shadows the name); none for WITHOUT ROWID tables or
+    /// when all three are columns.
+    pub fn rowid(&self) -> Option<&'static str> {
+        if self.without_rowid {
+            return None;
+        }
+        ["rowid", "_rowid_", "oid"].into_iter().find(|n| self.column(n).is_none())
+    }
+
+    /// `rowid`, or a one-line error saying why this table has none to use.
+    pub fn rowid_or_err(&self) -> crate::error::Result<&'static str> {
+        self.rowid().ok_or_else(|| {
+            crate::error::Error::invalid(
+                "unsupported_table",
+                format!(
+                    "table {} has no usable rowid (WITHOUT ROWID, or columns named rowid, _rowid_ and oid): \
+                     it can be copied whole (action lookup) or excluded, not split",
+                    self.name
+                ),
+            )
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -167,15 +191,17 @@ fn read_table(conn: &Connection, db: &str, name: &str, sql: &str) -> Result<Tabl
     for fk in &mut foreign_keys {
         fk.nullable = fk.from.iter().all(|c| columns.iter().any(|col| col.name == *c && !col.not_null && col.pk == 0));
     }
-    let upper = sql.to_ascii_uppercase();
+    // `wr` of pragma_table_list (SQLite 3.37+), not a search of the SQL text.
+    let without_rowid: bool = conn
+        .query_row(&format!("SELECT wr FROM {}.pragma_table_list(?1)", q(db)), [name], |r| r.get::<_, i64>(0))
+        .map(|wr| wr != 0)?;
     Ok(Table {
         name: name.to_string(),
         sql: sql.to_string(),
         columns,
         pk,
         foreign_keys,
-        without_rowid: upper.trim_end().trim_end_matches(';').trim_end().ends_with("WITHOUT ROWID")
-            || upper.contains("WITHOUT ROWID"),
+        without_rowid,
         autoincrement: false,
         rows: 0,
         bytes: None,

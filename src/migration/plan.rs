@@ -22,8 +22,11 @@ pub struct TablePlan {
     pub select: Vec<String>,
     /// Rows come through the tenant map `map_<n>` (split runs); `None`: the whole table.
     pub mapped: bool,
-    /// Index of the table in the source schema (names its map table).
+    /// Index of the table in the source schema.
     pub index: usize,
+    /// The name that reaches the source table's rowid (see `inspect::Table::rowid`).
+    #[serde(skip)]
+    pub rowid: &'static str,
     pub path: String,
     /// Source column → new name; source columns dropped; columns the config adds.
     #[serde(skip)]
@@ -102,6 +105,12 @@ pub fn plan(schema: &Schema, config: &MigrationConfig, split: Option<&str>) -> R
         if p.role == Role::Excluded {
             continue;
         }
+        if super::build::reserved(&t.name) {
+            return Err(Error::invalid(
+                "reserved_table",
+                format!("source table {} has a name tenantd reserves for its own tables: exclude it (tables[].action = \"exclude\")", t.name),
+            ));
+        }
         if split.is_some() && t.without_rowid && p.role != Role::Lookup {
             return Err(Error::invalid(
                 "unsupported_table",
@@ -154,6 +163,7 @@ pub fn plan(schema: &Schema, config: &MigrationConfig, split: Option<&str>) -> R
             select,
             mapped: split.is_some() && p.role != Role::Lookup,
             index,
+            rowid: t.rowid().unwrap_or("rowid"),
             path: p.path_text(schema),
             renames,
             drops,

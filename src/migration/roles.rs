@@ -124,7 +124,12 @@ pub fn resolve_split(schema: &Schema, spec: &str) -> Result<Split> {
         return Ok(Split { root: parent.name.clone(), key: fk.to[0].clone(), direct_column: None });
     }
     let is_key = t.pk.len() == 1 && t.pk[0].eq_ignore_ascii_case(&c.name);
-    Ok(Split { root: t.name.clone(), key: c.name.clone(), direct_column: (!is_key).then(|| c.name.clone()) })
+    // A plain tenant column (`tenant_id` in every table, no tenants table) keys every table that
+    // has it; a column of a table others reference (`company.region`) keys that table only, and
+    // the rest follow their foreign keys to it.
+    let referenced = schema.incoming(&t.name).any(|(child, _)| !child.name.eq_ignore_ascii_case(&t.name));
+    let direct = !is_key && !referenced;
+    Ok(Split { root: t.name.clone(), key: c.name.clone(), direct_column: direct.then(|| c.name.clone()) })
 }
 
 pub fn unknown_table(schema: &Schema, name: &str) -> Error {
@@ -167,49 +172,29 @@ pub fn place(schema: &Schema, split: &Split, excluded: &BTreeSet<String>, forced
         if t.name.eq_ignore_ascii_case(&split.root) {
             return Some(Role::Root);
         }
-        if is_system(&t.name) {
-            return Some(Role::System);
-        }
         None
     };
+    // The source app's own tables by name (users, sessions, …), unless the config says otherwise.
+    let named_system = |t: &Table| base_role(t).is_none() && is_system(&t.name);
     let direct = |t: &Table| -> bool {
-        split.direct_column.as_ref().is_some_and(|c| t.column(c).is_some() && base_role(t).is_none())
+        split
+            .direct_column
+            .as_ref()
+            .is_some_and(|c| t.column(c).is_some() && base_role(t).is_none() && !named_system(t))
     };
     // Breadth-first from the root over incoming foreign keys: each table's shortest way there.
+    // First through the app's data only; then system tables that reach the root by a key of
+    // their own (a `users.account_id`) join as tenant data, with what hangs off them.
     let n = schema.tables.len();
     let mut dist: Vec<Option<usize>> = vec![None; n];
     let mut first: Vec<Option<Step>> = vec![None; n];
-    let mut queue = VecDeque::new();
     for (i, t) in schema.tables.iter().enumerate() {
         if base_role(t) == Some(Role::Root) || direct(t) {
             dist[i] = Some(0);
-            queue.push_back(i);
         }
     }
-    while let Some(p) = queue.pop_front() {
-        let parent = &schema.tables[p];
-        for (ci, child) in schema.tables.iter().enumerate() {
-            if dist[ci].is_some() || base_role(child).is_some() {
-                continue;
-            }
-            // Prefer a NOT NULL key: it reaches the root for every row.
-            let mut keys: Vec<(usize, bool)> = child
-                .foreign_keys
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| {
-                    f.table.eq_ignore_ascii_case(&parent.name) && !f.table.eq_ignore_ascii_case(&child.name)
-                })
-                .map(|(k, f)| (k, f.nullable))
-                .collect();
-            keys.sort_by_key(|(_, nullable)| *nullable);
-            if let Some((k, _)) = keys.first() {
-                dist[ci] = Some(dist[p].unwrap_or(0) + 1);
-                first[ci] = Some(Step { table: child.name.clone(), fk: *k, parent: parent.name.clone() });
-                queue.push_back(ci);
-            }
-        }
-    }
+    walk(schema, &mut dist, &mut first, &|t| base_role(t).is_none() && !named_system(t));
+    walk(schema, &mut dist, &mut first, &|t| base_role(t).is_none());
     let mut out = Vec::with_capacity(n);
     for (i, t) in schema.tables.iter().enumerate() {
         let mut path = Vec::new();
@@ -234,6 +219,7 @@ pub fn place(schema: &Schema, split: &Split, excluded: &BTreeSet<String>, forced
         let role = match base_role(t) {
             Some(r) => r,
             None if direct(t) => Role::Dependent,
+            None if dist[i].is_none() && named_system(t) => Role::System,
             None if dist[i].is_none() => Role::Lookup,
             None if reaching.len() >= 2 => Role::Junction,
             None if self_ref => Role::SelfReferencing,
@@ -249,7 +235,61 @@ pub fn place(schema: &Schema, split: &Split, excluded: &BTreeSet<String>, forced
             depth: dist[i].unwrap_or(usize::MAX),
         });
     }
+    // A table with no way to the root that hangs off the app's system tables (user settings,
+    // tokens) belongs to those users, not to everyone: it is a system table too, so each tenant
+    // gets only the rows its data references, never a whole copy.
+    loop {
+        let mut changed = false;
+        for i in 0..n {
+            if out[i].role != Role::Lookup || forced_role(&schema.tables[i].name) == Some(Role::Lookup) {
+                continue;
+            }
+            let hangs = schema.tables[i]
+                .foreign_keys
+                .iter()
+                .any(|f| schema.index_of(&f.table).is_some_and(|p| p != i && out[p].role == Role::System));
+            if hangs {
+                out[i].role = Role::System;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
     out
+}
+
+/// Breadth-first over incoming foreign keys from every table already placed, giving each
+/// table `allow`ed and not yet placed its distance and first step.
+fn walk(schema: &Schema, dist: &mut [Option<usize>], first: &mut [Option<Step>], allow: &dyn Fn(&Table) -> bool) {
+    let mut placed: Vec<usize> = (0..dist.len()).filter(|&i| dist[i].is_some()).collect();
+    placed.sort_by_key(|&i| dist[i]);
+    let mut queue: VecDeque<usize> = placed.into();
+    while let Some(p) = queue.pop_front() {
+        let parent = &schema.tables[p];
+        for (ci, child) in schema.tables.iter().enumerate() {
+            if dist[ci].is_some() || !allow(child) {
+                continue;
+            }
+            // Prefer a NOT NULL key: it reaches the root for every row.
+            let mut keys: Vec<(usize, bool)> = child
+                .foreign_keys
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    f.table.eq_ignore_ascii_case(&parent.name) && !f.table.eq_ignore_ascii_case(&child.name)
+                })
+                .map(|(k, f)| (k, f.nullable))
+                .collect();
+            keys.sort_by_key(|(_, nullable)| *nullable);
+            if let Some((k, _)) = keys.first() {
+                dist[ci] = Some(dist[p].unwrap_or(0) + 1);
+                first[ci] = Some(Step { table: child.name.clone(), fk: *k, parent: parent.name.clone() });
+                queue.push_back(ci);
+            }
+        }
+    }
 }
 
 /// A ranked guess at the tenant column, with the evidence.

@@ -76,6 +76,8 @@ pub struct TableTotal {
     pub source_rows: u64,
     pub in_tenants: u64,
     pub left_behind_by_rule: u64,
+    /// Rows lost other than by rule: orphans, rows crossing tenants, unexplained.
+    pub differences: u64,
     pub ok: bool,
 }
 
@@ -308,31 +310,13 @@ fn run_inner(
         let user_spec = users::detect(&schema, config.users.as_ref());
         let (members, users_report) = match &user_spec {
             Some(u) => {
-                let split_index = plans
-                    .split
-                    .as_ref()
-                    .and_then(|_| schema.index_of(&u.table))
-                    .filter(|i| plans.tables.iter().any(|p| p.index == *i && p.mapped));
-                if plans.split.is_some() && split_index.is_none() {
-                    (
-                        BTreeMap::new(),
-                        UsersReport {
-                            table: Some(u.table.clone()),
-                            skipped: vec!["no tenant data references the user table: users were not imported".into()],
-                            ..Default::default()
-                        },
-                    )
-                } else {
-                    {
-                        let mapped: Vec<usize> = plans
-                            .tables
-                            .iter()
-                            .filter(|p| p.mapped || plans.split.is_none())
-                            .map(|p| p.index)
-                            .collect();
-                        users::collect(&reader, &schema, u, split_index, &tns, &mapped)?
-                    }
-                }
+                let tenant_data: Vec<usize> = plans
+                    .tables
+                    .iter()
+                    .filter(|p| plans.split.is_none() || p.role.is_tenant_data())
+                    .map(|p| p.index)
+                    .collect();
+                users::collect(&reader, &schema, u, plans.split.is_some(), &tns, &tenant_data)?
             }
             None => (BTreeMap::new(), UsersReport::default()),
         };
@@ -371,11 +355,8 @@ fn run_inner(
         prepared.push(Prepared { spec: spec.clone(), snapshot, scratch, schema, plans, report });
     }
     if opts.dry_run {
-        let mut sources = Vec::new();
-        for p in prepared {
-            sources.push(p.report);
-        }
-        let failed = 0;
+        let sources: Vec<SourceReport> = prepared.into_iter().map(|p| p.report).collect();
+        let ok = sources.iter().all(|s| !s.mapping.blocked());
         return Ok(RunReport {
             run_id: run_id.to_string(),
             dry_run: true,
@@ -383,11 +364,11 @@ fn run_inner(
             sources,
             tenants: outcomes,
             registered: 0,
-            failed,
+            failed: 0,
             users_created: 0,
             memberships_created: 0,
             elapsed_ms: 0.0,
-            ok: true,
+            ok,
         });
     }
     // Build every tenant, batch by batch, source by source.
@@ -643,9 +624,10 @@ fn check_fleet_schema(template: &Path, plans: &Plans, source: &Schema) -> Result
             match f.column(c) {
                 None => diffs.push(format!("column {}.{c} is not in the fleet schema", p.target)),
                 Some(fc) => {
-                    if let Some(sc) = src.columns.iter().find(|s| s.name.eq_ignore_ascii_case(c)).or(src.columns.get(i))
-                    {
-                        if !sc.decl_type.eq_ignore_ascii_case(&fc.decl_type) && p.select[i].starts_with("t.") {
+                    // The source column a plain copy reads (`t."name"`); transformed ones have none.
+                    let read = src.columns.iter().find(|sc| p.select[i] == format!("t.{}", inspect::q(&sc.name)));
+                    if let Some(sc) = read {
+                        if !sc.decl_type.eq_ignore_ascii_case(&fc.decl_type) {
                             diffs.push(format!(
                                 "column {}.{c} is {} in the source, {} in the fleet schema",
                                 p.target, sc.decl_type, fc.decl_type

@@ -107,10 +107,10 @@ pub fn source_error(path: &Path, e: rusqlite::Error) -> Error {
             "source_locked",
             format!("source {shown} is locked by another process (tried for 5 s); retry when its writer is idle"),
         ),
-        Some(rusqlite::ErrorCode::OperationInterrupted) => Error::invalid(
-            "source_timeout",
-            format!("a statement on source {shown} ran past the time budget (--statement-timeout)"),
-        ),
+        // Not bad input: the run was stopped (exit 1).
+        Some(rusqlite::ErrorCode::OperationInterrupted) => Error::Retry(format!(
+            "a statement on source {shown} ran past the time budget (--statement-timeout); raise it for a large source"
+        )),
         Some(rusqlite::ErrorCode::CannotOpen) => {
             Error::invalid("source_unreadable", format!("cannot open source {shown}: {e}"))
         }

@@ -9,14 +9,17 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::config::{MembershipLink, RoleLink, UsersSpec};
-use super::inspect::{q, Schema};
+use super::inspect::{q, Schema, Table};
 use super::map::map_table;
+use super::map::value_text;
 use crate::error::Result;
+use rusqlite::types::Value;
 
 /// One source user bound for one tenant.
 #[derive(Clone, Debug, Serialize)]
 pub struct SourceUser {
-    pub source_id: i64,
+    /// The user's key in the source (its primary key, as text).
+    pub source_id: String,
     pub email: String,
     #[serde(skip)]
     pub password_hash: String,
@@ -129,15 +132,18 @@ fn mapped_role(spec: &UsersSpec, source_roles: &[String], admin_flag: bool) -> S
     }
 }
 
-/// Users per tenant number: every user for a single-tenant run (`tenants` = [tn]), or the users
-/// a split's map gave each tenant (rows of the user table its data references).
+/// Users per tenant number: every user for a single-tenant run (`tenants` = [tn]); for a
+/// split, the users the tenant's own data references (its rows' keys into the user table, or
+/// the user table's own map when users belong to one tenant each). References from lookups or
+/// from other system tables copy the user's row for the foreign keys but make no member.
+/// `tenant_data`: the tables whose rows belong to tenants (for a split).
 pub fn collect(
     reader: &Connection,
     schema: &Schema,
     spec: &UsersSpec,
-    split_index: Option<usize>,
+    split: bool,
     tenants: &[i64],
-    mapped_tables: &[usize],
+    tenant_data: &[usize],
 ) -> Result<(BTreeMap<i64, Vec<SourceUser>>, UsersReport)> {
     let mut report = UsersReport { table: Some(spec.table.clone()), ..Default::default() };
     let table = schema.table(&spec.table).ok_or_else(|| super::roles::unknown_table(schema, &spec.table))?;
@@ -148,7 +154,13 @@ pub fn collect(
             return Err(super::config::pointer_error("/users", &super::roles::unknown_column(table, c).to_string()));
         }
     }
-    let mut roles_of: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let rid = table.rowid_or_err()?;
+    // Users are known by their key (what other tables reference), as text.
+    let id_col = match table.pk.as_slice() {
+        [pk] => format!("t.{}", q(pk)),
+        _ => format!("t.{rid}"),
+    };
+    let mut roles_of: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if let Some(link) = &spec.role_link {
         let sql = format!(
             "SELECT l.{}, r.{} FROM src.{} l JOIN src.{} r ON r.{} = l.{}",
@@ -161,46 +173,59 @@ pub fn collect(
         );
         let mut stmt =
             reader.prepare(&sql).map_err(|e| super::config::pointer_error("/users/role_link", &e.to_string()))?;
-        for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        for row in stmt.query_map([], |r| Ok((r.get::<_, Value>(0)?, r.get::<_, Value>(1)?)))? {
             let (u, name) = row?;
-            roles_of.entry(u).or_default().push(name);
+            roles_of.entry(value_text(&u)).or_default().push(value_text(&name));
         }
     }
-    let opt = |c: &Option<String>| c.as_ref().map(|c| format!("t.{}", q(c))).unwrap_or_else(|| "1".into());
+    let opt = |c: &Option<String>, none: &str| c.as_ref().map(|c| format!("t.{}", q(c))).unwrap_or_else(|| none.into());
     let select = format!(
-        "t.rowid, t.{}, t.{}, {}, {}",
+        "{id_col}, t.{}, t.{}, {}, {}",
         q(&spec.email),
         q(&spec.password),
-        opt(&spec.active),
-        spec.admin_flag.as_ref().map(|c| format!("t.{}", q(c))).unwrap_or_else(|| "0".into())
+        opt(&spec.active, "1"),
+        opt(&spec.admin_flag, "0")
     );
-    let sql = match split_index {
-        Some(i) => format!(
-            "SELECT m.tn, {select} FROM {} m JOIN src.{} t ON t.rowid = m.rid ORDER BY m.tn, t.rowid",
-            map_table(i),
+    let sql = if split {
+        members_of_tenants(reader, schema, table, tenant_data)?;
+        format!(
+            "SELECT m.tn, {select} FROM temp.members m JOIN src.{} t ON t.{rid} = m.rid ORDER BY m.tn, t.{rid}",
             q(&table.name)
-        ),
-        None => format!("SELECT ?1, {select} FROM src.{} t ORDER BY t.rowid", q(&table.name)),
+        )
+    } else {
+        format!("SELECT ?1, {select} FROM src.{} t ORDER BY t.{rid}", q(&table.name))
     };
     let mut stmt = reader.prepare(&sql)?;
     let single = tenants.first().copied().unwrap_or(0);
-    let mut rows = if split_index.is_some() { stmt.query([])? } else { stmt.query([single])? };
+    let mut rows = if split { stmt.query([])? } else { stmt.query([single])? };
     let mut out: BTreeMap<i64, Vec<SourceUser>> = BTreeMap::new();
     while let Some(r) = rows.next()? {
         let tn: i64 = r.get(0)?;
-        let id: i64 = r.get(1)?;
-        let email: Option<String> = r.get::<_, Option<String>>(2).unwrap_or(None);
-        let hash: String = r.get::<_, Option<String>>(3).unwrap_or(None).unwrap_or_default();
-        let active: bool = r.get::<_, Option<i64>>(4).unwrap_or(Some(1)).unwrap_or(0) != 0;
-        let admin: bool = r.get::<_, Option<i64>>(5).unwrap_or(Some(0)).unwrap_or(0) != 0;
-        let Some(email) = email.and_then(|e| crate::auth::validate_email(&e).ok()) else {
+        let id = value_text(&r.get::<_, Value>(1)?);
+        let email = match r.get::<_, Value>(2)? {
+            Value::Text(e) => crate::auth::validate_email(&e).ok(),
+            _ => None,
+        };
+        let hash = match r.get::<_, Value>(3)? {
+            Value::Text(h) => h,
+            _ => String::new(),
+        };
+        let Some(email) = email else {
             report.skipped.push(format!("{} id {id}: no valid email", table.name));
             continue;
         };
-        if !active {
-            report.skipped.push(format!("{email}: inactive in the source"));
-            continue;
+        match truth(&r.get::<_, Value>(4)?) {
+            Some(true) => {}
+            Some(false) => {
+                report.skipped.push(format!("{email}: inactive in the source"));
+                continue;
+            }
+            None => {
+                report.skipped.push(format!("{email}: active flag is neither true nor false"));
+                continue;
+            }
         }
+        let admin = truth(&r.get::<_, Value>(5)?).unwrap_or(false);
         let format = hash_format(&hash);
         *report.formats.entry(format.to_string()).or_default() += 1;
         let role = mapped_role(spec, roles_of.get(&id).map(Vec::as_slice).unwrap_or(&[]), admin);
@@ -214,12 +239,12 @@ pub fn collect(
     }
     // A membership table of the source (the tenant's own record of who is in it, and as what)
     // decides each member's role there.
-    if let Some(m) = membership_table(schema, spec, mapped_tables) {
-        let tenant_roles = membership_roles(reader, schema, spec, &m, split_index.is_some(), single)?;
+    if let Some(m) = membership_table(schema, spec, tenant_data) {
+        let tenant_roles = membership_roles(reader, schema, spec, &m, split, single)?;
         report.membership_table = Some(format!("{}.{}", m.table, m.role_column));
         for (tn, users) in out.iter_mut() {
             for u in users.iter_mut() {
-                if let Some(r) = tenant_roles.get(&(*tn, u.source_id)) {
+                if let Some(r) = tenant_roles.get(&(*tn, u.source_id.clone())) {
                     u.role = r.clone();
                 }
             }
@@ -270,7 +295,7 @@ fn membership_roles(
     m: &MembershipLink,
     split: bool,
     single: i64,
-) -> Result<BTreeMap<(i64, i64), String>> {
+) -> Result<BTreeMap<(i64, String), String>> {
     let table = schema.table(&m.table).ok_or_else(|| super::roles::unknown_table(schema, &m.table))?;
     for c in [&m.user_column, &m.role_column] {
         if table.column(c).is_none() {
@@ -282,29 +307,35 @@ fn membership_roles(
     }
     let cols = format!("t.{}, t.{}", q(&m.user_column), q(&m.role_column));
     let sql = match (split, schema.index_of(&m.table)) {
-        (true, Some(i)) => {
-            format!("SELECT m.tn, {cols} FROM {} m JOIN src.{} t ON t.rowid = m.rid", map_table(i), q(&table.name))
-        }
+        (true, Some(_)) => format!(
+            "SELECT m.tn, {cols} FROM {} m JOIN src.{} t ON t.{} = m.rid",
+            map_table(&table.name),
+            q(&table.name),
+            table.rowid_or_err()?
+        ),
         _ => format!("SELECT ?1, {cols} FROM src.{} t", q(&table.name)),
     };
     let mut stmt = reader.prepare(&sql)?;
     let mut rows = if split { stmt.query([])? } else { stmt.query([single])? };
     let flag = m.role_column.to_ascii_lowercase().starts_with("is_");
     let rank = |r: &str| ["viewer", "member", "admin", "owner"].iter().position(|x| *x == r).unwrap_or(1);
-    let mut out: BTreeMap<(i64, i64), String> = BTreeMap::new();
+    let mut out: BTreeMap<(i64, String), String> = BTreeMap::new();
     while let Some(r) = rows.next()? {
         let tn: i64 = r.get(0)?;
-        let Some(user) = r.get::<_, Option<i64>>(1)? else { continue };
-        let value: rusqlite::types::Value = r.get(2)?;
+        let user = match r.get::<_, Value>(1)? {
+            Value::Null => continue,
+            v => value_text(&v),
+        };
+        let value: Value = r.get(2)?;
         let role = if flag {
-            let on = matches!(value, rusqlite::types::Value::Integer(v) if v != 0);
+            let on = truth(&value).unwrap_or(false);
             match (on, m.role_column.to_ascii_lowercase().as_str()) {
                 (true, "is_owner") => "owner".to_string(),
                 (true, _) => "admin".to_string(),
                 (false, _) => "member".to_string(),
             }
         } else {
-            let text = super::map::value_text(&value);
+            let text = value_text(&value);
             match spec.roles.iter().find(|(k, _)| k.eq_ignore_ascii_case(&text)) {
                 Some((_, mapped)) => mapped.clone(),
                 None => builtin_or(&text, || mapped_role(spec, std::slice::from_ref(&text), false)),
@@ -316,6 +347,58 @@ fn membership_roles(
         }
     }
     Ok(out)
+}
+
+/// A flag as the source stored it: integers, reals, and the usual spellings of true and false
+/// in text (`t`/`f` from PostgreSQL, `true`/`false`, `yes`/`no`); NULL is false; anything else
+/// is unknown.
+fn truth(v: &Value) -> Option<bool> {
+    match v {
+        Value::Null => Some(false),
+        Value::Integer(i) => Some(*i != 0),
+        Value::Real(f) => Some(*f != 0.0),
+        Value::Text(t) => match t.trim().to_ascii_lowercase().as_str() {
+            "1" | "t" | "true" | "y" | "yes" | "on" => Some(true),
+            "0" | "f" | "false" | "n" | "no" | "off" | "" => Some(false),
+            _ => None,
+        },
+        Value::Blob(_) => None,
+    }
+}
+
+/// Fills `temp.members` (tenant number, user rowid) with the users each tenant's own data
+/// references, or the user table's own map when its rows belong to tenants.
+fn members_of_tenants(reader: &Connection, schema: &Schema, users: &Table, tenant_data: &[usize]) -> Result<()> {
+    let urid = users.rowid_or_err()?;
+    reader.execute_batch(
+        "DROP TABLE IF EXISTS temp.members; CREATE TEMP TABLE members (tn INTEGER NOT NULL, rid INTEGER NOT NULL, PRIMARY KEY (tn, rid)) WITHOUT ROWID;",
+    )?;
+    let own = schema.index_of(&users.name).is_some_and(|i| tenant_data.contains(&i));
+    if own {
+        reader.execute(
+            &format!("INSERT OR IGNORE INTO temp.members SELECT tn, rid FROM {}", map_table(&users.name)),
+            [],
+        )?;
+    }
+    for &ci in tenant_data {
+        let child = &schema.tables[ci];
+        let crid = child.rowid_or_err()?;
+        for fk in child.foreign_keys.iter().filter(|f| f.table.eq_ignore_ascii_case(&users.name)) {
+            let on: Vec<String> =
+                fk.from.iter().zip(&fk.to).map(|(f, to)| format!("u.{} = c.{}", q(to), q(f))).collect();
+            reader.execute(
+                &format!(
+                    "INSERT OR IGNORE INTO temp.members SELECT cm.tn, u.{urid} FROM {} cm JOIN src.{} c ON c.{crid} = cm.rid JOIN src.{} u ON {}",
+                    map_table(&child.name),
+                    q(&child.name),
+                    q(&users.name),
+                    on.join(" AND ")
+                ),
+                [],
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// A role value that already names a tenantd role keeps it; anything else is `other()`.

@@ -60,13 +60,13 @@ pub fn totals<'a>(
         .map(|p| {
             let source_rows = schema.tables[p.index].rows as u64;
             let in_tenants: u64 = tenants.clone().map(|t| t.get(&p.target).map(|t| t.rows).unwrap_or(0)).sum();
-            let by_rule = mapping.system_left.get(&p.source).copied().unwrap_or(0)
-                + mapping.left_behind.get(&p.source).copied().unwrap_or(0);
+            let by_rule = mapping.by_rule(&p.source);
+            let differences = mapping.differences(&p.source);
             // A system row referenced by two tenants is copied to both.
             let ok = if p.role == super::roles::Role::System {
                 in_tenants + by_rule >= source_rows
             } else if p.mapped {
-                in_tenants + by_rule == source_rows && !mapping.cross_tenant.contains_key(&p.source)
+                in_tenants + by_rule == source_rows && differences == 0
             } else {
                 in_tenants == source_rows * n_tenants
             };
@@ -76,6 +76,7 @@ pub fn totals<'a>(
                 source_rows,
                 in_tenants,
                 left_behind_by_rule: by_rule,
+                differences,
                 ok,
             }
         })

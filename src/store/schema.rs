@@ -158,7 +158,9 @@ fn parse_version(name: &str) -> Result<i64> {
 fn replay_fingerprints(migrations: &[Migration], base: &[String]) -> Result<BTreeMap<i64, String>> {
     let conn = Connection::open_in_memory()?;
     for sql in base {
-        conn.execute_batch(sql)?;
+        conn.execute_batch(sql).map_err(|e| {
+            Error::invalid("migration_invalid", format!("the tenant's own schema does not replay: {e}"))
+        })?;
     }
     let on = if base.is_empty() { "an empty database" } else { "the tenant's schema" };
     let mut out = BTreeMap::new();

@@ -40,6 +40,9 @@ pub struct TableCopy {
     /// Counted in the snapshot's transaction; the copy holds exactly these.
     pub rows: u64,
     pub ms: f64,
+    /// Per column, the NaNs stored as NULL (SQLite has no NaN: binding one stores NULL).
+    #[serde(skip)]
+    nans: Vec<(String, u64)>,
 }
 
 /// One PostgreSQL type as the snapshot stores it, and the columns that have it.
@@ -299,6 +302,12 @@ pub fn snapshot(url: &str, dest: &Path, opts: &PgOptions, budget: &Budget) -> Re
     if let Some(dir) = dest.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
     }
+    let mut not_exact = catalog.not_exact;
+    for t in &copied {
+        for (column, n) in &t.nans {
+            not_exact.push(format!("{}.{column}: {n} NaN value(s) stored as NULL (SQLite has no NaN)", t.name));
+        }
+    }
     let types = catalog
         .types
         .into_iter()
@@ -318,7 +327,7 @@ pub fn snapshot(url: &str, dest: &Path, opts: &PgOptions, budget: &Budget) -> Re
         rows: copied.iter().map(|t| t.rows).sum(),
         tables: copied,
         types,
-        not_exact: catalog.not_exact,
+        not_exact,
         not_copied: catalog.not_copied,
         elapsed_ms: started.elapsed().as_secs_f64() * 1000.0,
     })
@@ -641,10 +650,11 @@ fn copy_table(
     let mut insert = conn.prepare(&format!("INSERT INTO {} VALUES ({marks})", q(&t.name)))?;
     let storage: Vec<Storage> = t.columns.iter().map(|c| c.conv.storage()).collect();
     let mut rows_copied = 0u64;
+    let mut nans = vec![0u64; storage.len()];
     loop {
         let rows = tx.query_portal(&portal, FETCH_ROWS).map_err(fail)?;
         for row in &rows {
-            insert.execute(rusqlite::params_from_iter(values(row, &storage).map_err(fail)?))?;
+            insert.execute(rusqlite::params_from_iter(values(row, &storage, &mut nans).map_err(fail)?))?;
         }
         rows_copied += rows.len() as u64;
         if rows.len() < FETCH_ROWS as usize {
@@ -657,11 +667,17 @@ fn copy_table(
             t.name
         )));
     }
-    Ok(TableCopy { name: t.name.clone(), rows: rows_copied, ms: started.elapsed().as_secs_f64() * 1000.0 })
+    let nans = t.columns.iter().zip(nans).filter(|(_, n)| *n > 0).map(|(c, n)| (c.name.clone(), n)).collect();
+    Ok(TableCopy { name: t.name.clone(), rows: rows_copied, ms: started.elapsed().as_secs_f64() * 1000.0, nans })
 }
 
-/// One row's values, borrowed from the row where they are text or bytes.
-fn values<'r>(row: &'r Row, storage: &[Storage]) -> std::result::Result<Vec<ToSqlOutput<'r>>, ::postgres::Error> {
+/// One row's values, borrowed from the row where they are text or bytes; NaNs counted per
+/// column in `nans`.
+fn values<'r>(
+    row: &'r Row,
+    storage: &[Storage],
+    nans: &mut [u64],
+) -> std::result::Result<Vec<ToSqlOutput<'r>>, ::postgres::Error> {
     let null = || ToSqlOutput::Borrowed(ValueRef::Null);
     storage
         .iter()
@@ -671,9 +687,13 @@ fn values<'r>(row: &'r Row, storage: &[Storage]) -> std::result::Result<Vec<ToSq
                 Storage::Integer => {
                     row.try_get::<_, Option<i64>>(i)?.map_or_else(null, |v| ToSqlOutput::Owned(Value::Integer(v)))
                 }
-                Storage::Real => {
-                    row.try_get::<_, Option<f64>>(i)?.map_or_else(null, |v| ToSqlOutput::Owned(Value::Real(v)))
-                }
+                Storage::Real => match row.try_get::<_, Option<f64>>(i)? {
+                    Some(v) if v.is_nan() => {
+                        nans[i] += 1;
+                        null()
+                    }
+                    v => v.map_or_else(null, |v| ToSqlOutput::Owned(Value::Real(v))),
+                },
                 Storage::Text => row
                     .try_get::<_, Option<&str>>(i)?
                     .map_or_else(null, |v| ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes()))),

@@ -209,6 +209,13 @@ pub fn cli_with_schema(data_dir: &Path, schema_dir: &Path, args: &[&str]) -> Out
     command(data_dir, args).env("TENANTD_TENANT_SCHEMA_DIR", schema_dir).output().unwrap()
 }
 
+/// `cli` with extra environment variables (e.g. TMPDIR, to see what a command leaves there).
+pub fn cli_with_env(data_dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut c = command(data_dir, args);
+    c.envs(env.iter().copied());
+    c.output().unwrap()
+}
+
 fn command(data_dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data-dir")
@@ -216,6 +223,11 @@ fn command(data_dir: &Path, args: &[&str]) -> Command {
         .args(args)
         .env("TENANTD_LOG", "quiet")
         .env_remove("TENANTD_CONFIG")
+        // Variables that tell tests where their sources are, not configuration: the binary
+        // would warn about them as unknown TENANTD_* settings, a second line on stderr.
+        .env_remove("TENANTD_PG_URL")
+        .env_remove("TENANTD_REAL_SOURCES")
+        .env_remove("TENANTD_TEST_BIN")
         .current_dir(data_dir.parent().unwrap_or(data_dir));
     c
 }

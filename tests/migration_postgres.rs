@@ -502,3 +502,32 @@ fn issue19_pg_other_schema_reports_what_is_not_exact() {
     assert!(stderr(&o).contains("has no schema \"no_such_schema\""), "{}", stderr(&o));
     assert_no_password(&url, &data, &[&o]);
 }
+
+/// `--statement-timeout` becomes PostgreSQL's `statement_timeout`: a read that waits on a lock
+/// past it is cancelled and reported in one line. The locked table is in a schema of its own.
+#[test]
+fn issue19_pg_statement_timeout_is_one_line() {
+    let Some(url) = pg_url() else { return };
+    let schema = format!("tenantd_lock_{}", std::process::id());
+    let _drop = DropSchema(url.clone(), schema.clone());
+    let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    pg.batch_execute(&format!("CREATE SCHEMA {schema}; CREATE TABLE {schema}.busy (id int PRIMARY KEY)")).unwrap();
+    let mut holder = pg.transaction().unwrap();
+    holder.batch_execute(&format!("LOCK TABLE {schema}.busy IN ACCESS EXCLUSIVE MODE")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(cli(&data, &["init"]).status.success());
+    let started = std::time::Instant::now();
+    let o = cli(
+        &data,
+        &["migration", "analyze-schema", "--source-db", &url, "--pg-schema", &schema, "--statement-timeout", "1"],
+    );
+    let waited = started.elapsed();
+    holder.rollback().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{}{err}", stdout(&o));
+    assert!(err.contains("ran past the time budget (--statement-timeout)"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(waited < std::time::Duration::from_secs(10), "cancelled after about 1 s, not {waited:?}");
+    assert_no_password(&url, &data, &[&o]);
+}

@@ -190,7 +190,7 @@ impl Target {
                         return Error::invalid(
                             "source_timeout",
                             format!(
-                                "a statement on PostgreSQL at {} ran past the time budget (--statement-timeout)",
+                                "{doing} {}: a statement ran past the time budget (--statement-timeout)",
                                 self.shown
                             ),
                         )

@@ -266,6 +266,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn postgres_urls_pass_the_precheck_only_with_the_feature() {
+        let r = check_source("postgresql://crm@db.example/crm");
+        match cfg!(feature = "postgres") {
+            true => assert!(r.is_ok(), "{r:?}"),
+            false => assert!(r.unwrap_err().to_string().contains("not in this build")),
+        }
+        assert!(check_source("/nonexistent/app.db").unwrap_err().to_string().contains("cannot read source"));
+    }
+
+    #[test]
     fn redact_url_hides_every_password_form() {
         let cases = [
             ("postgresql://crm:s3cr%40t@127.0.0.1:5432/crm", "postgresql://crm:***@127.0.0.1:5432/crm"),

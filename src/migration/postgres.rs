@@ -245,7 +245,7 @@ fn session_sql(limit: Duration) -> String {
     )
 }
 
-/// One table to copy: its definition and the SELECT that converts its rows.
+/// One table to copy: its oid in pg_catalog and its SQLite definition.
 struct Source {
     oid: u32,
     def: TableDef,
@@ -406,12 +406,37 @@ fn read_catalog(tx: &mut Transaction<'_>, opts: &PgOptions, target: &Target) -> 
             _ => cat.not_copied.push(format!("foreign table {name}")),
         }
     }
+    let by_oid: HashMap<u32, usize> = cat.tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
+    let attnames = read_columns(tx, &mut cat, &by_oid, opts, target)?;
+    read_constraints(tx, &mut cat, &attnames, &by_oid, schema, target)?;
+    read_indexes(tx, &mut cat, &attnames, &by_oid, schema, target)?;
+    for r in tx.query(Q_TRIGGERS, &[&schema]).map_err(fail)? {
+        let (table, name): (String, String) = (r.try_get(0).map_err(fail)?, r.try_get(1).map_err(fail)?);
+        cat.not_copied.push(format!("trigger {name} on {table} (PostgreSQL functions do not run in SQLite)"));
+    }
+    check_names(&cat, target)?;
+    Ok(cat)
+}
+
+/// Column names by (table oid, attnum), for keys and indexes.
+type AttNames = HashMap<(u32, i16), String>;
+
+/// Every table's columns with their mapping; the types used and what is not exact go to the
+/// report.
+fn read_columns(
+    tx: &mut Transaction<'_>,
+    cat: &mut Catalog,
+    by_oid: &HashMap<u32, usize>,
+    opts: &PgOptions,
+    target: &Target,
+) -> Result<AttNames> {
+    let fail = |e: ::postgres::Error| target.error("reading the catalog of PostgreSQL at", e);
+    let schema = opts.schema();
     let mut labels: HashMap<u32, Vec<String>> = HashMap::new();
     for r in tx.query(Q_ENUMS, &[]).map_err(fail)? {
         labels.entry(r.try_get(0).map_err(fail)?).or_default().push(r.try_get(1).map_err(fail)?);
     }
-    let by_oid: HashMap<u32, usize> = cat.tables.iter().enumerate().map(|(i, t)| (t.oid, i)).collect();
-    let mut attnames: HashMap<(u32, i16), String> = HashMap::new();
+    let mut attnames: AttNames = HashMap::new();
     for r in tx.query(Q_COLUMNS, &[&schema]).map_err(fail)? {
         let oid: u32 = r.try_get(0).map_err(fail)?;
         let Some(&ti) = by_oid.get(&oid) else { continue };
@@ -444,6 +469,20 @@ fn read_catalog(tx: &mut Transaction<'_>, opts: &PgOptions, target: &Target) -> 
             labels: labels.unwrap_or_default(),
         });
     }
+    Ok(attnames)
+}
+
+/// Primary keys and foreign keys into the table definitions; CHECK and exclusion constraints,
+/// and foreign keys to tables not copied, into the report.
+fn read_constraints(
+    tx: &mut Transaction<'_>,
+    cat: &mut Catalog,
+    attnames: &AttNames,
+    by_oid: &HashMap<u32, usize>,
+    schema: &str,
+    target: &Target,
+) -> Result<()> {
+    let fail = |e: ::postgres::Error| target.error("reading the catalog of PostgreSQL at", e);
     let names_of = |oid: u32, keys: &[i16]| -> Option<Vec<String>> {
         keys.iter().map(|k| attnames.get(&(oid, *k)).cloned()).collect()
     };
@@ -495,13 +534,7 @@ fn read_catalog(tx: &mut Transaction<'_>, opts: &PgOptions, target: &Target) -> 
     for (ti, fk) in fks {
         cat.tables[ti].def.foreign_keys.push(fk);
     }
-    read_indexes(tx, &mut cat, &attnames, &by_oid, schema, target)?;
-    for r in tx.query(Q_TRIGGERS, &[&schema]).map_err(fail)? {
-        let (table, name): (String, String) = (r.try_get(0).map_err(fail)?, r.try_get(1).map_err(fail)?);
-        cat.not_copied.push(format!("trigger {name} on {table} (PostgreSQL functions do not run in SQLite)"));
-    }
-    check_names(&cat, target)?;
-    Ok(cat)
+    Ok(())
 }
 
 fn first_char(s: &str) -> char {
@@ -512,7 +545,7 @@ fn first_char(s: &str) -> char {
 fn read_indexes(
     tx: &mut Transaction<'_>,
     cat: &mut Catalog,
-    attnames: &HashMap<(u32, i16), String>,
+    attnames: &AttNames,
     by_oid: &HashMap<u32, usize>,
     schema: &str,
     target: &Target,

@@ -11,23 +11,26 @@ use clap::{Args, Subcommand};
 use super::{interactive, print_json, CliError, CliResult};
 use crate::app::App;
 use crate::migration::analyze::{self, Analysis};
-use crate::migration::config::{MigrationConfig, SchemaMode, SourceSpec, TenantSpec};
+use crate::migration::config::{MigrationConfig, PgOptions, SchemaMode, SourceSpec, TenantSpec};
 use crate::migration::run::{Options, RunReport};
 use crate::migration::source::Budget;
 use crate::tenancy::Actor;
 
-const ANALYZE_HELP: &str = "Opens the source read-only and writes nothing (a trial split map lives in the system's\ntemporary directory and is removed).\n\nExamples:\n  tenantd migration analyze-schema --source-db app.db\n  tenantd migration analyze-schema --source-db app.db --split-by company.id --json\n  tenantd migration analyze-schema --source-db app.db --emit-config migrate.json --emit-schema schema/";
+const ANALYZE_HELP: &str = "Opens the source read-only and writes nothing (a trial split map, and a PostgreSQL source's\nsnapshot, live in the system's temporary directory and are removed).\n\nExamples:\n  tenantd migration analyze-schema --source-db app.db\n  PGPASSWORD=... tenantd migration analyze-schema --source-db postgresql://crm@db.internal/crm\n  tenantd migration analyze-schema --source-db app.db --split-by company.id --json\n  tenantd migration analyze-schema --source-db app.db --emit-config migrate.json --emit-schema schema/";
 
-const CONVERT_HELP: &str = "One source database becomes one tenant, or with --split-by one tenant per distinct value.\nThe source is never written: a VACUUM INTO snapshot is read (kept under\nbackups/migrations/RUN/ for validate and rollback unless --no-source-backup). Tenants are\nbuilt in tmp/, validated, then registered all together or not at all.\n\nExit status: 0 when every tenant was registered and validated, 1 when any failed.\n\nExamples:\n  tenantd migration convert-to-multitenant --source-db acme.db --tenant-slug acme --tenant-name \"Acme\" --schema-mode keep\n  tenantd migration convert-to-multitenant --source-db shared.db --split-by company.id --slug-from slug --name-from name --dry-run\n  tenantd migration rollback m20261207-101500-1a2b3c";
+const CONVERT_HELP: &str = "One source database becomes one tenant, or with --split-by one tenant per distinct value.\nThe source is never written: a snapshot is read (VACUUM INTO of a SQLite file; a PostgreSQL\ndatabase copied into SQLite in one REPEATABLE READ READ ONLY transaction), kept under\nbackups/migrations/RUN/ for validate and rollback unless --no-source-backup. Tenants are\nbuilt in tmp/, validated, then registered all together or not at all.\n\nExit status: 0 when every tenant was registered and validated, 1 when any failed.\n\nExamples:\n  tenantd migration convert-to-multitenant --source-db acme.db --tenant-slug acme --tenant-name \"Acme\" --schema-mode keep\n  tenantd migration convert-to-multitenant --source-db shared.db --split-by company.id --slug-from slug --name-from name --dry-run\n  tenantd migration convert-to-multitenant --source-db postgresql://crm:PASSWORD@127.0.0.1/crm --split-by crm_account.id --schema-mode keep\n  tenantd migration rollback m20261207-101500-1a2b3c";
 
 #[derive(Subcommand, Debug)]
 pub enum MigrationCmd {
     /// Report tables, columns, roles for a split, candidate tenant columns and blockers.
     #[command(after_help = ANALYZE_HELP)]
     AnalyzeSchema {
-        /// The source database: a SQLite file (PATH or sqlite:PATH).
+        /// The source database: a SQLite file (PATH or sqlite:PATH) or
+        /// postgresql://USER[:PASSWORD]@HOST[:PORT]/DB (without a password: PGPASSWORD).
         #[arg(long, value_name = "URL")]
         source_db: String,
+        #[command(flatten)]
+        pg: PgFlags,
         /// Show roles and the trial split for TABLE.COLUMN (default: the best candidate).
         #[arg(long, value_name = "TABLE.COLUMN")]
         split_by: Option<String>,
@@ -43,8 +46,11 @@ pub enum MigrationCmd {
     /// Turn a source database into one tenant, or into one tenant per --split-by value.
     #[command(after_help = CONVERT_HELP)]
     ConvertToMultitenant {
+        /// A SQLite file (PATH or sqlite:PATH) or postgresql://USER[:PASSWORD]@HOST[:PORT]/DB.
         #[arg(long, value_name = "URL")]
         source_db: String,
+        #[command(flatten)]
+        pg: PgFlags,
         /// Slug of the one tenant (without --split-by).
         #[arg(long, value_name = "SLUG", required_unless_present = "split_by")]
         tenant_slug: Option<String>,
@@ -106,6 +112,24 @@ pub struct Common {
     statement_timeout: u64,
 }
 
+/// How a PostgreSQL source is read (docs/migration.md, "PostgreSQL sources").
+#[derive(Args, Debug)]
+pub struct PgFlags {
+    /// PostgreSQL source: the schema whose tables are read (default public).
+    #[arg(long, value_name = "SCHEMA")]
+    pg_schema: Option<String>,
+    /// PostgreSQL source: numeric/decimal as REAL instead of TEXT with the exact digits.
+    #[arg(long)]
+    numeric_as_real: bool,
+}
+
+impl PgFlags {
+    fn options(&self) -> Option<PgOptions> {
+        let o = PgOptions { schema: self.pg_schema.clone(), numeric_as_real: self.numeric_as_real };
+        (o != PgOptions::default()).then_some(o)
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct RunFlags {
     /// Print the plan (tenants, rows per table, users, blockers) and write nothing.
@@ -121,9 +145,9 @@ pub struct RunFlags {
 
 pub fn run(config: crate::config::Config, cmd: MigrationCmd) -> CliResult {
     match cmd {
-        MigrationCmd::AnalyzeSchema { source_db, split_by, emit_config, emit_schema, common } => {
+        MigrationCmd::AnalyzeSchema { source_db, pg, split_by, emit_config, emit_schema, common } => {
             let budget = Budget::new(Duration::from_secs(common.statement_timeout));
-            let mut a = analyze::analyze(&source_db, split_by.as_deref(), &budget)?;
+            let mut a = analyze::analyze(&source_db, split_by.as_deref(), pg.options().as_ref(), &budget)?;
             // Without --emit-schema the fleet does not have the source's schema: tenants keep it.
             if emit_schema.is_none() {
                 a.config.schema_mode = SchemaMode::Keep;
@@ -152,6 +176,7 @@ pub fn run(config: crate::config::Config, cmd: MigrationCmd) -> CliResult {
         }
         MigrationCmd::ConvertToMultitenant {
             source_db,
+            pg,
             tenant_slug,
             tenant_name,
             split_by,
@@ -167,6 +192,7 @@ pub fn run(config: crate::config::Config, cmd: MigrationCmd) -> CliResult {
                 version: 1,
                 sources: vec![SourceSpec {
                     url: source_db,
+                    postgres: pg.options(),
                     tenant: TenantSpec {
                         slug: tenant_slug,
                         name: tenant_name,
@@ -288,6 +314,9 @@ fn execute(config: crate::config::Config, cfg: &MigrationConfig, flags: &RunFlag
 fn print_report(r: &RunReport) {
     for s in &r.sources {
         println!("source {}{}", s.source, s.split_by.as_ref().map(|x| format!(" split by {x}")).unwrap_or_default());
+        for note in s.postgres.iter().flat_map(|p| p.notes()) {
+            println!("  {note}");
+        }
         for t in &s.tables {
             let path = if t.path.is_empty() { String::new() } else { format!("  via {}", t.path) };
             println!(
@@ -360,6 +389,9 @@ fn print_report(r: &RunReport) {
 
 fn print_analysis(a: &Analysis) {
     println!("source {}", a.source);
+    for note in a.postgres.iter().flat_map(|p| p.notes()) {
+        println!("  {note}");
+    }
     for t in &a.tables {
         let role = t.role.map(|r| r.as_str()).unwrap_or("-");
         println!(

@@ -10,12 +10,12 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::config::{MigrationConfig, SourceSpec, TableAction, TableSpec, TenantSpec};
+use super::config::{MigrationConfig, PgOptions, SourceSpec, TableAction, TableSpec, TenantSpec};
 use super::inspect::{self, q, Schema};
 use super::map::{self, value_text, MapReport};
 use super::plan;
 use super::roles::{self, Candidate, Role};
-use super::source::{self, Budget};
+use super::source::{self, Budget, PgReport};
 use super::users;
 use crate::error::{Error, Result};
 
@@ -62,7 +62,11 @@ pub struct Finding {
 
 #[derive(Debug, Serialize)]
 pub struct Analysis {
+    /// The source's URL, a PostgreSQL password replaced by `***`.
     pub source: String,
+    /// How a PostgreSQL source was read: tables, type mappings, what is not exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgReport>,
     pub tables: Vec<TableReport>,
     pub candidates: Vec<Candidate>,
     /// The split the roles and trial map are shown for (given, or the best candidate).
@@ -78,8 +82,13 @@ pub struct Analysis {
     pub config: MigrationConfig,
 }
 
-pub fn analyze(url: &str, split_by: Option<&str>, budget: &Budget) -> Result<Analysis> {
-    let path = super::run::source_path(url)?;
+/// Analyzes the source at `url`: a SQLite file read in place, or a PostgreSQL database read
+/// through a snapshot in the system's temporary directory (`pg`: how), removed at the end.
+pub fn analyze(url: &str, split_by: Option<&str>, pg: Option<&PgOptions>, budget: &Budget) -> Result<Analysis> {
+    let mut local = source::LocalCopy::new(url, pg, budget)?;
+    let path = local.path.clone();
+    let shown = source::redact_url(url);
+    let pg_options = pg.filter(|_| source::is_postgres(url)).cloned();
     let conn = source::open(&path, budget)?;
     let schema = inspect::read(&conn, "main", true).map_err(|e| match e {
         Error::Sqlite(se) => source::source_error(&path, se),
@@ -158,13 +167,17 @@ pub fn analyze(url: &str, split_by: Option<&str>, budget: &Budget) -> Result<Ana
     orphans(&conn, &mut findings)?;
     let mut config = MigrationConfig {
         version: 1,
-        sources: vec![SourceSpec { url: url.to_string(), tenant: TenantSpec::default() }],
+        sources: vec![SourceSpec { url: shown.clone(), tenant: TenantSpec::default(), postgres: pg_options }],
         ..Default::default()
     };
     let user_spec = users::detect(&schema, None);
     config.users = user_spec.clone();
+    let slug_hint = match &local.postgres {
+        Some(r) => r.database().to_string(),
+        None => path.file_stem().and_then(|s| s.to_str()).unwrap_or("tenant").to_string(),
+    };
     let mut analysis = Analysis {
-        source: url.to_string(),
+        source: shown,
         tables,
         candidates,
         split_by: chosen.clone(),
@@ -173,6 +186,7 @@ pub fn analyze(url: &str, split_by: Option<&str>, budget: &Budget) -> Result<Ana
         mapping: None,
         users: user_spec.map(|u| u.table),
         findings: Vec::new(),
+        postgres: None,
         schema: Schema {
             tables: Vec::new(),
             indexes: Vec::new(),
@@ -185,7 +199,7 @@ pub fn analyze(url: &str, split_by: Option<&str>, budget: &Budget) -> Result<Ana
     drop(conn);
     match &chosen {
         Some(spec) => trial_split(&path, &schema, spec, &mut analysis, &mut config, &mut findings, budget)?,
-        None => config.sources[0].tenant.slug = Some(default_slug(&path)),
+        None => config.sources[0].tenant.slug = Some(default_slug(&slug_hint)),
     }
     let plans = plan::plan(&schema, &config, config.sources[0].tenant.split_by.as_deref())?;
     for why in super::build::objects_that_cannot_move(&schema, &plans.tables)? {
@@ -194,11 +208,11 @@ pub fn analyze(url: &str, split_by: Option<&str>, budget: &Budget) -> Result<Ana
     analysis.findings = findings;
     analysis.schema = schema;
     analysis.config = config;
+    analysis.postgres = local.postgres.take();
     Ok(analysis)
 }
 
-fn default_slug(path: &Path) -> String {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("tenant");
+fn default_slug(stem: &str) -> String {
     let s = super::run::slugify(stem);
     if s.is_empty() {
         "tenant".into()

@@ -45,9 +45,32 @@ pub enum SchemaMode {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSpec {
-    /// A SQLite file path (or `sqlite:PATH`).
+    /// A SQLite file path (or `sqlite:PATH`), or `postgresql://USER[:PASSWORD]@HOST[:PORT]/DB`.
     pub url: String,
     pub tenant: TenantSpec,
+    /// How a PostgreSQL source is read (ignored for SQLite files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgOptions>,
+}
+
+/// How a PostgreSQL source is read into the run's snapshot (docs/migration.md, "PostgreSQL
+/// sources"). Here rather than in `postgres` so configs parse the same in builds without it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgOptions {
+    /// The schema whose tables are read (default `public`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<String>,
+    /// numeric/decimal as REAL (binary floating point, digits may be lost) instead of TEXT
+    /// holding the exact digits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub numeric_as_real: bool,
+}
+
+impl PgOptions {
+    pub fn schema(&self) -> &str {
+        self.schema.as_deref().unwrap_or("public")
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -243,7 +266,9 @@ static TENANT: Shape = Shape::Obj(&[
     ("null_tenant", Shape::Str),
     ("plan", Shape::Str),
 ]);
-static SOURCE: Shape = Shape::Obj(&[("url", Shape::Str), ("tenant", TENANT_REF)]);
+static POSTGRES: Shape = Shape::Obj(&[("schema", Shape::Str), ("numeric_as_real", Shape::Bool)]);
+static SOURCE: Shape = Shape::Obj(&[("url", Shape::Str), ("tenant", TENANT_REF), ("postgres", POSTGRES_REF)]);
+const POSTGRES_REF: Shape = Shape::Any;
 const TENANT_REF: Shape = Shape::Any;
 static ROLE_LINK: Shape = Shape::Obj(&[
     ("table", Shape::Str),
@@ -286,6 +311,7 @@ fn check_shape(v: &Value, at: &str, shape: &Shape) -> Result<()> {
     let nested = |key: &str| -> Option<&'static Shape> {
         match (at, key) {
             (_, "tenant") if at.starts_with("/sources/") => Some(&TENANT),
+            (_, "postgres") if at.starts_with("/sources/") => Some(&POSTGRES),
             ("", "users") => Some(&USERS),
             ("/users", "role_link") => Some(&ROLE_LINK),
             ("/users", "membership") => Some(&MEMBERSHIP),
@@ -369,5 +395,16 @@ mod tests {
         let c = MigrationConfig::parse(ok).unwrap();
         assert_eq!(c.schema_mode, SchemaMode::Keep);
         assert!(c.users.unwrap().role_link.is_some());
+    }
+
+    #[test]
+    fn postgres_options_parse_and_name_their_pointer() {
+        let ok = r#"{"sources":[{"url":"postgresql://crm@db/crm","tenant":{"slug":"a"},"postgres":{"schema":"crm","numeric_as_real":true}}]}"#;
+        let c = MigrationConfig::parse(ok).unwrap();
+        let pg = c.sources[0].postgres.clone().unwrap();
+        assert_eq!((pg.schema(), pg.numeric_as_real), ("crm", true));
+        assert_eq!(PgOptions::default().schema(), "public");
+        let bad = r#"{"sources":[{"url":"postgresql://db/crm","tenant":{"slug":"a"},"postgres":{"numeric":"real"}}]}"#;
+        assert!(err(bad).contains("/sources/0/postgres/numeric"), "{}", err(bad));
     }
 }

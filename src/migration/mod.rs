@@ -1,6 +1,8 @@
 //! Migration tools (issue 19): existing single-tenant application databases become tenants.
 //!
 //! - `source`: untrusted source files, opened read-only and defensively; the run's snapshot.
+//! - `postgres` (cargo feature `postgres`): a PostgreSQL database copied into such a snapshot;
+//!   `pgtypes`: how its types are stored in SQLite, and the DDL.
 //! - `inspect`: the source's tables, keys, indexes, views and triggers.
 //! - `roles`: each table's role in a split (root, dependent, junction, self-referencing,
 //!   lookup, system) and candidate tenant columns.
@@ -19,7 +21,11 @@ pub mod build;
 pub mod config;
 pub mod inspect;
 pub mod map;
+#[cfg(feature = "postgres")]
+pub mod pgtypes;
 pub mod plan;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod roles;
 pub mod run;
 pub mod source;

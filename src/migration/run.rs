@@ -15,7 +15,7 @@ use super::config::{MigrationConfig, SchemaMode, SourceSpec};
 use super::inspect::{self, Schema};
 use super::map::{self, MapReport};
 use super::plan::{self, Plans};
-use super::source::{self, Budget};
+use super::source::{self, redact_url, Budget, PgReport};
 use super::users::{self, SourceUser, UsersReport};
 use crate::app::App;
 use crate::catalog::{audit, identity, imports, tenants};
@@ -55,7 +55,11 @@ pub struct TenantOutcome {
 
 #[derive(Debug, Serialize)]
 pub struct SourceReport {
+    /// The source's URL, a PostgreSQL password replaced by `***`.
     pub source: String,
+    /// How a PostgreSQL source was read: tables, type mappings, what is not exact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgReport>,
     pub snapshot: Option<String>,
     pub split_by: Option<String>,
     pub tables: Vec<plan::TablePlan>,
@@ -98,19 +102,6 @@ pub struct RunReport {
 
 pub fn new_run_id() -> String {
     format!("m{}-{}", crate::util::file_stamp(now_unix()), crate::util::random_hex(3))
-}
-
-/// `sqlite:PATH`, `sqlite://PATH` or a plain path. PostgreSQL URLs are recognised and refused
-/// with what to do instead.
-pub fn source_path(url: &str) -> Result<PathBuf> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(Error::invalid(
-            "postgres_unavailable",
-            "PostgreSQL sources are not in this build yet: dump the database into SQLite first (see docs/migration.md)",
-        ));
-    }
-    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
-    Ok(PathBuf::from(path))
 }
 
 /// The SQLite URI that opens `path` read-only (for ATTACH).
@@ -183,9 +174,10 @@ pub fn run(app: &App, config: &MigrationConfig, opts: &Options<'_>) -> Result<Ru
     };
     let build_dir =
         if opts.dry_run { run_dir.join("build") } else { app.paths.tmp().join(format!("migration-{run_id}")) };
-    let sources_text = config.sources.iter().map(|s| s.url.clone()).collect::<Vec<_>>().join(", ");
+    // What is stored and shown of a source never holds a password.
+    let sources_text = config.sources.iter().map(|s| redact_url(&s.url)).collect::<Vec<_>>().join(", ");
     for s in &config.sources {
-        source::check_file(&source_path(&s.url)?)?;
+        source::check_source(&s.url)?;
     }
     std::fs::create_dir_all(&run_dir)?;
     if !opts.dry_run {
@@ -240,9 +232,8 @@ fn run_inner(
     let mut prepared = Vec::new();
     for (si, spec) in config.sources.iter().enumerate() {
         (opts.progress)(&format!("snapshot of source {}", si + 1), 0, 1);
-        let path = source_path(&spec.url)?;
         let snapshot = run_dir.join(format!("source-{si}.db"));
-        source::snapshot(&path, &snapshot, budget)?;
+        let pg_report = source::snapshot_source(&spec.url, spec.postgres.as_ref(), &snapshot, budget)?;
         let scratch = run_dir.join(format!("map-{si}.db"));
         let reader = open_reader(&scratch, &snapshot, budget)?;
         let schema = inspect::read(&reader, "src", true)?;
@@ -341,7 +332,8 @@ fn run_inner(
             });
         }
         let report = SourceReport {
-            source: spec.url.clone(),
+            source: redact_url(&spec.url),
+            postgres: pg_report,
             snapshot: (!opts.dry_run).then(|| snapshot.display().to_string()),
             split_by: spec.tenant.split_by.clone(),
             tables: plans.tables.clone(),
@@ -490,6 +482,10 @@ fn run_inner(
 
 /// What a run read and created: enough for `validate` and `rollback` to work later.
 fn manifest(config: &MigrationConfig, report: &RunReport) -> String {
+    let mut config = config.clone();
+    for s in &mut config.sources {
+        s.url = redact_url(&s.url);
+    }
     json!({
         "config": config,
         "sources": report.sources.iter().map(|s| json!({"source": s.source, "snapshot": s.snapshot})).collect::<Vec<_>>(),

@@ -2,8 +2,10 @@
 //! database. They are opened read-only, with SQLite's defensive mode on, `trusted_schema` off
 //! (functions with side effects never run from a view, trigger or default), no extension
 //! loading (rusqlite's `load_extension` feature is off) and a time budget per statement.
+//! Every run reads a snapshot, never the live source: `VACUUM INTO` of a SQLite file, or a
+//! PostgreSQL database copied into SQLite (`super::postgres`), which `snapshot_source` picks.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,28 @@ use parking_lot::Mutex;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
+use super::config::PgOptions;
 use crate::error::{Error, Result};
+
+/// What reading a PostgreSQL source found (tables, type mappings, what is not exact).
+#[cfg(feature = "postgres")]
+pub use super::postgres::PgReport;
+
+/// A build without the `postgres` feature never reads PostgreSQL, so it has no such report.
+#[cfg(not(feature = "postgres"))]
+#[derive(Debug, serde::Serialize)]
+pub enum PgReport {}
+
+#[cfg(not(feature = "postgres"))]
+impl PgReport {
+    pub fn notes(&self) -> Vec<String> {
+        match *self {}
+    }
+
+    pub fn database(&self) -> &str {
+        match *self {}
+    }
+}
 
 /// The time one statement against a source may take before it is interrupted.
 #[derive(Clone)]
@@ -93,6 +116,126 @@ pub fn snapshot(path: &Path, dest: &Path, budget: &Budget) -> Result<()> {
     Ok(())
 }
 
+/// `sqlite:PATH`, `sqlite://PATH` or a plain path. A PostgreSQL URL names no file: it is read
+/// through `snapshot_source`, or refused with what to do instead by a build without it.
+pub fn source_path(url: &str) -> Result<PathBuf> {
+    if is_postgres(url) {
+        return Err(postgres_unavailable());
+    }
+    let path = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")).unwrap_or(url);
+    Ok(PathBuf::from(path))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn postgres_unavailable() -> Error {
+    Error::invalid(
+        "postgres_unavailable",
+        "PostgreSQL sources are not in this build (built without the `postgres` feature): dump the database into SQLite first (see docs/migration.md)",
+    )
+}
+
+#[cfg(feature = "postgres")]
+fn postgres_unavailable() -> Error {
+    Error::Internal("a PostgreSQL source has no file path: it is read through source::snapshot_source".into())
+}
+
+/// Refuses, before a run writes anything, a source it cannot read: a file that is not SQLite,
+/// or a PostgreSQL URL in a build without the `postgres` feature (a URL is connected to when
+/// the snapshot is made).
+pub fn check_source(url: &str) -> Result<()> {
+    if is_postgres(url) {
+        return match cfg!(feature = "postgres") {
+            true => Ok(()),
+            false => Err(postgres_unavailable()),
+        };
+    }
+    check_file(&source_path(url)?)
+}
+
+/// Makes `dest`, the snapshot a run reads instead of the source: `VACUUM INTO` for a SQLite
+/// file, a copy in one REPEATABLE READ transaction for PostgreSQL (with its report).
+pub fn snapshot_source(url: &str, pg: Option<&PgOptions>, dest: &Path, budget: &Budget) -> Result<Option<PgReport>> {
+    if is_postgres(url) {
+        #[cfg(feature = "postgres")]
+        return super::postgres::snapshot(url, dest, pg.unwrap_or(&PgOptions::default()), budget).map(Some);
+        #[cfg(not(feature = "postgres"))]
+        {
+            let _ = pg;
+            return Err(postgres_unavailable());
+        }
+    }
+    snapshot(&source_path(url)?, dest, budget)?;
+    Ok(None)
+}
+
+/// A source as a SQLite file to read in place (`analyze-schema`): the file itself, or for
+/// PostgreSQL a snapshot in the system's temporary directory, removed on drop.
+pub struct LocalCopy {
+    pub path: PathBuf,
+    pub postgres: Option<PgReport>,
+    temp_dir: Option<PathBuf>,
+}
+
+impl LocalCopy {
+    pub fn new(url: &str, pg: Option<&PgOptions>, budget: &Budget) -> Result<LocalCopy> {
+        if !is_postgres(url) {
+            return Ok(LocalCopy { path: source_path(url)?, postgres: None, temp_dir: None });
+        }
+        let dir = std::env::temp_dir().join(format!("tenantd-analyze-pg-{}", crate::util::random_hex(6)));
+        std::fs::create_dir_all(&dir)?;
+        let mut copy = LocalCopy { path: dir.join("source.db"), postgres: None, temp_dir: Some(dir) };
+        copy.postgres = snapshot_source(url, pg, &copy.path, budget)?;
+        Ok(copy)
+    }
+}
+
+impl Drop for LocalCopy {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.temp_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A PostgreSQL URL (the only kind of source that is not a SQLite file).
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// A source URL as it may be shown, logged and stored: a PostgreSQL URL's password, in the
+/// user info or in a `password=` parameter, becomes `***`. Other sources are returned as given.
+pub fn redact_url(url: &str) -> String {
+    if !is_postgres(url) {
+        return url.to_string();
+    }
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // The last `@` ends the user info: a password with a bare `@` is hidden whole (libpq's
+    // parser and ours may split such a URL differently; hiding too much is the safe side).
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{hosts}"),
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_string(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 /// Maps SQLite's refusals of a source to one-line errors naming the cause.
 pub fn source_error(path: &Path, e: rusqlite::Error) -> Error {
     let shown = path.display();
@@ -115,5 +258,41 @@ pub fn source_error(path: &Path, e: rusqlite::Error) -> Error {
             Error::invalid("source_unreadable", format!("cannot open source {shown}: {e}"))
         }
         _ => Error::invalid("source_error", format!("reading source {shown}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_urls_pass_the_precheck_only_with_the_feature() {
+        let r = check_source("postgresql://crm@db.example/crm");
+        match cfg!(feature = "postgres") {
+            true => assert!(r.is_ok(), "{r:?}"),
+            false => assert!(r.unwrap_err().to_string().contains("not in this build")),
+        }
+        assert!(check_source("/nonexistent/app.db").unwrap_err().to_string().contains("cannot read source"));
+    }
+
+    #[test]
+    fn redact_url_hides_every_password_form() {
+        let cases = [
+            ("postgresql://crm:s3cr%40t@127.0.0.1:5432/crm", "postgresql://crm:***@127.0.0.1:5432/crm"),
+            ("postgres://crm:p@ss@db.example/crm?sslmode=disable", "postgres://crm:***@db.example/crm?sslmode=disable"),
+            (
+                "postgresql://crm@db/crm?password=hunter2&application_name=x",
+                "postgresql://crm@db/crm?password=***&application_name=x",
+            ),
+            ("postgresql://crm:***@db/crm", "postgresql://crm:***@db/crm"),
+            ("postgresql://db/crm", "postgresql://db/crm"),
+            ("postgresql://crm:pw@h1:5432,h2:5433/crm", "postgresql://crm:***@h1:5432,h2:5433/crm"),
+            ("/data/app:with:colons@x.db", "/data/app:with:colons@x.db"),
+            ("sqlite:app.db", "sqlite:app.db"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(redact_url(url), want, "{url}");
+            assert_eq!(redact_url(&redact_url(url)), want, "idempotent: {url}");
+        }
     }
 }

@@ -116,7 +116,21 @@ pub fn validate(app: &App, run_id: &str, statement_timeout: Duration) -> Result<
     let listed = run.manifest["tenants"].as_array().cloned().unwrap_or_default();
     for (si, spec) in config.sources.iter().enumerate() {
         let snapshot = run_dir.join(format!("source-{si}.db"));
-        let snapshot = if snapshot.is_file() { snapshot } else { super::run::source_path(&spec.url)? };
+        let snapshot = if snapshot.is_file() {
+            snapshot
+        } else if super::source::is_postgres(&spec.url) {
+            // A SQLite source can be re-read in place; a PostgreSQL one only through the
+            // snapshot, which `--no-source-backup` deleted (and the URL kept has no password).
+            return Err(Error::invalid(
+                "source_not_kept",
+                format!(
+                    "run {run_id} read PostgreSQL source {} and did not keep its snapshot (--no-source-backup): validate cannot re-read a PostgreSQL source; convert again without --no-source-backup to keep one",
+                    super::source::redact_url(&spec.url)
+                ),
+            ));
+        } else {
+            super::source::source_path(&spec.url)?
+        };
         let reader = super::run::open_reader(&run_dir.join(format!("map-{si}.db")), &snapshot, &budget)?;
         let schema = inspect::read(&reader, "src", false)?;
         let plans = plan::plan(&schema, &config, spec.tenant.split_by.as_deref())?;

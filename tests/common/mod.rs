@@ -209,6 +209,13 @@ pub fn cli_with_schema(data_dir: &Path, schema_dir: &Path, args: &[&str]) -> Out
     command(data_dir, args).env("TENANTD_TENANT_SCHEMA_DIR", schema_dir).output().unwrap()
 }
 
+/// `cli` with extra environment variables (e.g. TMPDIR, to see what a command leaves there).
+pub fn cli_with_env(data_dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Output {
+    let mut c = command(data_dir, args);
+    c.envs(env.iter().copied());
+    c.output().unwrap()
+}
+
 fn command(data_dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data-dir")

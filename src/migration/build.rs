@@ -44,10 +44,17 @@ impl Tally {
 }
 
 /// SHA-256 of a row's values in a canonical encoding (type tag, length, bytes), cut to 128
-/// bits. Summing these is independent of row order and counts duplicates.
-pub fn row_hash(values: &[Value]) -> u128 {
+/// bits. Summing these is independent of row order and counts duplicates. Columns the config
+/// computes (`expr`, `default`) are left out (`hashed[i]` false): the target column's type
+/// affinity may store them differently from how the source read them (an integer default in a
+/// REAL column), so they are checked by the row count only.
+pub fn row_hash(values: &[Value], hashed: &[bool]) -> u128 {
     let mut h = Sha256::new();
-    for v in values {
+    for (i, v) in values.iter().enumerate() {
+        if !hashed.get(i).copied().unwrap_or(true) {
+            h.update([5u8]);
+            continue;
+        }
         match v {
             Value::Null => h.update([0u8]),
             Value::Integer(i) => {
@@ -116,6 +123,14 @@ pub fn stream(
     Ok(())
 }
 
+/// A built tenant: what was loaded, the views and triggers left out, and (with post_sql) the
+/// differences found before post_sql ran.
+pub struct Finished {
+    pub tallies: BTreeMap<String, Tally>,
+    pub dropped: Vec<String>,
+    pub differences: Vec<String>,
+}
+
 /// One tenant file being built.
 pub struct Building {
     pub tn: i64,
@@ -125,6 +140,8 @@ pub struct Building {
     deferred: Vec<String>,
     pub tallies: BTreeMap<String, Tally>,
     pub dropped: Vec<String>,
+    /// Why loading this tenant failed (a row the tenant's schema refused); its batch goes on.
+    pub failed: Option<String>,
 }
 
 /// Opens a new tenant file at `path` with its schema: a copy of the fleet's template, or the
@@ -171,7 +188,7 @@ pub fn start(
         deferred.push(sql);
     }
     conn.execute_batch("BEGIN")?;
-    Ok(Building { tn, path: path.to_path_buf(), conn, deferred, tallies: BTreeMap::new(), dropped })
+    Ok(Building { tn, path: path.to_path_buf(), conn, deferred, tallies: BTreeMap::new(), dropped, failed: None })
 }
 
 /// Views and triggers of the source that could not move into a tenant (checked on an
@@ -363,7 +380,7 @@ impl Building {
         sequences: &BTreeMap<String, i64>,
         plans: &[TablePlan],
         post_sql: &[String],
-    ) -> Result<(PathBuf, BTreeMap<String, Tally>, Vec<String>)> {
+    ) -> Result<Finished> {
         let conn = &self.conn;
         for sql in &self.deferred {
             conn.execute_batch(sql)?;
@@ -388,6 +405,12 @@ impl Building {
                 }
             }
         }
+        // With post_sql, what the load wrote is compared now, before the statements change it.
+        let mut differences = Vec::new();
+        if !post_sql.is_empty() {
+            let found = tenant_tallies(conn, plans)?;
+            differences = super::validate::compare(&self.tallies, &found);
+        }
         for sql in post_sql {
             conn.execute_batch(sql).map_err(|e| Error::invalid("post_sql_failed", format!("post_sql {sql:?}: {e}")))?;
         }
@@ -405,7 +428,7 @@ impl Building {
         let Building { path, conn, tallies, dropped, .. } = self;
         drop(conn);
         std::fs::File::open(&path)?.sync_all()?;
-        Ok((path, tallies, dropped))
+        Ok(Finished { tallies, dropped, differences })
     }
 }
 
@@ -443,24 +466,38 @@ pub fn load_batch(
         let placeholders = vec!["?"; p.columns.len()].join(", ");
         let cols: Vec<String> = p.columns.iter().map(|c| q(c)).collect();
         let sql = format!("INSERT INTO {} ({}) VALUES ({placeholders})", q(&p.target), cols.join(", "));
-        let mut stmts = Vec::with_capacity(batch.len());
-        for b in batch.iter() {
-            stmts.push(
-                b.conn.prepare(&sql).map_err(|e| Error::invalid("schema_mismatch", format!("{}: {e}", p.target)))?,
-            );
-        }
-        let mut tallies = vec![Tally::default(); batch.len()];
-        stream(reader, p, lo, hi, budget, |tn, values| {
-            let h = row_hash(values);
-            match tn.and_then(|tn| slot.get(&tn).copied()) {
-                Some(i) => {
-                    stmts[i].execute(params_from_iter(values.iter()))?;
-                    tallies[i].add(h);
+        // A tenant whose schema refuses a statement or a row fails alone; the batch goes on.
+        let n = batch.len();
+        let mut failures: Vec<Option<String>> = vec![None; n];
+        let mut stmts = Vec::with_capacity(n);
+        for (i, b) in batch.iter().enumerate() {
+            match b.conn.prepare(&sql) {
+                Ok(st) => stmts.push(Some(st)),
+                Err(e) => {
+                    failures[i] = Some(format!("table {}: {e}", p.target));
+                    stmts.push(None);
                 }
+            }
+        }
+        let mut tallies = vec![Tally::default(); n];
+        let mut insert = |i: usize, values: &[Value], h: u128, stmts: &mut [Option<rusqlite::Statement<'_>>]| {
+            if failures[i].is_some() {
+                return;
+            }
+            if let Some(st) = stmts[i].as_mut() {
+                match st.execute(params_from_iter(values.iter())) {
+                    Ok(_) => tallies[i].add(h),
+                    Err(e) => failures[i] = Some(format!("table {}: {e}", p.target)),
+                }
+            }
+        };
+        stream(reader, p, lo, hi, budget, |tn, values| {
+            let h = row_hash(values, &p.hashed);
+            match tn.and_then(|tn| slot.get(&tn).copied()) {
+                Some(i) => insert(i, values, h, &mut stmts),
                 None if tn.is_none() => {
-                    for (i, s) in stmts.iter_mut().enumerate() {
-                        s.execute(params_from_iter(values.iter()))?;
-                        tallies[i].add(h);
+                    for i in 0..stmts.len() {
+                        insert(i, values, h, &mut stmts);
                     }
                 }
                 None => {}
@@ -468,6 +505,11 @@ pub fn load_batch(
             Ok(())
         })?;
         drop(stmts);
+        for (b, f) in batch.iter_mut().zip(failures) {
+            if let Some(f) = f {
+                b.failed.get_or_insert(f);
+            }
+        }
         for (b, t) in batch.iter_mut().zip(tallies) {
             written += t.rows;
             b.tallies.insert(p.target.clone(), t);
@@ -491,7 +533,7 @@ pub fn tenant_tallies(conn: &Connection, plans: &[TablePlan]) -> Result<BTreeMap
             for i in 0..cols.len() {
                 values.push(r.get::<_, Value>(i)?);
             }
-            tally.add(row_hash(&values));
+            tally.add(row_hash(&values, &p.hashed));
         }
         out.insert(p.target.clone(), tally);
     }

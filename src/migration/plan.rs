@@ -20,6 +20,9 @@ pub struct TablePlan {
     /// The SQL reading each target column from the source row (alias `t`).
     #[serde(skip)]
     pub select: Vec<String>,
+    /// Columns copied as they are (`t."col"`): their values are in the content hash.
+    #[serde(skip)]
+    pub hashed: Vec<bool>,
     /// Rows come through the tenant map `map_<n>` (split runs); `None`: the whole table.
     pub mapped: bool,
     /// Index of the table in the source schema.
@@ -155,6 +158,7 @@ pub fn plan(schema: &Schema, config: &MigrationConfig, split: Option<&str>) -> R
                 });
             }
         }
+        let hashed = select.iter().map(|s| s.starts_with("t.")).collect();
         tables.push(TablePlan {
             source: t.name.clone(),
             target: spec.and_then(|s| s.rename.clone()).unwrap_or_else(|| t.name.clone()),
@@ -164,6 +168,7 @@ pub fn plan(schema: &Schema, config: &MigrationConfig, split: Option<&str>) -> R
             mapped: split.is_some() && p.role != Role::Lookup,
             index,
             rowid: t.rowid().unwrap_or("rowid"),
+            hashed,
             path: p.path_text(schema),
             renames,
             drops,

@@ -235,19 +235,20 @@ pub fn place(schema: &Schema, split: &Split, excluded: &BTreeSet<String>, forced
             depth: dist[i].unwrap_or(usize::MAX),
         });
     }
-    // A table with no way to the root that hangs off the app's system tables (user settings,
-    // tokens) belongs to those users, not to everyone: it is a system table too, so each tenant
-    // gets only the rows its data references, never a whole copy.
+    // A table with no way to the root that hangs off the app's system tables by a NOT NULL key
+    // (user settings, tokens) belongs to those users, not to everyone: it is a system table too,
+    // so each tenant gets only the rows its data references, never a whole copy. A nullable key
+    // (`created_by` on a list of countries) is an audit column: the table stays a lookup, and
+    // the users it names are copied as rows for the key, without becoming members.
     loop {
         let mut changed = false;
         for i in 0..n {
             if out[i].role != Role::Lookup || forced_role(&schema.tables[i].name) == Some(Role::Lookup) {
                 continue;
             }
-            let hangs = schema.tables[i]
-                .foreign_keys
-                .iter()
-                .any(|f| schema.index_of(&f.table).is_some_and(|p| p != i && out[p].role == Role::System));
+            let hangs = schema.tables[i].foreign_keys.iter().any(|f| {
+                !f.nullable && schema.index_of(&f.table).is_some_and(|p| p != i && out[p].role == Role::System)
+            });
             if hangs {
                 out[i].role = Role::System;
                 changed = true;

@@ -384,11 +384,14 @@ fn run_inner(
         let reader = open_reader(&p.scratch, &p.snapshot, budget)?;
         let idx: Vec<usize> = outcomes.iter().enumerate().filter(|(_, o)| o.source == si).map(|(i, _)| i).collect();
         for chunk in idx.chunks(BATCH) {
+            // A tenant whose file cannot be started, or whose rows its schema refuses, fails
+            // alone (`--continue-on-error` registers the others).
             let mut batch: Vec<Building> = Vec::with_capacity(chunk.len());
+            let mut members: Vec<usize> = Vec::with_capacity(chunk.len());
             for &i in chunk {
-                let o = &outcomes[i];
+                let o = &mut outcomes[i];
                 let path = build_dir.join(format!("{}.db", o.tenant_id));
-                let b = build::start(
+                match build::start(
                     o.tn,
                     &path,
                     config.schema_mode,
@@ -396,22 +399,36 @@ fn run_inner(
                     &p.schema,
                     &p.plans.tables,
                     crate::store::audit_tables::TENANT_AUDIT_DDL,
-                )?;
-                batch.push(b);
+                ) {
+                    Ok(b) => {
+                        batch.push(b);
+                        members.push(i);
+                    }
+                    Err(e) => {
+                        o.status = "failed".into();
+                        o.error = Some(e.to_string());
+                    }
+                }
             }
             let before = rows_done;
             build::load_batch(&reader, &mut batch, &p.plans.tables, budget, &mut |table, n| {
                 (opts.progress)(&format!("rows ({table})"), before + n, rows_total.max(before + n));
             })?;
             rows_done += batch.iter().map(|b| b.tallies.values().map(|t| t.rows).sum::<u64>()).sum::<u64>();
-            for (b, &i) in batch.into_iter().zip(chunk) {
+            for (b, &i) in batch.into_iter().zip(&members) {
                 let o = &mut outcomes[i];
+                if let Some(why) = b.failed.clone() {
+                    o.status = "failed".into();
+                    o.error = Some(why);
+                    continue;
+                }
                 match b.finish(&p.schema.sequences, &p.plans.tables, &config.post_sql) {
-                    Ok((_, tallies, dropped)) => {
+                    Ok(done) => {
                         if p.report.not_recreated.is_empty() {
-                            p.report.not_recreated = dropped;
+                            p.report.not_recreated = done.dropped;
                         }
-                        o.tallies = tallies;
+                        o.tallies = done.tallies;
+                        o.differences = done.differences;
                         o.status = "built".into();
                     }
                     Err(e) => {
@@ -430,7 +447,9 @@ fn run_inner(
     for o in outcomes.iter_mut().filter(|o| o.status == "built") {
         let p = &prepared[o.source];
         let path = build_dir.join(format!("{}.db", o.tenant_id));
-        o.differences = super::validate::check_tenant_file(&path, &p.plans.tables, &o.tallies)?;
+        let expected = config.post_sql.is_empty().then_some(&o.tallies);
+        let found = super::validate::check_tenant_file(&path, &p.plans.tables, expected)?;
+        o.differences.extend(found);
         o.rows = o.tallies.iter().map(|(k, t)| (k.clone(), t.rows)).collect();
         if !o.differences.is_empty() {
             o.status = "failed".into();
@@ -476,8 +495,19 @@ fn run_inner(
     let status = if registered > 0 { "done" } else { "failed" };
     let manifest = manifest(config, &report);
     let text = serde_json::to_string(&report).map_err(|e| Error::Internal(e.to_string()))?;
-    app.catalog.write(|tx| imports::finish_run(tx, run_id, status, &manifest, &text, now_unix()))?;
-    Ok(report)
+    let recorded = app.catalog.write(|tx| imports::finish_run(tx, run_id, status, &manifest, &text, now_unix()));
+    match recorded {
+        Ok(()) => Ok(report),
+        // Tenants are registered: keep the snapshot and map, and say what went wrong.
+        Err(e) if registered > 0 => {
+            crate::log::warn(&format!(
+                "migration run {run_id}: registered, but its report was not stored: {}",
+                e.log_detail()
+            ));
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// What a run read and created: enough for `validate` and `rollback` to work later.
@@ -507,6 +537,14 @@ fn register(
     outcomes: &mut [TenantOutcome],
     actor: &Actor,
 ) -> Result<(usize, usize, usize)> {
+    // Journal the ids first: a crash between moving the files and the catalog transaction
+    // leaves directories that `migration rollback RUN` can still find and remove.
+    app.catalog.write(|tx| {
+        for o in outcomes.iter().filter(|o| o.status == "built") {
+            imports::record_created(tx, run_id, "tenant", Some(&TenantId::parse(&o.tenant_id)?), None)?;
+        }
+        Ok(())
+    })?;
     let mut moved: Vec<TenantId> = Vec::new();
     let undo = |moved: &[TenantId]| {
         for id in moved {
@@ -687,11 +725,23 @@ pub fn rollback(app: &App, run_id: &str, actor: &Actor) -> Result<RollbackReport
     for c in &created {
         let Some(tid) = c.tenant_id.as_deref().filter(|_| c.kind == "tenant") else { continue };
         let id = TenantId::parse(tid)?;
-        if let Some(t) = tenants::find_by_id(&*app.catalog.conn()?, &id)? {
-            crate::tenancy::purge(app, &t.slug, actor)?;
-            removed.push(t.slug.to_string());
+        match tenants::find_by_id(&*app.catalog.conn()?, &id)? {
+            Some(t) => {
+                crate::tenancy::purge(app, &t.slug, actor)?;
+                removed.push(t.slug.to_string());
+            }
+            // Journaled but never registered (the run stopped between moving its files and
+            // the catalog transaction): only its directory is left.
+            None => {
+                let dir = app.paths.tenant_dir(&id);
+                if dir.exists() {
+                    std::fs::remove_dir_all(&dir)?;
+                    removed.push(format!("{tid} (files of an unregistered tenant)"));
+                }
+            }
         }
     }
+    let _ = std::fs::remove_dir_all(app.paths.tmp().join(format!("migration-{run_id}")));
     let mut users_removed = 0;
     let mut users_kept = Vec::new();
     app.change(|tx| {

@@ -347,6 +347,11 @@ fn run_inner(
         prepared.push(Prepared { spec: spec.clone(), snapshot, scratch, schema, plans, report });
     }
     if opts.dry_run {
+        if config.schema_mode == SchemaMode::Keep {
+            for p in &mut prepared {
+                p.report.not_recreated = build::objects_that_cannot_move(&p.schema, &p.plans.tables)?;
+            }
+        }
         let sources: Vec<SourceReport> = prepared.into_iter().map(|p| p.report).collect();
         let ok = sources.iter().all(|s| !s.mapping.blocked());
         return Ok(RunReport {

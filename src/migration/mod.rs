@@ -14,7 +14,7 @@
 //! - `build`: tenant files built in batches, one pass over each source table per batch.
 //! - `users`: the source app's users and roles into tenantd's identity, hashes kept.
 //! - `validate`: counts, content hashes, integrity and foreign keys, per tenant and table.
-//! - `run`: one run end to end, all-or-nothing registration, rollback.
+//! - `run`: one run end to end; `register`: all-or-nothing registration, rollback.
 
 pub mod analyze;
 pub mod build;
@@ -22,10 +22,13 @@ pub mod config;
 pub mod inspect;
 pub mod map;
 #[cfg(feature = "postgres")]
+mod pgcatalog;
+#[cfg(feature = "postgres")]
 pub mod pgtypes;
 pub mod plan;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod register;
 pub mod roles;
 pub mod run;
 pub mod source;
@@ -33,5 +36,6 @@ pub mod users;
 pub mod validate;
 
 pub use config::MigrationConfig;
-pub use run::{rollback, run, Options, RunReport};
+pub use register::rollback;
+pub use run::{run, Options, RunReport};
 pub use validate::validate;

@@ -280,3 +280,111 @@ CREATE TABLE IF NOT EXISTS tenant_custom_schemas (
     run_id     TEXT,
     created_at INTEGER NOT NULL
 );
+
+-- Billing (issue 20; `billing`). One current subscription per tenant (ended_at IS NULL), older
+-- ones kept as history. Statuses are Stripe's. `provider_updated_at`: the provider object's own
+-- timestamp last applied, so an older webhook never overwrites a newer state.
+CREATE TABLE IF NOT EXISTS billing_subscriptions (
+    id                       INTEGER PRIMARY KEY,
+    tenant_id                TEXT NOT NULL REFERENCES tenants(id) ON DELETE CASCADE,
+    plan                     TEXT NOT NULL,
+    interval                 TEXT NOT NULL CHECK (interval IN ('month', 'year')),
+    status                   TEXT NOT NULL CHECK (status IN ('incomplete', 'incomplete_expired', 'trialing',
+                               'active', 'past_due', 'canceled', 'unpaid', 'paused')),
+    amount_cents             INTEGER NOT NULL,
+    currency                 TEXT NOT NULL,
+    current_period_start     INTEGER NOT NULL,
+    current_period_end       INTEGER NOT NULL,
+    trial_end                INTEGER,
+    cancel_at_period_end     INTEGER NOT NULL DEFAULT 0,
+    past_due_since           INTEGER,
+    canceled_at              INTEGER,
+    provider                 TEXT NOT NULL,
+    provider_customer_id     TEXT,
+    provider_subscription_id TEXT,
+    provider_updated_at      INTEGER,
+    created_at               INTEGER NOT NULL,
+    updated_at               INTEGER NOT NULL,
+    ended_at                 INTEGER
+);
+CREATE UNIQUE INDEX IF NOT EXISTS billing_subscriptions_current ON billing_subscriptions(tenant_id) WHERE ended_at IS NULL;
+CREATE INDEX IF NOT EXISTS billing_subscriptions_due ON billing_subscriptions(current_period_end) WHERE ended_at IS NULL;
+
+-- Every change to a subscription: who, when, from which plan/amount/status to which. The
+-- revenue analytics read this.
+CREATE TABLE IF NOT EXISTS billing_ledger (
+    id              INTEGER PRIMARY KEY,
+    tenant_id       TEXT NOT NULL,
+    subscription_id INTEGER,
+    at              INTEGER NOT NULL,
+    actor           TEXT NOT NULL,
+    kind            TEXT NOT NULL,               -- created | plan_changed | status_changed | canceled | resumed | renewed
+    from_plan       TEXT,
+    to_plan         TEXT,
+    from_amount_cents INTEGER,
+    to_amount_cents   INTEGER,
+    from_status     TEXT,
+    to_status       TEXT,
+    interval        TEXT,
+    currency        TEXT,
+    details         TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS billing_ledger_tenant ON billing_ledger(tenant_id, at);
+
+-- Charges waiting for the next local invoice (prorations of mid-period plan changes).
+CREATE TABLE IF NOT EXISTS billing_pending (
+    id          INTEGER PRIMARY KEY,
+    tenant_id   TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    description TEXT NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    invoice_id  INTEGER
+);
+
+-- Local invoices (`provider = "local"`). Numbers come from billing_counters in the same
+-- transaction as the invoice, so they have no gaps.
+CREATE TABLE IF NOT EXISTS invoices (
+    id               INTEGER PRIMARY KEY,
+    number           TEXT NOT NULL UNIQUE,
+    tenant_id        TEXT NOT NULL,
+    subscription_id  INTEGER,
+    status           TEXT NOT NULL CHECK (status IN ('draft', 'open', 'paid', 'void', 'uncollectible')),
+    currency         TEXT NOT NULL,
+    period_start     INTEGER NOT NULL,
+    period_end       INTEGER NOT NULL,
+    subtotal_cents   INTEGER NOT NULL,
+    tax_rate_percent REAL NOT NULL,
+    tax_cents        INTEGER NOT NULL,
+    total_cents      INTEGER NOT NULL,
+    issued_at        INTEGER NOT NULL,
+    due_at           INTEGER NOT NULL,
+    paid_at          INTEGER,
+    voided_at        INTEGER,
+    UNIQUE (subscription_id, period_start)
+);
+CREATE INDEX IF NOT EXISTS invoices_tenant ON invoices(tenant_id, issued_at);
+CREATE INDEX IF NOT EXISTS invoices_open ON invoices(due_at) WHERE status = 'open';
+
+CREATE TABLE IF NOT EXISTS invoice_lines (
+    invoice_id   INTEGER NOT NULL REFERENCES invoices(id),
+    position     INTEGER NOT NULL,
+    kind         TEXT NOT NULL,                 -- plan | overage_requests | overage_storage | seats | proration
+    description  TEXT NOT NULL,
+    quantity     REAL NOT NULL,
+    unit_cents   REAL NOT NULL,
+    amount_cents INTEGER NOT NULL,
+    PRIMARY KEY (invoice_id, position)
+);
+
+CREATE TABLE IF NOT EXISTS billing_counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+
+-- Tenants whose writes answer 402 until they pay (past_due beyond the grace period).
+CREATE TABLE IF NOT EXISTS tenant_billing_holds (
+    tenant_id TEXT PRIMARY KEY REFERENCES tenants(id) ON DELETE CASCADE,
+    since     INTEGER NOT NULL,
+    reason    TEXT NOT NULL
+);

@@ -19,6 +19,9 @@ pub enum Error {
     /// Writes are refused while a tenant is suspended (HTTP 423).
     #[error("tenant is suspended: reads work, writes are refused until it is resumed")]
     TenantSuspended,
+    /// The tenant's subscription is unpaid past its grace period: writes wait for payment (402).
+    #[error("payment required: the subscription of tenant {slug} is unpaid; reads keep working, writes resume once it is paid (see /api/v1/t/{slug}/billing)")]
+    PaymentRequired { slug: String },
     /// The tenant is registered but its file cannot be used (missing, corrupt, busy opening).
     #[error("tenant data is unavailable")]
     TenantUnavailable { detail: String },

@@ -94,6 +94,19 @@ pub fn month_bounds(secs: i64) -> (i64, i64) {
     (days_from_civil(y, m, 1) * 86_400, days_from_civil(ny, nm, 1) * 86_400)
 }
 
+/// `secs` plus `months` calendar months (UTC), the day clamped to the target month's length
+/// (Jan 31 + 1 month = Feb 28 or 29), the time of day kept: billing periods.
+pub fn add_months(secs: i64, months: i64) -> i64 {
+    let days = secs.div_euclid(86_400);
+    let time = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let total = y * 12 + (m as i64 - 1) + months;
+    let (ny, nm) = (total.div_euclid(12), (total.rem_euclid(12) + 1) as u32);
+    let (fy, fm) = if nm == 12 { (ny + 1, 1) } else { (ny, nm + 1) };
+    let month_len = (days_from_civil(fy, fm, 1) - days_from_civil(ny, nm, 1)) as u32;
+    days_from_civil(ny, nm, d.min(month_len)) * 86_400 + time
+}
+
 /// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC) to Unix seconds.
 pub fn parse_time(s: &str) -> Option<i64> {
     let num = |a: usize, b: usize| {

@@ -3,6 +3,7 @@
 //! over a small pool; callers get typed records back.
 
 pub mod audit;
+pub mod billing;
 pub mod identity;
 pub mod imports;
 pub mod ledger;

@@ -50,6 +50,8 @@ pub struct TenantRecord {
     pub purge_after: Option<i64>,
     /// Keeps its own schema (`migration convert --schema-mode keep`): never fleet-migrated.
     pub custom_schema: bool,
+    /// Unpaid past the grace period (`billing`): writes answer 402 until it pays.
+    pub billing_hold: bool,
 }
 
 impl TenantRecord {
@@ -69,6 +71,7 @@ impl TenantRecord {
             deleted_at: None,
             purge_after: None,
             custom_schema: false,
+            billing_hold: false,
         }
     }
 }
@@ -79,7 +82,8 @@ const COLUMNS: &str = "id, slug, name, status, plan, schema_version, schema_hold
 const SELECTED: &str = "tenants.id, tenants.slug, tenants.name, tenants.status, tenants.plan, \
                         tenants.schema_version, tenants.schema_hold, tenants.created_at, tenants.updated_at, \
                         tenants.suspended_at, tenants.deleted_at, tenants.purge_after, \
-                        EXISTS (SELECT 1 FROM tenant_custom_schemas c WHERE c.tenant_id = tenants.id)";
+                        EXISTS (SELECT 1 FROM tenant_custom_schemas c WHERE c.tenant_id = tenants.id), \
+                        EXISTS (SELECT 1 FROM tenant_billing_holds h WHERE h.tenant_id = tenants.id)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<TenantRecord> {
     let bad =
@@ -98,6 +102,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<TenantRecord> {
         deleted_at: r.get(10)?,
         purge_after: r.get(11)?,
         custom_schema: r.get(12)?,
+        billing_hold: r.get(13)?,
     })
 }
 

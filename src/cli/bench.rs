@@ -34,6 +34,14 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// The local invoice run (issue 20): N tenants on a priced plan with usage beyond what it
+    /// includes, one run closing every period at once, then a run with nothing due.
+    Billing {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Cost of one rate-limiter decision (check + update): one key, 100,000 keys, 2 threads.
     Limiter {
         #[arg(long, default_value_t = 2_000_000)]
@@ -146,6 +154,7 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
         BenchCmd::Tenants { tenants: n, migrate, parallel, dir } => bench_tenants(&base, n, migrate, parallel, dir),
         BenchCmd::Fds { tenants: n, max_open, dir } => bench_fds(&base, n, max_open, dir),
         BenchCmd::Limiter { decisions } => bench_limiter(decisions),
+        BenchCmd::Billing { tenants: n, dir } => bench_billing(&base, n, dir),
         BenchCmd::Audit { entries } => bench_audit(entries),
         BenchCmd::Hello { listen, fork: false } => hello_published(&listen),
         BenchCmd::Hello { listen, fork: true } => hello_fork(&listen),
@@ -169,6 +178,49 @@ macro_rules! hello_server {
 }
 hello_server!(hello_published, tiny_http_upstream);
 hello_server!(hello_fork, tiny_http);
+
+fn bench_billing(base: &Config, n: usize, dir: Option<PathBuf>) -> CliResult {
+    let scratch = Scratch::new(dir)?;
+    let mut config = bench_config(base, &scratch.path);
+    config.billing.provider = "local".into();
+    config.billing.tax_rate_percent = 20.0;
+    config.default_plan = "pro".into();
+    if let Some(pro) = config.plans.get_mut("pro") {
+        pro.trial_days = 0;
+        pro.included_monthly_requests = 1000;
+        pro.overage_cents_per_1000_requests = 5;
+    }
+    let app = App::open(config, OpenMode::CreateIfMissing)?;
+    create_tenants(&app, n, true)?;
+    // Usage beyond what the plan includes for every tenant, in the first period.
+    let subs = crate::catalog::billing::all_current(&*app.catalog.conn()?)?;
+    let end = subs.iter().map(|s| s.current_period_end).max().unwrap_or(0);
+    app.catalog.write(|tx| {
+        for s in &subs {
+            tx.execute(
+                "INSERT INTO usage_hourly (tenant_id, hour, requests) VALUES (?1, ?2, 25000)",
+                rusqlite::params![s.tenant_id, s.current_period_start - s.current_period_start % 3600 + 3600],
+            )?;
+        }
+        Ok(())
+    })?;
+    let t0 = Instant::now();
+    let r = crate::billing::invoice::run(&app, end + 60, &Actor("bench".into()))?;
+    let first = t0.elapsed();
+    let t1 = Instant::now();
+    let again = crate::billing::invoice::run(&app, end + 120, &Actor("bench".into()))?;
+    let second = t1.elapsed();
+    println!(
+        "billing run: {} subscriptions, {} invoices in {:.2} s ({:.0} invoices/s); a second run with nothing due: {} invoices in {:.2} s",
+        subs.len(),
+        r.invoices.len(),
+        first.as_secs_f64(),
+        r.invoices.len() as f64 / first.as_secs_f64().max(1e-9),
+        again.invoices.len(),
+        second.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 fn bench_tenants(base: &Config, n: usize, migrate_n: usize, parallel: usize, dir: Option<PathBuf>) -> CliResult {
     let scratch = Scratch::new(dir)?;

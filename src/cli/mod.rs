@@ -5,6 +5,7 @@
 //! check did not pass); 2 bad usage or bad input (clap's convention, kept for ours).
 
 mod bench;
+mod billing;
 mod healthcheck;
 mod loadtest;
 mod migration;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
+    /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
+    #[command(subcommand)]
+    Billing(billing::BillingCmd),
     /// Turn existing single-tenant databases into tenants: analyze-schema, convert-to-multitenant,
     /// migrate-from-config, validate, rollback.
     #[command(subcommand)]
@@ -247,6 +251,7 @@ fn run(cli: Cli) -> CliResult {
         }
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Migration(cmd) => migration::run(config, cmd),
+        Command::Billing(cmd) => billing::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

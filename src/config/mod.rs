@@ -93,6 +93,8 @@ pub struct Config {
     pub cache: crate::cache::CacheConfig,
     /// `[query_monitor]`: statement statistics and the slow-query log.
     pub query_monitor: crate::store::stats::QueryMonitorConfig,
+    /// `[billing]`: prices charged, invoices, dunning.
+    pub billing: BillingConfig,
 }
 
 impl Default for Config {
@@ -126,6 +128,7 @@ impl Default for Config {
             platform_ip_allow: Vec::new(),
             hsts_max_age_seconds: None,
             cache: Default::default(),
+            billing: BillingConfig::default(),
             query_monitor: Default::default(),
         }
     }
@@ -169,6 +172,7 @@ const KNOWN_KEYS: &[&str] = &[
     "hsts_max_age_seconds",
     "cache",
     "query_monitor",
+    "billing",
 ];
 
 /// Explicit overrides from the command line (highest precedence).
@@ -269,6 +273,7 @@ impl Config {
                 return Err(ConfigError::expected("base_domain", format!("{d:?}"), "a domain name like example.com"));
             }
         }
+        self.validate_billing()?;
         if self.plans.is_empty() {
             return Err(ConfigError::about("plans", "at least one [plans.<name>] table is needed"));
         }
@@ -287,6 +292,14 @@ impl Config {
             range(&format!("plans.{name}.storage_bytes"), p.storage_bytes, 65_536, u64::MAX >> 1)?;
             range(&format!("plans.{name}.burst"), p.burst, 1, 1 << 40)?;
             range(&format!("plans.{name}.audit_retention_days"), p.audit_retention_days, 1, 36_500)?;
+            range(&format!("plans.{name}.trial_days"), p.trial_days, 0, 730)?;
+            let currency_ok = p.currency.len() == 3 && p.currency.bytes().all(|b| b.is_ascii_lowercase());
+            if !currency_ok {
+                return Err(ConfigError::about(
+                    format!("plans.{name}.currency"),
+                    "an ISO 4217 code in lower case, e.g. \"usd\"",
+                ));
+            }
         }
         let l = &self.limits;
         if !(l.global_requests_per_second >= 0.0 && l.global_requests_per_second <= 1e9) {
@@ -395,6 +408,30 @@ impl Config {
 }
 
 /// An integer key's range check; the loader adds where the value was set.
+impl Config {
+    fn validate_billing(&self) -> Result<(), ConfigError> {
+        let b = &self.billing;
+        if !["none", "local", "stripe"].contains(&b.provider.as_str()) {
+            return Err(ConfigError::about("billing.provider", "one of \"none\", \"local\", \"stripe\""));
+        }
+        if !(0.0..=100.0).contains(&b.tax_rate_percent) {
+            return Err(ConfigError::about("billing.tax_rate_percent", "a percentage in 0..=100"));
+        }
+        range("billing.invoice_due_days", b.invoice_due_days, 0, 365)?;
+        range("billing.dunning_grace_days", b.dunning_grace_days, 0, 365)?;
+        range("billing.retention_days", b.retention_days, 0, 36_500)?;
+        // Never 0: a zero tolerance would refuse every delivery (Stripe's advice: 300 s).
+        range("billing.webhook_tolerance_seconds", b.webhook_tolerance_seconds, 1, 86_400)?;
+        if b.provider == "stripe" && b.stripe_webhook_secrets.is_empty() {
+            return Err(ConfigError::about(
+                "billing.stripe_webhook_secrets",
+                "provider \"stripe\" needs the webhook signing secret(s) (whsec_…) to accept Stripe's events",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn range(key: &str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
     if value < min || value > max {
         return Err(ConfigError::expected(key, value, format_args!("a whole number in {min}..={max}")));
@@ -447,7 +484,9 @@ fn apply_env(
         let Some(key) = k.strip_prefix("TENANTD_") else {
             continue;
         };
-        if key == "CONFIG" || key == "LOG" {
+        // Not config keys: the config file's path, the log level, and the Stripe secret (read
+        // where it is used, so it never passes through the config's error messages).
+        if key == "CONFIG" || key == "LOG" || key == "STRIPE_SECRET_KEY" {
             continue;
         }
         let key = key.to_ascii_lowercase();

@@ -18,6 +18,24 @@ pub struct PlanConfig {
     /// Audit entries older than this are archived (`tenantd audit archive`, and hourly by the
     /// server) into a checkpoint; the rest of the chain still verifies.
     pub audit_retention_days: u64,
+    /// Prices (`[billing] provider` other than `none` charges them), in the smallest unit of
+    /// `currency`. A plan with both prices 0 is free: its tenants get no subscription.
+    pub price_monthly_cents: u64,
+    pub price_yearly_cents: u64,
+    pub currency: String,
+    /// A new subscription starts with this many days of trial (0 = none).
+    pub trial_days: u64,
+    /// The plan's Prices at Stripe (`[billing] provider = "stripe"`).
+    pub stripe_price_id: Option<String>,
+    pub stripe_price_id_yearly: Option<String>,
+    /// Usage beyond what the price includes, charged per period: requests per 1,000, storage
+    /// per GB-month (average over the period's measured hours), seats (members) per seat.
+    pub included_monthly_requests: u64,
+    pub overage_cents_per_1000_requests: u64,
+    pub included_storage_gb: u64,
+    pub overage_cents_per_gb_month: u64,
+    pub included_seats: u64,
+    pub overage_cents_per_seat: u64,
 }
 
 impl Default for PlanConfig {
@@ -31,7 +49,26 @@ impl Default for PlanConfig {
             max_concurrent_requests: 4,
             query_timeout_ms: 2000,
             audit_retention_days: 90,
+            price_monthly_cents: 0,
+            price_yearly_cents: 0,
+            currency: "usd".into(),
+            trial_days: 0,
+            stripe_price_id: None,
+            stripe_price_id_yearly: None,
+            included_monthly_requests: 0,
+            overage_cents_per_1000_requests: 0,
+            included_storage_gb: 0,
+            overage_cents_per_gb_month: 0,
+            included_seats: 0,
+            overage_cents_per_seat: 0,
         }
+    }
+}
+
+impl PlanConfig {
+    /// Whether the plan costs anything (its tenants get a subscription when billing is on).
+    pub fn is_priced(&self) -> bool {
+        self.price_monthly_cents > 0 || self.price_yearly_cents > 0
     }
 }
 
@@ -46,6 +83,16 @@ pub(crate) fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_concurrent_requests: 16,
         query_timeout_ms: 5000,
         audit_retention_days: 365,
+        price_monthly_cents: 2900,
+        price_yearly_cents: 29_000,
+        trial_days: 14,
+        included_monthly_requests: 5_000_000,
+        overage_cents_per_1000_requests: 5,
+        included_storage_gb: 2,
+        overage_cents_per_gb_month: 25,
+        included_seats: 50,
+        overage_cents_per_seat: 500,
+        ..PlanConfig::default()
     };
     let enterprise = PlanConfig {
         requests_per_second: 1000.0,
@@ -56,6 +103,14 @@ pub(crate) fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_concurrent_requests: 64,
         query_timeout_ms: 10_000,
         audit_retention_days: 2555,
+        price_monthly_cents: 49_900,
+        price_yearly_cents: 499_000,
+        included_monthly_requests: 100_000_000,
+        overage_cents_per_1000_requests: 2,
+        included_storage_gb: 50,
+        overage_cents_per_gb_month: 15,
+        included_seats: 10_000,
+        ..PlanConfig::default()
     };
     BTreeMap::from([("free".to_string(), free), ("pro".to_string(), pro), ("enterprise".to_string(), enterprise)])
 }
@@ -170,6 +225,53 @@ impl Default for AuthConfig {
             lockout_base_seconds: 30,
             address_max_failures: 20,
             secure_cookies: false,
+        }
+    }
+}
+
+/// `[billing]`: who charges tenants, and how unpaid ones are treated (see `billing`).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// `none` (nothing is charged; plans only limit), `local` (tenantd invoices by itself) or
+    /// `stripe` (Stripe charges; tenantd mirrors its state from webhooks).
+    pub provider: String,
+    /// Added to every invoice's subtotal, in percent (0..=100).
+    pub tax_rate_percent: f64,
+    /// An invoice is due this many days after it is issued; unpaid after that, the
+    /// subscription is `past_due`.
+    pub invoice_due_days: u64,
+    /// `past_due` keeps the plan's limits this many days; then writes answer 402 until paid.
+    /// 0 = read-only as soon as payment is late.
+    pub dunning_grace_days: u64,
+    /// A `canceled` or `unpaid` subscription's tenant is suspended this many days after it ended.
+    pub retention_days: u64,
+    /// Printed at the top of local invoices.
+    pub issuer: String,
+    pub invoice_prefix: String,
+    /// Stripe's API (tests point it at the mock); the secret key may instead come from
+    /// `TENANTD_STRIPE_SECRET_KEY`, and is never logged.
+    pub stripe_api_base: String,
+    pub stripe_secret_key: Option<String>,
+    /// Webhook signing secrets (several during a rotation) and the allowed clock difference.
+    pub stripe_webhook_secrets: Vec<String>,
+    pub webhook_tolerance_seconds: u64,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            provider: "none".into(),
+            tax_rate_percent: 0.0,
+            invoice_due_days: 14,
+            dunning_grace_days: 7,
+            retention_days: 30,
+            issuer: "tenantd".into(),
+            invoice_prefix: "INV-".into(),
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_secret_key: None,
+            stripe_webhook_secrets: Vec::new(),
+            webhook_tolerance_seconds: 300,
         }
     }
 }

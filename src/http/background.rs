@@ -98,15 +98,48 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
             last_reap = Instant::now();
             state.app.store.close_idle_readers(crate::db::POOL_IDLE_TIMEOUT);
         }
-        // Audit retention once an hour.
+        // Audit retention and the billing run once an hour.
         if last_archive.elapsed() >= Duration::from_secs(3600) {
             last_archive = Instant::now();
+            billing_run(&state.app);
             match crate::audit::archive_all(&state.app) {
                 Ok(done) if !done.is_empty() => crate::log::info(&format!("audit retention archived {done:?}")),
                 Ok(_) => {}
                 Err(e) => crate::log::warn(&format!("audit retention failed: {}", e.log_detail())),
             }
         }
+    }
+}
+
+/// The hourly billing run (periods that ended, dunning) on a thread of its own, so a long run
+/// never delays the usage flush or cache invalidation; skipped while the previous one runs.
+fn billing_run(app: &std::sync::Arc<crate::app::App>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static RUNNING: AtomicBool = AtomicBool::new(false);
+    if crate::billing::Provider::of(app) == crate::billing::Provider::None || RUNNING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let app = app.clone();
+    let spawned = std::thread::Builder::new().name("billing".into()).spawn(move || {
+        let actor = crate::tenancy::Actor("system".into());
+        match crate::billing::invoice::run(&app, crate::util::now_unix(), &actor) {
+            Ok(r) if !r.invoices.is_empty() || !r.dunning.held.is_empty() || !r.dunning.suspended.is_empty() => {
+                crate::log::info(&format!(
+                    "billing: {} invoices, {} past due, {} read-only, {} suspended",
+                    r.invoices.len(),
+                    r.dunning.past_due.len(),
+                    r.dunning.held.len(),
+                    r.dunning.suspended.len()
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => crate::log::warn(&format!("billing run failed: {}", e.log_detail())),
+        }
+        RUNNING.store(false, Ordering::Release);
+    });
+    if let Err(e) = spawned {
+        RUNNING.store(false, Ordering::Release);
+        crate::log::warn(&format!("billing run not started: {e}"));
     }
 }
 

@@ -17,6 +17,7 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::NoRoute => (404, "not_found", "no such endpoint".into()),
         Error::Conflict { code, message } => (409, code, message.clone()),
         Error::TenantSuspended => (423, "tenant_suspended", e.to_string()),
+        Error::PaymentRequired { .. } => (402, "payment_required", e.to_string()),
         Error::TenantUnavailable { .. } => (503, "tenant_unavailable", "tenant data is temporarily unavailable".into()),
         Error::PayloadTooLarge { .. } => (413, "payload_too_large", e.to_string()),
         Error::HeadersTooLarge(message) => (431, "headers_too_large", message.clone()),

@@ -382,6 +382,11 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
         if t.status == TenantStatus::Suspended && req.method.is_write() {
             return (fail(&Error::TenantSuspended), label);
         }
+        // Unpaid past the grace period: reads, exports and the billing routes (where paying
+        // happens) keep working; other writes wait for payment.
+        if t.billing_hold && req.method.is_write() && !matched.route.pattern.contains("billing") {
+            return (fail(&Error::PaymentRequired { slug: t.slug.to_string() }), label);
+        }
     }
     if let Some(t) = tenant.as_deref() {
         if let Err(e) = crate::auth::check_address(&state.app, t, &req.caller()) {

@@ -88,6 +88,7 @@ pub(super) fn register(
             tenants::insert(tx, &record)?;
             tenants::insert_config(tx, &id, &o.name, now)?;
             tenants::set_plan(tx, &id, &plan, now)?;
+            crate::billing::subscription::start(tx, app, &id, &plan, "month", &actor.0, now)?;
             if config.schema_mode == SchemaMode::Keep {
                 imports::mark_custom_schema(tx, &id, Some(run_id), now)?;
             }

@@ -210,6 +210,7 @@ pub fn import(app: &App, file: &Path, opts: &ImportOptions<'_>, actor: &Actor) -
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;
         tenants::set_plan(tx, &id, &plan, now)?;
+        crate::billing::subscription::start(tx, app, &id, &plan, "month", &actor.0, now)?;
         record_event(
             tx,
             actor,

@@ -74,6 +74,7 @@ pub fn create(app: &App, slug: &Slug, name: &str, plan: Option<&str>, actor: &Ac
         tenants::insert(tx, &record)?;
         tenants::insert_config(tx, &id, &name, now)?;
         tenants::set_plan(tx, &id, &plan, now)?;
+        crate::billing::subscription::start(tx, app, &id, &plan, "month", &actor.0, now)?;
         record_event(tx, actor, "tenant.create", &record, json!({"name": name, "plan": plan}))
     });
     if let Err(e) = res {
@@ -154,6 +155,7 @@ pub fn set_plan(app: &App, slug: &Slug, plan: &str, actor: &Actor) -> Result<Ten
         let old = std::mem::replace(&mut t.plan, plan.to_string());
         if old != plan {
             tenants::set_plan(tx, &t.id, plan, now_unix())?;
+            crate::billing::subscription::change_plan(tx, app, &t.id, plan, None, &actor.0, now_unix())?;
             record_event(tx, actor, "tenant.set_plan", &t, json!({"from": old, "to": plan}))?;
         }
         Ok(t)

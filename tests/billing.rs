@@ -1,0 +1,188 @@
+//! Issue 20: subscriptions, local invoices and dunning, end to end on a real server: sign-up
+//! with a trial → trial ends → plan upgrade with proration → invoice → payment late → grace →
+//! read-only (402) → paid → writes again; overage charged once per period; gapless numbers;
+//! canceled tenants suspended after the retention period.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use common::TestServer;
+use serde_json::json;
+use tenantd::billing::invoice;
+use tenantd::catalog::billing as records;
+use tenantd::tenancy::Actor;
+
+const DAY: i64 = 86_400;
+
+fn server() -> TestServer {
+    TestServer::start_with(|c| {
+        c.billing.provider = "local".into();
+        c.billing.tax_rate_percent = 10.0;
+        c.billing.dunning_grace_days = 7;
+        c.billing.retention_days = 30;
+        let pro = c.plans.get_mut("pro").unwrap();
+        pro.trial_days = 14;
+        pro.price_monthly_cents = 2900;
+        pro.included_monthly_requests = 1000;
+        pro.overage_cents_per_1000_requests = 5;
+        pro.included_seats = 50;
+        let ent = c.plans.get_mut("enterprise").unwrap();
+        ent.price_monthly_cents = 9900;
+        ent.trial_days = 0;
+        ent.included_monthly_requests = 1000;
+        ent.overage_cents_per_1000_requests = 5;
+    })
+}
+
+fn sub(s: &TestServer, slug: &str) -> records::Subscription {
+    let t = s.app.tenant(&tenantd::ids::Slug::parse(slug).unwrap()).unwrap();
+    records::current(&*s.app.catalog.conn().unwrap(), &t.id).unwrap().expect("a subscription")
+}
+
+fn run(s: &TestServer, as_of: i64) -> invoice::RunSummary {
+    invoice::run(&s.app, as_of, &Actor::cli()).unwrap()
+}
+
+#[test]
+fn issue20_trial_upgrade_invoice_grace_read_only_paid() {
+    let s = server();
+    let owner = s.token("owner@acme.test", "acme", "owner");
+    tenantd::tenancy::set_plan(&s.app, &tenantd::ids::Slug::parse("acme").unwrap(), "pro", &Actor::cli()).unwrap();
+    let first = sub(&s, "acme");
+    assert_eq!(first.status, "trialing");
+    let trial_end = first.trial_end.unwrap();
+    assert_eq!(trial_end - first.created_at, 14 * DAY);
+
+    // Trial ends: active, nothing invoiced for the trial.
+    let r = run(&s, trial_end + 60);
+    assert_eq!((r.trials_ended, r.invoices.len()), (1, 0));
+    let active = sub(&s, "acme");
+    assert_eq!(active.status, "active");
+    assert_eq!(active.current_period_start, trial_end);
+
+    // Upgrade mid-period: prorated on the next invoice.
+    tenantd::tenancy::set_plan(&s.app, &tenantd::ids::Slug::parse("acme").unwrap(), "enterprise", &Actor::cli())
+        .unwrap();
+    let up = sub(&s, "acme");
+    assert_eq!((up.plan.as_str(), up.amount_cents), ("enterprise", 9900));
+
+    // Period closes: one invoice, numbered, with the plan, the proration and tax.
+    let r = run(&s, active.current_period_end + 60);
+    assert_eq!(r.invoices.len(), 1);
+    let inv = records::invoice_by_number(&*s.app.catalog.conn().unwrap(), &r.invoices[0].number).unwrap().unwrap();
+    assert_eq!(inv.number, "INV-000001");
+    assert_eq!(inv.lines[0].kind, "plan");
+    assert_eq!(inv.lines[0].amount_cents, 9900);
+    let prorations: Vec<i64> = inv.lines.iter().filter(|l| l.kind == "proration").map(|l| l.amount_cents).collect();
+    assert_eq!(prorations.len(), 2, "{:?}", inv.lines);
+    assert!(prorations[0] < 0 && prorations[1] > 0, "credit then charge: {prorations:?}");
+    assert_eq!(inv.tax_cents, (inv.subtotal_cents as f64 * 0.10).round() as i64);
+    assert_eq!(inv.total_cents, inv.subtotal_cents + inv.tax_cents);
+    // Running again for the same moment invoices nothing twice.
+    assert!(run(&s, active.current_period_end + 60).invoices.is_empty());
+
+    // Late: past_due, limits kept during the grace period.
+    let r = run(&s, inv.due_at + 60);
+    assert_eq!(r.dunning.past_due.len(), 1);
+    assert_eq!(sub(&s, "acme").status, "past_due");
+    let w = s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": "in grace"}));
+    assert_eq!(w.status, 201, "{}", w.text());
+
+    // Past the grace period: writes answer 402, reads keep working.
+    let r = run(&s, inv.due_at + 8 * DAY);
+    assert_eq!(r.dunning.held.len(), 1);
+    let w = s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": "held"}));
+    assert_eq!(w.status, 402, "{}", w.text());
+    assert_eq!(w.json()["error"]["code"], "payment_required");
+    assert!(w.json()["error"]["message"].as_str().unwrap().contains("/api/v1/t/acme/billing"));
+    assert_eq!(s.get_as("/api/v1/t/acme/customers", &owner).status, 200);
+
+    // Paid: active again at once, writes work.
+    let paid = invoice::mark(&s.app, &inv.number, "paid", &Actor::cli()).unwrap();
+    assert_eq!(paid.status, "paid");
+    assert_eq!(sub(&s, "acme").status, "active");
+    let w = s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": "paid"}));
+    assert_eq!(w.status, 201, "{}", w.text());
+
+    // The ledger has every change, the tenant's own chain the dunning steps.
+    let ledger = records::ledger(&*s.app.catalog.conn().unwrap(), None).unwrap();
+    let kinds: Vec<String> =
+        ledger.iter().map(|e| format!("{}:{}", e.kind, e.to_status.clone().unwrap_or_default())).collect();
+    assert_eq!(
+        kinds,
+        [
+            "created:trialing",
+            "status_changed:active",
+            "plan_changed:active",
+            "status_changed:past_due",
+            "status_changed:active"
+        ],
+        "{kinds:?}"
+    );
+    let log = s.get_as("/api/v1/t/acme/audit", &owner).json().to_string();
+    for action in ["billing.past_due", "billing.read_only", "billing.paid"] {
+        assert!(log.contains(action), "{action} in the tenant's chain: {log}");
+    }
+    // A paid invoice cannot be voided; an unknown one is a 404-style error.
+    assert!(invoice::mark(&s.app, &inv.number, "void", &Actor::cli()).is_err());
+    assert!(invoice::mark(&s.app, "INV-999999", "paid", &Actor::cli()).is_err());
+}
+
+#[test]
+fn issue20_overage_is_charged_once_and_numbers_have_no_gaps() {
+    let s = server();
+    s.create_tenant("acme");
+    s.create_tenant("beta");
+    for slug in ["acme", "beta"] {
+        tenantd::tenancy::set_plan(&s.app, &tenantd::ids::Slug::parse(slug).unwrap(), "enterprise", &Actor::cli())
+            .unwrap();
+    }
+    let a = sub(&s, "acme");
+    assert_eq!(a.status, "active", "enterprise has no trial here");
+    // 25,500 requests in the period on acme: 24,500 beyond the 1,000 included, 25 thousands.
+    {
+        let conn = s.app.catalog.conn().unwrap();
+        let hour = a.current_period_start - a.current_period_start % 3600 + 3600;
+        conn.execute(
+            "INSERT INTO usage_hourly (tenant_id, hour, requests) VALUES (?1, ?2, 25500)",
+            rusqlite::params![a.tenant_id, hour],
+        )
+        .unwrap();
+    }
+    let r = run(&s, a.current_period_end + 60);
+    assert_eq!(r.invoices.len(), 2);
+    let acme = r.invoices.iter().find(|i| i.tenant_id == a.tenant_id).unwrap();
+    let inv = records::invoice_by_number(&*s.app.catalog.conn().unwrap(), &acme.number).unwrap().unwrap();
+    let over: Vec<_> = inv.lines.iter().filter(|l| l.kind == "overage_requests").collect();
+    assert_eq!(over.len(), 1, "{:?}", inv.lines);
+    assert_eq!((over[0].quantity, over[0].amount_cents), (25.0, 125));
+    let numbers: Vec<&str> = r.invoices.iter().map(|i| i.number.as_str()).collect();
+    assert_eq!(numbers, ["INV-000001", "INV-000002"]);
+    let r2 = run(&s, a.current_period_end + 120);
+    assert!(r2.invoices.is_empty(), "a closed period is never invoiced again");
+    let next = sub(&s, "acme");
+    assert_eq!(next.current_period_start, a.current_period_end);
+    let r3 = run(&s, next.current_period_end + 60);
+    let numbers: Vec<&str> = r3.invoices.iter().map(|i| i.number.as_str()).collect();
+    assert_eq!(numbers, ["INV-000003", "INV-000004"], "numbers continue without gaps");
+}
+
+#[test]
+fn issue20_canceled_tenants_are_suspended_after_retention() {
+    let s = server();
+    let slug = tenantd::ids::Slug::parse("acme").unwrap();
+    s.create_tenant("acme");
+    tenantd::tenancy::set_plan(&s.app, &slug, "enterprise", &Actor::cli()).unwrap();
+    let a = sub(&s, "acme");
+    let c = tenantd::billing::subscription::cancel(&s.app, &slug, true, &Actor::cli()).unwrap();
+    assert!(c.cancel_at_period_end);
+    assert!(tenantd::billing::subscription::cancel(&s.app, &slug, true, &Actor::cli()).is_err(), "twice");
+    let r = run(&s, a.current_period_end + 60);
+    assert_eq!((r.invoices.len(), r.canceled), (1, 1), "the last period is invoiced, then it ends");
+    assert_eq!(sub(&s, "acme").status, "canceled");
+    let r = run(&s, a.current_period_end + 10 * DAY);
+    assert!(r.dunning.suspended.is_empty(), "kept during the retention period");
+    let r = run(&s, a.current_period_end + 31 * DAY);
+    assert_eq!(r.dunning.suspended.len(), 1);
+    assert_eq!(s.app.tenant(&slug).unwrap().status.as_str(), "suspended");
+}

@@ -36,7 +36,7 @@ fn server() -> TestServer {
 
 fn sub(s: &TestServer, slug: &str) -> records::Subscription {
     let t = s.app.tenant(&tenantd::ids::Slug::parse(slug).unwrap()).unwrap();
-    records::current(&*s.app.catalog.conn().unwrap(), &t.id).unwrap().expect("a subscription")
+    records::current(&s.app.catalog.conn().unwrap(), &t.id).unwrap().expect("a subscription")
 }
 
 fn run(s: &TestServer, as_of: i64) -> invoice::RunSummary {
@@ -69,7 +69,7 @@ fn issue20_trial_upgrade_invoice_grace_read_only_paid() {
     // Period closes: one invoice, numbered, with the plan, the proration and tax.
     let r = run(&s, active.current_period_end + 60);
     assert_eq!(r.invoices.len(), 1);
-    let inv = records::invoice_by_number(&*s.app.catalog.conn().unwrap(), &r.invoices[0].number).unwrap().unwrap();
+    let inv = records::invoice_by_number(&s.app.catalog.conn().unwrap(), &r.invoices[0].number).unwrap().unwrap();
     assert_eq!(inv.number, "INV-000001");
     assert_eq!(inv.lines[0].kind, "plan");
     assert_eq!(inv.lines[0].amount_cents, 9900);
@@ -105,7 +105,7 @@ fn issue20_trial_upgrade_invoice_grace_read_only_paid() {
     assert_eq!(w.status, 201, "{}", w.text());
 
     // The ledger has every change, the tenant's own chain the dunning steps.
-    let ledger = records::ledger(&*s.app.catalog.conn().unwrap(), None).unwrap();
+    let ledger = records::ledger(&s.app.catalog.conn().unwrap(), None).unwrap();
     let kinds: Vec<String> =
         ledger.iter().map(|e| format!("{}:{}", e.kind, e.to_status.clone().unwrap_or_default())).collect();
     assert_eq!(
@@ -152,7 +152,7 @@ fn issue20_overage_is_charged_once_and_numbers_have_no_gaps() {
     let r = run(&s, a.current_period_end + 60);
     assert_eq!(r.invoices.len(), 2);
     let acme = r.invoices.iter().find(|i| i.tenant_id == a.tenant_id).unwrap();
-    let inv = records::invoice_by_number(&*s.app.catalog.conn().unwrap(), &acme.number).unwrap().unwrap();
+    let inv = records::invoice_by_number(&s.app.catalog.conn().unwrap(), &acme.number).unwrap().unwrap();
     let over: Vec<_> = inv.lines.iter().filter(|l| l.kind == "overage_requests").collect();
     assert_eq!(over.len(), 1, "{:?}", inv.lines);
     assert_eq!((over[0].quantity, over[0].amount_cents), (25.0, 125));

@@ -186,3 +186,77 @@ fn issue20_canceled_tenants_are_suspended_after_retention() {
     assert_eq!(r.dunning.suspended.len(), 1);
     assert_eq!(s.app.tenant(&slug).unwrap().status.as_str(), "suspended");
 }
+
+#[test]
+fn issue20_billing_api_for_owners_and_billing_roles_only() {
+    let s = server();
+    let owner = s.token("owner@acme.test", "acme", "owner");
+    let admin = s.token("admin@acme.test", "acme", "admin");
+    let r = s.post_json("/api/v1/t/acme/billing", Some(&owner), &json!({"action": "change_plan", "plan": "pro"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["subscription"]["status"], "trialing");
+    let g = s.get_as("/api/v1/t/acme/billing", &owner);
+    assert_eq!(g.status, 200);
+    let g = g.json();
+    assert_eq!(g["plan"], "pro");
+    assert_eq!(g["prices"]["monthly_cents"], 2900);
+    assert!(g["upcoming"]["lines"].as_array().unwrap().is_empty(), "nothing is due during a trial: {}", g["upcoming"]);
+    // Admins manage members, not money; a custom role with can_manage:billing does.
+    assert_eq!(s.get_as("/api/v1/t/acme/billing", &admin).status, 403);
+    let r = s.call(
+        "PUT",
+        "/api/v1/t/acme/roles/billing",
+        Some(&owner),
+        Some(&json!({"permissions": ["can_manage:billing"]})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let clerk = s.token("clerk@acme.test", "acme", "billing");
+    let g = s.get_as("/api/v1/t/acme/billing", &clerk);
+    assert_eq!(g.status, 200, "{} {}", g.text(), s.get_as("/api/v1/t/acme/roles", &owner).text());
+    let r = s.post_json("/api/v1/t/acme/billing", Some(&clerk), &json!({"action": "cancel"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["subscription"]["cancel_at_period_end"], true);
+    let r = s.post_json("/api/v1/t/acme/billing", Some(&clerk), &json!({"action": "resume"}));
+    assert_eq!(r.json()["subscription"]["cancel_at_period_end"], false);
+    // Bad input.
+    let r = s.post_json("/api/v1/t/acme/billing", Some(&owner), &json!({"action": "refund"}));
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (400, Some("invalid_action")));
+    let r = s.post_json("/api/v1/t/acme/billing", Some(&owner), &json!({"action": "change_plan", "plan": "gold"}));
+    assert_eq!(r.status, 400);
+    let r = s.post_json(
+        "/api/v1/t/acme/billing",
+        Some(&owner),
+        &json!({"action": "change_plan", "plan": "pro", "interval": "week"}),
+    );
+    assert_eq!(r.status, 400);
+    // A held tenant can still reach its billing routes (that is where it pays).
+    let t = sub(&s, "acme");
+    run(&s, t.current_period_end + 60);
+    let inv = records::invoices(&s.app.catalog.conn().unwrap(), Some(&t.tenant_id), Some("open")).unwrap();
+    assert!(inv.is_empty(), "the trial period is free");
+    let after = sub(&s, "acme");
+    let r = run(&s, after.current_period_end + 60);
+    let number = r.invoices[0].number.clone();
+    let due = records::invoice_by_number(&s.app.catalog.conn().unwrap(), &number).unwrap().unwrap().due_at;
+    run(&s, due + 30 * DAY);
+    assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": "x"})).status, 402);
+    let r = s.post_json(
+        "/api/v1/t/acme/billing",
+        Some(&owner),
+        &json!({"action": "change_plan", "plan": "pro", "interval": "month"}),
+    );
+    assert_eq!(r.status, 200, "billing stays open: {}", r.text());
+    let page = s.get_as(&format!("/api/v1/t/acme/billing/invoices/{number}?format=html"), &owner);
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains(&number) && page.text().contains("Total"));
+    // The platform sees the failing payment and marks it paid.
+    tenantd::auth::create_user(&s.app, "root@ops.test", common::PASSWORD, true).unwrap();
+    let root = s.login("root@ops.test");
+    let p = s.get_as("/api/v1/platform/billing", &root).json();
+    assert_eq!(p["failed_payments"].as_array().unwrap().len(), 1, "{p}");
+    let r =
+        s.post_json(&format!("/api/v1/platform/billing/invoices/{number}"), Some(&root), &json!({"status": "paid"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": "x"})).status, 201);
+    assert_eq!(s.get_as("/api/v1/platform/billing", &owner).status, 403);
+}

@@ -12,6 +12,8 @@ use serde_json::json;
 use tenantd::http::router::{Access, Scope};
 
 const SECRET: &str = "Globex Secret Customer";
+/// Tenant B's invoice number.
+const B_INVOICE: &str = "INV-GLOBEX-1";
 /// The index advice `world()` leads to in B.
 const ADVICE: &str = "idx_advised_customers_company";
 /// The smallest PNG signature + IHDR start: enough for the magic-number check.
@@ -54,6 +56,28 @@ fn world() -> World {
     assert_eq!(s.get_as("/api/v1/t/globex/customers?company=Initech", &b_owner).status, 200);
     tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
     let root = s.login("root@ops.test");
+    // One invoice of B's, for the billing routes.
+    let globex = s.app.tenant(&tenantd::ids::Slug::parse("globex").unwrap()).unwrap();
+    let invoice = tenantd::catalog::billing::Invoice {
+        id: 0,
+        number: B_INVOICE.into(),
+        tenant_id: globex.id.to_string(),
+        subscription_id: None,
+        status: "open".into(),
+        currency: "usd".into(),
+        period_start: 0,
+        period_end: 1,
+        subtotal_cents: 4200,
+        tax_rate_percent: 0.0,
+        tax_cents: 0,
+        total_cents: 4200,
+        issued_at: 1,
+        due_at: 2,
+        paid_at: None,
+        voided_at: None,
+        lines: Vec::new(),
+    };
+    tenantd::catalog::billing::insert_invoice(&s.app.catalog.conn().unwrap(), &invoice).unwrap();
     World { s, a_owner, a_key, root, b_owner, b_customer, b_member, b_key_id }
 }
 
@@ -67,6 +91,7 @@ fn fill(w: &World, pattern: &str) -> String {
             "{user_id}" => w.b_member.to_string(),
             "{key_id}" => w.b_key_id.clone(),
             "{role}" => "auditor".to_string(),
+            "{number}" => B_INVOICE.to_string(),
             s if s.starts_with('{') => panic!("isolation test needs a value for {s}"),
             s => s.to_string(),
         })
@@ -86,6 +111,8 @@ fn body(method: &str, pattern: &str) -> Option<serde_json::Value> {
         ("POST", "/{table}") => Some(json!({"name": "Injected"})),
         ("PATCH", "/{table}/{id}") => Some(json!({"name": "Hacked"})),
         ("POST", "/index-advice/apply") => Some(json!({"index": ADVICE})),
+        // B's own plan: a change that changes nothing succeeds for B and must be refused for A.
+        ("POST", "/billing") => Some(json!({"action": "change_plan", "plan": "free"})),
         _ => Some(json!({})),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod health;
 pub mod members;
 pub mod metrics;
@@ -20,7 +21,7 @@ use crate::ui;
 
 /// Every route the server answers. The isolation tests walk this table. Fixed tenant paths come
 /// before `/{table}`, so a table named like one of them is reachable only through the others'
-/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `audit`,
+/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `billing`, `audit`,
 /// `security-policy`, `logo`, `openapi.json`, `query-stats`, `slow-queries` or `index-advice`.
 pub fn router() -> Router {
     use Method::*;
@@ -44,6 +45,8 @@ pub fn router() -> Router {
         r(Patch, G, "/api/v1/platform/tenants/{slug}", platform::update_tenant, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/resources", platform::resources, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/alerts", audit::platform_alerts, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/billing", billing::platform, Access::PlatformAdmin),
+        r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),
         r(Get, T, "/logo", tenant::logo, Access::TenantPublic),
         r(Get, T, "/openapi.json", openapi::spec, Access::Tenant(Need::Member)),
@@ -58,6 +61,9 @@ pub fn router() -> Router {
         r(Post, T, "/api-keys", members::create_key, area(Area::ApiKeys, Action::Write)),
         r(Delete, T, "/api-keys/{key_id}", members::revoke_key, area(Area::ApiKeys, Action::Write)),
         r(Get, T, "/usage", usage::report, area(Area::Usage, Action::Read)),
+        r(Get, T, "/billing", billing::get, area(Area::Billing, Action::Read)),
+        r(Post, T, "/billing", billing::post, area(Area::Billing, Action::Write)),
+        r(Get, T, "/billing/invoices/{number}", billing::invoice, area(Area::Billing, Action::Read)),
         r(Get, T, "/audit", audit::list, area(Area::Audit, Action::Read)),
         r(Get, T, "/alerts", audit::alerts, area(Area::Audit, Action::Read)),
         r(Get, T, "/security-policy", security::get, area(Area::Settings, Action::Read)),

@@ -34,10 +34,12 @@ pub enum Area {
     Audit,
     Usage,
     ApiKeys,
+    /// The tenant's subscription and invoices: owners, and roles with `can_manage:billing`.
+    Billing,
 }
 
 impl Area {
-    pub const ALL: [Area; 5] = [Area::Members, Area::Settings, Area::Audit, Area::Usage, Area::ApiKeys];
+    pub const ALL: [Area; 6] = [Area::Members, Area::Settings, Area::Audit, Area::Usage, Area::ApiKeys, Area::Billing];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +48,7 @@ impl Area {
             Area::Audit => "audit",
             Area::Usage => "usage",
             Area::ApiKeys => "api_keys",
+            Area::Billing => "billing",
         }
     }
 }
@@ -105,6 +108,10 @@ impl PermSet {
                 self.perms.contains(&format!("{}:{t}", action.as_str()))
                     || self.perms.contains(&format!("{}:*", action.as_str()))
             }
+            // `can_manage:billing` is billing's write (and read).
+            Resource::Area(Area::Billing) if self.perms.contains("manage:billing") => {
+                matches!(action, Action::Read | Action::Write)
+            }
             Resource::Area(a) => {
                 self.perms.contains(&format!("{}:{}", action.as_str(), a.as_str()))
                     // Writing an area implies reading it.
@@ -128,7 +135,7 @@ pub fn parse_permission(s: &str) -> Result<String> {
         Error::invalid(
             "invalid_permission",
             format!(
-                "{:?} is not a permission: use can_<read|create|update|delete>:<table or *> or can_<read|write>:<members|settings|audit|usage|api_keys>",
+                "{:?} is not a permission: use can_<read|create|update|delete>:<table or *>, can_<read|write>:<members|settings|audit|usage|api_keys|billing> or can_manage:billing",
                 crate::ids::truncate_for_message(s)
             ),
         )
@@ -140,6 +147,7 @@ pub fn parse_permission(s: &str) -> Result<String> {
         "read" => true,
         "create" | "update" | "delete" => !is_area,
         "write" => is_area,
+        "manage" => resource == "billing",
         _ => false,
     };
     let valid_name = resource == "*"

@@ -145,34 +145,10 @@ fn close_due(
 /// pending prorations and tax, under the next invoice number.
 fn close_period(tx: &Connection, app: &App, s: &Subscription) -> Result<Invoice> {
     let cfg = &app.config.billing;
-    let plan = app.config.plans.get(&s.plan).cloned().unwrap_or_default();
     let (ps, pe) = (s.current_period_start, s.current_period_end);
-    let mut lines = vec![InvoiceLine {
-        kind: "plan".into(),
-        description: format!(
-            "{} plan ({}), {} to {}",
-            s.plan,
-            s.interval,
-            crate::util::rfc3339(ps).get(..10).unwrap_or(""),
-            crate::util::rfc3339(pe).get(..10).unwrap_or("")
-        ),
-        quantity: 1.0,
-        unit_cents: s.amount_cents as f64,
-        amount_cents: s.amount_cents,
-    }];
-    lines.extend(usage_lines(tx, &plan, s)?);
-    let pending = billing::pending(tx, &s.tenant_id)?;
-    for (_, kind, description, amount) in &pending {
-        lines.push(InvoiceLine {
-            kind: kind.clone(),
-            description: description.clone(),
-            quantity: 1.0,
-            unit_cents: *amount as f64,
-            amount_cents: *amount,
-        });
-    }
+    let (lines, pending) = period_lines(tx, app, s)?;
     let subtotal: i64 = lines.iter().map(|l| l.amount_cents).sum();
-    let tax = if subtotal > 0 { (subtotal as f64 * cfg.tax_rate_percent / 100.0).round() as i64 } else { 0 };
+    let tax = tax_of(subtotal, cfg.tax_rate_percent);
     let n = billing::next_number(tx, "invoice")?;
     let mut inv = Invoice {
         id: 0,
@@ -199,8 +175,78 @@ fn close_period(tx: &Connection, app: &App, s: &Subscription) -> Result<Invoice>
         inv.paid_at = Some(pe);
     }
     inv.id = billing::insert_invoice(tx, &inv)?;
-    billing::claim_pending(tx, &pending.iter().map(|p| p.0).collect::<Vec<_>>(), inv.id)?;
+    billing::claim_pending(tx, &pending, inv.id)?;
     Ok(inv)
+}
+
+fn tax_of(subtotal: i64, rate_percent: f64) -> i64 {
+    if subtotal > 0 {
+        (subtotal as f64 * rate_percent / 100.0).round() as i64
+    } else {
+        0
+    }
+}
+
+/// What the current period will cost if it closed now: the plan, the usage so far beyond what
+/// it includes, seats and pending prorations, with tax. For the tenant's billing page.
+#[derive(Debug, Serialize)]
+pub struct Upcoming {
+    pub period_start: i64,
+    pub period_end: i64,
+    pub lines: Vec<InvoiceLine>,
+    pub subtotal_cents: i64,
+    pub tax_cents: i64,
+    pub total_cents: i64,
+    pub currency: String,
+}
+
+pub fn upcoming(conn: &Connection, app: &App, s: &Subscription) -> Result<Upcoming> {
+    let (mut lines, _) = period_lines(conn, app, s)?;
+    if s.status == "trialing" {
+        lines.retain(|l| l.kind == "proration");
+    }
+    let subtotal: i64 = lines.iter().map(|l| l.amount_cents).sum();
+    let tax = tax_of(subtotal, app.config.billing.tax_rate_percent);
+    Ok(Upcoming {
+        period_start: s.current_period_start,
+        period_end: s.current_period_end,
+        lines,
+        subtotal_cents: subtotal,
+        tax_cents: tax,
+        total_cents: subtotal + tax,
+        currency: s.currency.clone(),
+    })
+}
+
+/// The lines of `s`'s current period and the ids of the pending charges they include.
+fn period_lines(tx: &Connection, app: &App, s: &Subscription) -> Result<(Vec<InvoiceLine>, Vec<i64>)> {
+    let plan = app.config.plans.get(&s.plan).cloned().unwrap_or_default();
+    let (ps, pe) = (s.current_period_start, s.current_period_end);
+    let mut lines = vec![InvoiceLine {
+        kind: "plan".into(),
+        description: format!(
+            "{} plan ({}), {} to {}",
+            s.plan,
+            s.interval,
+            crate::util::rfc3339(ps).get(..10).unwrap_or(""),
+            crate::util::rfc3339(pe).get(..10).unwrap_or("")
+        ),
+        quantity: 1.0,
+        unit_cents: s.amount_cents as f64,
+        amount_cents: s.amount_cents,
+    }];
+    lines.extend(usage_lines(tx, &plan, s)?);
+    let pending = billing::pending(tx, &s.tenant_id)?;
+    for (_, kind, description, amount) in &pending {
+        lines.push(InvoiceLine {
+            kind: kind.clone(),
+            description: description.clone(),
+            quantity: 1.0,
+            unit_cents: *amount as f64,
+            amount_cents: *amount,
+        });
+    }
+    Ok((lines, pending.iter().map(|p| p.0).collect()))
 }
 
 /// Requests, storage and seats beyond what the plan includes for the period.

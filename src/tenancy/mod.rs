@@ -149,13 +149,29 @@ fn transition(
 }
 
 pub fn set_plan(app: &App, slug: &Slug, plan: &str, actor: &Actor) -> Result<TenantRecord> {
+    set_plan_and_interval(app, slug, plan, None, actor)
+}
+
+/// `set_plan`, also moving a subscription to another billing interval (`month`, `year`).
+pub fn set_plan_and_interval(
+    app: &App,
+    slug: &Slug,
+    plan: &str,
+    interval: Option<&str>,
+    actor: &Actor,
+) -> Result<TenantRecord> {
     validate_plan(app, plan)?;
+    if let Some(i) = interval {
+        crate::billing::subscription::check_interval(i)?;
+    }
     app.change(|tx| {
         let mut t = tenants::get_by_slug(tx, slug)?;
         let old = std::mem::replace(&mut t.plan, plan.to_string());
+        if old != plan || interval.is_some() {
+            crate::billing::subscription::change_plan(tx, app, &t.id, plan, interval, &actor.0, now_unix())?;
+        }
         if old != plan {
             tenants::set_plan(tx, &t.id, plan, now_unix())?;
-            crate::billing::subscription::change_plan(tx, app, &t.id, plan, None, &actor.0, now_unix())?;
             record_event(tx, actor, "tenant.set_plan", &t, json!({"from": old, "to": plan}))?;
         }
         Ok(t)

@@ -147,6 +147,7 @@ fn form_body(pattern: &str, csrf: &str) -> String {
         "/data/{table}" | "/data/{table}/{id}" => "name=Hacked",
         "/roles" => "name=auditor2&permissions=can_read%3Acustomers",
         "/queries/apply" => "index=idx_advised_customers_company",
+        "/billing" => "action=change_plan&plan=free",
         _ => "",
     };
     format!("_csrf={csrf}&{rest}")

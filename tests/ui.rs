@@ -264,3 +264,45 @@ fn queries_page_shows_stats_and_applies_advice_with_csrf() {
     s.member("staff@acme.test", "acme", "member");
     assert_eq!(sign_in(&s, "staff@acme.test").get("/admin/t/acme/queries").status, 403);
 }
+
+#[test]
+fn issue20_billing_page_banner_and_console() {
+    let s = TestServer::start_with(|c| {
+        c.billing.provider = "local".into();
+        c.billing.dunning_grace_days = 3;
+        let pro = c.plans.get_mut("pro").unwrap();
+        pro.trial_days = 0;
+        pro.price_monthly_cents = 2900;
+    });
+    s.member("owner@acme.test", "acme", "owner");
+    let mut b = sign_in(&s, "owner@acme.test");
+    let page = b.get("/admin/t/acme/billing");
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("No subscription") && html.contains("29.00 USD"), "free plan, pro's price listed: {html}");
+    let csrf = hidden_csrf(&html);
+    let r = b.post("/admin/t/acme/billing", &format!("_csrf={csrf}&action=change_plan&plan=pro&interval=month"));
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(r.header("location").unwrap().contains("ok="), "{:?}", r.header("location"));
+    let html = b.get("/admin/t/acme/billing").text();
+    assert!(html.contains("active") && html.contains("29.00 USD per month"), "{html}");
+    // A late invoice: the banner on every page, then read-only.
+    let t = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let sub = tenantd::catalog::billing::current(&s.app.catalog.conn().unwrap(), &t.id).unwrap().unwrap();
+    let actor = tenantd::tenancy::Actor::cli();
+    let r = tenantd::billing::invoice::run(&s.app, sub.current_period_end + 60, &actor).unwrap();
+    let number = r.invoices[0].number.clone();
+    let due =
+        tenantd::catalog::billing::invoice_by_number(&s.app.catalog.conn().unwrap(), &number).unwrap().unwrap().due_at;
+    tenantd::billing::invoice::run(&s.app, due + 60, &actor).unwrap();
+    let home = b.get("/admin/t/acme/").text();
+    assert!(home.contains("Payment is overdue"), "{home}");
+    let inv = b.get(&format!("/admin/t/acme/billing/invoices/{number}"));
+    assert_eq!(inv.status, 200);
+    assert!(inv.text().contains(&format!("Invoice {number}")));
+    // The console shows the failing payment to platform admins.
+    tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
+    let mut root = sign_in(&s, "root@ops.test");
+    let console = root.get("/admin/platform").text();
+    assert!(console.contains("Failed payment") && console.contains("acme"), "{console}");
+}

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::billing::{invoice, subscription};
-use crate::catalog::{billing as records, tenants};
+use crate::catalog::billing as records;
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Req, Resp};
 use crate::tenancy::Actor;
@@ -109,37 +109,21 @@ pub fn invoice(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 /// `GET /api/v1/platform/billing`: every subscription, the failing ones, and this month's money.
 pub fn platform(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let conn = ctx.app.catalog.conn()?;
-    let slugs: std::collections::BTreeMap<String, String> =
-        tenants::list(&conn, true)?.into_iter().map(|t| (t.id.to_string(), t.slug.to_string())).collect();
-    let subs = records::all_current(&conn)?;
-    let (month_start, month_end) = crate::util::month_bounds(crate::util::now_unix());
-    let mut revenue: std::collections::BTreeMap<String, i64> = Default::default();
-    let mut mrr: std::collections::BTreeMap<String, i64> = Default::default();
-    for i in records::invoices(&conn, None, Some("paid"))? {
-        if i.paid_at.is_some_and(|p| p >= month_start && p < month_end) {
-            *revenue.entry(i.currency.clone()).or_default() += i.total_cents;
-        }
-    }
-    for s in subs.iter().filter(|s| matches!(s.status.as_str(), "active" | "past_due")) {
-        let monthly = if s.interval == "year" { s.amount_cents / 12 } else { s.amount_cents };
-        *mrr.entry(s.currency.clone()).or_default() += monthly;
-    }
-    let row = |s: &records::Subscription| {
-        json!({"tenant": slugs.get(&s.tenant_id), "plan": s.plan, "status": s.status, "interval": s.interval,
+    let sum = crate::billing::summary(ctx.app, crate::util::now_unix())?;
+    let row = |(slug, s): &(String, records::Subscription)| {
+        json!({"tenant": slug, "plan": s.plan, "status": s.status, "interval": s.interval,
                "amount_cents": s.amount_cents, "currency": s.currency, "current_period_end": s.current_period_end,
                "past_due_since": s.past_due_since, "cancel_at_period_end": s.cancel_at_period_end})
     };
-    let failing: Vec<_> = subs.iter().filter(|s| matches!(s.status.as_str(), "past_due" | "unpaid")).map(row).collect();
     Ok(Resp::json(
         200,
         &json!({
-            "provider": ctx.app.config.billing.provider,
-            "subscriptions": subs.iter().map(row).collect::<Vec<_>>(),
-            "failed_payments": failing,
-            "open_invoices": records::invoices(&conn, None, Some("open"))?.len(),
-            "revenue_this_month_cents": revenue,
-            "mrr_cents": mrr,
+            "provider": sum.provider,
+            "subscriptions": sum.subscriptions.iter().map(row).collect::<Vec<_>>(),
+            "failed_payments": sum.failed_payments.iter().map(row).collect::<Vec<_>>(),
+            "open_invoices": sum.open_invoices,
+            "revenue_this_month_cents": sum.revenue_this_month_cents,
+            "mrr_cents": sum.mrr_cents,
         }),
     ))
 }

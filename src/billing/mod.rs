@@ -55,3 +55,48 @@ pub fn money(cents: i64, currency: &str) -> String {
     let c = cents.unsigned_abs();
     format!("{sign}{}.{:02} {}", c / 100, c % 100, currency.to_ascii_uppercase())
 }
+
+/// The platform's view: every current subscription with its tenant's slug, the failing ones,
+/// open invoices, revenue paid this month and monthly recurring revenue, by currency.
+#[derive(Debug, serde::Serialize)]
+pub struct Summary {
+    pub provider: &'static str,
+    pub subscriptions: Vec<(String, crate::catalog::billing::Subscription)>,
+    pub failed_payments: Vec<(String, crate::catalog::billing::Subscription)>,
+    pub open_invoices: usize,
+    pub revenue_this_month_cents: std::collections::BTreeMap<String, i64>,
+    pub mrr_cents: std::collections::BTreeMap<String, i64>,
+}
+
+pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
+    use crate::catalog::{billing as records, tenants};
+    let conn = app.catalog.conn()?;
+    let slugs: std::collections::BTreeMap<String, String> =
+        tenants::list(&conn, true)?.into_iter().map(|t| (t.id.to_string(), t.slug.to_string())).collect();
+    let (month_start, month_end) = crate::util::month_bounds(now);
+    let mut revenue = std::collections::BTreeMap::new();
+    for i in records::invoices(&conn, None, Some("paid"))? {
+        if i.paid_at.is_some_and(|p| p >= month_start && p < month_end) {
+            *revenue.entry(i.currency.clone()).or_default() += i.total_cents;
+        }
+    }
+    let mut mrr = std::collections::BTreeMap::new();
+    let subs: Vec<(String, records::Subscription)> = records::all_current(&conn)?
+        .into_iter()
+        .map(|s| (slugs.get(&s.tenant_id).cloned().unwrap_or_else(|| s.tenant_id.clone()), s))
+        .collect();
+    for (_, s) in subs.iter().filter(|(_, s)| matches!(s.status.as_str(), "active" | "past_due")) {
+        let monthly = if s.interval == "year" { s.amount_cents / 12 } else { s.amount_cents };
+        *mrr.entry(s.currency.clone()).or_default() += monthly;
+    }
+    let failed_payments =
+        subs.iter().filter(|(_, s)| matches!(s.status.as_str(), "past_due" | "unpaid")).cloned().collect();
+    Ok(Summary {
+        provider: Provider::of(app).as_str(),
+        open_invoices: records::invoices(&conn, None, Some("open"))?.len(),
+        subscriptions: subs,
+        failed_payments,
+        revenue_this_month_cents: revenue,
+        mrr_cents: mrr,
+    })
+}

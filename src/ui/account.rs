@@ -45,7 +45,7 @@ fn login_form(csrf: &str, email: &str, next: &str, need_totp: bool, error: Optio
 }
 
 fn login_page(csrf: &str, body: Markup, status: u16) -> Resp {
-    let chrome = Chrome { title: "Sign in", session: None, tenant: None, active: "" };
+    let chrome = Chrome { title: "Sign in", session: None, tenant: None, active: "", notice: None };
     let mut r = page(&chrome, body);
     r.status = status;
     r.with_header(

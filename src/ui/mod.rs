@@ -3,6 +3,7 @@
 //! reaches a style attribute. No business logic here: pages call the same operations as the API.
 
 pub mod account;
+pub mod billing;
 pub mod data;
 pub mod platform;
 pub mod queries;
@@ -150,6 +151,8 @@ pub struct Chrome<'a> {
     pub session: Option<&'a SessionInfo>,
     pub tenant: Option<(&'a TenantRecord, Branding)>,
     pub active: &'a str,
+    /// A late payment, shown on every page of the tenant.
+    pub notice: Option<String>,
 }
 
 impl<'a> Chrome<'a> {
@@ -158,7 +161,8 @@ impl<'a> Chrome<'a> {
             Some(t) => Some((t, ctx.app.tenant_config.get(&ctx.app.catalog, &t.id)?.branding.clone())),
             None => None,
         };
-        Ok(Chrome { title, session: session(ctx).ok(), tenant, active })
+        let notice = ctx.tenant.as_deref().and_then(|t| billing::notice(ctx, t));
+        Ok(Chrome { title, session: session(ctx).ok(), tenant, active, notice })
     }
 }
 
@@ -205,6 +209,7 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                             (nav(&format!("{b}/security"), "Security", "security"))
                             (nav(&format!("{b}/audit"), "Audit", "audit"))
                             (nav(&format!("{b}/queries"), "Queries", "queries"))
+                            (nav(&format!("{b}/billing"), "Billing", "billing"))
                         }
                         @if chrome.session.is_some() {
                             (nav("/admin", "Tenants", "switch"))
@@ -223,7 +228,10 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                         }
                     }
                 }
-                main { (body) }
+                main {
+                    @if let Some(n) = &chrome.notice { div.flash.error role="alert" { (n) } }
+                    (body)
+                }
                 footer { "tenantd " (env!("CARGO_PKG_VERSION")) }
             }
         }
@@ -250,7 +258,7 @@ pub fn error_page(e: &Error, path: &str) -> Resp {
         let next = crate::util::percent_encode(path);
         return redirect(&format!("/admin/login?next={next}"));
     }
-    let chrome = Chrome { title: "Error", session: None, tenant: None, active: "" };
+    let chrome = Chrome { title: "Error", session: None, tenant: None, active: "", notice: None };
     let mut r = page(
         &chrome,
         html! {

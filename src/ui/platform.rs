@@ -18,6 +18,10 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let alerts = crate::limits::alerts::list(&conn, None, 20)?;
     drop(conn);
     let plans: Vec<&String> = ctx.app.config.plans.keys().collect();
+    let billing = match crate::billing::Provider::of(ctx.app) {
+        crate::billing::Provider::None => None,
+        _ => Some(crate::billing::summary(ctx.app, crate::util::now_unix())?),
+    };
     let chrome = Chrome::for_ctx(ctx, "Platform", "platform")?;
     Ok(page(
         &chrome,
@@ -25,6 +29,25 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             h1 { "Platform" }
             p.lead { (list.len()) " tenants · " (users.len()) " users" }
             (flash(req))
+            @if let Some(b) = &billing {
+                h2 { "Billing" }
+                p {
+                    "Provider " (b.provider) " · " (b.subscriptions.len()) " subscriptions · " (b.open_invoices) " open invoices · revenue this month: "
+                    @for (cur, cents) in &b.revenue_this_month_cents { (crate::billing::money(*cents, cur)) " " }
+                    " · MRR: "
+                    @for (cur, cents) in &b.mrr_cents { (crate::billing::money(*cents, cur)) " " }
+                }
+                @if !b.failed_payments.is_empty() {
+                    table.data {
+                        thead { tr { th { "Failed payment" } th { "Plan" } th { "Status" } th { "Overdue since" } } }
+                        tbody {
+                            @for (slug, s) in &b.failed_payments {
+                                tr { td { (slug) } td { (s.plan) } td { span.badge.suspended { (s.status) } } td { (s.past_due_since.map(rfc3339).unwrap_or_default()) } }
+                            }
+                        }
+                    }
+                }
+            }
             h2 { "Tenants" }
             table.data {
                 thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "Req/s" } th { "In flight" } th { "Connections" } th { "Storage" } th { "Created" } th { "Actions" } } }

@@ -15,7 +15,7 @@ fn base(ctx: &Ctx<'_>) -> Result<String> {
 }
 
 /// Runs a form action; domain errors come back as a message on the page, not an error page.
-pub(super) fn act(location: &str, ok: &str, f: impl FnOnce() -> Result<()>) -> Result<Resp> {
+pub(crate) fn act(location: &str, ok: &str, f: impl FnOnce() -> Result<()>) -> Result<Resp> {
     match f() {
         Ok(()) => Ok(back(location, "ok", ok)),
         Err(

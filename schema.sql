@@ -388,3 +388,30 @@ CREATE TABLE IF NOT EXISTS tenant_billing_holds (
     since     INTEGER NOT NULL,
     reason    TEXT NOT NULL
 );
+
+-- Stripe events received (`billing::webhook`): the id makes a second delivery a no-op.
+CREATE TABLE IF NOT EXISTS billing_events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    created     INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    outcome     TEXT
+);
+
+-- Calls to the payment provider waiting to be made (`billing::provider`): written in the same
+-- transaction as the change that needs them, made off the request path, retried with backoff.
+-- The idempotency key is sent with the call, so a retry after a crash never charges twice.
+CREATE TABLE IF NOT EXISTS billing_outbox (
+    id              INTEGER PRIMARY KEY,
+    tenant_id       TEXT NOT NULL,
+    op              TEXT NOT NULL,                -- subscribe | change_price | cancel | resume | meter
+    params          TEXT NOT NULL DEFAULT '{}',
+    idempotency_key TEXT NOT NULL UNIQUE,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_at         INTEGER NOT NULL,
+    last_error      TEXT,
+    done_at         INTEGER,
+    failed_at       INTEGER,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS billing_outbox_due ON billing_outbox(next_at) WHERE done_at IS NULL AND failed_at IS NULL;

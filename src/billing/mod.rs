@@ -8,9 +8,14 @@
 //!   uncollectible; printable HTML.
 //! - `dunning`: overdue invoices → `past_due` → after the grace period writes answer 402 →
 //!   canceled or unpaid tenants suspended after the retention period; paying restores at once.
+//! - `provider`: the Stripe provider's outbound calls, queued in the same transaction as the
+//!   change and made off the request path with idempotency keys.
+//! - `webhook`: Stripe's signed events, deduplicated and applied in any order.
+//! - `stripe/`: the webhook signature check, and the mock Stripe used by tests and CI.
 
 pub mod dunning;
 pub mod invoice;
+pub mod provider;
 pub mod subscription;
 
 use crate::app::App;
@@ -98,5 +103,31 @@ pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
         failed_payments,
         revenue_this_month_cents: revenue,
         mrr_cents: mrr,
+    })
+}
+
+/// Queues what Stripe must hear of each tenant's usage: one meter event per tenant and closed
+/// hour (the idempotency key and Stripe's `identifier` are the tenant and the hour, so a
+/// tenant-hour is charged once whatever retries or restarts happen). Looks back two days.
+pub fn queue_meter_events(app: &App, now: i64) -> crate::error::Result<usize> {
+    if Provider::of(app) != Provider::Stripe {
+        return Ok(0);
+    }
+    let this_hour = now - now.rem_euclid(3600);
+    app.catalog.write(|tx| {
+        let mut stmt = tx.prepare(
+            "SELECT u.tenant_id, u.hour, u.requests FROM usage_hourly u JOIN billing_subscriptions s \
+             ON s.tenant_id = u.tenant_id AND s.ended_at IS NULL AND s.provider = 'stripe' \
+             WHERE u.hour >= ?1 AND u.hour < ?2 AND u.requests > 0",
+        )?;
+        let rows: Vec<(String, i64, i64)> = stmt
+            .query_map([this_hour - 48 * 3600, this_hour], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        drop(stmt);
+        for (tenant, hour, requests) in &rows {
+            let params = serde_json::json!({"event_name": "tenantd_requests", "value": requests, "timestamp": hour});
+            provider::enqueue(tx, tenant, "meter", &params, &format!("tenantd-meter-{tenant}-{hour}"), now)?;
+        }
+        Ok(rows.len())
     })
 }

@@ -74,6 +74,12 @@ pub fn start(
         ended_at: None,
     };
     s.id = billing::insert_subscription(tx, &s)?;
+    if provider == Provider::Stripe {
+        let t = tenants::find_by_id(tx, tenant)?;
+        let (slug, name) = t.map(|t| (t.slug.to_string(), t.name)).unwrap_or_default();
+        let params = super::provider::subscribe_params(app, plan_name, interval, &slug, &name);
+        super::provider::enqueue(tx, tenant.as_str(), "subscribe", &params, &format!("tenantd-sub-{}", s.id), now)?;
+    }
     ledger(tx, &s, actor, "created", None, None, None, now)?;
     platform_audit(
         tx,
@@ -215,6 +221,11 @@ pub fn change_plan(
     }
     s.updated_at = now;
     billing::update_subscription(tx, &s)?;
+    if s.provider == "stripe" {
+        let p = super::provider::subscribe_params(app, &s.plan, &s.interval, "", "");
+        let key = format!("tenantd-chg-{}-{}-{}-{now}", s.id, s.plan, s.interval);
+        super::provider::enqueue(tx, &s.tenant_id, "change_price", &p, &key, now)?;
+    }
     ledger(tx, &s, actor, "plan_changed", Some(&from_plan), Some(from_amount), Some(&from_status), now)?;
     platform_audit(
         tx,
@@ -247,6 +258,10 @@ pub fn cancel(app: &App, slug: &Slug, at_period_end: bool, actor: &Actor) -> Res
         }
         s.updated_at = now;
         billing::update_subscription(tx, &s)?;
+        if s.provider == "stripe" {
+            let key = format!("tenantd-cancel-{}-{now}", s.id);
+            super::provider::enqueue(tx, &s.tenant_id, "cancel", &json!({"at_period_end": at_period_end}), &key, now)?;
+        }
         ledger(tx, &s, &actor.0, "canceled", Some(&s.plan.clone()), Some(s.amount_cents), Some(&from_status), now)?;
         platform_audit(tx, &actor.0, "billing.cancel", &s, json!({"at_period_end": at_period_end}), now)?;
         Ok(s)
@@ -266,6 +281,16 @@ pub fn resume(app: &App, slug: &Slug, actor: &Actor) -> Result<Subscription> {
         s.cancel_at_period_end = false;
         s.updated_at = now;
         billing::update_subscription(tx, &s)?;
+        if s.provider == "stripe" {
+            super::provider::enqueue(
+                tx,
+                &s.tenant_id,
+                "resume",
+                &json!({}),
+                &format!("tenantd-resume-{}-{now}", s.id),
+                now,
+            )?;
+        }
         ledger(tx, &s, &actor.0, "resumed", Some(&s.plan.clone()), Some(s.amount_cents), Some(&s.status.clone()), now)?;
         platform_audit(tx, &actor.0, "billing.resume", &s, json!({}), now)?;
         Ok(s)

@@ -70,6 +70,7 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let mut last = read();
     let mut last_flush = Instant::now();
     let mut last_archive = Instant::now();
+    let mut last_outbox = Instant::now();
     let mut last_reap = Instant::now();
     let mut accept = AcceptWatch::default();
     // 200 ms keeps CLI changes visible to the server well within one second.
@@ -98,6 +99,11 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
             last_reap = Instant::now();
             state.app.store.close_idle_readers(crate::db::POOL_IDLE_TIMEOUT);
         }
+        // Calls queued for Stripe, every 5 s (on a thread of their own: Stripe may be slow).
+        if last_outbox.elapsed() >= Duration::from_secs(5) {
+            last_outbox = Instant::now();
+            stripe_drain(&state.app);
+        }
         // Audit retention and the billing run once an hour.
         if last_archive.elapsed() >= Duration::from_secs(3600) {
             last_archive = Instant::now();
@@ -111,16 +117,47 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     }
 }
 
-/// The hourly billing run (periods that ended, dunning) on a thread of its own, so a long run
-/// never delays the usage flush or cache invalidation; skipped while the previous one runs.
-fn billing_run(app: &std::sync::Arc<crate::app::App>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    static RUNNING: AtomicBool = AtomicBool::new(false);
-    if crate::billing::Provider::of(app) == crate::billing::Provider::None || RUNNING.swap(true, Ordering::AcqRel) {
+/// Runs `f` on a thread named `name` unless the previous run still goes on: billing work never
+/// delays the usage flush or cache invalidation, and never piles up.
+fn spawn_once(flag: &'static std::sync::atomic::AtomicBool, name: &str, f: impl FnOnce() + Send + 'static) {
+    use std::sync::atomic::Ordering;
+    if flag.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
+        f();
+        flag.store(false, Ordering::Release);
+    });
+    if let Err(e) = spawned {
+        flag.store(false, Ordering::Release);
+        crate::log::warn(&format!("{name} not started: {e}"));
+    }
+}
+
+fn stripe_drain(app: &std::sync::Arc<crate::app::App>) {
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if crate::billing::Provider::of(app) != crate::billing::Provider::Stripe {
         return;
     }
     let app = app.clone();
-    let spawned = std::thread::Builder::new().name("billing".into()).spawn(move || {
+    spawn_once(&RUNNING, "stripe-outbox", move || {
+        if let Err(e) = crate::billing::provider::drain(&app, crate::util::now_unix()) {
+            crate::log::warn(&format!("stripe outbox: {}", e.log_detail()));
+        }
+    });
+}
+
+/// The hourly billing run (periods that ended, dunning, meter events for Stripe).
+fn billing_run(app: &std::sync::Arc<crate::app::App>) {
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if crate::billing::Provider::of(app) == crate::billing::Provider::None {
+        return;
+    }
+    let app = app.clone();
+    spawn_once(&RUNNING, "billing", move || {
+        if let Err(e) = crate::billing::queue_meter_events(&app, crate::util::now_unix()) {
+            crate::log::warn(&format!("billing: meter events not queued: {}", e.log_detail()));
+        }
         let actor = crate::tenancy::Actor("system".into());
         match crate::billing::invoice::run(&app, crate::util::now_unix(), &actor) {
             Ok(r) if !r.invoices.is_empty() || !r.dunning.held.is_empty() || !r.dunning.suspended.is_empty() => {
@@ -135,12 +172,7 @@ fn billing_run(app: &std::sync::Arc<crate::app::App>) {
             Ok(_) => {}
             Err(e) => crate::log::warn(&format!("billing run failed: {}", e.log_detail())),
         }
-        RUNNING.store(false, Ordering::Release);
     });
-    if let Err(e) = spawned {
-        RUNNING.store(false, Ordering::Release);
-        crate::log::warn(&format!("billing run not started: {e}"));
-    }
 }
 
 /// Tells the operator when the accept loop runs out of descriptors: one line when a burst of

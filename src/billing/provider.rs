@@ -113,8 +113,16 @@ pub fn drain(app: &App, now: i64) -> Result<Drained> {
     Ok(out)
 }
 
-/// Queued calls not yet made, and the ones given up on, for the console and `billing status`.
-pub fn backlog(conn: &Connection) -> Result<(i64, Vec<(String, String, Option<String>)>)> {
+/// A queued call that failed at least once: tenant id, operation, last error.
+#[derive(Debug, Serialize)]
+pub struct Trouble {
+    pub tenant_id: String,
+    pub op: String,
+    pub last_error: Option<String>,
+}
+
+/// Queued calls not yet made, and the ones that failed, for the console and `billing status`.
+pub fn backlog(conn: &Connection) -> Result<(i64, Vec<Trouble>)> {
     let pending =
         conn.query_row("SELECT count(*) FROM billing_outbox WHERE done_at IS NULL AND failed_at IS NULL", [], |r| {
             r.get(0)
@@ -122,7 +130,7 @@ pub fn backlog(conn: &Connection) -> Result<(i64, Vec<(String, String, Option<St
     let mut stmt = conn.prepare(
         "SELECT tenant_id, op, last_error FROM billing_outbox WHERE failed_at IS NOT NULL OR (done_at IS NULL AND attempts > 0) ORDER BY id DESC LIMIT 50",
     )?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let rows = stmt.query_map([], |r| Ok(Trouble { tenant_id: r.get(0)?, op: r.get(1)?, last_error: r.get(2)? }))?;
     Ok((pending, rows.collect::<rusqlite::Result<_>>()?))
 }
 

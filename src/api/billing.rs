@@ -124,6 +124,8 @@ pub fn platform(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
             "open_invoices": sum.open_invoices,
             "revenue_this_month_cents": sum.revenue_this_month_cents,
             "mrr_cents": sum.mrr_cents,
+            "provider_queue": sum.provider_queue,
+            "provider_failures": sum.provider_failures,
         }),
     ))
 }

@@ -71,6 +71,9 @@ pub struct Summary {
     pub open_invoices: usize,
     pub revenue_this_month_cents: std::collections::BTreeMap<String, i64>,
     pub mrr_cents: std::collections::BTreeMap<String, i64>,
+    /// Calls queued for the provider, and the ones failing.
+    pub provider_queue: i64,
+    pub provider_failures: Vec<provider::Trouble>,
 }
 
 pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
@@ -103,6 +106,8 @@ pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
         failed_payments,
         revenue_this_month_cents: revenue,
         mrr_cents: mrr,
+        provider_queue,
+        provider_failures,
     })
 }
 

@@ -63,6 +63,12 @@ pub enum BillingCmd {
     },
     /// Undo a cancellation at period end.
     Resume { slug: String },
+    /// Make the calls queued for Stripe now (the server makes them every 5 s), and queue the
+    /// meter events of the hours that closed.
+    Sync {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(app: Arc<App>, cmd: BillingCmd) -> CliResult {
@@ -151,6 +157,26 @@ pub fn run(app: Arc<App>, cmd: BillingCmd) -> CliResult {
             );
             Ok(ExitCode::SUCCESS)
         }
+        BillingCmd::Sync { json } => {
+            let now = crate::util::now_unix();
+            let queued = billing::queue_meter_events(&app, now)?;
+            let r = billing::provider::drain(&app, now)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                for f in r.failed.iter().chain(&r.retried) {
+                    println!("FAILED  {f}");
+                }
+                println!(
+                    "{queued} meter events queued; {} calls made, {} to retry, {} given up, {} still queued",
+                    r.done,
+                    r.retried.len(),
+                    r.failed.len(),
+                    r.pending
+                );
+            }
+            Ok(if r.failed.is_empty() && r.retried.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
         BillingCmd::Resume { slug } => {
             let s = subscription::resume(&app, &Slug::parse(&slug)?, &actor)?;
             println!("{slug}: {} (continues)", s.status);
@@ -188,6 +214,13 @@ fn status(app: &App, tenant: Option<&str>, json: bool) -> CliResult {
         return Ok(ExitCode::SUCCESS);
     }
     println!("provider {}", billing::Provider::of(app).as_str());
+    let (pending, trouble) = billing::provider::backlog(&conn)?;
+    if pending > 0 || !trouble.is_empty() {
+        println!("{pending} calls queued for Stripe; failing:");
+        for t in &trouble {
+            println!("  {} {}: {}", t.op, t.tenant_id, t.last_error.as_deref().unwrap_or(""));
+        }
+    }
     println!("{:<20} {:<12} {:<10} {:>14} {:<22} NOTE", "TENANT", "PLAN", "STATUS", "PRICE", "PERIOD ENDS");
     for (t, r) in list.iter().zip(&rows) {
         match records::current(&conn, &t.id)? {

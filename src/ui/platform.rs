@@ -37,6 +37,10 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                     " · MRR: "
                     @for (cur, cents) in &b.mrr_cents { (crate::billing::money(*cents, cur)) " " }
                 }
+                @if b.provider_queue > 0 || !b.provider_failures.is_empty() {
+                    p { (b.provider_queue) " calls queued for the payment provider" }
+                    @for f in &b.provider_failures { div.flash.error { (f.op) " " (f.tenant_id) ": " (f.last_error.as_deref().unwrap_or("")) } }
+                }
                 @if !b.failed_payments.is_empty() {
                     table.data {
                         thead { tr { th { "Failed payment" } th { "Plan" } th { "Status" } th { "Overdue since" } } }

@@ -97,6 +97,7 @@ pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
         let monthly = if s.interval == "year" { s.amount_cents / 12 } else { s.amount_cents };
         *mrr.entry(s.currency.clone()).or_default() += monthly;
     }
+    let (provider_queue, provider_failures) = provider::backlog(&conn)?;
     let failed_payments =
         subs.iter().filter(|(_, s)| matches!(s.status.as_str(), "past_due" | "unpaid")).cloned().collect();
     Ok(Summary {

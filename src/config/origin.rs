@@ -409,7 +409,10 @@ mod tests {
             error("[plans.gold]\nburts = 5\n", &[]),
             "tenantd.toml line 2: plans.gold.burts = 5: not a known key; expected one of `requests_per_second`, \
              `burst`, `monthly_requests`, `storage_bytes`, `max_users`, `max_concurrent_requests`, \
-             `query_timeout_ms`, `audit_retention_days`"
+             `query_timeout_ms`, `audit_retention_days`, `price_monthly_cents`, `price_yearly_cents`, `currency`, \
+             `trial_days`, `stripe_price_id`, `stripe_price_id_yearly`, `included_monthly_requests`, \
+             `overage_cents_per_1000_requests`, `included_storage_gb`, `overage_cents_per_gb_month`, `included_seats`, \
+             `overage_cents_per_seat`"
         );
         assert_eq!(error("[plans.Gold]\n", &[]), "tenantd.toml line 1: plans.Gold: plan names use a-z, 0-9 and '-'");
     }

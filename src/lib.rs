@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod billing;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

@@ -17,8 +17,20 @@
 use std::path::{Path, PathBuf};
 
 /// Top-level modules that hold rules.
-const DOMAIN: &[&str] =
-    &["audit", "auth", "cache", "demo", "directory", "fleet", "limits", "migration", "records", "security", "tenancy"];
+const DOMAIN: &[&str] = &[
+    "audit",
+    "auth",
+    "billing",
+    "cache",
+    "demo",
+    "directory",
+    "fleet",
+    "limits",
+    "migration",
+    "records",
+    "security",
+    "tenancy",
+];
 /// The I/O and format layer above them (`notify` speaks to systemd and probes the server).
 const HTTP: &[&str] = &["http", "api", "ui", "cli", "notify"];
 /// Storage.

@@ -1,0 +1,3 @@
+//! Billing: prices, subscriptions and the payment providers (issue 20).
+
+pub mod stripe;

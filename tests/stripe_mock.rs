@@ -624,6 +624,18 @@ fn auth_and_errors_have_stripes_shapes() {
     assert_eq!(bad_pm.error()["code"], "resource_missing");
     let bad_clock = api.post("/v1/test_helpers/test_clocks/clock_nope/advance", &[("frozen_time", "1")]);
     assert_eq!(bad_clock.status, 404);
+    // Absurd numbers are refused or saturate; they never reach a panic (a 500).
+    let far = api.post("/v1/test_helpers/test_clocks", &[("frozen_time", &i64::MAX.to_string())]);
+    assert_eq!((far.status, far.error()["param"].as_str()), (400, Some("frozen_time")));
+    assert_eq!(
+        api.post("/v1/prices", &[("currency", "usd"), ("unit_amount", "100000000"), ("product", "p")]).status,
+        400
+    );
+    let (_, payer) = api.customer_on_clock(Some("pm_card_visa"));
+    let price = api.price(99_999_999, "month");
+    let huge =
+        [("customer", payer.as_str()), ("items[0][price]", &price), ("items[0][quantity]", "9223372036854775807")];
+    assert_eq!(api.post("/v1/subscriptions", &huge).status, 200);
 }
 
 #[test]

@@ -84,7 +84,7 @@ pub fn licensed_lines(st: &State, items: &[Item], period: (i64, i64), trial: boo
         };
         lines.push(Line {
             id: new_id("il"),
-            amount: if trial { 0 } else { price.unit_amount * item.quantity },
+            amount: if trial { 0 } else { price.unit_amount.saturating_mul(item.quantity) },
             description,
             price: Some(price.id.clone()),
             item: Some(item.id.clone()),
@@ -108,7 +108,7 @@ fn metered_lines(st: &State, sub: &Subscription, period: (i64, i64)) -> Vec<Line
         let quantity = price.billed_quantity(usage);
         lines.push(Line {
             id: new_id("il"),
-            amount: quantity * price.unit_amount,
+            amount: quantity.saturating_mul(price.unit_amount),
             description: format!("{quantity} × {} (usage)", st.product_name(&price.product)),
             price: Some(price.id.clone()),
             item: Some(item.id.clone()),
@@ -369,6 +369,7 @@ fn next_milestone(st: &State, clock: &str, to: i64) -> Option<(i64, Milestone, u
 pub fn advance(st: &mut State, ctx: &Ctx, id: &str, p: &Params) -> ApiResult {
     p.allow(&["frozen_time"])?;
     let to = p.int("frozen_time")?.ok_or_else(|| ApiError::missing_param("frozen_time"))?;
+    let to = check_time(to, "frozen_time")?;
     let ci = st.clock_index(id).ok_or_else(|| ApiError::not_found("test_helpers.test_clock", id))?;
     if to <= st.clocks[ci].frozen_time {
         return Err(ApiError::invalid_param(

@@ -15,6 +15,21 @@ use super::calendar::{self, Interval};
 
 pub type Metadata = BTreeMap<String, String>;
 
+/// Timestamps the mock takes: 1970 to the end of 9999, so period arithmetic cannot overflow.
+pub const MAX_TIME: i64 = 253_402_300_799;
+
+/// A timestamp parameter within 0..=MAX_TIME.
+pub fn check_time(t: i64, param: &str) -> Result<i64, super::error::ApiError> {
+    if (0..=MAX_TIME).contains(&t) {
+        Ok(t)
+    } else {
+        Err(super::error::ApiError::invalid_param(
+            param,
+            format!("Invalid timestamp: {t} is not between 1970 and 9999."),
+        ))
+    }
+}
+
 /// `cus_…`, `sub_…`: Stripe's ids are a prefix and 14 or more random alphanumerics.
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", Alphanumeric.sample_string(&mut rand::rng(), 14))
@@ -90,7 +105,7 @@ impl Price {
     /// The billed quantity of `units` after `transform_quantity`.
     pub fn billed_quantity(&self, units: i64) -> i64 {
         match self.transform {
-            Some((d, true)) => (units + d - 1).div_euclid(d),
+            Some((d, true)) => units.saturating_add(d - 1).div_euclid(d),
             Some((d, false)) => units.div_euclid(d),
             None => units,
         }
@@ -147,6 +162,11 @@ pub struct Line {
     pub quantity: i64,
     pub period: (i64, i64),
     pub proration: bool,
+}
+
+/// The sum of lines; amounts saturate rather than overflow on absurd quantities.
+pub fn total(lines: &[Line]) -> i64 {
+    lines.iter().fold(0, |sum: i64, l| sum.saturating_add(l.amount))
 }
 
 pub struct Subscription {
@@ -218,7 +238,7 @@ pub struct Invoice {
 
 impl Invoice {
     pub fn total(&self) -> i64 {
-        self.lines.iter().map(|l| l.amount).sum()
+        total(&self.lines)
     }
 
     /// A negative total would be a credit to the customer's balance, which the mock does not

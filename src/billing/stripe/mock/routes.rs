@@ -196,8 +196,9 @@ fn create_price(st: &mut State, ctx: &Ctx, p: &Params) -> ApiResult {
         return Err(ApiError::invalid_param("currency", format!("Invalid currency: {currency}")));
     }
     let unit_amount = p.int("unit_amount")?.ok_or_else(|| ApiError::missing_param("unit_amount"))?;
-    if unit_amount < 0 {
-        return Err(ApiError::invalid_param("unit_amount", "This value must be greater than or equal to 0."));
+    // Stripe's ceiling is 8 digits in the smallest unit ($999,999.99).
+    if !(0..=99_999_999).contains(&unit_amount) {
+        return Err(ApiError::invalid_param("unit_amount", "This value must be between 0 and 99999999."));
     }
     p.one_of("billing_scheme", &["per_unit"])?;
     let product = match (p.get("product"), p.get("product_data[name]")) {
@@ -308,6 +309,7 @@ fn list_prices(st: &State, p: &Params) -> ApiResult {
 fn create_clock(st: &mut State, ctx: &Ctx, p: &Params) -> ApiResult {
     p.allow(&["frozen_time", "name"])?;
     let frozen_time = p.int("frozen_time")?.ok_or_else(|| ApiError::missing_param("frozen_time"))?;
+    let frozen_time = check_time(frozen_time, "frozen_time")?;
     let clock =
         TestClock { id: new_id("clock"), created: ctx.wall_now, name: p.get("name").map(str::to_string), frozen_time };
     let json = clock.to_json("ready");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::calendar::Interval;
 use super::cycle::{self, Failure};
 use super::error::ApiError;
-use super::objects::*;
+use super::objects::{self, *};
 use super::params::Params;
 use super::routes::check_payment_method;
 use super::state::{update_metadata, ApiResult, Ctx, State};
@@ -18,7 +18,7 @@ pub fn create(st: &mut State, ctx: &Ctx, p: &Params) -> ApiResult {
     let (sub, behavior) = new_subscription(st, ctx, p)?;
     let (now, period, trial) = (sub.created, sub.period(), sub.status == Status::Trialing);
     let lines = cycle::licensed_lines(st, &sub.items, period, trial);
-    let total: i64 = lines.iter().map(|l| l.amount).sum();
+    let total = objects::total(&lines);
     if behavior == "error_if_incomplete" && total > 0 {
         // Stripe creates nothing when the first payment fails under error_if_incomplete.
         if let Some(failure) = cycle::decline(st, &sub.customer, sub.default_payment_method.as_deref()) {
@@ -176,7 +176,7 @@ pub fn update(st: &mut State, ctx: &Ctx, id: &str, p: &Params) -> ApiResult {
     let changes = Changes::parse(p, &st.subscriptions[idx], now)?;
     let plan = plan_item_change(st, idx, p, proration, now)?;
     if let (Some(plan), Some("error_if_incomplete" | "pending_if_incomplete")) = (&plan, behavior) {
-        if plan.immediate.as_ref().is_some_and(|l| l.iter().map(|x| x.amount).sum::<i64>() > 0) {
+        if plan.immediate.as_ref().is_some_and(|l| objects::total(l) > 0) {
             let sub = &st.subscriptions[idx];
             if let Some(failure) = cycle::decline(st, &sub.customer, sub.default_payment_method.as_deref()) {
                 return Err(failure.into_error());
@@ -235,7 +235,7 @@ impl Changes {
                 return Err(ApiError::invalid_param("trial_end", "The mock changes trial_end only while trialing."))
             }
             Some("now") => Some(now),
-            Some(_) => Some(p.int("trial_end")?.filter(|&t| t > now).ok_or_else(invalid_trial_end)?),
+            Some(_) => Some(p.int("trial_end")?.filter(|&t| t > now && t <= MAX_TIME).ok_or_else(invalid_trial_end)?),
             None => None,
         };
         Ok(Changes {
@@ -378,7 +378,7 @@ fn prorations(st: &State, sub: &Subscription, new: &[Item], now: i64, reset: boo
         let name = st.product_name(&price.product);
         lines.push(Line {
             id: new_id("il"),
-            amount: sign * share(price.unit_amount * item.quantity),
+            amount: sign * share(price.unit_amount.saturating_mul(item.quantity)),
             description: format!("{text} {} × {name} after {day}", item.quantity),
             price: Some(price.id.clone()),
             item: Some(item.id.clone()),
@@ -493,7 +493,9 @@ fn trial_end(p: &Params, now: i64) -> Result<Option<i64>, ApiError> {
             Err(ApiError::invalid("You may only specify one of these parameters: trial_end, trial_period_days."))
         }
         (Some("now"), None) => Ok(None),
-        (Some(_), None) => Ok(Some(p.int("trial_end")?.filter(|&t| t > now).ok_or_else(invalid_trial_end)?)),
+        (Some(_), None) => {
+            Ok(Some(p.int("trial_end")?.filter(|&t| t > now && t <= MAX_TIME).ok_or_else(invalid_trial_end)?))
+        }
         (None, Some(days)) if (0..=MAX_TRIAL_DAYS).contains(&days) => Ok((days > 0).then_some(now + days * 86_400)),
         (None, Some(_)) => {
             Err(ApiError::invalid_param("trial_period_days", "trial_period_days must be between 0 and 730."))

@@ -40,10 +40,21 @@ const PLUMBING: &[&str] = &["error", "ids", "log", "metrics", "util"];
 /// Modules that assemble the layers (shared state, the configuration of every section): any
 /// layer above storage may name them.
 const ASSEMBLY: &[&str] = &["app", "config"];
+/// Test support that is an HTTP server by nature, as "file: what it names": the mock Stripe
+/// (issue 20 item 7) listens with tiny_http in this one file; its rules (`handle`, the routes)
+/// take plain values like any domain code, and it names no module of the HTTP layer.
+const TEST_SERVERS: &[&str] = &["billing/stripe/mock/server.rs: tiny_http"];
 
 #[test]
 fn issue18_domain_modules_never_name_the_http_layer() {
-    let bad = violations(DOMAIN, |m| HTTP.contains(&m) || m == "tiny_http");
+    let found = violations(DOMAIN, |m| HTTP.contains(&m) || m == "tiny_http");
+    for allowed in TEST_SERVERS {
+        assert!(
+            found.iter().any(|v| v == allowed),
+            "TEST_SERVERS lists {allowed}, which is no longer found: remove it"
+        );
+    }
+    let bad: Vec<&str> = found.iter().map(String::as_str).filter(|v| !TEST_SERVERS.contains(v)).collect();
     assert!(bad.is_empty(), "domain code naming the HTTP layer (pass plain values instead):\n{}", bad.join("\n"));
 }
 

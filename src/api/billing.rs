@@ -143,3 +143,22 @@ pub fn platform_mark(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let inv = invoice::mark(ctx.app, number, &body.status, &Actor(ctx.principal()?.actor()))?;
     Ok(Resp::json(200, &inv))
 }
+
+/// `POST /api/v1/billing/stripe/webhook`: Stripe's signed events. 400 for a bad or missing
+/// signature or a timestamp past the tolerance (with a platform-audit entry); 200 otherwise,
+/// including a second delivery of an event (which changes nothing) and types tenantd ignores.
+pub fn webhook(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    if crate::billing::Provider::of(ctx.app) != crate::billing::Provider::Stripe {
+        return Err(Error::NotFound("webhook endpoint (billing provider is not stripe)".into()));
+    }
+    let caller = req.caller();
+    let source = caller.client.map(|a| a.to_string());
+    let r = crate::billing::webhook::receive(
+        ctx.app,
+        req.header("stripe-signature"),
+        &req.body,
+        source.as_deref(),
+        crate::util::now_unix(),
+    )?;
+    Ok(Resp::json(200, &json!({"received": true, "id": r.event_id, "type": r.event_type, "outcome": r.outcome})))
+}

@@ -16,7 +16,9 @@
 pub mod dunning;
 pub mod invoice;
 pub mod provider;
+pub mod stripe;
 pub mod subscription;
+pub mod webhook;
 
 use crate::app::App;
 

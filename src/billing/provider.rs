@@ -144,15 +144,15 @@ fn perform(app: &App, stripe: &Stripe, q: &Queued) -> Result<()> {
             let customer = match sub.provider_customer_id.clone() {
                 Some(c) => c,
                 None => {
-                    let c = stripe.post(
-                        "/v1/customers",
-                        &[
-                            ("name", name),
-                            ("metadata[tenant_id]", &q.tenant_id),
-                            ("metadata[tenant]", q.params["slug"].as_str().unwrap_or("")),
-                        ],
-                        &format!("{}-customer", q.key),
-                    )?;
+                    let mut form = vec![
+                        ("name", name),
+                        ("metadata[tenant_id]", q.tenant_id.as_str()),
+                        ("metadata[tenant]", q.params["slug"].as_str().unwrap_or("")),
+                    ];
+                    if let Some(clock) = &app.config.billing.stripe_test_clock {
+                        form.push(("test_clock", clock.as_str()));
+                    }
+                    let c = stripe.post("/v1/customers", &form, &format!("{}-customer", q.key))?;
                     let id = c["id"]
                         .as_str()
                         .ok_or_else(|| Error::Internal("Stripe answered a customer without an id".into()))?

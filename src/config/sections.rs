@@ -256,6 +256,9 @@ pub struct BillingConfig {
     /// Webhook signing secrets (several during a rotation) and the allowed clock difference.
     pub stripe_webhook_secrets: Vec<String>,
     pub webhook_tolerance_seconds: u64,
+    /// Stripe test mode only: new Customers are created on this test clock, so renewals, trial
+    /// ends and dunning can be rehearsed by advancing it (never set with a live key).
+    pub stripe_test_clock: Option<String>,
 }
 
 impl Default for BillingConfig {
@@ -272,6 +275,7 @@ impl Default for BillingConfig {
             stripe_secret_key: None,
             stripe_webhook_secrets: Vec::new(),
             webhook_tolerance_seconds: 300,
+            stripe_test_clock: None,
         }
     }
 }

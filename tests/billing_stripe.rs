@@ -256,3 +256,32 @@ fn issue20_stripe_outages_are_retried_and_usage_is_reported_once_per_hour() {
     assert_eq!(d.done, 3, "…but each tenant-hour once: {d:?}");
     assert_eq!(tenantd::billing::provider::drain(&w.s.app, now + 7300).unwrap().done, 0);
 }
+
+#[test]
+fn issue20_a_crash_between_stripe_and_the_local_write_converges_without_a_second_charge() {
+    let w = world();
+    let m = w.running.mock();
+    w.s.create_tenant("acme");
+    tenantd::tenancy::set_plan(&w.s.app, &tenantd::ids::Slug::parse("acme").unwrap(), "enterprise", &Actor::cli())
+        .unwrap();
+    assert_eq!(sync(&w.s).done, 1);
+    let first = local(&w.s, "acme");
+    // As if the process died after Stripe answered and before the answer was stored: the local
+    // ids are gone and the queued call is due again.
+    {
+        let conn = w.s.app.catalog.conn().unwrap();
+        conn.execute("UPDATE billing_subscriptions SET provider_customer_id = NULL, provider_subscription_id = NULL WHERE id = ?1", [first.id]).unwrap();
+        conn.execute("UPDATE billing_outbox SET done_at = NULL, attempts = 0", []).unwrap();
+    }
+    assert_eq!(sync(&w.s).done, 1);
+    let again = local(&w.s, "acme");
+    assert_eq!(
+        again.provider_customer_id, first.provider_customer_id,
+        "the idempotency key replayed Stripe's first answer"
+    );
+    assert_eq!(again.provider_subscription_id, first.provider_subscription_id);
+    let customers = stripe(m, "GET", "/v1/customers", "limit=100");
+    assert_eq!(customers["data"].as_array().unwrap().len(), 1, "one customer at Stripe: {customers}");
+    let subs = stripe(m, "GET", "/v1/subscriptions", "limit=100");
+    assert_eq!(subs["data"].as_array().unwrap().len(), 1, "one subscription, charged once");
+}

@@ -42,6 +42,14 @@ pub enum BenchCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Stripe webhook verify + apply (issue 20): N signed subscription events over 100 tenants,
+    /// each verified, recorded and applied in its catalog transaction; p50/p99.
+    Webhook {
+        #[arg(long, default_value_t = 5_000)]
+        events: usize,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Cost of one rate-limiter decision (check + update): one key, 100,000 keys, 2 threads.
     Limiter {
         #[arg(long, default_value_t = 2_000_000)]
@@ -155,6 +163,7 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
         BenchCmd::Fds { tenants: n, max_open, dir } => bench_fds(&base, n, max_open, dir),
         BenchCmd::Limiter { decisions } => bench_limiter(decisions),
         BenchCmd::Billing { tenants: n, dir } => bench_billing(&base, n, dir),
+        BenchCmd::Webhook { events, dir } => bench_webhook(&base, events, dir),
         BenchCmd::Audit { entries } => bench_audit(entries),
         BenchCmd::Hello { listen, fork: false } => hello_published(&listen),
         BenchCmd::Hello { listen, fork: true } => hello_fork(&listen),
@@ -219,6 +228,46 @@ fn bench_billing(base: &Config, n: usize, dir: Option<PathBuf>) -> CliResult {
         again.invoices.len(),
         second.as_secs_f64()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_webhook(base: &Config, n: usize, dir: Option<PathBuf>) -> CliResult {
+    const SECRET: &str = "whsec_bench";
+    let scratch = Scratch::new(dir)?;
+    let mut config = bench_config(base, &scratch.path);
+    config.billing.provider = "stripe".into();
+    config.billing.stripe_webhook_secrets = vec![SECRET.into()];
+    config.default_plan = "pro".into();
+    let app = App::open(config, OpenMode::CreateIfMissing)?;
+    create_tenants(&app, 100, false)?;
+    let subs = crate::catalog::billing::all_current(&*app.catalog.conn()?)?;
+    app.catalog.write(|tx| {
+        for (i, s) in subs.iter().enumerate() {
+            tx.execute(
+                "UPDATE billing_subscriptions SET provider_subscription_id = ?2 WHERE id = ?1",
+                rusqlite::params![s.id, format!("sub_{i}")],
+            )?;
+        }
+        Ok(())
+    })?;
+    let now = crate::util::now_unix();
+    let mut samples = Vec::with_capacity(n);
+    for i in 0..n {
+        let status = if i % 2 == 0 { "active" } else { "past_due" };
+        let body =
+            serde_json::json!({"id": format!("evt_{i}"), "object": "event", "type": "customer.subscription.updated",
+            "created": now - 100_000 + i as i64, "data": {"object": {"id": format!("sub_{}", i % subs.len().max(1)),
+            "object": "subscription", "status": status, "cancel_at_period_end": false}}})
+            .to_string();
+        let header = crate::billing::stripe::signature::sign(body.as_bytes(), SECRET, now);
+        let t0 = Instant::now();
+        let r = crate::billing::webhook::receive(&app, Some(&header), body.as_bytes(), None, now)?;
+        samples.push(t0.elapsed());
+        if r.outcome != "applied" {
+            return Err(crate::error::Error::Internal(format!("event {i}: {}", r.outcome)).into());
+        }
+    }
+    report("webhook verify + apply", samples);
     Ok(ExitCode::SUCCESS)
 }
 

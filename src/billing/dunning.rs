@@ -133,9 +133,22 @@ pub fn after_commit(app: &App, out: &Outcome, suspend: &[TenantId], actor: &Acto
         ("billing.paid", &out.released),
         ("billing.suspended", &out.suspended),
     ];
+    let day = crate::util::now_unix() / 86_400;
     for (action, ids) in events {
         for id in ids {
             let Some(t) = tenants::find_by_id(&*app.catalog.conn()?, &TenantId::parse(id)?)? else { continue };
+            // The tenant's owners see alerts on their pages; the platform gets the alert webhook.
+            let message = match action {
+                "billing.past_due" => {
+                    Some(format!("payment for {} is overdue; writes stop after the grace period", t.slug))
+                }
+                "billing.read_only" => Some(format!("{} is read-only until its overdue invoice is paid", t.slug)),
+                "billing.suspended" => Some(format!("{} is suspended: its subscription ended", t.slug)),
+                _ => None,
+            };
+            if let Some(message) = message {
+                app.limits.alerts.raise(&t.id, t.slug.as_str(), action, day, message);
+            }
             let entry = crate::audit::Entry {
                 actor: &actor.0,
                 source: None,

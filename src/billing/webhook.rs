@@ -68,6 +68,7 @@ pub fn receive(app: &App, header: Option<&str>, body: &[u8], source: Option<&str
     let kind = event["type"].as_str().unwrap_or("").to_string();
     let created = event["created"].as_i64().unwrap_or(now);
     let object = &event["data"]["object"];
+    let mut changes = super::dunning::Outcome::default();
     let outcome = app.change(|tx| {
         let fresh = tx.execute(
             "INSERT OR IGNORE INTO billing_events (id, type, created, received_at) VALUES (?1, ?2, ?3, ?4)",
@@ -76,17 +77,26 @@ pub fn receive(app: &App, header: Option<&str>, body: &[u8], source: Option<&str
         if fresh == 0 {
             return Ok("duplicate");
         }
-        let outcome = apply(tx, app, &kind, created, object, now)?;
+        let outcome = apply(tx, app, &kind, created, object, now, &mut changes)?;
         tx.execute("UPDATE billing_events SET outcome = ?2 WHERE id = ?1", params![id, outcome])?;
         Ok(outcome)
     })?;
+    super::dunning::after_commit(app, &changes, &[], &crate::tenancy::Actor("stripe".into()))?;
     if outcome == "unknown" {
         crate::log::info(&format!("stripe event {id} ({kind}) names no tenant's subscription or customer: ignored"));
     }
     Ok(Received { event_id: id.to_string(), event_type: kind, outcome })
 }
 
-fn apply(tx: &Connection, app: &App, kind: &str, created: i64, obj: &Value, now: i64) -> Result<&'static str> {
+fn apply(
+    tx: &Connection,
+    app: &App,
+    kind: &str,
+    created: i64,
+    obj: &Value,
+    now: i64,
+    out: &mut super::dunning::Outcome,
+) -> Result<&'static str> {
     match kind {
         "customer.subscription.created"
         | "customer.subscription.updated"
@@ -100,7 +110,7 @@ fn apply(tx: &Connection, app: &App, kind: &str, created: i64, obj: &Value, now:
             if s.provider_updated_at.is_some_and(|seen| created < seen) {
                 return Ok("stale");
             }
-            subscription_state(tx, app, &mut s, kind, obj, created, now)?;
+            subscription_state(tx, app, &mut s, kind, obj, created, now, out)?;
             Ok("applied")
         }
         "invoice.paid" | "invoice.payment_failed" | "invoice.payment_action_required" => {
@@ -117,7 +127,7 @@ fn apply(tx: &Connection, app: &App, kind: &str, created: i64, obj: &Value, now:
                 touch(tx, &mut s, created, now)?;
                 return Ok("applied");
             }
-            set_status(tx, app, &mut s, status, now)?;
+            set_status(tx, app, &mut s, status, now, out)?;
             touch(tx, &mut s, created, now)?;
             Ok("applied")
         }
@@ -179,6 +189,7 @@ fn tenant_by_ref(tx: &Connection, reference: &str) -> Result<Option<TenantId>> {
 }
 
 /// Mirrors a Stripe Subscription object onto the local one.
+#[allow(clippy::too_many_arguments)]
 fn subscription_state(
     tx: &Connection,
     app: &App,
@@ -187,6 +198,7 @@ fn subscription_state(
     obj: &Value,
     created: i64,
     now: i64,
+    out: &mut super::dunning::Outcome,
 ) -> Result<()> {
     let (from_plan, from_amount) = (s.plan.clone(), s.amount_cents);
     if let Some(id) = obj["id"].as_str() {
@@ -234,7 +246,7 @@ fn subscription_state(
         // The tenant's limits follow its plan.
         tx.execute("UPDATE tenants SET plan = ?2, updated_at = ?3 WHERE id = ?1", params![s.tenant_id, s.plan, now])?;
     }
-    set_status(tx, app, s, &status, now)?;
+    set_status(tx, app, s, &status, now, out)?;
     if status == "canceled" {
         s.canceled_at = Some(obj["canceled_at"].as_i64().or(obj["ended_at"].as_i64()).unwrap_or(now));
     }
@@ -243,21 +255,33 @@ fn subscription_state(
 
 /// A status from Stripe, with the hold that goes with it (grace 0: read-only at once; paying
 /// lifts it).
-fn set_status(tx: &Connection, app: &App, s: &mut Subscription, status: &str, now: i64) -> Result<()> {
+fn set_status(
+    tx: &Connection,
+    app: &App,
+    s: &mut Subscription,
+    status: &str,
+    now: i64,
+    out: &mut super::dunning::Outcome,
+) -> Result<()> {
+    let was = s.status.clone();
     super::dunning::set_status(tx, s, status, "stripe", now)?;
     match status {
         "past_due" | "unpaid" => {
+            if was != status {
+                out.past_due.push(s.tenant_id.clone());
+            }
             let since = *s.past_due_since.get_or_insert(now);
-            if now >= since + app.config.billing.dunning_grace_days as i64 * 86_400
-                && billing::set_hold(tx, &s.tenant_id, true, now, status)?
-            {
+            let grace = app.config.billing.dunning_grace_days as i64 * 86_400;
+            if now >= since + grace && billing::set_hold(tx, &s.tenant_id, true, now, status)? {
                 platform_audit(tx, "stripe", "billing.read_only", s, json!({"past_due_since": since}), now)?;
+                out.held.push(s.tenant_id.clone());
             }
         }
         "active" | "trialing" => {
             s.past_due_since = None;
             if billing::set_hold(tx, &s.tenant_id, false, now, "")? {
                 platform_audit(tx, "stripe", "billing.paid", s, json!({}), now)?;
+                out.released.push(s.tenant_id.clone());
             }
         }
         _ => {}

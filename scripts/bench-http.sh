@@ -9,6 +9,8 @@
 #        ONLY=layer ROUNDS=10 scripts/bench-http.sh      only the layer on/off comparison;
 #        ONLY=ceiling ROUNDS=10 scripts/bench-http.sh    only point reads against the hello ceiling
 #          (the published tiny_http; HELLO_FORK=1 serves hello through tenantd's fork instead);
+#        ONLY=billing ROUNDS=10 scripts/bench-http.sh    point reads with [billing] provider = "local"
+#          (the tenant on a priced plan, with its subscription) against billing off, same data;
 #        ONLY=versus OTHER=path/to/tenantd ROUNDS=10 scripts/bench-http.sh
 #          point reads of this build against another build (say, the last commit's), same data;
 #          LOAD_OP=create compares creates instead.
@@ -28,6 +30,7 @@ printf '%s\n[limits]\nenabled = false\n' "$plan" > "$dir/off.toml"
 printf '%s\n[cache]\nenabled = false\n' "$plan" > "$dir/nocache.toml"
 printf '%s\n[cache]\nenabled = false\n[query_monitor]\nenabled = false\n' "$plan" > "$dir/nomonitor.toml"
 printf 'audit_data_changes = false\n%s\n' "$plan" > "$dir/noaudit.toml"
+printf '%s\nprice_monthly_cents = 1000\n[billing]\nprovider = "local"\n' "$plan" > "$dir/billing.toml"
 export TENANTD_CONFIG="$dir/on.toml"
 $bin --data-dir "$dir" init >/dev/null
 $bin --data-dir "$dir" tenant create bench --name Bench --plan bench >/dev/null
@@ -145,6 +148,19 @@ ceiling_rounds() {
     ${HELLO_FORK:+--fork}
 }
 
+# Point reads with billing on (provider local, the tenant subscribed) against billing off, each
+# server on its own copy of the data.
+billing_rounds() {
+  local bport=$((port + 4))
+  rm -rf "$dir-off"; cp -a "$dir" "$dir-off"
+  "$bin" --config "$dir/billing.toml" --data-dir "$dir-off" tenant create paid --name Paid --plan bench >/dev/null
+  sqlite3 "$dir-off/catalog.db" "UPDATE billing_subscriptions SET tenant_id = (SELECT id FROM tenants WHERE slug = 'bench') WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'paid')" 2>/dev/null || \
+    python3 -c "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"UPDATE billing_subscriptions SET tenant_id = (SELECT id FROM tenants WHERE slug = 'bench') WHERE tenant_id = (SELECT id FROM tenants WHERE slug = 'paid')\"); c.commit()" "$dir-off/catalog.db"
+  pair off billing "http://127.0.0.1:$bport" /health/readiness versus \
+    "$bin" --config "$dir/billing.toml" --data-dir "$dir-off" serve --listen "127.0.0.1:$bport"
+  rm -rf "$dir-off"
+}
+
 # Point reads of this build against another one (OTHER), each on its own copy of the data.
 versus_rounds() {
   local oport=$((port + 3))
@@ -159,7 +175,7 @@ echo "machine: $(nproc) cpus, $(uname -r); server on cpu 0, wrk on cpu 1; ${secs
 # Warm the page cache and the server's caches first, so the first measured run is not the cold one.
 taskset -c 1 wrk -t1 -c16 -d3s -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" >/dev/null
 for op in ${ONLY:-point list create}; do
-  [ "$op" = layer ] || [ "$op" = ceiling ] || [ "$op" = versus ] && continue
+  [ "$op" = layer ] || [ "$op" = ceiling ] || [ "$op" = versus ] || [ "$op" = billing ] && continue
   echo; echo "== $op"
   case $op in
     point) taskset -c 1 wrk -t1 -c16 -d"${secs}s" --latency -H "Authorization: Bearer $token" -s "$lua/point.lua" "$base" ;;
@@ -171,6 +187,7 @@ if [ -n "${ONLY:-}" ]; then
   if [[ " $ONLY " == *" layer "* ]]; then kill $pid; wait $pid 2>/dev/null || true; layer_rounds; rm -rf "$lua"; exit 0; fi
   if [[ " $ONLY " == *" ceiling "* ]]; then kill $pid; wait $pid 2>/dev/null || true; ceiling_rounds; rm -rf "$lua"; exit 0; fi
   if [[ " $ONLY " == *" versus "* ]]; then kill $pid; wait $pid 2>/dev/null || true; versus_rounds; rm -rf "$lua"; exit 0; fi
+  if [[ " $ONLY " == *" billing "* ]]; then kill $pid; wait $pid 2>/dev/null || true; billing_rounds; rm -rf "$lua"; exit 0; fi
   echo "server: $(awk '{printf "utime %.1f s, stime %.1f s", $14/100, $15/100}' "/proc/$pid/stat")"
   curl -fsS "$base/metrics" | grep -E "busy|pool_wait" | grep -v "^#" || true
   exit 0

@@ -143,7 +143,10 @@ fn issue20_stripe_trial_paid_upgrade_decline_read_only_paid() {
     assert_eq!(write.status, 402, "{}", write.text());
     assert_eq!(w.s.get_as("/api/v1/t/acme/billing", &owner).status, 200);
     let chain = w.s.get_as("/api/v1/t/acme/audit", &owner).text();
-    assert!(chain.contains("billing.past_due") && chain.contains("billing.read_only"), "the tenant's own chain: {chain}");
+    assert!(
+        chain.contains("billing.past_due") && chain.contains("billing.read_only"),
+        "the tenant's own chain: {chain}"
+    );
 
     // A working card and Stripe's retry: paid, active, writable again.
     stripe(m, "POST", &format!("/v1/customers/{cus}"), "invoice_settings[default_payment_method]=pm_card_visa");

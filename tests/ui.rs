@@ -305,4 +305,5 @@ fn issue20_billing_page_banner_and_console() {
     let mut root = sign_in(&s, "root@ops.test");
     let console = root.get("/admin/platform").text();
     assert!(console.contains("Failed payment") && console.contains("acme"), "{console}");
+    assert!(console.contains("29.00 USD"), "the plans' prices: {console}");
 }

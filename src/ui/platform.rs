@@ -31,6 +31,21 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             (flash(req))
             @if let Some(b) = &billing {
                 h2 { "Billing" }
+                table.data {
+                    thead { tr { th { "Plan" } th { "Monthly" } th { "Yearly" } th { "Trial" } th { "Included requests / month" } th { "Per 1,000 beyond" } } }
+                    tbody {
+                        @for (name, p) in &ctx.app.config.plans {
+                            tr {
+                                td { (name) }
+                                td { (crate::billing::money(p.price_monthly_cents as i64, &p.currency)) }
+                                td { (crate::billing::money(p.price_yearly_cents as i64, &p.currency)) }
+                                td { (p.trial_days) " days" }
+                                td { (p.included_monthly_requests) }
+                                td { (crate::billing::money(p.overage_cents_per_1000_requests as i64, &p.currency)) }
+                            }
+                        }
+                    }
+                }
                 p {
                     "Provider " (b.provider) " · " (b.subscriptions.len()) " subscriptions · " (b.open_invoices) " open invoices · revenue this month: "
                     @for (cur, cents) in &b.revenue_this_month_cents { (crate::billing::money(*cents, cur)) " " }

@@ -77,20 +77,7 @@ fn close_due(
                 let from = s.status.clone();
                 let end = s.current_period_end;
                 if s.cancel_at_period_end {
-                    s.status = "canceled".into();
-                    s.canceled_at = Some(end);
-                    s.updated_at = end;
-                    ledger(
-                        tx,
-                        s,
-                        actor,
-                        "status_changed",
-                        Some(&s.plan.clone()),
-                        Some(s.amount_cents),
-                        Some(&from),
-                        end,
-                    )?;
-                    out.canceled += 1;
+                    end_at_period_end(tx, s, actor, out)?;
                     break;
                 }
                 s.status = "active".into();
@@ -111,21 +98,7 @@ fn close_due(
                 });
                 let end = s.current_period_end;
                 if s.cancel_at_period_end {
-                    let from = s.status.clone();
-                    s.status = "canceled".into();
-                    s.canceled_at = Some(end);
-                    s.updated_at = end;
-                    ledger(
-                        tx,
-                        s,
-                        actor,
-                        "status_changed",
-                        Some(&s.plan.clone()),
-                        Some(s.amount_cents),
-                        Some(&from),
-                        end,
-                    )?;
-                    out.canceled += 1;
+                    end_at_period_end(tx, s, actor, out)?;
                     break;
                 }
                 s.current_period_start = end;
@@ -138,6 +111,17 @@ fn close_due(
     if *s != before {
         billing::update_subscription(tx, s)?;
     }
+    Ok(())
+}
+
+/// A subscription set to cancel at period end reaches it: `canceled` as of the period's end.
+fn end_at_period_end(tx: &Connection, s: &mut Subscription, actor: &str, out: &mut RunSummary) -> Result<()> {
+    let (from, end) = (s.status.clone(), s.current_period_end);
+    s.status = "canceled".into();
+    s.canceled_at = Some(end);
+    s.updated_at = end;
+    ledger(tx, s, actor, "status_changed", Some(&s.plan.clone()), Some(s.amount_cents), Some(&from), end)?;
+    out.canceled += 1;
     Ok(())
 }
 

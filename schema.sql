@@ -295,6 +295,7 @@ CREATE TABLE IF NOT EXISTS billing_subscriptions (
     currency                 TEXT NOT NULL,
     current_period_start     INTEGER NOT NULL,
     current_period_end       INTEGER NOT NULL,
+    segment_start            INTEGER NOT NULL,   -- since when this period is at amount_cents (a plan change splits it)
     trial_end                INTEGER,
     cancel_at_period_end     INTEGER NOT NULL DEFAULT 0,
     past_due_since           INTEGER,

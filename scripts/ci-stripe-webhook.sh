@@ -25,6 +25,12 @@ provider = "stripe"
 stripe_secret_key = "sk_test_ci"
 stripe_api_base = "http://127.0.0.1:9"
 stripe_webhook_secrets = ["$secret"]
+[plans.pro]
+stripe_price_id = "price_pro_month"
+stripe_price_id_yearly = "price_pro_year"
+[plans.enterprise]
+stripe_price_id = "price_enterprise_month"
+stripe_price_id_yearly = "price_enterprise_year"
 TOML
 "$bin" --config "$work/tenantd.toml" init >/dev/null
 mkfifo "$work/log"

@@ -60,22 +60,28 @@ fn issue20_trial_upgrade_invoice_grace_read_only_paid() {
     assert_eq!(active.status, "active");
     assert_eq!(active.current_period_start, trial_end);
 
-    // Upgrade mid-period: prorated on the next invoice.
-    tenantd::tenancy::set_plan(&s.app, &tenantd::ids::Slug::parse("acme").unwrap(), "enterprise", &Actor::cli())
+    // Upgrade halfway through the period: the first half at pro's price, the second at
+    // enterprise's, on the period's invoice.
+    let mid = active.current_period_start + (active.current_period_end - active.current_period_start) / 2;
+    let id = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap().id;
+    s.app
+        .change(|tx| {
+            tenantd::catalog::tenants::set_plan(tx, &id, "enterprise", mid)?;
+            tenantd::billing::subscription::change_plan(tx, &s.app, &id, "enterprise", None, "cli", mid)
+        })
         .unwrap();
     let up = sub(&s, "acme");
-    assert_eq!((up.plan.as_str(), up.amount_cents), ("enterprise", 9900));
+    assert_eq!((up.plan.as_str(), up.amount_cents, up.segment_start), ("enterprise", 9900, mid));
 
-    // Period closes: one invoice, numbered, with the plan, the proration and tax.
+    // Period closes: one invoice, numbered, with both parts and tax.
     let r = run(&s, active.current_period_end + 60);
     assert_eq!(r.invoices.len(), 1);
     let inv = records::invoice_by_number(&s.app.catalog.conn().unwrap(), &r.invoices[0].number).unwrap().unwrap();
     assert_eq!(inv.number, "INV-000001");
-    assert_eq!(inv.lines[0].kind, "plan");
-    assert_eq!(inv.lines[0].amount_cents, 9900);
-    let prorations: Vec<i64> = inv.lines.iter().filter(|l| l.kind == "proration").map(|l| l.amount_cents).collect();
-    assert_eq!(prorations.len(), 2, "{:?}", inv.lines);
-    assert!(prorations[0] < 0 && prorations[1] > 0, "credit then charge: {prorations:?}");
+    let part = |kind: &str| inv.lines.iter().find(|l| l.kind == kind).unwrap().amount_cents;
+    assert_eq!(part("plan"), 4950, "enterprise for the second half: {:?}", inv.lines);
+    assert_eq!(part("plan_part"), 1450, "pro for the first half");
+    assert_eq!(inv.subtotal_cents, 6400, "not the new price plus a credit and a charge: {:?}", inv.lines);
     assert_eq!(inv.tax_cents, (inv.subtotal_cents as f64 * 0.10).round() as i64);
     assert_eq!(inv.total_cents, inv.subtotal_cents + inv.tax_cents);
     // Running again for the same moment invoices nothing twice.
@@ -259,4 +265,52 @@ fn issue20_billing_api_for_owners_and_billing_roles_only() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&owner), &json!({"name": "x"})).status, 201);
     assert_eq!(s.get_as("/api/v1/platform/billing", &owner).status, 403);
+}
+
+#[test]
+fn issue20_leaving_for_free_write_offs_trials_once_and_self_service_needs_billing() {
+    let s = server();
+    let slug = tenantd::ids::Slug::parse("acme").unwrap();
+    s.create_tenant("acme");
+    tenantd::tenancy::set_plan(&s.app, &slug, "enterprise", &Actor::cli()).unwrap();
+    let a = sub(&s, "acme");
+    let id = s.app.tenant(&slug).unwrap().id;
+    // Down to free a quarter into the period: the quarter used is invoiced now, and it ends.
+    let quarter = a.current_period_start + (a.current_period_end - a.current_period_start) / 4;
+    s.app
+        .change(|tx| {
+            tenantd::catalog::tenants::set_plan(tx, &id, "free", quarter)?;
+            tenantd::billing::subscription::change_plan(tx, &s.app, &id, "free", None, "cli", quarter)
+        })
+        .unwrap();
+    assert!(records::current(&s.app.catalog.conn().unwrap(), &id).unwrap().is_none(), "ended");
+    let invs = records::invoices(&s.app.catalog.conn().unwrap(), Some(id.as_str()), None).unwrap();
+    assert_eq!(invs.len(), 1);
+    assert_eq!(invs[0].lines[0].amount_cents, 2475, "a quarter of 99.00: {:?}", invs[0].lines);
+    // Back to pro: no second trial.
+    tenantd::tenancy::set_plan(&s.app, &slug, "pro", &Actor::cli()).unwrap();
+    assert_eq!(sub(&s, "acme").status, "active", "a trial once per tenant");
+    // A written-off invoice keeps the tenant held.
+    let p = sub(&s, "acme");
+    let r = run(&s, p.current_period_end + 60);
+    let number = r.invoices[0].number.clone();
+    let due = records::invoice_by_number(&s.app.catalog.conn().unwrap(), &number).unwrap().unwrap().due_at;
+    run(&s, due + 8 * DAY);
+    assert!(s.app.tenant(&slug).unwrap().billing_hold);
+    invoice::mark(&s.app, &number, "uncollectible", &Actor::cli()).unwrap();
+    assert_eq!(sub(&s, "acme").status, "unpaid");
+    assert!(s.app.tenant(&slug).unwrap().billing_hold, "writing an invoice off does not lift the hold");
+    invoice::mark(&s.app, &number, "paid", &Actor::cli()).unwrap();
+    assert!(!s.app.tenant(&slug).unwrap().billing_hold, "paying it does");
+    assert_eq!(sub(&s, "acme").status, "active");
+}
+
+#[test]
+fn issue20_with_billing_off_owners_cannot_pick_their_plan() {
+    let s = TestServer::start();
+    let owner = s.token("owner@acme.test", "acme", "owner");
+    let r =
+        s.post_json("/api/v1/t/acme/billing", Some(&owner), &json!({"action": "change_plan", "plan": "enterprise"}));
+    assert_eq!((r.status, r.json()["error"]["code"].as_str()), (409, Some("billing_off")), "{}", r.text());
+    assert_eq!(s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap().plan, "free");
 }

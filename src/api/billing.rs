@@ -65,6 +65,7 @@ pub fn post(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     match body.action.as_str() {
         "change_plan" => {
             let plan = body.plan.ok_or_else(|| Error::invalid("missing_field", "change_plan needs \"plan\""))?;
+            self_service(ctx, &t.plan, &plan)?;
             crate::tenancy::set_plan_and_interval(ctx.app, &t.slug, &plan, body.interval.as_deref(), &actor)?;
         }
         "cancel" => {
@@ -161,4 +162,16 @@ pub fn webhook(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         crate::util::now_unix(),
     )?;
     Ok(Resp::json(200, &json!({"received": true, "id": r.event_id, "type": r.event_type, "outcome": r.outcome})))
+}
+
+/// A tenant may pick its own plan only when billing charges for it; with `provider = "none"` the
+/// plan is the platform's to set (else any owner could give itself the largest plan for free).
+pub fn self_service(ctx: &Ctx<'_>, current: &str, wanted: &str) -> Result<()> {
+    if crate::billing::Provider::of(ctx.app) == crate::billing::Provider::None && current != wanted {
+        return Err(Error::conflict(
+            "billing_off",
+            "billing is off ([billing] provider = \"none\"): the platform operator sets plans",
+        ));
+    }
+    Ok(())
 }

@@ -76,17 +76,23 @@ pub fn apply(tx: &Connection, app: &App, now: i64, actor: &str, out: &mut Outcom
 /// tenant's hold ends.
 pub fn settle(tx: &Connection, _app: &App, tenant_id: &str, actor: &str, now: i64, out: &mut Outcome) -> Result<()> {
     let id = TenantId::parse(tenant_id)?;
+    if billing::overdue(tx, tenant_id, now)? > 0 {
+        return Ok(());
+    }
+    // Nothing overdue: the hold ends whatever the subscription's state (canceled since, …).
+    let released = billing::set_hold(tx, tenant_id, false, now, "")?;
+    if released {
+        out.released.push(tenant_id.to_string());
+    }
     let Some(mut s) = billing::current(tx, &id)? else { return Ok(()) };
-    if billing::overdue(tx, tenant_id, now)? > 0 || !matches!(s.status.as_str(), "past_due" | "unpaid") {
+    if !matches!(s.status.as_str(), "past_due" | "unpaid") {
         return Ok(());
     }
     set_status(tx, &mut s, "active", actor, now)?;
     s.past_due_since = None;
+    s.canceled_at = None;
     s.updated_at = now;
     billing::update_subscription(tx, &s)?;
-    if billing::set_hold(tx, tenant_id, false, now, "")? {
-        out.released.push(tenant_id.to_string());
-    }
     platform_audit(tx, actor, "billing.paid", &s, json!({}), now)
 }
 

@@ -82,6 +82,7 @@ fn close_due(
                 }
                 s.status = "active".into();
                 s.current_period_start = end;
+                s.segment_start = end;
                 s.current_period_end = period_end(end, &s.interval);
                 s.updated_at = end;
                 ledger(tx, s, actor, "status_changed", Some(&s.plan.clone()), Some(s.amount_cents), Some(&from), end)?;
@@ -102,6 +103,7 @@ fn close_due(
                     break;
                 }
                 s.current_period_start = end;
+                s.segment_start = end;
                 s.current_period_end = period_end(end, &s.interval);
                 s.updated_at = end;
             }
@@ -123,6 +125,12 @@ fn end_at_period_end(tx: &Connection, s: &mut Subscription, actor: &str, out: &m
     ledger(tx, s, actor, "status_changed", Some(&s.plan.clone()), Some(s.amount_cents), Some(&from), end)?;
     out.canceled += 1;
     Ok(())
+}
+
+/// Invoices `s`'s current period up to its `current_period_end` now (an early end: the caller
+/// sets it to the moment the subscription stops).
+pub(crate) fn close_now(tx: &Connection, app: &App, s: &Subscription) -> Result<Invoice> {
+    close_period(tx, app, s)
 }
 
 /// The invoice of the period `s` is closing: plan, usage beyond what the plan includes, seats,
@@ -206,18 +214,28 @@ pub fn upcoming(conn: &Connection, app: &App, s: &Subscription) -> Result<Upcomi
 fn period_lines(tx: &Connection, app: &App, s: &Subscription) -> Result<(Vec<InvoiceLine>, Vec<i64>)> {
     let plan = app.config.plans.get(&s.plan).cloned().unwrap_or_default();
     let (ps, pe) = (s.current_period_start, s.current_period_end);
+    // The plan's price for the part of the period at this price: all of it, or since the last
+    // plan change (the part before is a pending `plan_part` charge at the old price), or up to
+    // an early end (a cancellation or a move to a free plan).
+    let nominal_end = period_end(ps, &s.interval);
+    let from = s.segment_start.clamp(ps, pe);
+    let amount = if from == ps && pe == nominal_end {
+        s.amount_cents
+    } else {
+        (s.amount_cents as f64 * (pe - from) as f64 / (nominal_end - ps).max(1) as f64).round() as i64
+    };
     let mut lines = vec![InvoiceLine {
         kind: "plan".into(),
         description: format!(
             "{} plan ({}), {} to {}",
             s.plan,
             s.interval,
-            crate::util::rfc3339(ps).get(..10).unwrap_or(""),
+            crate::util::rfc3339(from).get(..10).unwrap_or(""),
             crate::util::rfc3339(pe).get(..10).unwrap_or("")
         ),
         quantity: 1.0,
-        unit_cents: s.amount_cents as f64,
-        amount_cents: s.amount_cents,
+        unit_cents: amount as f64,
+        amount_cents: amount,
     }];
     lines.extend(usage_lines(tx, &plan, s)?);
     let pending = billing::pending(tx, &s.tenant_id)?;
@@ -318,10 +336,13 @@ pub fn mark(app: &App, number: &str, status: &str, actor: &Actor) -> Result<Invo
                 details: json!({"from": inv.status, "to": status, "total_cents": inv.total_cents}),
             },
         )?;
+        // Written off: the subscription is unpaid (and the tenant stays held). Paid or voided:
+        // nothing overdue left may restore it.
         if status == "uncollectible" {
             dunning::mark_unpaid(tx, &inv.tenant_id, &actor.0, now)?;
+        } else {
+            dunning::settle(tx, app, &inv.tenant_id, &actor.0, now, &mut outcome)?;
         }
-        dunning::settle(tx, app, &inv.tenant_id, &actor.0, now, &mut outcome)?;
         Ok(billing::invoice_by_number(tx, number)?.unwrap_or(inv))
     })?;
     dunning::after_commit(app, &outcome, &[], actor)?;

@@ -116,7 +116,8 @@ pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
 
 /// Queues what Stripe must hear of each tenant's usage: one meter event per tenant and closed
 /// hour (the idempotency key and Stripe's `identifier` are the tenant and the hour, so a
-/// tenant-hour is charged once whatever retries or restarts happen). Looks back two days.
+/// tenant-hour is charged once whatever retries or restarts happen). Only hours that ended over
+/// an hour ago, when their counts are complete; looks back two days.
 pub fn queue_meter_events(app: &App, now: i64) -> crate::error::Result<usize> {
     if Provider::of(app) != Provider::Stripe {
         return Ok(0);
@@ -129,7 +130,7 @@ pub fn queue_meter_events(app: &App, now: i64) -> crate::error::Result<usize> {
              WHERE u.hour >= ?1 AND u.hour < ?2 AND u.requests > 0",
         )?;
         let rows: Vec<(String, i64, i64)> = stmt
-            .query_map([this_hour - 48 * 3600, this_hour], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .query_map([this_hour - 48 * 3600, this_hour - 3600], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
         drop(stmt);
         for (tenant, hour, requests) in &rows {

@@ -48,8 +48,12 @@ pub fn start(
     if provider == Provider::None || !plan.is_priced() {
         return Ok(None);
     }
-    check_interval(interval)?;
-    let trial = plan.trial_days > 0;
+    // A plan priced only by the year starts yearly.
+    let interval = if price(plan, interval) == 0 && interval == "month" { "year" } else { interval };
+    check_price(plan_name, plan, interval)?;
+    // A trial once per tenant: leaving and coming back does not start another.
+    let had_one = !billing::history(tx, tenant)?.is_empty();
+    let trial = plan.trial_days > 0 && !had_one;
     let trial_end = trial.then(|| now + plan.trial_days as i64 * 86_400);
     let mut s = Subscription {
         id: 0,
@@ -61,6 +65,7 @@ pub fn start(
         currency: plan.currency.clone(),
         current_period_start: now,
         current_period_end: trial_end.unwrap_or_else(|| period_end(now, interval)),
+        segment_start: now,
         trial_end,
         cancel_at_period_end: false,
         past_due_since: None,
@@ -90,6 +95,16 @@ pub fn start(
         now,
     )?;
     Ok(Some(s))
+}
+
+/// Refuses an interval the plan has no price for (it would make the plan free), and, with
+/// Stripe, one it has no Stripe price for.
+pub fn check_price(plan_name: &str, plan: &PlanConfig, interval: &str) -> Result<()> {
+    check_interval(interval)?;
+    if price(plan, interval) == 0 {
+        return Err(Error::invalid("no_price", format!("plan {plan_name} has no {interval}ly price")));
+    }
+    Ok(())
 }
 
 /// A ledger line for `s` after a change; `from` is what it was (plan, amount, status).
@@ -142,9 +157,10 @@ pub(crate) fn platform_audit(
 }
 
 /// Moves the tenant's subscription to `plan` (the caller changes the tenant's plan in the same
-/// transaction). Mid-period, a `local` subscription is prorated: the unused part of the old
-/// price is credited and the rest of the period at the new price charged on the next invoice.
-/// A free plan ends the subscription; a priced plan without one starts it.
+/// transaction). Mid-period, a `local` subscription's period is split: the part used so far is
+/// a pending charge at the old price, and the period's plan line charges the rest at the new
+/// one (`segment_start`). A free plan ends the subscription with a final invoice for the part
+/// used; a priced plan without a subscription (or after a canceled one) starts one.
 pub fn change_plan(
     tx: &Connection,
     app: &App,
@@ -154,76 +170,91 @@ pub fn change_plan(
     actor: &str,
     now: i64,
 ) -> Result<()> {
-    let Some(mut s) = billing::current(tx, tenant)? else {
-        start(tx, app, tenant, plan_name, interval.unwrap_or("month"), actor, now)?;
-        return Ok(());
-    };
     let plan = app
         .config
         .plans
         .get(plan_name)
         .ok_or_else(|| Error::invalid("unknown_plan", format!("unknown plan {plan_name:?}")))?;
+    let current = billing::current(tx, tenant)?;
+    // A canceled (or never paid) subscription is history: a priced plan starts a new one.
+    let current = match current {
+        Some(mut old) if matches!(old.status.as_str(), "canceled" | "incomplete_expired") => {
+            old.ended_at = Some(now);
+            old.updated_at = now;
+            billing::update_subscription(tx, &old)?;
+            None
+        }
+        other => other,
+    };
+    let Some(mut s) = current else {
+        start(tx, app, tenant, plan_name, interval.unwrap_or("month"), actor, now)?;
+        return Ok(());
+    };
     let interval = interval.unwrap_or(&s.interval).to_string();
-    check_interval(&interval)?;
     let (from_plan, from_amount, from_status) = (s.plan.clone(), s.amount_cents, s.status.clone());
-    let new_amount = price(plan, &interval);
     if from_plan == plan_name && interval == s.interval {
         return Ok(());
     }
-    // Prorate what is left of the current paid period (a trial costs nothing either way).
-    let paying = matches!(s.status.as_str(), "active" | "past_due");
-    let span = (s.current_period_end - s.current_period_start).max(1);
-    let left = (s.current_period_end - now).clamp(0, span);
-    if paying && s.provider == "local" && left > 0 {
-        let f = left as f64 / span as f64;
-        let credit = -((from_amount as f64 * f).round() as i64);
-        let charge = (new_amount as f64 * f).round() as i64;
-        let days = (left as f64 / 86_400.0).round();
-        billing::add_pending(
-            tx,
-            &s.tenant_id,
-            "proration",
-            &format!("Unused time on {from_plan} ({days} days)"),
-            credit,
-            now,
-        )?;
-        if plan.is_priced() {
-            billing::add_pending(
-                tx,
-                &s.tenant_id,
-                "proration",
-                &format!("Remaining time on {plan_name} ({days} days)"),
-                charge,
-                now,
-            )?;
-        }
+    if plan.is_priced() {
+        check_price(plan_name, plan, &interval)?;
     }
+    let paying = matches!(s.status.as_str(), "active" | "past_due");
     if !plan.is_priced() {
+        // Down to a free plan: the part used so far is invoiced now, and the subscription ends.
+        if paying && s.provider == "local" {
+            s.current_period_end = now.clamp(s.current_period_start, s.current_period_end);
+            super::invoice::close_now(tx, app, &s)?;
+        }
+        if s.provider == "stripe" {
+            let key = format!("tenantd-end-{}-{}", s.id, crate::util::random_hex(8));
+            super::provider::enqueue(tx, &s.tenant_id, "cancel", &json!({"at_period_end": false}), &key, now)?;
+        }
         s.status = "canceled".into();
         s.canceled_at = Some(now);
         s.ended_at = Some(now);
         s.updated_at = now;
         billing::update_subscription(tx, &s)?;
+        billing::set_hold(tx, &s.tenant_id, false, now, "")?;
         ledger(tx, &s, actor, "canceled", Some(&from_plan), Some(from_amount), Some(&from_status), now)?;
         platform_audit(tx, actor, "billing.subscription_ended", &s, json!({"from": from_plan, "to": plan_name}), now)?;
         return Ok(());
     }
+    if paying && s.provider == "local" {
+        // The part of the period used at the old price, as a pending charge.
+        let span = (s.current_period_end - s.current_period_start).max(1);
+        let used = (now.clamp(s.segment_start, s.current_period_end) - s.segment_start) as f64 / span as f64;
+        let amount = (from_amount as f64 * used).round() as i64;
+        if amount != 0 {
+            let from_day = crate::util::rfc3339(s.segment_start).get(..10).unwrap_or("").to_string();
+            let to_day = crate::util::rfc3339(now).get(..10).unwrap_or("").to_string();
+            billing::add_pending(
+                tx,
+                &s.tenant_id,
+                "plan_part",
+                &format!("{from_plan} plan ({}), {from_day} to {to_day}", s.interval),
+                amount,
+                now,
+            )?;
+        }
+        s.segment_start = now.clamp(s.current_period_start, s.current_period_end);
+    }
     s.plan = plan_name.to_string();
-    s.amount_cents = new_amount;
+    s.amount_cents = price(plan, &interval);
     s.currency = plan.currency.clone();
     if interval != s.interval {
-        // A new interval starts a new period now (the proration above settled the old one).
+        // A new interval starts a new period now; the old one's used part is pending above.
         s.interval = interval;
         if s.status != "trialing" {
             s.current_period_start = now;
             s.current_period_end = period_end(now, &s.interval);
+            s.segment_start = now;
         }
     }
     s.updated_at = now;
     billing::update_subscription(tx, &s)?;
     if s.provider == "stripe" {
         let p = super::provider::subscribe_params(app, &s.plan, &s.interval, "", "");
-        let key = format!("tenantd-chg-{}-{}-{}-{now}", s.id, s.plan, s.interval);
+        let key = format!("tenantd-chg-{}-{}", s.id, crate::util::random_hex(8));
         super::provider::enqueue(tx, &s.tenant_id, "change_price", &p, &key, now)?;
     }
     ledger(tx, &s, actor, "plan_changed", Some(&from_plan), Some(from_amount), Some(&from_status), now)?;
@@ -253,13 +284,22 @@ pub fn cancel(app: &App, slug: &Slug, at_period_end: bool, actor: &Actor) -> Res
             }
             s.cancel_at_period_end = true;
         } else {
+            if s.status == "canceled" {
+                return Err(Error::conflict("already_canceled", "the subscription is already canceled"));
+            }
+            // At once: the part of the period used so far is invoiced now.
+            if s.provider == "local" && matches!(s.status.as_str(), "active" | "past_due") {
+                let mut part = s.clone();
+                part.current_period_end = now.clamp(s.current_period_start, s.current_period_end);
+                super::invoice::close_now(tx, app, &part)?;
+            }
             s.status = "canceled".into();
             s.canceled_at = Some(now);
         }
         s.updated_at = now;
         billing::update_subscription(tx, &s)?;
         if s.provider == "stripe" {
-            let key = format!("tenantd-cancel-{}-{now}", s.id);
+            let key = format!("tenantd-cancel-{}-{}", s.id, crate::util::random_hex(8));
             super::provider::enqueue(tx, &s.tenant_id, "cancel", &json!({"at_period_end": at_period_end}), &key, now)?;
         }
         ledger(tx, &s, &actor.0, "canceled", Some(&s.plan.clone()), Some(s.amount_cents), Some(&from_status), now)?;
@@ -287,7 +327,7 @@ pub fn resume(app: &App, slug: &Slug, actor: &Actor) -> Result<Subscription> {
                 &s.tenant_id,
                 "resume",
                 &json!({}),
-                &format!("tenantd-resume-{}-{now}", s.id),
+                &format!("tenantd-resume-{}-{}", s.id, crate::util::random_hex(8)),
                 now,
             )?;
         }

@@ -42,6 +42,10 @@ pub fn receive(app: &App, header: Option<&str>, body: &[u8], source: Option<&str
     };
     if let Err(why) = checked {
         let reason = why.to_string();
+        if !refusal_audited(now) {
+            crate::log::warn(&format!("stripe webhook refused ({reason}); over 60 this minute: not audited"));
+            return Err(Error::invalid("bad_signature", format!("webhook refused: {why}")));
+        }
         app.catalog.write(|tx| {
             audit::append(
                 tx,
@@ -119,16 +123,15 @@ fn apply(
             let Some(mut s) = find(tx, sub_id, obj["customer"].as_str(), &obj["metadata"])? else {
                 return Ok("unknown");
             };
-            if s.provider_updated_at.is_some_and(|seen| created < seen) {
-                return Ok("stale");
+            // An invoice says how one payment went, not the subscription's state: a paid
+            // invoice while another is failing must not lift the hold. Stripe follows every
+            // status change with `customer.subscription.updated`, which sets it. A failed
+            // payment of a live subscription is past due at once (the hold waits for the grace).
+            if kind != "invoice.paid" && matches!(s.status.as_str(), "active" | "trialing") {
+                set_status(tx, app, &mut s, "past_due", now, out)?;
+                s.updated_at = now;
+                billing::update_subscription(tx, &s)?;
             }
-            let status = if kind == "invoice.paid" { "active" } else { "past_due" };
-            if kind == "invoice.paid" && !matches!(s.status.as_str(), "past_due" | "unpaid" | "incomplete") {
-                touch(tx, &mut s, created, now)?;
-                return Ok("applied");
-            }
-            set_status(tx, app, &mut s, status, now, out)?;
-            touch(tx, &mut s, created, now)?;
             Ok("applied")
         }
         "checkout.session.completed" => {
@@ -247,7 +250,7 @@ fn subscription_state(
         tx.execute("UPDATE tenants SET plan = ?2, updated_at = ?3 WHERE id = ?1", params![s.tenant_id, s.plan, now])?;
     }
     set_status(tx, app, s, &status, now, out)?;
-    if status == "canceled" {
+    if status == "canceled" || status == "incomplete_expired" {
         s.canceled_at = Some(obj["canceled_at"].as_i64().or(obj["ended_at"].as_i64()).unwrap_or(now));
     }
     touch(tx, s, created, now)
@@ -266,7 +269,7 @@ fn set_status(
     let was = s.status.clone();
     super::dunning::set_status(tx, s, status, "stripe", now)?;
     match status {
-        "past_due" | "unpaid" => {
+        "past_due" | "unpaid" | "incomplete" => {
             if was != status {
                 out.past_due.push(s.tenant_id.clone());
             }
@@ -276,6 +279,11 @@ fn set_status(
                 platform_audit(tx, "stripe", "billing.read_only", s, json!({"past_due_since": since}), now)?;
                 out.held.push(s.tenant_id.clone());
             }
+        }
+        // Paused by the customer at Stripe: no service while paused.
+        "paused" if billing::set_hold(tx, &s.tenant_id, true, now, status)? => {
+            platform_audit(tx, "stripe", "billing.read_only", s, json!({"paused": true}), now)?;
+            out.held.push(s.tenant_id.clone());
         }
         "active" | "trialing" => {
             s.past_due_since = None;
@@ -293,4 +301,17 @@ fn touch(tx: &Connection, s: &mut Subscription, created: i64, now: i64) -> Resul
     s.provider_updated_at = Some(s.provider_updated_at.map_or(created, |seen| seen.max(created)));
     s.updated_at = now;
     billing::update_subscription(tx, s)
+}
+
+/// At most 60 refused deliveries a minute reach the audit chain: anyone can post garbage to
+/// the webhook, and each entry takes the catalog's write lock.
+fn refusal_audited(now: i64) -> bool {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static MINUTE: AtomicI64 = AtomicI64::new(0);
+    static COUNT: AtomicI64 = AtomicI64::new(0);
+    let minute = now / 60;
+    if MINUTE.swap(minute, Ordering::Relaxed) != minute {
+        COUNT.store(0, Ordering::Relaxed);
+    }
+    COUNT.fetch_add(1, Ordering::Relaxed) < 60
 }

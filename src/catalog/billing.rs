@@ -18,6 +18,9 @@ pub struct Subscription {
     pub currency: String,
     pub current_period_start: i64,
     pub current_period_end: i64,
+    /// Since when the current period is charged at `amount_cents`: its start, or the last plan
+    /// change within it (the part before is already a pending charge at the old price).
+    pub segment_start: i64,
     pub trial_end: Option<i64>,
     pub cancel_at_period_end: bool,
     pub past_due_since: Option<i64>,
@@ -33,7 +36,7 @@ pub struct Subscription {
 
 const SUB_COLS: &str = "id, tenant_id, plan, interval, status, amount_cents, currency, current_period_start, \
     current_period_end, trial_end, cancel_at_period_end, past_due_since, canceled_at, provider, provider_customer_id, \
-    provider_subscription_id, provider_updated_at, created_at, updated_at, ended_at";
+    provider_subscription_id, provider_updated_at, created_at, updated_at, ended_at, segment_start";
 
 fn sub_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
     Ok(Subscription {
@@ -57,6 +60,7 @@ fn sub_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
         created_at: r.get(17)?,
         updated_at: r.get(18)?,
         ended_at: r.get(19)?,
+        segment_start: r.get(20)?,
     })
 }
 
@@ -64,7 +68,7 @@ fn sub_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
 pub fn insert_subscription(conn: &Connection, s: &Subscription) -> Result<i64> {
     conn.execute(
         &format!(
-            "INSERT INTO billing_subscriptions ({}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+            "INSERT INTO billing_subscriptions ({}) VALUES (NULL, ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
             SUB_COLS
         ),
         params![
@@ -86,7 +90,8 @@ pub fn insert_subscription(conn: &Connection, s: &Subscription) -> Result<i64> {
             s.provider_updated_at,
             s.created_at,
             s.updated_at,
-            s.ended_at
+            s.ended_at,
+            s.segment_start
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -98,7 +103,7 @@ pub fn update_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
         "UPDATE billing_subscriptions SET plan = ?2, interval = ?3, status = ?4, amount_cents = ?5, currency = ?6, \
          current_period_start = ?7, current_period_end = ?8, trial_end = ?9, cancel_at_period_end = ?10, \
          past_due_since = ?11, canceled_at = ?12, provider_customer_id = ?13, provider_subscription_id = ?14, \
-         provider_updated_at = ?15, updated_at = ?16, ended_at = ?17 WHERE id = ?1",
+         provider_updated_at = ?15, updated_at = ?16, ended_at = ?17, segment_start = ?18 WHERE id = ?1",
         params![
             s.id,
             s.plan,
@@ -116,7 +121,8 @@ pub fn update_subscription(conn: &Connection, s: &Subscription) -> Result<()> {
             s.provider_subscription_id,
             s.provider_updated_at,
             s.updated_at,
-            s.ended_at
+            s.ended_at,
+            s.segment_start
         ],
     )?;
     Ok(())
@@ -135,7 +141,8 @@ pub fn current(conn: &Connection, tenant: &TenantId) -> Result<Option<Subscripti
 pub fn by_provider_id(conn: &Connection, provider_subscription_id: &str) -> Result<Option<Subscription>> {
     Ok(conn
         .prepare_cached(&format!(
-            "SELECT {SUB_COLS} FROM billing_subscriptions WHERE provider_subscription_id = ?1 ORDER BY id DESC LIMIT 1"
+            "SELECT {SUB_COLS} FROM billing_subscriptions WHERE provider_subscription_id = ?1 AND ended_at IS NULL \
+             ORDER BY id DESC LIMIT 1"
         ))?
         .query_row([provider_subscription_id], sub_row)
         .optional()?)

@@ -238,6 +238,10 @@ fn bench_webhook(base: &Config, n: usize, dir: Option<PathBuf>) -> CliResult {
     config.billing.provider = "stripe".into();
     config.billing.stripe_webhook_secrets = vec![SECRET.into()];
     config.default_plan = "pro".into();
+    for (name, p) in config.plans.iter_mut() {
+        p.stripe_price_id = Some(format!("price_{name}_month"));
+        p.stripe_price_id_yearly = Some(format!("price_{name}_year"));
+    }
     let app = App::open(config, OpenMode::CreateIfMissing)?;
     create_tenants(&app, 100, false)?;
     let subs = crate::catalog::billing::all_current(&*app.catalog.conn()?)?;

@@ -24,7 +24,7 @@ pub enum BillingCmd {
     /// Close the periods that ended by --as-of (default: now): invoices, trial ends, renewals,
     /// then dunning (past due → read-only after the grace period → suspended after retention).
     #[command(
-        after_help = "The server runs this every hour by itself. Safe to run again: a period is invoiced once.\n\nExamples:\n  tenantd billing run\n  tenantd billing run --as-of 2027-01-01"
+        after_help = "The server runs this every hour by itself. Safe to run again: a period is invoiced once.\n\nExamples:\n  tenantd billing run\n  tenantd billing run --as-of 2026-11-30"
     )]
     Run {
         /// A date or RFC 3339 UTC time.
@@ -82,6 +82,11 @@ pub fn run(app: Arc<App>, cmd: BillingCmd) -> CliResult {
                 })?,
                 None => crate::util::now_unix(),
             };
+            // A date to come would invoice periods not used yet and hold tenants whose
+            // invoices are not due: only catching up (or now) is allowed.
+            if as_of > crate::util::now_unix() + 60 {
+                return Err(CliError::usage("--as-of is in the future: billing run closes periods that already ended"));
+            }
             let r = invoice::run(&app, as_of, &actor)?;
             if json {
                 print_json(&r)?;

@@ -422,6 +422,18 @@ impl Config {
         range("billing.retention_days", b.retention_days, 0, 36_500)?;
         // Never 0: a zero tolerance would refuse every delivery (Stripe's advice: 300 s).
         range("billing.webhook_tolerance_seconds", b.webhook_tolerance_seconds, 1, 86_400)?;
+        if b.provider == "stripe" {
+            for (name, p) in &self.plans {
+                let missing = (p.price_monthly_cents > 0 && p.stripe_price_id.is_none())
+                    || (p.price_yearly_cents > 0 && p.stripe_price_id_yearly.is_none());
+                if missing {
+                    return Err(ConfigError::about(
+                        format!("plans.{name}.stripe_price_id"),
+                        "provider \"stripe\" needs the Stripe price of every priced interval (stripe_price_id, stripe_price_id_yearly)",
+                    ));
+                }
+            }
+        }
         if b.provider == "stripe" && b.stripe_webhook_secrets.is_empty() {
             return Err(ConfigError::about(
                 "billing.stripe_webhook_secrets",

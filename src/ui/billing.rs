@@ -79,7 +79,7 @@ pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                         }
                     }
                 }
-                select name="interval" { option value="month" { "monthly" } option value="year" { "yearly" } }
+                select name="interval" { option value="" { "same interval" } option value="month" { "monthly" } option value="year" { "yearly" } }
                 " "
                 button type="submit" { "Change plan" }
             }
@@ -119,7 +119,9 @@ pub fn page_post(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     match field(&f, "action") {
         Some("change_plan") => {
             let plan = field(&f, "plan").unwrap_or("").to_string();
-            let interval = field(&f, "interval").map(str::to_string);
+            crate::api::billing::self_service(ctx, &t.plan, &plan)?;
+            // "" keeps the subscription's interval.
+            let interval = field(&f, "interval").filter(|i| !i.is_empty()).map(str::to_string);
             act(&loc, "plan changed", || {
                 crate::tenancy::set_plan_and_interval(ctx.app, &t.slug, &plan, interval.as_deref(), &actor).map(|_| ())
             })

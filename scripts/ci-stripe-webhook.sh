@@ -34,7 +34,8 @@ stripe_price_id_yearly = "price_enterprise_year"
 TOML
 "$bin" --config "$work/tenantd.toml" init >/dev/null
 mkfifo "$work/log"
-"$bin" --config "$work/tenantd.toml" serve --listen 127.0.0.1:0 2>"$work/log" &
+# The "listening on" line is an info line: TENANTD_LOG=quiet (as .ci/run sets it) would hide it.
+env -u TENANTD_LOG "$bin" --config "$work/tenantd.toml" serve --listen 127.0.0.1:0 2>"$work/log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 exec 3<"$work/log"

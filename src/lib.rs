@@ -1,6 +1,7 @@
 //! tenantd: one binary that turns one server into a multi-tenant SaaS platform. Every tenant
 //! lives in its own SQLite file; `catalog.db` knows the tenants. See `docs/architecture.md`.
 
+pub mod analytics;
 pub mod api;
 pub mod app;
 pub mod audit;

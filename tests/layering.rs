@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules that hold rules.
 const DOMAIN: &[&str] = &[
+    "analytics",
     "audit",
     "auth",
     "billing",

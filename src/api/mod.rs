@@ -1,5 +1,6 @@
 //! JSON handlers by area, and the route table that wires them to the router.
 
+pub mod analytics;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -62,6 +63,8 @@ pub fn router() -> Router {
         r(Post, T, "/api-keys", members::create_key, area(Area::ApiKeys, Action::Write)),
         r(Delete, T, "/api-keys/{key_id}", members::revoke_key, area(Area::ApiKeys, Action::Write)),
         r(Get, T, "/usage", usage::report, area(Area::Usage, Action::Read)),
+        r(Get, T, "/analytics/overview", analytics::overview, area(Area::Usage, Action::Read)),
+        r(Get, T, "/analytics/usage-trends", analytics::usage_trends, area(Area::Usage, Action::Read)),
         r(Get, T, "/billing", billing::get, area(Area::Billing, Action::Read)),
         r(Post, T, "/billing", billing::post, area(Area::Billing, Action::Write)),
         r(Get, T, "/billing/invoices/{number}", billing::invoice, area(Area::Billing, Action::Read)),

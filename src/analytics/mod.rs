@@ -1,0 +1,469 @@
+//! Analytics (issue 21), first slice: a tenant's KPIs over a range (`overview`) and its series
+//! at a granularity with period-over-period change (`trends`), read from the hourly usage
+//! rollups (the current hour included: the meter is flushed first). Latency percentiles are
+//! merged from the hourly histograms, never averaged. See docs/analytics.md.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{params, Connection};
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use crate::limits::meter::BUCKETS_US;
+use crate::util::{now_unix, parse_time, rfc3339};
+
+/// The metrics a trend can show.
+pub const METRICS: &[&str] =
+    &["requests", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms", "active_users", "storage_bytes"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Granularity {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+impl Granularity {
+    pub fn parse(s: &str) -> Result<Granularity> {
+        match s {
+            "hour" => Ok(Granularity::Hour),
+            "day" => Ok(Granularity::Day),
+            "week" => Ok(Granularity::Week),
+            "month" => Ok(Granularity::Month),
+            other => Err(Error::invalid(
+                "invalid_parameter",
+                format!("granularity={:?}: use hour, day, week or month", crate::ids::truncate_for_message(other)),
+            )),
+        }
+    }
+
+    /// The start of the bucket holding `t` (weeks start on Monday, UTC).
+    pub fn floor(self, t: i64) -> i64 {
+        match self {
+            Granularity::Hour => t - t.rem_euclid(3600),
+            Granularity::Day => t - t.rem_euclid(86_400),
+            // 1970-01-05 was a Monday.
+            Granularity::Week => t - (t - 4 * 86_400).rem_euclid(7 * 86_400),
+            Granularity::Month => crate::util::month_bounds(t).0,
+        }
+    }
+
+    pub fn next(self, start: i64) -> i64 {
+        match self {
+            Granularity::Hour => start + 3600,
+            Granularity::Day => start + 86_400,
+            Granularity::Week => start + 7 * 86_400,
+            Granularity::Month => crate::util::month_bounds(start).1,
+        }
+    }
+}
+
+/// `from`/`to`: RFC 3339, a date, or relative to now (`-30d`, `-12h`, `-2w`); defaults to the
+/// last 30 days. At most 2 years.
+pub fn range(from: Option<&str>, to: Option<&str>, now: i64) -> Result<(i64, i64)> {
+    let parse = |name: &str, v: &str| -> Result<i64> {
+        let bad = || {
+            Error::invalid(
+                "invalid_parameter",
+                format!(
+                    "{name}={:?}: use an RFC 3339 time, a date or -30d / -12h / -2w",
+                    crate::ids::truncate_for_message(v)
+                ),
+            )
+        };
+        if let Some(rel) = v.strip_prefix('-') {
+            let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
+            let n: i64 = n.parse().map_err(|_| bad())?;
+            let secs = match unit {
+                "h" => 3600,
+                "d" => 86_400,
+                "w" => 7 * 86_400,
+                _ => return Err(bad()),
+            };
+            return n.checked_mul(secs).map(|d| now - d).ok_or_else(bad);
+        }
+        parse_time(v).ok_or_else(bad)
+    };
+    let to = to.map(|v| parse("to", v)).transpose()?.unwrap_or(now);
+    let from = from.map(|v| parse("from", v)).transpose()?.unwrap_or(to - 30 * 86_400);
+    if from >= to {
+        return Err(Error::invalid("invalid_parameter", "from must be before to"));
+    }
+    if to - from > 731 * 86_400 {
+        return Err(Error::invalid("invalid_parameter", "the range is at most 2 years"));
+    }
+    Ok((from, to))
+}
+
+/// Which metrics a request asked for (`metrics=a,b`; all when absent).
+pub fn metrics(list: Option<&str>) -> Result<Vec<&'static str>> {
+    let Some(list) = list.filter(|l| !l.is_empty()) else { return Ok(METRICS.to_vec()) };
+    list.split(',')
+        .map(|m| {
+            METRICS.iter().find(|k| **k == m.trim()).copied().ok_or_else(|| {
+                Error::invalid(
+                    "invalid_parameter",
+                    format!(
+                        "metrics: unknown metric {:?}; known: {}",
+                        crate::ids::truncate_for_message(m),
+                        METRICS.join(", ")
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// One bucket of usage: sums, a merged latency histogram, distinct users, peak storage.
+#[derive(Clone, Debug, Default)]
+struct Acc {
+    requests: i64,
+    errors: i64,
+    hist: Vec<u64>,
+    users: i64,
+    storage: i64,
+}
+
+impl Acc {
+    fn value(&self, metric: &str) -> Option<f64> {
+        match metric {
+            "requests" => Some(self.requests as f64),
+            "errors" => Some(self.errors as f64),
+            "error_rate" => (self.requests > 0).then(|| self.errors as f64 / self.requests as f64),
+            "p50_ms" => quantile(&self.hist, 0.50),
+            "p95_ms" => quantile(&self.hist, 0.95),
+            "p99_ms" => quantile(&self.hist, 0.99),
+            "active_users" => Some(self.users as f64),
+            "storage_bytes" => Some(self.storage as f64),
+            _ => None,
+        }
+    }
+}
+
+/// The upper bound of the bucket holding quantile `q` of a merged histogram, in ms.
+fn quantile(hist: &[u64], q: f64) -> Option<f64> {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let want = (total as f64 * q).ceil() as u64;
+    let mut seen = 0;
+    for (i, n) in hist.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            let us = match BUCKETS_US.get(i) {
+                Some(&u64::MAX) | None => BUCKETS_US.get(i.saturating_sub(1)).copied().unwrap_or(0) * 2,
+                Some(&b) => b,
+            };
+            return Some(us as f64 / 1000.0);
+        }
+    }
+    None
+}
+
+/// Usage of `tenant` in `[from, to)` by bucket of `g` (buckets with no data are absent).
+fn buckets(conn: &Connection, tenant: &TenantId, from: i64, to: i64, g: Granularity) -> Result<BTreeMap<i64, Acc>> {
+    let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(
+        "SELECT hour, requests, errors, latency_hist, storage_bytes FROM usage_hourly \
+         WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+    )?;
+    let rows = stmt.query_map(params![tenant.as_str(), from - from.rem_euclid(3600), to], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
+    })?;
+    for row in rows {
+        let (hour, requests, errors, hist, storage) = row?;
+        let b = out.entry(g.floor(hour)).or_default();
+        b.requests += requests;
+        b.errors += errors;
+        let h: Vec<u64> = serde_json::from_str(&hist).unwrap_or_default();
+        if b.hist.len() < h.len() {
+            b.hist.resize(h.len(), 0);
+        }
+        for (a, x) in b.hist.iter_mut().zip(h) {
+            *a += x;
+        }
+        b.storage = b.storage.max(storage);
+    }
+    // Distinct users per bucket (not a sum of hourly counts).
+    let mut stmt =
+        conn.prepare_cached("SELECT hour, user_id FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3")?;
+    let mut seen: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for row in stmt.query_map(params![tenant.as_str(), from - from.rem_euclid(3600), to], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+    })? {
+        let (hour, user) = row?;
+        seen.entry(g.floor(hour)).or_default().insert(user);
+    }
+    for (start, users) in seen {
+        out.entry(start).or_default().users = users.len() as i64;
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Point {
+    pub start: String,
+    pub values: BTreeMap<&'static str, Option<f64>>,
+    /// Change against the previous bucket, in percent (none when it had no value or zero).
+    pub change_percent: BTreeMap<&'static str, Option<f64>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Trends {
+    pub from: String,
+    pub to: String,
+    pub granularity: Granularity,
+    /// The last hour with data (the current one included).
+    pub data_until: Option<String>,
+    pub metrics: Vec<&'static str>,
+    pub points: Vec<Point>,
+}
+
+/// Series of `metrics` at `g` over `[from, to)`, every bucket present (empty ones as 0/none).
+pub fn trends(
+    conn: &Connection,
+    tenant: &TenantId,
+    from: i64,
+    to: i64,
+    g: Granularity,
+    metrics: &[&'static str],
+) -> Result<Trends> {
+    if g == Granularity::Hour && to - from > 31 * 86_400 {
+        return Err(Error::invalid(
+            "invalid_parameter",
+            "granularity=hour covers at most 31 days; use day, week or month",
+        ));
+    }
+    let data = buckets(conn, tenant, from, to, g)?;
+    let mut points = Vec::new();
+    let mut prev: Option<BTreeMap<&'static str, Option<f64>>> = None;
+    let empty = Acc::default();
+    let mut start = g.floor(from);
+    while start < to {
+        let acc = data.get(&start).unwrap_or(&empty);
+        let values: BTreeMap<&'static str, Option<f64>> = metrics.iter().map(|m| (*m, acc.value(m))).collect();
+        let change = metrics
+            .iter()
+            .map(|m| {
+                let before = prev.as_ref().and_then(|p| p.get(m).copied().flatten());
+                let now = values.get(m).copied().flatten();
+                let pct = match (before, now) {
+                    (Some(b), Some(n)) if b != 0.0 => Some(((n - b) / b * 1000.0).round() / 10.0),
+                    _ => None,
+                };
+                (*m, pct)
+            })
+            .collect();
+        points.push(Point { start: rfc3339(start), values: values.clone(), change_percent: change });
+        prev = Some(values);
+        start = g.next(start);
+    }
+    Ok(Trends {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        granularity: g,
+        data_until: last_hour(conn, tenant)?.map(rfc3339),
+        metrics: metrics.to_vec(),
+        points,
+    })
+}
+
+fn last_hour(conn: &Connection, tenant: &TenantId) -> Result<Option<i64>> {
+    Ok(conn.query_row("SELECT max(hour) FROM usage_hourly WHERE tenant_id = ?1", [tenant.as_str()], |r| r.get(0))?)
+}
+
+#[derive(Debug, Serialize)]
+pub struct Overview {
+    pub from: String,
+    pub to: String,
+    pub data_until: Option<String>,
+    pub requests: i64,
+    pub errors: i64,
+    pub error_rate: Option<f64>,
+    pub latency_ms: BTreeMap<&'static str, Option<f64>>,
+    /// Distinct users active in the day, week and 30 days ending at `to`.
+    pub active_users: BTreeMap<&'static str, i64>,
+    pub storage_bytes: i64,
+    /// Bytes per day, from the range's first and last measured storage.
+    pub storage_growth_bytes_per_day: Option<f64>,
+    pub quotas: Vec<Quota>,
+    pub api_keys: ApiKeys,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Quota {
+    pub name: &'static str,
+    pub used: f64,
+    pub limit: f64,
+    pub headroom_percent: f64,
+    /// When it runs out at the rate of the last 7 days (none when it would not this period).
+    pub runs_out: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApiKeys {
+    pub active: i64,
+    pub used_in_range: i64,
+    pub unused_30_days: i64,
+}
+
+/// A tenant's KPIs over `[from, to)`. `plan` gives the quotas their limits.
+pub fn overview(
+    conn: &Connection,
+    tenant: &TenantId,
+    plan: &crate::config::PlanConfig,
+    from: i64,
+    to: i64,
+) -> Result<Overview> {
+    let all = buckets(conn, tenant, from, to, Granularity::Month)?;
+    let mut total = Acc::default();
+    for b in all.values() {
+        total.requests += b.requests;
+        total.errors += b.errors;
+        if total.hist.len() < b.hist.len() {
+            total.hist.resize(b.hist.len(), 0);
+        }
+        for (a, x) in total.hist.iter_mut().zip(&b.hist) {
+            *a += x;
+        }
+    }
+    let distinct = |since: i64| -> Result<i64> {
+        Ok(conn.query_row(
+            "SELECT count(DISTINCT user_id) FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
+            params![tenant.as_str(), since, to],
+            |r| r.get(0),
+        )?)
+    };
+    let active_users = BTreeMap::from([
+        ("daily", distinct(to - 86_400)?),
+        ("weekly", distinct(to - 7 * 86_400)?),
+        ("monthly", distinct(to - 30 * 86_400)?),
+    ]);
+    let storage: Vec<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT hour, storage_bytes FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 AND storage_bytes > 0 ORDER BY hour",
+        )?
+        .query_map(params![tenant.as_str(), from - from.rem_euclid(3600), to], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let (first, last) = (storage.first().copied(), storage.last().copied());
+    let growth = match (first, last) {
+        (Some((h0, s0)), Some((h1, s1))) if h1 > h0 => Some((s1 - s0) as f64 / ((h1 - h0) as f64 / 86_400.0)),
+        _ => None,
+    };
+    let storage_now = last.map(|l| l.1).unwrap_or(0);
+    // Quotas: this month's requests against the plan, and storage against its limit, each with
+    // when it runs out at the pace of the last 7 days.
+    let (month_start, month_end) = crate::util::month_bounds(to);
+    let month_requests: i64 = conn.query_row(
+        "SELECT coalesce(sum(requests), 0) FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
+        params![tenant.as_str(), month_start, to],
+        |r| r.get(0),
+    )?;
+    let week_requests: i64 = conn.query_row(
+        "SELECT coalesce(sum(requests), 0) FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
+        params![tenant.as_str(), to - 7 * 86_400, to],
+        |r| r.get(0),
+    )?;
+    let per_second = week_requests as f64 / (7.0 * 86_400.0);
+    let runs_out = |left: f64, rate: f64, by: Option<i64>| -> Option<String> {
+        if rate <= 0.0 || left <= 0.0 {
+            return (left <= 0.0).then(|| rfc3339(to));
+        }
+        let at = to + (left / rate) as i64;
+        by.is_none_or(|b| at < b).then(|| rfc3339(at))
+    };
+    let mut quotas = Vec::new();
+    let req_limit = plan.monthly_requests as f64;
+    quotas.push(Quota {
+        name: "monthly_requests",
+        used: month_requests as f64,
+        limit: req_limit,
+        headroom_percent: headroom(month_requests as f64, req_limit),
+        runs_out: runs_out(req_limit - month_requests as f64, per_second, Some(month_end)),
+    });
+    let st_limit = plan.storage_bytes as f64;
+    quotas.push(Quota {
+        name: "storage_bytes",
+        used: storage_now as f64,
+        limit: st_limit,
+        headroom_percent: headroom(storage_now as f64, st_limit),
+        runs_out: runs_out(st_limit - storage_now as f64, growth.unwrap_or(0.0) / 86_400.0, None),
+    });
+    let keys: (i64, i64, i64) = conn.query_row(
+        "SELECT count(*) FILTER (WHERE revoked_at IS NULL), \
+                count(*) FILTER (WHERE revoked_at IS NULL AND last_used_at >= ?2 AND last_used_at < ?3), \
+                count(*) FILTER (WHERE revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < ?4)) \
+         FROM api_keys WHERE tenant_id = ?1",
+        params![tenant.as_str(), from, to, to - 30 * 86_400],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    Ok(Overview {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        data_until: last_hour(conn, tenant)?.map(rfc3339),
+        requests: total.requests,
+        errors: total.errors,
+        error_rate: total.value("error_rate"),
+        latency_ms: BTreeMap::from([
+            ("p50", total.value("p50_ms")),
+            ("p95", total.value("p95_ms")),
+            ("p99", total.value("p99_ms")),
+        ]),
+        active_users,
+        storage_bytes: storage_now,
+        storage_growth_bytes_per_day: growth,
+        quotas,
+        api_keys: ApiKeys { active: keys.0, used_in_range: keys.1, unused_30_days: keys.2 },
+    })
+}
+
+fn headroom(used: f64, limit: f64) -> f64 {
+    if limit <= 0.0 {
+        return 0.0;
+    }
+    ((1.0 - used / limit) * 1000.0).round().clamp(0.0, 1000.0) / 10.0
+}
+
+/// The current time, for callers (the API flushes the meter first so the current hour counts).
+pub fn now() -> i64 {
+    now_unix()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first() {
+        let wed = parse_time("2026-12-09T15:00:00Z").unwrap();
+        assert_eq!(rfc3339(Granularity::Week.floor(wed)), "2026-12-07T00:00:00Z");
+        assert_eq!(rfc3339(Granularity::Month.floor(wed)), "2026-12-01T00:00:00Z");
+        assert_eq!(rfc3339(Granularity::Month.next(Granularity::Month.floor(wed))), "2027-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn ranges_and_metrics_name_what_is_wrong() {
+        let now = parse_time("2026-12-07T00:00:00Z").unwrap();
+        assert_eq!(range(Some("-30d"), None, now).unwrap(), (now - 30 * 86_400, now));
+        assert!(range(Some("-3y"), None, now).unwrap_err().to_string().contains("from="));
+        assert!(range(Some("2026-12-08"), Some("2026-12-01"), now).is_err());
+        assert!(metrics(Some("requests,bogus")).unwrap_err().to_string().contains("bogus"));
+        assert_eq!(metrics(None).unwrap().len(), METRICS.len());
+    }
+
+    #[test]
+    fn percentiles_come_from_the_merged_histogram() {
+        // 99 fast requests (first bucket) and 1 slow: p50 fast, p99 fast, p100 slow.
+        let mut h = vec![0u64; BUCKETS_US.len()];
+        h[0] = 99;
+        h[10] = 1;
+        assert_eq!(quantile(&h, 0.50), Some(BUCKETS_US[0] as f64 / 1000.0));
+        assert_eq!(quantile(&h, 0.99), Some(BUCKETS_US[0] as f64 / 1000.0));
+        assert_eq!(quantile(&h, 1.0), Some(BUCKETS_US[10] as f64 / 1000.0));
+        assert_eq!(quantile(&[], 0.5), None);
+    }
+}

@@ -57,3 +57,29 @@ fn issue21_overview_and_trends_include_requests_made_seconds_ago() {
     let viewer = s.token("viewer@acme.test", "acme", "viewer");
     assert_eq!(s.get_as("/api/v1/t/acme/analytics/overview", &viewer).status, 403);
 }
+
+#[test]
+fn issue21_platform_overview_and_trends_for_platform_admins() {
+    let s = TestServer::start();
+    let a = s.token("owner@acme.test", "acme", "owner");
+    let b = s.token("owner@globex.test", "globex", "owner");
+    for _ in 0..10 {
+        s.get_as("/api/v1/t/acme/customers", &a);
+    }
+    for _ in 0..3 {
+        s.get_as("/api/v1/t/globex/customers", &b);
+    }
+    tenantd::auth::create_user(&s.app, "root@ops.test", common::PASSWORD, true).unwrap();
+    let root = s.login("root@ops.test");
+    let o = s.get_as("/api/v1/platform/analytics/overview?from=-1d", &root);
+    assert_eq!(o.status, 200, "{}", o.text());
+    let o = o.json()["overview"].clone();
+    assert_eq!(o["active_tenants"], 2, "{o}");
+    assert!(o["requests"].as_i64().unwrap() >= 13);
+    assert_eq!(o["top_tenants"][0][0], "acme", "the busiest first: {o}");
+    let t = s.get_as("/api/v1/platform/analytics/usage-trends?from=-2h&granularity=hour&metrics=requests", &root);
+    assert_eq!(t.status, 200);
+    let last = t.json()["trends"]["points"].as_array().unwrap().last().unwrap().clone();
+    assert!(last["values"]["requests"].as_f64().unwrap() >= 13.0, "{last}");
+    assert_eq!(s.get_as("/api/v1/platform/analytics/overview", &a).status, 403, "tenant owners see their tenant only");
+}

@@ -165,13 +165,22 @@ fn quantile(hist: &[u64], q: f64) -> Option<f64> {
 }
 
 /// Usage of `tenant` in `[from, to)` by bucket of `g` (buckets with no data are absent).
-fn buckets(conn: &Connection, tenant: &TenantId, from: i64, to: i64, g: Granularity) -> Result<BTreeMap<i64, Acc>> {
+/// `tenant` none: every tenant together (the platform's view; storage is then summed per hour).
+fn buckets(
+    conn: &Connection,
+    tenant: Option<&TenantId>,
+    from: i64,
+    to: i64,
+    g: Granularity,
+) -> Result<BTreeMap<i64, Acc>> {
     let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
+    let tid = tenant.map(TenantId::as_str);
     let mut stmt = conn.prepare_cached(
         "SELECT hour, requests, errors, latency_hist, storage_bytes FROM usage_hourly \
-         WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 ORDER BY hour",
+         WHERE (?1 IS NULL OR tenant_id = ?1) AND hour >= ?2 AND hour < ?3 ORDER BY hour",
     )?;
-    let rows = stmt.query_map(params![tenant.as_str(), from - from.rem_euclid(3600), to], |r| {
+    let mut storage_by_hour: BTreeMap<i64, i64> = BTreeMap::new();
+    let rows = stmt.query_map(params![tid, from - from.rem_euclid(3600), to], |r| {
         Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
     })?;
     for row in rows {
@@ -186,15 +195,20 @@ fn buckets(conn: &Connection, tenant: &TenantId, from: i64, to: i64, g: Granular
         for (a, x) in b.hist.iter_mut().zip(h) {
             *a += x;
         }
+        *storage_by_hour.entry(hour).or_default() += storage;
+    }
+    for (hour, storage) in storage_by_hour {
+        let b = out.entry(g.floor(hour)).or_default();
         b.storage = b.storage.max(storage);
     }
     // Distinct users per bucket (not a sum of hourly counts).
-    let mut stmt =
-        conn.prepare_cached("SELECT hour, user_id FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3")?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT hour, user_id FROM usage_users WHERE (?1 IS NULL OR tenant_id = ?1) AND hour >= ?2 AND hour < ?3",
+    )?;
     let mut seen: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
-    for row in stmt.query_map(params![tenant.as_str(), from - from.rem_euclid(3600), to], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-    })? {
+    for row in stmt
+        .query_map(params![tid, from - from.rem_euclid(3600), to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
+    {
         let (hour, user) = row?;
         seen.entry(g.floor(hour)).or_default().insert(user);
     }
@@ -226,7 +240,7 @@ pub struct Trends {
 /// Series of `metrics` at `g` over `[from, to)`, every bucket present (empty ones as 0/none).
 pub fn trends(
     conn: &Connection,
-    tenant: &TenantId,
+    tenant: Option<&TenantId>,
     from: i64,
     to: i64,
     g: Granularity,
@@ -272,8 +286,12 @@ pub fn trends(
     })
 }
 
-fn last_hour(conn: &Connection, tenant: &TenantId) -> Result<Option<i64>> {
-    Ok(conn.query_row("SELECT max(hour) FROM usage_hourly WHERE tenant_id = ?1", [tenant.as_str()], |r| r.get(0))?)
+fn last_hour(conn: &Connection, tenant: Option<&TenantId>) -> Result<Option<i64>> {
+    Ok(conn.query_row(
+        "SELECT max(hour) FROM usage_hourly WHERE ?1 IS NULL OR tenant_id = ?1",
+        [tenant.map(TenantId::as_str)],
+        |r| r.get(0),
+    )?)
 }
 
 #[derive(Debug, Serialize)]
@@ -319,7 +337,7 @@ pub fn overview(
     from: i64,
     to: i64,
 ) -> Result<Overview> {
-    let all = buckets(conn, tenant, from, to, Granularity::Month)?;
+    let all = buckets(conn, Some(tenant), from, to, Granularity::Month)?;
     let mut total = Acc::default();
     for b in all.values() {
         total.requests += b.requests;
@@ -404,7 +422,7 @@ pub fn overview(
     Ok(Overview {
         from: rfc3339(from),
         to: rfc3339(to),
-        data_until: last_hour(conn, tenant)?.map(rfc3339),
+        data_until: last_hour(conn, Some(tenant))?.map(rfc3339),
         requests: total.requests,
         errors: total.errors,
         error_rate: total.value("error_rate"),
@@ -418,6 +436,74 @@ pub fn overview(
         storage_growth_bytes_per_day: growth,
         quotas,
         api_keys: ApiKeys { active: keys.0, used_in_range: keys.1, unused_30_days: keys.2 },
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlatformOverview {
+    pub from: String,
+    pub to: String,
+    pub data_until: Option<String>,
+    pub tenants: i64,
+    /// Tenants with at least one request in the range.
+    pub active_tenants: i64,
+    pub requests: i64,
+    pub errors: i64,
+    pub error_rate: Option<f64>,
+    pub latency_ms: BTreeMap<&'static str, Option<f64>>,
+    pub active_users: i64,
+    /// The ten busiest tenants: (slug, requests, error rate).
+    pub top_tenants: Vec<(String, i64, Option<f64>)>,
+}
+
+/// Every tenant together over `[from, to)`.
+pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<PlatformOverview> {
+    let all = buckets(conn, None, from, to, Granularity::Month)?;
+    let mut total = Acc::default();
+    for b in all.values() {
+        total.requests += b.requests;
+        total.errors += b.errors;
+        if total.hist.len() < b.hist.len() {
+            total.hist.resize(b.hist.len(), 0);
+        }
+        for (a, x) in total.hist.iter_mut().zip(&b.hist) {
+            *a += x;
+        }
+    }
+    let start = from - from.rem_euclid(3600);
+    let (tenants, active_tenants, active_users): (i64, i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM tenants WHERE status <> 'deleted'), \
+                (SELECT count(DISTINCT tenant_id) FROM usage_hourly WHERE hour >= ?1 AND hour < ?2 AND requests > 0), \
+                (SELECT count(DISTINCT user_id) FROM usage_users WHERE hour >= ?1 AND hour < ?2)",
+        params![start, to],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let mut stmt = conn.prepare(
+        "SELECT t.slug, sum(u.requests) AS n, sum(u.errors) FROM usage_hourly u JOIN tenants t ON t.id = u.tenant_id \
+         WHERE u.hour >= ?1 AND u.hour < ?2 GROUP BY u.tenant_id ORDER BY n DESC LIMIT 10",
+    )?;
+    let top = stmt
+        .query_map(params![start, to], |r| {
+            let (n, e): (i64, i64) = (r.get(1)?, r.get(2)?);
+            Ok((r.get::<_, String>(0)?, n, (n > 0).then(|| e as f64 / n as f64)))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(PlatformOverview {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        data_until: last_hour(conn, None)?.map(rfc3339),
+        tenants,
+        active_tenants,
+        requests: total.requests,
+        errors: total.errors,
+        error_rate: total.value("error_rate"),
+        latency_ms: BTreeMap::from([
+            ("p50", total.value("p50_ms")),
+            ("p95", total.value("p95_ms")),
+            ("p99", total.value("p99_ms")),
+        ]),
+        active_users,
+        top_tenants: top,
     })
 }
 

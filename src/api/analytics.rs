@@ -56,7 +56,7 @@ pub fn usage_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let g = Granularity::parse(req.query_param("granularity").unwrap_or("day"))?;
     let metrics = analytics::metrics(req.query_param("metrics"))?;
     crate::limits::flush_usage(ctx.app)?;
-    let tr = analytics::trends(&*ctx.app.catalog.conn()?, &t.id, from, to, g, &metrics)?;
+    let tr = analytics::trends(&*ctx.app.catalog.conn()?, Some(&t.id), from, to, g, &metrics)?;
     if wants_csv(req) {
         let mut out = format!("start,{}\n", tr.metrics.join(","));
         for p in &tr.points {
@@ -66,4 +66,30 @@ pub fn usage_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         return Ok(csv_resp(out, "usage-trends"));
     }
     Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "trends": tr})))
+}
+
+/// `GET /api/v1/platform/analytics/overview`: every tenant together, and the busiest ones.
+pub fn platform_overview(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
+    crate::limits::flush_usage(ctx.app)?;
+    let o = analytics::platform_overview(&*ctx.app.catalog.conn()?, from, to)?;
+    Ok(Resp::json(200, &json!({"overview": o})))
+}
+
+/// `GET /api/v1/platform/analytics/usage-trends`: the platform's series (all tenants summed).
+pub fn platform_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
+    let g = Granularity::parse(req.query_param("granularity").unwrap_or("day"))?;
+    let metrics = analytics::metrics(req.query_param("metrics"))?;
+    crate::limits::flush_usage(ctx.app)?;
+    let tr = analytics::trends(&*ctx.app.catalog.conn()?, None, from, to, g, &metrics)?;
+    if wants_csv(req) {
+        let mut out = format!("start,{}\n", tr.metrics.join(","));
+        for p in &tr.points {
+            let vals: Vec<String> = tr.metrics.iter().map(|m| num(p.values.get(m).copied().flatten())).collect();
+            out.push_str(&format!("{},{}\n", p.start, vals.join(",")));
+        }
+        return Ok(csv_resp(out, "platform-usage-trends"));
+    }
+    Ok(Resp::json(200, &json!({"trends": tr})))
 }

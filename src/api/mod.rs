@@ -47,6 +47,8 @@ pub fn router() -> Router {
         r(Get, G, "/api/v1/platform/resources", platform::resources, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/alerts", audit::platform_alerts, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/billing", billing::platform, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/analytics/overview", analytics::platform_overview, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/analytics/usage-trends", analytics::platform_trends, Access::PlatformAdmin),
         r(Post, G, "/api/v1/billing/stripe/webhook", billing::webhook, Access::Public),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),

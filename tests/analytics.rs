@@ -83,3 +83,43 @@ fn issue21_platform_overview_and_trends_for_platform_admins() {
     assert!(last["values"]["requests"].as_f64().unwrap() >= 13.0, "{last}");
     assert_eq!(s.get_as("/api/v1/platform/analytics/overview", &a).status, 403, "tenant owners see their tenant only");
 }
+
+#[test]
+fn issue21_peer_comparison_is_k_anonymous_and_excludes_the_tenant() {
+    let s = TestServer::start();
+    let me = s.token("owner@t0.test", "t0", "owner");
+    // Four peers on the same plan: fewer than k = 5, withheld with the reason.
+    let mut peers = Vec::new();
+    for i in 1..=4 {
+        peers.push(s.token(&format!("owner@t{i}.test"), &format!("t{i}"), "owner"));
+    }
+    let r = s.get_as("/api/v1/t/t0/analytics/comparative?from=-1d", &me);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let c = r.json()["comparative"].clone();
+    assert_eq!(c["cohort_size"], 4, "the tenant is not its own peer: {c}");
+    assert!(c["withheld"].as_str().unwrap().contains("at least 5"), "{c}");
+    assert!(c["metrics"].as_object().unwrap().is_empty(), "nothing leaks when withheld");
+    // A fifth peer: bands appear; the tenant made more requests than all of them.
+    peers.push(s.token("owner@t5.test", "t5", "owner"));
+    for (i, t) in peers.iter().enumerate() {
+        for _ in 0..=i {
+            s.get_as(&format!("/api/v1/t/t{}/customers", i + 1), t);
+        }
+    }
+    for _ in 0..30 {
+        s.get_as("/api/v1/t/t0/customers", &me);
+    }
+    let c = s.get_as("/api/v1/t/t0/analytics/comparative?from=-1d", &me).json()["comparative"].clone();
+    assert!(c["withheld"].is_null(), "{c}");
+    let req = &c["metrics"]["requests"];
+    assert_eq!(req["peers"], 5);
+    assert_eq!(req["percentile"], 100.0, "above every peer: {req}");
+    assert!(
+        req["p25"].as_f64().unwrap() <= req["p50"].as_f64().unwrap()
+            && req["p50"].as_f64().unwrap() <= req["p75"].as_f64().unwrap()
+    );
+    let text = c.to_string();
+    for slug in ["t1", "t2", "t3", "t4", "t5"] {
+        assert!(!text.contains(&format!("\"{slug}\"")), "no peer is named: {text}");
+    }
+}

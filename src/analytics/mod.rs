@@ -507,6 +507,118 @@ pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<Platfo
     })
 }
 
+/// Where a tenant stands among its plan's other tenants, per metric: its percentile and the
+/// peers' p25/p50/p75. No individual peer is ever shown; with fewer than `min_cohort` peers the
+/// comparison is withheld with the reason; the tenant is not part of its own cohort.
+#[derive(Debug, Serialize)]
+pub struct Comparison {
+    pub from: String,
+    pub to: String,
+    pub plan: String,
+    pub cohort_size: usize,
+    pub min_cohort: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub withheld: Option<String>,
+    pub metrics: BTreeMap<&'static str, Standing>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Standing {
+    pub value: Option<f64>,
+    /// Share of peers below the tenant's value, in percent.
+    pub percentile: Option<f64>,
+    pub p25: Option<f64>,
+    pub p50: Option<f64>,
+    pub p75: Option<f64>,
+    /// Peers with a value for this metric (peers with no traffic have no latency).
+    pub peers: usize,
+}
+
+pub fn comparative(
+    conn: &Connection,
+    tenant: &TenantId,
+    plan: &str,
+    min_cohort: u64,
+    from: i64,
+    to: i64,
+) -> Result<Comparison> {
+    let start = from - from.rem_euclid(3600);
+    let ids: Vec<String> = conn
+        .prepare_cached("SELECT id FROM tenants WHERE plan = ?1 AND status <> 'deleted'")?
+        .query_map([plan], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut per: BTreeMap<String, Acc> = ids.iter().map(|id| (id.clone(), Acc::default())).collect();
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.tenant_id, u.requests, u.errors, u.latency_hist, u.storage_bytes FROM usage_hourly u \
+         JOIN tenants t ON t.id = u.tenant_id WHERE t.plan = ?1 AND t.status <> 'deleted' AND u.hour >= ?2 AND u.hour < ?3",
+    )?;
+    let rows = stmt.query_map(params![plan, start, to], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, i64>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, requests, errors, hist, storage) = row?;
+        let a = per.entry(id).or_default();
+        a.requests += requests;
+        a.errors += errors;
+        let h: Vec<u64> = serde_json::from_str(&hist).unwrap_or_default();
+        if a.hist.len() < h.len() {
+            a.hist.resize(h.len(), 0);
+        }
+        for (x, y) in a.hist.iter_mut().zip(h) {
+            *x += y;
+        }
+        a.storage = a.storage.max(storage);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT u.tenant_id, count(DISTINCT u.user_id) FROM usage_users u JOIN tenants t ON t.id = u.tenant_id \
+         WHERE t.plan = ?1 AND u.hour >= ?2 AND u.hour < ?3 GROUP BY u.tenant_id",
+    )?;
+    for row in stmt.query_map(params![plan, start, to], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (id, users) = row?;
+        per.entry(id).or_default().users = users;
+    }
+    let own = per.remove(tenant.as_str()).unwrap_or_default();
+    let cohort = per.len();
+    let mut out = Comparison {
+        from: rfc3339(from),
+        to: rfc3339(to),
+        plan: plan.to_string(),
+        cohort_size: cohort,
+        min_cohort,
+        withheld: None,
+        metrics: BTreeMap::new(),
+    };
+    if (cohort as u64) < min_cohort {
+        out.withheld = Some(format!(
+            "plan {plan} has {cohort} other tenants; peer comparisons need at least {min_cohort} so that no single tenant can be read off them"
+        ));
+        return Ok(out);
+    }
+    for m in ["requests", "error_rate", "p95_ms", "active_users", "storage_bytes"] {
+        let mut peers: Vec<f64> = per.values().filter_map(|a| a.value(m)).collect();
+        peers.sort_by(f64::total_cmp);
+        let value = own.value(m);
+        // Too few peers with a value (e.g. latency, which idle tenants have none of): withheld.
+        let enough = peers.len() as u64 >= min_cohort;
+        let band = |q: f64| enough.then(|| peers[((peers.len() - 1) as f64 * q).round() as usize]);
+        let percentile = value.filter(|_| enough).map(|v| {
+            let below = peers.iter().filter(|p| **p < v).count();
+            (below as f64 / peers.len() as f64 * 1000.0).round() / 10.0
+        });
+        out.metrics.insert(
+            m,
+            Standing { value, percentile, p25: band(0.25), p50: band(0.50), p75: band(0.75), peers: peers.len() },
+        );
+    }
+    Ok(out)
+}
+
 fn headroom(used: f64, limit: f64) -> f64 {
     if limit <= 0.0 {
         return 0.0;

@@ -93,3 +93,19 @@ pub fn platform_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     }
     Ok(Resp::json(200, &json!({"trends": tr})))
 }
+
+/// `GET /api/v1/t/{slug}/analytics/comparative`: where the tenant stands among its plan's peers.
+pub fn comparative(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let t = ctx.tenant()?;
+    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
+    crate::limits::flush_usage(ctx.app)?;
+    let c = analytics::comparative(
+        &*ctx.app.catalog.conn()?,
+        &t.id,
+        &t.plan,
+        ctx.app.config.analytics_min_cohort,
+        from,
+        to,
+    )?;
+    Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "comparative": c})))
+}

@@ -67,6 +67,7 @@ pub fn router() -> Router {
         r(Get, T, "/usage", usage::report, area(Area::Usage, Action::Read)),
         r(Get, T, "/analytics/overview", analytics::overview, area(Area::Usage, Action::Read)),
         r(Get, T, "/analytics/usage-trends", analytics::usage_trends, area(Area::Usage, Action::Read)),
+        r(Get, T, "/analytics/comparative", analytics::comparative, area(Area::Usage, Action::Read)),
         r(Get, T, "/billing", billing::get, area(Area::Billing, Action::Read)),
         r(Post, T, "/billing", billing::post, area(Area::Billing, Action::Write)),
         r(Get, T, "/billing/invoices/{number}", billing::invoice, area(Area::Billing, Action::Read)),

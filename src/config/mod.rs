@@ -80,6 +80,9 @@ pub struct Config {
     /// Write an audit entry with every data change, in the same transaction. Off only for
     /// side-by-side benchmarks.
     pub audit_data_changes: bool,
+    /// Peer benchmarks (`analytics/comparative`) are withheld when a tenant's plan has fewer
+    /// other tenants than this (k-anonymity: no individual peer can be read off the bands).
+    pub analytics_min_cohort: u64,
     /// Peers (CIDRs) whose `X-Forwarded-For` is believed; empty = never (the packaged config
     /// trusts 127.0.0.1 for the nginx front).
     pub trusted_proxies: Vec<String>,
@@ -123,6 +126,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             alert_webhook_url: None,
             audit_data_changes: true,
+            analytics_min_cohort: 5,
             trusted_proxies: Vec::new(),
             threats: ThreatsConfig::default(),
             platform_ip_allow: Vec::new(),
@@ -166,6 +170,7 @@ const KNOWN_KEYS: &[&str] = &[
     "limits",
     "alert_webhook_url",
     "audit_data_changes",
+    "analytics_min_cohort",
     "trusted_proxies",
     "threats",
     "platform_ip_allow",
@@ -260,6 +265,7 @@ impl Config {
             ));
         }
         range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
+        range("analytics_min_cohort", self.analytics_min_cohort, 3, 1_000_000)?;
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::expected("listen", format!("{:?}", self.listen), "IP:PORT, e.g. 127.0.0.1:8080"));
         }

@@ -307,3 +307,26 @@ fn issue20_billing_page_banner_and_console() {
     assert!(console.contains("Failed payment") && console.contains("acme"), "{console}");
     assert!(console.contains("29.00 USD"), "the plans' prices: {console}");
 }
+
+#[test]
+fn issue21_the_analytics_dashboard_draws_charts_with_their_numbers() {
+    let s = TestServer::start();
+    let token = s.token("owner@acme.test", "acme", "owner");
+    for _ in 0..12 {
+        s.get_as("/api/v1/t/acme/customers", &token);
+    }
+    let mut b = sign_in(&s, "owner@acme.test");
+    let page = b.get("/admin/t/acme/analytics?days=7");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    assert!(html.matches("role=\"img\"").count() >= 7, "3 charts and 4 sparklines: {html}");
+    assert!(html.contains("<title>Requests per day</title>") && html.contains("<desc>Requests per day: "), "{html}");
+    assert!(html.contains("<rect"), "bars drawn with data");
+    assert!(html.contains("<caption>Requests per day</caption>"), "the numbers beside the chart");
+    assert!(html.contains("Withheld"), "one tenant has no peers to compare with");
+    assert!(html.contains("format=csv"));
+    // The same access rule as the API: viewers have no usage rights.
+    s.member("viewer@acme.test", "acme", "viewer");
+    let mut v = sign_in(&s, "viewer@acme.test");
+    assert_eq!(v.get("/admin/t/acme/analytics").status, 403);
+}

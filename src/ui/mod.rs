@@ -3,7 +3,9 @@
 //! reaches a style attribute. No business logic here: pages call the same operations as the API.
 
 pub mod account;
+pub mod analytics;
 pub mod billing;
+pub mod charts;
 pub mod data;
 pub mod platform;
 pub mod queries;
@@ -209,6 +211,7 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                             (nav(&format!("{b}/security"), "Security", "security"))
                             (nav(&format!("{b}/audit"), "Audit", "audit"))
                             (nav(&format!("{b}/queries"), "Queries", "queries"))
+                            (nav(&format!("{b}/analytics"), "Analytics", "analytics"))
                             (nav(&format!("{b}/billing"), "Billing", "billing"))
                         }
                         @if chrome.session.is_some() {

@@ -48,6 +48,15 @@ try {
   }
   step(`sees "${name}" in the list`);
   await page.screenshot({ path: `${out}/3-list.png`, fullPage: true });
+  // Issue 21: the analytics dashboard draws its charts (SVG with data) on the server.
+  await page.goto(`${base}/admin/t/acme/analytics?days=7`);
+  const charts = await page.locator("svg.chart[role=img]").count();
+  const bars = await page.locator("svg.chart rect").evaluateAll((rs) => rs.filter((r) => Number(r.getAttribute("height")) > 0).length);
+  if (charts < 3 || bars < 1) {
+    throw new Error(`analytics dashboard: ${charts} charts, ${bars} bars with data`);
+  }
+  step(`analytics dashboard: ${charts} charts, ${bars} bars with data`);
+  await page.screenshot({ path: `${out}/4-analytics.png`, fullPage: true });
 } catch (e) {
   failed = true;
   console.error(`browser check failed: ${e.message}`);

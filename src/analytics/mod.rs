@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ids::TenantId;
-use crate::limits::meter::BUCKETS_US;
 use crate::util::{now_unix, parse_time, rfc3339};
 
 /// The metrics a trend can show.
@@ -117,6 +116,22 @@ pub fn metrics(list: Option<&str>) -> Result<Vec<&'static str>> {
         .collect()
 }
 
+/// Requests, errors and the merged latency histogram of several buckets.
+fn sum<'a>(buckets: impl Iterator<Item = &'a Acc>) -> Acc {
+    let mut total = Acc::default();
+    for b in buckets {
+        total.requests += b.requests;
+        total.errors += b.errors;
+        if total.hist.len() < b.hist.len() {
+            total.hist.resize(b.hist.len(), 0);
+        }
+        for (a, x) in total.hist.iter_mut().zip(&b.hist) {
+            *a += x;
+        }
+    }
+    total
+}
+
 /// One bucket of usage: sums, a merged latency histogram, distinct users, peak storage.
 #[derive(Clone, Debug, Default)]
 struct Acc {
@@ -145,23 +160,7 @@ impl Acc {
 
 /// The upper bound of the bucket holding quantile `q` of a merged histogram, in ms.
 fn quantile(hist: &[u64], q: f64) -> Option<f64> {
-    let total: u64 = hist.iter().sum();
-    if total == 0 {
-        return None;
-    }
-    let want = (total as f64 * q).ceil() as u64;
-    let mut seen = 0;
-    for (i, n) in hist.iter().enumerate() {
-        seen += n;
-        if seen >= want {
-            let us = match BUCKETS_US.get(i) {
-                Some(&u64::MAX) | None => BUCKETS_US.get(i.saturating_sub(1)).copied().unwrap_or(0) * 2,
-                Some(&b) => b,
-            };
-            return Some(us as f64 / 1000.0);
-        }
-    }
-    None
+    crate::limits::meter::quantile(hist, q)
 }
 
 /// Usage of `tenant` in `[from, to)` by bucket of `g` (buckets with no data are absent).
@@ -338,17 +337,7 @@ pub fn overview(
     to: i64,
 ) -> Result<Overview> {
     let all = buckets(conn, Some(tenant), from, to, Granularity::Month)?;
-    let mut total = Acc::default();
-    for b in all.values() {
-        total.requests += b.requests;
-        total.errors += b.errors;
-        if total.hist.len() < b.hist.len() {
-            total.hist.resize(b.hist.len(), 0);
-        }
-        for (a, x) in total.hist.iter_mut().zip(&b.hist) {
-            *a += x;
-        }
-    }
+    let total = sum(all.values());
     let distinct = |since: i64| -> Result<i64> {
         Ok(conn.query_row(
             "SELECT count(DISTINCT user_id) FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
@@ -459,17 +448,7 @@ pub struct PlatformOverview {
 /// Every tenant together over `[from, to)`.
 pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<PlatformOverview> {
     let all = buckets(conn, None, from, to, Granularity::Month)?;
-    let mut total = Acc::default();
-    for b in all.values() {
-        total.requests += b.requests;
-        total.errors += b.errors;
-        if total.hist.len() < b.hist.len() {
-            total.hist.resize(b.hist.len(), 0);
-        }
-        for (a, x) in total.hist.iter_mut().zip(&b.hist) {
-            *a += x;
-        }
-    }
+    let total = sum(all.values());
     let start = from - from.rem_euclid(3600);
     let (tenants, active_tenants, active_users): (i64, i64, i64) = conn.query_row(
         "SELECT (SELECT count(*) FROM tenants WHERE status <> 'deleted'), \
@@ -656,6 +635,7 @@ mod tests {
     #[test]
     fn percentiles_come_from_the_merged_histogram() {
         // 99 fast requests (first bucket) and 1 slow: p50 fast, p99 fast, p100 slow.
+        use crate::limits::meter::BUCKETS_US;
         let mut h = vec![0u64; BUCKETS_US.len()];
         h[0] = 99;
         h[10] = 1;

@@ -272,8 +272,8 @@ pub struct Bucket {
     pub active_users: i64,
 }
 
-/// The quantile's bucket upper bound, in milliseconds.
-fn quantile(hist: &[u64], q: f64) -> Option<f64> {
+/// The quantile's bucket upper bound, in milliseconds (`hist`: counts per `BUCKETS_US` bucket).
+pub fn quantile(hist: &[u64], q: f64) -> Option<f64> {
     let total: u64 = hist.iter().sum();
     if total == 0 {
         return None;

@@ -123,3 +123,36 @@ fn issue21_peer_comparison_is_k_anonymous_and_excludes_the_tenant() {
         assert!(!text.contains(&format!("\"{slug}\"")), "no peer is named: {text}");
     }
 }
+
+#[test]
+fn issue21_the_cli_prints_a_tenants_and_the_platforms_numbers() {
+    let s = TestServer::start();
+    let owner = s.token("owner@acme.test", "acme", "owner");
+    for _ in 0..4 {
+        s.get_as("/api/v1/t/acme/customers", &owner);
+    }
+    tenantd::limits::flush_usage(&s.app).unwrap();
+    let o = s.cli(&["analytics", "overview", "--tenant", "acme", "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["requests"].as_i64().unwrap() >= 4, "{v}");
+    let o = s.cli(&["analytics", "overview"]);
+    assert!(common::stdout(&o).contains("platform from"), "{}", common::stdout(&o));
+    let o = s.cli(&[
+        "analytics",
+        "trends",
+        "--tenant",
+        "acme",
+        "--granularity",
+        "hour",
+        "--from",
+        "-3h",
+        "--metrics",
+        "requests",
+    ]);
+    assert!(o.status.success());
+    assert!(common::stdout(&o).lines().count() >= 4, "{}", common::stdout(&o));
+    let o = s.cli(&["analytics", "trends", "--granularity", "fortnight"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(common::stderr(&o).contains("granularity"), "{}", common::stderr(&o));
+}

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success; 1 the command ran and failed (e.g. a tenant failed to migrate, a
 //! check did not pass); 2 bad usage or bad input (clap's convention, kept for ours).
 
+mod analytics;
 mod bench;
 mod billing;
 mod healthcheck;
@@ -91,6 +92,9 @@ pub enum Command {
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
+    /// Usage analytics in the terminal: overview, trends (a tenant's, or the platform's).
+    #[command(subcommand)]
+    Analytics(analytics::AnalyticsCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
     #[command(subcommand)]
     Billing(billing::BillingCmd),
@@ -252,6 +256,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Schema(cmd) => schema::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Migration(cmd) => migration::run(config, cmd),
         Command::Billing(cmd) => billing::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Analytics(cmd) => analytics::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

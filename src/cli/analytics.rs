@@ -1,0 +1,161 @@
+//! `tenantd analytics overview|trends [--tenant SLUG] [--json]`: the analytics API's numbers in
+//! a terminal (a tenant's, or the platform's without `--tenant`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Subcommand;
+
+use super::{print_json, CliResult};
+use crate::analytics::{self, Granularity};
+use crate::app::App;
+use crate::ids::Slug;
+
+#[derive(Subcommand, Debug)]
+pub enum AnalyticsCmd {
+    /// KPIs over a range: requests, errors, latency percentiles, active users, quotas.
+    #[command(
+        after_help = "Examples:\n  tenantd analytics overview --tenant acme --from -7d\n  tenantd analytics overview --json"
+    )]
+    Overview {
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+        /// RFC 3339, a date, or relative (-30d, -12h, -2w); default: 30 days ago.
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A series per hour, day, week or month with its change against the period before.
+    #[command(
+        after_help = "Examples:\n  tenantd analytics trends --tenant acme --granularity day --metrics requests,p95_ms"
+    )]
+    Trends {
+        #[arg(long, value_name = "SLUG")]
+        tenant: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
+        #[arg(long, default_value = "day")]
+        granularity: String,
+        /// Comma-separated; default: all.
+        #[arg(long)]
+        metrics: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(app: Arc<App>, cmd: AnalyticsCmd) -> CliResult {
+    let tenant = |s: &Option<String>| -> CliResult<Option<crate::catalog::tenants::TenantRecord>> {
+        Ok(match s {
+            Some(s) => Some(app.tenant(&Slug::parse(s)?)?),
+            None => None,
+        })
+    };
+    match cmd {
+        AnalyticsCmd::Overview { tenant: slug, from, to, json } => {
+            let (from, to) = analytics::range(from.as_deref(), to.as_deref(), analytics::now())?;
+            let conn = app.catalog.conn()?;
+            match tenant(&slug)? {
+                Some(t) => {
+                    let plan = app.config.plans.get(&t.plan).cloned().unwrap_or_default();
+                    let o = analytics::overview(&conn, &t.id, &plan, from, to)?;
+                    if json {
+                        print_json(&o)?;
+                    } else {
+                        println!(
+                            "{} from {} to {} (data until {})",
+                            t.slug,
+                            o.from,
+                            o.to,
+                            o.data_until.as_deref().unwrap_or("-")
+                        );
+                        println!("requests {}  errors {}  error rate {}", o.requests, o.errors, rate(o.error_rate));
+                        println!(
+                            "latency p50 {}  p95 {}  p99 {}",
+                            ms(o.latency_ms.get("p50")),
+                            ms(o.latency_ms.get("p95")),
+                            ms(o.latency_ms.get("p99"))
+                        );
+                        println!("active users: {:?}", o.active_users);
+                        for q in &o.quotas {
+                            println!(
+                                "quota {}: {} of {} ({}% left), runs out {}",
+                                q.name,
+                                q.used,
+                                q.limit,
+                                q.headroom_percent,
+                                q.runs_out.as_deref().unwrap_or("not this period")
+                            );
+                        }
+                    }
+                }
+                None => {
+                    let o = analytics::platform_overview(&conn, from, to)?;
+                    if json {
+                        print_json(&o)?;
+                    } else {
+                        println!(
+                            "platform from {} to {}: {} tenants, {} active",
+                            o.from, o.to, o.tenants, o.active_tenants
+                        );
+                        println!(
+                            "requests {}  errors {}  error rate {}  p95 {}",
+                            o.requests,
+                            o.errors,
+                            rate(o.error_rate),
+                            ms(o.latency_ms.get("p95"))
+                        );
+                        for (slug, n, e) in &o.top_tenants {
+                            println!("  {slug:<24} {n:>10} requests  error rate {}", rate(*e));
+                        }
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AnalyticsCmd::Trends { tenant: slug, from, to, granularity, metrics, json } => {
+            let (from, to) = analytics::range(from.as_deref(), to.as_deref(), analytics::now())?;
+            let g = Granularity::parse(&granularity)?;
+            let metrics = analytics::metrics(metrics.as_deref())?;
+            let t = tenant(&slug)?;
+            let tr = analytics::trends(&*app.catalog.conn()?, t.as_ref().map(|t| &t.id), from, to, g, &metrics)?;
+            if json {
+                print_json(&tr)?;
+            } else {
+                println!("{:<21} {}", "START", tr.metrics.iter().map(|m| format!("{m:>14}")).collect::<String>());
+                for p in &tr.points {
+                    let vals: String = tr
+                        .metrics
+                        .iter()
+                        .map(|m| {
+                            format!(
+                                "{:>14}",
+                                p.values
+                                    .get(m)
+                                    .copied()
+                                    .flatten()
+                                    .map(|v| format!("{v:.2}"))
+                                    .unwrap_or_else(|| "-".into())
+                            )
+                        })
+                        .collect();
+                    println!("{:<21} {vals}", p.start);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn rate(v: Option<f64>) -> String {
+    v.map(|x| format!("{:.2}%", x * 100.0)).unwrap_or_else(|| "-".into())
+}
+
+fn ms(v: Option<&Option<f64>>) -> String {
+    v.copied().flatten().map(|x| format!("{x} ms")).unwrap_or_else(|| "-".into())
+}

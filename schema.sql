@@ -416,3 +416,42 @@ CREATE TABLE IF NOT EXISTS billing_outbox (
     created_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS billing_outbox_due ON billing_outbox(next_at) WHERE done_at IS NULL AND failed_at IS NULL;
+
+-- Usage downsampled (`analytics::rollup`): whole days of usage_hourly summed into usage_daily
+-- (kept `analytics_daily_days`), whole months of those into usage_monthly (kept for good).
+-- usage_hourly keeps `analytics_hourly_days`. Same columns; `latency_hist` merged bucket-wise,
+-- `storage_bytes` the last seen in the period. catalog_meta keys: usage_daily_until and
+-- usage_monthly_until (everything before is rolled), usage_hourly_from and usage_daily_from
+-- (nothing older is kept at that grain).
+CREATE TABLE IF NOT EXISTS usage_daily (
+    tenant_id    TEXT NOT NULL,
+    day          INTEGER NOT NULL,                   -- Unix seconds at 00:00 UTC
+    requests     INTEGER NOT NULL DEFAULT 0,
+    errors       INTEGER NOT NULL DEFAULT 0,
+    bytes_in     INTEGER NOT NULL DEFAULT 0,
+    bytes_out    INTEGER NOT NULL DEFAULT 0,
+    rows_read    INTEGER NOT NULL DEFAULT 0,
+    rows_written INTEGER NOT NULL DEFAULT 0,
+    cpu_us       INTEGER NOT NULL DEFAULT 0,
+    latency_hist TEXT NOT NULL DEFAULT '[]',
+    storage_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, day)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS usage_monthly (
+    tenant_id    TEXT NOT NULL,
+    month        INTEGER NOT NULL,                   -- Unix seconds at the 1st, 00:00 UTC
+    requests     INTEGER NOT NULL DEFAULT 0,
+    errors       INTEGER NOT NULL DEFAULT 0,
+    bytes_in     INTEGER NOT NULL DEFAULT 0,
+    bytes_out    INTEGER NOT NULL DEFAULT 0,
+    rows_read    INTEGER NOT NULL DEFAULT 0,
+    rows_written INTEGER NOT NULL DEFAULT 0,
+    cpu_us       INTEGER NOT NULL DEFAULT 0,
+    latency_hist TEXT NOT NULL DEFAULT '[]',
+    storage_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, month)
+) WITHOUT ROWID;
+
+-- The platform's distinct active users over a range of hours.
+CREATE INDEX IF NOT EXISTS usage_users_hour ON usage_users(hour, user_id);

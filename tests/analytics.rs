@@ -156,3 +156,100 @@ fn issue21_the_cli_prints_a_tenants_and_the_platforms_numbers() {
     assert_eq!(o.status.code(), Some(2));
     assert!(common::stderr(&o).contains("granularity"), "{}", common::stderr(&o));
 }
+
+/// `analytics trends … --json` through the CLI, its points only (what downsampling must keep).
+fn points(data: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let mut all = vec!["analytics", "trends", "--json"];
+    all.extend_from_slice(args);
+    let o = common::cli(data, &all);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["points"].clone()
+}
+
+#[test]
+fn issue21_downsampling_keeps_every_day_and_month_and_drops_old_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::init_acme(dir.path());
+    let o = common::cli(&data, &["bench", "analytics-history", "--tenants", "3", "--days", "150"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    // A fixed range (day-aligned start, the end on the hour) so before and after compare.
+    let now = tenantd::util::now_unix();
+    let to = tenantd::util::rfc3339(now - now % 3600);
+    let from = tenantd::util::rfc3339(now - now % 86_400 - 140 * 86_400);
+    let month_from = tenantd::util::rfc3339(now - now % 86_400 - 30 * 86_400 - 7 * 3600);
+    let views: Vec<Vec<&str>> = vec![
+        vec!["--tenant", "t000001", "--granularity", "day", "--from", &from, "--to", &to],
+        vec!["--tenant", "t000002", "--granularity", "week", "--from", &from, "--to", &to],
+        vec!["--granularity", "month", "--from", &from, "--to", &to],
+        // A partial first day still within the hourly retention.
+        vec!["--tenant", "t000000", "--granularity", "day", "--from", &month_from, "--to", &to],
+    ];
+    let before: Vec<serde_json::Value> = views.iter().map(|v| points(&data, v)).collect();
+    assert!(before[0].as_array().unwrap().len() >= 140);
+    let overview = |slug: &str| {
+        let o = common::cli(
+            &data,
+            &["analytics", "overview", "--tenant", slug, "--from", &month_from, "--to", &to, "--json"],
+        );
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        let mut v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("quotas");
+        v
+    };
+    let overview_before = overview("t000001");
+
+    let o = common::cli(&data, &["analytics", "downsample", "--json"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(d["days_written"].as_i64().unwrap() >= 3 * 140, "{d}");
+    assert!(d["hourly_rows_deleted"].as_i64().unwrap() > 0, "{d}");
+    assert!(d["user_rows_coarsened"].as_i64().unwrap() > 0, "{d}");
+
+    for (v, b) in views.iter().zip(&before) {
+        assert_eq!(&points(&data, v), b, "the series of {v:?} changed when downsampled");
+    }
+    assert_eq!(overview("t000001"), overview_before);
+    // Nothing hourly is left past the retention; asking for those hours says so.
+    let catalog = rusqlite::Connection::open(data.join("catalog.db")).unwrap();
+    let old: i64 = catalog
+        .query_row("SELECT count(*) FROM usage_hourly WHERE hour < ?1", [now - now % 86_400 - 90 * 86_400], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(old, 0);
+    let o = common::cli(
+        &data,
+        &[
+            "analytics",
+            "trends",
+            "--json",
+            "--tenant",
+            "t000001",
+            "--granularity",
+            "hour",
+            "--from",
+            "-120d",
+            "--to",
+            "-115d",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(v["notice"].as_str().unwrap().contains("analytics_hourly_days"), "{v}");
+    // A second run has almost nothing to do and changes nothing.
+    let o = common::cli(&data, &["analytics", "downsample", "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(d["hourly_rows_deleted"], 0, "{d}");
+    assert_eq!(points(&data, &views[0]), before[0]);
+}
+
+#[test]
+fn issue21_retention_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::init_acme(dir.path());
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(&cfg, "analytics_hourly_days = 90\nanalytics_daily_days = 100\n").unwrap();
+    let o = common::cli_with_env(&data, &[("TENANTD_CONFIG", &cfg)], &["analytics", "downsample"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(common::stderr(&o).contains("analytics_daily_days"), "{}", common::stderr(&o));
+}

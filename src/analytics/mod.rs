@@ -3,9 +3,12 @@
 //! rollups (the current hour included: the meter is flushed first). Latency percentiles are
 //! merged from the hourly histograms, never averaged. See docs/analytics.md.
 
+pub mod history;
+pub mod rollup;
+
 use std::collections::BTreeMap;
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -163,58 +166,43 @@ fn quantile(hist: &[u64], q: f64) -> Option<f64> {
     crate::limits::meter::quantile(hist, q)
 }
 
-/// Usage of `tenant` in `[from, to)` by bucket of `g` (buckets with no data are absent).
-/// `tenant` none: every tenant together (the platform's view; storage is then summed per hour).
-fn buckets(
-    conn: &Connection,
-    tenant: Option<&TenantId>,
-    from: i64,
-    to: i64,
-    g: Granularity,
-) -> Result<BTreeMap<i64, Acc>> {
+/// Buckets by start, the notice for a range older than its grain, the last period with data.
+type Buckets = (BTreeMap<i64, Acc>, Option<String>, Option<i64>);
+
+/// Usage of `tenant` in `[from, to)` by bucket of `g` (buckets with no data are absent), and a
+/// notice when part of the range is older than `g`'s grain is kept. `tenant` none: every tenant
+/// together (the platform's view; storage is then summed per period).
+fn buckets(conn: &Connection, tenant: Option<&TenantId>, from: i64, to: i64, g: Granularity) -> Result<Buckets> {
     let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
-    let tid = tenant.map(TenantId::as_str);
-    let mut stmt = conn.prepare_cached(
-        "SELECT hour, requests, errors, latency_hist, storage_bytes FROM usage_hourly \
-         WHERE (?1 IS NULL OR tenant_id = ?1) AND hour >= ?2 AND hour < ?3 ORDER BY hour",
-    )?;
-    let mut storage_by_hour: BTreeMap<i64, i64> = BTreeMap::new();
-    let rows = stmt.query_map(params![tid, from - from.rem_euclid(3600), to], |r| {
-        Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?))
+    let mut storage_by_period: BTreeMap<i64, i64> = BTreeMap::new();
+    let scope = tenant.map_or(rollup::Scope::All, rollup::Scope::Tenant);
+    let mut last: Option<i64> = None;
+    let notice = rollup::scan(conn, scope, from, to, g, |r| {
+        last = last.max(Some(r.at));
+        let b = out.entry(g.floor(r.at)).or_default();
+        b.requests += r.requests;
+        b.errors += r.errors;
+        rollup::merge_hist(&mut b.hist, r.hist);
+        *storage_by_period.entry(r.at).or_default() += r.storage;
     })?;
-    for row in rows {
-        let (hour, requests, errors, hist, storage) = row?;
-        let b = out.entry(g.floor(hour)).or_default();
-        b.requests += requests;
-        b.errors += errors;
-        let h: Vec<u64> = serde_json::from_str(&hist).unwrap_or_default();
-        if b.hist.len() < h.len() {
-            b.hist.resize(h.len(), 0);
-        }
-        for (a, x) in b.hist.iter_mut().zip(h) {
-            *a += x;
-        }
-        *storage_by_hour.entry(hour).or_default() += storage;
-    }
-    for (hour, storage) in storage_by_hour {
-        let b = out.entry(g.floor(hour)).or_default();
+    for (at, storage) in storage_by_period {
+        let b = out.entry(g.floor(at)).or_default();
         b.storage = b.storage.max(storage);
     }
     // Distinct users per bucket (not a sum of hourly counts).
+    let tid = tenant.map(TenantId::as_str);
     let mut stmt = conn.prepare_cached(
         "SELECT hour, user_id FROM usage_users WHERE (?1 IS NULL OR tenant_id = ?1) AND hour >= ?2 AND hour < ?3",
     )?;
     let mut seen: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
-    for row in stmt
-        .query_map(params![tid, from - from.rem_euclid(3600), to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?
-    {
+    for row in stmt.query_map(params![tid, g.floor(from), to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
         let (hour, user) = row?;
         seen.entry(g.floor(hour)).or_default().insert(user);
     }
     for (start, users) in seen {
         out.entry(start).or_default().users = users.len() as i64;
     }
-    Ok(out)
+    Ok((out, notice, last))
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +220,9 @@ pub struct Trends {
     pub granularity: Granularity,
     /// The last hour with data (the current one included).
     pub data_until: Option<String>,
+    /// Set when part of the range is older than the granularity is kept (analytics_*_days).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     pub metrics: Vec<&'static str>,
     pub points: Vec<Point>,
 }
@@ -251,7 +242,7 @@ pub fn trends(
             "granularity=hour covers at most 31 days; use day, week or month",
         ));
     }
-    let data = buckets(conn, tenant, from, to, g)?;
+    let (data, notice, last) = buckets(conn, tenant, from, to, g)?;
     let mut points = Vec::new();
     let mut prev: Option<BTreeMap<&'static str, Option<f64>>> = None;
     let empty = Acc::default();
@@ -279,18 +270,22 @@ pub fn trends(
         from: rfc3339(from),
         to: rfc3339(to),
         granularity: g,
-        data_until: last_hour(conn, tenant)?.map(rfc3339),
+        data_until: last_hour(conn, tenant, last)?.map(rfc3339),
+        notice,
         metrics: metrics.to_vec(),
         points,
     })
 }
 
-fn last_hour(conn: &Connection, tenant: Option<&TenantId>) -> Result<Option<i64>> {
-    Ok(conn.query_row(
-        "SELECT max(hour) FROM usage_hourly WHERE ?1 IS NULL OR tenant_id = ?1",
-        [tenant.map(TenantId::as_str)],
-        |r| r.get(0),
-    )?)
+/// The last hour with data: a tenant's (one index seek), or for the platform the last of the
+/// range's rows (`scanned`; a scan of every tenant's hours for this alone would be a full one).
+fn last_hour(conn: &Connection, tenant: Option<&TenantId>, scanned: Option<i64>) -> Result<Option<i64>> {
+    match tenant {
+        Some(t) => {
+            Ok(conn.query_row("SELECT max(hour) FROM usage_hourly WHERE tenant_id = ?1", [t.as_str()], |r| r.get(0))?)
+        }
+        None => Ok(scanned),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -298,6 +293,8 @@ pub struct Overview {
     pub from: String,
     pub to: String,
     pub data_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     pub requests: i64,
     pub errors: i64,
     pub error_rate: Option<f64>,
@@ -336,8 +333,8 @@ pub fn overview(
     from: i64,
     to: i64,
 ) -> Result<Overview> {
-    let all = buckets(conn, Some(tenant), from, to, Granularity::Month)?;
-    let total = sum(all.values());
+    let (days, notice, _) = buckets(conn, Some(tenant), from, to, Granularity::Day)?;
+    let total = sum(days.values());
     let distinct = |since: i64| -> Result<i64> {
         Ok(conn.query_row(
             "SELECT count(DISTINCT user_id) FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
@@ -350,12 +347,8 @@ pub fn overview(
         ("weekly", distinct(to - 7 * 86_400)?),
         ("monthly", distinct(to - 30 * 86_400)?),
     ]);
-    let storage: Vec<(i64, i64)> = conn
-        .prepare_cached(
-            "SELECT hour, storage_bytes FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3 AND storage_bytes > 0 ORDER BY hour",
-        )?
-        .query_map(params![tenant.as_str(), from - from.rem_euclid(3600), to], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+    // Storage: the last measured in the range, and its growth per day from the first one.
+    let storage: Vec<(i64, i64)> = days.iter().filter(|(_, a)| a.storage > 0).map(|(d, a)| (*d, a.storage)).collect();
     let (first, last) = (storage.first().copied(), storage.last().copied());
     let growth = match (first, last) {
         (Some((h0, s0)), Some((h1, s1))) if h1 > h0 => Some((s1 - s0) as f64 / ((h1 - h0) as f64 / 86_400.0)),
@@ -365,16 +358,8 @@ pub fn overview(
     // Quotas: this month's requests against the plan, and storage against its limit, each with
     // when it runs out at the pace of the last 7 days.
     let (month_start, month_end) = crate::util::month_bounds(to);
-    let month_requests: i64 = conn.query_row(
-        "SELECT coalesce(sum(requests), 0) FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
-        params![tenant.as_str(), month_start, to],
-        |r| r.get(0),
-    )?;
-    let week_requests: i64 = conn.query_row(
-        "SELECT coalesce(sum(requests), 0) FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
-        params![tenant.as_str(), to - 7 * 86_400, to],
-        |r| r.get(0),
-    )?;
+    let month_requests = requests_between(conn, tenant, month_start, to)?;
+    let week_requests = requests_between(conn, tenant, to - 7 * 86_400, to)?;
     let per_second = week_requests as f64 / (7.0 * 86_400.0);
     let runs_out = |left: f64, rate: f64, by: Option<i64>| -> Option<String> {
         if rate <= 0.0 || left <= 0.0 {
@@ -411,7 +396,8 @@ pub fn overview(
     Ok(Overview {
         from: rfc3339(from),
         to: rfc3339(to),
-        data_until: last_hour(conn, Some(tenant))?.map(rfc3339),
+        data_until: last_hour(conn, Some(tenant), None)?.map(rfc3339),
+        notice,
         requests: total.requests,
         errors: total.errors,
         error_rate: total.value("error_rate"),
@@ -433,6 +419,8 @@ pub struct PlatformOverview {
     pub from: String,
     pub to: String,
     pub data_until: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     pub tenants: i64,
     /// Tenants with at least one request in the range.
     pub active_tenants: i64,
@@ -447,30 +435,45 @@ pub struct PlatformOverview {
 
 /// Every tenant together over `[from, to)`.
 pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<PlatformOverview> {
-    let all = buckets(conn, None, from, to, Granularity::Month)?;
-    let total = sum(all.values());
+    // One pass: the platform's totals and each tenant's.
+    let mut total = Acc::default();
+    let mut per: std::collections::HashMap<String, (i64, i64)> = std::collections::HashMap::new();
+    let mut last: Option<i64> = None;
+    let notice = rollup::scan(conn, rollup::Scope::All, from, to, Granularity::Day, |r| {
+        last = last.max(Some(r.at));
+        total.requests += r.requests;
+        total.errors += r.errors;
+        rollup::merge_hist(&mut total.hist, r.hist);
+        match per.get_mut(r.tenant) {
+            Some(t) => {
+                t.0 += r.requests;
+                t.1 += r.errors;
+            }
+            None => {
+                per.insert(r.tenant.to_string(), (r.requests, r.errors));
+            }
+        }
+    })?;
     let start = from - from.rem_euclid(3600);
-    let (tenants, active_tenants, active_users): (i64, i64, i64) = conn.query_row(
-        "SELECT (SELECT count(*) FROM tenants WHERE status <> 'deleted'), \
-                (SELECT count(DISTINCT tenant_id) FROM usage_hourly WHERE hour >= ?1 AND hour < ?2 AND requests > 0), \
-                (SELECT count(DISTINCT user_id) FROM usage_users WHERE hour >= ?1 AND hour < ?2)",
+    let (tenants, active_users): (i64, i64) = conn.query_row(
+        "SELECT (SELECT count(*) FROM tenants WHERE status <> 'deleted'),                 (SELECT count(DISTINCT user_id) FROM usage_users WHERE hour >= ?1 AND hour < ?2)",
         params![start, to],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let mut stmt = conn.prepare(
-        "SELECT t.slug, sum(u.requests) AS n, sum(u.errors) FROM usage_hourly u JOIN tenants t ON t.id = u.tenant_id \
-         WHERE u.hour >= ?1 AND u.hour < ?2 GROUP BY u.tenant_id ORDER BY n DESC LIMIT 10",
-    )?;
-    let top = stmt
-        .query_map(params![start, to], |r| {
-            let (n, e): (i64, i64) = (r.get(1)?, r.get(2)?);
-            Ok((r.get::<_, String>(0)?, n, (n > 0).then(|| e as f64 / n as f64)))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let active_tenants = per.values().filter(|t| t.0 > 0).count() as i64;
+    let mut busiest: Vec<(&String, &(i64, i64))> = per.iter().filter(|t| t.1 .0 > 0).collect();
+    busiest.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
+    let mut slug = conn.prepare_cached("SELECT slug FROM tenants WHERE id = ?1")?;
+    let mut top = Vec::new();
+    for (id, (n, e)) in busiest.into_iter().take(10) {
+        let name: Option<String> = slug.query_row([id], |r| r.get(0)).optional()?;
+        top.push((name.unwrap_or_else(|| id.clone()), *n, (*n > 0).then(|| *e as f64 / *n as f64)));
+    }
     Ok(PlatformOverview {
         from: rfc3339(from),
         to: rfc3339(to),
-        data_until: last_hour(conn, None)?.map(rfc3339),
+        data_until: last_hour(conn, None, last)?.map(rfc3339),
+        notice,
         tenants,
         active_tenants,
         requests: total.requests,
@@ -496,6 +499,8 @@ pub struct Comparison {
     pub plan: String,
     pub cohort_size: usize,
     pub min_cohort: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub withheld: Option<String>,
     pub metrics: BTreeMap<&'static str, Standing>,
@@ -527,33 +532,16 @@ pub fn comparative(
         .query_map([plan], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut per: BTreeMap<String, Acc> = ids.iter().map(|id| (id.clone(), Acc::default())).collect();
-    let mut stmt = conn.prepare_cached(
-        "SELECT u.tenant_id, u.requests, u.errors, u.latency_hist, u.storage_bytes FROM usage_hourly u \
-         JOIN tenants t ON t.id = u.tenant_id WHERE t.plan = ?1 AND t.status <> 'deleted' AND u.hour >= ?2 AND u.hour < ?3",
-    )?;
-    let rows = stmt.query_map(params![plan, start, to], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, i64>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
+    let notice = rollup::scan(conn, rollup::Scope::Plan(plan), from, to, Granularity::Day, |r| {
+        let a = match per.get_mut(r.tenant) {
+            Some(a) => a,
+            None => per.entry(r.tenant.to_string()).or_default(),
+        };
+        a.requests += r.requests;
+        a.errors += r.errors;
+        rollup::merge_hist(&mut a.hist, r.hist);
+        a.storage = a.storage.max(r.storage);
     })?;
-    for row in rows {
-        let (id, requests, errors, hist, storage) = row?;
-        let a = per.entry(id).or_default();
-        a.requests += requests;
-        a.errors += errors;
-        let h: Vec<u64> = serde_json::from_str(&hist).unwrap_or_default();
-        if a.hist.len() < h.len() {
-            a.hist.resize(h.len(), 0);
-        }
-        for (x, y) in a.hist.iter_mut().zip(h) {
-            *x += y;
-        }
-        a.storage = a.storage.max(storage);
-    }
     let mut stmt = conn.prepare_cached(
         "SELECT u.tenant_id, count(DISTINCT u.user_id) FROM usage_users u JOIN tenants t ON t.id = u.tenant_id \
          WHERE t.plan = ?1 AND u.hour >= ?2 AND u.hour < ?3 GROUP BY u.tenant_id",
@@ -570,6 +558,7 @@ pub fn comparative(
         plan: plan.to_string(),
         cohort_size: cohort,
         min_cohort,
+        notice,
         withheld: None,
         metrics: BTreeMap::new(),
     };
@@ -596,6 +585,13 @@ pub fn comparative(
         );
     }
     Ok(out)
+}
+
+/// A tenant's requests in `[from, to)`, from whichever grain keeps them.
+fn requests_between(conn: &Connection, tenant: &TenantId, from: i64, to: i64) -> Result<i64> {
+    let mut n = 0;
+    rollup::scan(conn, rollup::Scope::Tenant(tenant), from, to, Granularity::Day, |r| n += r.requests)?;
+    Ok(n)
 }
 
 fn headroom(used: f64, limit: f64) -> f64 {

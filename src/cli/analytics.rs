@@ -1,4 +1,4 @@
-//! `tenantd analytics overview|trends [--tenant SLUG] [--json]`: the analytics API's numbers in
+//! `tenantd analytics overview|trends [--tenant SLUG] [--json]` and `tenantd analytics downsample`: the analytics API's numbers in
 //! a terminal (a tenant's, or the platform's without `--tenant`).
 
 use std::process::ExitCode;
@@ -44,6 +44,14 @@ pub enum AnalyticsCmd {
         /// Comma-separated; default: all.
         #[arg(long)]
         metrics: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Sums whole days of hourly usage into daily rollups and whole months of those into monthly
+    /// ones, then deletes what is past `analytics_hourly_days` / `analytics_daily_days`. The
+    /// server does this at start and after each UTC midnight; safe to run any time, again.
+    #[command(after_help = "Examples:\n  tenantd analytics downsample\n  tenantd analytics downsample --json")]
+    Downsample {
         #[arg(long)]
         json: bool,
     },
@@ -115,6 +123,28 @@ pub fn run(app: Arc<App>, cmd: AnalyticsCmd) -> CliResult {
                         }
                     }
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AnalyticsCmd::Downsample { json } => {
+            let keep = analytics::rollup::Retention::of(&app.config);
+            let d = analytics::rollup::downsample(&app.catalog, analytics::now(), keep)?;
+            if json {
+                print_json(&d)?;
+            } else {
+                println!(
+                    "{} tenants: {} days and {} months written; {} hourly and {} daily rows past retention deleted; \
+                     {} user rows coarsened ({:.1} s). Hourly kept from {}, daily from {}.",
+                    d.tenants,
+                    d.days_written,
+                    d.months_written,
+                    d.hourly_rows_deleted,
+                    d.daily_rows_deleted,
+                    d.user_rows_coarsened,
+                    d.seconds,
+                    d.hourly_from,
+                    d.daily_from
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

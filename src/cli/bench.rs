@@ -71,6 +71,19 @@ pub enum BenchCmd {
         #[arg(long)]
         fork: bool,
     },
+    /// Writes D days of realistic hourly usage history for N tenants (t000000…, created when
+    /// missing) into the data dir, for the analytics benchmarks (scripts/bench-analytics.sh)
+    /// and tests. Unlike the other benches it uses the real data dir (--data-dir).
+    #[command(name = "analytics-history")]
+    AnalyticsHistory {
+        #[arg(long, default_value_t = 100)]
+        tenants: usize,
+        #[arg(long, default_value_t = 30)]
+        days: i64,
+        /// The same seed writes the same history.
+        #[arg(long, default_value_t = 21)]
+        seed: u64,
+    },
     /// Open file descriptors of a live server while requests touch every tenant.
     Fds {
         #[arg(long, default_value_t = 10_000)]
@@ -165,6 +178,7 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
         BenchCmd::Billing { tenants: n, dir } => bench_billing(&base, n, dir),
         BenchCmd::Webhook { events, dir } => bench_webhook(&base, events, dir),
         BenchCmd::Audit { entries } => bench_audit(entries),
+        BenchCmd::AnalyticsHistory { tenants: n, days, seed } => analytics_history(base, n, days, seed),
         BenchCmd::Hello { listen, fork: false } => hello_published(&listen),
         BenchCmd::Hello { listen, fork: true } => hello_fork(&listen),
     }
@@ -187,6 +201,39 @@ macro_rules! hello_server {
 }
 hello_server!(hello_published, tiny_http_upstream);
 hello_server!(hello_fork, tiny_http);
+
+fn analytics_history(base: Config, n: usize, days: i64, seed: u64) -> CliResult {
+    if !(1..=3660).contains(&days) {
+        return Err(CliError::usage("--days: a whole number of days in 1..=3660"));
+    }
+    let app = App::open(base, OpenMode::CreateIfMissing)?;
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    let mut created = 0;
+    for i in 0..n {
+        let slug = Slug::parse(&format!("t{i:06}"))?;
+        let t = match app.tenant(&slug) {
+            Ok(t) => t,
+            Err(Error::NotFound { .. }) => {
+                created += 1;
+                tenancy::create(&app, &slug, &format!("Tenant {i}"), None, &Actor("bench".into()))?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        ids.push(t.id.as_str().to_string());
+        if (i + 1) % 1000 == 0 {
+            eprint!("\rtenants {}/{n}   ", i + 1);
+        }
+    }
+    eprintln!();
+    println!("tenants: {n} ({created} created) in {:.1} s", started.elapsed().as_secs_f64());
+    let w = crate::analytics::history::write(&app.catalog, &ids, days, crate::util::now_unix(), seed)?;
+    println!(
+        "history: {} days, {} hourly rows ({} requests), {} user rows in {:.1} s",
+        days, w.hourly_rows, w.requests, w.user_rows, w.seconds
+    );
+    Ok(ExitCode::SUCCESS)
+}
 
 fn bench_billing(base: &Config, n: usize, dir: Option<PathBuf>) -> CliResult {
     let scratch = Scratch::new(dir)?;

@@ -83,6 +83,10 @@ pub struct Config {
     /// Peer benchmarks (`analytics/comparative`) are withheld when a tenant's plan has fewer
     /// other tenants than this (k-anonymity: no individual peer can be read off the bands).
     pub analytics_min_cohort: u64,
+    /// Usage rollups are kept by hour this many days, then by day (`analytics::rollup`).
+    pub analytics_hourly_days: u64,
+    /// Daily rollups are kept this many days, then by month (kept for good).
+    pub analytics_daily_days: u64,
     /// Peers (CIDRs) whose `X-Forwarded-For` is believed; empty = never (the packaged config
     /// trusts 127.0.0.1 for the nginx front).
     pub trusted_proxies: Vec<String>,
@@ -127,6 +131,8 @@ impl Default for Config {
             alert_webhook_url: None,
             audit_data_changes: true,
             analytics_min_cohort: 5,
+            analytics_hourly_days: 90,
+            analytics_daily_days: 730,
             trusted_proxies: Vec::new(),
             threats: ThreatsConfig::default(),
             platform_ip_allow: Vec::new(),
@@ -171,6 +177,8 @@ const KNOWN_KEYS: &[&str] = &[
     "alert_webhook_url",
     "audit_data_changes",
     "analytics_min_cohort",
+    "analytics_hourly_days",
+    "analytics_daily_days",
     "trusted_proxies",
     "threats",
     "platform_ip_allow",
@@ -266,6 +274,9 @@ impl Config {
         }
         range("delete_grace_days", self.delete_grace_days as u64, 0, 3650)?;
         range("analytics_min_cohort", self.analytics_min_cohort, 3, 1_000_000)?;
+        range("analytics_hourly_days", self.analytics_hourly_days, 2, 3650)?;
+        // Monthly rollups are made from whole months of daily ones.
+        range("analytics_daily_days", self.analytics_daily_days, self.analytics_hourly_days + 31, 36_500)?;
         if self.listen.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::expected("listen", format!("{:?}", self.listen), "IP:PORT, e.g. 127.0.0.1:8080"));
         }

@@ -72,6 +72,7 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let mut last_archive = Instant::now();
     let mut last_outbox = Instant::now();
     let mut last_reap = Instant::now();
+    let mut rolled_day: Option<i64> = None;
     let mut accept = AcceptWatch::default();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
@@ -93,6 +94,12 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
                 Ok(_) => state.last_anchor.store(now, Ordering::Relaxed),
                 Err(e) => crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail())),
             }
+        }
+        // Usage downsampling: at start, then once each UTC day has ended.
+        let today = crate::util::now_unix().div_euclid(86_400);
+        if rolled_day != Some(today) {
+            rolled_day = Some(today);
+            usage_downsample(&state.app);
         }
         // Tenants' read connections unused for a minute are closed (looked for every 10 s).
         if last_reap.elapsed() >= Duration::from_secs(10) {
@@ -148,6 +155,22 @@ fn stripe_drain(app: &std::sync::Arc<crate::app::App>) {
 }
 
 /// The hourly billing run (periods that ended, dunning, meter events for Stripe).
+fn usage_downsample(app: &std::sync::Arc<crate::app::App>) {
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let app = app.clone();
+    spawn_once(&RUNNING, "downsample", move || {
+        let keep = crate::analytics::rollup::Retention::of(&app.config);
+        match crate::analytics::rollup::downsample(&app.catalog, crate::util::now_unix(), keep) {
+            Ok(d) if d.hourly_rows_deleted > 0 || d.days_written > 0 => crate::log::info(&format!(
+                "usage downsampled: {} days and {} months written, {} hourly and {} daily rows past retention deleted in {:.1} s",
+                d.days_written, d.months_written, d.hourly_rows_deleted, d.daily_rows_deleted, d.seconds
+            )),
+            Ok(_) => {}
+            Err(e) => crate::log::warn(&format!("usage downsampling failed (tried again tomorrow): {}", e.log_detail())),
+        }
+    });
+}
+
 fn billing_run(app: &std::sync::Arc<crate::app::App>) {
     static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if crate::billing::Provider::of(app) == crate::billing::Provider::None {

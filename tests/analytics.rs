@@ -253,3 +253,41 @@ fn issue21_retention_settings_are_checked() {
     assert_ne!(o.status.code(), Some(0));
     assert!(common::stderr(&o).contains("analytics_daily_days"), "{}", common::stderr(&o));
 }
+
+#[test]
+fn issue21_short_retentions_roll_months_and_keep_the_monthly_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = common::init_acme(dir.path());
+    let cfg = dir.path().join("short.toml");
+    std::fs::write(&cfg, "analytics_hourly_days = 2\nanalytics_daily_days = 33\n").unwrap();
+    let run = |args: &[&str]| {
+        let o = common::cli_with_env(&data, &[("TENANTD_CONFIG", &cfg)], args);
+        assert!(o.status.success(), "{}", common::stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap_or_default()
+    };
+    run(&["bench", "analytics-history", "--tenants", "2", "--days", "200"]);
+    let now = tenantd::util::now_unix();
+    let to = tenantd::util::rfc3339(now - now % 3600);
+    let from = tenantd::util::rfc3339(now - now % 86_400 - 190 * 86_400);
+    let month = ["analytics", "trends", "--json", "--granularity", "month", "--from", &from, "--to", &to];
+    let before = run(&month)["points"].clone();
+    let d = run(&["analytics", "downsample", "--json"]);
+    assert!(d["months_written"].as_i64().unwrap() >= 2 * 3, "{d}");
+    assert!(d["daily_rows_deleted"].as_i64().unwrap() > 0, "{d}");
+    // Requests, errors and distinct users per month survive; the first month (partial in the
+    // hourly data, whole in the monthly) may only grow.
+    let after = run(&month)["points"].clone();
+    let (b, a) = (before.as_array().unwrap(), after.as_array().unwrap());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in b.iter().zip(a).skip(1) {
+        for m in ["requests", "errors", "active_users", "p95_ms"] {
+            assert_eq!(x["values"][m], y["values"][m], "{m} of {}", x["start"]);
+        }
+    }
+    let catalog = rusqlite::Connection::open(data.join("catalog.db")).unwrap();
+    let monthly: i64 = catalog.query_row("SELECT count(*) FROM usage_monthly", [], |r| r.get(0)).unwrap();
+    assert!(monthly >= 6);
+    // Days that only exist as months are answered with a notice.
+    let days = run(&["analytics", "trends", "--json", "--granularity", "day", "--from", &from, "--to", &to]);
+    assert!(days["notice"].as_str().unwrap().contains("analytics_daily_days"), "{days}");
+}

@@ -3,6 +3,9 @@
 //! rollups (the current hour included: the meter is flushed first). Latency percentiles are
 //! merged from the hourly histograms, never averaged. See docs/analytics.md.
 
+pub mod health;
+pub mod security;
+
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};
@@ -285,7 +288,16 @@ pub fn trends(
     })
 }
 
-fn last_hour(conn: &Connection, tenant: Option<&TenantId>) -> Result<Option<i64>> {
+/// A tenant's requests in `[from, to)` (hours started in it).
+pub fn requests_between(conn: &Connection, tenant: &TenantId, from: i64, to: i64) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT coalesce(sum(requests), 0) FROM usage_hourly WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
+        params![tenant.as_str(), from - from.rem_euclid(3600), to],
+        |r| r.get(0),
+    )?)
+}
+
+pub(crate) fn last_hour(conn: &Connection, tenant: Option<&TenantId>) -> Result<Option<i64>> {
     Ok(conn.query_row(
         "SELECT max(hour) FROM usage_hourly WHERE ?1 IS NULL OR tenant_id = ?1",
         [tenant.map(TenantId::as_str)],

@@ -163,6 +163,11 @@ fn issue21_health_lists_tenants_lowest_score_first_and_explains_each_component()
     let trend = idle["components"].as_array().unwrap().iter().find(|c| c["name"] == "activity_trend").unwrap();
     assert_eq!(trend["points"], 0.0, "no requests in either period: {idle}");
 
+    // The tenant sees its own score, the same as the platform's, on its overview.
+    let own = s.get_as("/api/v1/t/acme/analytics/overview?from=-1d", &acme).json()["health"].clone();
+    assert_eq!(own["score"], acme_doc["score"], "{own}");
+    assert_eq!(own["at_risk"], true);
+
     let csv = s.get_as("/api/v1/platform/analytics/health?from=-1d&format=csv", &r);
     assert_eq!(csv.status, 200);
     let text = csv.text();

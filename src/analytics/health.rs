@@ -163,6 +163,18 @@ pub fn score(i: &Inputs) -> Health {
 /// Gathers a tenant's inputs over `[from, to)` from the catalog.
 pub fn inputs(conn: &Connection, t: &TenantRecord, plan: &PlanConfig, from: i64, to: i64) -> Result<Inputs> {
     let o = super::overview(conn, &t.id, plan, from, to)?;
+    inputs_with(conn, t, plan, &o, from, to)
+}
+
+/// The same, from an overview of `[from, to)` the caller already has.
+pub fn inputs_with(
+    conn: &Connection,
+    t: &TenantRecord,
+    plan: &PlanConfig,
+    o: &super::Overview,
+    from: i64,
+    to: i64,
+) -> Result<Inputs> {
     // The previous period ends where the overview's first hour starts, so no hour counts twice.
     let start = from - from.rem_euclid(3600);
     let previous = super::requests_between(conn, &t.id, start - (to - from), start)?;

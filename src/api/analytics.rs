@@ -47,7 +47,10 @@ pub fn overview(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         out.push_str(&format!("storage_bytes,{}\n", o.storage_bytes));
         return Ok(csv_resp(out, "overview"));
     }
-    Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "plan": t.plan, "overview": o})))
+    // The tenant's own health score (issue 21 item 7), from the same overview.
+    let inputs = analytics::health::inputs_with(&*ctx.app.catalog.conn()?, t, &plan, &o, from, to)?;
+    let health = analytics::health::score(&inputs);
+    Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "plan": t.plan, "overview": o, "health": health})))
 }
 
 pub fn usage_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

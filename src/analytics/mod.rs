@@ -3,8 +3,10 @@
 //! rollups (the current hour included: the meter is flushed first). Latency percentiles are
 //! merged from the hourly histograms, never averaged. See docs/analytics.md.
 
+pub mod health;
 pub mod history;
 pub mod rollup;
+pub mod security;
 
 use std::collections::BTreeMap;
 
@@ -279,7 +281,7 @@ pub fn trends(
 
 /// The last hour with data: a tenant's (one index seek), or for the platform the last of the
 /// range's rows (`scanned`; a scan of every tenant's hours for this alone would be a full one).
-fn last_hour(conn: &Connection, tenant: Option<&TenantId>, scanned: Option<i64>) -> Result<Option<i64>> {
+pub(crate) fn last_hour(conn: &Connection, tenant: Option<&TenantId>, scanned: Option<i64>) -> Result<Option<i64>> {
     match tenant {
         Some(t) => {
             Ok(conn.query_row("SELECT max(hour) FROM usage_hourly WHERE tenant_id = ?1", [t.as_str()], |r| r.get(0))?)
@@ -588,7 +590,7 @@ pub fn comparative(
 }
 
 /// A tenant's requests in `[from, to)`, from whichever grain keeps them.
-fn requests_between(conn: &Connection, tenant: &TenantId, from: i64, to: i64) -> Result<i64> {
+pub fn requests_between(conn: &Connection, tenant: &TenantId, from: i64, to: i64) -> Result<i64> {
     let mut n = 0;
     rollup::scan(conn, rollup::Scope::Tenant(tenant), from, to, Granularity::Day, |r| n += r.requests)?;
     Ok(n)

@@ -7,11 +7,11 @@ use crate::analytics::{self, Granularity};
 use crate::error::Result;
 use crate::http::{Ctx, Req, Resp};
 
-fn wants_csv(req: &Req) -> bool {
+pub(crate) fn wants_csv(req: &Req) -> bool {
     req.query_param("format") == Some("csv") || req.header("accept").is_some_and(|a| a.contains("text/csv"))
 }
 
-fn csv_resp(body: String, name: &str) -> Resp {
+pub(crate) fn csv_resp(body: String, name: &str) -> Resp {
     let mut r = Resp {
         status: 200,
         content_type: "text/csv; charset=utf-8",
@@ -24,7 +24,7 @@ fn csv_resp(body: String, name: &str) -> Resp {
     r
 }
 
-fn num(v: Option<f64>) -> String {
+pub(crate) fn num(v: Option<f64>) -> String {
     v.map(|x| format!("{x}")).unwrap_or_default()
 }
 
@@ -47,7 +47,10 @@ pub fn overview(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         out.push_str(&format!("storage_bytes,{}\n", o.storage_bytes));
         return Ok(csv_resp(out, "overview"));
     }
-    Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "plan": t.plan, "overview": o})))
+    // The tenant's own health score (issue 21 item 7), from the same overview.
+    let inputs = analytics::health::inputs_with(&*ctx.app.catalog.conn()?, t, &plan, &o, from, to)?;
+    let health = analytics::health::score(&inputs);
+    Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "plan": t.plan, "overview": o, "health": health})))
 }
 
 pub fn usage_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

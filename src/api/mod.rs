@@ -1,6 +1,7 @@
 //! JSON handlers by area, and the route table that wires them to the router.
 
 pub mod analytics;
+pub mod analytics_security;
 pub mod audit;
 pub mod auth;
 pub mod billing;
@@ -49,6 +50,8 @@ pub fn router() -> Router {
         r(Get, G, "/api/v1/platform/billing", billing::platform, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/overview", analytics::platform_overview, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/usage-trends", analytics::platform_trends, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/analytics/security", analytics_security::platform_security, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/analytics/health", analytics_security::platform_health, Access::PlatformAdmin),
         r(Post, G, "/api/v1/billing/stripe/webhook", billing::webhook, Access::Public),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),
@@ -68,6 +71,7 @@ pub fn router() -> Router {
         r(Get, T, "/analytics/overview", analytics::overview, area(Area::Usage, Action::Read)),
         r(Get, T, "/analytics/usage-trends", analytics::usage_trends, area(Area::Usage, Action::Read)),
         r(Get, T, "/analytics/comparative", analytics::comparative, area(Area::Usage, Action::Read)),
+        r(Get, T, "/analytics/security", analytics_security::security, area(Area::Usage, Action::Read)),
         r(Get, T, "/billing", billing::get, area(Area::Billing, Action::Read)),
         r(Post, T, "/billing", billing::post, area(Area::Billing, Action::Write)),
         r(Get, T, "/billing/invoices/{number}", billing::invoice, area(Area::Billing, Action::Read)),

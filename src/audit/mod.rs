@@ -257,6 +257,35 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<(Vec<Stored>, i64)> {
     Ok((items, total))
 }
 
+/// Entries of `action` in `[from, to)`: how many by `details.reason` (`""` when none), and from
+/// how many distinct sources. For the security metrics (issue 21), which count failed sign-ins.
+pub fn count_by_reason(
+    conn: &Connection,
+    action: &str,
+    from: i64,
+    to: i64,
+) -> Result<(std::collections::BTreeMap<String, i64>, i64)> {
+    let mut by_reason = std::collections::BTreeMap::new();
+    let mut sources = std::collections::BTreeSet::new();
+    let mut stmt =
+        conn.prepare_cached("SELECT source, details FROM _tenantd_audit WHERE action = ?1 AND at >= ?2 AND at < ?3")?;
+    let rows =
+        stmt.query_map(params![action, from, to], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (source, details) = row?;
+        // Details are written by tenantd as JSON; one that is not still counts, reason unknown.
+        let reason = serde_json::from_str::<serde_json::Value>(&details)
+            .ok()
+            .and_then(|d| d.get("reason").and_then(|r| r.as_str()).map(str::to_string))
+            .unwrap_or_default();
+        *by_reason.entry(reason).or_insert(0) += 1;
+        if let Some(s) = source {
+            sources.insert(s);
+        }
+    }
+    Ok((by_reason, sources.len() as i64))
+}
+
 // --- retention ---
 
 /// Moves entries older than `before` (Unix seconds) out of the chain: they are appended to

@@ -39,6 +39,18 @@ fn address_blocked(app: &App, ip: Option<IpAddr>, now: i64) -> Option<i64> {
         .then_some(since + ADDRESS_WINDOW - now)
 }
 
+/// Addresses refused sign-in right now after `auth.address_max_failures` failures (in memory).
+pub fn refused_addresses(app: &App, now: i64) -> Vec<IpAddr> {
+    let max = app.config.auth.address_max_failures;
+    app.auth
+        .failures
+        .lock()
+        .iter()
+        .filter(|(_, (count, since))| *count >= max && now - *since < ADDRESS_WINDOW)
+        .map(|(ip, _)| *ip)
+        .collect()
+}
+
 fn address_failed(app: &App, ip: Option<IpAddr>, now: i64) {
     let Some(ip) = ip else { return };
     let mut map = app.auth.failures.lock();

@@ -11,7 +11,7 @@ pub mod perms;
 pub mod totp;
 mod touches;
 
-pub use login::{login, logout, mfa_confirm, mfa_enroll, LoginOk, LoginRequest};
+pub use login::{login, logout, mfa_confirm, mfa_enroll, refused_addresses, LoginOk, LoginRequest};
 pub use touches::Touches;
 
 use std::collections::HashMap;

@@ -306,6 +306,7 @@ impl Config {
             }
             range(&format!("plans.{name}.max_concurrent_requests"), p.max_concurrent_requests, 1, 100_000)?;
             range(&format!("plans.{name}.query_timeout_ms"), p.query_timeout_ms, 1, 3_600_000)?;
+            range(&format!("plans.{name}.latency_target_ms"), p.latency_target_ms, 1, 3_600_000)?;
             range(&format!("plans.{name}.storage_bytes"), p.storage_bytes, 65_536, u64::MAX >> 1)?;
             range(&format!("plans.{name}.burst"), p.burst, 1, 1 << 40)?;
             range(&format!("plans.{name}.audit_retention_days"), p.audit_retention_days, 1, 36_500)?;

@@ -36,6 +36,9 @@ pub struct PlanConfig {
     pub overage_cents_per_gb_month: u64,
     pub included_seats: u64,
     pub overage_cents_per_seat: u64,
+    /// The p95 latency the plan promises, in ms; the health score (issue 21) counts a tenant's
+    /// p95 against it. Not enforced.
+    pub latency_target_ms: u64,
 }
 
 impl Default for PlanConfig {
@@ -61,6 +64,7 @@ impl Default for PlanConfig {
             overage_cents_per_gb_month: 0,
             included_seats: 0,
             overage_cents_per_seat: 0,
+            latency_target_ms: 500,
         }
     }
 }

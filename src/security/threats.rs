@@ -43,6 +43,15 @@ fn bounded<K, V>(map: &mut HashMap<K, V>) {
     }
 }
 
+/// Ends the message of a credential-stuffing alert that blocked its address: the security
+/// metrics (issue 21) count blocked addresses from the stored alerts by it.
+pub const ADDRESS_BLOCKED: &str = "; address blocked";
+
+/// Addresses blocked right now for credential stuffing (in memory: a restart forgets them).
+pub fn blocked_addresses(app: &App, now: i64) -> Vec<IpAddr> {
+    app.threats.blocked.lock().iter().filter(|(_, until)| **until > now).map(|(ip, _)| *ip).collect()
+}
+
 /// Seconds an address stays blocked, if it is.
 pub fn blocked(app: &App, ip: Option<IpAddr>, now: i64) -> Option<i64> {
     let ip = ip?;
@@ -77,7 +86,7 @@ pub fn login_failed(app: &App, ip: Option<IpAddr>, email: &str, now: i64) {
             now / STUFFING_WINDOW,
             format!(
                 "{distinct} accounts failed to sign in from one address within 10 minutes{}",
-                if cfg.block_addresses { "; address blocked" } else { "" }
+                if cfg.block_addresses { ADDRESS_BLOCKED } else { "" }
             ),
             Some(ip.to_string()),
             None,

@@ -3,6 +3,8 @@
 //! rollups (the current hour included: the meter is flushed first). Latency percentiles are
 //! merged from the hourly histograms, never averaged. See docs/analytics.md.
 
+pub mod revenue;
+
 use std::collections::BTreeMap;
 
 use rusqlite::{params, Connection};

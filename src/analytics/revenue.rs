@@ -443,6 +443,8 @@ pub fn compute(entries: Vec<LedgerEntry>, from: i64, to: i64, now: i64, currenci
     }
     let currencies: Vec<String> = seen.into_iter().collect();
     let data_until = to.min(now).max(from);
+    // A range reaching now covers the lines written this very second too.
+    let until = if to >= now { now.saturating_add(1) } else { to }.max(from);
     let first = month_bounds(from).0;
     let mut replay = Replay::new(entries);
     replay.advance(first, None);
@@ -450,14 +452,14 @@ pub fn compute(entries: Vec<LedgerEntry>, from: i64, to: i64, now: i64, currenci
     let (mut open, mut months, mut by_plan) = (range_start.clone(), Vec::new(), Vec::new());
     let mut totals: BTreeMap<String, Movements> = BTreeMap::new();
     let mut m = first;
-    while m < data_until {
+    while m < until {
         let next = month_bounds(m).1;
-        let end = next.min(data_until);
+        let end = next.min(until);
         let mut acc = Acc::default();
         replay.advance(end, Some(&mut acc));
         let close = replay.snapshot();
         for c in &currencies {
-            let row = month_row(c, (m, end, end < next), &open, &close, acc.totals.get(c));
+            let row = month_row(c, (m, end.min(data_until), end < next), &open, &close, acc.totals.get(c));
             let sum = totals.entry(c.clone()).or_default();
             *sum = sum.plus(&row.movements);
             months.push(row);
@@ -714,6 +716,9 @@ mod tests {
         let last = r.months.last().unwrap();
         assert!(last.partial && last.to == "2026-03-15T00:00:00Z", "{last:?}");
         assert_eq!(r.data_until, "2026-03-15T00:00:00Z");
+        let this_second = vec![line("a", "2026-03-15", "created", "pro", 2900, "active")];
+        let r = compute(this_second, from, to, now, &[]);
+        assert_eq!(r.months.last().unwrap().end_mrr_cents, 2900, "a range reaching now includes now");
         assert!(range(Some("nope"), None, now).unwrap_err().to_string().contains("from="));
         // Lines before the range set the starting MRR but are not movements of the range.
         let r = run(vec![line("a", "2025-06-01", "created", "pro", 2900, "active")], "2026-01-01", "2026-02-01");

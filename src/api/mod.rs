@@ -49,6 +49,7 @@ pub fn router() -> Router {
         r(Get, G, "/api/v1/platform/billing", billing::platform, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/overview", analytics::platform_overview, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/usage-trends", analytics::platform_trends, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/analytics/revenue", analytics::platform_revenue, Access::PlatformAdmin),
         r(Post, G, "/api/v1/billing/stripe/webhook", billing::webhook, Access::Public),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),

@@ -112,3 +112,96 @@ pub fn comparative(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     )?;
     Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "comparative": c})))
 }
+
+/// `GET /api/v1/platform/analytics/revenue`: MRR and its movements per month, currency and
+/// plan, from the billing ledger. CSV: the months, or the plans with `table=by_plan`.
+pub fn platform_revenue(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    use analytics::revenue;
+    let now = analytics::now();
+    let (from, to) = revenue::range(req.query_param("from"), req.query_param("to"), now)?;
+    let table = req.query_param("table").unwrap_or("months");
+    if !matches!(table, "months" | "by_plan") {
+        return Err(crate::error::Error::invalid(
+            "invalid_parameter",
+            format!("table={:?}: use months or by_plan", crate::ids::truncate_for_message(table)),
+        ));
+    }
+    let currencies = revenue::plan_currencies(&ctx.app.config.plans);
+    let r = revenue::revenue(&*ctx.app.catalog.conn()?, from, to, now, &currencies)?;
+    if wants_csv(req) {
+        let body = if table == "by_plan" { revenue_plans_csv(&r) } else { revenue_months_csv(&r) };
+        return Ok(csv_resp(body, &format!("platform-revenue-{}", table.replace('_', "-"))));
+    }
+    Ok(Resp::json(200, &json!({"revenue": r})))
+}
+
+const MOVEMENT_COLS: &str =
+    "new_mrr_cents,expansion_mrr_cents,contraction_mrr_cents,churn_mrr_cents,reactivation_mrr_cents";
+
+fn movements_csv(m: &analytics::revenue::Movements) -> String {
+    format!(
+        "{},{},{},{},{}",
+        m.new_mrr_cents, m.expansion_mrr_cents, m.contraction_mrr_cents, m.churn_mrr_cents, m.reactivation_mrr_cents
+    )
+}
+
+fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
+    v.map(|x| x.to_string()).unwrap_or_default()
+}
+
+fn revenue_months_csv(r: &analytics::revenue::Revenue) -> String {
+    let mut out = format!(
+        "month,currency,partial,start_mrr_cents,{MOVEMENT_COLS},net_new_mrr_cents,end_mrr_cents,arr_cents,\
+         customers_start,new_customers,reactivated_customers,churned_customers,customers_end,logo_churn_rate,\
+         gross_revenue_churn_rate,net_revenue_churn_rate,net_revenue_retention,gross_revenue_retention,arpa_cents,ltv_cents\n"
+    );
+    for m in &r.months {
+        out.push_str(&format!(
+            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+            m.month,
+            m.currency,
+            m.partial,
+            m.start_mrr_cents,
+            movements_csv(&m.movements),
+            m.net_new_mrr_cents,
+            m.end_mrr_cents,
+            m.arr_cents,
+            m.customers_start,
+            m.new_customers,
+            m.reactivated_customers,
+            m.churned_customers,
+            m.customers_end,
+            opt(m.logo_churn_rate),
+            opt(m.gross_revenue_churn_rate),
+            opt(m.net_revenue_churn_rate),
+            opt(m.net_revenue_retention),
+            opt(m.gross_revenue_retention),
+            opt(m.arpa_cents),
+            opt(m.ltv_cents),
+        ));
+    }
+    out
+}
+
+fn revenue_plans_csv(r: &analytics::revenue::Revenue) -> String {
+    let mut out = format!(
+        "month,currency,plan,start_mrr_cents,{MOVEMENT_COLS},transfer_in_mrr_cents,transfer_out_mrr_cents,\
+         end_mrr_cents,customers_end\n"
+    );
+    for p in &r.by_plan {
+        // Plan names come from the config (validated names), but quote them anyway: CSV.
+        out.push_str(&format!(
+            "{},{},\"{}\",{},{},{},{},{},{}\n",
+            p.month,
+            p.currency,
+            p.plan.replace('"', "\"\""),
+            p.start_mrr_cents,
+            movements_csv(&p.movements),
+            p.transfer_in_mrr_cents,
+            p.transfer_out_mrr_cents,
+            p.end_mrr_cents,
+            p.customers_end,
+        ));
+    }
+    out
+}

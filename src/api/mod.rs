@@ -52,6 +52,7 @@ pub fn router() -> Router {
         r(Get, G, "/api/v1/platform/analytics/usage-trends", analytics::platform_trends, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/security", analytics_security::platform_security, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/health", analytics_security::platform_health, Access::PlatformAdmin),
+        r(Get, G, "/api/v1/platform/analytics/revenue", analytics::platform_revenue, Access::PlatformAdmin),
         r(Post, G, "/api/v1/billing/stripe/webhook", billing::webhook, Access::Public),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),

@@ -56,6 +56,17 @@ pub fn period_end(start: i64, interval: &str) -> i64 {
     crate::util::add_months(start, if interval == "year" { 12 } else { 1 })
 }
 
+/// Monthly recurring revenue of a price: a yearly price counts as a twelfth (whole cents,
+/// rounded down), as Stripe's billing analytics count annual plans. The platform summary and the
+/// revenue analytics both use it, so their MRR agree.
+pub fn monthly_cents(amount_cents: i64, interval: &str) -> i64 {
+    if interval == "year" {
+        amount_cents / 12
+    } else {
+        amount_cents
+    }
+}
+
 /// Money as the invoice shows it: `12.34 USD`.
 pub fn money(cents: i64, currency: &str) -> String {
     let sign = if cents < 0 { "-" } else { "" };
@@ -96,8 +107,7 @@ pub fn summary(app: &App, now: i64) -> crate::error::Result<Summary> {
         .map(|s| (slugs.get(&s.tenant_id).cloned().unwrap_or_else(|| s.tenant_id.clone()), s))
         .collect();
     for (_, s) in subs.iter().filter(|(_, s)| matches!(s.status.as_str(), "active" | "past_due")) {
-        let monthly = if s.interval == "year" { s.amount_cents / 12 } else { s.amount_cents };
-        *mrr.entry(s.currency.clone()).or_default() += monthly;
+        *mrr.entry(s.currency.clone()).or_default() += monthly_cents(s.amount_cents, &s.interval);
     }
     let (provider_queue, provider_failures) = provider::backlog(&conn)?;
     let failed_payments =

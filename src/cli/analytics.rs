@@ -1,5 +1,6 @@
-//! `tenantd analytics overview|trends [--tenant SLUG] [--json]` and `tenantd analytics downsample`: the analytics API's numbers in
-//! a terminal (a tenant's, or the platform's without `--tenant`).
+//! `tenantd analytics overview|trends [--tenant SLUG] [--json]`, `tenantd analytics revenue`
+//! and `tenantd analytics downsample`: the analytics API's numbers in a terminal (a tenant's,
+//! or the platform's without `--tenant`; revenue is the platform's).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use clap::Subcommand;
 
 use super::{print_json, CliResult};
-use crate::analytics::{self, Granularity};
+use crate::analytics::{self, revenue, Granularity};
 use crate::app::App;
 use crate::ids::Slug;
 
@@ -52,6 +53,19 @@ pub enum AnalyticsCmd {
     /// server does this at start and after each UTC midnight; safe to run any time, again.
     #[command(after_help = "Examples:\n  tenantd analytics downsample\n  tenantd analytics downsample --json")]
     Downsample {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The platform's revenue per month: MRR, its movements, churn, retention, ARPA and LTV.
+    #[command(
+        after_help = "Examples:\n  tenantd analytics revenue\n  tenantd analytics revenue --from 2026-01-01 --json"
+    )]
+    Revenue {
+        /// RFC 3339, a date, or relative (-30d, -12h, -2w); default: the last 12 months.
+        #[arg(long, allow_hyphen_values = true)]
+        from: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        to: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -179,6 +193,67 @@ pub fn run(app: Arc<App>, cmd: AnalyticsCmd) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
+        AnalyticsCmd::Revenue { from, to, json } => {
+            let now = analytics::now();
+            let (from, to) = revenue::range(from.as_deref(), to.as_deref(), now)?;
+            let currencies = revenue::plan_currencies(&app.config.plans);
+            let r = revenue::revenue(&*app.catalog.conn()?, from, to, now, &currencies)?;
+            if json {
+                print_json(&r)?;
+            } else {
+                print_revenue(&r);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_revenue(r: &revenue::Revenue) {
+    println!("platform revenue from {} to {} (data until {})", r.from, r.to, r.data_until);
+    println!(
+        "{:<8} {:<4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>6} {:>8} {:>8}",
+        "MONTH",
+        "CUR",
+        "START MRR",
+        "NEW",
+        "EXPANSION",
+        "REACTIV",
+        "CONTRACT",
+        "CHURN",
+        "END MRR",
+        "CUST",
+        "LOGO CH",
+        "NRR"
+    );
+    let money = |c: i64| format!("{:.2}", c as f64 / 100.0);
+    for m in &r.months {
+        let mv = &m.movements;
+        println!(
+            "{:<8} {:<4} {:>12} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12} {:>6} {:>8} {:>8}{}",
+            m.month,
+            m.currency,
+            money(m.start_mrr_cents),
+            money(mv.new_mrr_cents),
+            money(mv.expansion_mrr_cents),
+            money(mv.reactivation_mrr_cents),
+            money(mv.contraction_mrr_cents),
+            money(mv.churn_mrr_cents),
+            money(m.end_mrr_cents),
+            m.customers_end,
+            rate(m.logo_churn_rate),
+            rate(m.net_revenue_retention),
+            if m.partial { "  (so far)" } else { "" }
+        );
+    }
+    for s in &r.summary {
+        println!(
+            "{}: MRR {} → {}, ARR {}, net revenue retention {}",
+            s.currency,
+            money(s.start_mrr_cents),
+            money(s.end_mrr_cents),
+            money(s.arr_cents),
+            rate(s.net_revenue_retention)
+        );
     }
 }
 

@@ -92,7 +92,7 @@ pub enum Command {
     /// Tenant schema migrations across the fleet.
     #[command(subcommand)]
     Schema(schema::SchemaCmd),
-    /// Usage analytics in the terminal: overview, trends (a tenant's, or the platform's).
+    /// Analytics in the terminal: overview, trends (a tenant's, or the platform's), revenue.
     #[command(subcommand)]
     Analytics(analytics::AnalyticsCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.

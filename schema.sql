@@ -453,5 +453,6 @@ CREATE TABLE IF NOT EXISTS usage_monthly (
     PRIMARY KEY (tenant_id, month)
 ) WITHOUT ROWID;
 
--- The platform's distinct active users over a range of hours.
-CREATE INDEX IF NOT EXISTS usage_users_hour ON usage_users(hour, user_id);
+-- An index on usage_users(hour) made coarsening a year of users 4x slower (measured); the
+-- platform's distinct users are read tenant by tenant instead.
+DROP INDEX IF EXISTS usage_users_hour;

@@ -32,7 +32,8 @@ pub fn write(catalog: &Catalog, tenant_ids: &[String], days: i64, now: i64, seed
     let end = now - now.rem_euclid(3600);
     let start = end - days * 86_400;
     let mut out = Written { tenants: tenant_ids.len(), ..Written::default() };
-    catalog.background_write(|tx| super::rollup::rewind(tx, start))?;
+    let mut conn = catalog.bulk_conn(256 * 1024 * 1024)?;
+    Catalog::write_on(&mut conn, |tx| super::rollup::rewind(tx, start))?;
     for (i, id) in tenant_ids.iter().enumerate() {
         let mut rng = StdRng::seed_from_u64(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let peak: f64 = 10f64.powf(rng.random_range(0.0..3.0));
@@ -41,12 +42,13 @@ pub fn write(catalog: &Catalog, tenant_ids: &[String], days: i64, now: i64, seed
         let pool = ((peak / 5.0).ceil() as i64).clamp(1, 200);
         let storage0 = (peak * 1_000_000.0) as i64;
         let growth_per_day = (peak * rng.random_range(1_000.0..20_000.0)) as i64;
-        catalog.background_write(|tx| {
+        Catalog::write_on(&mut conn, |tx| {
             let mut hourly = tx.prepare_cached(
                 "INSERT OR REPLACE INTO usage_hourly (tenant_id, hour, requests, errors, bytes_in, bytes_out, rows_read, \
                  rows_written, cpu_us, latency_hist, storage_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )?;
-            let mut users = tx.prepare_cached("INSERT OR IGNORE INTO usage_users (tenant_id, hour, user_id) VALUES (?1, ?2, ?3)")?;
+            let mut users =
+                tx.prepare_cached("INSERT OR IGNORE INTO usage_users (tenant_id, hour, user_id) VALUES (?1, ?2, ?3)")?;
             let mut hour = start;
             while hour < end {
                 let day_index = (hour - start) / 86_400;

@@ -174,10 +174,12 @@ type Buckets = (BTreeMap<i64, Acc>, Option<String>, Option<i64>);
 
 /// Usage of `tenant` in `[from, to)` by bucket of `g` (buckets with no data are absent), and a
 /// notice when part of the range is older than `g`'s grain is kept. `tenant` none: every tenant
-/// together (the platform's view; storage is then summed per period).
+/// together (the platform's view). Storage is each tenant's last measured value in the bucket
+/// (summed over tenants): the same whether the bucket is read from hours, days or months.
 fn buckets(conn: &Connection, tenant: Option<&TenantId>, from: i64, to: i64, g: Granularity) -> Result<Buckets> {
     let mut out: BTreeMap<i64, Acc> = BTreeMap::new();
-    let mut storage_by_period: BTreeMap<i64, i64> = BTreeMap::new();
+    // bucket -> tenant -> (when, storage) of its last measurement
+    let mut storage: BTreeMap<i64, std::collections::HashMap<String, (i64, i64)>> = BTreeMap::new();
     let scope = tenant.map_or(rollup::Scope::All, rollup::Scope::Tenant);
     let mut last: Option<i64> = None;
     let notice = rollup::scan(conn, scope, from, to, g, |r| {
@@ -186,22 +188,28 @@ fn buckets(conn: &Connection, tenant: Option<&TenantId>, from: i64, to: i64, g: 
         b.requests += r.requests;
         b.errors += r.errors;
         rollup::merge_hist(&mut b.hist, r.hist);
-        *storage_by_period.entry(r.at).or_default() += r.storage;
+        if r.storage > 0 {
+            let tenants = storage.entry(g.floor(r.at)).or_default();
+            match tenants.get_mut(r.tenant) {
+                Some(m) if m.0 < r.at => *m = (r.at, r.storage),
+                Some(_) => {}
+                None => {
+                    tenants.insert(r.tenant.to_string(), (r.at, r.storage));
+                }
+            }
+        }
     })?;
-    for (at, storage) in storage_by_period {
-        let b = out.entry(g.floor(at)).or_default();
-        b.storage = b.storage.max(storage);
+    for (start, tenants) in storage {
+        out.entry(start).or_default().storage = tenants.values().map(|m| m.1).sum();
     }
     // Distinct users per bucket (not a sum of hourly counts).
-    let tid = tenant.map(TenantId::as_str);
-    let mut stmt = conn.prepare_cached(
-        "SELECT hour, user_id FROM usage_users WHERE (?1 IS NULL OR tenant_id = ?1) AND hour >= ?2 AND hour < ?3",
-    )?;
-    let mut seen: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
-    for row in stmt.query_map(params![tid, g.floor(from), to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
-        let (hour, user) = row?;
-        seen.entry(g.floor(hour)).or_default().insert(user);
-    }
+    let seen = match tenant {
+        Some(t) => distinct_users_by(conn, std::iter::once(t.as_str()), g.floor(from), to, |h| g.floor(h))?,
+        None => {
+            let ids = rollup::tenants_with_usage(conn)?;
+            distinct_users_by(conn, ids.iter().map(String::as_str), g.floor(from), to, |h| g.floor(h))?
+        }
+    };
     for (start, users) in seen {
         out.entry(start).or_default().users = users.len() as i64;
     }
@@ -458,11 +466,9 @@ pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<Platfo
         }
     })?;
     let start = from - from.rem_euclid(3600);
-    let (tenants, active_users): (i64, i64) = conn.query_row(
-        "SELECT (SELECT count(*) FROM tenants WHERE status <> 'deleted'),                 (SELECT count(DISTINCT user_id) FROM usage_users WHERE hour >= ?1 AND hour < ?2)",
-        params![start, to],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let tenants: i64 = conn.query_row("SELECT count(*) FROM tenants WHERE status <> 'deleted'", [], |r| r.get(0))?;
+    let users = distinct_users_by(conn, per.keys().map(String::as_str), start, to, |_| 0)?;
+    let active_users = users.get(&0).map_or(0, |u| u.len() as i64);
     let active_tenants = per.values().filter(|t| t.0 > 0).count() as i64;
     let mut busiest: Vec<(&String, &(i64, i64))> = per.iter().filter(|t| t.1 .0 > 0).collect();
     busiest.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));
@@ -588,6 +594,28 @@ pub fn comparative(
         );
     }
     Ok(out)
+}
+
+/// Distinct users of `tenants` active in `[from, to)`, per bucket (`bucket` maps an hour to its
+/// bucket's start), read tenant by tenant along the primary key (usage_users has no index on
+/// the hour: it made downsampling 4x slower).
+fn distinct_users_by<'a>(
+    conn: &Connection,
+    tenants: impl Iterator<Item = &'a str>,
+    from: i64,
+    to: i64,
+    bucket: impl Fn(i64) -> i64,
+) -> Result<BTreeMap<i64, std::collections::BTreeSet<i64>>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT hour, user_id FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3")?;
+    let mut seen: BTreeMap<i64, std::collections::BTreeSet<i64>> = BTreeMap::new();
+    for t in tenants {
+        for row in stmt.query_map(params![t, from, to], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))? {
+            let (hour, user) = row?;
+            seen.entry(bucket(hour)).or_default().insert(user);
+        }
+    }
+    Ok(seen)
 }
 
 /// A tenant's requests in `[from, to)`, from whichever grain keeps them.

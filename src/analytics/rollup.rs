@@ -97,8 +97,13 @@ pub struct Downsampled {
     /// Hourly rows are kept from here on, daily ones from `daily_from`.
     pub hourly_from: String,
     pub daily_from: String,
+    /// Of `seconds`, the rolling (the rest deletes and coarsens).
+    pub roll_seconds: f64,
     pub seconds: f64,
 }
+
+/// The job's own page cache (freed when it ends).
+const BULK_CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Tenants per transaction: long enough to amortise the commit, short enough that the
 /// usage flush (every second) never waits long for the write lock.
@@ -118,15 +123,13 @@ pub fn downsample(catalog: &Catalog, now: i64, keep: Retention) -> Result<Downsa
     let today = day_floor(now);
     let hourly_cutoff = today - keep.hourly_days * 86_400;
     let month_cutoff = month_floor(today - keep.daily_days * 86_400);
-    let (before, tenants) = {
-        let conn = catalog.conn()?;
-        (marks(&conn)?, tenants_with_usage(&conn)?)
-    };
+    let mut conn = catalog.bulk_conn(BULK_CACHE_BYTES)?;
+    let (before, tenants) = (marks(&conn)?, tenants_with_usage(&conn)?);
     // A flush can land a few ms after midnight: the last rolled day is rolled again.
     let day_from = (before.daily_until - 86_400).max(0);
     let mut out = Downsampled { tenants: tenants.len(), ..Downsampled::default() };
     for chunk in tenants.chunks(CHUNK) {
-        catalog.background_write(|tx| {
+        Catalog::write_on(&mut conn, |tx| {
             for t in chunk {
                 out.days_written += roll(tx, t, Grain::Day, day_from, today)?;
                 out.months_written += roll(tx, t, Grain::Month, before.monthly_until, month_cutoff)?;
@@ -134,13 +137,14 @@ pub fn downsample(catalog: &Catalog, now: i64, keep: Retention) -> Result<Downsa
             Ok(())
         })?;
     }
-    catalog.background_write(|tx| {
+    out.roll_seconds = started.elapsed().as_secs_f64();
+    Catalog::write_on(&mut conn, |tx| {
         set_mark(tx, MARK_KEYS[0], today)?;
         set_mark(tx, MARK_KEYS[1], month_cutoff.max(before.monthly_until))
     })?;
     // Only now, with readers pointed at the coarser grains, is anything deleted.
     for chunk in tenants.chunks(CHUNK) {
-        catalog.background_write(|tx| {
+        Catalog::write_on(&mut conn, |tx| {
             for t in chunk {
                 out.hourly_rows_deleted += tx.execute(
                     "DELETE FROM usage_hourly WHERE tenant_id = ?1 AND hour < ?2",
@@ -153,7 +157,7 @@ pub fn downsample(catalog: &Catalog, now: i64, keep: Retention) -> Result<Downsa
             Ok(())
         })?;
     }
-    catalog.background_write(|tx| {
+    Catalog::write_on(&mut conn, |tx| {
         set_mark(tx, MARK_KEYS[2], hourly_cutoff.max(before.hourly_from))?;
         set_mark(tx, MARK_KEYS[3], month_cutoff.max(before.daily_from))
     })?;
@@ -165,7 +169,7 @@ pub fn downsample(catalog: &Catalog, now: i64, keep: Retention) -> Result<Downsa
 
 /// Every tenant id with a row in a usage table, deleted tenants' included (their history
 /// still belongs to the platform's). One index seek per tenant, not a scan of the rows.
-fn tenants_with_usage(conn: &Connection) -> Result<Vec<String>> {
+pub(crate) fn tenants_with_usage(conn: &Connection) -> Result<Vec<String>> {
     let mut all = BTreeSet::new();
     for table in ["usage_hourly", "usage_daily", "usage_users"] {
         let mut stmt =

@@ -99,6 +99,27 @@ impl Catalog {
         Ok(out)
     }
 
+    /// A connection of its own for bulk background work (usage downsampling, generated
+    /// history) with a page cache of `cache_bytes`: the pooled ones keep 2 MB, which makes a
+    /// pass over a year of usage mostly reads from the OS. Closed (and its cache freed) on drop.
+    pub fn bulk_conn(&self, cache_bytes: u64) -> Result<rusqlite::Connection> {
+        let conn = db::open_existing(&self.path, db::Durability::Full)?;
+        conn.execute_batch(&format!("PRAGMA cache_size=-{}", cache_bytes / 1024))?;
+        Ok(conn)
+    }
+
+    /// Runs `f` in an IMMEDIATE transaction on `conn` (a `bulk_conn`) and commits when it
+    /// returns Ok.
+    pub fn write_on<T>(
+        conn: &mut rusqlite::Connection,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&tx)?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     /// Flushes the WAL into the main file (at shutdown).
     pub fn checkpoint(&self) -> Result<()> {
         self.conn()?.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;

@@ -291,3 +291,45 @@ fn issue21_short_retentions_roll_months_and_keep_the_monthly_series() {
     let days = run(&["analytics", "trends", "--json", "--granularity", "day", "--from", &from, "--to", &to]);
     assert!(days["notice"].as_str().unwrap().contains("analytics_daily_days"), "{days}");
 }
+
+#[test]
+fn issue21_the_flask_appbuilder_paths_take_the_tenant_from_x_tenant_the_host_or_the_query() {
+    let s = TestServer::start();
+    let a = s.token("owner@acme.test", "acme", "owner");
+    s.token("owner@globex.test", "globex", "owner");
+    s.get_as("/api/v1/t/acme/customers", &a);
+    tenantd::auth::create_user(&s.app, "root@ops.test", common::PASSWORD, true).unwrap();
+    let root = s.login("root@ops.test");
+    let get = |path: &str, token: &str, headers: &[(&str, &str)]| {
+        let auth = format!("Bearer {token}");
+        let mut h = vec![("Authorization", auth.as_str())];
+        h.extend_from_slice(headers);
+        s.client().request("GET", path, &h, &[]).unwrap()
+    };
+    // The tenant from X-Tenant or ?tenant=: the tenant route's document.
+    let o = get("/analytics/api/overview?from=-1d", &a, &[("X-Tenant", "acme")]);
+    assert_eq!(o.status, 200, "{}", o.text());
+    assert_eq!(o.json()["tenant"], "acme");
+    assert!(o.json()["overview"]["requests"].as_i64().unwrap() >= 1);
+    let t = get("/analytics/api/usage-trends?tenant=acme&granularity=hour&from=-2h", &a, &[]);
+    assert_eq!(t.status, 200, "{}", t.text());
+    assert_eq!(t.json()["trends"]["granularity"], "hour");
+    assert_eq!(get("/analytics/api/comparative?tenant=acme", &a, &[]).status, 200);
+    assert_eq!(get("/analytics/api/overview?format=csv", &a, &[("X-Tenant", "acme")]).status, 200);
+    // Another tenant is a 404, as on every tenant route; two different tenants a 400.
+    assert_eq!(get("/analytics/api/overview", &a, &[("X-Tenant", "globex")]).status, 404);
+    assert_eq!(get("/analytics/api/overview?tenant=nope", &a, &[]).status, 404);
+    let c = get("/analytics/api/overview?tenant=globex", &a, &[("X-Tenant", "acme")]);
+    assert_eq!(c.status, 400);
+    assert_eq!(c.json()["error"]["code"], "tenant_conflict");
+    // No tenant: the platform's, for platform admins only.
+    assert_eq!(get("/analytics/api/overview", &a, &[]).status, 403);
+    let p = get("/analytics/api/overview?from=-1d", &root, &[]);
+    assert_eq!(p.status, 200, "{}", p.text());
+    assert!(p.json()["overview"]["tenants"].as_i64().unwrap() >= 2);
+    assert_eq!(get("/analytics/api/usage-trends", &root, &[]).status, 200);
+    let c = get("/analytics/api/comparative", &root, &[]);
+    assert_eq!(c.status, 400);
+    assert_eq!(c.json()["error"]["code"], "tenant_required");
+    assert_eq!(get("/analytics/api/nothing", &root, &[]).status, 404);
+}

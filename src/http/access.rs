@@ -159,6 +159,9 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
         let matched = state.router.find(Scope::TenantUi, req.method, &segs[4..])?;
         return Ok((matched, Some(tenant)));
     }
+    if let Some(name) = legacy_analytics(segs) {
+        return route_legacy_analytics(state, req, name);
+    }
     let path_form = segs.len() >= 5 && segs[1] == "api" && segs[2] == "v1" && segs[3] == "t";
     let mut signals: Vec<Arc<TenantRecord>> = Vec::new();
     let mut named: Vec<Slug> = Vec::new();
@@ -202,6 +205,66 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
     }
     let matched = state.router.find(Scope::Tenant, req.method, rest)?;
     Ok((matched, Some(tenant)))
+}
+
+/// `/analytics/api/{overview,usage-trends,comparative}`: the paths the Flask-AppBuilder
+/// extension's users know. Returns the name when `segs` is one of them.
+fn legacy_analytics(segs: &[String]) -> Option<&str> {
+    match segs {
+        [root, a, b, name] if root.is_empty() && a == "analytics" && b == "api" => {
+            ["overview", "usage-trends", "comparative"].contains(&name.as_str()).then_some(name.as_str())
+        }
+        _ => None,
+    }
+}
+
+/// The tenant comes from `X-Tenant`, the host or `?tenant=` (they must agree), and the request
+/// is the tenant route `/analytics/{name}`; with none of them it is the platform's
+/// `/api/v1/platform/analytics/{name}` (platform admins only; there is no platform comparison).
+fn route_legacy_analytics<'s>(
+    state: &'s ServerState,
+    req: &Req,
+    name: &str,
+) -> Result<(Matched<'s>, Option<Arc<TenantRecord>>)> {
+    let mut named: Vec<Slug> = Vec::new();
+    if let Some(h) = req.header("x-tenant") {
+        named.push(Slug::parse(h.trim())?);
+    }
+    if let Some(q) = req.query_param("tenant") {
+        named.push(Slug::parse(q.trim())?);
+    }
+    let host = resolve::host_signal(req.header("host"), state.app.config.base_domain.as_deref())?;
+    if let HostSignal::Subdomain(s) = &host {
+        named.push(s.clone());
+    }
+    let mut signals: Vec<Arc<TenantRecord>> = Vec::new();
+    for slug in &named {
+        signals.push(lookup(state, slug)?);
+    }
+    if let HostSignal::CustomDomain(d) = &host {
+        if let Some(t) = state.app.directory.by_domain(&state.app.catalog, d)? {
+            signals.push(t);
+        }
+    }
+    let Some(tenant) = signals.first().cloned() else {
+        if name == "comparative" {
+            return Err(Error::invalid(
+                "tenant_required",
+                "comparative compares one tenant with its peers: name it with X-Tenant, the host or ?tenant=",
+            ));
+        }
+        let path: Vec<String> =
+            ["", "api", "v1", "platform", "analytics", name].iter().map(|s| s.to_string()).collect();
+        return Ok((state.router.find(Scope::Global, req.method, &path)?, None));
+    };
+    if signals.iter().any(|t| t.id != tenant.id) {
+        return Err(Error::invalid(
+            "tenant_conflict",
+            "the request names more than one tenant (X-Tenant, ?tenant=, Host)",
+        ));
+    }
+    let rest = ["analytics".to_string(), name.to_string()];
+    Ok((state.router.find(Scope::Tenant, req.method, &rest)?, Some(tenant)))
 }
 
 /// Active or suspended tenant by slug; unknown and deleted tenants are the same 404.

@@ -53,6 +53,9 @@ pub enum AnalyticsCmd {
     /// server does this at start and after each UTC midnight; safe to run any time, again.
     #[command(after_help = "Examples:\n  tenantd analytics downsample\n  tenantd analytics downsample --json")]
     Downsample {
+        /// Act as if it were this time (RFC 3339): for benchmarks and tests of the next days' runs.
+        #[arg(long, value_name = "TIME")]
+        as_of: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -140,9 +143,14 @@ pub fn run(app: Arc<App>, cmd: AnalyticsCmd) -> CliResult {
             }
             Ok(ExitCode::SUCCESS)
         }
-        AnalyticsCmd::Downsample { json } => {
+        AnalyticsCmd::Downsample { as_of, json } => {
             let keep = analytics::rollup::Retention::of(&app.config);
-            let d = analytics::rollup::downsample(&app.catalog, analytics::now(), keep)?;
+            let now = match as_of.as_deref() {
+                Some(t) => crate::util::parse_time(t)
+                    .ok_or_else(|| crate::cli::CliError::usage(format!("--as-of {t:?}: use an RFC 3339 time")))?,
+                None => analytics::now(),
+            };
+            let d = analytics::rollup::downsample(&app.catalog, now, keep)?;
             if json {
                 print_json(&d)?;
             } else {

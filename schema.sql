@@ -453,6 +453,18 @@ CREATE TABLE IF NOT EXISTS usage_monthly (
     PRIMARY KEY (tenant_id, month)
 ) WITHOUT ROWID;
 
+-- Rows per table of each tenant, a snapshot per day (`analytics::records`): taken when the
+-- tenant's overview is read and by the daily run for tenants that wrote. Growth over a range
+-- compares now with the snapshot at its start.
+CREATE TABLE IF NOT EXISTS usage_tables (
+    tenant_id  TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    day        INTEGER NOT NULL,                    -- the day's first count is kept
+    at         INTEGER NOT NULL,                    -- when it was counted
+    rows       INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, table_name, day)
+) WITHOUT ROWID;
+
 -- An index on usage_users(hour) made coarsening a year of users 4x slower (measured); the
 -- platform's distinct users are read tenant by tenant instead.
 DROP INDEX IF EXISTS usage_users_hour;

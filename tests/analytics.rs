@@ -333,3 +333,26 @@ fn issue21_the_flask_appbuilder_paths_take_the_tenant_from_x_tenant_the_host_or_
     assert_eq!(c.json()["error"]["code"], "tenant_required");
     assert_eq!(get("/analytics/api/nothing", &root, &[]).status, 404);
 }
+
+#[test]
+fn issue21_records_per_table_and_their_growth_since_the_first_count() {
+    let s = TestServer::start();
+    let owner = s.token("owner@acme.test", "acme", "owner");
+    let o = s.get_as("/api/v1/t/acme/analytics/overview?from=-7d", &owner).json();
+    let rows = |v: &serde_json::Value, table: &str| {
+        v["tables"].as_array().unwrap().iter().find(|t| t["table"] == table).cloned().unwrap()
+    };
+    let before = rows(&o, "customers");
+    let n0 = before["rows"].as_i64().unwrap();
+    for i in 0..3 {
+        let body = serde_json::json!({"name": format!("R{i}"), "email": format!("r{i}@records.test")});
+        assert_eq!(s.post_json("/api/v1/t/acme/customers", Some(&owner), &body).status, 201);
+    }
+    let o = s.get_as("/api/v1/t/acme/analytics/overview?from=-7d", &owner).json();
+    let after = rows(&o, "customers");
+    assert_eq!(after["rows"].as_i64().unwrap(), n0 + 3);
+    assert_eq!(after["rows_before"].as_i64().unwrap(), n0, "{after}");
+    assert_eq!(after["growth"].as_i64().unwrap(), 3, "{after}");
+    let csv = s.get_as("/api/v1/t/acme/analytics/overview?format=csv", &owner).text();
+    assert!(csv.contains(&format!("rows_customers,{}", n0 + 3)), "{csv}");
+}

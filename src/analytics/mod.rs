@@ -5,6 +5,7 @@
 
 pub mod health;
 pub mod history;
+pub mod records;
 pub mod revenue;
 pub mod rollup;
 pub mod security;

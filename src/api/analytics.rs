@@ -35,8 +35,21 @@ pub fn overview(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     crate::limits::flush_usage(ctx.app)?;
     let plan = crate::limits::plan(ctx.app, t)?;
     let o = analytics::overview(&*ctx.app.catalog.conn()?, &t.id, &plan, from, to)?;
+    // Records per table now, and their growth since `from` (counted in the tenant's file).
+    let now = analytics::now();
+    // The usage numbers do not depend on the tenant's file: if it cannot be read, they still answer.
+    let tables = match analytics::records::snapshot(ctx.app, t, now) {
+        Ok(counts) => analytics::records::growth(&*ctx.app.catalog.conn()?, t, &counts, from, now)?,
+        Err(e) => {
+            crate::log::warn(&format!("analytics: records of {} not counted: {}", t.slug, e.log_detail()));
+            Vec::new()
+        }
+    };
     if wants_csv(req) {
         let mut out = String::from("metric,value\n");
+        for r in &tables {
+            out.push_str(&format!("rows_{},{}\n", r.table, r.rows));
+        }
         out.push_str(&format!("requests,{}\nerrors,{}\nerror_rate,{}\n", o.requests, o.errors, num(o.error_rate)));
         for (k, v) in &o.latency_ms {
             out.push_str(&format!("latency_{k}_ms,{}\n", num(*v)));
@@ -50,7 +63,10 @@ pub fn overview(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     // The tenant's own health score (issue 21 item 7), from the same overview.
     let inputs = analytics::health::inputs_with(&*ctx.app.catalog.conn()?, t, &plan, &o, from, to)?;
     let health = analytics::health::score(&inputs);
-    Ok(Resp::json(200, &json!({"tenant": t.slug.as_str(), "plan": t.plan, "overview": o, "health": health})))
+    Ok(Resp::json(
+        200,
+        &json!({"tenant": t.slug.as_str(), "plan": t.plan, "overview": o, "tables": tables, "health": health}),
+    ))
 }
 
 pub fn usage_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

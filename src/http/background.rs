@@ -168,6 +168,11 @@ fn usage_downsample(app: &std::sync::Arc<crate::app::App>) {
             Ok(_) => {}
             Err(e) => crate::log::warn(&format!("usage downsampling failed (tried again tomorrow): {}", e.log_detail())),
         }
+        // Records per table of every tenant that wrote since yesterday began.
+        let now = crate::util::now_unix();
+        if let Err(e) = crate::analytics::records::snapshot_writers(&app, now - now.rem_euclid(86_400) - 86_400, now) {
+            crate::log::warn(&format!("records per table not counted: {}", e.log_detail()));
+        }
     });
 }
 

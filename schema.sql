@@ -435,6 +435,8 @@ CREATE TABLE IF NOT EXISTS usage_daily (
     cpu_us       INTEGER NOT NULL DEFAULT 0,
     latency_hist TEXT NOT NULL DEFAULT '[]',
     storage_bytes INTEGER NOT NULL DEFAULT 0,
+    hours        INTEGER NOT NULL DEFAULT 0,         -- hourly rows summed in (hours with usage)
+    storage_byte_hours INTEGER NOT NULL DEFAULT 0,   -- their storage_bytes summed: averages survive
     PRIMARY KEY (tenant_id, day)
 ) WITHOUT ROWID;
 
@@ -450,6 +452,8 @@ CREATE TABLE IF NOT EXISTS usage_monthly (
     cpu_us       INTEGER NOT NULL DEFAULT 0,
     latency_hist TEXT NOT NULL DEFAULT '[]',
     storage_bytes INTEGER NOT NULL DEFAULT 0,
+    hours        INTEGER NOT NULL DEFAULT 0,         -- hourly rows summed in (hours with usage)
+    storage_byte_hours INTEGER NOT NULL DEFAULT 0,   -- their storage_bytes summed: averages survive
     PRIMARY KEY (tenant_id, month)
 ) WITHOUT ROWID;
 

@@ -189,14 +189,15 @@ enum Grain {
     Month,
 }
 
-/// A roll's source table and time column, its target's, and the target's floor.
-type RollTables = (&'static str, &'static str, &'static str, &'static str, fn(i64) -> i64);
+/// A roll's source table, its time column and how it reads (hours, storage byte-hours), the
+/// target table and its time column, and the target's floor.
+type RollTables = (&'static str, &'static str, &'static str, &'static str, &'static str, fn(i64) -> i64);
 
 impl Grain {
     fn tables(self) -> RollTables {
         match self {
-            Grain::Day => ("usage_hourly", "hour", "usage_daily", "day", day_floor),
-            Grain::Month => ("usage_daily", "day", "usage_monthly", "month", month_floor),
+            Grain::Day => ("usage_hourly", "hour", "1, storage_bytes", "usage_daily", "day", day_floor),
+            Grain::Month => ("usage_daily", "day", "hours, storage_byte_hours", "usage_monthly", "month", month_floor),
         }
     }
 }
@@ -206,20 +207,36 @@ fn roll(tx: &Transaction<'_>, tenant: &str, grain: Grain, from: i64, to: i64) ->
     if from >= to {
         return Ok(0);
     }
-    let (src, src_col, dst, dst_col, floor) = grain.tables();
+    let (src, src_col, extra, dst, dst_col, floor) = grain.tables();
     let mut read = tx.prepare_cached(&format!(
-        "SELECT {src_col}, requests, errors, bytes_in, bytes_out, rows_read, rows_written, cpu_us, latency_hist, storage_bytes \
-         FROM {src} WHERE tenant_id = ?1 AND {src_col} >= ?2 AND {src_col} < ?3 ORDER BY {src_col}"
+        "SELECT {src_col}, requests, errors, bytes_in, bytes_out, rows_read, rows_written, cpu_us, {extra}, latency_hist, \
+         storage_bytes FROM {src} WHERE tenant_id = ?1 AND {src_col} >= ?2 AND {src_col} < ?3 ORDER BY {src_col}"
     ))?;
     let mut write = tx.prepare_cached(&format!(
         "INSERT OR REPLACE INTO {dst} (tenant_id, {dst_col}, requests, errors, bytes_in, bytes_out, rows_read, rows_written, \
-         cpu_us, latency_hist, storage_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+         cpu_us, hours, storage_byte_hours, latency_hist, storage_bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))?;
     let mut written = 0;
-    let mut cur: Option<(i64, [i64; 7], Vec<u64>, i64)> = None;
-    let mut flush = |c: &(i64, [i64; 7], Vec<u64>, i64)| -> Result<()> {
+    // (period start, sums of the 9 counters, merged histogram, last storage)
+    let mut cur: Option<(i64, [i64; 9], Vec<u64>, i64)> = None;
+    let mut flush = |c: &(i64, [i64; 9], Vec<u64>, i64)| -> Result<()> {
         let s = &c.1;
-        write.execute(params![tenant, c.0, s[0], s[1], s[2], s[3], s[4], s[5], s[6], hist_text(&c.2), c.3])?;
+        write.execute(params![
+            tenant,
+            c.0,
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            s[4],
+            s[5],
+            s[6],
+            s[7],
+            s[8],
+            hist_text(&c.2),
+            c.3
+        ])?;
         written += 1;
         Ok(())
     };
@@ -231,12 +248,12 @@ fn roll(tx: &Transaction<'_>, tenant: &str, grain: Grain, from: i64, to: i64) ->
                 flush(&c)?;
             }
         }
-        let c = cur.get_or_insert_with(|| (at, [0; 7], Vec::new(), 0));
+        let c = cur.get_or_insert_with(|| (at, [0; 9], Vec::new(), 0));
         for (i, sum) in c.1.iter_mut().enumerate() {
             *sum += r.get::<_, i64>(i + 1)?;
         }
-        merge_hist(&mut c.2, r.get_ref(8)?.as_str().unwrap_or("[]"));
-        let storage: i64 = r.get(9)?;
+        merge_hist(&mut c.2, r.get_ref(10)?.as_str().unwrap_or("[]"));
+        let storage: i64 = r.get(11)?;
         if storage > 0 {
             c.3 = storage;
         }
@@ -315,6 +332,9 @@ pub(crate) struct Row<'r> {
     pub errors: i64,
     pub hist: &'r str,
     pub storage: i64,
+    /// Hours with usage in the row, and their storage summed (for exact averages).
+    pub hours: i64,
+    pub storage_byte_hours: i64,
 }
 
 /// Calls `f` with every usage row of `scope` in `[from, to)` (`from` floored to the hour), each
@@ -333,6 +353,8 @@ pub(crate) fn scan(
     const HOURLY: (&str, &str) = ("usage_hourly", "hour");
     const DAILY: (&str, &str) = ("usage_daily", "day");
     const MONTHLY: (&str, &str) = ("usage_monthly", "month");
+    let extra =
+        |table: &str| if table == "usage_hourly" { "1, u.storage_bytes" } else { "u.hours, u.storage_byte_hours" };
     let m = marks(conn)?;
     let mut at = from - from.rem_euclid(3600);
     let mut stretches: Vec<((&str, &str), i64, i64)> = Vec::new();
@@ -382,8 +404,9 @@ pub(crate) fn scan(
             continue;
         }
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT u.tenant_id, u.{col}, u.requests, u.errors, u.latency_hist, u.storage_bytes FROM {table} u {join} \
-             WHERE {filter} AND u.{col} >= ?2 AND u.{col} < ?3"
+            "SELECT u.tenant_id, u.{col}, u.requests, u.errors, u.latency_hist, u.storage_bytes, {} FROM {table} u {join} \
+             WHERE {filter} AND u.{col} >= ?2 AND u.{col} < ?3",
+            extra(table)
         ))?;
         let mut rows = stmt.query(params![key, a, b])?;
         while let Some(r) = rows.next()? {
@@ -394,15 +417,65 @@ pub(crate) fn scan(
                 errors: r.get(3)?,
                 hist: r.get_ref(4)?.as_str().unwrap_or("[]"),
                 storage: r.get(5)?,
+                hours: r.get(6)?,
+                storage_byte_hours: r.get(7)?,
             });
         }
     }
     Ok(notice)
 }
 
+/// Requests and average stored bytes of a tenant in `[from, to)` (over the hours with usage),
+/// and how many such hours, from whichever grain keeps them: a yearly period outlives the
+/// hourly retention, and the daily and monthly rollups carry the hours and byte-hours so the
+/// average is the same as it was from the hours.
+pub fn usage_between(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<(i64, f64, i64)> {
+    let id = crate::ids::TenantId::parse(tenant)?;
+    let (mut requests, mut byte_hours, mut hours) = (0i64, 0i64, 0i64);
+    scan(conn, Scope::Tenant(&id), from, to, Granularity::Day, |r| {
+        requests += r.requests;
+        byte_hours += r.storage_byte_hours;
+        hours += r.hours;
+    })?;
+    let avg = if hours > 0 { byte_hours as f64 / hours as f64 } else { 0.0 };
+    Ok((requests, avg, hours))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn billing_sums_and_storage_averages_survive_downsampling() {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::open(&dir.path().join("c.db"), true, crate::catalog::test_threads()).unwrap();
+        let tenant = TenantId::mint();
+        let now = crate::util::parse_time("2026-12-07T10:30:00Z").unwrap();
+        let start = now - now % 86_400 - 100 * 86_400;
+        // Sparse hours (every 5th), storage growing: the average is over hours with usage.
+        catalog
+            .write(|tx| {
+                for i in 0..(100 * 24) {
+                    if i % 5 == 0 {
+                        tx.execute(
+                            "INSERT INTO usage_hourly (tenant_id, hour, requests, storage_bytes, latency_hist) VALUES (?1, ?2, ?3, ?4, '[1,2]')",
+                            params![tenant.as_str(), start + i * 3600, i % 7 + 1, 1_000 + i * 10],
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        // From a month's start, so that the months kept whole cover the same hours.
+        let period = (month_bounds(start).1, now);
+        let before = usage_between(&catalog.conn().unwrap(), tenant.as_str(), period.0, period.1).unwrap();
+        let d = downsample(&catalog, now, Retention { hourly_days: 2, daily_days: 40 }).unwrap();
+        assert!(d.months_written > 0 && d.hourly_rows_deleted > 0 && d.daily_rows_deleted > 0, "{d:?}");
+        let after = usage_between(&catalog.conn().unwrap(), tenant.as_str(), period.0, period.1).unwrap();
+        assert!(before.0 > 0 && before.2 > 100, "{before:?}");
+        assert_eq!((after.0, after.2), (before.0, before.2), "requests and hours with usage");
+        assert!((after.1 - before.1).abs() < 1e-6, "average storage {} then {}", before.1, after.1);
+    }
 
     #[test]
     fn histograms_merge_bucket_by_bucket_and_round_trip() {

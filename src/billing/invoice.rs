@@ -255,7 +255,7 @@ fn period_lines(tx: &Connection, app: &App, s: &Subscription) -> Result<(Vec<Inv
 fn usage_lines(tx: &Connection, plan: &PlanConfig, s: &Subscription) -> Result<Vec<InvoiceLine>> {
     let months = if s.interval == "year" { 12 } else { 1 };
     let (requests, avg_bytes, _hours) =
-        billing::usage_between(tx, &s.tenant_id, s.current_period_start, s.current_period_end)?;
+        crate::analytics::rollup::usage_between(tx, &s.tenant_id, s.current_period_start, s.current_period_end)?;
     let mut out = Vec::new();
     let included = plan.included_monthly_requests as i64 * months;
     if plan.overage_cents_per_1000_requests > 0 && requests > included {

@@ -430,13 +430,3 @@ pub fn set_hold(conn: &Connection, tenant: &str, hold: bool, now: i64, reason: &
     };
     Ok(n > 0)
 }
-
-/// Requests and average stored bytes of a tenant in `[from, to)`, from the hourly rollups.
-pub fn usage_between(conn: &Connection, tenant: &str, from: i64, to: i64) -> Result<(i64, f64, i64)> {
-    Ok(conn.query_row(
-        "SELECT coalesce(sum(requests), 0), coalesce(avg(storage_bytes), 0), count(*) FROM usage_hourly \
-         WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3",
-        params![tenant, from, to],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )?)
-}

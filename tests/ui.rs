@@ -330,3 +330,105 @@ fn issue21_the_analytics_dashboard_draws_charts_with_their_numbers() {
     let mut v = sign_in(&s, "viewer@acme.test");
     assert_eq!(v.get("/admin/t/acme/analytics").status, 403);
 }
+
+#[test]
+fn issue21_the_platform_dashboard_draws_usage_revenue_health_and_security() {
+    let s = TestServer::start_with(|c| {
+        c.billing.provider = "local".into();
+        let pro = c.plans.get_mut("pro").unwrap();
+        pro.trial_days = 0;
+        pro.price_monthly_cents = 2900;
+    });
+    let token = s.token("owner@acme.test", "acme", "owner");
+    for _ in 0..5 {
+        s.get_as("/api/v1/t/acme/customers", &token);
+    }
+    // A subscription: new MRR this month, drawn in the movements' stacked bars.
+    let mut owner = sign_in(&s, "owner@acme.test");
+    let csrf = hidden_csrf(&owner.get("/admin/t/acme/billing").text());
+    let r = owner.post("/admin/t/acme/billing", &format!("_csrf={csrf}&action=change_plan&plan=pro&interval=month"));
+    assert_eq!(r.status, 303, "{}", r.text());
+    // Tenant owners are not platform admins.
+    assert_eq!(owner.get("/admin/platform/analytics").status, 403);
+    tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
+    let mut root = sign_in(&s, "root@ops.test");
+    let page = root.get("/admin/platform/analytics?days=7");
+    assert_eq!(page.status, 200, "{}", page.text());
+    let html = page.text();
+    assert!(html.matches("role=\"img\"").count() >= 8, "5 sparklines, requests, MRR line, movements: {html}");
+    assert!(html.contains("<title>Requests per day</title>") && html.contains("<caption>Requests per day</caption>"));
+    assert!(html.contains("<title>MRR movements by month (usd)</title>"), "{html}");
+    assert!(html.contains("new: 29 usd"), "the new MRR bar: {html}");
+    assert!(html.contains("29.00 USD"), "the MRR card: {html}");
+    assert!(html.contains("Weakest component") && html.contains("<td>acme</td>"), "health list: {html}");
+    assert!(html.contains("Failed sign-ins") && html.contains("MFA adoption"), "security: {html}");
+    assert!(html.contains("Busiest tenants"));
+    assert!(html.contains("/api/v1/platform/analytics/health?format=csv"), "CSV links");
+    assert!(html.contains("href=\"/admin/platform/analytics\""), "in the nav");
+    // The CSV links answer with CSV.
+    let bearer = s.login("root@ops.test");
+    for path in ["usage-trends?format=csv&granularity=day&from=-7d", "health?format=csv&from=-7d", "revenue?format=csv"]
+    {
+        let link = format!("/api/v1/platform/analytics/{path}");
+        assert!(html.contains(&link.replace('&', "&amp;")), "{link} on the page");
+        let r = s.get_as(&link, &bearer);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.header("content-type").unwrap().starts_with("text/csv"), "{path}");
+    }
+}
+
+#[test]
+fn issue21_the_platform_dashboard_without_billing_says_so() {
+    let s = TestServer::start();
+    s.create_tenant("acme");
+    tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
+    let html = sign_in(&s, "root@ops.test").get("/admin/platform/analytics").text();
+    assert!(html.contains("Billing is off") && html.contains("billing off"), "{html}");
+}
+
+#[test]
+fn issue21_kpi_cards_on_the_tenant_home_and_the_console() {
+    let s = TestServer::start();
+    let token = s.token("owner@acme.test", "acme", "owner");
+    for _ in 0..3 {
+        s.get_as("/api/v1/t/acme/customers", &token);
+    }
+    let home = sign_in(&s, "owner@acme.test").get("/admin/t/acme/").text();
+    assert!(home.contains("class=\"card kpi\"") && home.matches("class=\"spark\"").count() == 4, "{home}");
+    assert!(home.contains("href=\"/admin/t/acme/analytics?days=7\""), "{home}");
+    // Viewers cannot read usage: no cards for them.
+    s.member("viewer@acme.test", "acme", "viewer");
+    let home = sign_in(&s, "viewer@acme.test").get("/admin/t/acme/").text();
+    assert!(!home.contains("card kpi"), "{home}");
+    tenantd::auth::create_user(&s.app, "root@ops.test", PASSWORD, true).unwrap();
+    let console = sign_in(&s, "root@ops.test").get("/admin/platform").text();
+    assert!(console.contains("Tenants at risk") && console.contains("Active tenants"), "{console}");
+    assert!(console.matches("class=\"card kpi\"").count() == 5, "{console}");
+    assert!(console.contains("href=\"/admin/platform/analytics?days=7\""), "{console}");
+    assert!(console.contains("<div class=\"scroll\"><table class=\"data\"><thead><tr><th>Slug"), "{console}");
+}
+
+#[test]
+fn issue21_the_tenant_dashboard_draws_the_peers_as_bands_with_health_and_security() {
+    let s = TestServer::start_with(|c| c.analytics_min_cohort = 1);
+    let token = s.token("owner@acme.test", "acme", "owner");
+    let other = s.token("owner@beta.test", "beta", "owner");
+    for _ in 0..4 {
+        s.get_as("/api/v1/t/acme/customers", &token);
+        s.get_as("/api/v1/t/beta/customers", &other);
+    }
+    let html = sign_in(&s, "owner@acme.test").get("/admin/t/acme/analytics?days=7").text();
+    assert!(!html.contains("Withheld"), "one peer is enough here: {html}");
+    assert!(
+        html.contains("<title>You among your plan&#39;s peers</title>")
+            || html.contains("<title>You among your plan's peers</title>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("class=\"band\"") && html.contains("class=\"p50\"") && html.contains("class=\"you\""),
+        "{html}"
+    );
+    assert!(html.contains("Peers p25"), "the table stays");
+    assert!(html.contains("<h2>Health</h2>") && html.contains("of 100") && html.contains("activity_trend"), "{html}");
+    assert!(html.contains("<h2>Security</h2>") && html.contains("MFA adoption"), "{html}");
+}

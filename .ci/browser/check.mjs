@@ -1,5 +1,6 @@
 // Browser check for CI: a real headless Chromium signs in to a freshly started demo, opens a
-// table, creates a record through the form and sees it in the list. Screenshots go to OUT.
+// table, creates a record through the form and sees it in the list, then opens the tenant and
+// platform analytics dashboards and checks their charts are drawn. Screenshots go to OUT.
 // Usage: node check.mjs http://127.0.0.1:PORT OUT_DIR
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
@@ -57,6 +58,26 @@ try {
   }
   step(`analytics dashboard: ${charts} charts, ${bars} bars with data`);
   await page.screenshot({ path: `${out}/4-analytics.png`, fullPage: true });
+  // The platform dashboard, as the demo's platform admin in a session of its own.
+  const root = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await root.goto(`${base}/admin/login`);
+  await root.fill("#email", "root@tenantd.example");
+  await root.fill("#password", "tenantd-demo-2026");
+  await Promise.all([root.waitForURL(`${base}/admin`), root.click("main button[type=submit]")]);
+  await root.goto(`${base}/admin/platform/analytics?days=7`);
+  const pCharts = await root.locator("svg.chart[role=img]").count();
+  const pBars = await root.locator("svg.chart rect").evaluateAll((rs) => rs.filter((r) => Number(r.getAttribute("height")) > 0).length);
+  const pSparks = await root.locator("svg.spark polyline").evaluateAll((ls) => ls.filter((l) => (l.getAttribute("points") || "").trim() !== "").length);
+  if (pCharts < 1 || pBars < 1 || pSparks < 1) {
+    throw new Error(`platform dashboard: ${pCharts} charts, ${pBars} bars with data, ${pSparks} sparklines with data`);
+  }
+  // Wide tables scroll inside their card instead of widening the page.
+  const overflow = await root.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  if (overflow > 0) {
+    throw new Error(`platform dashboard: the page is ${overflow}px wider than the window`);
+  }
+  step(`platform dashboard: ${pCharts} charts, ${pBars} bars and ${pSparks} sparklines with data`);
+  await root.screenshot({ path: `${out}/5-platform-analytics.png`, fullPage: true });
 } catch (e) {
   failed = true;
   console.error(`browser check failed: ${e.message}`);

@@ -626,6 +626,27 @@ pub fn requests_between(conn: &Connection, tenant: &TenantId, from: i64, to: i64
     Ok(n)
 }
 
+/// Tenants with at least one request per bucket of `[from, to)`, every bucket present (the
+/// platform dashboard's "active tenants" sparkline; the points line up with `trends`').
+pub fn active_tenants(conn: &Connection, from: i64, to: i64, g: Granularity) -> Result<Vec<(String, i64)>> {
+    let mut seen: BTreeMap<i64, std::collections::HashSet<String>> = BTreeMap::new();
+    rollup::scan(conn, rollup::Scope::All, from, to, g, |r| {
+        if r.requests > 0 {
+            let set = seen.entry(g.floor(r.at)).or_default();
+            if !set.contains(r.tenant) {
+                set.insert(r.tenant.to_string());
+            }
+        }
+    })?;
+    let mut out = Vec::new();
+    let mut start = g.floor(from);
+    while start < to {
+        out.push((rfc3339(start), seen.get(&start).map_or(0, |s| s.len() as i64)));
+        start = g.next(start);
+    }
+    Ok(out)
+}
+
 fn headroom(used: f64, limit: f64) -> f64 {
     if limit <= 0.0 {
         return 0.0;

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::analytics::{csv_resp, num, wants_csv};
 use crate::analytics::health::{self, TenantHealth};
 use crate::analytics::{self, security};
+use crate::app::App;
 use crate::error::Result;
 use crate::http::{Ctx, Req, Resp};
 use crate::util::rfc3339;
@@ -63,26 +64,30 @@ pub fn platform_security(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let now = analytics::now();
     let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), now)?;
     let days = security::unused_days(req.query_param("unused_days"))?;
-    // Two in-memory lists refuse sign-ins: credential stuffing blocks, and too many failures.
-    let blocked: BTreeSet<_> = crate::security::threats::blocked_addresses(ctx.app, now)
-        .into_iter()
-        .chain(crate::auth::refused_addresses(ctx.app, now))
-        .collect();
-    let s = security::platform(&*ctx.app.catalog.conn()?, from, to, now, days, blocked.len() as i64)?;
+    let s = security::platform(&*ctx.app.catalog.conn()?, from, to, now, days, blocked_now(ctx.app, now))?;
     if wants_csv(req) {
         return Ok(csv_resp(security_csv(&s), "platform-security"));
     }
     Ok(Resp::json(200, &json!({"security": s})))
 }
 
-/// `GET /api/v1/platform/analytics/health?from=&to=`: every tenant's score, lowest first.
-pub fn platform_health(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
-    crate::limits::flush_usage(ctx.app)?;
-    let tenants = crate::catalog::tenants::list(&*ctx.app.catalog.conn()?, false)?;
+/// Addresses refused sign-in right now. Two in-memory lists refuse them: credential stuffing
+/// blocks, and too many failures.
+pub(crate) fn blocked_now(app: &App, now: i64) -> i64 {
+    let blocked: BTreeSet<_> = crate::security::threats::blocked_addresses(app, now)
+        .into_iter()
+        .chain(crate::auth::refused_addresses(app, now))
+        .collect();
+    blocked.len() as i64
+}
+
+/// Every live tenant's health over `[from, to)`, lowest score first, and where the data stops.
+/// The API and the platform dashboard share it. One overview per tenant: O(tenants).
+pub(crate) fn ranked_health(app: &App, from: i64, to: i64) -> Result<(Vec<TenantHealth>, Option<String>)> {
+    let tenants = crate::catalog::tenants::list(&*app.catalog.conn()?, false)?;
     // Plans first: `limits::plan` takes a catalog connection of its own.
-    let plans = tenants.iter().map(|t| crate::limits::plan(ctx.app, t)).collect::<Result<Vec<_>>>()?;
-    let conn = ctx.app.catalog.conn()?;
+    let plans = tenants.iter().map(|t| crate::limits::plan(app, t)).collect::<Result<Vec<_>>>()?;
+    let conn = app.catalog.conn()?;
     let mut list = Vec::with_capacity(tenants.len());
     let mut last = None;
     for (t, plan) in tenants.iter().zip(&plans) {
@@ -97,6 +102,14 @@ pub fn platform_health(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let list = health::rank(list);
     let data_until = analytics::last_hour(&conn, None, last)?.map(rfc3339);
     drop(conn);
+    Ok((list, data_until))
+}
+
+/// `GET /api/v1/platform/analytics/health?from=&to=`: every tenant's score, lowest first.
+pub fn platform_health(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
+    crate::limits::flush_usage(ctx.app)?;
+    let (list, data_until) = ranked_health(ctx.app, from, to)?;
     if wants_csv(req) {
         let names: Vec<&str> = health::WEIGHTS.iter().map(|w| w.0).collect();
         let mut out = format!("tenant,plan,score,at_risk,{}\n", names.join(","));

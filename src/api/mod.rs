@@ -98,6 +98,7 @@ pub fn router() -> Router {
         r(Post, G, "/admin/mfa/enroll", ui::account::mfa_enroll, Access::Authenticated),
         r(Post, G, "/admin/mfa/confirm", ui::account::mfa_confirm, Access::Authenticated),
         r(Get, G, "/admin/platform", ui::platform::console, Access::PlatformAdmin),
+        r(Get, G, "/admin/platform/analytics", ui::platform_analytics::page_get, Access::PlatformAdmin),
         r(Post, G, "/admin/platform/tenants", ui::platform::create, Access::PlatformAdmin),
         r(Post, G, "/admin/platform/tenants/{slug}/{action}", ui::platform::lifecycle, Access::PlatformAdmin),
         r(Get, U, "/", ui::tenant::home, Access::Tenant(Need::Member)),

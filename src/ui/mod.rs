@@ -8,6 +8,7 @@ pub mod billing;
 pub mod charts;
 pub mod data;
 pub mod platform;
+pub mod platform_analytics;
 pub mod queries;
 pub mod tenant;
 
@@ -219,6 +220,7 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                         }
                         @if chrome.session.is_some_and(|s| s.user.is_platform_admin) {
                             (nav("/admin/platform", "Platform", "platform"))
+                            (nav("/admin/platform/analytics", "Platform analytics", "platform-analytics"))
                         }
                     }
                     @if let Some(s) = chrome.session {

@@ -22,6 +22,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         crate::billing::Provider::None => None,
         _ => Some(crate::billing::summary(ctx.app, crate::util::now_unix())?),
     };
+    let kpis = super::platform_analytics::console_kpis(ctx)?;
     let chrome = Chrome::for_ctx(ctx, "Platform", "platform")?;
     Ok(page(
         &chrome,
@@ -29,6 +30,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             h1 { "Platform" }
             p.lead { (list.len()) " tenants · " (users.len()) " users" }
             (flash(req))
+            (kpis)
             @if let Some(b) = &billing {
                 h2 { "Billing" }
                 table.data {
@@ -68,7 +70,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                 }
             }
             h2 { "Tenants" }
-            table.data {
+            div.scroll { table.data {
                 thead { tr { th { "Slug" } th { "Name" } th { "Status" } th { "Plan" } th { "Schema" } th { "Req/s" } th { "In flight" } th { "Connections" } th { "Storage" } th { "Created" } th { "Actions" } } }
                 tbody {
                     @for t in &list {
@@ -95,7 +97,7 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
                         }
                     }
                 }
-            }
+            } }
             h2 { "New tenant" }
             div.card {
                 form.row method="post" action="/admin/platform/tenants" {

@@ -4,7 +4,8 @@ use maud::html;
 
 use super::{back, csrf_field, field, flash, form, page, Chrome};
 use crate::api::members;
-use crate::auth::perms::BUILTIN_ROLES;
+use crate::auth;
+use crate::auth::perms::{Action, Area, Resource, BUILTIN_ROLES};
 use crate::catalog::identity;
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Req, Resp};
@@ -33,6 +34,13 @@ pub fn home(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let counts = ctx.work(req, None)?.table_counts()?;
     let b = base(ctx)?;
+    // Usage KPIs only for those the analytics page would let in (`can_read:usage`).
+    let kpis = match ctx.principal() {
+        Ok(p) if auth::standing(ctx.app, p, t)?.allows(Action::Read, Resource::Area(Area::Usage)) => {
+            Some(super::analytics::home_kpis(ctx, t)?)
+        }
+        _ => None,
+    };
     let chrome = Chrome::for_ctx(ctx, &t.name, "home")?;
     Ok(page(
         &chrome,
@@ -45,6 +53,7 @@ pub fn home(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             @if t.status == crate::catalog::tenants::TenantStatus::Suspended {
                 div.flash.error { "This tenant is suspended: you can read, but changes are refused." }
             }
+            @if let Some(k) = kpis { (k) }
             h2 { "Data" }
             div.grid {
                 @for (name, n) in &counts {

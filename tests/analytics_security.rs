@@ -166,6 +166,8 @@ fn issue21_health_lists_tenants_lowest_score_first_and_explains_each_component()
     // The tenant sees its own score, the same as the platform's, on its overview.
     let own = s.get_as("/api/v1/t/acme/analytics/overview?from=-1d", &acme).json()["health"].clone();
     assert_eq!(own["score"], acme_doc["score"], "{own}");
+    // The platform's list is computed for all tenants at once (`inputs_all`): the same parts.
+    assert_eq!(own["components"], acme_doc["components"], "{own}");
     assert_eq!(own["at_risk"], true);
 
     let csv = s.get_as("/api/v1/platform/analytics/health?from=-1d&format=csv", &r);

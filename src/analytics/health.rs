@@ -166,6 +166,78 @@ pub fn inputs(conn: &Connection, t: &TenantRecord, plan: &PlanConfig, from: i64,
     inputs_with(conn, t, plan, &o, from, to)
 }
 
+/// The inputs of many tenants at once (the platform's list): three passes over the usage
+/// rollups of every tenant and one grouped query each for alerts and subscriptions, instead
+/// of an overview per tenant (which at 10,000 tenants took the console tens of seconds). The
+/// same numbers as `inputs`: error rate and p95 over the range, headroom on this month's
+/// requests and on the last measured storage, the previous period's requests.
+pub fn inputs_all<P: std::ops::Deref<Target = PlanConfig>>(
+    conn: &Connection,
+    tenants: &[(TenantRecord, P)],
+    from: i64,
+    to: i64,
+) -> Result<Vec<Inputs>> {
+    use super::rollup::{merge_hist, scan, Scope};
+    use super::Granularity::Day;
+    use std::collections::HashMap;
+    #[derive(Default)]
+    struct Acc {
+        requests: i64,
+        errors: i64,
+        hist: Vec<u64>,
+        storage: (i64, i64),
+        month_requests: i64,
+        previous: i64,
+    }
+    // Rows of tenants not in the list (deleted ones) are skipped.
+    let index: HashMap<&str, usize> = tenants.iter().enumerate().map(|(i, (t, _))| (t.id.as_str(), i)).collect();
+    let mut per: Vec<Acc> = (0..tenants.len()).map(|_| Acc::default()).collect();
+    let mut with = |id: &str, f: &mut dyn FnMut(&mut Acc)| {
+        if let Some(a) = index.get(id).and_then(|i| per.get_mut(*i)) {
+            f(a);
+        }
+    };
+    scan(conn, Scope::All, from, to, Day, |r| {
+        with(r.tenant, &mut |a| {
+            a.requests += r.requests;
+            a.errors += r.errors;
+            merge_hist(&mut a.hist, r.hist);
+            if r.storage > 0 && r.at >= a.storage.0 {
+                a.storage = (r.at, r.storage);
+            }
+        })
+    })?;
+    let (month_start, _) = crate::util::month_bounds(to);
+    scan(conn, Scope::All, month_start, to, Day, |r| with(r.tenant, &mut |a| a.month_requests += r.requests))?;
+    let start = from - from.rem_euclid(3600);
+    scan(conn, Scope::All, start - (to - from), start, Day, |r| with(r.tenant, &mut |a| a.previous += r.requests))?;
+    let alerts = super::security::tenant_alert_counts(conn, from, to)?;
+    let payments: HashMap<String, String> = conn
+        .prepare("SELECT tenant_id, status FROM billing_subscriptions WHERE ended_at IS NULL")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(tenants
+        .iter()
+        .zip(&per)
+        .map(|((t, plan), a)| {
+            let quotas = [
+                super::headroom(a.month_requests as f64, plan.monthly_requests as f64),
+                super::headroom(a.storage.1 as f64, plan.storage_bytes as f64),
+            ];
+            Inputs {
+                error_rate: (a.requests > 0).then(|| a.errors as f64 / a.requests as f64),
+                p95_ms: crate::limits::meter::quantile(&a.hist, 0.95),
+                latency_target_ms: plan.latency_target_ms,
+                min_headroom_percent: quotas.into_iter().reduce(f64::min),
+                payment_status: payments.get(t.id.as_str()).cloned(),
+                security_alerts: alerts.get(t.id.as_str()).copied().unwrap_or(0),
+                requests: a.requests,
+                previous_requests: a.previous,
+            }
+        })
+        .collect())
+}
+
 /// The same, from an overview of `[from, to)` the caller already has.
 pub fn inputs_with(
     conn: &Connection,

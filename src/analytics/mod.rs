@@ -647,7 +647,7 @@ pub fn active_tenants(conn: &Connection, from: i64, to: i64, g: Granularity) -> 
     Ok(out)
 }
 
-fn headroom(used: f64, limit: f64) -> f64 {
+pub(crate) fn headroom(used: f64, limit: f64) -> f64 {
     if limit <= 0.0 {
         return 0.0;
     }

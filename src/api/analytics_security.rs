@@ -88,15 +88,16 @@ pub(crate) fn ranked_health(app: &App, from: i64, to: i64) -> Result<(Vec<Tenant
     // Plans first: `limits::plan` takes a catalog connection of its own.
     let plans = tenants.iter().map(|t| crate::limits::plan(app, t)).collect::<Result<Vec<_>>>()?;
     let conn = app.catalog.conn()?;
-    let mut list = Vec::with_capacity(tenants.len());
+    let with_plans: Vec<_> = tenants.into_iter().zip(plans).collect();
+    let all = health::inputs_all(&conn, &with_plans, from, to)?;
+    let mut list = Vec::with_capacity(with_plans.len());
     let mut last = None;
-    for (t, plan) in tenants.iter().zip(&plans) {
+    for ((t, _), inputs) in with_plans.iter().zip(&all) {
         last = last.max(analytics::last_hour(&conn, Some(&t.id), None)?);
-        let inputs = health::inputs(&conn, t, plan, from, to)?;
         list.push(TenantHealth {
             tenant: t.slug.as_str().to_string(),
             plan: t.plan.clone(),
-            health: health::score(&inputs),
+            health: health::score(inputs),
         });
     }
     let list = health::rank(list);

@@ -5,7 +5,8 @@
 //! latency profile, an error rate, a pool of users and growing storage. Traffic follows the
 //! day (quiet at night, busiest mid-afternoon UTC) and the week (weekends at 40%), grows over
 //! the period, and varies hour to hour; hours without a request have no row, as with the meter.
-//! The same seed gives the same history.
+//! Seven in ten tenants also get a subscription's life in the billing ledger (see
+//! `subscription_history`), for the revenue benchmark. The same seed gives the same history.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -21,6 +22,8 @@ pub struct Written {
     pub tenants: usize,
     pub hourly_rows: usize,
     pub user_rows: usize,
+    /// Billing ledger lines (the revenue benchmark's input).
+    pub ledger_lines: usize,
     pub requests: i64,
     pub seconds: f64,
 }
@@ -87,11 +90,85 @@ pub fn write(catalog: &Catalog, tenant_ids: &[String], days: i64, now: i64, seed
                 }
                 hour += 3600;
             }
+            out.ledger_lines += subscription_history(tx, &mut rng, id, start, end)?;
             Ok(())
         })?;
     }
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+/// Synthetic plans of the generated subscriptions: (name, monthly price in cents).
+const PLANS: [(&str, i64); 3] = [("starter", 1_000), ("pro", 2_900), ("business", 9_900)];
+
+/// A subscription's life in the billing ledger, as `billing` writes it: seven in ten tenants
+/// start one on a day of the period (a 14-day trial, then active; one in ten yearly, at ten
+/// months' price); each later month one in thirty changes plan, one in forty cancels, and a
+/// canceled one comes back with a chance of one in five.
+fn subscription_history(
+    tx: &rusqlite::Transaction<'_>,
+    rng: &mut StdRng,
+    tenant: &str,
+    start: i64,
+    end: i64,
+) -> Result<usize> {
+    use crate::catalog::billing::{append_ledger, LedgerEntry};
+    // A second run replaces what the first wrote, as the usage rows are replaced.
+    tx.execute("DELETE FROM billing_ledger WHERE tenant_id = ?1 AND actor = 'bench'", [tenant])?;
+    if rng.random_range(0..10) >= 7 {
+        return Ok(0);
+    }
+    let yearly = rng.random_range(0..10) == 0;
+    let price = |plan: usize| if yearly { PLANS[plan].1 * 10 } else { PLANS[plan].1 };
+    let mut plan = rng.random_range(0..PLANS.len());
+    let mut status = "trialing";
+    let mut at = start + rng.random_range(0..(end - start).max(1));
+    let mut lines = 0;
+    let mut write = |at: i64, kind: &str, from: Option<(usize, &str)>, to: (usize, &str)| -> Result<()> {
+        append_ledger(
+            tx,
+            &LedgerEntry {
+                tenant_id: tenant.to_string(),
+                subscription_id: None,
+                at,
+                actor: "bench".into(),
+                kind: kind.into(),
+                from_plan: from.map(|f| PLANS[f.0].0.to_string()),
+                to_plan: Some(PLANS[to.0].0.to_string()),
+                from_amount_cents: from.map(|f| price(f.0)),
+                to_amount_cents: Some(price(to.0)),
+                from_status: from.map(|f| f.1.to_string()),
+                to_status: Some(to.1.to_string()),
+                interval: Some(if yearly { "year" } else { "month" }.into()),
+                currency: Some("usd".into()),
+                details: serde_json::json!({}),
+            },
+        )?;
+        lines += 1;
+        Ok(())
+    };
+    write(at, "created", None, (plan, status))?;
+    at += 14 * 86_400;
+    while at < end {
+        let next = match status {
+            "trialing" => Some(("status_changed", plan, "active")),
+            "canceled" => (rng.random_range(0..5) == 0).then_some(("resumed", plan, "active")),
+            _ => match rng.random_range(0..120) {
+                0..=3 => Some(("plan_changed", (plan + 1).min(PLANS.len() - 1), status)),
+                4..=6 => Some(("plan_changed", plan.saturating_sub(1), status)),
+                7..=9 => Some(("canceled", plan, "canceled")),
+                _ => None,
+            },
+        };
+        if let Some((kind, to_plan, to_status)) = next {
+            if to_plan != plan || to_status != status {
+                write(at, kind, Some((plan, status)), (to_plan, to_status))?;
+                (plan, status) = (to_plan, to_status);
+            }
+        }
+        at += 30 * 86_400;
+    }
+    Ok(lines)
 }
 
 /// `n` requests over the latency buckets around `median`: 10% one faster, 60% at it, 25% one

@@ -229,8 +229,8 @@ fn analytics_history(base: Config, n: usize, days: i64, seed: u64) -> CliResult 
     println!("tenants: {n} ({created} created) in {:.1} s", started.elapsed().as_secs_f64());
     let w = crate::analytics::history::write(&app.catalog, &ids, days, crate::util::now_unix(), seed)?;
     println!(
-        "history: {} days, {} hourly rows ({} requests), {} user rows in {:.1} s",
-        days, w.hourly_rows, w.requests, w.user_rows, w.seconds
+        "history: {} days, {} hourly rows ({} requests), {} user rows, {} billing ledger lines in {:.1} s",
+        days, w.hourly_rows, w.requests, w.user_rows, w.ledger_lines, w.seconds
     );
     Ok(ExitCode::SUCCESS)
 }

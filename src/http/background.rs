@@ -98,8 +98,10 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
         // Usage downsampling: at start, then once each UTC day has ended.
         let today = crate::util::now_unix().div_euclid(86_400);
         if rolled_day != Some(today) {
+            // Records per table are counted at midnight only: at every start, counting each
+            // tenant that wrote yesterday would open thousands of files at once.
+            usage_downsample(&state.app, rolled_day.is_some());
             rolled_day = Some(today);
-            usage_downsample(&state.app);
         }
         // Tenants' read connections unused for a minute are closed (looked for every 10 s).
         if last_reap.elapsed() >= Duration::from_secs(10) {
@@ -155,7 +157,7 @@ fn stripe_drain(app: &std::sync::Arc<crate::app::App>) {
 }
 
 /// The hourly billing run (periods that ended, dunning, meter events for Stripe).
-fn usage_downsample(app: &std::sync::Arc<crate::app::App>) {
+fn usage_downsample(app: &std::sync::Arc<crate::app::App>, count_records: bool) {
     static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let app = app.clone();
     spawn_once(&RUNNING, "downsample", move || {
@@ -170,6 +172,9 @@ fn usage_downsample(app: &std::sync::Arc<crate::app::App>) {
         }
         // Records per table of every tenant that wrote since yesterday began.
         let now = crate::util::now_unix();
+        if !count_records {
+            return;
+        }
         if let Err(e) = crate::analytics::records::snapshot_writers(&app, now - now.rem_euclid(86_400) - 86_400, now) {
             crate::log::warn(&format!("records per table not counted: {}", e.log_detail()));
         }

@@ -50,7 +50,7 @@ pub enum AnalyticsCmd {
     },
     /// Sums whole days of hourly usage into daily rollups and whole months of those into monthly
     /// ones, then deletes what is past `analytics_hourly_days` / `analytics_daily_days`. The
-    /// server does this at start and after each UTC midnight; safe to run any time, again.
+    /// server does this a minute after start and after each UTC midnight; safe to run any time, again.
     #[command(after_help = "Examples:\n  tenantd analytics downsample\n  tenantd analytics downsample --json")]
     Downsample {
         /// Act as if it were this time (RFC 3339): for benchmarks and tests of the next days' runs.

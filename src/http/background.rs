@@ -73,6 +73,7 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let mut last_outbox = Instant::now();
     let mut last_reap = Instant::now();
     let mut rolled_day: Option<i64> = None;
+    let started = Instant::now();
     let mut accept = AcceptWatch::default();
     // 200 ms keeps CLI changes visible to the server well within one second.
     while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(Duration::from_millis(200)) {
@@ -95,9 +96,10 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
                 Err(e) => crate::log::warn(&format!("audit anchoring failed: {}", e.log_detail())),
             }
         }
-        // Usage downsampling: at start, then once each UTC day has ended.
+        // Usage downsampling.
         let today = crate::util::now_unix().div_euclid(86_400);
-        if rolled_day != Some(today) {
+        // A minute after start (the server settles first), then once each UTC day has ended.
+        if rolled_day != Some(today) && started.elapsed() >= Duration::from_secs(60) {
             // Records per table are counted at midnight only: at every start, counting each
             // tenant that wrote yesterday would open thousands of files at once.
             usage_downsample(&state.app, rolled_day.is_some());

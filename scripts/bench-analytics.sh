@@ -21,19 +21,26 @@ export TENANTD_CONFIG="${TMPDIR:-/tmp}/bench-analytics.toml"
 echo "+ cargo build --release"
 cargo build --release -q
 bin=$PWD/target/release/tenantd
+# Wall time of a command (no /usr/bin/time on a fresh machine).
+timed() {
+  local label=$1 t0=$EPOCHREALTIME
+  shift
+  "$@"
+  awk -v a="$t0" -v b="$EPOCHREALTIME" -v l="$label" 'BEGIN { printf "%s: %.1f s\n", l, b - a }'
+}
 nproc; grep -m1 'model name' /proc/cpuinfo || true
 if [ ! -f "$dir/data/catalog.db" ]; then
   $bin --data-dir "$dir/data" init >/dev/null
   echo "+ tenantd bench analytics-history --tenants $tenants --days $days"
-  /usr/bin/time -f "history written in %e s, max RSS %M KB" $bin --data-dir "$dir/data" bench analytics-history --tenants "$tenants" --days "$days"
+  timed "history written in" $bin --data-dir "$dir/data" bench analytics-history --tenants "$tenants" --days "$days"
 fi
 du -sh "$dir/data/catalog.db"
 echo "+ tenantd analytics downsample (first run over the history)"
-/usr/bin/time -f "downsample: %e s, max RSS %M KB" $bin --data-dir "$dir/data" analytics downsample
+timed "downsample" $bin --data-dir "$dir/data" analytics downsample
 du -sh "$dir/data/catalog.db"
 tomorrow=$(date -u -d '+1 day' +%Y-%m-%dT00:30:00Z)
 echo "+ tenantd analytics downsample --as-of $tomorrow (the next day's run)"
-/usr/bin/time -f "downsample: %e s, max RSS %M KB" $bin --data-dir "$dir/data" analytics downsample --as-of "$tomorrow"
+timed "downsample" $bin --data-dir "$dir/data" analytics downsample --as-of "$tomorrow"
 # Users: a platform admin, and an owner of the first 50 tenants.
 owned=$(( tenants < 50 ? tenants : 50 ))
 if ! $bin --data-dir "$dir/data" user list 2>/dev/null | grep -q root@bench.test; then

@@ -68,7 +68,7 @@ impl Granularity {
 }
 
 /// `from`/`to`: RFC 3339, a date, or relative to now (`-30d`, `-12h`, `-2w`); defaults to the
-/// last 30 days. At most 2 years.
+/// last 30 days. At most 10 years (hourly series: 31 days; daily: 2 years).
 pub fn range(from: Option<&str>, to: Option<&str>, now: i64) -> Result<(i64, i64)> {
     let parse = |name: &str, v: &str| -> Result<i64> {
         let bad = || {
@@ -98,8 +98,9 @@ pub fn range(from: Option<&str>, to: Option<&str>, now: i64) -> Result<(i64, i64
     if from >= to {
         return Err(Error::invalid("invalid_parameter", "from must be before to"));
     }
-    if to - from > 731 * 86_400 {
-        return Err(Error::invalid("invalid_parameter", "the range is at most 2 years"));
+    // Monthly usage is kept for good: a decade by month is 120 points.
+    if to - from > 3653 * 86_400 {
+        return Err(Error::invalid("invalid_parameter", "the range is at most 10 years"));
     }
     Ok((from, to))
 }
@@ -253,6 +254,9 @@ pub fn trends(
             "invalid_parameter",
             "granularity=hour covers at most 31 days; use day, week or month",
         ));
+    }
+    if g == Granularity::Day && to - from > 731 * 86_400 {
+        return Err(Error::invalid("invalid_parameter", "granularity=day covers at most 2 years; use week or month"));
     }
     let (data, notice, last) = buckets(conn, tenant, from, to, g)?;
     let mut points = Vec::new();
@@ -676,6 +680,9 @@ mod tests {
         let now = parse_time("2026-12-07T00:00:00Z").unwrap();
         assert_eq!(range(Some("-30d"), None, now).unwrap(), (now - 30 * 86_400, now));
         assert!(range(Some("-3y"), None, now).unwrap_err().to_string().contains("from="));
+        // Months are kept for good: years are fine, a century is not.
+        assert_eq!(range(Some("-1500d"), None, now).unwrap().0, now - 1500 * 86_400);
+        assert!(range(Some("-5000d"), None, now).unwrap_err().to_string().contains("10 years"));
         assert!(range(Some("2026-12-08"), Some("2026-12-01"), now).is_err());
         assert!(metrics(Some("requests,bogus")).unwrap_err().to_string().contains("bogus"));
         assert_eq!(metrics(None).unwrap().len(), METRICS.len());

@@ -45,6 +45,8 @@ pub struct App {
     pub query_cache: QueryCache,
     /// Tenant branding and settings for pages and public info (see `cache::tenant_config`).
     pub tenant_config: TenantConfigCache,
+    /// Read replicas (`[replicas] count` > 0): change capture is on for this data dir.
+    pub replication: Option<Arc<crate::replica::Replication>>,
 }
 
 /// Counters of every cache `App` holds, for `/metrics` and `/health/detailed`.
@@ -96,6 +98,7 @@ impl App {
             config.tenant_pool_size,
             config.query_monitor.clone(),
         );
+        let replication = crate::replica::Replication::new(&config.replicas, &config.data_dir)?;
         let query_cache = QueryCache::new(&config.cache);
         let tenant_config = TenantConfigCache::new(Duration::from_secs(config.cache.config_ttl_seconds));
         Ok(Arc::new(App {
@@ -113,6 +116,7 @@ impl App {
             threats: Default::default(),
             query_cache,
             tenant_config,
+            replication,
         }))
     }
 

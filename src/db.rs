@@ -91,6 +91,11 @@ pub fn note_wal_commit(wal: &rusqlite::hooks::Wal, pages: std::os::raw::c_int) -
     Ok(())
 }
 
+/// Marks a checkpoint due for this thread's commit (the capturing hook, `replica::capture`).
+pub fn mark_checkpoint_due() {
+    CHECKPOINT_DUE.with(|d| d.set(true));
+}
+
 /// Whether this thread's last commit asked for a checkpoint (and forgets the request).
 pub fn take_checkpoint_due() -> bool {
     CHECKPOINT_DUE.with(|d| d.replace(false))

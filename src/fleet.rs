@@ -367,6 +367,7 @@ fn migrate_one_with(app: &App, p: &Pending, target: i64, run_id: i64, schema: &T
     let snapshot = app.paths.backups(&p.tenant.id).join(format!("premigrate-run{run_id}-v{}.db", p.from));
     let res = (|| -> Result<i64> {
         let mut conn = db::open_existing(&path, Durability::Normal)?;
+        crate::replica::capture::install(&conn, &path)?;
         if p.tenant.custom_schema {
             db::distrust_schema(&conn)?;
         }
@@ -587,5 +588,7 @@ fn restore_one(app: &App, row: &TenantOutcome) -> Result<()> {
     // The backup API writes through SQLite's locking, so a running server's connections see the
     // restored content on their next transaction instead of a file swapped under them.
     live.restore(rusqlite::MAIN_DB, &snapshot, None::<fn(rusqlite::backup::Progress)>)?;
+    // Written through the backup API, not commits the capture hook sees.
+    crate::replica::capture::replaced(&app.paths.tenant_db(&id));
     Ok(())
 }

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod migration;
 pub mod notify;
 pub mod records;
+pub mod replica;
 pub mod security;
 pub mod store;
 pub mod tenancy;

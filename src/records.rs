@@ -81,11 +81,47 @@ impl Work {
         caller: &Caller<'_>,
         write: Option<bool>,
     ) -> Result<Work> {
+        Work::begin_on(app, t, principal, caller, write, None)
+    }
+
+    /// A data API read that a read replica may answer (`[replicas] read_policy = "replica"`,
+    /// or a `Tenantd-Bookmark` the primary is past): see `replica::Replication::reader`.
+    pub fn begin_read(
+        app: &Arc<App>,
+        t: &TenantRecord,
+        principal: Option<&Principal>,
+        caller: &Caller<'_>,
+        bookmark: Option<u64>,
+    ) -> Result<Work> {
+        Work::begin_on(app, t, principal, caller, None, bookmark.or(Some(0)))
+    }
+
+    /// Which copy answers this work's reads: `primary` or a replica's name.
+    pub fn served_by(&self) -> &str {
+        match &*self.conn {
+            crate::store::TenantConn::Mirror(m) => &m.replica,
+            _ => "primary",
+        }
+    }
+
+    fn begin_on(
+        app: &Arc<App>,
+        t: &TenantRecord,
+        principal: Option<&Principal>,
+        caller: &Caller<'_>,
+        write: Option<bool>,
+        replica_read: Option<u64>,
+    ) -> Result<Work> {
         let opened = app.open_tenant(t)?;
-        let conn = match write {
+        let mirror = match (&app.replication, replica_read) {
+            (Some(r), Some(bookmark)) => r.reader(&t.id, (bookmark > 0).then_some(bookmark)),
+            _ => None,
+        };
+        let conn = match (write, mirror) {
             // The write joins a group transaction a previous write may have left open.
-            Some(_) => crate::store::TenantConn::Writer(opened.handle.writer_for_group()?),
-            None => opened.handle.read_conn()?,
+            (Some(_), _) => crate::store::TenantConn::Writer(opened.handle.writer_for_group()?),
+            (None, Some(m)) => crate::store::TenantConn::Mirror(m),
+            (None, None) => opened.handle.read_conn()?,
         };
         // Held at once: if anything below fails, its drop still lets go of the writer properly
         // (a group transaction left open for this request is committed, or left to the next).

@@ -35,7 +35,7 @@ const DOMAIN: &[&str] = &[
 /// The I/O and format layer above them (`notify` speaks to systemd and probes the server).
 const HTTP: &[&str] = &["http", "api", "ui", "cli", "notify"];
 /// Storage.
-const STORAGE: &[&str] = &["store", "catalog", "db"];
+const STORAGE: &[&str] = &["store", "catalog", "db", "replica"];
 /// What every layer may use: it names nothing above itself.
 const PLUMBING: &[&str] = &["error", "ids", "log", "metrics", "util"];
 /// Modules that assemble the layers (shared state, the configuration of every section): any

@@ -144,10 +144,44 @@ fn readiness_checks(ctx: &Ctx<'_>) -> Vec<Check> {
         Some((id, why)) => tenants.with("warn", format!("{} tenant(s) failed to open, e.g. {id}: {why}", broken.len())),
         None => tenants,
     });
+    if let Some(r) = &ctx.app.replication {
+        checks.extend(replica_checks(r));
+    }
     let draining = ctx.state.draining.load(Ordering::SeqCst);
     let check = Check::pass("server:draining", json!(draining), "");
     checks.push(if draining { check.with("fail", "shutting down".into()) } else { check });
     checks
+}
+
+/// One check per replica: `warn` once some tenant's mirror has been past `max_lag_ms` for a
+/// minute (its reads go to the primary meanwhile), with the replica's errors.
+fn replica_checks(r: &crate::replica::Replication) -> Vec<Check> {
+    // `replicas.count` is at most 8; the keys are static like every other check's.
+    const KEYS: [&str; 8] = [
+        "replica:replica-1:behindSeconds",
+        "replica:replica-2:behindSeconds",
+        "replica:replica-3:behindSeconds",
+        "replica:replica-4:behindSeconds",
+        "replica:replica-5:behindSeconds",
+        "replica:replica-6:behindSeconds",
+        "replica:replica-7:behindSeconds",
+        "replica:replica-8:behindSeconds",
+    ];
+    r.names
+        .iter()
+        .zip(&r.stats)
+        .zip(KEYS)
+        .map(|((name, s), key)| {
+            let since = s.behind_since.lock().map(|at| at.elapsed().as_secs()).unwrap_or(0);
+            let c = Check::pass(key, json!(since), "s");
+            if since >= 60 {
+                let errors = s.errors.load(Ordering::Relaxed);
+                c.with("warn", format!("{name} has been past max_lag_ms for {since} s ({errors} errors)"))
+            } else {
+                c
+            }
+        })
+        .collect()
 }
 
 fn render(checks: &[Check]) -> (String, Value) {
@@ -231,6 +265,12 @@ pub fn detailed(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     push("pool:waitSeconds", json!(n(&crate::db::POOL_WAIT_MICROS) as f64 / 1e6), "s");
     push("sqlite:busyRetries", json!(n(&crate::db::BUSY_RETRIES)), "");
     push("sqlite:groupCommits", json!(n(&crate::store::group::GROUPS)), "");
+    if let Some(r) = &app.replication {
+        let status = r.status(&[]);
+        push("replicas:lagMsP99", json!(status.iter().map(|s| s.lag_ms_p99).max()), "ms");
+        push("replicas:shippedBytes", json!(status.iter().map(|s| s.shipped_bytes).sum::<u64>()), "bytes");
+        push("replicas:errors", json!(status.iter().map(|s| s.errors).sum::<u64>()), "");
+    }
     push("cache:directoryHitRatio", hit_ratio(n(&app.directory.hits), n(&app.directory.misses)), "");
     push("cache:authHitRatio", hit_ratio(n(&app.auth.hits), n(&app.auth.misses)), "");
     let caches = app.cache_stats();
@@ -252,6 +292,9 @@ pub fn detailed(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
         let lag = lag_seconds(at);
         let c = Check::pass(key, json!(lag), "s");
         checks.push(if lag > 10 { c.with("warn", format!("last success {lag} s ago")) } else { c });
+    }
+    if let Some(r) = &app.replication {
+        checks.extend(replica_checks(r));
     }
     let (status, body) = render(&checks);
     let mut resp = health_response(&status, body);

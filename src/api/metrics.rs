@@ -83,6 +83,31 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
         n(&crate::db::BUSY_RETRIES),
     );
 
+    if let Some(r) = &app.replication {
+        let status = r.status(&[]);
+        out.family("tenantd_replica_shipped_bytes_total", "counter", "Page bytes applied to each read replica.");
+        for s in &status {
+            out.sample("tenantd_replica_shipped_bytes_total", &[("replica", &s.name)], s.shipped_bytes as f64);
+        }
+        out.family("tenantd_replica_applied_total", "counter", "Commits applied to each read replica.");
+        for s in &status {
+            out.sample("tenantd_replica_applied_total", &[("replica", &s.name)], s.applied as f64);
+        }
+        out.family("tenantd_replica_errors_total", "counter", "Failed applies and images, by replica.");
+        for s in &status {
+            out.sample("tenantd_replica_errors_total", &[("replica", &s.name)], s.errors as f64);
+        }
+        out.family(
+            "tenantd_replica_lag_ms",
+            "gauge",
+            "Commit-to-apply lag of the last 65,536 commits (p50, p99, max).",
+        );
+        for s in &status {
+            for (q, v) in [("0.5", s.lag_ms_p50), ("0.99", s.lag_ms_p99), ("1", s.lag_ms_max)] {
+                out.sample("tenantd_replica_lag_ms", &[("replica", &s.name), ("quantile", q)], f64::from(v));
+            }
+        }
+    }
     let caches = app.cache_stats();
     let own = [("query", &caches.query), ("tenant_config", &caches.tenant_config)];
     out.family("tenantd_cache_hits_total", "counter", "Lookups answered from an in-memory cache, by cache.");

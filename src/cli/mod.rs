@@ -10,6 +10,7 @@ mod billing;
 mod healthcheck;
 mod loadtest;
 mod migration;
+mod replica;
 mod schema;
 mod serve;
 mod tenant;
@@ -95,6 +96,9 @@ pub enum Command {
     /// Analytics in the terminal: overview, trends (a tenant's, or the platform's), revenue.
     #[command(subcommand)]
     Analytics(analytics::AnalyticsCmd),
+    /// Read replicas: status, verify, rebuild, promote (`[replicas] count = N`).
+    #[command(subcommand)]
+    Replica(replica::ReplicaCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
     #[command(subcommand)]
     Billing(billing::BillingCmd),
@@ -232,9 +236,14 @@ fn run(cli: Cli) -> CliResult {
     }
     let config = loaded.config;
     match cli.command {
-        Command::Serve { .. } => serve::serve(open(config, OpenMode::CreateIfMissing)?),
+        Command::Serve { .. } => serve::serve(config),
         Command::Init => serve::init(open(config, OpenMode::CreateIfMissing)?),
-        Command::Demo { .. } => serve::demo(open(config, OpenMode::CreateIfMissing)?),
+        Command::Demo { .. } => {
+            // The demo shows read replicas at work: one, unless the config asks for more.
+            let mut config = config;
+            config.replicas.count = config.replicas.count.max(1);
+            serve::demo(open(config, OpenMode::CreateIfMissing)?)
+        }
         Command::Tenant(cmd) => tenant::run(open(config, OpenMode::MustExist)?, cmd),
         Command::User(cmd) => user::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Usage { slug, from, to, granularity, json } => {
@@ -257,6 +266,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Migration(cmd) => migration::run(config, cmd),
         Command::Billing(cmd) => billing::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Analytics(cmd) => analytics::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Replica(cmd) => replica::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

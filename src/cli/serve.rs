@@ -21,8 +21,16 @@ pub fn init(app: Arc<App>) -> CliResult {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn serve(app: Arc<App>) -> CliResult {
-    let _lock = lock_data_dir(&app.config.data_dir)?;
+pub fn serve(config: crate::config::Config) -> CliResult {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        CliError::usage(format!(
+            "cannot create data dir {}: {e}: create it and chown it to the tenantd user, or set data_dir",
+            config.data_dir.display()
+        ))
+    })?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    replicas_off(&config)?;
+    let app = App::open(config, crate::app::OpenMode::CreateIfMissing)?;
     app.store.ensure_template()?;
     let listen = app.config.listen.clone();
     let running = server::start(app, &listen)?;
@@ -74,6 +82,16 @@ fn finish(reason: StopReason) -> CliResult {
         StopReason::ThreadDied(name) => Err(CliError::failed(format!("stopped: thread {name} died (see log)"))),
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// A server without replicas on a data dir that had them removes the change log and mirrors
+/// (holding the data dir lock, before the data dir is opened, which would otherwise pick the
+/// replicas up from disk).
+fn replicas_off(config: &crate::config::Config) -> CliResult<()> {
+    if config.replicas.count == 0 && crate::replica::turn_off(&config.data_dir)? {
+        crate::log::info("replicas are off ([replicas] count = 0): removed the change log and the mirrors");
+    }
+    Ok(())
 }
 
 pub fn demo(app: Arc<App>) -> CliResult {

@@ -102,6 +102,8 @@ pub struct Config {
     pub query_monitor: crate::store::stats::QueryMonitorConfig,
     /// `[billing]`: prices charged, invoices, dunning.
     pub billing: BillingConfig,
+    /// `[replicas]`: local read replicas.
+    pub replicas: crate::replica::ReplicasConfig,
 }
 
 impl Default for Config {
@@ -139,6 +141,7 @@ impl Default for Config {
             hsts_max_age_seconds: None,
             cache: Default::default(),
             billing: BillingConfig::default(),
+            replicas: crate::replica::ReplicasConfig::default(),
             query_monitor: Default::default(),
         }
     }
@@ -186,6 +189,7 @@ const KNOWN_KEYS: &[&str] = &[
     "cache",
     "query_monitor",
     "billing",
+    "replicas",
 ];
 
 /// Explicit overrides from the command line (highest precedence).
@@ -291,6 +295,12 @@ impl Config {
             }
         }
         self.validate_billing()?;
+        range("replicas.count", self.replicas.count as u64, 0, 8)?;
+        if !["primary", "replica"].contains(&self.replicas.read_policy.as_str()) {
+            return Err(ConfigError::about("replicas.read_policy", "one of \"primary\", \"replica\""));
+        }
+        range("replicas.max_lag_ms", self.replicas.max_lag_ms, 1, 3_600_000)?;
+        range("replicas.bookmark_wait_ms", self.replicas.bookmark_wait_ms, 0, 10_000)?;
         if self.plans.is_empty() {
             return Err(ConfigError::about("plans", "at least one [plans.<name>] table is needed"));
         }

@@ -120,6 +120,8 @@ pub struct RunningServer {
     pub(super) scaler_stop: mpsc::Sender<()>,
     pub(super) stop_rx: mpsc::Receiver<StopReason>,
     pub(super) stop_tx: mpsc::Sender<StopReason>,
+    /// The replicator (`[replicas] count` > 0) and its stop flag.
+    pub(super) replicator: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
     addr: SocketAddr,
 }
 
@@ -160,6 +162,15 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
             super::background::watch_catalog(&state, &watcher_rx)
         })?
     };
+    let replicator = match app.replication.clone() {
+        Some(r) => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            let handle = std::thread::Builder::new().name("tenantd-replicator".into()).spawn(move || r.run(&flag))?;
+            Some((handle, stop))
+        }
+        None => None,
+    };
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
         state.pool.min,
@@ -175,6 +186,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
         scaler_stop,
         stop_rx,
         stop_tx,
+        replicator,
         addr,
     })
 }

@@ -141,6 +141,11 @@ impl RunningServer {
         if let Err(e) = crate::audit::anchor_dirty(&self.state.app) {
             crate::log::warn(&format!("final audit anchoring failed: {}", e.log_detail()));
         }
+        // Every commit is in the change log already; mirrors catch up from it at the next start.
+        if let Some((handle, stop)) = self.replicator.take() {
+            stop.store(true, Ordering::SeqCst);
+            let _ = handle.join();
+        }
         for (id, e) in self.state.app.store.checkpoint_all() {
             crate::log::warn(&format!("checkpoint of tenant {id} failed: {}", e.log_detail()));
         }

@@ -70,6 +70,8 @@ pub enum TenantConn {
     Writer(Writer),
     /// A read on the writer's connection, taken because it was free and no pooled one was idle.
     Borrowed(BorrowedWriter),
+    /// A read answered by a read replica's copy of the file (`replica`).
+    Mirror(crate::replica::MirrorRead),
 }
 
 impl std::ops::Deref for TenantConn {
@@ -79,6 +81,7 @@ impl std::ops::Deref for TenantConn {
             TenantConn::Pooled(c) => c,
             TenantConn::Writer(c) => c,
             TenantConn::Borrowed(c) => &c.guard,
+            TenantConn::Mirror(c) => c,
         }
     }
 }
@@ -89,6 +92,7 @@ impl std::ops::DerefMut for TenantConn {
             TenantConn::Pooled(c) => c,
             TenantConn::Writer(c) => c,
             TenantConn::Borrowed(c) => &mut c.guard,
+            TenantConn::Mirror(c) => c,
         }
     }
 }
@@ -414,6 +418,7 @@ impl TenantStore {
         // The first connection becomes the tenant's writer (it also serves reads while it is
         // free, see `read_conn`); `readers` opens connections only when reads overlap.
         let mut conn = open_writer(&path)?;
+        crate::replica::capture::opened(&path);
         let readers = Readers::new(
             path.clone(),
             self.pool_size,
@@ -538,7 +543,7 @@ fn open_distrusted_reader(path: &Path) -> Result<Connection> {
 fn open_writer(path: &Path) -> Result<Connection> {
     let conn = db::open_existing(path, Durability::Normal)?;
     db::keep_wal_on_close(&conn)?;
-    conn.wal_hook(Some(db::note_wal_commit));
+    crate::replica::capture::install(&conn, path)?;
     Ok(conn)
 }
 

@@ -251,6 +251,11 @@ pub fn purge(app: &App, slug: &Slug, actor: &Actor) -> Result<PurgeReport> {
         return Err(e);
     }
     std::fs::remove_dir_all(&trash)?;
+    // Replicas' mirrors and the change log hold the tenant's rows too.
+    if let Some(r) = &app.replication {
+        r.forget(&t.id);
+    }
+    crate::replica::purge_copies(&app.paths.data_dir, &t.id)?;
     Ok(PurgeReport { tenant_id: t.id.to_string(), files_removed: files, bytes_removed: bytes })
 }
 

@@ -1,0 +1,731 @@
+//! Read replicas as local file mirrors (issue 22): `[replicas] count = N` keeps N copies of
+//! every tenant file under `replicas/replica-<i>/`, current within milliseconds.
+//!
+//! - `capture`: each commit's pages are copied out of the tenant's WAL into its change log by
+//!   the connection that committed (SQLite's WAL hook), before anything can overwrite them.
+//! - `log`: the change log, `changes/<tenant_id>/`, records by commit position.
+//! - `mirror`: applies records to a mirror through `sqlite_dbpage` in transactions of its own,
+//!   so a mirror is always the primary at some position, page for page.
+//! - here: the replicator thread (applies what was captured, keeps positions and lag), read
+//!   routing (a mirror within `max_lag_ms`, or at a `Tenantd-Bookmark`), status.
+//!
+//! Why WAL frames rather than the session extension: frames carry everything that changes the
+//! file (schema migrations, `VACUUM`, imports through SQL, the audit chain) with no per-table
+//! setup and no cost on the write beyond reading back pages the commit just wrote; a changeset
+//! has no DDL and needs a session on every connection. Why not Litestream's `restore -f`: one
+//! process per followed database (see docs/architecture.md).
+
+pub mod capture;
+pub mod log;
+pub mod mirror;
+pub mod wal;
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::ids::TenantId;
+use crate::util::now_millis;
+use capture::{DataDir, TenantLog};
+use log::Record;
+
+/// `[replicas]`: local read replicas of every tenant file (`replica`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReplicasConfig {
+    /// Mirrors kept of every tenant file, `replicas/replica-1/` … (0 = none; 0..=8).
+    pub count: usize,
+    /// `primary` (every read on the tenant file) or `replica` (data API reads may be answered
+    /// by a mirror within `max_lag_ms`).
+    pub read_policy: String,
+    /// A mirror further behind than this answers no reads; readiness warns when one stays past
+    /// it for a minute.
+    pub max_lag_ms: u64,
+    /// How long a read carrying a `Tenantd-Bookmark` waits for a mirror to reach it before the
+    /// primary answers.
+    pub bookmark_wait_ms: u64,
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        ReplicasConfig { count: 0, read_policy: "primary".into(), max_lag_ms: 1000, bookmark_wait_ms: 50 }
+    }
+}
+
+impl ReplicasConfig {
+    /// The mirrors' names.
+    pub fn names(&self) -> Vec<String> {
+        (1..=self.count).map(|i| format!("replica-{i}")).collect()
+    }
+}
+
+/// Records applied to a mirror in one transaction at most (except the first time after a
+/// start, see `mirror`), so one busy tenant cannot hold the replicator for long.
+const BATCH: usize = 256;
+/// Open connections kept for applying, and tenants with idle read connections kept, per replica.
+const OPEN_MIRRORS: usize = 256;
+/// Tenants given their first image per sweep (every two seconds), so turning replicas on for a
+/// large fleet does not stall the replicator.
+const SEED_PER_SWEEP: usize = 64;
+/// Lag samples kept per replica for its percentiles (a minute at 1,000 commits/s).
+const SAMPLES: usize = 65_536;
+
+/// A mirror: (replica index, tenant).
+type MirrorKey = (usize, TenantId);
+/// A connection on a mirror with the inode of the file it opened (a rebuilt mirror is a new
+/// file: connections on the old one are not reused).
+type OnFile = (Connection, u64);
+
+pub struct Replication {
+    data_dir: PathBuf,
+    pub config: ReplicasConfig,
+    pub names: Vec<String>,
+    capture: DataDir,
+    tenants: Mutex<HashMap<TenantId, Arc<Positions>>>,
+    /// Apply connections by (replica, tenant), least recently used closed first.
+    appliers: Mutex<lru::LruCache<MirrorKey, OnFile>>,
+    /// Idle read connections by (replica, tenant).
+    readers: Mutex<lru::LruCache<MirrorKey, Vec<OnFile>>>,
+    pub stats: Vec<ReplicaStats>,
+    next: AtomicU64,
+}
+
+/// Where each mirror of one tenant is; waited on by reads carrying a bookmark.
+pub struct Positions {
+    applied: Vec<AtomicU64>,
+    /// Applied since this process started (before that the position file may lag the mirror:
+    /// the first apply goes to the end of the log in one transaction).
+    resumed: Vec<AtomicBool>,
+    changed: Condvar,
+    lock: Mutex<()>,
+}
+
+#[derive(Default)]
+pub struct ReplicaStats {
+    pub shipped_bytes: AtomicU64,
+    pub applied: AtomicU64,
+    pub errors: AtomicU64,
+    pub last_error: Mutex<Option<String>>,
+    lag_ms: Mutex<VecDeque<u32>>,
+    /// Since when some tenant's mirror has been past `max_lag_ms` (readiness warns after a minute).
+    pub behind_since: Mutex<Option<Instant>>,
+}
+
+/// A read connection on a mirror, back to its pool when dropped.
+pub struct MirrorRead {
+    pub replica: String,
+    conn: Option<Connection>,
+    ino: u64,
+    key: (usize, TenantId),
+    owner: Arc<Replication>,
+}
+
+impl std::ops::Deref for MirrorRead {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl std::ops::DerefMut for MirrorRead {
+    fn deref_mut(&mut self) -> &mut Connection {
+        self.conn.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl Drop for MirrorRead {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            let mut r = self.owner.readers.lock();
+            match r.get_mut(&self.key) {
+                Some(v) if v.len() < 4 => v.push((c, self.ino)),
+                Some(_) => {}
+                None => {
+                    r.put(self.key.clone(), vec![(c, self.ino)]);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReplicaStatus {
+    pub name: String,
+    pub tenants: usize,
+    /// Tenants whose mirror lacks commits right now, the most commits one lacks, and the
+    /// longest since the first commit a mirror lacks.
+    pub behind: usize,
+    pub lag_commits_max: u64,
+    pub behind_ms_max: i64,
+    /// Commit-to-apply lag of the last 65,536 commits applied (what the server measured).
+    pub lag_ms_p50: u32,
+    pub lag_ms_p99: u32,
+    pub lag_ms_max: u32,
+    pub shipped_bytes: u64,
+    pub applied: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+}
+
+fn cap(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+impl Replication {
+    /// Replication for this process when `[replicas] count` > 0: turns change capture on
+    /// (every tenant write from here on is logged).
+    /// With `count` = 0 and a change log in the data dir (a server with replicas runs on it,
+    /// and this is a CLI beside it without the same config), the replicas found on disk are
+    /// used and capture is on, so the log stays complete; a server started without replicas
+    /// removes the log and mirrors first (`turn_off`).
+    pub fn new(config: &ReplicasConfig, data_dir: &Path) -> Result<Option<Arc<Replication>>> {
+        let mut config = config.clone();
+        if config.count == 0 {
+            if !log::root(data_dir).is_dir() {
+                return Ok(None);
+            }
+            config.count =
+                (1..=8).take_while(|i| data_dir.join("replicas").join(format!("replica-{i}")).is_dir()).count();
+            if config.count == 0 {
+                capture::enable(data_dir)?;
+                return Ok(None);
+            }
+        }
+        let names = config.names();
+        let capture = capture::enable(data_dir)?;
+        Ok(Some(Arc::new(Replication {
+            data_dir: capture.dir.clone(),
+            config,
+            capture,
+            tenants: Mutex::default(),
+            appliers: Mutex::new(lru::LruCache::new(cap(OPEN_MIRRORS * names.len()))),
+            readers: Mutex::new(lru::LruCache::new(cap(OPEN_MIRRORS * names.len()))),
+            stats: names.iter().map(|_| ReplicaStats::default()).collect(),
+            names,
+            next: AtomicU64::new(0),
+        })))
+    }
+
+    fn db_path(&self, id: &TenantId) -> PathBuf {
+        self.capture.tenant_db(id)
+    }
+
+    /// The capture state of a tenant (its commit position).
+    pub fn tenant_log(&self, id: &TenantId) -> Option<Arc<TenantLog>> {
+        self.capture.tenant(id)
+    }
+
+    /// The tenant's commit position as this process knows it.
+    pub fn position(&self, id: &TenantId) -> u64 {
+        self.tenant_log(id).map(|t| t.position.load(Ordering::Acquire)).unwrap_or(0)
+    }
+
+    fn positions(&self, id: &TenantId) -> Arc<Positions> {
+        if let Some(p) = self.tenants.lock().get(id) {
+            return p.clone();
+        }
+        let p = Arc::new(Positions {
+            applied: self.names.iter().map(|n| AtomicU64::new(mirror::recorded(&self.data_dir, n, id).0)).collect(),
+            resumed: self.names.iter().map(|_| AtomicBool::new(false)).collect(),
+            changed: Condvar::new(),
+            lock: Mutex::new(()),
+        });
+        self.tenants.lock().entry(id.clone()).or_insert(p).clone()
+    }
+
+    /// Runs the replicator until `stop`: applies what capture logged, tenant by tenant, and
+    /// every two seconds looks for commits other processes logged (a CLI beside the server).
+    pub fn run(self: &Arc<Self>, stop: &AtomicBool) {
+        let mut last_sweep = Instant::now() - Duration::from_secs(10);
+        let mut last_prune = Instant::now();
+        let mut caught_up = std::collections::HashSet::new();
+        while !stop.load(Ordering::Relaxed) {
+            let mut todo = self.capture.take_dirty(Duration::from_millis(250));
+            if last_sweep.elapsed() >= Duration::from_secs(2) {
+                last_sweep = Instant::now();
+                match self.capture.logged_tenants() {
+                    Ok(ids) => {
+                        for id in ids {
+                            if !caught_up.contains(&id) && self.db_path(&id).is_file() {
+                                // Once per start: commits a killed process left uncaptured in
+                                // the WAL (it died between a commit and its capture).
+                                if let Some(Err(e)) = self.tenant_log(&id).map(|t| t.catch_up()) {
+                                    self.error(0, &format!("tenant {id}: catching up the log: {}", e.log_detail()));
+                                }
+                                caught_up.insert(id.clone());
+                            }
+                            let logged = capture::recorded_position(&self.capture.log_of(&id));
+                            let p = self.positions(&id);
+                            if p.applied.iter().any(|a| a.load(Ordering::Acquire) < logged) {
+                                todo.insert(id);
+                            }
+                        }
+                    }
+                    Err(e) => self.error(0, &format!("listing change logs: {}", e.log_detail())),
+                }
+                todo.extend(self.unseeded(SEED_PER_SWEEP));
+                self.update_behind();
+                self.write_status();
+            }
+            for id in todo {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                self.replicate(&id);
+            }
+            if last_prune.elapsed() >= Duration::from_secs(60) {
+                last_prune = Instant::now();
+                self.prune();
+            }
+        }
+    }
+
+    /// Up to `n` tenant files with no change log yet (made before replicas were on, or
+    /// never opened since): `replicate` starts them with an image.
+    fn unseeded(&self, n: usize) -> Vec<TenantId> {
+        let Ok(entries) = std::fs::read_dir(self.data_dir.join("tenants")) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok()?.file_name().to_str().and_then(|s| TenantId::parse(s).ok()))
+            .filter(|id| !self.capture.log_of(id).dir.is_dir() && self.db_path(id).is_file())
+            .take(n)
+            .collect()
+    }
+
+    fn error(&self, replica: usize, msg: &str) {
+        if let Some(s) = self.stats.get(replica) {
+            s.errors.fetch_add(1, Ordering::Relaxed);
+            *s.last_error.lock() = Some(msg.to_string());
+        }
+        crate::log::warn(&format!("replica: {msg}"));
+    }
+
+    /// Brings every mirror of one tenant up to its log (an image first if capture asked).
+    pub fn replicate(&self, id: &TenantId) {
+        if !self.db_path(id).is_file() {
+            return;
+        }
+        let Some(t) = self.tenant_log(id) else { return };
+        if t.needs_image.load(Ordering::Acquire) || t.log.segments().map(|s| s.is_empty()).unwrap_or(false) {
+            if let Err(e) = t.catch_up() {
+                self.error(0, &format!("tenant {id}: image failed: {}", e.log_detail()));
+                return;
+            }
+        }
+        let positions = self.positions(id);
+        for r in 0..self.names.len() {
+            if let Err(e) = self.sync(r, id, &t, &positions) {
+                self.error(r, &format!("{} tenant {id}: {}", self.names[r], e.log_detail()));
+                self.appliers.lock().pop(&(r, id.clone()));
+            }
+        }
+    }
+
+    fn sync(&self, r: usize, id: &TenantId, t: &TenantLog, positions: &Positions) -> Result<()> {
+        let pos = mirror::PosFile::lock(&self.data_dir, &self.names[r], id)?;
+        let path = mirror::db_path(&self.data_dir, &self.names[r], id);
+        let exists = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
+        // A mirror that is not there yet starts at the log's last image.
+        let from = match (exists, t.log.last_image()?) {
+            (true, _) => pos.read().0,
+            (false, Some(image)) => image - 1,
+            (false, None) => {
+                t.needs_image.store(true, Ordering::Release);
+                self.capture.mark_dirty(id);
+                return Ok(());
+            }
+        };
+        let uncapped = !exists || !positions.resumed[r].load(Ordering::Acquire);
+        let mut records: Vec<Record> = Vec::new();
+        let read = t.log.read_after(from, |rec| {
+            records.push(rec);
+            Ok(uncapped || records.len() < BATCH)
+        });
+        if let Err(e) = read {
+            // The log no longer goes back that far (a pruned log): start over from an image.
+            t.needs_image.store(true, Ordering::Release);
+            self.capture.mark_dirty(id);
+            return Err(e);
+        }
+        if records.is_empty() {
+            positions.applied[r].store(from, Ordering::Release);
+            positions.resumed[r].store(true, Ordering::Release);
+            return Ok(());
+        }
+        let key = (r, id.clone());
+        // An image (a first record, a rebuild, a restore) makes the mirror a new file: applied
+        // in place through SQLite it could leave page 1 differing from the primary's (its change
+        // counter), and it rewrites every page anyway.
+        let image = records.iter().rposition(|rec| rec.kind == log::Kind::Image);
+        let bytes = if let Some(i) = image {
+            self.appliers.lock().pop(&key);
+            mirror::create(&path, &records[i..])?
+        } else if exists {
+            // A mirror replaced by another process (a CLI rebuild) is reopened.
+            let ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
+            let conn = match self.appliers.lock().pop(&key) {
+                Some((c, at)) if Some(at) == ino => c,
+                _ => mirror::open_for_apply(&path)?,
+            };
+            let bytes = mirror::apply(&conn, &records)?;
+            let ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m))?;
+            self.appliers.lock().put(key, (conn, ino));
+            bytes
+        } else {
+            return Err(Error::Internal("a new mirror starts from an image".into()));
+        };
+        let Some(last) = records.last() else { return Ok(()) };
+        pos.write(last.position, last.time_ms)?;
+        drop(pos);
+        {
+            let _g = positions.lock.lock();
+            positions.applied[r].store(last.position, Ordering::Release);
+            positions.resumed[r].store(true, Ordering::Release);
+            positions.changed.notify_all();
+        }
+        let s = &self.stats[r];
+        s.shipped_bytes.fetch_add(bytes, Ordering::Relaxed);
+        s.applied.fetch_add(records.len() as u64, Ordering::Relaxed);
+        let now = now_millis();
+        let mut lag = s.lag_ms.lock();
+        for rec in &records {
+            if lag.len() == SAMPLES {
+                lag.pop_front();
+            }
+            lag.push_back((now - rec.time_ms).clamp(0, u32::MAX as i64) as u32);
+        }
+        drop(lag);
+        if records.len() >= BATCH && !uncapped {
+            self.capture.mark_dirty(id);
+        }
+        Ok(())
+    }
+
+    /// How far behind replica `r` is on a tenant: (commits, ms since the first commit it lacks).
+    pub fn lag(&self, r: usize, id: &TenantId) -> (u64, i64) {
+        let applied = self.positions(id).applied[r].load(Ordering::Acquire);
+        let Some(t) = self.tenant_log(id) else { return (0, 0) };
+        let primary = t.position.load(Ordering::Acquire).max(capture::recorded_position(&t.log));
+        if applied >= primary {
+            return (0, 0);
+        }
+        let since = t.commit_time(applied + 1).map(|at| (now_millis() - at).max(0)).unwrap_or(i64::MAX);
+        (primary - applied, since)
+    }
+
+    fn update_behind(&self) {
+        let ids: Vec<TenantId> = self.tenants.lock().keys().cloned().collect();
+        for r in 0..self.names.len() {
+            let behind = ids.iter().any(|id| self.lag(r, id).1 > self.config.max_lag_ms as i64);
+            let mut since = self.stats[r].behind_since.lock();
+            match (behind, since.is_some()) {
+                (true, false) => *since = Some(Instant::now()),
+                (false, true) => *since = None,
+                _ => {}
+            }
+        }
+    }
+
+    /// With `read_policy = "replica"`: a read connection on a mirror of the tenant that is at
+    /// `bookmark` or past it (waiting up to `bookmark_wait_ms` for one), or within
+    /// `max_lag_ms` when there is no bookmark. None: the primary answers.
+    pub fn reader(self: &Arc<Self>, id: &TenantId, bookmark: Option<u64>) -> Option<MirrorRead> {
+        if self.config.read_policy != "replica" {
+            return None;
+        }
+        let positions = self.positions(id);
+        let n = self.names.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
+        let pick = |positions: &Positions| {
+            (0..n).map(|i| (start + i) % n).find(|&r| match bookmark {
+                Some(b) => positions.applied[r].load(Ordering::Acquire) >= b,
+                None => self.lag(r, id).1 <= self.config.max_lag_ms as i64,
+            })
+        };
+        let mut chosen = pick(&positions);
+        if chosen.is_none() && bookmark.is_some() && self.config.bookmark_wait_ms > 0 {
+            let deadline = Instant::now() + Duration::from_millis(self.config.bookmark_wait_ms);
+            let mut g = positions.lock.lock();
+            while chosen.is_none() {
+                chosen = pick(&positions);
+                if chosen.is_some() || positions.changed.wait_until(&mut g, deadline).timed_out() {
+                    chosen = chosen.or_else(|| pick(&positions));
+                    break;
+                }
+            }
+        }
+        let r = chosen?;
+        let key = (r, id.clone());
+        let path = mirror::db_path(&self.data_dir, &self.names[r], id);
+        // A mirror rebuilt as a new file: connections on the old one are dropped.
+        let ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()?;
+        let idle = self.readers.lock().get_mut(&key).and_then(|v| v.pop());
+        let conn = match idle {
+            Some((c, at)) if at == ino => c,
+            _ => mirror::open_for_read(&path).ok()?,
+        };
+        Some(MirrorRead { replica: self.names[r].clone(), conn: Some(conn), ino, key, owner: self.clone() })
+    }
+
+    /// Per replica: tenants, how far behind, shipped bytes, errors.
+    pub fn status(&self, ids: &[TenantId]) -> Vec<ReplicaStatus> {
+        (0..self.names.len())
+            .map(|r| {
+                let s = &self.stats[r];
+                let mut lags: Vec<u32> = s.lag_ms.lock().iter().copied().collect();
+                lags.sort_unstable();
+                let pct = |q: f64| lags.get(((lags.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+                let (mut behind, mut max_commits, mut tenants, mut behind_ms) = (0, 0, 0, 0);
+                for id in ids {
+                    if mirror::db_path(&self.data_dir, &self.names[r], id).is_file() {
+                        tenants += 1;
+                    }
+                    let (c, ms) = self.lag(r, id);
+                    if c > 0 {
+                        behind += 1;
+                        max_commits = max_commits.max(c);
+                        behind_ms = behind_ms.max(ms);
+                    }
+                }
+                ReplicaStatus {
+                    name: self.names[r].clone(),
+                    tenants,
+                    behind,
+                    lag_commits_max: max_commits,
+                    behind_ms_max: behind_ms,
+                    lag_ms_p50: pct(0.5),
+                    lag_ms_p99: pct(0.99),
+                    lag_ms_max: lags.last().copied().unwrap_or(0),
+                    shipped_bytes: s.shipped_bytes.load(Ordering::Relaxed),
+                    applied: s.applied.load(Ordering::Relaxed),
+                    errors: s.errors.load(Ordering::Relaxed),
+                    last_error: s.last_error.lock().clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Drops log segments every mirror has applied.
+    fn prune(&self) {
+        let tenants: Vec<(TenantId, Arc<Positions>)> =
+            self.tenants.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        for (id, p) in tenants {
+            let min = p.applied.iter().map(|a| a.load(Ordering::Acquire)).min().unwrap_or(0);
+            if let Err(e) = self.capture.log_of(&id).prune(min, i64::MAX) {
+                self.error(0, &format!("pruning the change log of {id}: {}", e.log_detail()));
+            }
+        }
+    }
+
+    /// Removes every copy of a purged tenant: mirrors, positions, change log.
+    pub fn forget(&self, id: &TenantId) {
+        self.tenants.lock().remove(id);
+        for (r, name) in self.names.iter().enumerate() {
+            self.appliers.lock().pop(&(r, id.clone()));
+            self.readers.lock().pop(&(r, id.clone()));
+            mirror::remove(&self.data_dir, name, id);
+        }
+        self.capture.forget(id);
+        let _ = std::fs::remove_dir_all(self.capture.log_of(id).dir);
+    }
+
+    /// Rebuilds a tenant's mirror on one replica from a fresh image, as a new file (readers of
+    /// the old one finish on it; the server's replicator and readers notice the new file).
+    pub fn rebuild(&self, r: usize, id: &TenantId) -> Result<u64> {
+        let t = self.tenant_log(id).ok_or_else(|| Error::NotFound("tenant".into()))?;
+        let at = t.image()?;
+        self.readers.lock().pop(&(r, id.clone()));
+        let positions = self.positions(id);
+        self.appliers.lock().pop(&(r, id.clone()));
+        {
+            let pos = mirror::PosFile::lock(&self.data_dir, &self.names[r], id)?;
+            crate::store::remove_db_files(&mirror::db_path(&self.data_dir, &self.names[r], id));
+            pos.write(at - 1, 0)?;
+        }
+        positions.resumed[r].store(false, Ordering::Release);
+        self.sync(r, id, &t, &positions)?;
+        Ok(at)
+    }
+
+    /// `status` as another process sees it: positions and logs on disk (how far each mirror is
+    /// behind now, in commits and in ms since the first commit it lacks), and what the running
+    /// server last wrote (`status.json`, every two seconds: commit-to-apply lag percentiles,
+    /// bytes shipped, errors).
+    pub fn disk_status(&self, ids: &[TenantId]) -> Vec<ReplicaStatus> {
+        let now = now_millis();
+        (0..self.names.len())
+            .map(|r| {
+                let name = &self.names[r];
+                let reported: Option<ReplicaStatus> =
+                    std::fs::read(mirror::dir(&self.data_dir, name).join("status.json"))
+                        .ok()
+                        .and_then(|b| serde_json::from_slice(&b).ok());
+                let (mut tenants, mut behind, mut max_commits, mut behind_ms) = (0, 0, 0, 0);
+                for id in ids {
+                    if !mirror::db_path(&self.data_dir, name, id).is_file() {
+                        continue;
+                    }
+                    tenants += 1;
+                    let log = self.capture.log_of(id);
+                    let (applied, _) = mirror::recorded(&self.data_dir, name, id);
+                    let logged = capture::recorded_position(&log);
+                    if logged > applied {
+                        behind += 1;
+                        max_commits = max_commits.max(logged - applied);
+                        let _ = log.read_after(applied, |rec| {
+                            behind_ms = behind_ms.max((now - rec.time_ms).max(0));
+                            Ok(false)
+                        });
+                    }
+                }
+                ReplicaStatus {
+                    name: name.clone(),
+                    tenants,
+                    behind,
+                    lag_commits_max: max_commits,
+                    behind_ms_max: behind_ms,
+                    lag_ms_p50: reported.as_ref().map(|s| s.lag_ms_p50).unwrap_or(0),
+                    lag_ms_p99: reported.as_ref().map(|s| s.lag_ms_p99).unwrap_or(0),
+                    lag_ms_max: reported.as_ref().map(|s| s.lag_ms_max).unwrap_or(0),
+                    shipped_bytes: reported.as_ref().map(|s| s.shipped_bytes).unwrap_or(0),
+                    applied: reported.as_ref().map(|s| s.applied).unwrap_or(0),
+                    errors: reported.as_ref().map(|s| s.errors).unwrap_or(0),
+                    last_error: reported.and_then(|s| s.last_error),
+                }
+            })
+            .collect()
+    }
+
+    /// Writes this process's counters for `disk_status` readers.
+    fn write_status(&self) {
+        let ids: Vec<TenantId> = self.tenants.lock().keys().cloned().collect();
+        for s in self.status(&ids) {
+            let dir = mirror::dir(&self.data_dir, &s.name);
+            let tmp = dir.join("status.json.tmp");
+            let res = std::fs::create_dir_all(&dir)
+                .and_then(|_| std::fs::write(&tmp, serde_json::to_vec(&s).unwrap_or_default()))
+                .and_then(|_| std::fs::rename(&tmp, dir.join("status.json")));
+            if let Err(e) = res {
+                crate::log::warn(&format!("replica: writing {}/status.json: {e}", dir.display()));
+            }
+        }
+    }
+
+    /// Compares a tenant's mirror on replica `r` with its primary, page for page, at the same
+    /// position: the mirror is brought up to the log, then both are read in one transaction each
+    /// while the log does not move (retried while writes keep it moving).
+    pub fn verify(&self, r: usize, id: &TenantId) -> Result<Verified> {
+        let log = self.capture.log_of(id);
+        let mirror_path = mirror::db_path(&self.data_dir, &self.names[r], id);
+        for _ in 0..50 {
+            self.replicate(id);
+            let before = capture::recorded_position(&log);
+            let (applied, _) = mirror::recorded(&self.data_dir, &self.names[r], id);
+            if applied != before {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            let primary = crate::db::open_read_only(&self.db_path(id))?;
+            primary.execute_batch("BEGIN")?;
+            let (pages, want) = mirror::digest(&primary)?;
+            let copy = mirror::open_for_read(&mirror_path)?;
+            copy.execute_batch("BEGIN")?;
+            let (copy_pages, got) = mirror::digest(&copy)?;
+            let after = capture::recorded_position(&log);
+            let (applied_after, _) = mirror::recorded(&self.data_dir, &self.names[r], id);
+            if after != before || applied_after != applied {
+                continue;
+            }
+            if want == got {
+                return Ok(Verified { position: applied, pages });
+            }
+            // The primary may hold a commit its committer has not logged yet (a few µs): look again.
+            std::thread::sleep(Duration::from_millis(20));
+            if capture::recorded_position(&log) != before {
+                continue;
+            }
+            let (page, byte) = mirror::first_difference(&primary, &copy)?.unwrap_or((0, 0));
+            return Err(Error::Internal(format!(
+                "differs from the primary at position {applied} ({copy_pages} pages vs {pages}; first at page {page}, byte {byte}); rebuild it"
+            )));
+        }
+        Err(Error::Internal("the tenant kept changing: no quiet moment to compare in".into()))
+    }
+
+    /// Replaces a tenant's primary with replica `r`'s mirror, brought up to the change log
+    /// first; the old file is copied into `keep_dir` (as evidence). Written through SQLite's
+    /// backup API, so connections a server holds see the new content at their next
+    /// transaction rather than a file swapped under them.
+    pub fn promote(&self, r: usize, id: &TenantId, keep_dir: &Path) -> Result<PathBuf> {
+        let t = self.tenant_log(id).ok_or_else(|| Error::NotFound("tenant".into()))?;
+        let positions = self.positions(id);
+        self.sync(r, id, &t, &positions)?;
+        let mirror_path = mirror::db_path(&self.data_dir, &self.names[r], id);
+        let copy = mirror::open_for_read(&mirror_path)?;
+        if crate::db::integrity_check(&copy).is_err() {
+            return Err(Error::Internal(format!("{}'s copy fails its integrity check too", self.names[r])));
+        }
+        drop(copy);
+        std::fs::create_dir_all(keep_dir)?;
+        let kept = keep_dir.join(format!("damaged-{}.db", crate::util::now_unix()));
+        let primary = self.db_path(id);
+        std::fs::copy(&primary, &kept)?;
+        let wal = wal::path_of(&primary);
+        if wal.is_file() {
+            std::fs::copy(&wal, wal::path_of(&kept))?;
+        }
+        let mut live = crate::db::open_existing(&primary, crate::db::Durability::Normal)?;
+        live.restore(rusqlite::MAIN_DB, &mirror_path, None::<fn(rusqlite::backup::Progress)>)?;
+        crate::db::integrity_check(&live)?;
+        // Not a commit the hook saw: the log goes on from an image of the promoted file.
+        t.needs_image.store(true, Ordering::Release);
+        t.image()?;
+        Ok(kept)
+    }
+}
+
+/// What `verify` compared.
+#[derive(Debug, Serialize)]
+pub struct Verified {
+    pub position: u64,
+    pub pages: u32,
+}
+
+/// Removes every replica's copy of a tenant and its change log, whatever replicas are
+/// configured now (a purge leaves no copy behind).
+pub fn purge_copies(data_dir: &Path, id: &TenantId) -> Result<()> {
+    if let Ok(entries) = std::fs::read_dir(data_dir.join("replicas")) {
+        for e in entries.flatten() {
+            if let Some(name) = e.file_name().to_str() {
+                mirror::remove(data_dir, name, id);
+            }
+        }
+    }
+    match std::fs::remove_dir_all(log::root(data_dir).join(id.as_str())) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// A server starting without replicas on a data dir that had them: capture stops and the
+/// change log and mirrors are removed (they would only grow stale, and they hold tenant data).
+pub fn turn_off(data_dir: &Path) -> Result<bool> {
+    let changes = log::root(data_dir);
+    if !changes.is_dir() {
+        return Ok(false);
+    }
+    capture::disable(data_dir)?;
+    std::fs::remove_dir_all(&changes)?;
+    match std::fs::remove_dir_all(data_dir.join("replicas")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    Ok(true)
+}

@@ -98,13 +98,14 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
             out.sample("tenantd_replica_errors_total", &[("replica", &s.name)], s.errors as f64);
         }
         out.family(
-            "tenantd_replica_lag_ms",
+            "tenantd_replica_lag_seconds",
             "gauge",
-            "Commit-to-apply lag of the last 65,536 commits (p50, p99, max).",
+            "Commit-to-apply lag over the last 65,536 commits, by replica and statistic (p50, p99, max).",
         );
         for s in &status {
-            for (q, v) in [("0.5", s.lag_ms_p50), ("0.99", s.lag_ms_p99), ("1", s.lag_ms_max)] {
-                out.sample("tenantd_replica_lag_ms", &[("replica", &s.name), ("quantile", q)], f64::from(v));
+            for (stat, v) in [("p50", s.lag_ms_p50), ("p99", s.lag_ms_p99), ("max", s.lag_ms_max)] {
+                let seconds = f64::from(v) / 1000.0;
+                out.sample("tenantd_replica_lag_seconds", &[("replica", &s.name), ("stat", stat)], seconds);
             }
         }
     }

@@ -58,6 +58,8 @@ fn world() -> World {
     let root = s.login("root@ops.test");
     // One invoice of B's, for the billing routes.
     let globex = s.app.tenant(&tenantd::ids::Slug::parse("globex").unwrap()).unwrap();
+    // A snapshot of B's, for the backup routes.
+    tenantd::backup::create(&s.app, &globex, tenantd::backup::Kind::Scheduled).unwrap();
     let invoice = tenantd::catalog::billing::Invoice {
         id: 0,
         number: B_INVOICE.into(),
@@ -113,6 +115,8 @@ fn body(method: &str, pattern: &str) -> Option<serde_json::Value> {
         ("POST", "/index-advice/apply") => Some(json!({"index": ADVICE})),
         // B's own plan: a change that changes nothing succeeds for B and must be refused for A.
         ("POST", "/billing") => Some(json!({"action": "change_plan", "plan": "free"})),
+        // B has a scheduled snapshot (world); the fork's slug is new.
+        ("POST", "/backups/restore") => Some(json!({"id": "latest", "as": "globex-fork"})),
         _ => Some(json!({})),
     }
 }

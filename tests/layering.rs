@@ -21,6 +21,7 @@ const DOMAIN: &[&str] = &[
     "analytics",
     "audit",
     "auth",
+    "backup",
     "billing",
     "cache",
     "demo",

@@ -157,11 +157,14 @@ fn a_schema_change_reaches_the_mirrors_and_a_damaged_mirror_is_rebuilt() {
 }
 
 #[test]
-fn purge_leaves_no_copy_in_replicas_or_the_change_log() {
+fn purge_leaves_no_copy_in_replicas_the_change_log_or_backups() {
     let s = replicated("replica");
     let token = s.token("owner@acme.test", "acme", "owner");
     create(&s, &token, "needle-9f3c2a");
     let t = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    // A snapshot too (compressed: found by its directory, named by the tenant id).
+    tenantd::backup::create(&s.app, &t, tenantd::backup::Kind::Manual).unwrap();
+    assert!(s.data_dir().join("backups").join(t.id.as_str()).is_dir());
     let m1 = mirror(&s, "replica-1", "acme");
     within(Duration::from_secs(10), || m1.is_file() && count(&m1, "customers") == 1).unwrap();
     let actor = tenantd::tenancy::Actor::cli();

@@ -4,6 +4,7 @@ pub mod analytics;
 pub mod analytics_security;
 pub mod audit;
 pub mod auth;
+pub mod backups;
 pub mod billing;
 pub mod health;
 pub mod members;
@@ -23,7 +24,7 @@ use crate::ui;
 
 /// Every route the server answers. The isolation tests walk this table. Fixed tenant paths come
 /// before `/{table}`, so a table named like one of them is reachable only through the others'
-/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `billing`, `audit`,
+/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `billing`, `backups`, `audit`,
 /// `security-policy`, `logo`, `openapi.json`, `query-stats`, `slow-queries` or `index-advice`.
 pub fn router() -> Router {
     use Method::*;
@@ -76,6 +77,9 @@ pub fn router() -> Router {
         r(Get, T, "/billing", billing::get, area(Area::Billing, Action::Read)),
         r(Post, T, "/billing", billing::post, area(Area::Billing, Action::Write)),
         r(Get, T, "/billing/invoices/{number}", billing::invoice, area(Area::Billing, Action::Read)),
+        r(Get, T, "/backups", backups::list, area(Area::Settings, Action::Read)),
+        r(Post, T, "/backups", backups::create, area(Area::Settings, Action::Write)),
+        r(Post, T, "/backups/restore", backups::restore, area(Area::Settings, Action::Write)),
         r(Get, T, "/audit", audit::list, area(Area::Audit, Action::Read)),
         r(Get, T, "/alerts", audit::alerts, area(Area::Audit, Action::Read)),
         r(Get, T, "/security-policy", security::get, area(Area::Settings, Action::Read)),

@@ -5,6 +5,7 @@
 //! check did not pass); 2 bad usage or bad input (clap's convention, kept for ours).
 
 mod analytics;
+mod backup;
 mod bench;
 mod billing;
 mod healthcheck;
@@ -99,6 +100,10 @@ pub enum Command {
     /// Read replicas: status, verify, rebuild, promote (`[replicas] count = N`).
     #[command(subcommand)]
     Replica(replica::ReplicaCmd),
+    /// Per-tenant snapshots and restores (to a snapshot, or to any second the change log
+    /// covers; in place or into a new tenant): create, list, verify, restore.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
     #[command(subcommand)]
     Billing(billing::BillingCmd),
@@ -267,6 +272,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Billing(cmd) => billing::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Analytics(cmd) => analytics::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Replica(cmd) => replica::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Backup(cmd) => backup::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

@@ -104,6 +104,26 @@ pub struct Config {
     pub billing: BillingConfig,
     /// `[replicas]`: local read replicas.
     pub replicas: crate::replica::ReplicasConfig,
+    /// `[backup]`: scheduled snapshots of every tenant.
+    pub backup: BackupConfig,
+}
+
+/// `[backup]`: scheduled per-tenant snapshots (`backup`); retention is per plan
+/// (`backup_retention_days`).
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The server snapshots each tenant whose newest snapshot is older than this (0 = never:
+    /// only `tenantd backup create` takes them).
+    pub interval_hours: u64,
+    /// Tenants snapshotted at once by a scheduled pass and `backup create --all`.
+    pub threads: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { interval_hours: 24, threads: 2 }
+    }
 }
 
 impl Default for Config {
@@ -142,6 +162,7 @@ impl Default for Config {
             cache: Default::default(),
             billing: BillingConfig::default(),
             replicas: crate::replica::ReplicasConfig::default(),
+            backup: BackupConfig::default(),
             query_monitor: Default::default(),
         }
     }
@@ -190,6 +211,7 @@ const KNOWN_KEYS: &[&str] = &[
     "query_monitor",
     "billing",
     "replicas",
+    "backup",
 ];
 
 /// Explicit overrides from the command line (highest precedence).
@@ -301,6 +323,8 @@ impl Config {
         }
         range("replicas.max_lag_ms", self.replicas.max_lag_ms, 1, 3_600_000)?;
         range("replicas.bookmark_wait_ms", self.replicas.bookmark_wait_ms, 0, 10_000)?;
+        range("backup.interval_hours", self.backup.interval_hours, 0, 8760)?;
+        range("backup.threads", self.backup.threads as u64, 1, 64)?;
         if self.plans.is_empty() {
             return Err(ConfigError::about("plans", "at least one [plans.<name>] table is needed"));
         }
@@ -320,6 +344,7 @@ impl Config {
             range(&format!("plans.{name}.storage_bytes"), p.storage_bytes, 65_536, u64::MAX >> 1)?;
             range(&format!("plans.{name}.burst"), p.burst, 1, 1 << 40)?;
             range(&format!("plans.{name}.audit_retention_days"), p.audit_retention_days, 1, 36_500)?;
+            range(&format!("plans.{name}.backup_retention_days"), p.backup_retention_days, 1, 36_500)?;
             range(&format!("plans.{name}.trial_days"), p.trial_days, 0, 730)?;
             let currency_ok = p.currency.len() == 3 && p.currency.bytes().all(|b| b.is_ascii_lowercase());
             if !currency_ok {

@@ -412,7 +412,7 @@ mod tests {
              `query_timeout_ms`, `audit_retention_days`, `price_monthly_cents`, `price_yearly_cents`, `currency`, \
              `trial_days`, `stripe_price_id`, `stripe_price_id_yearly`, `included_monthly_requests`, \
              `overage_cents_per_1000_requests`, `included_storage_gb`, `overage_cents_per_gb_month`, `included_seats`, \
-             `overage_cents_per_seat`, `latency_target_ms`"
+             `overage_cents_per_seat`, `latency_target_ms`, `backup_retention_days`"
         );
         assert_eq!(error("[plans.Gold]\n", &[]), "tenantd.toml line 1: plans.Gold: plan names use a-z, 0-9 and '-'");
     }

@@ -39,6 +39,9 @@ pub struct PlanConfig {
     /// The p95 latency the plan promises, in ms; the health score (issue 21) counts a tenant's
     /// p95 against it. Not enforced.
     pub latency_target_ms: u64,
+    /// Snapshots of a tenant older than this are deleted (its newest is always kept), and with
+    /// them the change log before them: `backup restore --at` reaches back this far.
+    pub backup_retention_days: u64,
 }
 
 impl Default for PlanConfig {
@@ -65,6 +68,7 @@ impl Default for PlanConfig {
             included_seats: 0,
             overage_cents_per_seat: 0,
             latency_target_ms: 500,
+            backup_retention_days: 7,
         }
     }
 }
@@ -87,6 +91,7 @@ pub(crate) fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_concurrent_requests: 16,
         query_timeout_ms: 5000,
         audit_retention_days: 365,
+        backup_retention_days: 30,
         price_monthly_cents: 2900,
         price_yearly_cents: 29_000,
         trial_days: 14,
@@ -107,6 +112,7 @@ pub(crate) fn default_plans() -> BTreeMap<String, PlanConfig> {
         max_concurrent_requests: 64,
         query_timeout_ms: 10_000,
         audit_retention_days: 2555,
+        backup_retention_days: 90,
         price_monthly_cents: 49_900,
         price_yearly_cents: 499_000,
         included_monthly_requests: 100_000_000,

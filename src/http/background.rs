@@ -72,6 +72,8 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     let mut last_archive = Instant::now();
     let mut last_outbox = Instant::now();
     let mut last_reap = Instant::now();
+    // The first backup pass two minutes after start (the server settles first), then every ten.
+    let mut last_backup = Instant::now().checked_sub(Duration::from_secs(480)).unwrap_or_else(Instant::now);
     let mut rolled_day: Option<i64> = None;
     let started = Instant::now();
     let mut accept = AcceptWatch::default();
@@ -114,6 +116,11 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
         if last_outbox.elapsed() >= Duration::from_secs(5) {
             last_outbox = Instant::now();
             stripe_drain(&state.app);
+        }
+        // Snapshots that are due, and backup retention.
+        if last_backup.elapsed() >= Duration::from_secs(600) {
+            last_backup = Instant::now();
+            backups(&state.app);
         }
         // Audit retention and the billing run once an hour.
         if last_archive.elapsed() >= Duration::from_secs(3600) {
@@ -158,7 +165,33 @@ fn stripe_drain(app: &std::sync::Arc<crate::app::App>) {
     });
 }
 
-/// The hourly billing run (periods that ended, dunning, meter events for Stripe).
+/// Snapshots every tenant whose newest is older than `[backup] interval_hours`, and deletes
+/// those past their plan's retention.
+fn backups(app: &std::sync::Arc<crate::app::App>) {
+    static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if app.config.backup.interval_hours == 0 {
+        return;
+    }
+    let app = app.clone();
+    spawn_once(&RUNNING, "backups", move || {
+        match crate::backup::run_scheduled(&app, crate::util::now_millis(), false, app.config.backup.threads) {
+            Ok(p) => {
+                if p.snapshots > 0 || p.pruned > 0 {
+                    crate::log::info(&format!(
+                        "backups: {} tenants snapshotted, {} snapshots past retention deleted in {:.1} s",
+                        p.snapshots, p.pruned, p.seconds
+                    ));
+                }
+                for f in &p.failed {
+                    crate::log::warn(&format!("backup failed: {f}"));
+                }
+            }
+            Err(e) => crate::log::warn(&format!("backup pass failed: {}", e.log_detail())),
+        }
+    });
+}
+
+/// Daily: usage rollups downsampled past their retention, and records per table counted.
 fn usage_downsample(app: &std::sync::Arc<crate::app::App>, count_records: bool) {
     static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let app = app.clone();
@@ -183,6 +216,7 @@ fn usage_downsample(app: &std::sync::Arc<crate::app::App>, count_records: bool) 
     });
 }
 
+/// The hourly billing run (periods that ended, dunning, meter events for Stripe).
 fn billing_run(app: &std::sync::Arc<crate::app::App>) {
     static RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if crate::billing::Provider::of(app) == crate::billing::Provider::None {

@@ -63,6 +63,10 @@ pub struct TenantLog {
     /// (position, commit time in ms) of the last `RECENT` records this process wrote: how far
     /// behind a mirror is in time (`commit_time`).
     recent: Mutex<std::collections::VecDeque<(u64, i64)>>,
+    /// The log's position as its lock file last said (other processes' commits count), and
+    /// when that was read, in ms (`latest_position`).
+    logged: AtomicU64,
+    logged_read_ms: std::sync::atomic::AtomicI64,
 }
 
 const RECENT: usize = 256;
@@ -95,6 +99,12 @@ pub fn disable(data_dir: &Path) -> Result<()> {
 }
 
 /// The data dir a tenant file is in (`<data_dir>/tenants/<id>/data.db`).
+/// Tenants are known by their file's canonical path (the hooks get it from `install`), so a
+/// data dir given as a relative path or through a symlink still finds them.
+fn canonical(db: &Path) -> PathBuf {
+    std::fs::canonicalize(db).unwrap_or_else(|_| db.to_path_buf())
+}
+
 fn data_dir_of(db: &Path) -> Option<&Path> {
     db.parent()?.parent()?.parent()
 }
@@ -161,6 +171,8 @@ impl Capture {
             position: AtomicU64::new(0),
             needs_image: AtomicBool::new(false),
             recent: Mutex::default(),
+            logged: AtomicU64::new(0),
+            logged_read_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
         });
         t.position.store(recorded_position(&t.log), Ordering::Relaxed);
         Some(self.tenants.lock().entry(db.to_path_buf()).or_insert(t).clone())
@@ -293,6 +305,20 @@ impl TenantLog {
 
     /// When the commit at `position` was captured, if this process remembers it; else the
     /// oldest it remembers (so a mirror further behind counts as at least that late).
+    /// The tenant's position counting commits other processes logged (a CLI beside the
+    /// server), reading the log's lock file at most once per `fresh_ms`: reads are routed by
+    /// it, and a file read per request would cost more than the read.
+    pub fn latest_position(&self, fresh_ms: i64) -> u64 {
+        let now = crate::util::now_millis();
+        let read = self.logged_read_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(read) >= fresh_ms
+            && self.logged_read_ms.compare_exchange(read, now, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            self.logged.fetch_max(recorded_position(&self.log), Ordering::AcqRel);
+        }
+        self.position.load(Ordering::Acquire).max(self.logged.load(Ordering::Acquire))
+    }
+
     pub fn commit_time(&self, position: u64) -> Option<i64> {
         let r = self.recent.lock();
         r.iter().find(|(p, _)| *p == position).or(r.front()).map(|(_, t)| *t)
@@ -377,7 +403,7 @@ impl TenantLog {
 /// its first write already has a position.
 pub fn opened(db: &Path) {
     let Some(c) = CAPTURE.get() else { return };
-    let Some(t) = c.tenant(db) else { return };
+    let Some(t) = c.tenant(&canonical(db)) else { return };
     if let Err(e) = t.catch_up() {
         crate::log::warn(&format!("tenant {}: change capture at open failed: {}", t.id, e.log_detail()));
         t.needs_image.store(true, Ordering::Release);
@@ -385,11 +411,23 @@ pub fn opened(db: &Path) {
     c.mark_dirty(&t);
 }
 
+/// The tenant's commit position for a snapshot its caller takes under the tenant's write lock
+/// (so no commit is under way): the commits the log lacks are captured first. None when
+/// capture is off for its data dir, or has lost track (its next record is an image).
+pub fn settled_position(db: &Path) -> Option<u64> {
+    let c = CAPTURE.get()?;
+    let t = c.tenant(&canonical(db))?;
+    if t.needs_image.load(Ordering::Acquire) || t.capture(None).is_err() {
+        return None;
+    }
+    Some(t.latest_position(0))
+}
+
 /// A tenant file was replaced or restored wholesale (not through commits): the next record is
 /// an image.
 pub fn replaced(db: &Path) {
     let Some(c) = CAPTURE.get() else { return };
-    if let Some(t) = c.tenant(db) {
+    if let Some(t) = c.tenant(&canonical(db)) {
         t.needs_image.store(true, Ordering::Release);
         c.mark_dirty(&t);
     }

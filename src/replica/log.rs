@@ -106,6 +106,20 @@ impl Record {
         b
     }
 
+    /// The position and length of the record that seems to start `b`, from its header and
+    /// trailer alone (skipping records is cheap; `decode` checks the checksum).
+    fn peek(b: &[u8]) -> Option<(u64, usize)> {
+        if b.len() < HEAD + TRAILER || &b[..4] != MAGIC {
+            return None;
+        }
+        let n = le(b, 44) as usize;
+        let total = HEAD + (4 * n).div_ceil(8) * 8 + n.checked_mul(le(b, 24) as usize)? + TRAILER;
+        if b.len() < total || &b[total - 4..total] != END || le(b, total - 8) as usize != total {
+            return None;
+        }
+        Some((le64(b, 8), total))
+    }
+
     /// Decodes the record at the start of `b` (None if `b` does not hold a whole valid one).
     pub fn decode(b: &[u8]) -> Option<(Record, usize)> {
         if b.len() < HEAD + TRAILER || &b[..4] != MAGIC {
@@ -143,6 +157,27 @@ impl Record {
         };
         Some((record, total))
     }
+}
+
+/// Where a read of the log stopped: just past the record at `position`, `offset` bytes into
+/// the segment that starts at position `segment`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cursor {
+    segment: u64,
+    offset: u64,
+    pub position: u64,
+}
+
+/// A segment's bytes from `offset` on.
+fn read_from(path: &Path, offset: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = File::open(path)?;
+    if offset > 0 {
+        file.seek(SeekFrom::Start(offset))?;
+    }
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// One tenant's log directory.
@@ -324,33 +359,80 @@ impl Log {
         Ok(last)
     }
 
-    /// Records with positions in `(after, ..]`, in order; a reader that fell behind what the
-    /// log still holds gets an error (it needs an image).
-    pub fn read_after(&self, after: u64, mut f: impl FnMut(Record) -> Result<bool>) -> Result<()> {
+    /// Records with positions in `(after, ..]`, in order, until `f` says stop (after the record
+    /// it was given); a reader that fell behind what the log still holds gets an error (it needs
+    /// an image). `from`, where an earlier read stopped at `after`, starts the read there instead
+    /// of at the segment's start. Returns where this read stopped (None if it took no record).
+    pub fn read_after(
+        &self,
+        after: u64,
+        from: Option<Cursor>,
+        mut f: impl FnMut(Record) -> Result<bool>,
+    ) -> Result<Option<Cursor>> {
         let segments = self.segments()?;
-        let start = segments.iter().rposition(|(first, _)| *first <= after + 1).unwrap_or(0);
-        if segments.first().is_some_and(|(first, _)| *first > after + 1) {
-            return Err(Error::Internal(format!(
-                "the change log starts at position {} (wanted {})",
-                segments[0].0,
-                after + 1
-            )));
-        }
-        for (_, path) in &segments[start..] {
-            let bytes = match std::fs::read(path) {
+        let resume = from
+            .filter(|c| c.position == after)
+            .and_then(|c| Some((segments.iter().position(|(first, _)| *first == c.segment)?, c.offset)));
+        let (start, mut offset) = match resume {
+            Some(at) => at,
+            None => {
+                if segments.first().is_some_and(|(first, _)| *first > after + 1) {
+                    return Err(Error::Internal(format!(
+                        "the change log starts at position {} (wanted {})",
+                        segments[0].0,
+                        after + 1
+                    )));
+                }
+                (segments.iter().rposition(|(first, _)| *first <= after + 1).unwrap_or(0), 0)
+            }
+        };
+        let mut cursor = None;
+        for (first, path) in &segments[start..] {
+            let bytes = match read_from(path, offset) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e.into()),
             };
             let mut at = 0;
-            while let Some((r, n)) = Record::decode(&bytes[at..]) {
+            while let Some((position, len)) = Record::peek(&bytes[at..]) {
+                if position <= after {
+                    at += len;
+                    continue;
+                }
+                let Some((r, n)) = Record::decode(&bytes[at..]) else { break };
                 at += n;
-                if r.position > after && !f(r)? {
-                    return Ok(());
+                cursor = Some(Cursor { segment: *first, offset: offset + at as u64, position: r.position });
+                if !f(r)? {
+                    return Ok(cursor);
                 }
             }
+            offset = 0;
+        }
+        Ok(cursor)
+    }
+
+    /// Keeps the records after `position` from pruning (`floor`); None lets go. Backups set it
+    /// to the oldest snapshot's position, so a restore can replay the log from there.
+    pub fn set_floor(&self, position: Option<u64>) -> Result<()> {
+        let path = self.dir.join("floor");
+        match position {
+            Some(p) if self.dir.is_dir() => {
+                let tmp = self.dir.join("floor.partial");
+                std::fs::write(&tmp, p.to_string())?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Some(_) => {}
+            None => match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            },
         }
         Ok(())
+    }
+
+    /// The position records after which must stay (`set_floor`).
+    pub fn floor(&self) -> Option<u64> {
+        std::fs::read_to_string(self.dir.join("floor")).ok()?.trim().parse().ok()
     }
 
     /// The position of the last image (an image always starts a segment), if the log has one.
@@ -444,7 +526,7 @@ mod tests {
         assert_eq!(l.tail().unwrap().unwrap().position, 3);
         assert_eq!(recorded_position(&log), 3);
         let mut seen = Vec::new();
-        log.read_after(1, |r| {
+        log.read_after(1, None, |r| {
             seen.push((r.position, r.pages.len(), r.pages[0].1[0]));
             Ok(true)
         })
@@ -463,12 +545,46 @@ mod tests {
         l.append(&record(4, Kind::Changes)).unwrap();
         assert_eq!(l.tail().unwrap().unwrap().position, 4);
         let mut n = 0;
-        log.read_after(0, |_| {
+        log.read_after(0, None, |_| {
             n += 1;
             Ok(true)
         })
         .unwrap();
         assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn a_cursor_resumes_where_the_last_read_stopped_across_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::new(dir.path().join("t"));
+        let mut a = Appender::open(&log).unwrap();
+        let mut l = a.lock().unwrap();
+        for p in 1..=3 {
+            l.append(&record(p, Kind::Changes)).unwrap();
+        }
+        let positions = |after, from| {
+            let mut seen = Vec::new();
+            let c = log
+                .read_after(after, from, |r| {
+                    seen.push(r.position);
+                    Ok(seen.len() < 2)
+                })
+                .unwrap();
+            (seen, c)
+        };
+        let (seen, c) = positions(0, None);
+        assert_eq!((seen, c.map(|c| c.position)), (vec![1, 2], Some(2)));
+        l.append(&record(4, Kind::Image)).unwrap();
+        l.append(&record(5, Kind::Changes)).unwrap();
+        // Resumed from the cursor: the rest of the first segment, then the next one.
+        let (seen, c2) = positions(2, c);
+        assert_eq!((seen, c2.map(|c| c.position)), (vec![3, 4], Some(4)));
+        let (seen, _) = positions(4, c2);
+        assert_eq!(seen, vec![5]);
+        // A cursor for another position is ignored: the read starts from the segments.
+        assert_eq!(positions(1, c2).0, vec![2, 3]);
+        // Nothing new: no cursor (the caller keeps its own).
+        assert_eq!(log.read_after(5, None, |_| Ok(true)).unwrap(), None);
     }
 
     #[test]
@@ -481,10 +597,10 @@ mod tests {
         l.append(&record(2, Kind::Changes)).unwrap();
         l.append(&record(3, Kind::Image)).unwrap();
         assert_eq!(log.segments().unwrap().len(), 2);
-        assert!(log.read_after(0, |_| Ok(true)).is_ok());
+        assert!(log.read_after(0, None, |_| Ok(true)).is_ok());
         assert_eq!(log.prune(1, i64::MAX).unwrap(), 0, "position 2 is still needed");
         assert_eq!(log.prune(2, i64::MAX).unwrap(), 1);
-        assert!(log.read_after(0, |_| Ok(true)).is_err(), "position 1 is gone");
-        assert!(log.read_after(2, |_| Ok(true)).is_ok());
+        assert!(log.read_after(0, None, |_| Ok(true)).is_err(), "position 1 is gone");
+        assert!(log.read_after(2, None, |_| Ok(true)).is_ok());
     }
 }

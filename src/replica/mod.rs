@@ -77,12 +77,24 @@ const OPEN_MIRRORS: usize = 256;
 const SEED_PER_SWEEP: usize = 64;
 /// Lag samples kept per replica for its percentiles (a minute at 1,000 commits/s).
 const SAMPLES: usize = 65_536;
+/// How stale, in ms, routing may see what other processes did: commits they logged, and a
+/// mirror they replaced with a new file (a CLI rebuild). This process's own are seen at once.
+const FRESH_MS: i64 = 100;
 
 /// A mirror: (replica index, tenant).
 type MirrorKey = (usize, TenantId);
 /// A connection on a mirror with the inode of the file it opened (a rebuilt mirror is a new
 /// file: connections on the old one are not reused).
 type OnFile = (Connection, u64);
+
+/// An idle read connection on a mirror: the inode it opened, and when and at which of this
+/// process's replacements (`Replication::replaced`) that inode was last found current.
+struct IdleRead {
+    conn: Connection,
+    ino: u64,
+    checked: Instant,
+    replaced: u64,
+}
 
 pub struct Replication {
     data_dir: PathBuf,
@@ -93,7 +105,9 @@ pub struct Replication {
     /// Apply connections by (replica, tenant), least recently used closed first.
     appliers: Mutex<lru::LruCache<MirrorKey, OnFile>>,
     /// Idle read connections by (replica, tenant).
-    readers: Mutex<lru::LruCache<MirrorKey, Vec<OnFile>>>,
+    readers: Mutex<lru::LruCache<MirrorKey, Vec<IdleRead>>>,
+    /// Mirror files this process replaced or removed so far (idle readers on them are stale).
+    replaced: AtomicU64,
     pub stats: Vec<ReplicaStats>,
     next: AtomicU64,
 }
@@ -104,6 +118,8 @@ pub struct Positions {
     /// Applied since this process started (before that the position file may lag the mirror:
     /// the first apply goes to the end of the log in one transaction).
     resumed: Vec<AtomicBool>,
+    /// Where each replica's last read of the log stopped (the next read starts there).
+    cursors: Mutex<Vec<Option<log::Cursor>>>,
     changed: Condvar,
     lock: Mutex<()>,
 }
@@ -124,6 +140,8 @@ pub struct MirrorRead {
     pub replica: String,
     conn: Option<Connection>,
     ino: u64,
+    checked: Instant,
+    replaced: u64,
     key: (usize, TenantId),
     owner: Arc<Replication>,
 }
@@ -143,13 +161,14 @@ impl std::ops::DerefMut for MirrorRead {
 
 impl Drop for MirrorRead {
     fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
+        if let Some(conn) = self.conn.take() {
+            let idle = IdleRead { conn, ino: self.ino, checked: self.checked, replaced: self.replaced };
             let mut r = self.owner.readers.lock();
             match r.get_mut(&self.key) {
-                Some(v) if v.len() < 4 => v.push((c, self.ino)),
+                Some(v) if v.len() < 4 => v.push(idle),
                 Some(_) => {}
                 None => {
-                    r.put(self.key.clone(), vec![(c, self.ino)]);
+                    r.put(self.key.clone(), vec![idle]);
                 }
             }
         }
@@ -211,6 +230,7 @@ impl Replication {
             stats: names.iter().map(|_| ReplicaStats::default()).collect(),
             names,
             next: AtomicU64::new(0),
+            replaced: AtomicU64::new(0),
         })))
     }
 
@@ -235,6 +255,7 @@ impl Replication {
         let p = Arc::new(Positions {
             applied: self.names.iter().map(|n| AtomicU64::new(mirror::recorded(&self.data_dir, n, id).0)).collect(),
             resumed: self.names.iter().map(|_| AtomicBool::new(false)).collect(),
+            cursors: Mutex::new(vec![None; self.names.len()]),
             changed: Condvar::new(),
             lock: Mutex::new(()),
         });
@@ -244,8 +265,33 @@ impl Replication {
     /// Runs the replicator until `stop`: applies what capture logged, tenant by tenant, and
     /// every two seconds looks for commits other processes logged (a CLI beside the server).
     pub fn run(self: &Arc<Self>, stop: &AtomicBool) {
+        std::thread::scope(|s| {
+            // Pruning deletes whole segments (ms each on ext4): on a thread of its own, so a
+            // minute's deletions across the fleet never hold up applying.
+            let pruner = std::thread::Builder::new().name("tenantd-log-prune".into()).spawn_scoped(s, || {
+                let mut last = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(250));
+                    if last.elapsed() >= Duration::from_secs(60) {
+                        last = Instant::now();
+                        self.prune();
+                    }
+                }
+            });
+            if let Err(e) = pruner {
+                self.error(0, &format!("the change log pruner did not start: {e}"));
+            }
+            self.apply_loop(stop);
+        });
+    }
+
+    fn apply_loop(self: &Arc<Self>, stop: &AtomicBool) {
+        // Behind tenant traffic when the CPU is short: a replicator that falls behind applies
+        // more commits per transaction (cheaper per commit), and its lag shows it.
+        if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), 10) {
+            crate::log::warn(&format!("replica: could not lower the replicator's priority: {e}"));
+        }
         let mut last_sweep = Instant::now() - Duration::from_secs(10);
-        let mut last_prune = Instant::now();
         let mut caught_up = std::collections::HashSet::new();
         while !stop.load(Ordering::Relaxed) {
             let mut todo = self.capture.take_dirty(Duration::from_millis(250));
@@ -280,10 +326,6 @@ impl Replication {
                     break;
                 }
                 self.replicate(&id);
-            }
-            if last_prune.elapsed() >= Duration::from_secs(60) {
-                last_prune = Instant::now();
-                self.prune();
             }
         }
     }
@@ -333,7 +375,7 @@ impl Replication {
         let path = mirror::db_path(&self.data_dir, &self.names[r], id);
         let exists = std::fs::metadata(&path).map(|m| m.len() > 0).unwrap_or(false);
         // A mirror that is not there yet starts at the log's last image.
-        let from = match (exists, t.log.last_image()?) {
+        let from = match (exists, if exists { None } else { t.log.last_image()? }) {
             (true, _) => pos.read().0,
             (false, Some(image)) => image - 1,
             (false, None) => {
@@ -344,16 +386,21 @@ impl Replication {
         };
         let uncapped = !exists || !positions.resumed[r].load(Ordering::Acquire);
         let mut records: Vec<Record> = Vec::new();
-        let read = t.log.read_after(from, |rec| {
+        let hint = positions.cursors.lock()[r];
+        let read = t.log.read_after(from, hint, |rec| {
             records.push(rec);
             Ok(uncapped || records.len() < BATCH)
         });
-        if let Err(e) = read {
-            // The log no longer goes back that far (a pruned log): start over from an image.
-            t.needs_image.store(true, Ordering::Release);
-            self.capture.mark_dirty(id);
-            return Err(e);
-        }
+        let cursor = match read {
+            Ok(c) => c,
+            Err(e) => {
+                // The log no longer goes back that far (a pruned log): start over from an image.
+                positions.cursors.lock()[r] = None;
+                t.needs_image.store(true, Ordering::Release);
+                self.capture.mark_dirty(id);
+                return Err(e);
+            }
+        };
         if records.is_empty() {
             positions.applied[r].store(from, Ordering::Release);
             positions.resumed[r].store(true, Ordering::Release);
@@ -366,7 +413,9 @@ impl Replication {
         let image = records.iter().rposition(|rec| rec.kind == log::Kind::Image);
         let bytes = if let Some(i) = image {
             self.appliers.lock().pop(&key);
-            mirror::create(&path, &records[i..])?
+            let bytes = mirror::create(&path, &records[i..])?;
+            self.replaced.fetch_add(1, Ordering::AcqRel);
+            bytes
         } else if exists {
             // A mirror replaced by another process (a CLI rebuild) is reopened.
             let ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok();
@@ -383,6 +432,7 @@ impl Replication {
         };
         let Some(last) = records.last() else { return Ok(()) };
         pos.write(last.position, last.time_ms)?;
+        positions.cursors.lock()[r] = cursor;
         drop(pos);
         {
             let _g = positions.lock.lock();
@@ -412,7 +462,7 @@ impl Replication {
     pub fn lag(&self, r: usize, id: &TenantId) -> (u64, i64) {
         let applied = self.positions(id).applied[r].load(Ordering::Acquire);
         let Some(t) = self.tenant_log(id) else { return (0, 0) };
-        let primary = t.position.load(Ordering::Acquire).max(capture::recorded_position(&t.log));
+        let primary = t.latest_position(FRESH_MS);
         if applied >= primary {
             return (0, 0);
         }
@@ -463,15 +513,42 @@ impl Replication {
         }
         let r = chosen?;
         let key = (r, id.clone());
-        let path = mirror::db_path(&self.data_dir, &self.names[r], id);
-        // A mirror rebuilt as a new file: connections on the old one are dropped.
-        let ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()?;
+        let replaced = self.replaced.load(Ordering::Acquire);
         let idle = self.readers.lock().get_mut(&key).and_then(|v| v.pop());
+        // A mirror rebuilt as a new file: connections on the old one are dropped. This
+        // process's replacements are seen at once; another's within FRESH_MS, except by reads
+        // with a bookmark, which always look (an old file may be behind the position routed on).
+        if let Some(i) = idle.as_ref().filter(|i| {
+            i.replaced == replaced && bookmark.is_none() && i.checked.elapsed() < Duration::from_millis(FRESH_MS as u64)
+        }) {
+            let (ino, checked) = (i.ino, i.checked);
+            let conn = idle.map(|i| i.conn);
+            return Some(MirrorRead {
+                replica: self.names[r].clone(),
+                conn,
+                ino,
+                checked,
+                replaced,
+                key,
+                owner: self.clone(),
+            });
+        }
+        let path = mirror::db_path(&self.data_dir, &self.names[r], id);
+        let ino = std::fs::metadata(&path).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).ok()?;
         let conn = match idle {
-            Some((c, at)) if at == ino => c,
+            Some(i) if i.ino == ino => i.conn,
             _ => mirror::open_for_read(&path).ok()?,
         };
-        Some(MirrorRead { replica: self.names[r].clone(), conn: Some(conn), ino, key, owner: self.clone() })
+        let checked = Instant::now();
+        Some(MirrorRead {
+            replica: self.names[r].clone(),
+            conn: Some(conn),
+            ino,
+            checked,
+            replaced,
+            key,
+            owner: self.clone(),
+        })
     }
 
     /// Per replica: tenants, how far behind, shipped bytes, errors.
@@ -517,8 +594,11 @@ impl Replication {
         let tenants: Vec<(TenantId, Arc<Positions>)> =
             self.tenants.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         for (id, p) in tenants {
-            let min = p.applied.iter().map(|a| a.load(Ordering::Acquire)).min().unwrap_or(0);
-            if let Err(e) = self.capture.log_of(&id).prune(min, i64::MAX) {
+            let log = self.capture.log_of(&id);
+            let applied = p.applied.iter().map(|a| a.load(Ordering::Acquire)).min().unwrap_or(0);
+            // Backups need the log after their oldest snapshot (point-in-time restore).
+            let min = log.floor().map_or(applied, |f| f.min(applied));
+            if let Err(e) = log.prune(min, i64::MAX) {
                 self.error(0, &format!("pruning the change log of {id}: {}", e.log_detail()));
             }
         }
@@ -532,6 +612,7 @@ impl Replication {
             self.readers.lock().pop(&(r, id.clone()));
             mirror::remove(&self.data_dir, name, id);
         }
+        self.replaced.fetch_add(1, Ordering::AcqRel);
         self.capture.forget(id);
         let _ = std::fs::remove_dir_all(self.capture.log_of(id).dir);
     }
@@ -547,7 +628,9 @@ impl Replication {
         {
             let pos = mirror::PosFile::lock(&self.data_dir, &self.names[r], id)?;
             crate::store::remove_db_files(&mirror::db_path(&self.data_dir, &self.names[r], id));
+            self.replaced.fetch_add(1, Ordering::AcqRel);
             pos.write(at - 1, 0)?;
+            positions.cursors.lock()[r] = None;
         }
         positions.resumed[r].store(false, Ordering::Release);
         self.sync(r, id, &t, &positions)?;
@@ -579,7 +662,7 @@ impl Replication {
                     if logged > applied {
                         behind += 1;
                         max_commits = max_commits.max(logged - applied);
-                        let _ = log.read_after(applied, |rec| {
+                        let _ = log.read_after(applied, None, |rec| {
                             behind_ms = behind_ms.max((now - rec.time_ms).max(0));
                             Ok(false)
                         });

@@ -289,13 +289,14 @@ pub fn user_version(conn: &Connection) -> Result<i64> {
 }
 
 /// A fingerprint of the schema: SHA-256 over the sorted `sqlite_master` entries of the app's
-/// objects (SQLite's and tenantd's own `_tenantd_*` tables excluded, and indexes a tenant admin
+/// objects (SQLite's, tenantd's own `_tenantd_*` and Litestream's `_litestream_*` tables excluded, and indexes a tenant admin
 /// applied from the index advisor, `idx_advised_*`). Two databases at the same migration
 /// version must agree; a difference is drift.
 pub fn schema_fingerprint(conn: &Connection) -> Result<String> {
     let mut stmt = conn.prepare(
         "SELECT type, name, tbl_name, coalesce(sql, '') FROM sqlite_master \
          WHERE name NOT LIKE 'sqlite_%' AND tbl_name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' \
+         AND tbl_name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' \
          AND NOT (type = 'index' AND name LIKE 'idx\\_advised\\_%' ESCAPE '\\') ORDER BY type, name",
     )?;
     let rows = stmt.query_map([], |r| {

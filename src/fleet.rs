@@ -408,7 +408,8 @@ pub fn own_schema(app: &App, slug: &Slug, dir: &Path) -> Result<TenantSchema> {
     let conn = db::open_read_only(&app.paths.tenant_db(&t.id))?;
     let mut stmt = conn.prepare(
         "SELECT sql FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-         AND tbl_name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' ORDER BY type = 'table' DESC, rowid",
+         AND tbl_name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' AND tbl_name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' \
+         ORDER BY type = 'table' DESC, rowid",
     )?;
     let ddl: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     drop(stmt);

@@ -217,3 +217,64 @@ fn issue22_owners_list_snapshot_and_fork_through_the_api() {
         );
     }
 }
+
+#[test]
+fn issue22_litestream_tables_stay_invisible_and_its_config_is_written() {
+    let s = TestServer::start();
+    let token = s.token("owner@acme.test", "acme", "owner");
+    add(&s, &token, "acme", &["y"]);
+    let state = |s: &TestServer| {
+        let out = s.cli(&["schema", "status", "--json"]);
+        let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        v["tenants"].as_array().unwrap().iter().find(|t| t["slug"] == "acme").unwrap()["state"].clone()
+    };
+    let before = state(&s);
+    let spec_before = s.get_as("/api/v1/t/acme/openapi.json", &token).text();
+    // What Litestream 0.5 adds to every database it replicates.
+    let t = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(s.app.paths.tenant_db(&t.id)).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS _litestream_seq (id INTEGER PRIMARY KEY, seq INTEGER);
+         CREATE TABLE IF NOT EXISTS _litestream_lock (id INTEGER);",
+    )
+    .unwrap();
+    drop(conn);
+    s.app.store.evict(&t.id);
+    for table in ["_litestream_seq", "_litestream_lock"] {
+        let r = s.get_as(&format!("/api/v1/t/acme/{table}"), &token);
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (400, Some("unknown_table")),
+            "{table}: {}",
+            r.text()
+        );
+        let listed =
+            r.json()["error"]["message"].as_str().unwrap().split("this tenant has").nth(1).unwrap().to_string();
+        assert!(!listed.contains("_litestream"), "{}", r.text());
+    }
+    let spec = s.get_as("/api/v1/t/acme/openapi.json", &token).text();
+    assert!(!spec.contains("_litestream"), "the OpenAPI document shows Litestream's tables");
+    assert_eq!(spec.len(), spec_before.len());
+    assert_eq!(state(&s), before, "Litestream's tables are not schema drift");
+    assert_eq!(names(&s, &token, "acme"), vec!["y".to_string()]);
+
+    // The configuration: one process watching tenants/, or several with the fleet split.
+    let out_dir = s.data_dir().parent().unwrap().join("ls");
+    let out_s = out_dir.to_str().unwrap();
+    ok(&s.cli(&["litestream", "config", "--replica-url", "s3://bucket/tenantd", "--out", out_s]));
+    let yml = std::fs::read_to_string(out_dir.join("litestream.yml")).unwrap();
+    assert!(yml.contains("watch: true") && yml.contains("url: s3://bucket/tenantd/tenants"), "{yml}");
+    assert!(out_dir.join("tenantd-litestream.service").is_file());
+    ok(&s.cli(&["litestream", "config", "--replica-url", "file:///srv/r", "--out", out_s, "--processes", "2"]));
+    let both = std::fs::read_to_string(out_dir.join("litestream-1.yml")).unwrap()
+        + &std::fs::read_to_string(out_dir.join("litestream-2.yml")).unwrap();
+    assert!(both.contains(&format!("url: file:///srv/r/tenants/{}/data.db", t.id)), "{both}");
+    for (args, says) in [
+        (vec!["litestream", "config", "--replica-url", "/srv/r", "--out", out_s], "replica URL starts with"),
+        (vec!["litestream", "config", "--replica-url", "s3://b", "--out", out_s, "--processes", "0"], "1..=64"),
+    ] {
+        let out = s.cli(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -31,6 +31,8 @@ use crate::replica::log::{Log, Record};
 use crate::tenancy::Actor;
 use crate::util::{hex, now_millis, random_hex};
 
+pub mod litestream;
+
 pub const FORMAT: &str = "tenantd-backup";
 /// zstd level 3 (its default): about 5x on tenant files at a few hundred MB/s on one core.
 const LEVEL: i32 = 3;

@@ -120,9 +120,14 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Flushes the WAL into the main file (at shutdown).
+    /// Flushes the WAL into the main file (at shutdown), waiting for no reader: Litestream holds
+    /// a read transaction on every file it replicates, and a shutdown must not wait a busy
+    /// timeout for it (the WAL then stays, and the next start reads it back).
     pub fn checkpoint(&self) -> Result<()> {
-        self.conn()?.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+        // A connection of its own: the pool's keep their busy handler.
+        let conn = crate::db::open_existing(self.path(), crate::db::Durability::Full)?;
+        conn.busy_handler(None)?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
         Ok(())
     }
 

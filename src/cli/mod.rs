@@ -9,6 +9,7 @@ mod backup;
 mod bench;
 mod billing;
 mod healthcheck;
+mod litestream;
 mod loadtest;
 mod migration;
 mod replica;
@@ -104,6 +105,9 @@ pub enum Command {
     /// covers; in place or into a new tenant): create, list, verify, restore.
     #[command(subcommand)]
     Backup(backup::BackupCmd),
+    /// Off-box copies with Litestream: `litestream config` writes its configuration and unit.
+    #[command(subcommand)]
+    Litestream(litestream::LitestreamCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
     #[command(subcommand)]
     Billing(billing::BillingCmd),
@@ -273,6 +277,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Analytics(cmd) => analytics::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Replica(cmd) => replica::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Backup(cmd) => backup::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Litestream(cmd) => litestream::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

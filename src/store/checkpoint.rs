@@ -114,8 +114,14 @@ impl TenantStore {
         let handles: Vec<Arc<TenantHandle>> = self.open.lock().iter().map(|(_, h)| h.clone()).collect();
         let mut errors = Vec::new();
         for h in handles {
-            // On the writer: every open tenant has it, so this opens no connection.
-            let res = h.writer().and_then(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?));
+            // On the writer: every open tenant has it, so this opens no connection. Waiting for
+            // no reader: Litestream holds a read transaction on every file it replicates, and a
+            // shutdown must not wait a busy timeout per tenant for it (the WAL then stays, and
+            // the next open reads it back).
+            let res = h.writer().and_then(|c| {
+                c.busy_handler(None)?;
+                Ok(c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?)
+            });
             if let Err(e) = res {
                 errors.push((h.id.clone(), e));
             }

@@ -91,7 +91,10 @@ impl Digests {
 pub fn introspect(conn: &Connection) -> Result<SchemaInfo> {
     let cookie: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
     let mut stmt = conn.prepare(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' ORDER BY name",
+        // Litestream's own tables (`_litestream_seq`, `_litestream_lock`, in every database it
+        // replicates) are not the tenant's either.
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '\\_tenantd\\_%' ESCAPE '\\' \
+         AND name NOT LIKE '\\_litestream\\_%' ESCAPE '\\' ORDER BY name",
     )?;
     let names: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
     let mut tables = BTreeMap::new();

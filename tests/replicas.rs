@@ -267,3 +267,54 @@ fn kill_9_while_shipping_leaves_valid_mirrors_that_resume() {
     let out = common::cli(&data, &["replica", "verify"]);
     assert!(out.status.success(), "{}{}", stdout(&out), common::stderr(&out));
 }
+
+#[test]
+fn a_corrupt_primary_is_read_from_a_replica_with_an_alert_until_promote_repairs_it() {
+    let s = replicated("primary");
+    let token = s.token("owner@acme.test", "acme", "owner");
+    for i in 0..30 {
+        create(&s, &token, &format!("row-{i}"));
+    }
+    let m1 = mirror(&s, "replica-1", "acme");
+    within(Duration::from_secs(10), || m1.is_file() && count(&m1, "customers") == 30).expect("the mirror caught up");
+    let t = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let path = s.app.paths.tenant_db(&t.id);
+    // Closed, its WAL folded into the file, then the customers table's root page overwritten.
+    s.app.store.evict(&t.id);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    let (root, page_size): (i64, i64) = c
+        .query_row(
+            "SELECT rootpage, (SELECT page_size FROM pragma_page_size) FROM sqlite_master WHERE name = 'customers'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    drop(c);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all_at(&vec![0xA5; page_size as usize], ((root - 1) * page_size) as u64).unwrap();
+    }
+    let raised = s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed);
+    let r = s.get_as("/api/v1/t/acme/customers?per_page=100", &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r.header("tenantd-served-by").unwrap().starts_with("replica-"), "{:?}", r.header("tenantd-served-by"));
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 30);
+    // The next reads go to the mirror at once, without touching the damaged file.
+    let again = s.get_as("/api/v1/t/acme/customers/1", &token);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert!(again.header("tenantd-served-by").unwrap().starts_with("replica-"));
+    assert!(s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed) > raised, "an alert was raised");
+    // Writes cannot go on on a damaged file; promote repairs it from the mirror.
+    let out = s.cli(&["replica", "promote", "--tenant", "acme", "--from", "replica-1"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    within(Duration::from_secs(20), || {
+        let r = s.get_as("/api/v1/t/acme/customers?per_page=100", &token);
+        r.status == 200
+            && r.header("tenantd-served-by") == Some("primary")
+            && r.json()["items"].as_array().unwrap().len() == 30
+    })
+    .expect("the primary answers again after promote");
+    create(&s, &token, "after-repair");
+}

@@ -52,7 +52,10 @@ fn bookmarked(ctx: &Ctx<'_>, resp: Resp) -> Result<Resp> {
 /// since (see `cache::query`). Access was checked before the handler at table level, and the
 /// key holds the resolved column list, so a hit returns exactly what this caller's query would.
 pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let w = read_work(ctx, req)?;
+    read_with_fallback(ctx, req, |w| list_on(ctx, req, w))
+}
+
+fn list_on(ctx: &Ctx<'_>, req: &Req, w: &records::Work) -> Result<Resp> {
     let schema = w.schema()?;
     let table = schema.table(ctx.param("table")?)?;
     let q = records::parse_list(table, &req.query)?;
@@ -95,12 +98,60 @@ pub fn list(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 pub fn get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let id = records::parse_id(ctx.param("id")?)?;
+    read_with_fallback(ctx, req, |w| {
+        let schema = w.schema()?;
+        let table = schema.table(ctx.param("table")?)?;
+        let body = w.get_json(table, id)?;
+        crate::limits::meter::rows(1, 0);
+        Ok(served_by(ctx, Resp { body, ..Resp::empty(200) }, w.served_by()))
+    })
+}
+
+/// Runs a read; when the primary answers it with corruption and replicas are on, the tenant's
+/// reads go to its most advanced mirror from now on (until the primary reads again, e.g.
+/// after `tenantd replica promote`), this read is answered there, and an alert is raised.
+fn read_with_fallback(ctx: &Ctx<'_>, req: &Req, read: impl Fn(&records::Work) -> Result<Resp>) -> Result<Resp> {
     let w = read_work(ctx, req)?;
-    let schema = w.schema()?;
-    let table = schema.table(ctx.param("table")?)?;
-    let body = w.get_json(table, id)?;
-    crate::limits::meter::rows(1, 0);
-    Ok(served_by(ctx, Resp { body, ..Resp::empty(200) }, w.served_by()))
+    let res = read(&w);
+    let (Err(e), Some(r)) = (&res, &ctx.app.replication) else { return res };
+    if !is_corruption(e) || w.served_by() != "primary" {
+        return res;
+    }
+    drop(w);
+    let t = ctx.tenant()?;
+    if r.primary_failed(&t.id) {
+        crate::log::error(&format!(
+            "tenant {}: its file is corrupt ({}); reads go to a replica",
+            t.slug,
+            e.log_detail()
+        ));
+        let day = crate::util::now_unix().div_euclid(86_400) * 86_400;
+        ctx.app.limits.alerts.raise(
+            &t.id,
+            t.slug.as_str(),
+            "primary_corrupt",
+            day,
+            format!(
+                "tenant {}: its database file is corrupt; reads are answered by a replica, writes fail until \
+                 `tenantd replica promote --tenant {} --from <replica>` repairs it",
+                t.slug, t.slug
+            ),
+        );
+    }
+    let w = read_work(ctx, req)?;
+    if w.served_by() == "primary" {
+        return res; // no mirror to read from
+    }
+    read(&w)
+}
+
+/// SQLite found the file damaged (not a database, or a malformed page).
+fn is_corruption(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Sqlite(rusqlite::Error::SqliteFailure(f, _))
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 pub fn create(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

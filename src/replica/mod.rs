@@ -80,6 +80,9 @@ const SAMPLES: usize = 65_536;
 /// How stale, in ms, routing may see what other processes did: commits they logged, and a
 /// mirror they replaced with a new file (a CLI rebuild). This process's own are seen at once.
 const FRESH_MS: i64 = 100;
+/// How long reads of a tenant whose primary turned out corrupt go to a mirror before the
+/// primary is tried again.
+const FAILED_FOR: Duration = Duration::from_secs(10);
 
 /// A mirror: (replica index, tenant).
 type MirrorKey = (usize, TenantId);
@@ -108,6 +111,10 @@ pub struct Replication {
     readers: Mutex<lru::LruCache<MirrorKey, Vec<IdleRead>>>,
     /// Mirror files this process replaced or removed so far (idle readers on them are stale).
     replaced: AtomicU64,
+    /// Tenants whose primary file answered a read with corruption, and when: their reads go to
+    /// the most advanced mirror for `FAILED_FOR`, then the primary is tried again (so a
+    /// `replica promote` from a CLI is noticed without telling the server).
+    failed: Mutex<HashMap<TenantId, Instant>>,
     pub stats: Vec<ReplicaStats>,
     next: AtomicU64,
 }
@@ -231,6 +238,7 @@ impl Replication {
             names,
             next: AtomicU64::new(0),
             replaced: AtomicU64::new(0),
+            failed: Mutex::default(),
         })))
     }
 
@@ -486,7 +494,14 @@ impl Replication {
     /// With `read_policy = "replica"`: a read connection on a mirror of the tenant that is at
     /// `bookmark` or past it (waiting up to `bookmark_wait_ms` for one), or within
     /// `max_lag_ms` when there is no bookmark. None: the primary answers.
+    /// A tenant whose primary failed (`primary_failed`) is read from its most advanced mirror
+    /// whatever the policy and lag.
     pub fn reader(self: &Arc<Self>, id: &TenantId, bookmark: Option<u64>) -> Option<MirrorRead> {
+        if self.primary_is_failed(id) {
+            let positions = self.positions(id);
+            let best = (0..self.names.len()).max_by_key(|&r| positions.applied[r].load(Ordering::Acquire))?;
+            return self.connect(best, id, None);
+        }
         if self.config.read_policy != "replica" {
             return None;
         }
@@ -511,7 +526,34 @@ impl Replication {
                 }
             }
         }
-        let r = chosen?;
+        self.connect(chosen?, id, bookmark)
+    }
+
+    /// Records that the tenant's primary answered a read with corruption (true the first time
+    /// in `FAILED_FOR`): its reads go to a mirror meanwhile.
+    pub fn primary_failed(&self, id: &TenantId) -> bool {
+        let mut f = self.failed.lock();
+        let fresh = f.get(id).is_none_or(|at| at.elapsed() >= FAILED_FOR);
+        if fresh {
+            f.insert(id.clone(), Instant::now());
+        }
+        fresh
+    }
+
+    fn primary_is_failed(&self, id: &TenantId) -> bool {
+        let mut f = self.failed.lock();
+        match f.get(id) {
+            Some(at) if at.elapsed() < FAILED_FOR => true,
+            Some(_) => {
+                f.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// A read connection on replica `r`'s mirror of the tenant (pooled).
+    fn connect(self: &Arc<Self>, r: usize, id: &TenantId, bookmark: Option<u64>) -> Option<MirrorRead> {
         let key = (r, id.clone());
         let replaced = self.replaced.load(Ordering::Acquire);
         let idle = self.readers.lock().get_mut(&key).and_then(|v| v.pop());
@@ -770,6 +812,7 @@ impl Replication {
         // Not a commit the hook saw: the log goes on from an image of the promoted file.
         t.needs_image.store(true, Ordering::Release);
         t.image()?;
+        self.failed.lock().remove(id);
         Ok(kept)
     }
 }

@@ -47,6 +47,8 @@ pub struct App {
     pub tenant_config: TenantConfigCache,
     /// Read replicas (`[replicas] count` > 0): change capture is on for this data dir.
     pub replication: Option<Arc<crate::replica::Replication>>,
+    /// CDN edges for tenant assets (`[cdn] edges`), when there are any.
+    pub cdn: Option<Arc<crate::cdn::Cdn>>,
 }
 
 /// Counters of every cache `App` holds, for `/metrics` and `/health/detailed`.
@@ -100,6 +102,7 @@ impl App {
         );
         let replication = crate::replica::Replication::new(&config.replicas, &config.data_dir)?;
         let query_cache = QueryCache::new(&config.cache);
+        let cdn = (!config.cdn.edges.is_empty()).then(|| Arc::new(crate::cdn::Cdn::new(&config.cdn, &config.data_dir)));
         let tenant_config = TenantConfigCache::new(Duration::from_secs(config.cache.config_ttl_seconds));
         Ok(Arc::new(App {
             config,
@@ -117,6 +120,7 @@ impl App {
             query_cache,
             tenant_config,
             replication,
+            cdn,
         }))
     }
 

@@ -10,6 +10,7 @@ pub mod backup;
 pub mod billing;
 pub mod cache;
 pub mod catalog;
+pub mod cdn;
 pub mod cli;
 pub mod config;
 pub mod db;

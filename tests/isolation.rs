@@ -94,6 +94,8 @@ fn fill(w: &World, pattern: &str) -> String {
             "{key_id}" => w.b_key_id.clone(),
             "{role}" => "auditor".to_string(),
             "{number}" => B_INVOICE.to_string(),
+            // B's logo is one of its assets.
+            "{sha256}" => tenantd::util::sha256_hex(PNG),
             s if s.starts_with('{') => panic!("isolation test needs a value for {s}"),
             s => s.to_string(),
         })

@@ -24,6 +24,7 @@ const DOMAIN: &[&str] = &[
     "backup",
     "billing",
     "cache",
+    "cdn",
     "demo",
     "directory",
     "fleet",

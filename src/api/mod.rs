@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod analytics_security;
+pub mod assets;
 pub mod audit;
 pub mod auth;
 pub mod backups;
@@ -24,7 +25,7 @@ use crate::ui;
 
 /// Every route the server answers. The isolation tests walk this table. Fixed tenant paths come
 /// before `/{table}`, so a table named like one of them is reachable only through the others'
-/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `billing`, `backups`, `audit`,
+/// methods: don't name tables `members`, `roles`, `api-keys`, `settings`, `usage`, `billing`, `backups`, `assets`, `audit`,
 /// `security-policy`, `logo`, `openapi.json`, `query-stats`, `slow-queries` or `index-advice`.
 pub fn router() -> Router {
     use Method::*;
@@ -77,6 +78,10 @@ pub fn router() -> Router {
         r(Get, T, "/billing", billing::get, area(Area::Billing, Action::Read)),
         r(Post, T, "/billing", billing::post, area(Area::Billing, Action::Write)),
         r(Get, T, "/billing/invoices/{number}", billing::invoice, area(Area::Billing, Action::Read)),
+        r(Get, G, "/cdn/{edge}/{tenant_id}/{sha256}", assets::cdn, Access::Public),
+        r(Get, T, "/assets", assets::list, area(Area::Settings, Action::Read)),
+        r(Post, T, "/assets", assets::upload, area(Area::Settings, Action::Write)),
+        r(Delete, T, "/assets/{sha256}", assets::delete, area(Area::Settings, Action::Write)),
         r(Get, T, "/backups", backups::list, area(Area::Settings, Action::Read)),
         r(Post, T, "/backups", backups::create, area(Area::Settings, Action::Write)),
         r(Post, T, "/backups/restore", backups::restore, area(Area::Settings, Action::Write)),

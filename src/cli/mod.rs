@@ -8,6 +8,7 @@ mod analytics;
 mod backup;
 mod bench;
 mod billing;
+mod cdn;
 mod healthcheck;
 mod litestream;
 mod loadtest;
@@ -108,6 +109,9 @@ pub enum Command {
     /// Off-box copies with Litestream: `litestream config` writes its configuration and unit.
     #[command(subcommand)]
     Litestream(litestream::LitestreamCmd),
+    /// CDN edges for tenant assets (`[cdn] edges`): status, purge.
+    #[command(subcommand)]
+    Cdn(cdn::CdnCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
     #[command(subcommand)]
     Billing(billing::BillingCmd),
@@ -278,6 +282,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Replica(cmd) => replica::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Backup(cmd) => backup::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Litestream(cmd) => litestream::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Cdn(cmd) => cdn::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

@@ -106,6 +106,8 @@ pub struct Config {
     pub replicas: crate::replica::ReplicasConfig,
     /// `[backup]`: scheduled snapshots of every tenant.
     pub backup: BackupConfig,
+    /// `[cdn]`: CDN edges for tenant assets, as local mirrors.
+    pub cdn: crate::cdn::CdnConfig,
 }
 
 /// `[backup]`: scheduled per-tenant snapshots (`backup`); retention is per plan
@@ -163,6 +165,7 @@ impl Default for Config {
             billing: BillingConfig::default(),
             replicas: crate::replica::ReplicasConfig::default(),
             backup: BackupConfig::default(),
+            cdn: crate::cdn::CdnConfig::default(),
             query_monitor: Default::default(),
         }
     }
@@ -212,6 +215,7 @@ const KNOWN_KEYS: &[&str] = &[
     "billing",
     "replicas",
     "backup",
+    "cdn",
 ];
 
 /// Explicit overrides from the command line (highest precedence).
@@ -325,6 +329,7 @@ impl Config {
         range("replicas.bookmark_wait_ms", self.replicas.bookmark_wait_ms, 0, 10_000)?;
         range("backup.interval_hours", self.backup.interval_hours, 0, 8760)?;
         range("backup.threads", self.backup.threads as u64, 1, 64)?;
+        self.cdn.validate().map_err(|m| ConfigError::about("cdn", &m))?;
         if self.plans.is_empty() {
             return Err(ConfigError::about("plans", "at least one [plans.<name>] table is needed"));
         }

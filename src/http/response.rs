@@ -127,6 +127,10 @@ pub fn encode(resp: Resp, id: &str, hsts: Option<u64>, framing: Framing) -> Vec<
     line("X-Request-Id", id);
     let page = content_type.starts_with("text/html");
     for (k, v) in SECURITY_HEADERS {
+        // A handler's own value wins (the CDN's sandbox CSP for user-supplied SVG).
+        if headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+            continue;
+        }
         line(k, if page && *k == "Content-Security-Policy" { crate::ui::PAGE_CSP } else { v });
     }
     if let Some(max_age) = hsts {

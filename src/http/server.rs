@@ -122,6 +122,8 @@ pub struct RunningServer {
     pub(super) stop_tx: mpsc::Sender<StopReason>,
     /// The replicator (`[replicas] count` > 0) and its stop flag.
     pub(super) replicator: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
+    /// The CDN syncer (`[cdn] edges`) and its stop flag.
+    pub(super) cdn_syncer: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
     addr: SocketAddr,
 }
 
@@ -171,6 +173,15 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
         }
         None => None,
     };
+    let cdn_syncer = match app.cdn.clone() {
+        Some(c) => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = stop.clone();
+            let handle = std::thread::Builder::new().name("tenantd-cdn-sync".into()).spawn(move || c.run(&flag))?;
+            Some((handle, stop))
+        }
+        None => None,
+    };
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
         state.pool.min,
@@ -187,6 +198,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
         stop_rx,
         stop_tx,
         replicator,
+        cdn_syncer,
         addr,
     })
 }

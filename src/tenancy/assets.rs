@@ -70,3 +70,151 @@ pub fn logo(app: &App, t: &TenantRecord) -> Result<Option<(&'static str, Vec<u8>
     };
     Ok(image_type(&bytes).map(|ct| (ct, bytes)))
 }
+
+/// The type of an uploaded asset, from its content: the raster images above, PDF, SVG, or
+/// UTF-8 text. Anything else (executables, archives, HTML) is refused.
+pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
+    if let Some(t) = image_type(bytes) {
+        return Some(t);
+    }
+    if bytes.starts_with(b"%PDF-") {
+        return Some("application/pdf");
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.contains('\0') {
+        return None;
+    }
+    let head: String = text.trim_start_matches('\u{feff}').chars().take(1024).collect::<String>().to_ascii_lowercase();
+    let lead = head.trim_start();
+    if lead.starts_with("<!doctype html")
+        || lead.starts_with("<html")
+        || head.contains("<script") && !head.contains("<svg")
+    {
+        return None;
+    }
+    if (lead.starts_with("<?xml") || lead.starts_with("<svg")) && head.contains("<svg") {
+        return Some("image/svg+xml");
+    }
+    if lead.starts_with('<') {
+        return None; // other markup: not on the allowlist
+    }
+    Some("text/plain; charset=utf-8")
+}
+
+/// Whether a declared Content-Type agrees with the sniffed one (text may be declared as any
+/// text type; it is served as plain text).
+fn declared_matches(declared: &str, sniffed: &str) -> bool {
+    let base = declared.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match sniffed {
+        "text/plain; charset=utf-8" => {
+            matches!(base.as_str(), "text/plain" | "text/csv" | "text/markdown" | "application/json")
+        }
+        s => base == s,
+    }
+}
+
+/// One stored asset.
+#[derive(Debug, serde::Serialize)]
+pub struct Asset {
+    pub sha256: String,
+    pub content_type: &'static str,
+    pub bytes: u64,
+    pub created_at: String,
+}
+
+/// Stores an upload (content-addressed: the same bytes twice are one asset). Its type is
+/// checked against the allowlist by content and must agree with the declared one; it counts
+/// toward the plan's storage.
+pub fn upload(app: &App, t: &TenantRecord, declared: &str, bytes: &[u8]) -> Result<Asset> {
+    if bytes.is_empty() {
+        return Err(Error::invalid("empty_asset", "the upload is empty"));
+    }
+    let sniffed = sniff(bytes).ok_or(Error::UnsupportedMediaType)?;
+    if !declared_matches(declared, sniffed) {
+        return Err(Error::invalid(
+            "content_type_mismatch",
+            format!(
+                "the body is {sniffed}, not the declared {:?} (allowed: PNG, JPEG, GIF, WebP, SVG, PDF, UTF-8 text)",
+                crate::ids::truncate_for_message(declared)
+            ),
+        ));
+    }
+    let sha = sha256_hex(bytes);
+    let dir = app.paths.checked_assets(&t.id)?;
+    std::fs::create_dir_all(&dir)?;
+    let dest = dir.join(&sha);
+    crate::db::refuse_link(&dest, crate::db::Expect::File, false)?;
+    if !dest.is_file() {
+        let limit = app.config.plans.get(&t.plan).map(|p| p.storage_bytes).unwrap_or(u64::MAX);
+        if crate::limits::storage_bytes(app, &t.id) + bytes.len() as u64 > limit {
+            return Err(Error::StorageQuota);
+        }
+        let tmp = dir.join(format!(".upload-{}", random_hex(6)));
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &dest)?;
+        // Asset bytes are cached until the catalog generation moves.
+        app.change(|_| Ok(()))?;
+    }
+    Ok(Asset {
+        sha256: sha,
+        content_type: sniffed,
+        bytes: bytes.len() as u64,
+        created_at: crate::util::rfc3339(now_unix()),
+    })
+}
+
+/// The tenant's assets, newest first.
+pub fn list(app: &App, t: &TenantRecord) -> Result<Vec<Asset>> {
+    let dir = app.paths.checked_assets(&t.id)?;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if !super::archive::is_asset_name(&name) {
+            continue;
+        }
+        let Ok(meta) = e.metadata() else { continue };
+        let mut head = vec![0u8; 1024.min(meta.len() as usize)];
+        let read = std::fs::File::open(e.path()).and_then(|f| {
+            use std::os::unix::fs::FileExt;
+            f.read_exact_at(&mut head, 0)
+        });
+        if read.is_err() {
+            continue;
+        }
+        // A text asset cut at 1 KiB may end inside a character: sniff what decodes.
+        let valid = std::str::from_utf8(&head).map(|_| head.len()).unwrap_or_else(|e| e.valid_up_to());
+        let created =
+            meta.modified().ok().and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
+        out.push(Asset {
+            content_type: sniff(&head).or_else(|| sniff(&head[..valid])).unwrap_or("application/octet-stream"),
+            sha256: name,
+            bytes: meta.len(),
+            created_at: crate::util::rfc3339(created.unwrap_or(0)),
+        });
+    }
+    out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| a.sha256.cmp(&b.sha256)));
+    Ok(out)
+}
+
+/// Deletes an asset from the origin and every CDN edge (and unsets it as the logo).
+pub fn delete(app: &App, t: &TenantRecord, sha: &str) -> Result<()> {
+    let nf = || Error::NotFound(format!("asset {:?}", crate::ids::truncate_for_message(sha)));
+    if !super::archive::is_asset_name(sha) {
+        return Err(nf());
+    }
+    let path = app.paths.checked_assets(&t.id)?.join(sha);
+    crate::db::refuse_link(&path, crate::db::Expect::File, false)?;
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(nf()),
+        r => r?,
+    }
+    crate::cdn::purge(&app.paths.data_dir, &t.id, Some(sha))?;
+    app.change(|tx| {
+        tx.execute(
+            "UPDATE tenant_configs SET logo_asset = NULL, updated_at = ?3 WHERE tenant_id = ?1 AND logo_asset = ?2",
+            rusqlite::params![t.id.as_str(), sha, now_unix()],
+        )?;
+        Ok(())
+    })?;
+    Ok(())
+}

@@ -111,6 +111,17 @@ pub use super::stop::StopReason;
 use super::stop::ThreadGuard;
 
 /// A started server; `http::stop` stops it.
+/// A thread that runs `f` until the flag it is given is set (at shutdown).
+fn stoppable(
+    name: &str,
+    f: impl FnOnce(&std::sync::atomic::AtomicBool) + Send + 'static,
+) -> std::io::Result<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)> {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let handle = std::thread::Builder::new().name(name.into()).spawn(move || f(&flag))?;
+    Ok((handle, stop))
+}
+
 pub struct RunningServer {
     pub(super) http: Arc<tiny_http::Server>,
     pub state: Arc<ServerState>,
@@ -164,24 +175,9 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
             super::background::watch_catalog(&state, &watcher_rx)
         })?
     };
-    let replicator = match app.replication.clone() {
-        Some(r) => {
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = stop.clone();
-            let handle = std::thread::Builder::new().name("tenantd-replicator".into()).spawn(move || r.run(&flag))?;
-            Some((handle, stop))
-        }
-        None => None,
-    };
-    let cdn_syncer = match app.cdn.clone() {
-        Some(c) => {
-            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let flag = stop.clone();
-            let handle = std::thread::Builder::new().name("tenantd-cdn-sync".into()).spawn(move || c.run(&flag))?;
-            Some((handle, stop))
-        }
-        None => None,
-    };
+    let replicator =
+        app.replication.clone().map(|r| stoppable("tenantd-replicator", move |stop| r.run(stop))).transpose()?;
+    let cdn_syncer = app.cdn.clone().map(|c| stoppable("tenantd-cdn-sync", move |stop| c.run(stop))).transpose()?;
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
         state.pool.min,

@@ -24,6 +24,29 @@ pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Writes `bytes` as the asset named by their SHA-256 unless it is there already (through a
+/// temporary name: a reader never sees half a file), refusing it past `limit` bytes of the
+/// tenant's storage. Returns the name.
+fn store(app: &App, t: &TenantRecord, bytes: &[u8], limit: Option<u64>) -> Result<String> {
+    let sha = sha256_hex(bytes);
+    let dir = app.paths.checked_assets(&t.id)?;
+    std::fs::create_dir_all(&dir)?;
+    let dest = dir.join(&sha);
+    crate::db::refuse_link(&dest, crate::db::Expect::File, false)?;
+    if dest.is_file() {
+        return Ok(sha);
+    }
+    if limit.is_some_and(|l| crate::limits::storage_bytes(app, &t.id) + bytes.len() as u64 > l) {
+        return Err(Error::StorageQuota);
+    }
+    let tmp = dir.join(format!(".upload-{}", random_hex(6)));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, &dest)?;
+    // Asset bytes are cached until the catalog generation moves.
+    app.change(|_| Ok(()))?;
+    Ok(sha)
+}
+
 /// Stores a logo and makes it the tenant's; returns its SHA-256 name.
 pub fn set_logo(app: &App, t: &TenantRecord, bytes: &[u8]) -> Result<String> {
     if bytes.is_empty() {
@@ -34,16 +57,7 @@ pub fn set_logo(app: &App, t: &TenantRecord, bytes: &[u8]) -> Result<String> {
     }
     image_type(bytes)
         .ok_or_else(|| Error::invalid("invalid_image", "the logo must be a PNG, JPEG, GIF or WebP image"))?;
-    let sha = sha256_hex(bytes);
-    let dir = app.paths.checked_assets(&t.id)?;
-    std::fs::create_dir_all(&dir)?;
-    let dest = dir.join(&sha);
-    crate::db::refuse_link(&dest, crate::db::Expect::File, false)?;
-    if !dest.is_file() {
-        let tmp = dir.join(format!(".upload-{}", random_hex(6)));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &dest)?;
-    }
+    let sha = store(app, t, bytes, None)?;
     app.change(|tx| {
         tx.execute(
             "INSERT INTO tenant_configs(tenant_id, logo_asset, updated_at) VALUES (?1, ?2, ?3)
@@ -139,22 +153,8 @@ pub fn upload(app: &App, t: &TenantRecord, declared: &str, bytes: &[u8]) -> Resu
             ),
         ));
     }
-    let sha = sha256_hex(bytes);
-    let dir = app.paths.checked_assets(&t.id)?;
-    std::fs::create_dir_all(&dir)?;
-    let dest = dir.join(&sha);
-    crate::db::refuse_link(&dest, crate::db::Expect::File, false)?;
-    if !dest.is_file() {
-        let limit = app.config.plans.get(&t.plan).map(|p| p.storage_bytes).unwrap_or(u64::MAX);
-        if crate::limits::storage_bytes(app, &t.id) + bytes.len() as u64 > limit {
-            return Err(Error::StorageQuota);
-        }
-        let tmp = dir.join(format!(".upload-{}", random_hex(6)));
-        std::fs::write(&tmp, bytes)?;
-        std::fs::rename(&tmp, &dest)?;
-        // Asset bytes are cached until the catalog generation moves.
-        app.change(|_| Ok(()))?;
-    }
+    let limit = app.config.plans.get(&t.plan).map(|p| p.storage_bytes).unwrap_or(u64::MAX);
+    let sha = store(app, t, bytes, Some(limit))?;
     Ok(Asset {
         sha256: sha,
         content_type: sniffed,

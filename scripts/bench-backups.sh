@@ -51,7 +51,7 @@ serve "$dir/pit" "$dir/pit.toml"
 TENANTD_CONFIG="$dir/pit.toml" $bin --data-dir "$dir/pit" loadtest --url "http://127.0.0.1:$port" \
   --tenants 1 --rows "$big_rows" --duration 1s --mix read=100 >/dev/null 2>&1
 db=$(ls -d "$dir"/pit/tenants/*/ | head -1)data.db
-echo "tenant file: $(du -k "$db" | cut -f1) KB"
+echo "tenant file and its WAL: $(du -ck "$db"* | tail -1 | cut -f1) KB"
 TENANTD_CONFIG="$dir/pit.toml" $bin --data-dir "$dir/pit" backup create load-00001
 TENANTD_CONFIG="$dir/pit.toml" $bin --data-dir "$dir/pit" loadtest --url "http://127.0.0.1:$port" \
   --tenants 1 --rows "$big_rows" --duration 5s --rate $((writes / 5)) --mix write=100 >/dev/null 2>&1

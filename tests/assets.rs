@@ -69,6 +69,10 @@ fn issue22_uploads_reach_every_edge_and_are_served_immutable() {
     let other = format!("/cdn/us-east/{}/{sha}", t.id);
     assert_eq!(get(&s, &other, &[]).header("tenantd-cdn"), Some("us-east; miss"));
     assert_eq!(get(&s, &other, &[]).header("tenantd-cdn"), Some("us-east; hit"));
+    let metrics = s.get("/metrics").text();
+    for name in ["tenantd_cdn_hits_total", "tenantd_cdn_misses_total 1", "tenantd_cdn_push_lag_seconds{stat=\"p99\"}"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
     // The list shows it; the same bytes again are the same asset.
     assert_eq!(upload(&s, &token, "image/png", PNG).json()["sha256"], sha.as_str());
     let list = s.get_as("/api/v1/t/acme/assets", &token).json();

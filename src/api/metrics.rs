@@ -109,6 +109,24 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
             }
         }
     }
+    if let Some(c) = &app.cdn {
+        out.counter("tenantd_cdn_hits_total", "CDN edge requests answered from the edge's copy.", n(&c.hits));
+        out.counter(
+            "tenantd_cdn_misses_total",
+            "CDN edge requests that pulled the object from the origin.",
+            n(&c.misses),
+        );
+        out.counter("tenantd_cdn_pushed_total", "Objects the syncer copied to an edge.", n(&c.pushed));
+        let (p50, p99, max) = c.lag();
+        out.family(
+            "tenantd_cdn_push_lag_seconds",
+            "gauge",
+            "Upload-to-every-edge lag of recent uploads, by statistic.",
+        );
+        for (stat, v) in [("p50", p50), ("p99", p99), ("max", max)] {
+            out.sample("tenantd_cdn_push_lag_seconds", &[("stat", stat)], f64::from(v) / 1000.0);
+        }
+    }
     let caches = app.cache_stats();
     let own = [("query", &caches.query), ("tenant_config", &caches.tenant_config)];
     out.family("tenantd_cache_hits_total", "counter", "Lookups answered from an in-memory cache, by cache.");

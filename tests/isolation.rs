@@ -154,6 +154,8 @@ fn form_body(pattern: &str, csrf: &str) -> String {
         "/roles" => "name=auditor2&permissions=can_read%3Acustomers",
         "/queries/apply" => "index=idx_advised_customers_company",
         "/billing" => "action=change_plan&plan=free",
+        // B has a scheduled snapshot (world); the fork's slug is new.
+        "/backups" => "action=fork&id=latest&as=globex-page-fork",
         _ => "",
     };
     format!("_csrf={csrf}&{rest}")

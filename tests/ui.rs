@@ -432,3 +432,28 @@ fn issue21_the_tenant_dashboard_draws_the_peers_as_bands_with_health_and_securit
     assert!(html.contains("<h2>Health</h2>") && html.contains("of 100") && html.contains("activity_trend"), "{html}");
     assert!(html.contains("<h2>Security</h2>") && html.contains("MFA adoption"), "{html}");
 }
+
+#[test]
+fn issue22_the_backups_page_snapshots_and_forks_into_a_tenant_the_user_owns() {
+    let s = TestServer::start();
+    s.member("owner@acme.test", "acme", "owner");
+    let mut b = sign_in(&s, "owner@acme.test");
+    let html = b.get("/admin/t/acme/backups").text();
+    assert!(html.contains("No snapshot yet"), "{html}");
+    let csrf = hidden_csrf(&html);
+    let r = b.post("/admin/t/acme/backups", &format!("_csrf={csrf}&action=snapshot"));
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert!(r.header("location").unwrap().contains("ok="), "{:?}", r.header("location"));
+    // A second one within the minute is refused with a message, not an error page.
+    let r = b.post("/admin/t/acme/backups", &format!("_csrf={csrf}&action=snapshot"));
+    assert!(r.header("location").unwrap().contains("error="), "{:?}", r.header("location"));
+    let html = b.get("/admin/t/acme/backups").text();
+    let id = html.split("<option value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let r = b.post("/admin/t/acme/backups", &format!("_csrf={csrf}&action=fork&id={id}&as=acme-copy"));
+    assert!(r.header("location").unwrap().contains("ok="), "{:?}", r.header("location"));
+    // The user owns the copy: its pages open.
+    assert_eq!(b.get("/admin/t/acme-copy/").status, 200);
+    // Without the form token: refused.
+    let r = b.post("/admin/t/acme/backups", "_csrf=forged&action=snapshot");
+    assert_eq!(r.status, 403);
+}

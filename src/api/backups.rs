@@ -6,14 +6,11 @@
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::backup::{self, Kind, Manifest, Target};
+use crate::backup::{self, Manifest, Target};
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Req, Resp};
 use crate::ids::Slug;
 use crate::tenancy::Actor;
-
-/// A snapshot on demand at most this often per tenant (each is a full copy on disk).
-const MIN_INTERVAL_MS: i64 = 60_000;
 
 fn summary(m: &Manifest) -> Value {
     json!({
@@ -45,21 +42,7 @@ pub fn list(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 
 /// `POST /backups`: a snapshot now (one on demand a minute at most), then retention.
 pub fn create(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
-    let t = ctx.tenant()?;
-    let now = crate::util::now_millis();
-    if let Some(newest) = backup::list(ctx.app, &t.id)?.into_iter().find(|m| m.kind == Kind::Manual) {
-        let wait = newest.created_at_ms + MIN_INTERVAL_MS - now;
-        if wait > 0 {
-            return Err(Error::TooManyRequests {
-                code: "backup_too_soon",
-                message: format!("the last backup on demand is from {}: one a minute at most", newest.created_at()),
-                retry_after: (wait + 999) / 1000,
-                rate: None,
-            });
-        }
-    }
-    let m = backup::create(ctx.app, t, Kind::Manual)?;
-    backup::prune(ctx.app, t, now)?;
+    let m = backup::create_on_demand(ctx.app, ctx.tenant()?)?;
     Ok(Resp::json(201, &summary(&m)))
 }
 
@@ -95,13 +78,8 @@ pub fn restore(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     })?;
     let slug = Slug::parse(&fork_as)?;
     let principal = ctx.principal()?;
-    let r = backup::restore(ctx.app, t, &target, Some(&slug), &Actor(principal.actor()))?;
-    if let Some(user) = principal.user() {
-        let fork = ctx.app.tenant(&slug)?;
-        ctx.app.change(|tx| {
-            crate::catalog::identity::add_membership(tx, &fork.id, user.id, "owner", crate::util::now_unix())
-        })?;
-    }
+    let owner = principal.user().map(|u| u.id);
+    let r = backup::fork(ctx.app, t, &target, &slug, &Actor(principal.actor()), owner)?;
     Ok(Resp::json(
         201,
         &json!({

@@ -126,6 +126,8 @@ pub fn router() -> Router {
         r(Get, U, "/audit", ui::tenant::audit_page, area(Area::Audit, Action::Read)),
         r(Get, U, "/queries", ui::queries::page, area(Area::Settings, Action::Read)),
         r(Get, U, "/analytics", ui::analytics::page_get, area(Area::Usage, Action::Read)),
+        r(Get, U, "/backups", ui::backups::page_get, area(Area::Settings, Action::Read)),
+        r(Post, U, "/backups", ui::backups::page_post, area(Area::Settings, Action::Write)),
         r(Get, U, "/billing", ui::billing::page_get, area(Area::Billing, Action::Read)),
         r(Post, U, "/billing", ui::billing::page_post, area(Area::Billing, Action::Write)),
         r(Get, U, "/billing/invoices/{number}", ui::billing::invoice_page, area(Area::Billing, Action::Read)),

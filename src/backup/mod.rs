@@ -528,6 +528,46 @@ pub fn restore(
     Ok(Restored { tenant: t.slug.to_string(), into: t.slug.to_string(), built, undo_backup: Some(undo.id) })
 }
 
+/// A snapshot on demand at most this often per tenant (each is a full copy on disk).
+const ON_DEMAND_EVERY_MS: i64 = 60_000;
+
+/// A snapshot a tenant asked for (API, admin page): one a minute at most, then retention.
+pub fn create_on_demand(app: &App, t: &TenantRecord) -> Result<Manifest> {
+    let now = now_millis();
+    if let Some(newest) = list(app, &t.id)?.into_iter().find(|m| m.kind == Kind::Manual) {
+        let wait = newest.created_at_ms + ON_DEMAND_EVERY_MS - now;
+        if wait > 0 {
+            return Err(Error::TooManyRequests {
+                code: "backup_too_soon",
+                message: format!("the last backup on demand is from {}: one a minute at most", newest.created_at()),
+                retry_after: (wait + 999) / 1000,
+                rate: None,
+            });
+        }
+    }
+    let m = create(app, t, Kind::Manual)?;
+    prune(app, t, now)?;
+    Ok(m)
+}
+
+/// A restore into a new tenant that `owner` (a user id) then owns: what a tenant's own
+/// people may ask for (restoring in place is the operator's).
+pub fn fork(
+    app: &App,
+    t: &TenantRecord,
+    target: &Target,
+    slug: &Slug,
+    actor: &Actor,
+    owner: Option<i64>,
+) -> Result<Restored> {
+    let r = restore(app, t, target, Some(slug), actor)?;
+    if let Some(user) = owner {
+        let new = app.tenant(slug)?;
+        app.change(|tx| crate::catalog::identity::add_membership(tx, &new.id, user, "owner", crate::util::now_unix()))?;
+    }
+    Ok(r)
+}
+
 /// Deletes snapshots older than the plan's `backup_retention_days`, always keeping the newest.
 pub fn prune(app: &App, t: &TenantRecord, now_ms: i64) -> Result<usize> {
     let days = app.config.plans.get(&t.plan).map(|p| p.backup_retention_days).unwrap_or(7);

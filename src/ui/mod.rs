@@ -4,6 +4,7 @@
 
 pub mod account;
 pub mod analytics;
+pub mod backups;
 pub mod billing;
 pub mod charts;
 pub mod data;
@@ -214,6 +215,7 @@ pub fn page(chrome: &Chrome<'_>, body: Markup) -> Resp {
                             (nav(&format!("{b}/queries"), "Queries", "queries"))
                             (nav(&format!("{b}/analytics"), "Analytics", "analytics"))
                             (nav(&format!("{b}/billing"), "Billing", "billing"))
+                            (nav(&format!("{b}/backups"), "Backups", "backups"))
                         }
                         @if chrome.session.is_some() {
                             (nav("/admin", "Tenants", "switch"))

@@ -318,3 +318,50 @@ fn a_corrupt_primary_is_read_from_a_replica_with_an_alert_until_promote_repairs_
     .expect("the primary answers again after promote");
     create(&s, &token, "after-repair");
 }
+
+#[test]
+fn an_unusable_replica_directory_leaves_writes_alone_lags_and_alerts() {
+    let s = replicated("replica");
+    let token = s.token("owner@acme.test", "acme", "owner");
+    create(&s, &token, "before");
+    let m2 = mirror(&s, "replica-2", "acme");
+    within(Duration::from_secs(10), || m2.is_file() && count(&m2, "customers") == 1).unwrap();
+    // replica-2's directory turns into a file: every apply to it fails (as on a full disk).
+    let dir = s.data_dir().join("replicas").join("replica-2");
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"not a directory").unwrap();
+    let raised = s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed);
+    let mut bookmark = 0;
+    for i in 0..10 {
+        bookmark = create(&s, &token, &format!("during-{i}")).1;
+    }
+    let t = s.app.tenant(&tenantd::ids::Slug::parse("acme").unwrap()).unwrap();
+    let r = s.app.replication.clone().unwrap();
+    within(Duration::from_secs(10), || r.stats[1].errors.load(std::sync::atomic::Ordering::Relaxed) > 0)
+        .expect("errors counted");
+    let status = r.status(std::slice::from_ref(&t.id));
+    assert!(status[1].lag_commits_max > 0, "replica-2 falls behind: {:?}", status[1]);
+    // replica-1 is unaffected, and reads keep being answered (by it or the primary).
+    let m1 = mirror(&s, "replica-1", "acme");
+    within(Duration::from_secs(10), || count(&m1, "customers") == 11).expect("replica-1 keeps up");
+    let auth = format!("Bearer {token}");
+    let r = s
+        .client()
+        .request(
+            "GET",
+            "/api/v1/t/acme/customers",
+            &[("Authorization", &auth), ("Tenantd-Bookmark", &bookmark.to_string())],
+            b"",
+        )
+        .unwrap();
+    assert_eq!(r.json()["total"], 11, "answered by {:?}", r.header("tenantd-served-by"));
+    assert_ne!(r.header("tenantd-served-by"), Some("replica-2"));
+    within(Duration::from_secs(5), || s.app.limits.alerts.raised.load(std::sync::atomic::Ordering::Relaxed) > raised)
+        .expect("a replica_errors alert");
+    // Once the directory is usable again, a rebuild brings the mirror back.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::create_dir(&dir).unwrap();
+    let out = s.cli(&["replica", "rebuild", "replica-2", "--tenant", "acme"]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    within(Duration::from_secs(10), || s.cli(&["replica", "verify", "--tenant", "acme"]).status.success()).unwrap();
+}

@@ -75,6 +75,7 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
     // The first backup pass two minutes after start (the server settles first), then every ten.
     let mut last_backup = Instant::now().checked_sub(Duration::from_secs(480)).unwrap_or_else(Instant::now);
     let mut rolled_day: Option<i64> = None;
+    let mut replica_errors = ReplicaErrors::default();
     let started = Instant::now();
     let mut accept = AcceptWatch::default();
     // 200 ms keeps CLI changes visible to the server well within one second.
@@ -88,6 +89,7 @@ pub(super) fn watch_catalog(state: &ServerState, stop: &mpsc::Receiver<()>) {
         // Usage is flushed every second: a hard kill loses at most the last second of counts.
         if last_flush.elapsed() >= Duration::from_secs(1) {
             last_flush = Instant::now();
+            replica_errors.check(&state.app);
             let now = crate::util::now_unix().max(0) as u64;
             match crate::limits::flush_usage(&state.app) {
                 Ok(_) => state.last_flush.store(now, Ordering::Relaxed),
@@ -242,6 +244,37 @@ fn billing_run(app: &std::sync::Arc<crate::app::App>) {
             Err(e) => crate::log::warn(&format!("billing run failed: {}", e.log_detail())),
         }
     });
+}
+
+/// Raises a `replica_errors` alert (once an hour per replica) when a replica's apply errors grow:
+/// a full or unusable replica directory leaves the primary and its writes alone, so lag and
+/// this alert are how the operator hears of it.
+#[derive(Default)]
+struct ReplicaErrors {
+    seen: std::collections::HashMap<String, u64>,
+}
+
+impl ReplicaErrors {
+    fn check(&mut self, app: &crate::app::App) {
+        let Some(r) = &app.replication else { return };
+        for (name, stats) in r.names.iter().zip(&r.stats) {
+            let errors = stats.errors.load(Ordering::Relaxed);
+            let before = self.seen.insert(name.clone(), errors).unwrap_or(0);
+            if errors > before {
+                let last = stats.last_error.lock().clone().unwrap_or_default();
+                let hour = crate::util::now_unix().div_euclid(3600) * 3600;
+                app.limits.alerts.raise_full(
+                    None,
+                    "replica_errors",
+                    hour,
+                    format!("{name}: {} failed applies or images (the last: {last}); its mirrors fall behind, the primaries are unaffected", errors - before),
+                    Some(name.clone()),
+                    None,
+                    50,
+                );
+            }
+        }
+    }
 }
 
 /// Tells the operator when the accept loop runs out of descriptors: one line when a burst of

@@ -589,7 +589,9 @@ fn restore_one(app: &App, row: &TenantOutcome) -> Result<()> {
     // The backup API writes through SQLite's locking, so a running server's connections see the
     // restored content on their next transaction instead of a file swapped under them.
     live.restore(rusqlite::MAIN_DB, &snapshot, None::<fn(rusqlite::backup::Progress)>)?;
-    // Written through the backup API, not commits the capture hook sees.
+    // Written through the backup API, not commits the capture hook sees: the log (and the
+    // replicas) go on from an image, taken now (this may be a CLI that exits next).
     crate::replica::capture::replaced(&app.paths.tenant_db(&id));
+    crate::replica::capture::opened(&app.paths.tenant_db(&id));
     Ok(())
 }

@@ -97,7 +97,7 @@ pub fn open_for_apply(path: &Path) -> Result<Connection> {
     // crash damaged is found by `replica verify` and rebuilt from the log. An fsync at each
     // checkpoint held the replicator (and every tenant queued behind it) for tens of ms.
     conn.execute_batch("PRAGMA synchronous=OFF;")?;
-    // Checkpoints of 100 pages (about 1 ms) rather than SQLite's 1,000: mirrors written at
+    // Checkpoints of 100 pages rather than SQLite's 1,000: mirrors written at
     // the same pace would otherwise checkpoint 4 MB each at nearly the same moment.
     conn.pragma_update(None, "wal_autocheckpoint", 100)?;
     Ok(conn)

@@ -107,6 +107,15 @@ pub fn add_months(secs: i64, months: i64) -> i64 {
     days_from_civil(ny, nm, d.min(month_len)) * 86_400 + time
 }
 
+/// `now` minus a relative amount such as `30d` (the part after the `-` of `-30d`): a whole
+/// number followed by one of `units`, each a unit's name and its length in `now`'s unit.
+pub fn ago(rel: &str, now: i64, units: &[(&str, i64)]) -> Option<i64> {
+    let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
+    let n: i64 = n.parse().ok()?;
+    let len = units.iter().find(|(u, _)| *u == unit)?.1;
+    n.checked_mul(len).map(|d| now - d)
+}
+
 /// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC) to Unix seconds.
 pub fn parse_time(s: &str) -> Option<i64> {
     let num = |a: usize, b: usize| {

@@ -82,15 +82,7 @@ pub fn range(from: Option<&str>, to: Option<&str>, now: i64) -> Result<(i64, i64
             )
         };
         if let Some(rel) = v.strip_prefix('-') {
-            let (n, unit) = rel.split_at(rel.len().saturating_sub(1));
-            let n: i64 = n.parse().map_err(|_| bad())?;
-            let secs = match unit {
-                "h" => 3600,
-                "d" => 86_400,
-                "w" => 7 * 86_400,
-                _ => return Err(bad()),
-            };
-            return n.checked_mul(secs).map(|d| now - d).ok_or_else(bad);
+            return crate::util::ago(rel, now, &[("h", 3600), ("d", 86_400), ("w", 7 * 86_400)]).ok_or_else(bad);
         }
         parse_time(v).ok_or_else(bad)
     };

@@ -110,24 +110,6 @@ pub struct Config {
     pub cdn: crate::cdn::CdnConfig,
 }
 
-/// `[backup]`: scheduled per-tenant snapshots (`backup`); retention is per plan
-/// (`backup_retention_days`).
-#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct BackupConfig {
-    /// The server snapshots each tenant whose newest snapshot is older than this (0 = never:
-    /// only `tenantd backup create` takes them).
-    pub interval_hours: u64,
-    /// Tenants snapshotted at once by a scheduled pass and `backup create --all`.
-    pub threads: usize,
-}
-
-impl Default for BackupConfig {
-    fn default() -> Self {
-        BackupConfig { interval_hours: 24, threads: 2 }
-    }
-}
-
 impl Default for Config {
     fn default() -> Self {
         Config {

@@ -1,4 +1,4 @@
-//! The config's tables: plans, `[limits]`, `[threats]`, `[auth]`, with their defaults.
+//! The config's tables: plans, `[limits]`, `[threats]`, `[auth]`, `[backup]`, with their defaults.
 
 use std::collections::BTreeMap;
 
@@ -287,5 +287,23 @@ impl Default for BillingConfig {
             webhook_tolerance_seconds: 300,
             stripe_test_clock: None,
         }
+    }
+}
+
+/// `[backup]`: scheduled per-tenant snapshots (`backup`); retention is per plan
+/// (`backup_retention_days`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackupConfig {
+    /// The server snapshots each tenant whose newest snapshot is older than this (0 = never:
+    /// only `tenantd backup create` takes them).
+    pub interval_hours: u64,
+    /// Tenants snapshotted at once by a scheduled pass and `backup create --all`.
+    pub threads: usize,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig { interval_hours: 24, threads: 2 }
     }
 }

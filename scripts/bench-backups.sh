@@ -24,15 +24,8 @@ grep -m1 'model name' /proc/cpuinfo || true
 printf '[limits]\nenabled = false\n[backup]\ninterval_hours = 0\n' > "$dir/many.toml"
 printf '[limits]\nenabled = false\n[backup]\ninterval_hours = 0\n[replicas]\ncount = 1\n' > "$dir/pit.toml"
 
-pid=
-serve() { # data dir, config
-  TENANTD_CONFIG="$2" $bin --data-dir "$1" serve --listen "127.0.0.1:$port" &
-  pid=$!
-  for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$port/health/liveness" >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "server did not start" >&2
-  exit 1
-}
-stop() { kill "$pid"; wait "$pid" || true; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 
 echo "+ $tenants tenants of $rows rows each (seeded by loadtest)"
 TENANTD_CONFIG="$dir/many.toml" $bin --data-dir "$dir/many" init >/dev/null

@@ -27,15 +27,8 @@ printf '[limits]\nenabled = false\n[replicas]\ncount = 2\nread_policy = "replica
 printf '[limits]\nenabled = false\n[replicas]\ncount = 2\nread_policy = "primary"\n' > "$dir/primary.toml"
 for d in off on; do TENANTD_CONFIG="$dir/$d.toml" $bin --data-dir "$dir/$d" init >/dev/null; done
 
-pid=
-serve() { # data dir, config
-  TENANTD_CONFIG="$2" $bin --data-dir "$1" serve --listen "127.0.0.1:$port" &
-  pid=$!
-  for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$port/health/liveness" >/dev/null 2>&1 && return; sleep 0.1; done
-  echo "server did not start" >&2
-  exit 1
-}
-stop() { kill "$pid"; wait "$pid" || true; }
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 # loadtest against the running server; prints "<req/s> <p50 ms> <p99 ms>" of the one operation.
 load() { # data dir, config, loadtest options…
   local d=$1 c=$2

@@ -166,6 +166,10 @@ fn issue22_assets_count_toward_storage_and_purges_leave_no_copy() {
     let actor = tenantd::tenancy::Actor::cli();
     let slug = tenantd::ids::Slug::parse("acme").unwrap();
     tenantd::tenancy::soft_delete(&s.app, &slug, &actor).unwrap();
+    // Deleted: its edge copies are gone, and no edge pulls it again.
+    assert!(!edge_copy.exists());
+    assert_eq!(get(&s, &format!("/cdn/eu-west/{}/{sha}", t.id), &[]).status, 404);
+    assert!(!edge_copy.exists());
     tenantd::tenancy::purge(&s.app, &slug, &actor).unwrap();
     let left: Vec<_> = common::files_under(&s.data_dir())
         .into_iter()

@@ -56,13 +56,19 @@ pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 pub fn cdn(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let cdn = ctx.app.cdn.as_ref().ok_or_else(|| Error::NotFound("asset".into()))?;
     let (edge, sha) = (ctx.param("edge")?, ctx.param("sha256")?);
+    // Asked on a miss only (a hit is a copy of a tenant that was live when it was pulled).
+    let live = |id: &crate::ids::TenantId| {
+        let conn = ctx.app.catalog.conn();
+        let t = conn.ok().and_then(|c| crate::catalog::tenants::find_by_id(&c, id).ok().flatten());
+        t.is_some_and(|t| t.status != crate::catalog::tenants::TenantStatus::Deleted)
+    };
     let etag = format!("\"{sha}\"");
     let revalidated = req.header("if-none-match").is_some_and(|inm| {
         inm.split(',').any(|t| t.trim() == etag || t.trim() == "*" || t.trim() == format!("W/{etag}"))
     });
     if revalidated {
         // Content-addressed: the name is the ETag, so a 304 needs the object to exist, not its bytes.
-        cdn.holds(edge, ctx.param("tenant_id")?, sha)?;
+        cdn.holds(edge, ctx.param("tenant_id")?, sha, live)?;
         let headers = vec![
             ("Cache-Control".to_string(), "public, max-age=31536000, immutable".to_string()),
             ("ETag".to_string(), etag),
@@ -78,7 +84,7 @@ pub fn cdn(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             rate_limit: None,
         });
     }
-    let served = cdn.fetch(edge, ctx.param("tenant_id")?, sha)?;
+    let served = cdn.fetch(edge, ctx.param("tenant_id")?, sha, live)?;
     let content_type = assets::sniff(&served.bytes).unwrap_or("application/octet-stream");
     let mut headers = vec![
         ("Cache-Control".to_string(), "public, max-age=31536000, immutable".to_string()),

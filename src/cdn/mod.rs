@@ -173,7 +173,7 @@ impl Cdn {
 
     /// Whether the edge holds the object, pulling it from the origin if not (a revalidation
     /// needs no bytes: the ETag is the name). Not found as `fetch`.
-    pub fn holds(&self, edge: &str, tenant: &str, sha: &str) -> Result<()> {
+    pub fn holds(&self, edge: &str, tenant: &str, sha: &str, live: impl Fn(&TenantId) -> bool) -> Result<()> {
         if let Ok(id) = TenantId::parse(tenant) {
             let known = self.config.edges.iter().any(|e| e == edge) && crate::tenancy::archive::is_asset_name(sha);
             if known && edge_path(&self.data_dir, edge, &id, sha).is_file() {
@@ -181,12 +181,13 @@ impl Cdn {
                 return Ok(());
             }
         }
-        self.fetch(edge, tenant, sha).map(|_| ())
+        self.fetch(edge, tenant, sha, live).map(|_| ())
     }
 
     /// One object from an edge: its copy (a hit), or pulled from the origin first (a miss).
-    /// Not found: an unknown edge, a malformed name, or an object the origin does not hold.
-    pub fn fetch(&self, edge: &str, tenant: &str, sha: &str) -> Result<Served> {
+    /// Not found: an unknown edge, a malformed name, an object the origin does not hold, or a
+    /// tenant `live` says is gone (asked on a miss only: a deleted tenant's copies are purged).
+    pub fn fetch(&self, edge: &str, tenant: &str, sha: &str, live: impl Fn(&TenantId) -> bool) -> Result<Served> {
         let nf = || Error::NotFound("asset".into());
         if !self.config.edges.iter().any(|e| e == edge) || !crate::tenancy::archive::is_asset_name(sha) {
             return Err(nf());
@@ -200,6 +201,9 @@ impl Cdn {
             }
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             Err(_) => {}
+        }
+        if !live(&tenant) {
+            return Err(nf());
         }
         let origin = origin_path(&self.data_dir, &tenant, sha);
         crate::db::refuse_link(&origin, crate::db::Expect::File, false)?;

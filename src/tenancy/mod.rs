@@ -124,6 +124,9 @@ pub fn soft_delete(app: &App, slug: &Slug, actor: &Actor) -> Result<TenantRecord
         _ => Ok((TenantStatus::Deleted, Some(now_unix() + grace))),
     })?;
     app.store.evict(&t.id);
+    // A deleted tenant's assets are no longer served: its edge copies go now, and edges pull
+    // nothing of a deleted tenant (`cdn::Cdn::fetch`). Restoring the tenant lets them pull again.
+    crate::cdn::purge(&app.paths.data_dir, &t.id, None)?;
     Ok(t)
 }
 

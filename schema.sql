@@ -472,3 +472,20 @@ CREATE TABLE IF NOT EXISTS usage_tables (
 -- An index on usage_users(hour) made coarsening a year of users 4x slower (measured); the
 -- platform's distinct users are read tenant by tenant instead.
 DROP INDEX IF EXISTS usage_users_hour;
+
+-- Issue 23, the cluster directory: which node holds each tenant. Authoritative in the catalog of
+-- the directory node (`[cluster] directory`); every other node keeps a copy it pulls every
+-- `sync_interval_ms`. `version` is the directory's version when the row last changed; a removed
+-- tenant stays as a row with state 'removed' so copies learn of the removal.
+CREATE TABLE IF NOT EXISTS cluster_directory (
+    slug       TEXT PRIMARY KEY,
+    tenant_id  TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    state      TEXT NOT NULL CHECK (state IN ('active', 'moving', 'removed')),
+    pinned     INTEGER NOT NULL DEFAULT 0,    -- placed by hand (--node, a move): rebalance leaves it
+    domains    TEXT NOT NULL DEFAULT '[]',    -- JSON array of custom domains
+    bytes      INTEGER NOT NULL DEFAULT 0,    -- file size when last reported
+    version    INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cluster_directory_version ON cluster_directory(version);

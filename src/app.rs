@@ -49,6 +49,8 @@ pub struct App {
     pub replication: Option<Arc<crate::replica::Replication>>,
     /// CDN edges for tenant assets (`[cdn] edges`), when there are any.
     pub cdn: Option<Arc<crate::cdn::Cdn>>,
+    /// This node's view of the cluster (`[cluster]` with nodes), when it is in one.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Counters of every cache `App` holds, for `/metrics` and `/health/detailed`.
@@ -104,6 +106,7 @@ impl App {
         let query_cache = QueryCache::new(&config.cache);
         let cdn = (!config.cdn.edges.is_empty()).then(|| Arc::new(crate::cdn::Cdn::new(&config.cdn, &config.data_dir)));
         let tenant_config = TenantConfigCache::new(Duration::from_secs(config.cache.config_ttl_seconds));
+        let cluster = crate::cluster::Cluster::open(&config.cluster, &catalog)?;
         Ok(Arc::new(App {
             config,
             catalog,
@@ -121,6 +124,7 @@ impl App {
             tenant_config,
             replication,
             cdn,
+            cluster,
         }))
     }
 

@@ -69,6 +69,13 @@ pub enum Error {
     /// The path matches no route.
     #[error("no such endpoint")]
     NoRoute,
+    /// The tenant lives on another node of the cluster: 307 to `location` when the request may
+    /// be sent again as is (`retry_safe`: an idempotent method), else 421.
+    #[error("tenant {slug} is served by node {node}: send the request to {location}")]
+    Elsewhere { slug: String, node: String, location: String, retry_safe: bool },
+    /// The tenant is being moved to another node: writes pause for a moment (503, Retry-After).
+    #[error("tenant {slug} is moving to another node: writes pause for a moment, reads work; retry in a second")]
+    TenantMoving { slug: String },
     /// A SQLite error we did not expect (constraint errors are mapped before they get here).
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod catalog;
 pub mod cdn;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod db;
 pub mod demo;

@@ -119,6 +119,8 @@ fn body(method: &str, pattern: &str) -> Option<serde_json::Value> {
         ("POST", "/billing") => Some(json!({"action": "change_plan", "plan": "free"})),
         // B has a scheduled snapshot (world); the fork's slug is new.
         ("POST", "/backups/restore") => Some(json!({"id": "latest", "as": "globex-fork"})),
+        // Sign-in scoped to B: B's owner gets a session (A's owner would get 401, tests/cluster.rs).
+        ("POST", "/auth/login") => Some(json!({"email": "owner@globex.test", "password": PASSWORD})),
         _ => Some(json!({})),
     }
 }

@@ -25,6 +25,7 @@ const DOMAIN: &[&str] = &[
     "billing",
     "cache",
     "cdn",
+    "cluster",
     "demo",
     "directory",
     "fleet",

@@ -34,6 +34,35 @@ pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     Ok(Resp::json(200, &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants})))
 }
 
+/// `POST /api/v1/t/{slug}/auth/login`: sign-in scoped to one tenant, so a router can send it
+/// to the node that holds the tenant by its path. Only the tenant's members and platform
+/// admins get a session; anyone else gets the same 401 as a wrong password.
+pub fn login_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let tenant = ctx.tenant()?;
+    let body: LoginBody = req.json()?;
+    let now = now_unix();
+    let ok = auth::login(
+        ctx.app,
+        &LoginRequest {
+            email: &body.email,
+            password: &body.password,
+            totp: body.totp.as_deref(),
+            caller: req.caller(),
+        },
+        now,
+    )?;
+    let tenants = memberships(ctx, ok.user.id)?;
+    if !ok.user.is_platform_admin && !tenants.iter().any(|t| t["slug"] == tenant.slug.as_str()) {
+        let hash = crate::util::sha256_hex(ok.token.as_bytes());
+        ctx.app.change(|tx| identity::revoke_session(tx, &hash, now))?;
+        return Err(Error::Unauthenticated {
+            code: "invalid_credentials",
+            message: "email or password is incorrect".into(),
+        });
+    }
+    Ok(Resp::json(200, &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants})))
+}
+
 fn memberships(ctx: &Ctx<'_>, user_id: i64) -> Result<Vec<serde_json::Value>> {
     Ok(identity::tenants_of(&*ctx.app.catalog.conn()?, user_id)?
         .into_iter()

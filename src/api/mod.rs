@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod backups;
 pub mod billing;
+pub mod cluster;
 pub mod health;
 pub mod members;
 pub mod metrics;
@@ -56,9 +57,15 @@ pub fn router() -> Router {
         r(Get, G, "/api/v1/platform/analytics/health", analytics_security::platform_health, Access::PlatformAdmin),
         r(Get, G, "/api/v1/platform/analytics/revenue", analytics::platform_revenue, Access::PlatformAdmin),
         r(Post, G, "/api/v1/billing/stripe/webhook", billing::webhook, Access::Public),
+        r(Get, G, "/api/v1/cluster/directory", cluster::directory_get, Access::Public),
+        r(Post, G, "/api/v1/cluster/directory", cluster::directory_post, Access::Public),
+        r(Post, G, "/api/v1/cluster/tenants", cluster::create_tenant, Access::Public),
+        r(Get, G, "/api/v1/cluster/node", cluster::node_report, Access::Public),
+        r(Get, G, "/api/v1/platform/cluster", cluster::platform_status, Access::PlatformAdmin),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),
         r(Get, T, "/logo", tenant::logo, Access::TenantPublic),
+        r(Post, T, "/auth/login", auth::login_tenant, Access::TenantPublic),
         r(Get, T, "/openapi.json", openapi::spec, Access::Tenant(Need::Member)),
         r(Get, T, "/members", members::list, area(Area::Members, Action::Read)),
         r(Post, T, "/members", members::add, area(Area::Members, Action::Write)),

@@ -22,14 +22,24 @@ struct NewTenant {
     name: String,
     #[serde(default)]
     plan: Option<String>,
+    /// In a cluster: the node to put it on (default: where placement hashes it).
+    #[serde(default)]
+    node: Option<String>,
 }
 
 pub fn create_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let body: NewTenant = req.json()?;
     let actor = Actor(ctx.principal()?.actor());
-    let t = tenancy::create(ctx.app, &Slug::parse(&body.slug)?, &body.name, body.plan.as_deref(), &actor)?;
+    let slug = Slug::parse(&body.slug)?;
+    // In a cluster the tenant goes where placement says (or `node`), possibly another node.
+    let (t, node) =
+        crate::cluster::create_tenant(ctx.app, &slug, &body.name, body.plan.as_deref(), body.node.as_deref(), &actor)?;
     ctx.app.invalidate_caches();
-    Ok(Resp::json(201, &t))
+    let mut resp = Resp::json(201, &t);
+    if !node.is_empty() {
+        resp.headers.push(("Tenantd-Node".into(), node));
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

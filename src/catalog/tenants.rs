@@ -265,6 +265,13 @@ pub fn add_domain(conn: &Connection, id: &TenantId, domain: &str, now: i64) -> R
     Ok(())
 }
 
+/// A tenant's custom domains.
+pub fn domains_of(conn: &Connection, id: &TenantId) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT domain FROM tenant_domains WHERE tenant_id = ?1 ORDER BY domain")?;
+    let rows = stmt.query_map([id.as_str()], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(rows)
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct DeletionRecord {
     pub tenant_id: String,

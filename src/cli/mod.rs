@@ -9,6 +9,7 @@ mod backup;
 mod bench;
 mod billing;
 mod cdn;
+mod cluster;
 mod healthcheck;
 mod litestream;
 mod loadtest;
@@ -112,6 +113,9 @@ pub enum Command {
     /// CDN edges for tenant assets (`[cdn] edges`): status, purge.
     #[command(subcommand)]
     Cdn(cdn::CdnCmd),
+    /// Several nodes behind nginx (`[cluster]`): status, plan, sync, nginx-config.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.
     #[command(subcommand)]
     Billing(billing::BillingCmd),
@@ -283,6 +287,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Backup(cmd) => backup::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Litestream(cmd) => litestream::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Cdn(cmd) => cdn::run(open(config, OpenMode::MustExist)?, cmd),
+        Command::Cluster(cmd) => cluster::run(open(config, OpenMode::MustExist)?, cmd),
         Command::Bench(cmd) => bench::run(config, cmd),
         Command::Healthcheck { timeout, .. } => {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))

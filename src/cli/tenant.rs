@@ -27,6 +27,9 @@ pub enum TenantCmd {
         /// Plan name from the config (default: default_plan).
         #[arg(long)]
         plan: Option<String>,
+        /// In a cluster: the node to create it on (default: where placement hashes the slug).
+        #[arg(long)]
+        node: Option<String>,
     },
     /// List tenants.
     List {
@@ -88,9 +91,20 @@ fn slug(s: &str) -> CliResult<Slug> {
 pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
     let actor = Actor::cli();
     match cmd {
-        TenantCmd::Create { slug: s, name, plan } => {
-            let t = tenancy::create(&app, &slug(&s)?, &name, plan.as_deref(), &actor)?;
-            println!("created tenant {} ({}) id {} on plan {}", t.slug, t.name, t.id, t.plan);
+        TenantCmd::Create { slug: s, name, plan, node } => {
+            if app.cluster.is_none() && node.is_some() {
+                return Err(CliError::usage("--node: this node is not in a cluster ([cluster] in the config)"));
+            }
+            let (t, on) =
+                crate::cluster::create_tenant(&app, &slug(&s)?, &name, plan.as_deref(), node.as_deref(), &actor)?;
+            let on = if on.is_empty() { String::new() } else { format!(" on node {on}") };
+            println!(
+                "created tenant {} ({}) id {} on plan {}{on}",
+                t["slug"].as_str().unwrap_or(""),
+                t["name"].as_str().unwrap_or(""),
+                t["id"].as_str().unwrap_or(""),
+                t["plan"].as_str().unwrap_or("")
+            );
         }
         TenantCmd::List { json, all } => {
             let list = tenants::list(&*app.catalog.conn()?, all)?;

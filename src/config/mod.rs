@@ -108,6 +108,8 @@ pub struct Config {
     pub backup: BackupConfig,
     /// `[cdn]`: CDN edges for tenant assets, as local mirrors.
     pub cdn: crate::cdn::CdnConfig,
+    /// `[cluster]`: this node's place among several (issue 23); none by default.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 impl Default for Config {
@@ -148,6 +150,7 @@ impl Default for Config {
             replicas: crate::replica::ReplicasConfig::default(),
             backup: BackupConfig::default(),
             cdn: crate::cdn::CdnConfig::default(),
+            cluster: crate::cluster::ClusterConfig::default(),
             query_monitor: Default::default(),
         }
     }
@@ -198,6 +201,7 @@ const KNOWN_KEYS: &[&str] = &[
     "replicas",
     "backup",
     "cdn",
+    "cluster",
 ];
 
 /// Explicit overrides from the command line (highest precedence).
@@ -312,6 +316,7 @@ impl Config {
         range("backup.interval_hours", self.backup.interval_hours, 0, 8760)?;
         range("backup.threads", self.backup.threads as u64, 1, 64)?;
         self.cdn.validate().map_err(|m| ConfigError::about("cdn", &m))?;
+        self.cluster.validate().map_err(|m| ConfigError::about("cluster", &m))?;
         if self.plans.is_empty() {
             return Err(ConfigError::about("plans", "at least one [plans.<name>] table is needed"));
         }

@@ -155,7 +155,7 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
     let segs = &req.segments;
     if segs.len() >= 4 && segs[1] == "admin" && segs[2] == "t" {
         // Admin pages name their tenant in the path only.
-        let tenant = lookup(state, &Slug::parse(&segs[3])?)?;
+        let tenant = lookup(state, req, &Slug::parse(&segs[3])?)?;
         let matched = state.router.find(Scope::TenantUi, req.method, &segs[4..])?;
         return Ok((matched, Some(tenant)));
     }
@@ -190,13 +190,14 @@ pub(super) fn route<'s>(state: &'s ServerState, req: &Req) -> Result<(Matched<'s
         named.push(s.clone());
     }
     for slug in &named {
-        let t = lookup(state, slug)?;
+        let t = lookup(state, req, slug)?;
         signals.push(t);
     }
     if let HostSignal::CustomDomain(d) = &host {
         // An unknown host name is not a tenant signal (the server may be reached by any name).
-        if let Some(t) = state.app.directory.by_domain(&state.app.catalog, d)? {
-            signals.push(t);
+        match state.app.directory.by_domain(&state.app.catalog, d)? {
+            Some(t) => signals.push(t),
+            None => domain_elsewhere(state, req, d)?,
         }
     }
     let tenant = signals.first().cloned().ok_or(Error::NoRoute)?;
@@ -239,11 +240,12 @@ fn route_legacy_analytics<'s>(
     }
     let mut signals: Vec<Arc<TenantRecord>> = Vec::new();
     for slug in &named {
-        signals.push(lookup(state, slug)?);
+        signals.push(lookup(state, req, slug)?);
     }
     if let HostSignal::CustomDomain(d) = &host {
-        if let Some(t) = state.app.directory.by_domain(&state.app.catalog, d)? {
-            signals.push(t);
+        match state.app.directory.by_domain(&state.app.catalog, d)? {
+            Some(t) => signals.push(t),
+            None => domain_elsewhere(state, req, d)?,
         }
     }
     let Some(tenant) = signals.first().cloned() else {
@@ -267,10 +269,35 @@ fn route_legacy_analytics<'s>(
     Ok((state.router.find(Scope::Tenant, req.method, &rest)?, Some(tenant)))
 }
 
-/// Active or suspended tenant by slug; unknown and deleted tenants are the same 404.
-pub(super) fn lookup(state: &ServerState, slug: &Slug) -> Result<Arc<TenantRecord>> {
+/// Active or suspended tenant by slug; unknown and deleted tenants are the same 404, unless
+/// the cluster directory says another node holds it (then 307/421 there).
+pub(super) fn lookup(state: &ServerState, req: &Req, slug: &Slug) -> Result<Arc<TenantRecord>> {
     match state.app.directory.by_slug(&state.app.catalog, slug)? {
         Some(t) if t.status != TenantStatus::Deleted => Ok(t),
-        _ => Err(Error::NotFound(format!("tenant {:?}", slug.as_str()))),
+        _ => {
+            let placed = state.app.cluster.as_ref().and_then(|c| c.locate(slug.as_str()));
+            Err(elsewhere(state, req, placed).unwrap_or_else(|| Error::NotFound(format!("tenant {:?}", slug.as_str()))))
+        }
     }
+}
+
+/// A tenant on a custom domain this node does not hold, when the directory knows its node.
+fn domain_elsewhere(state: &ServerState, req: &Req, domain: &str) -> Result<()> {
+    let placed = state.app.cluster.as_ref().and_then(|c| c.locate_domain(domain));
+    elsewhere(state, req, placed).map_or(Ok(()), Err)
+}
+
+/// The redirect to the node that holds a tenant, when that is another node.
+fn elsewhere(state: &ServerState, req: &Req, placed: Option<crate::cluster::Placement>) -> Option<Error> {
+    let cluster = state.app.cluster.as_ref()?;
+    let p = placed?;
+    let node = cluster.elsewhere(&p)?;
+    cluster.redirects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut location = format!("{}{}", node.url.trim_end_matches('/'), req.raw_path);
+    for (i, (k, v)) in req.query.iter().enumerate() {
+        let sep = if i == 0 { '?' } else { '&' };
+        location.push_str(&format!("{sep}{}={}", crate::util::percent_encode(k), crate::util::percent_encode(v)));
+    }
+    let retry_safe = matches!(req.method, Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete);
+    Some(Error::Elsewhere { slug: p.slug, node: node.name.clone(), location, retry_safe })
 }

@@ -135,6 +135,8 @@ pub struct RunningServer {
     pub(super) replicator: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
     /// The CDN syncer (`[cdn] edges`) and its stop flag.
     pub(super) cdn_syncer: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
+    /// The cluster directory's puller (`[cluster]`) and its stop flag.
+    pub(super) cluster_sync: Option<(JoinHandle<()>, Arc<std::sync::atomic::AtomicBool>)>,
     addr: SocketAddr,
 }
 
@@ -178,6 +180,14 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
     let replicator =
         app.replication.clone().map(|r| stoppable("tenantd-replicator", move |stop| r.run(stop))).transpose()?;
     let cdn_syncer = app.cdn.clone().map(|c| stoppable("tenantd-cdn-sync", move |stop| c.run(stop))).transpose()?;
+    let cluster_sync = app
+        .cluster
+        .is_some()
+        .then(|| {
+            let app = app.clone();
+            stoppable("tenantd-cluster-sync", move |stop| crate::cluster::run_sync(&app, stop))
+        })
+        .transpose()?;
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
         state.pool.min,
@@ -195,6 +205,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
         stop_tx,
         replicator,
         cdn_syncer,
+        cluster_sync,
         addr,
     })
 }

@@ -142,6 +142,10 @@ impl RunningServer {
             crate::log::warn(&format!("final audit anchoring failed: {}", e.log_detail()));
         }
         // Every commit is in the change log already; mirrors catch up from it at the next start.
+        if let Some((handle, stop)) = self.cluster_sync.take() {
+            stop.store(true, Ordering::SeqCst);
+            let _ = handle.join();
+        }
         if let Some((handle, stop)) = self.cdn_syncer.take() {
             stop.store(true, Ordering::SeqCst);
             let _ = handle.join();

@@ -260,6 +260,7 @@ pub fn purge(app: &App, slug: &Slug, actor: &Actor) -> Result<PurgeReport> {
     }
     crate::replica::purge_copies(&app.paths.data_dir, &t.id)?;
     crate::cdn::purge(&app.paths.data_dir, &t.id, None)?;
+    crate::cluster::forget(app, &t);
     Ok(PurgeReport { tenant_id: t.id.to_string(), files_removed: files, bytes_removed: bytes })
 }
 

@@ -59,6 +59,16 @@ impl TestServer {
         TestServer { dir, app, server: Some(server) }
     }
 
+    /// `start_with` on a given address (a cluster's nodes name each other's addresses).
+    pub fn start_on(listen: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = config(dir.path());
+        tweak(&mut c);
+        let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
+        let server = server::start(app.clone(), listen).unwrap();
+        TestServer { dir, app, server: Some(server) }
+    }
+
     pub fn with_router(router: tenantd::http::router::Router) -> TestServer {
         Self::with_router_and(router, |_| {})
     }

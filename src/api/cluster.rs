@@ -1,0 +1,97 @@
+//! `/api/v1/cluster/*`: what nodes ask of each other (the directory, creating a tenant where
+//! placement put it, a node's report), authenticated by the cluster secret; and the platform
+//! admin's view of the whole cluster, `/api/v1/platform/cluster`.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::cluster::{self, Change, Cluster};
+use crate::error::{Error, Result};
+use crate::http::{Ctx, Req, Resp};
+use crate::ids::Slug;
+use crate::tenancy::Actor;
+
+/// The cluster, when the request carries its secret. Without a cluster these paths do not
+/// exist (404); a wrong or missing secret is 401.
+fn node_call<'a>(ctx: &'a Ctx<'_>, req: &Req) -> Result<&'a Arc<Cluster>> {
+    let c = ctx.app.cluster.as_ref().ok_or(Error::NoRoute)?;
+    let presented = crate::http::access::credential(req).unwrap_or("");
+    if !c.client.is_secret(presented) {
+        return Err(Error::Unauthorized);
+    }
+    Ok(c)
+}
+
+/// `GET /api/v1/cluster/directory?since=N`: the rows changed after version N.
+pub fn directory_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    node_call(ctx, req)?;
+    let since = match req.query_param("since") {
+        None => 0,
+        Some(s) => s
+            .parse::<i64>()
+            .map_err(|_| Error::invalid("invalid_since", "since is a directory version (an integer)"))?,
+    };
+    Ok(Resp::json(200, &cluster::document(ctx.app, since)?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Changes {
+    changes: Vec<Change>,
+}
+
+/// `POST /api/v1/cluster/directory` `{"changes": [...]}`, on the directory node only.
+pub fn directory_post(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let c = node_call(ctx, req)?;
+    if !c.is_directory() {
+        return Err(Error::invalid(
+            "not_directory_node",
+            format!("node {} does not hold the directory; node {} does", c.this(), c.config.directory_node()),
+        ));
+    }
+    let body: Changes = req.json()?;
+    let version = cluster::change(ctx.app, &body.changes)?;
+    Ok(Resp::json(200, &json!({ "version": version })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewTenant {
+    slug: String,
+    name: String,
+    #[serde(default)]
+    plan: Option<String>,
+    #[serde(default)]
+    pinned: bool,
+    #[serde(default)]
+    actor: Option<String>,
+}
+
+/// `POST /api/v1/cluster/tenants`: another node placed a new tenant here.
+pub fn create_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let c = node_call(ctx, req)?;
+    let body: NewTenant = req.json()?;
+    let actor = Actor(format!("{} (via node {})", body.actor.as_deref().unwrap_or("cluster"), c.this()));
+    let slug = Slug::parse(&body.slug)?;
+    let (t, _) = cluster::create_here(ctx.app, &slug, &body.name, body.plan.as_deref(), body.pinned, &actor)?;
+    ctx.app.invalidate_caches();
+    Ok(Resp::json(201, &t))
+}
+
+/// `GET /api/v1/cluster/node`: this node's report (tenants, sizes, load, directory copy).
+pub fn node_report(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    node_call(ctx, req)?;
+    let mut report = cluster::node_report(ctx.app)?;
+    let (requests, _) = ctx.state.metrics.totals();
+    report["requests_total"] = json!(requests);
+    Ok(Resp::json(200, &report))
+}
+
+/// `GET /api/v1/platform/cluster`: every node's report, asked now; a node that does not
+/// answer is listed with the reason.
+pub fn platform_status(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let c = cluster::of(ctx.app)?;
+    Ok(Resp::json(200, &cluster::status(ctx.app, c)))
+}

@@ -1,0 +1,216 @@
+//! `tenantd cluster …`: the nodes, where tenants are, what adding a node would move, and the
+//! router's configuration (docs/cluster.md).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Subcommand;
+use serde_json::json;
+
+use super::{print_json, CliError, CliResult};
+use crate::app::App;
+use crate::cluster::{self, nginx, placement, NodeConfig};
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCmd {
+    /// Every node: up or not, tenants and bytes, load, how far its copy of the directory is.
+    #[command(after_help = "Examples:\n  tenantd cluster status\n  tenantd cluster status --json")]
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The moves that would put every tenant where placement hashes it, with their sizes;
+    /// with --add-node, the moves a new node would take (only to it: about its share).
+    #[command(
+        after_help = "Examples:\n  tenantd cluster plan\n  tenantd cluster plan --add-node d=http://10.0.0.4:8080,2 --json\n\nPinned tenants (created with --node, or moved by hand) are left where they are."
+    )]
+    Plan {
+        /// NAME=URL[,WEIGHT] of a node to add (repeatable).
+        #[arg(long, value_name = "NAME=URL[,WEIGHT]")]
+        add_node: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pulls the directory from the directory node into this node's copy now.
+    Sync,
+    /// Writes nginx's configuration for the cluster: a map from tenant (path, X-Tenant,
+    /// ?tenant=, subdomain, custom domain) to the node that holds it.
+    #[command(
+        after_help = "Examples:\n  tenantd cluster nginx-config > /etc/nginx/conf.d/tenantd-cluster.conf\n  tenantd cluster nginx-config --out /etc/nginx/conf.d/tenantd-cluster.conf --reload\n\n--reload runs [cluster] router_reload (e.g. \"nginx -s reload\") after writing the file."
+    )]
+    NginxConfig {
+        /// Write here (atomically) instead of standard output (default: [cluster] router_config).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// What nginx listens on.
+        #[arg(long, default_value = "80")]
+        listen: String,
+        /// nginx's server_name (default: base_domain and its subdomains, else `_`).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Reload nginx afterwards with [cluster] router_reload.
+        #[arg(long)]
+        reload: bool,
+    },
+}
+
+pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
+    let c = cluster::of(&app)?.clone();
+    match cmd {
+        ClusterCmd::Status { json } => {
+            let s = cluster::status(&app, &c);
+            if json {
+                print_json(&s)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "this node {}, directory on {} (version {}), {} tenants",
+                s["this_node"].as_str().unwrap_or(""),
+                s["directory_node"].as_str().unwrap_or(""),
+                s["directory_version"],
+                s["tenants"]
+            );
+            println!(
+                "{:<12} {:<5} {:>8} {:>12} {:>9} {:>12} {:>9}  url",
+                "node", "up", "tenants", "bytes", "open", "requests", "dir v"
+            );
+            let mut down = 0;
+            for n in s["nodes"].as_array().into_iter().flatten() {
+                let up = n["up"].as_bool().unwrap_or(false);
+                down += usize::from(!up);
+                println!(
+                    "{:<12} {:<5} {:>8} {:>12} {:>9} {:>12} {:>9}  {}{}",
+                    n["node"].as_str().unwrap_or(""),
+                    if up { "yes" } else { "NO" },
+                    n["tenants"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
+                    n["bytes"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
+                    n["open_tenants"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
+                    n["requests_total"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
+                    n["directory_version"].as_i64().map(|v| v.to_string()).unwrap_or("-".into()),
+                    n["url"].as_str().unwrap_or(""),
+                    n["error"].as_str().map(|e| format!("  ({e})")).unwrap_or_default(),
+                );
+            }
+            Ok(if down == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        ClusterCmd::Plan { add_node, json } => {
+            if let Err(e) = cluster::sync(&app) {
+                eprintln!("warning: the directory node did not answer ({e}): planning from this node's copy");
+            }
+            let mut nodes = c.config.nodes.clone();
+            for spec in &add_node {
+                let n = parse_node(spec)?;
+                if nodes.iter().any(|m| m.name == n.name) {
+                    return Err(CliError::usage(format!(
+                        "--add-node {spec}: node {:?} is already in the cluster",
+                        n.name
+                    )));
+                }
+                nodes.push(n);
+            }
+            let check = cluster::ClusterConfig { nodes: nodes.clone(), ..c.config.clone() };
+            check.validate().map_err(CliError::usage)?;
+            let all = c.placements();
+            let placed: Vec<placement::Placed<'_>> = all
+                .iter()
+                .map(|p| placement::Placed { slug: &p.slug, node: &p.node, pinned: p.pinned, bytes: p.bytes })
+                .collect();
+            let moves = placement::plan(&nodes, &placed);
+            let bytes: u64 = moves.iter().map(|m| m.bytes).sum();
+            let share = if all.is_empty() { 0.0 } else { moves.len() as f64 * 100.0 / all.len() as f64 };
+            if json {
+                print_json(&json!({"tenants": all.len(), "moves": moves, "bytes": bytes, "percent": share}))?;
+            } else {
+                for m in &moves {
+                    println!("move {:<30} {:>8} -> {:<8} {:>12} bytes", m.slug, m.from, m.to, m.bytes);
+                }
+                println!("{} of {} tenants would move ({share:.1}%), {bytes} bytes", moves.len(), all.len());
+                if !add_node.is_empty() && !moves.is_empty() {
+                    println!("add the node to [[cluster.nodes]] on every node, then: tenantd cluster rebalance");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCmd::Sync => {
+            let n = cluster::sync(&app)?;
+            println!(
+                "directory at version {}: {n} entries changed",
+                c.version.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        ClusterCmd::NginxConfig { out, listen, server_name, reload } => {
+            if let Err(e) = cluster::sync(&app) {
+                eprintln!("warning: the directory node did not answer ({e}): writing this node's copy");
+            }
+            let out =
+                out.or_else(|| (!c.config.router_config.is_empty()).then(|| PathBuf::from(&c.config.router_config)));
+            let text = render_router(&app, &c, &listen, server_name.as_deref());
+            match &out {
+                Some(path) => {
+                    write_atomic(path, &text)?;
+                    eprintln!("wrote {} ({} tenants)", path.display(), c.placements().len());
+                }
+                None => print!("{text}"),
+            }
+            if reload {
+                reload_router(&c.config.router_reload)?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The router configuration from this node's copy of the directory.
+pub fn render_router(app: &App, c: &cluster::Cluster, listen: &str, server_name: Option<&str>) -> String {
+    let base = app.config.base_domain.as_deref();
+    let default_name = base.map(|b| format!("{b} *.{b}")).unwrap_or_else(|| "_".into());
+    let site = nginx::Site {
+        listen,
+        server_name: server_name.unwrap_or(&default_name),
+        base_domain: base,
+        max_body_bytes: app.config.max_body_bytes,
+    };
+    let version = c.version.load(std::sync::atomic::Ordering::Relaxed);
+    nginx::render(&c.config.nodes, c.config.directory_node(), &c.placements(), version, &site)
+}
+
+fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), CliError> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Runs `[cluster] router_reload` (split on spaces, no shell).
+pub fn reload_router(command: &str) -> Result<(), CliError> {
+    let mut words = command.split_whitespace();
+    let Some(prog) = words.next() else {
+        return Err(CliError::usage("--reload: set [cluster] router_reload, e.g. \"nginx -s reload\""));
+    };
+    let out = std::process::Command::new(prog)
+        .args(words)
+        .output()
+        .map_err(|e| CliError::failed(format!("router reload {command:?}: {e}")))?;
+    if !out.status.success() {
+        return Err(CliError::failed(format!(
+            "router reload {command:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    eprintln!("router reloaded ({command})");
+    Ok(())
+}
+
+fn parse_node(spec: &str) -> Result<NodeConfig, CliError> {
+    let bad =
+        || CliError::usage(format!("--add-node {spec:?}: expected NAME=URL[,WEIGHT], e.g. d=http://10.0.0.4:8080,2"));
+    let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
+    let (url, weight) = match rest.rsplit_once(',') {
+        Some((u, w)) => (u, w.trim().parse::<f64>().map_err(|_| bad())?),
+        None => (rest, 1.0),
+    };
+    Ok(NodeConfig { name: name.trim().to_string(), url: url.trim().to_string(), weight })
+}

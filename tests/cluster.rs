@@ -1,0 +1,261 @@
+//! Issue 23: several tenantd nodes on loopback ports with their own data dirs: placement by
+//! rendezvous hashing, the directory and its copies, redirects to the node that holds a tenant,
+//! tenant-scoped sign-in, and what happens while the directory node is away.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly on setup errors")]
+
+mod common;
+
+use common::{TestServer, PASSWORD};
+use serde_json::json;
+use tenantd::cluster::{self, ClusterConfig, NodeConfig};
+
+const SECRET: &str = "a-cluster-secret-of-at-least-32-characters";
+
+struct Nodes {
+    a: TestServer,
+    b: TestServer,
+    c: TestServer,
+    config: ClusterConfig,
+    admin: [String; 3],
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn cluster_config(ports: &[u16; 3]) -> ClusterConfig {
+    ClusterConfig {
+        directory: "a".into(),
+        secret: SECRET.into(),
+        nodes: ["a", "b", "c"]
+            .iter()
+            .zip(ports)
+            .map(|(n, p)| NodeConfig { name: n.to_string(), url: format!("http://127.0.0.1:{p}"), weight: 1.0 })
+            .collect(),
+        ..ClusterConfig::default()
+    }
+}
+
+fn nodes() -> Nodes {
+    let ports = [free_port(), free_port(), free_port()];
+    let config = cluster_config(&ports);
+    let start = |i: usize, name: &str| {
+        let mut cc = config.clone();
+        cc.name = name.into();
+        TestServer::start_on(&format!("127.0.0.1:{}", ports[i]), |c| c.cluster = cc)
+    };
+    let (a, b, c) = (start(0, "a"), start(1, "b"), start(2, "c"));
+    let admin = [&a, &b, &c].map(|s| {
+        tenantd::auth::create_user(&s.app, "root@example.com", PASSWORD, true).unwrap();
+        s.login("root@example.com")
+    });
+    Nodes { a, b, c, config, admin }
+}
+
+impl Nodes {
+    fn node(&self, name: &str) -> &TestServer {
+        match name {
+            "a" => &self.a,
+            "b" => &self.b,
+            _ => &self.c,
+        }
+    }
+
+    fn sync_all(&self) {
+        for s in [&self.b, &self.c] {
+            cluster::sync(&s.app).unwrap();
+        }
+    }
+}
+
+#[test]
+fn tenants_go_where_rendezvous_hashing_says_and_every_node_redirects_to_them() {
+    let n = nodes();
+    let slugs: Vec<String> = (0..12).map(|i| format!("co-{i}")).collect();
+    for s in &slugs {
+        // Created through node a, whichever node placement picks.
+        let r = n.a.post_json("/api/v1/platform/tenants", Some(&n.admin[0]), &json!({"slug": s, "name": s}));
+        assert_eq!(r.status, 201, "{}", r.text());
+        let want = cluster::placement::choose(&n.config.nodes, s).unwrap();
+        assert_eq!(r.header("tenantd-node"), Some(want.name.as_str()), "{s}");
+        let holder = n.node(&want.name);
+        assert!(holder.app.tenant(&tenantd::ids::Slug::parse(s).unwrap()).is_ok(), "{s} is on {}", want.name);
+    }
+    let on: Vec<usize> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            slugs.iter().filter(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name == *name).count()
+        })
+        .collect();
+    assert!(on.iter().all(|k| *k > 0), "12 tenants spread over the 3 nodes: {on:?}");
+    n.sync_all();
+    for s in [&n.a, &n.b, &n.c] {
+        assert_eq!(s.app.cluster.as_ref().unwrap().placements().len(), 12, "every copy has every tenant");
+    }
+
+    // A tenant held by b, asked of a and c: 307 for reads, 421 for a POST, by path and by header.
+    let on_b = slugs.iter().find(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name == "b").unwrap();
+    for other in [&n.a, &n.c] {
+        let r = other.get(&format!("/api/v1/t/{on_b}/?x=1"));
+        assert_eq!(r.status, 307, "{}", r.text());
+        assert_eq!(r.header("location").unwrap(), format!("{}/api/v1/t/{on_b}/?x=1", n.config.nodes[1].url));
+        assert_eq!(r.header("tenantd-node"), Some("b"));
+        assert_eq!(r.json()["error"]["code"], "tenant_elsewhere");
+        let r = other.post_json(&format!("/api/v1/t/{on_b}/customers"), None, &json!({"name": "x"}));
+        assert_eq!(r.status, 421, "a POST is not sent again blindly: {}", r.text());
+        let r = other.client().request("GET", "/api/v1/customers", &[("X-Tenant", on_b.as_str())], b"").unwrap();
+        assert_eq!(r.status, 307);
+    }
+    // The holder answers itself; an unknown slug is the usual 404 everywhere.
+    assert_eq!(n.b.get(&format!("/api/v1/t/{on_b}/")).status, 200);
+    assert_eq!(n.a.get("/api/v1/t/nobody-here/").status, 404);
+
+    // The same slug again, through another node: refused cluster-wide, nothing left behind.
+    let r = n.c.post_json("/api/v1/platform/tenants", Some(&n.admin[2]), &json!({"slug": on_b, "name": "dup"}));
+    assert_eq!(r.status, 409, "{}", r.text());
+    // --node pins a tenant to a node placement would not pick.
+    let pinned = (0..50)
+        .map(|i| format!("pin-{i}"))
+        .find(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name != "c")
+        .unwrap();
+    let r = n.a.post_json(
+        "/api/v1/platform/tenants",
+        Some(&n.admin[0]),
+        &json!({"slug": pinned, "name": "p", "node": "c"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("tenantd-node"), Some("c"));
+    let r = n.a.post_json(
+        "/api/v1/platform/tenants",
+        Some(&n.admin[0]),
+        &json!({"slug": "zz", "name": "z", "node": "nope"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("no node \\\"nope\\\""), "{}", r.text());
+    n.sync_all();
+    let p = n.b.app.cluster.as_ref().unwrap().locate(&pinned).unwrap();
+    assert!(p.pinned && p.node == "c");
+}
+
+#[test]
+fn sign_in_scoped_to_a_tenant_only_admits_its_members() {
+    let n = nodes();
+    let s = (0..50)
+        .map(|i| format!("t-{i}"))
+        .find(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name == "b")
+        .unwrap();
+    let r = n.a.post_json("/api/v1/platform/tenants", Some(&n.admin[0]), &json!({"slug": s, "name": "T"}));
+    assert_eq!(r.status, 201);
+    n.b.member("member@example.com", &s, "member");
+    n.b.member("stranger@example.com", "other-b", "owner");
+    let login = |email: &str| {
+        n.b.post_json(&format!("/api/v1/t/{s}/auth/login"), None, &json!({"email": email, "password": PASSWORD}))
+    };
+    let ok = login("member@example.com");
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let token = ok.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(n.b.get_as(&format!("/api/v1/t/{s}/members"), &token).status, 200);
+    let r = login("stranger@example.com");
+    assert_eq!(r.status, 401, "a member of another tenant gets the wrong-password answer: {}", r.text());
+    assert_eq!(r.json()["error"]["code"], "invalid_credentials");
+    assert_eq!(login("root@example.com").status, 200, "platform admins sign in anywhere");
+    // Through a node that does not hold the tenant: a 421 naming the right one.
+    n.sync_all();
+    let r = n.c.post_json(
+        &format!("/api/v1/t/{s}/auth/login"),
+        None,
+        &json!({"email": "member@example.com", "password": PASSWORD}),
+    );
+    assert_eq!(r.status, 421);
+    assert!(r.header("location").unwrap().starts_with(&n.config.nodes[1].url));
+}
+
+#[test]
+fn without_the_directory_node_the_others_serve_and_only_placement_waits() {
+    let mut n = nodes();
+    let on = |name: &str| {
+        (0..80)
+            .map(|i| format!("d-{i}"))
+            .find(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name == name)
+            .unwrap()
+    };
+    let (on_b, on_c) = (on("b"), on("c"));
+    for s in [&on_b, &on_c] {
+        assert_eq!(
+            n.a.post_json("/api/v1/platform/tenants", Some(&n.admin[0]), &json!({"slug": s, "name": s})).status,
+            201
+        );
+    }
+    n.sync_all();
+    n.a.shutdown();
+    // b still serves its tenant and still sends c's tenant to c, from its own copy.
+    assert_eq!(n.b.get(&format!("/api/v1/t/{on_b}/")).status, 200);
+    assert_eq!(n.b.get(&format!("/api/v1/t/{on_c}/")).status, 307);
+    assert!(cluster::sync(&n.b.app).is_err());
+    // A new tenant needs the directory: refused with 503, and nothing is left on b.
+    let fresh = (0..200)
+        .map(|i| format!("new-{i}"))
+        .find(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name == "b")
+        .unwrap();
+    let r = n.b.post_json("/api/v1/platform/tenants", Some(&n.admin[1]), &json!({"slug": fresh, "name": "f"}));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("directory node"), "{}", r.text());
+    assert!(n.b.app.tenant(&tenantd::ids::Slug::parse(&fresh).unwrap()).is_err(), "the local create was undone");
+}
+
+#[test]
+fn node_calls_need_the_cluster_secret() {
+    let n = nodes();
+    for (path, method) in
+        [("/api/v1/cluster/directory", "GET"), ("/api/v1/cluster/node", "GET"), ("/api/v1/cluster/directory", "POST")]
+    {
+        let r = n.a.client().request(method, path, &[], b"{}").unwrap();
+        assert_eq!(r.status, 401, "{method} {path} without the secret");
+        let r = n.a.client().request(method, path, &[("Authorization", "Bearer wrong-secret")], b"{}").unwrap();
+        assert_eq!(r.status, 401, "{method} {path} with a wrong secret");
+    }
+    let auth = format!("Bearer {SECRET}");
+    let r = n.a.client().request("GET", "/api/v1/cluster/directory?since=x", &[("Authorization", &auth)], b"").unwrap();
+    assert_eq!(r.status, 400);
+    // Changes go to the directory node only.
+    let r =
+        n.b.client()
+            .request(
+                "POST",
+                "/api/v1/cluster/directory",
+                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                br#"{"changes":[]}"#,
+            )
+            .unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"]["code"], "not_directory_node");
+    // A platform admin sees every node.
+    let r = n.a.get_as("/api/v1/platform/cluster", &n.admin[0]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["nodes"].as_array().unwrap().len(), 3);
+    assert!(r.json()["nodes"].as_array().unwrap().iter().all(|x| x["up"] == true));
+    // Without a cluster the paths do not exist.
+    let single = TestServer::start();
+    assert_eq!(single.get("/api/v1/cluster/node").status, 404);
+}
+
+#[test]
+fn cluster_config_errors_name_the_key() {
+    let mut c = cluster_config(&[1, 2, 3]);
+    c.name = "a".into();
+    assert!(c.validate().is_ok());
+    let bad = |f: &dyn Fn(&mut ClusterConfig), says: &str| {
+        let mut x = c.clone();
+        f(&mut x);
+        let e = x.validate().unwrap_err();
+        assert!(e.contains(says), "{e} should say {says}");
+    };
+    bad(&|x| x.name = "z".into(), "cluster.name");
+    bad(&|x| x.directory = "q".into(), "cluster.directory");
+    bad(&|x| x.nodes[1].name = "a".into(), "twice");
+    bad(&|x| x.nodes[0].url = "ftp://x".into(), "http(s)://host:port");
+    bad(&|x| x.nodes[0].url = "http://x:1/path".into(), "no path");
+    bad(&|x| x.nodes[2].weight = 0.0, "weight");
+    bad(&|x| x.store = "gopher://x".into(), "cluster.store");
+    bad(&|x| x.nodes[0].name = "Bad Name".into(), "node names");
+}

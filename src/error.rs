@@ -74,8 +74,8 @@ pub enum Error {
     #[error("tenant {slug} is served by node {node}: send the request to {location}")]
     Elsewhere { slug: String, node: String, location: String, retry_safe: bool },
     /// The tenant is being moved to another node: writes pause for a moment (503, Retry-After).
-    #[error("tenant {slug} is moving to another node: writes pause for a moment, reads work; retry in a second")]
-    TenantMoving { slug: String },
+    #[error("the tenant is moving to another node: writes pause for a moment, reads work; retry in a second")]
+    TenantMoving,
     /// A SQLite error we did not expect (constraint errors are mapped before they get here).
     #[error("database error")]
     Sqlite(#[from] rusqlite::Error),

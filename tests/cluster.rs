@@ -259,3 +259,28 @@ fn cluster_config_errors_name_the_key() {
     bad(&|x| x.store = "gopher://x".into(), "cluster.store");
     bad(&|x| x.nodes[0].name = "Bad Name".into(), "node names");
 }
+
+#[test]
+fn a_frozen_tenant_refuses_writes_with_retry_after_and_keeps_reading() {
+    let n = nodes();
+    let owner = n.a.token("owner@example.com", "frozen-co", "owner");
+    let r = n.a.post_json("/api/v1/t/frozen-co/customers", Some(&owner), &json!({"name": "before"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let slug = tenantd::ids::Slug::parse("frozen-co").unwrap();
+    let frozen = cluster::moves::freeze(&n.a.app, &slug, "b").unwrap();
+    // The last write is the audit entry the target waits for.
+    let head = frozen["head"][0].as_i64().unwrap();
+    assert!(head > 0);
+    assert_eq!(frozen["identity"]["members"][0]["email"], "owner@example.com");
+    assert!(frozen["identity"]["members"][0]["password_hash"].as_str().unwrap().starts_with("$argon2"));
+    let r = n.a.post_json("/api/v1/t/frozen-co/customers", Some(&owner), &json!({"name": "during"}));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["error"]["code"], "tenant_moving");
+    let list = n.a.get_as("/api/v1/t/frozen-co/customers", &owner);
+    assert_eq!(list.status, 200, "reads go on");
+    assert_eq!(list.json()["total"], 1);
+    cluster::moves::thaw(&n.a.app, &slug).unwrap();
+    let r = n.a.post_json("/api/v1/t/frozen-co/customers", Some(&owner), &json!({"name": "after"}));
+    assert_eq!(r.status, 201, "{}", r.text());
+}

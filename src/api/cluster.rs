@@ -95,3 +95,58 @@ pub fn platform_status(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let c = cluster::of(ctx.app)?;
     Ok(Resp::json(200, &cluster::status(ctx.app, c)))
 }
+
+fn slug_param(ctx: &Ctx<'_>) -> Result<Slug> {
+    Slug::parse(ctx.param("slug")?)
+}
+
+fn tenant_id(body: &serde_json::Value) -> Result<crate::ids::TenantId> {
+    crate::ids::TenantId::parse(body["tenant_id"].as_str().unwrap_or(""))
+}
+
+/// `POST /api/v1/cluster/tenants/{slug}/{freeze|thaw|release}`: the source's part of a move.
+pub fn source_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    node_call(ctx, req)?;
+    let slug = slug_param(ctx)?;
+    match ctx.param("step")? {
+        "freeze" => {
+            let body: serde_json::Value = req.json()?;
+            let to = body["to"].as_str().unwrap_or("");
+            Ok(Resp::json(200, &cluster::moves::freeze(ctx.app, &slug, to)?))
+        }
+        "thaw" => {
+            cluster::moves::thaw(ctx.app, &slug)?;
+            Ok(Resp::json(200, &json!({"thawed": slug.as_str()})))
+        }
+        "release" => {
+            cluster::moves::release(ctx.app, &slug)?;
+            ctx.app.invalidate_caches();
+            Ok(Resp::json(200, &json!({"released": slug.as_str()})))
+        }
+        other => Err(Error::NotFound(format!("move step {other:?}"))),
+    }
+}
+
+/// `POST /api/v1/cluster/moves/{seed|finish|abandon}`: the target's part of a move.
+pub fn target_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    node_call(ctx, req)?;
+    let body: serde_json::Value = req.json()?;
+    let id = tenant_id(&body)?;
+    let from = body["from"].as_str().unwrap_or("").to_string();
+    match ctx.param("step")? {
+        "seed" => {
+            cluster::moves::seed(ctx.app, &id, &from)?;
+            Ok(Resp::json(200, &json!({"seeded": id.as_str()})))
+        }
+        "finish" => {
+            let out = cluster::moves::finish(ctx.app, &body, &from)?;
+            ctx.app.invalidate_caches();
+            Ok(Resp::json(200, &out))
+        }
+        "abandon" => {
+            cluster::moves::abandon(ctx.app, &id);
+            Ok(Resp::json(200, &json!({"abandoned": id.as_str()})))
+        }
+        other => Err(Error::NotFound(format!("move step {other:?}"))),
+    }
+}

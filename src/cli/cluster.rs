@@ -162,6 +162,48 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
     }
 }
 
+/// After a directory change from this CLI: writes `[cluster] router_config` again and runs
+/// `router_reload`, when they are set; with `check`, waits (up to 5 s) until the router sends
+/// that tenant to the node the directory names (nginx reloads in the background).
+pub fn refresh_router(app: &App, check: Option<&str>) -> Result<(), CliError> {
+    let Some(c) = app.cluster.as_ref() else { return Ok(()) };
+    if c.config.router_config.is_empty() {
+        return Ok(());
+    }
+    let path = PathBuf::from(&c.config.router_config);
+    // The listen address stays what the file says (the first `listen` line), else 80.
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let listen = old
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("listen ").map(|v| v.trim_end_matches(';').trim().to_string()))
+        .unwrap_or_else(|| "80".into());
+    write_atomic(&path, &render_router(app, c, &listen, None))?;
+    if c.config.router_reload.is_empty() {
+        return Ok(());
+    }
+    reload_router(&c.config.router_reload)?;
+    let (Some(slug), Some(p)) = (check, check.and_then(|s| c.locate(s))) else { return Ok(()) };
+    let addr = if listen.contains(':') { listen.clone() } else { format!("127.0.0.1:{listen}") };
+    let want = nginx::upstream(&p.node);
+    let started = std::time::Instant::now();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(std::time::Duration::from_secs(2)))
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .build()
+        .into();
+    while started.elapsed() < std::time::Duration::from_secs(5) {
+        let res = agent.get(&format!("http://{addr}/api/v1/t/{slug}/")).call();
+        if res.ok().and_then(|r| r.headers().get("tenantd-upstream").map(|v| v.as_bytes() == want.as_bytes()))
+            == Some(true)
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Err(CliError::failed(format!("the router at {addr} still does not send {slug} to {want} 5 s after its reload")))
+}
+
 /// The router configuration from this node's copy of the directory.
 pub fn render_router(app: &App, c: &cluster::Cluster, listen: &str, server_name: Option<&str>) -> String {
     let base = app.config.base_domain.as_deref();

@@ -22,8 +22,9 @@ pub enum LitestreamCmd {
     )]
     Config {
         /// Where the copies go: file://, s3://, gs://, abs://, sftp://, webdav://, nats:// or oss://.
+        /// In a cluster the default is this node's place in the store: <[cluster] store>/nodes/<name>.
         #[arg(long, value_name = "URL")]
-        replica_url: String,
+        replica_url: Option<String>,
         /// Directory to write the files into (created if missing).
         #[arg(long, value_name = "DIR", default_value = ".")]
         out: PathBuf,
@@ -38,11 +39,22 @@ pub fn run(app: Arc<App>, cmd: LitestreamCmd) -> CliResult {
     if !(1..=64).contains(&processes) {
         return Err(CliError::usage("--processes: a whole number in 1..=64"));
     }
+    let replica_url = match (replica_url, app.cluster.as_ref()) {
+        (Some(u), _) => u,
+        (None, Some(c)) if !c.config.store.is_empty() => {
+            format!("{}/nodes/{}", c.config.store.trim_end_matches('/'), c.this())
+        }
+        _ => return Err(CliError::usage("--replica-url URL is needed (or [cluster] store, in a cluster)")),
+    };
     let url = litestream::replica_url(&replica_url)?;
     std::fs::create_dir_all(&out).map_err(|e| CliError::failed(format!("{}: {e}", out.display())))?;
     let out = std::fs::canonicalize(&out).map_err(|e| CliError::failed(format!("{}: {e}", out.display())))?;
     let data_dir = std::fs::canonicalize(&app.paths.data_dir)
         .map_err(|e| CliError::failed(format!("{}: {e}", app.paths.data_dir.display())))?;
+    // Litestream's directory mode refuses to start on a missing directory (a fresh data dir
+    // has no tenant yet).
+    std::fs::create_dir_all(data_dir.join("tenants"))
+        .map_err(|e| CliError::failed(format!("{}: {e}", data_dir.join("tenants").display())))?;
     let tenants: Vec<_> =
         crate::catalog::tenants::list(&*app.catalog.conn()?, false)?.into_iter().map(|t| t.id).collect();
     for (name, text) in litestream::render(&data_dir, &out, &tenants, &url, processes) {

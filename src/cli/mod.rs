@@ -191,7 +191,7 @@ fn quiet_broken_pipe() {
 /// A CLI failure: the one-line message and the exit code.
 #[derive(Debug)]
 pub struct CliError {
-    message: String,
+    pub(super) message: String,
     code: u8,
 }
 

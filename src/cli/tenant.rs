@@ -80,6 +80,20 @@ pub enum TenantCmd {
         #[arg(long)]
         plan: Option<String>,
     },
+    /// In a cluster: move a tenant to another node while it serves. The target follows the
+    /// tenant's Litestream replica, writes pause (503 + Retry-After) until it has caught up,
+    /// then the directory and the router flip; the source keeps a soft-deleted copy for
+    /// [cluster] move_grace_hours.
+    #[command(
+        after_help = "Example:\n  tenantd tenant move acme --to node-b\n\nNeeds [cluster] store and Litestream running on the source (tenantd litestream config).\nWith [cluster] router_config set, the router's configuration is written again and reloaded."
+    )]
+    Move {
+        slug: String,
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a tenant's plan (takes effect without restart).
     SetPlan { slug: String, plan: String },
 }
@@ -91,6 +105,27 @@ fn slug(s: &str) -> CliResult<Slug> {
 pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
     let actor = Actor::cli();
     match cmd {
+        TenantCmd::Move { slug: s, to, json } => {
+            let switch = |app: &App| {
+                super::cluster::refresh_router(app, Some(s.as_str())).map_err(|e| crate::error::Error::Retry(e.message))
+            };
+            let report = crate::cluster::moves::run(&app, &slug(&s)?, &to, &switch)?;
+            if json {
+                print_json(&report)?;
+            } else {
+                println!(
+                    "moved {} from {} to {} ({} bytes): seeded in {} ms, writes paused {} ms (directory flipped after {} ms), {} ms in all",
+                    report.slug,
+                    report.from,
+                    report.to,
+                    report.bytes,
+                    report.seed_ms,
+                    report.write_pause_ms,
+                    report.flipped_ms,
+                    report.total_ms
+                );
+            }
+        }
         TenantCmd::Create { slug: s, name, plan, node } => {
             if app.cluster.is_none() && node.is_some() {
                 return Err(CliError::usage("--node: this node is not in a cluster ([cluster] in the config)"));

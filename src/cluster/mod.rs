@@ -16,6 +16,8 @@
 //!   replica store, never through a protocol of ours.
 
 pub mod directory;
+mod identity;
+pub mod moves;
 pub mod nginx;
 mod node;
 pub mod placement;
@@ -63,6 +65,8 @@ pub struct ClusterConfig {
     pub sync_interval_ms: u64,
     /// How long a moved tenant's old copy is kept on the source (soft-deleted, restorable).
     pub move_grace_hours: u64,
+    /// The Litestream binary moves and failover restore with.
+    pub litestream: String,
 }
 
 impl Default for ClusterConfig {
@@ -77,6 +81,7 @@ impl Default for ClusterConfig {
             router_reload: String::new(),
             sync_interval_ms: 1000,
             move_grace_hours: 24,
+            litestream: "litestream".into(),
         }
     }
 }
@@ -189,6 +194,8 @@ pub struct Cluster {
     pub last_sync: AtomicI64,
     /// Requests answered 307/421 towards another node.
     pub redirects: AtomicU64,
+    /// `litestream restore -f` processes following tenants that are moving here.
+    pub followers: parking_lot::Mutex<HashMap<crate::ids::TenantId, std::process::Child>>,
 }
 
 #[derive(Default)]
@@ -209,6 +216,7 @@ impl Cluster {
             version: AtomicI64::new(0),
             last_sync: AtomicI64::new(0),
             redirects: AtomicU64::new(0),
+            followers: Default::default(),
         };
         c.reload(&*catalog.conn()?)?;
         Ok(Some(Arc::new(c)))

@@ -21,7 +21,8 @@ pub struct Site<'a> {
     pub max_body_bytes: usize,
 }
 
-fn upstream(node: &str) -> String {
+/// The upstream name of a node (also sent back as `Tenantd-Upstream`).
+pub fn upstream(node: &str) -> String {
     format!("tenantd_node_{}", node.replace('-', "_"))
 }
 

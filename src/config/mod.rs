@@ -543,7 +543,7 @@ fn apply_env(
         };
         // Not config keys: the config file's path, the log level, and the Stripe secret (read
         // where it is used, so it never passes through the config's error messages).
-        if key == "CONFIG" || key == "LOG" || key == "STRIPE_SECRET_KEY" {
+        if key == "CONFIG" || key == "LOG" || key == "STRIPE_SECRET_KEY" || key == "CLUSTER_SECRET" {
             continue;
         }
         let key = key.to_ascii_lowercase();

@@ -16,7 +16,7 @@ pub fn error_parts(e: &Error) -> (u16, &'static str, String) {
         Error::NotFound(what) => (404, "not_found", format!("{what} not found")),
         Error::NoRoute => (404, "not_found", "no such endpoint".into()),
         Error::Elsewhere { retry_safe, .. } => (if *retry_safe { 307 } else { 421 }, "tenant_elsewhere", e.to_string()),
-        Error::TenantMoving { .. } => (503, "tenant_moving", e.to_string()),
+        Error::TenantMoving => (503, "tenant_moving", e.to_string()),
         Error::Conflict { code, message } => (409, code, message.clone()),
         Error::TenantSuspended => (423, "tenant_suspended", e.to_string()),
         Error::PaymentRequired { .. } => (402, "payment_required", e.to_string()),
@@ -57,7 +57,7 @@ pub fn error_response(e: &Error) -> Resp {
             resp.headers.push(("Location".into(), location.clone()));
             resp.headers.push(("Tenantd-Node".into(), node.clone()));
         }
-        Error::TenantMoving { .. } => resp.headers.push(("Retry-After".into(), "1".into())),
+        Error::TenantMoving => resp.headers.push(("Retry-After".into(), "1".into())),
         Error::TooManyRequests { retry_after, rate, .. } => {
             resp.headers.push(("Retry-After".into(), (*retry_after).max(1).to_string()));
             resp.rate_limit = *rate;

@@ -55,6 +55,10 @@ pub struct TenantHandle {
     page_size: AtomicU64,
     /// The transaction data API writes share on the writer (see `group`).
     pub group: group::Group,
+    /// Writes are refused (`TenantMoving`): the tenant is being moved off this node
+    /// (`TenantStore::freeze`). Checked while holding the writer, so nothing commits after the
+    /// write that froze it.
+    frozen: AtomicBool,
 }
 
 const UNKNOWN: u64 = u64::MAX;
@@ -189,14 +193,20 @@ impl TenantHandle {
                 self.id
             )));
         }
-        if let Some(w) = cell.try_lock_arc() {
-            return Ok(w);
+        let w = match cell.try_lock_arc() {
+            Some(w) => w,
+            None => {
+                // Counted while blocked: a write that sees someone queued may leave its group
+                // transaction open for them (see `group`).
+                self.group.queued.fetch_add(1, Ordering::AcqRel);
+                let w = cell.lock_arc();
+                self.group.queued.fetch_sub(1, Ordering::AcqRel);
+                w
+            }
+        };
+        if self.frozen.load(Ordering::Acquire) {
+            return Err(Error::TenantMoving);
         }
-        // Counted while blocked: a write that sees someone queued may leave its group
-        // transaction open for them (see `group`).
-        self.group.queued.fetch_add(1, Ordering::AcqRel);
-        let w = cell.lock_arc();
-        self.group.queued.fetch_sub(1, Ordering::AcqRel);
         Ok(w)
     }
 
@@ -297,6 +307,8 @@ pub struct TenantStore {
     digests: introspect::Digests,
     /// Tenants whose last open failed, with why (readiness reports them as `warn`).
     unavailable: Mutex<std::collections::BTreeMap<TenantId, String>>,
+    /// Tenants whose writes are refused while they move to another node (`freeze`).
+    frozen: Mutex<std::collections::HashSet<TenantId>>,
 }
 
 /// What the store needs to know about a tenant to open it.
@@ -336,6 +348,7 @@ impl TenantStore {
             open: Mutex::new(Sieve::new(max_open)),
             stats: StoreStats::default(),
             unavailable: Mutex::default(),
+            frozen: Mutex::default(),
             shapes: Arc::default(),
             digests: introspect::Digests::default(),
         }
@@ -471,9 +484,37 @@ impl TenantStore {
                 ceiling: AtomicU64::new(UNKNOWN),
                 page_size: AtomicU64::new(0),
                 group: Default::default(),
+                frozen: AtomicBool::new(self.frozen.lock().contains(req.id)),
             },
             migrated_from,
         ))
+    }
+
+    /// Refuses every later write to the tenant (`TenantMoving`), after `last` ran as its final
+    /// write on the writer: whatever committed before is in the file, nothing commits after.
+    /// Undone by `thaw`.
+    pub fn freeze<T>(&self, handle: &TenantHandle, last: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let w = handle.writer()?;
+        self.frozen.lock().insert(handle.id.clone());
+        handle.frozen.store(true, Ordering::Release);
+        let out = last(&w);
+        if out.is_err() {
+            drop(w);
+            self.thaw(&handle.id);
+        }
+        out
+    }
+
+    /// Lets writes to a frozen tenant through again.
+    pub fn thaw(&self, id: &TenantId) {
+        self.frozen.lock().remove(id);
+        if let Some(h) = self.peek(id) {
+            h.frozen.store(false, Ordering::Release);
+        }
+    }
+
+    pub fn is_frozen(&self, id: &TenantId) -> bool {
+        self.frozen.lock().contains(id)
     }
 
     /// Forgets an open tenant (before its file is replaced, moved or removed).

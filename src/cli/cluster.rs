@@ -192,14 +192,18 @@ pub fn refresh_router(app: &App, check: Option<&str>) -> Result<(), CliError> {
         .max_idle_connections(0)
         .build()
         .into();
+    // nginx's old workers may take a while to stop accepting: wait for several answers in a row.
+    let mut in_a_row = 0;
     while started.elapsed() < std::time::Duration::from_secs(5) {
         let res = agent.get(&format!("http://{addr}/api/v1/t/{slug}/")).call();
-        if res.ok().and_then(|r| r.headers().get("tenantd-upstream").map(|v| v.as_bytes() == want.as_bytes()))
-            == Some(true)
-        {
+        let routed =
+            res.ok().and_then(|r| r.headers().get("tenantd-upstream").map(|v| v.as_bytes() == want.as_bytes()));
+        in_a_row = if routed == Some(true) { in_a_row + 1 } else { 0 };
+        // nginx starts the new workers, then waits 100 ms before it stops the old ones.
+        if in_a_row == 25 {
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Err(CliError::failed(format!("the router at {addr} still does not send {slug} to {want} 5 s after its reload")))
 }

@@ -170,6 +170,9 @@ impl ClusterConfig {
     }
 }
 
+/// How long writes to a tenant that just moved away are answered 503 + Retry-After here.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The secret node-to-node calls carry: `TENANTD_CLUSTER_SECRET`, else `[cluster] secret`.
 fn secret(config: &ClusterConfig) -> Result<String> {
     let s = std::env::var("TENANTD_CLUSTER_SECRET").ok().filter(|s| !s.is_empty()).unwrap_or(config.secret.clone());
@@ -194,6 +197,10 @@ pub struct Cluster {
     pub last_sync: AtomicI64,
     /// Requests answered 307/421 towards another node.
     pub redirects: AtomicU64,
+    /// Tenants this node let go of in a move, and when: for `SETTLE` after that, writes that
+    /// still reach it (a router that has not switched yet) are told to retry (503) rather than
+    /// sent away (421), so a client behind the router sees only the freeze's answer.
+    pub moved_away: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
     /// `litestream restore -f` processes following tenants that are moving here.
     pub followers: parking_lot::Mutex<HashMap<crate::ids::TenantId, std::process::Child>>,
 }
@@ -217,6 +224,7 @@ impl Cluster {
             last_sync: AtomicI64::new(0),
             redirects: AtomicU64::new(0),
             followers: Default::default(),
+            moved_away: Default::default(),
         };
         c.reload(&*catalog.conn()?)?;
         Ok(Some(Arc::new(c)))
@@ -258,6 +266,13 @@ impl Cluster {
         let mut all: Vec<Placement> = self.view.read().by_slug.values().cloned().collect();
         all.sort_by(|a, b| a.slug.cmp(&b.slug));
         all
+    }
+
+    /// Whether this node let go of the tenant in a move less than `SETTLE` ago.
+    pub fn settling(&self, slug: &str) -> bool {
+        let mut moved = self.moved_away.lock();
+        moved.retain(|_, at| at.elapsed() < SETTLE);
+        moved.contains_key(slug)
     }
 
     /// The node a request for this tenant belongs on, when it is not this one.
@@ -329,6 +344,9 @@ pub fn document(app: &App, since: i64) -> Result<Value> {
 pub fn sync(app: &App) -> Result<usize> {
     let c = of(app)?;
     if c.is_directory() {
+        // The truth is in this catalog; another process (the server, or a CLI) may have
+        // changed it since this view was read.
+        c.reload(&*app.catalog.conn()?)?;
         c.last_sync.store(crate::util::now_unix(), Ordering::Relaxed);
         return Ok(0);
     }

@@ -109,6 +109,7 @@ pub fn release(app: &App, slug: &Slug) -> Result<()> {
     app.change(|tx| {
         crate::catalog::tenants::set_status(tx, &t.id, TenantStatus::Deleted, crate::util::now_unix(), Some(until))
     })?;
+    c.moved_away.lock().insert(slug.to_string(), Instant::now());
     app.store.thaw(&t.id);
     Ok(())
 }

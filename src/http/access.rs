@@ -298,6 +298,10 @@ fn elsewhere(state: &ServerState, req: &Req, placed: Option<crate::cluster::Plac
         let sep = if i == 0 { '?' } else { '&' };
         location.push_str(&format!("{sep}{}={}", crate::util::percent_encode(k), crate::util::percent_encode(v)));
     }
+    if req.method.is_write() && cluster.settling(&p.slug) {
+        // Moved away a moment ago and the router has not caught up: retry shortly, through it.
+        return Some(Error::TenantMoving);
+    }
     let retry_safe = matches!(req.method, Method::Get | Method::Head | Method::Options | Method::Put | Method::Delete);
     Some(Error::Elsewhere { slug: p.slug, node: node.name.clone(), location, retry_safe })
 }

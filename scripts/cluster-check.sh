@@ -50,10 +50,12 @@ for i in 0 1 2; do
   td "$n" init >/dev/null
   td "$n" user create root@example.com --password 'cluster-check-password-1' --platform-admin >/dev/null
   $bin --config "$dir/$n/tenantd.toml" serve --listen "127.0.0.1:$((base_port + i))" >"$dir/$n/serve.log" 2>&1 &
+  echo $! >"$dir/$n/serve.pid"
   for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$((base_port + i))/health/liveness" >/dev/null 2>&1 && break; sleep 0.1; done
   echo "+ tenantd litestream config (node $n)"
   td "$n" litestream config --out "$dir/$n/ls" >/dev/null
   litestream replicate -config "$dir/$n/ls/litestream.yml" >"$dir/$n/litestream.log" 2>&1 </dev/null &
+  echo $! >"$dir/$n/litestream.pid"
 done
 
 cat >"$dir/nginx.conf" <<EOF
@@ -132,6 +134,7 @@ _, _, login = call("POST", "/api/v1/t/co-00/auth/login", {"email": "owner@co-00.
 # An API key: keys move with the tenant (sessions do not: members sign in again on the target).
 _, _, key = call("POST", "/api/v1/t/co-00/api-keys", {"name": "writer", "scope": "write"}, login["token"])
 token = key["key"]
+open(out + "/co00-key", "w").write(token)
 acked, refused, failed = [], 0, []
 stop_at = None
 while True:
@@ -155,11 +158,28 @@ while True:
 json.dump({"acked": acked, "refused_503": refused, "failed": failed[:10], "failed_count": len(failed)}, open(out + "/writer.json", "w"))
 EOF
 writer=$!
-sleep 2
+for _ in $(seq 1 100); do [ -s "$dir/co00-key" ] && break; sleep 0.05; done
+sleep 1 # the writer's first rows are the ids loadtest reads
+printf '[{"slug": "co-00", "token": "%s"}]' "$(cat "$dir/co00-key")" >"$dir/creds.json"
+echo "+ tenantd loadtest through nginx during the move (reads, lists and writes on co-00)"
+$bin loadtest --url "$router" --credentials "$dir/creds.json" --rows 20 --mix read=70,list=10,write=20 \
+  --rate 100 --concurrency 4 --duration 6s --json >"$dir/loadtest.json" 2>"$dir/loadtest.err" &
+loadtest=$!
+sleep 1.5
 echo "+ tenantd tenant move co-00 --to $to"
 td a tenant move co-00 --to "$to" --json | tee "$dir/move.json"
 touch "$dir/moved"
 wait "$writer"
+wait "$loadtest" || true # exit 1 when any answer was not 2xx: the 503s of the freeze are checked below
+python3 - "$dir" <<'EOF2'
+import json, sys
+r = json.load(open(sys.argv[1] + "/loadtest.json"))
+by_op = {op: (v["requests"], v["errors_by_status"]) for op, v in r["ops"].items()}
+print(f"loadtest: {r['requests']} requests through nginx at {r['rps']:.0f}/s, p99 {r['p99_ms']:.2f} ms; (requests, errors) by operation: {by_op}")
+assert r["requests"] > 200, r["requests"]
+assert set(r["errors_by_status"]) <= {"503"}, f"errors other than the freeze's 503: {r['errors_by_status']}"
+assert not r["ops"]["read"]["errors_by_status"] and not r["ops"]["list"]["errors_by_status"], "reads never stop"
+EOF2
 python3 - "$router" "$dir" <<'EOF'
 import json, sys, urllib.request
 router, out = sys.argv[1], sys.argv[2]
@@ -195,5 +215,80 @@ src_port=$((base_port + $(printf '%s\n' "${nodes[@]}" | grep -n "^$from$" | cut 
 code=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://127.0.0.1:$src_port/api/v1/t/co-00/")
 echo "source answers: $code"
 case "$code" in 307*) ;; *) echo "expected a 307 from the source" >&2; exit 1 ;; esac
-td a cluster status
+
+# Failover: node c dies (tenantd and its Litestream, kill -9) while a writer writes to one of
+# its tenants through nginx; b takes its tenants over from the store.
+victim=""
+for i in $(seq -w 1 29); do [ "$(upstream_of "co-$i")" = tenantd_node_c ] && { victim=co-$i; break; }; done
+[ -n "$victim" ] || { echo "no tenant on node c" >&2; exit 1; }
+echo "$victim is on c; c will be killed while it is written"
+td c user create "owner@$victim.test" --password 'cluster-check-password-3' --tenant "$victim" --role owner >/dev/null
+python3 - "$router" "$dir" "$victim" <<'EOF2' &
+import json, sys, time, urllib.request, urllib.error
+router, out, slug = sys.argv[1], sys.argv[2], sys.argv[3]
+def call(method, path, body=None, token=None):
+    req = urllib.request.Request(router + path, method=method, data=json.dumps(body).encode() if body is not None else None)
+    req.add_header("Content-Type", "application/json")
+    if token: req.add_header("Authorization", "Bearer " + token)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), {}
+    except OSError as e:
+        return 0, {}, {"error": str(e)}
+_, _, login = call("POST", f"/api/v1/t/{slug}/auth/login", {"email": f"owner@{slug}.test", "password": "cluster-check-password-3"})
+_, _, key = call("POST", f"/api/v1/t/{slug}/api-keys", {"name": "writer", "scope": "write"}, login["token"])
+open(out + "/failover-key", "w").write(key["key"])
+acked = []
+while True:
+    try:
+        open(out + "/killed").close()
+        break
+    except FileNotFoundError:
+        pass
+    status, _, body = call("POST", f"/api/v1/t/{slug}/customers", {"name": f"f{len(acked)}"}, key["key"])
+    if status == 201:
+        acked.append([body["id"], time.time()])
+    time.sleep(0.01)
+json.dump({"acked": acked}, open(out + "/failover-writer.json", "w"))
+EOF2
+fwriter=$!
+sleep 4
+kill -9 "$(cat "$dir/c/serve.pid")" "$(cat "$dir/c/litestream.pid")"
+python3 -c 'import time; print(time.time())' >"$dir/killed-at"
+touch "$dir/killed"
+wait "$fwriter"
+echo "+ tenantd cluster failover c --to b"
+td a cluster failover c --to b --json | tee "$dir/failover.json"
+python3 - "$router" "$dir" "$victim" <<'EOF2'
+import json, sys, urllib.request
+router, out, slug = sys.argv[1], sys.argv[2], sys.argv[3]
+w = json.load(open(out + "/failover-writer.json"))
+f = json.load(open(out + "/failover.json"))
+killed = float(open(out + "/killed-at").read())
+key = open(out + "/failover-key").read()
+assert not f["failed"], f["failed"]
+print(f"failover: {len(f['restored'])} tenants restored on {f['to']} in {f['seconds']} s")
+seen, page = set(), 1
+while True:
+    req = urllib.request.Request(router + f"/api/v1/t/{slug}/customers?per_page=100&page={page}")
+    req.add_header("Authorization", "Bearer " + key)
+    with urllib.request.urlopen(req) as r:
+        assert r.headers["Tenantd-Upstream"] == "tenantd_node_b", r.headers["Tenantd-Upstream"]
+        body = json.load(r)
+    seen.update(x["id"] for x in body["items"])
+    if not body["items"] or len(seen) >= body["total"]: break
+    page += 1
+# Litestream syncs every second: what was acknowledged more than 1.5 s before the kill is in the store.
+old = [i for i, at in w["acked"] if at < killed - 1.5]
+missing = [i for i in old if i not in seen]
+lost = [i for i, at in w["acked"] if i not in seen]
+window = max((killed - at for i, at in w["acked"] if i not in seen), default=0.0)
+print(f"{len(w['acked'])} writes acknowledged by c; {len(lost)} lost, all within the last {window:.2f} s before the kill")
+assert len(old) > 10, "the writer wrote for seconds before the kill (the free plan allows ~10 writes/s)"
+assert not missing, f"{len(missing)} writes acknowledged more than 1.5 s before the kill are missing: {missing[:10]}"
+EOF2
+td b audit verify --tenant "$victim"
+td a cluster status || true
 echo "cluster check passed"

@@ -284,3 +284,57 @@ fn a_frozen_tenant_refuses_writes_with_retry_after_and_keeps_reading() {
     let r = n.a.post_json("/api/v1/t/frozen-co/customers", Some(&owner), &json!({"name": "after"}));
     assert_eq!(r.status, 201, "{}", r.text());
 }
+
+#[test]
+fn a_node_back_from_the_dead_does_not_answer_for_tenants_taken_over() {
+    let n = nodes();
+    let s = (0..80)
+        .map(|i| format!("f-{i}"))
+        .find(|s| cluster::placement::choose(&n.config.nodes, s).unwrap().name == "b")
+        .unwrap();
+    assert_eq!(
+        n.a.post_json("/api/v1/platform/tenants", Some(&n.admin[0]), &json!({"slug": s, "name": s})).status,
+        201
+    );
+    n.sync_all();
+    assert_eq!(n.b.get(&format!("/api/v1/t/{s}/")).status, 200);
+    // What a failover to c records: the tenant is c's now (b was down and kept its copy).
+    let p = n.a.app.cluster.as_ref().unwrap().locate(&s).unwrap();
+    let take = cluster::Change {
+        slug: s.clone(),
+        tenant_id: p.tenant_id.clone(),
+        node: "c".into(),
+        state: "active".into(),
+        pinned: Some(true),
+        domains: None,
+        bytes: None,
+        expect_node: Some("b".into()),
+    };
+    cluster::change(&n.a.app, &[take]).unwrap();
+    n.sync_all();
+    let r = n.b.get(&format!("/api/v1/t/{s}/"));
+    assert_eq!(r.status, 307, "b still has the file but the directory gives the tenant to c: {}", r.text());
+    assert_eq!(r.header("tenantd-node"), Some("c"));
+    // A failover onto a node that is up is refused by the CLI; onto an unknown node by the API.
+    let auth = format!("Bearer {SECRET}");
+    let r =
+        n.b.client()
+            .request(
+                "POST",
+                "/api/v1/cluster/failover",
+                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                br#"{"from":"zz"}"#,
+            )
+            .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r =
+        n.b.client()
+            .request(
+                "POST",
+                "/api/v1/cluster/failover",
+                &[("Authorization", &auth), ("Content-Type", "application/json")],
+                br#"{"from":"b"}"#,
+            )
+            .unwrap();
+    assert_eq!(r.status, 400, "{}", r.text());
+}

@@ -150,3 +150,14 @@ pub fn target_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         other => Err(Error::NotFound(format!("move step {other:?}"))),
     }
 }
+
+/// `POST /api/v1/cluster/failover` `{"from": NODE}`: this node takes over a dead node's
+/// tenants from the replica store.
+pub fn failover(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    node_call(ctx, req)?;
+    let body: serde_json::Value = req.json()?;
+    let from = body["from"].as_str().ok_or_else(|| Error::invalid("invalid_body", "{\"from\": NODE} is needed"))?;
+    let out = cluster::failover::take_over(ctx.app, from)?;
+    ctx.app.invalidate_caches();
+    Ok(Resp::json(200, &out))
+}

@@ -63,6 +63,7 @@ pub fn router() -> Router {
         r(Get, G, "/api/v1/cluster/node", cluster::node_report, Access::Public),
         r(Post, G, "/api/v1/cluster/tenants/{slug}/{step}", cluster::source_step, Access::Public),
         r(Post, G, "/api/v1/cluster/moves/{step}", cluster::target_step, Access::Public),
+        r(Post, G, "/api/v1/cluster/failover", cluster::failover, Access::Public),
         r(Get, G, "/api/v1/platform/cluster", cluster::platform_status, Access::PlatformAdmin),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),

@@ -34,6 +34,24 @@ pub enum ClusterCmd {
     },
     /// Pulls the directory from the directory node into this node's copy now.
     Sync,
+    /// A node is gone: restore its tenants on a survivor from the replica store (Litestream's
+    /// copies of its tenant files and catalog) and route them there. Writes the dead node
+    /// acknowledged after its last Litestream sync (1 s by default) are lost.
+    #[command(
+        after_help = "Example:\n  tenantd cluster failover c --to b\n\nRefused while the node still answers (stop it first, or --force). With [cluster] router_config set, the router is written again and reloaded."
+    )]
+    Failover {
+        /// The dead node.
+        node: String,
+        /// The survivor that takes its tenants.
+        #[arg(long, value_name = "NODE")]
+        to: String,
+        /// Take over even though the node answers (it must not serve them any more).
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Writes nginx's configuration for the cluster: a map from tenant (path, X-Tenant,
     /// ?tenant=, subdomain, custom domain) to the node that holds it.
     #[command(
@@ -131,6 +149,41 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        ClusterCmd::Failover { node, to, force, json } => {
+            let dead =
+                c.config.node(&node).ok_or_else(|| CliError::usage(format!("no node {node:?} in [cluster] nodes")))?;
+            let survivor = c
+                .config
+                .node(&to)
+                .ok_or_else(|| CliError::usage(format!("--to: no node {to:?} in [cluster] nodes")))?;
+            if dead.name == survivor.name {
+                return Err(CliError::usage("--to must be another node"));
+            }
+            if !force && c.client.call(dead, "GET", "/api/v1/cluster/node", None).is_ok() {
+                return Err(CliError::usage(format!(
+                    "node {node} answers at {}: it is not dead; stop it first (or --force)",
+                    dead.url
+                )));
+            }
+            let started = std::time::Instant::now();
+            let out = c.client.call(survivor, "POST", "/api/v1/cluster/failover", Some(&json!({"from": node})))?;
+            let _ = cluster::sync(&app);
+            refresh_router(&app, out["restored"].get(0).and_then(|s| s.as_str()))?;
+            let secs = started.elapsed().as_secs_f64();
+            let failed = out["failed"].as_array().map(|a| a.len()).unwrap_or(0);
+            if json {
+                let mut out = out;
+                out["seconds_with_router"] = json!((secs * 1000.0).round() / 1000.0);
+                print_json(&out)?;
+            } else {
+                println!(
+                    "node {to} took over {} tenants of node {node} in {secs:.2} s{}",
+                    out["restored"].as_array().map(|a| a.len()).unwrap_or(0),
+                    if failed > 0 { format!("; {failed} failed: {}", out["failed"]) } else { String::new() }
+                );
+            }
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         ClusterCmd::Sync => {
             let n = cluster::sync(&app)?;

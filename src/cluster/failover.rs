@@ -60,14 +60,15 @@ pub fn take_over(app: &App, dead: &str) -> Result<Value> {
     restore(app, &format!("{store}/nodes/{dead}/catalog.db"), &catalog_file)?;
     let catalog = Connection::open_with_flags(&catalog_file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let placed: Vec<_> = c.placements().into_iter().filter(|p| p.node == dead).collect();
-    let mut restored = Vec::new();
-    let mut failed = Vec::new();
-    for p in &placed {
+    let catalog = parking_lot::Mutex::new(catalog);
+    // A few restores at once: each is mostly waiting on the store.
+    let outcomes = crate::util::par_map(&placed, 4, &|_| {}, |p| {
         let one = || -> Result<()> {
             let id = TenantId::parse(&p.tenant_id)?;
             let file = work.join(format!("{id}.db"));
             restore(app, &moves::replica_url(&store, dead, id.as_str()), &file)?;
-            let doc = match identity::export(&catalog, id.as_str()) {
+            let exported = identity::export(&catalog.lock(), id.as_str());
+            let doc = match exported {
                 Ok(doc) => doc,
                 // Created after the catalog's last sync: the tenant comes back without members.
                 Err(Error::NotFound(_)) => json!({
@@ -79,12 +80,17 @@ pub fn take_over(app: &App, dead: &str) -> Result<Value> {
             };
             moves::install(app, &id, &file, &doc, dead)
         };
-        match one() {
+        one().map_err(|e| json!({"slug": p.slug, "error": e.to_string()}))
+    });
+    drop(catalog);
+    let mut restored = Vec::new();
+    let mut failed = Vec::new();
+    for (p, outcome) in placed.iter().zip(outcomes) {
+        match outcome {
             Ok(()) => restored.push(p.slug.clone()),
-            Err(e) => failed.push(json!({"slug": p.slug, "error": e.to_string()})),
+            Err(e) => failed.push(e),
         }
     }
-    drop(catalog);
     let _ = std::fs::remove_dir_all(&work);
     app.invalidate_caches();
     Ok(json!({

@@ -16,6 +16,7 @@
 //!   replica store, never through a protocol of ours.
 
 pub mod directory;
+pub mod failover;
 mod identity;
 pub mod moves;
 pub mod nginx;
@@ -273,6 +274,14 @@ impl Cluster {
         let mut moved = self.moved_away.lock();
         moved.retain(|_, at| at.elapsed() < SETTLE);
         moved.contains_key(slug)
+    }
+
+    /// The node the directory gives a tenant this node still has, when that is another node:
+    /// after a failover, a node that comes back must not answer for what a survivor now holds.
+    pub fn fenced(&self, slug: &str) -> Option<&NodeConfig> {
+        let view = self.view.read();
+        let p = view.by_slug.get(slug)?;
+        (p.node != self.config.name && p.state != "moving").then(|| self.config.node(&p.node)).flatten()
     }
 
     /// The node a request for this tenant belongs on, when it is not this one.

@@ -273,7 +273,19 @@ fn route_legacy_analytics<'s>(
 /// the cluster directory says another node holds it (then 307/421 there).
 pub(super) fn lookup(state: &ServerState, req: &Req, slug: &Slug) -> Result<Arc<TenantRecord>> {
     match state.app.directory.by_slug(&state.app.catalog, slug)? {
-        Some(t) if t.status != TenantStatus::Deleted => Ok(t),
+        Some(t) if t.status != TenantStatus::Deleted => {
+            // A tenant the directory gives to another node (taken over while this node was
+            // down) is not answered here; one being moved away still is (writes get 503).
+            if let Some(c) = state.app.cluster.as_ref() {
+                if c.fenced(slug.as_str()).is_some() && !state.app.store.is_frozen(&t.id) {
+                    let placed = c.locate(slug.as_str());
+                    if let Some(e) = elsewhere(state, req, placed) {
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(t)
+        }
         _ => {
             let placed = state.app.cluster.as_ref().and_then(|c| c.locate(slug.as_str()));
             Err(elsewhere(state, req, placed).unwrap_or_else(|| Error::NotFound(format!("tenant {:?}", slug.as_str()))))

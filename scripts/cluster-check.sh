@@ -5,82 +5,19 @@
 # 30 tenants are created through the router; a writer keeps writing to one of them through
 # nginx while it moves to another node (`tenantd tenant move`): no request may fail except
 # 503s with Retry-After during the freeze, every acknowledged write must be on the target, and
-# the audit chain must verify there. Usage: scripts/cluster-check.sh (release binary built;
-# needs litestream, python3 and curl on PATH). Prints the move's write pause.
-# Usage: scripts/cluster-check.sh PATH/TO/nginx
+# the audit chain must verify there. Then node c is killed under writes and failed over to b.
+# Usage: scripts/cluster-check.sh PATH/TO/nginx (release binary built; litestream, python3 and
+# curl on PATH). Prints the move's write pause and the failover's time and loss.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base_port=${PORT:-18960}
-router_port=$((base_port + 9))
 dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
-export TENANTD_LOG=quiet
-export TENANTD_CLUSTER_SECRET=ci-cluster-secret-0123456789abcdef0123
-bin=$PWD/target/release/tenantd
 nginx_bin=${1:?usage: scripts/cluster-check.sh PATH/TO/nginx}
-nodes=(a b c)
-mkdir -p "$dir/store"
-for i in 0 1 2; do
-  n=${nodes[$i]}
-  mkdir -p "$dir/$n"
-  cat >"$dir/$n/tenantd.toml" <<EOF
-data_dir = "$dir/$n/data"
-trusted_proxies = ["127.0.0.1/32"]
-[cluster]
-name = "$n"
-directory = "a"
-store = "file://$dir/store"
-router_config = "$dir/nginx-cluster.conf"
-router_reload = "$nginx_bin -p $dir -c $dir/nginx.conf -s reload"
-sync_interval_ms = 200
-[[cluster.nodes]]
-name = "a"
-url = "http://127.0.0.1:$base_port"
-[[cluster.nodes]]
-name = "b"
-url = "http://127.0.0.1:$((base_port + 1))"
-[[cluster.nodes]]
-name = "c"
-url = "http://127.0.0.1:$((base_port + 2))"
-EOF
-done
-td() { local n=$1; shift; $bin --config "$dir/$n/tenantd.toml" "$@"; }
-for i in 0 1 2; do
-  n=${nodes[$i]}
-  td "$n" init >/dev/null
-  td "$n" user create root@example.com --password 'cluster-check-password-1' --platform-admin >/dev/null
-  $bin --config "$dir/$n/tenantd.toml" serve --listen "127.0.0.1:$((base_port + i))" >"$dir/$n/serve.log" 2>&1 &
-  echo $! >"$dir/$n/serve.pid"
-  for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$((base_port + i))/health/liveness" >/dev/null 2>&1 && break; sleep 0.1; done
-  echo "+ tenantd litestream config (node $n)"
-  td "$n" litestream config --out "$dir/$n/ls" >/dev/null
-  litestream replicate -config "$dir/$n/ls/litestream.yml" >"$dir/$n/litestream.log" 2>&1 </dev/null &
-  echo $! >"$dir/$n/litestream.pid"
-done
-
-cat >"$dir/nginx.conf" <<EOF
-worker_processes 1;
-pid $dir/nginx.pid;
-error_log $dir/nginx-error.log notice;
-events { worker_connections 512; }
-http {
-    access_log off;
-    client_body_temp_path $dir/nginx-body;
-    proxy_temp_path $dir/nginx-proxy;
-    fastcgi_temp_path $dir/nginx-fastcgi;
-    uwsgi_temp_path $dir/nginx-uwsgi;
-    scgi_temp_path $dir/nginx-scgi;
-    include $dir/nginx-cluster.conf;
-}
-EOF
-echo "+ tenantd cluster nginx-config --listen 127.0.0.1:$router_port"
-td a cluster nginx-config --listen "127.0.0.1:$router_port" --out "$dir/nginx-cluster.conf"
-"$nginx_bin" -t -p "$dir" -c "$dir/nginx.conf" 2>&1 | tail -1
-"$nginx_bin" -p "$dir" -c "$dir/nginx.conf"
-router=http://127.0.0.1:$router_port
+. scripts/cluster-lib.sh
 
 echo "+ 30 tenants created through the router"
-python3 - "$router" <<'EOF'
+python3 - "$router" "$dir" <<'EOF'
 import json, sys, urllib.request
 router = sys.argv[1]
 def call(method, path, body=None, token=None):
@@ -91,30 +28,26 @@ def call(method, path, body=None, token=None):
         return r.status, dict(r.headers), json.load(r)
 _, _, login = call("POST", "/api/v1/auth/login", {"email": "root@example.com", "password": "cluster-check-password-1"})
 token = login["token"]
-on = {}
+on, placed = {}, {}
 for i in range(30):
     # co-00 takes the writes during the move: a plan whose rate limits a paced writer never meets.
     plan = "enterprise" if i == 0 else "free"
     status, headers, _ = call("POST", "/api/v1/platform/tenants", {"slug": f"co-{i:02}", "name": f"Co {i}", "plan": plan}, token)
     assert status == 201, status
     on[headers["Tenantd-Node"]] = on.get(headers["Tenantd-Node"], 0) + 1
+    placed[f"co-{i:02}"] = headers["Tenantd-Node"]
 print("placed:", on)
+json.dump(placed, open(sys.argv[2] + "/placed.json", "w"))
 assert len(on) == 3, on
 EOF
 td a cluster nginx-config --listen "127.0.0.1:$router_port" --out "$dir/nginx-cluster.conf" --reload
 td a cluster status
 
 # The moving tenant: co-00 with an owner (created on its node) and a writer through nginx.
-upstream_of() { curl -fsS -o /dev/null -D - "$router/api/v1/t/$1/" | tr -d '\r' | awk -F': ' 'tolower($1)=="tenantd-upstream"{print $2}'; }
-# nginx reloads in the background: until its new workers answer.
-# (it starts new workers, then stops the old ones 100 ms later: until 20 answers in a row)
-ok=0
-for _ in $(seq 1 400); do
-  if [ "$(upstream_of co-00)" != tenantd_default ]; then ok=$((ok + 1)); [ $ok -ge 20 ] && break; else ok=0; fi
-  sleep 0.02
-done
-[ "$(upstream_of co-00)" != tenantd_default ] || { cat "$dir/nginx-error.log"; echo "nginx did not take the new configuration" >&2; exit 1; }
-from=$(upstream_of co-00 | sed 's/tenantd_node_//')
+# nginx reloads in the background: until co-00 is routed to its node.
+placed() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$dir/placed.json" "$1"; }
+from=$(placed co-00)
+wait_routed co-00 "tenantd_node_$from"
 to=$( [ "$from" = a ] && echo b || echo a )
 echo "co-00 is on $from; moving it to $to"
 td "$from" user create owner@co-00.test --password 'cluster-check-password-2' --tenant co-00 --role owner >/dev/null
@@ -219,7 +152,7 @@ case "$code" in 307*) ;; *) echo "expected a 307 from the source" >&2; exit 1 ;;
 # Failover: node c dies (tenantd and its Litestream, kill -9) while a writer writes to one of
 # its tenants through nginx; b takes its tenants over from the store.
 victim=""
-for i in $(seq -w 1 29); do [ "$(upstream_of "co-$i")" = tenantd_node_c ] && { victim=co-$i; break; }; done
+for i in $(seq -w 1 29); do [ "$(placed "co-$i")" = c ] && { victim=co-$i; break; }; done
 [ -n "$victim" ] || { echo "no tenant on node c" >&2; exit 1; }
 echo "$victim is on c; c will be killed while it is written"
 td c user create "owner@$victim.test" --password 'cluster-check-password-3' --tenant "$victim" --role owner >/dev/null

@@ -55,6 +55,14 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2_000_000)]
         decisions: u64,
     },
+    /// `cluster plan` when a node joins (issue 23): N tenants placed by rendezvous hashing over
+    /// K equal nodes, then the moves a (K+1)th node asks for, and the time to plan them.
+    ClusterPlan {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
     /// `audit verify` speed over a chain of N entries (built in a scratch file).
     Audit {
         #[arg(long, default_value_t = 1_000_000)]
@@ -178,6 +186,7 @@ pub fn run(base: Config, cmd: BenchCmd) -> CliResult {
         BenchCmd::Billing { tenants: n, dir } => bench_billing(&base, n, dir),
         BenchCmd::Webhook { events, dir } => bench_webhook(&base, events, dir),
         BenchCmd::Audit { entries } => bench_audit(entries),
+        BenchCmd::ClusterPlan { tenants, nodes } => bench_cluster_plan(tenants, nodes),
         BenchCmd::AnalyticsHistory { tenants: n, days, seed } => analytics_history(base, n, days, seed),
         BenchCmd::Hello { listen, fork: false } => hello_published(&listen),
         BenchCmd::Hello { listen, fork: true } => hello_fork(&listen),
@@ -442,6 +451,40 @@ fn bench_fds(base: &Config, n: usize, max_open: usize, dir: Option<PathBuf>) -> 
     );
     running.shutdown()?;
     Ok(if errors == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn bench_cluster_plan(tenants: usize, k: usize) -> CliResult {
+    use crate::cluster::{placement, NodeConfig};
+    if !(1..=64).contains(&k) || tenants == 0 {
+        return Err(CliError::usage("--nodes in 1..=64 and --tenants at least 1"));
+    }
+    let node = |i: usize| NodeConfig { name: format!("n{i}"), url: format!("http://10.0.0.{i}:8080"), weight: 1.0 };
+    let before: Vec<NodeConfig> = (1..=k).map(node).collect();
+    let mut after = before.clone();
+    after.push(node(k + 1));
+    let slugs: Vec<String> = (0..tenants).map(|i| format!("tenant-{i:05}")).collect();
+    let t0 = Instant::now();
+    let homes: Vec<String> =
+        slugs.iter().filter_map(|s| placement::choose(&before, s).map(|n| n.name.clone())).collect();
+    let place_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let placed: Vec<placement::Placed<'_>> = slugs
+        .iter()
+        .zip(&homes)
+        .enumerate()
+        .map(|(i, (s, n))| placement::Placed { slug: s, node: n, pinned: false, bytes: 1_000_000 + i as u64 })
+        .collect();
+    let t0 = Instant::now();
+    let moves = placement::plan(&after, &placed);
+    let plan_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let to_new = moves.iter().filter(|m| m.to == format!("n{}", k + 1)).count();
+    println!(
+        "{tenants} tenants on {k} nodes, a node joins: {} move ({:.1}%; the ideal is {:.1}%), {to_new} of them to the new node; \
+         placing took {place_ms:.1} ms, planning {plan_ms:.1} ms",
+        moves.len(),
+        moves.len() as f64 * 100.0 / tenants as f64,
+        100.0 / (k + 1) as f64
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn bench_limiter(n: u64) -> CliResult {

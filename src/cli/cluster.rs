@@ -32,6 +32,19 @@ pub enum ClusterCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Carries out `cluster plan`'s moves one by one (each a live move: `tenant move`), smallest
+    /// first; stops at the first that fails.
+    #[command(
+        after_help = "Examples:\n  tenantd cluster rebalance --dry-run\n  tenantd cluster rebalance --max-moves 50\n\nAdd a new node to [[cluster.nodes]] on every node (and restart them) first; `cluster plan` shows what this will do."
+    )]
+    Rebalance {
+        /// List the moves and stop.
+        #[arg(long)]
+        dry_run: bool,
+        /// At most this many moves in this run.
+        #[arg(long, value_name = "N")]
+        max_moves: Option<usize>,
+    },
     /// Pulls the directory from the directory node into this node's copy now.
     Sync,
     /// A node is gone: restore its tenants on a survivor from the replica store (Litestream's
@@ -184,6 +197,43 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
                 );
             }
             Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        ClusterCmd::Rebalance { dry_run, max_moves } => {
+            let _ = cluster::sync(&app);
+            let all = c.placements();
+            let placed: Vec<placement::Placed<'_>> = all
+                .iter()
+                .map(|p| placement::Placed { slug: &p.slug, node: &p.node, pinned: p.pinned, bytes: p.bytes })
+                .collect();
+            let mut moves = placement::plan(&c.config.nodes, &placed);
+            moves.truncate(max_moves.unwrap_or(usize::MAX));
+            if moves.is_empty() {
+                println!("every tenant is where placement puts it: nothing to move");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for (i, m) in moves.iter().enumerate() {
+                if dry_run {
+                    println!("would move {} from {} to {} ({} bytes)", m.slug, m.from, m.to, m.bytes);
+                    continue;
+                }
+                let slug = crate::ids::Slug::parse(&m.slug)?;
+                let switch = |app: &App| {
+                    refresh_router(app, Some(m.slug.as_str())).map_err(|e| crate::error::Error::Retry(e.message))
+                };
+                let r = cluster::moves::run(&app, &slug, &m.to, false, &switch)
+                    .map_err(|e| CliError::failed(format!("move {} of {}: {}: {e}", i + 1, moves.len(), m.slug)))?;
+                println!(
+                    "[{}/{}] moved {} {} -> {} ({} bytes), writes paused {} ms",
+                    i + 1,
+                    moves.len(),
+                    r.slug,
+                    r.from,
+                    r.to,
+                    r.bytes,
+                    r.write_pause_ms
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         ClusterCmd::Sync => {
             let n = cluster::sync(&app)?;

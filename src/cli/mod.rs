@@ -113,7 +113,7 @@ pub enum Command {
     /// CDN edges for tenant assets (`[cdn] edges`): status, purge.
     #[command(subcommand)]
     Cdn(cdn::CdnCmd),
-    /// Several nodes behind nginx (`[cluster]`): status, plan, sync, nginx-config, failover.
+    /// Several nodes behind nginx (`[cluster]`): status, plan, rebalance, sync, nginx-config, failover.
     #[command(subcommand)]
     Cluster(cluster::ClusterCmd),
     /// Subscriptions, local invoices and dunning: status, run, invoices, mark-paid, cancel.

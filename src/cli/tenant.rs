@@ -109,7 +109,7 @@ pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
             let switch = |app: &App| {
                 super::cluster::refresh_router(app, Some(s.as_str())).map_err(|e| crate::error::Error::Retry(e.message))
             };
-            let report = crate::cluster::moves::run(&app, &slug(&s)?, &to, &switch)?;
+            let report = crate::cluster::moves::run(&app, &slug(&s)?, &to, true, &switch)?;
             if json {
                 print_json(&report)?;
             } else {

@@ -78,7 +78,8 @@ pub fn take_over(app: &App, dead: &str) -> Result<Value> {
                 }),
                 Err(e) => return Err(e),
             };
-            moves::install(app, &id, &file, &doc, dead)
+            // Pinned: rebalancing must not send them back to the dead node.
+            moves::install(app, &id, &file, &doc, dead, true)
         };
         one().map_err(|e| json!({"slug": p.slug, "error": e.to_string()}))
     });

@@ -212,14 +212,15 @@ pub fn finish(app: &App, body: &Value, from: &str) -> Result<Value> {
     if let Some(mut child) = of(app)?.followers.lock().remove(&id) {
         stop(&mut child);
     }
-    install(app, &id, &file, &body["identity"], from)?;
+    install(app, &id, &file, &body["identity"], from, body["pinned"].as_bool().unwrap_or(true))?;
     let _ = std::fs::remove_dir_all(scratch(app, id.as_str()));
     Ok(json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms}))
 }
 
 /// Puts a restored tenant file in place, checks it, enters the tenant in the catalog and takes
-/// it in the directory (compare-and-set: it must still be on `from`).
-pub fn install(app: &App, id: &TenantId, file: &Path, doc: &Value, from: &str) -> Result<()> {
+/// it in the directory (compare-and-set: it must still be on `from`). `pinned`: placed by hand
+/// (rebalancing leaves it here).
+pub fn install(app: &App, id: &TenantId, file: &Path, doc: &Value, from: &str, pinned: bool) -> Result<()> {
     let slug = doc["tenant"]["slug"].as_str().unwrap_or("").to_string();
     Slug::parse(&slug)?;
     {
@@ -258,7 +259,7 @@ pub fn install(app: &App, id: &TenantId, file: &Path, doc: &Value, from: &str) -
         tenant_id: id.to_string(),
         node: c.this().to_string(),
         state: "active".into(),
-        pinned: Some(true),
+        pinned: Some(pinned),
         domains: Some(domains),
         bytes: Some(bytes),
         expect_node: Some(from.to_string()),
@@ -300,11 +301,12 @@ pub struct MoveReport {
     pub total_ms: u64,
 }
 
-/// Moves a tenant to node `to`, calling the source and the target. `after_flip` runs once the
+/// Moves a tenant to node `to`, calling the source and the target. `pin`: the tenant stays on
+/// `to` when rebalancing (a move by hand); rebalancing's own moves are not pinned. `after_flip` runs once the
 /// directory names the target and before the source lets go: the router is switched there, so
 /// that until it routes to the target, writes reaching the source still get 503 + Retry-After
 /// rather than a redirect.
-pub fn run(app: &App, slug: &Slug, to: &str, after_flip: &dyn Fn(&App) -> Result<()>) -> Result<MoveReport> {
+pub fn run(app: &App, slug: &Slug, to: &str, pin: bool, after_flip: &dyn Fn(&App) -> Result<()>) -> Result<MoveReport> {
     let c = of(app)?;
     store_of(app)?;
     let _ = super::sync(app);
@@ -357,6 +359,7 @@ pub fn run(app: &App, slug: &Slug, to: &str, after_flip: &dyn Fn(&App) -> Result
     };
     let mut body = frozen;
     body["from"] = json!(p.node);
+    body["pinned"] = json!(pin);
     if let Err(e) = c.client.call(&target, "POST", "/api/v1/cluster/moves/finish", Some(&body)) {
         undo(app);
         return Err(e);

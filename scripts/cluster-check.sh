@@ -213,7 +213,7 @@ while True:
     seen.update(x["id"] for x in body["items"])
     if not body["items"] or len(seen) >= body["total"]: break
     page += 1
-# Litestream syncs every second: what was acknowledged more than 1.5 s before the kill is in the store.
+# Litestream syncs every 200 ms here (--sync-interval): what was acknowledged more than 1.5 s before the kill is in the store.
 old = [i for i, at in w["acked"] if at < killed - 1.5]
 missing = [i for i in old if i not in seen]
 lost = [i for i, at in w["acked"] if i not in seen]

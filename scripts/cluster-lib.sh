@@ -55,7 +55,7 @@ for i in 0 1 2; do
   td "$n" init >/dev/null
   td "$n" user create root@example.com --password 'cluster-check-password-1' --platform-admin >/dev/null
   echo "+ tenantd litestream config (node $n)"
-  td "$n" litestream config --out "$dir/$n/ls" >/dev/null
+  td "$n" litestream config --out "$dir/$n/ls" --sync-interval "${LITESTREAM_INTERVAL:-200ms}" >/dev/null
   start_node "$n" "$i"
 done
 
@@ -72,6 +72,8 @@ http {
     uwsgi_temp_path $dir/nginx-uwsgi;
     scgi_temp_path $dir/nginx-scgi;
     include $dir/nginx-cluster.conf;
+    # Extra server blocks a script adds (bench-cluster.sh: a plain proxy without the maps).
+    include $dir/nginx-extra*.conf;
 }
 EOF
 echo "+ tenantd cluster nginx-config --listen 127.0.0.1:$router_port"

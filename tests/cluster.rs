@@ -234,6 +234,15 @@ fn node_calls_need_the_cluster_secret() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["nodes"].as_array().unwrap().len(), 3);
     assert!(r.json()["nodes"].as_array().unwrap().iter().all(|x| x["up"] == true));
+    // The console's cluster card and each node's metrics.
+    let cookie = format!("tenantd_session={}", n.admin[0]);
+    let page = n.a.client().request("GET", "/admin/platform", &[("Cookie", cookie.as_str())], b"").unwrap();
+    assert_eq!(page.status, 200);
+    let html = page.text();
+    assert!(html.contains("<h2>Cluster</h2>") && html.contains(&n.config.nodes[2].url), "the console lists the nodes");
+    let metrics = n.b.get("/metrics").text();
+    assert!(metrics.contains("tenantd_cluster_directory_version "), "{metrics}");
+    assert!(metrics.contains("tenantd_cluster_redirects_total "));
     // Without a cluster the paths do not exist.
     let single = TestServer::start();
     assert_eq!(single.get("/api/v1/cluster/node").status, 404);

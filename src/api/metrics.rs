@@ -127,6 +127,26 @@ fn render(ctx: &Ctx<'_>, out: &mut Exposition) {
             out.sample("tenantd_cdn_push_lag_seconds", &[("stat", stat)], f64::from(v) / 1000.0);
         }
     }
+    if let Some(c) = &app.cluster {
+        use std::sync::atomic::Ordering::Relaxed;
+        out.counter(
+            "tenantd_cluster_redirects_total",
+            "Requests for a tenant another node holds, answered 307/421 towards it (or 503 just after it moved away).",
+            n(&c.redirects),
+        );
+        out.gauge(
+            "tenantd_cluster_directory_version",
+            "The directory version this node's copy is at.",
+            c.version.load(Relaxed) as f64,
+        );
+        let synced = c.last_sync.load(Relaxed);
+        let age = if synced == 0 { -1.0 } else { (crate::util::now_unix() - synced) as f64 };
+        out.gauge(
+            "tenantd_cluster_directory_sync_age_seconds",
+            "Seconds since this node last heard from the directory node (-1: never).",
+            age,
+        );
+    }
     let caches = app.cache_stats();
     let own = [("query", &caches.query), ("tenant_config", &caches.tenant_config)];
     out.family("tenantd_cache_hits_total", "counter", "Lookups answered from an in-memory cache, by cache.");

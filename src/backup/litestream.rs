@@ -91,6 +91,35 @@ pub fn render(
     files
 }
 
+/// Sets how often Litestream looks for new WAL frames (`monitor-interval`) and ships them
+/// (`sync-interval`) on every database of rendered files, instead of Litestream's 1 s: what a
+/// crash can lose and how long a cluster move freezes writes follow it, at the cost of more
+/// polling per database.
+pub fn with_interval(files: Vec<(String, String)>, interval: &str) -> Result<Vec<(String, String)>> {
+    let ms = match interval.strip_suffix("ms") {
+        Some(n) => n.parse::<u64>().ok(),
+        None => interval.strip_suffix('s').and_then(|n| n.parse::<u64>().ok()).map(|s| s * 1000),
+    };
+    if !ms.is_some_and(|ms| (50..=60_000).contains(&ms)) {
+        return Err(Error::invalid(
+            "invalid_interval",
+            format!("{interval:?}: an interval like 200ms or 1s, from 50ms to 60s"),
+        ));
+    }
+    Ok(files
+        .into_iter()
+        .map(|(name, text)| {
+            if !name.ends_with(".yml") {
+                return (name, text);
+            }
+            let text = text
+                .replace("    busy-timeout: 5s\n", &format!("    busy-timeout: 5s\n    monitor-interval: {interval}\n"))
+                .replace("    replica:\n", &format!("    replica:\n      sync-interval: {interval}\n"));
+            (name, text)
+        })
+        .collect())
+}
+
 /// Which of `n` processes replicates a tenant: its id's first 8 hex digits, modulo `n`.
 fn shard(id: &TenantId, n: usize) -> usize {
     let head = id.as_str().get(..8).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
@@ -151,5 +180,11 @@ mod tests {
         assert_eq!(catalogs, 1, "the catalog in exactly one process");
         assert!(files[0].1.contains("catalog.db") && !files[1].1.contains("catalog.db"));
         assert!(files[3].1.contains("-config /etc/tenantd/litestream-%i.yml"));
+        let files = with_interval(files, "200ms").unwrap();
+        assert_eq!(files[0].1.matches("monitor-interval: 200ms").count(), files[0].1.matches("busy-timeout").count());
+        assert_eq!(files[0].1.matches("      sync-interval: 200ms").count(), files[0].1.matches("replica:").count());
+        for bad in ["0ms", "2m", "fast", "10ms", "61s"] {
+            assert!(with_interval(Vec::new(), bad).is_err(), "{bad}");
+        }
     }
 }

@@ -214,7 +214,8 @@ pub fn finish(app: &App, body: &Value, from: &str) -> Result<Value> {
     }
     install(app, &id, &file, &body["identity"], from, body["pinned"].as_bool().unwrap_or(true))?;
     let _ = std::fs::remove_dir_all(scratch(app, id.as_str()));
-    Ok(json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms}))
+    let bytes = std::fs::metadata(app.paths.tenant_db(&id)).map(|m| m.len()).unwrap_or(0);
+    Ok(json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms, "bytes": bytes}))
 }
 
 /// Puts a restored tenant file in place, checks it, enters the tenant in the catalog and takes
@@ -239,7 +240,17 @@ pub fn install(app: &App, id: &TenantId, file: &Path, doc: &Value, from: &str, p
     }
     let dest = app.paths.tenant_db(id);
     if dest.exists() {
-        return Err(Error::conflict("tenant_exists", format!("node already has a file for tenant {id}")));
+        // The copy this node kept after moving the tenant away (soft-deleted, in its grace
+        // period) gives way; a tenant this node serves never does.
+        let kept = crate::catalog::tenants::find_by_id(&*app.catalog.conn()?, id)?;
+        if !kept.is_some_and(|t| t.status == TenantStatus::Deleted) {
+            return Err(Error::conflict("tenant_exists", format!("node already has a file for tenant {id}")));
+        }
+        app.store.evict(id);
+        let aside = app.paths.data_dir.join("trash").join(format!("{id}-kept-{}", crate::util::random_hex(4)));
+        std::fs::create_dir_all(app.paths.data_dir.join("trash"))?;
+        std::fs::rename(app.paths.tenant_dir(id), &aside)?;
+        let _ = std::fs::remove_dir_all(&aside);
     }
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent)?;
@@ -360,10 +371,13 @@ pub fn run(app: &App, slug: &Slug, to: &str, pin: bool, after_flip: &dyn Fn(&App
     let mut body = frozen;
     body["from"] = json!(p.node);
     body["pinned"] = json!(pin);
-    if let Err(e) = c.client.call(&target, "POST", "/api/v1/cluster/moves/finish", Some(&body)) {
-        undo(app);
-        return Err(e);
-    }
+    let finished = match c.client.call(&target, "POST", "/api/v1/cluster/moves/finish", Some(&body)) {
+        Ok(f) => f,
+        Err(e) => {
+            undo(app);
+            return Err(e);
+        }
+    };
     let flipped_ms = pause.elapsed().as_millis() as u64;
     let _ = super::sync(app);
     let routed = after_flip(app);
@@ -374,7 +388,7 @@ pub fn run(app: &App, slug: &Slug, to: &str, pin: bool, after_flip: &dyn Fn(&App
         slug: slug.to_string(),
         from: p.node.clone(),
         to: to.to_string(),
-        bytes: p.bytes,
+        bytes: finished["bytes"].as_u64().unwrap_or(p.bytes),
         seed_ms,
         flipped_ms,
         write_pause_ms,

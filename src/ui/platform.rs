@@ -23,6 +23,8 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         _ => Some(crate::billing::summary(ctx.app, crate::util::now_unix())?),
     };
     let kpis = super::platform_analytics::console_kpis(ctx)?;
+    // Every node's own report, asked now (a node that does not answer is shown as down).
+    let cluster = ctx.app.cluster.as_ref().map(|c| crate::cluster::status(ctx.app, c));
     let chrome = Chrome::for_ctx(ctx, "Platform", "platform")?;
     Ok(page(
         &chrome,
@@ -31,6 +33,27 @@ pub fn console(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             p.lead { (list.len()) " tenants · " (users.len()) " users" }
             (flash(req))
             (kpis)
+            @if let Some(c) = &cluster {
+                h2 { "Cluster" }
+                p { "This node " (c["this_node"].as_str().unwrap_or("")) " · directory on " (c["directory_node"].as_str().unwrap_or("")) " (version " (c["directory_version"]) ") · " (c["tenants"]) " tenants" }
+                div.scroll { table.data {
+                    thead { tr { th { "Node" } th { "Up" } th { "Tenants" } th { "Bytes" } th { "Open" } th { "Requests" } th { "Directory" } th { "URL" } } }
+                    tbody {
+                        @for n in c["nodes"].as_array().into_iter().flatten() {
+                            tr {
+                                td { (n["node"].as_str().unwrap_or("")) }
+                                td { @if n["up"] == true { span.badge.active { "up" } } @else { span.badge.suspended { "down" } " " (n["error"].as_str().unwrap_or("")) } }
+                                td { (n["tenants"]) }
+                                td { (n["bytes"]) }
+                                td { (n["open_tenants"]) }
+                                td { (n["requests_total"]) }
+                                td { "v" (n["directory_version"]) }
+                                td { (n["url"].as_str().unwrap_or("")) }
+                            }
+                        }
+                    }
+                } }
+            }
             @if let Some(b) = &billing {
                 h2 { "Billing" }
                 table.data {

@@ -18,29 +18,9 @@ struct LoginBody {
     totp: Option<String>,
 }
 
-pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+/// The body's credentials to a session, with the user's tenants.
+fn sign_in(ctx: &Ctx<'_>, req: &Req, now: i64) -> Result<(auth::LoginOk, Vec<serde_json::Value>)> {
     let body: LoginBody = req.json()?;
-    let ok = auth::login(
-        ctx.app,
-        &LoginRequest {
-            email: &body.email,
-            password: &body.password,
-            totp: body.totp.as_deref(),
-            caller: req.caller(),
-        },
-        now_unix(),
-    )?;
-    let tenants = memberships(ctx, ok.user.id)?;
-    Ok(Resp::json(200, &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants})))
-}
-
-/// `POST /api/v1/t/{slug}/auth/login`: sign-in scoped to one tenant, so a router can send it
-/// to the node that holds the tenant by its path. Only the tenant's members and platform
-/// admins get a session; anyone else gets the same 401 as a wrong password.
-pub fn login_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let tenant = ctx.tenant()?;
-    let body: LoginBody = req.json()?;
-    let now = now_unix();
     let ok = auth::login(
         ctx.app,
         &LoginRequest {
@@ -52,6 +32,25 @@ pub fn login_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         now,
     )?;
     let tenants = memberships(ctx, ok.user.id)?;
+    Ok((ok, tenants))
+}
+
+fn signed_in(ok: &auth::LoginOk, tenants: &[serde_json::Value]) -> Resp {
+    Resp::json(200, &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants}))
+}
+
+pub fn login(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let (ok, tenants) = sign_in(ctx, req, now_unix())?;
+    Ok(signed_in(&ok, &tenants))
+}
+
+/// `POST /api/v1/t/{slug}/auth/login`: sign-in scoped to one tenant, so a router can send it
+/// to the node that holds the tenant by its path. Only the tenant's members and platform
+/// admins get a session; anyone else gets the same 401 as a wrong password.
+pub fn login_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let tenant = ctx.tenant()?;
+    let now = now_unix();
+    let (ok, tenants) = sign_in(ctx, req, now)?;
     if !ok.user.is_platform_admin && !tenants.iter().any(|t| t["slug"] == tenant.slug.as_str()) {
         let hash = crate::util::sha256_hex(ok.token.as_bytes());
         ctx.app.change(|tx| identity::revoke_session(tx, &hash, now))?;
@@ -60,7 +59,7 @@ pub fn login_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             message: "email or password is incorrect".into(),
         });
     }
-    Ok(Resp::json(200, &json!({"token": ok.token, "expires_at": ok.expires_at, "user": ok.user, "tenants": tenants})))
+    Ok(signed_in(&ok, &tenants))
 }
 
 fn memberships(ctx: &Ctx<'_>, user_id: i64) -> Result<Vec<serde_json::Value>> {

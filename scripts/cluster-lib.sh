@@ -2,7 +2,8 @@
 # c) on loopback ports with their own data dirs and a platform admin each, every node
 # replicating with Litestream to a shared-directory store, and nginx in front with the
 # configuration `tenantd cluster nginx-config` renders. Source it from the repo root with
-# base_port, dir and nginx_bin set (CLUSTER_TOML_EXTRA: more top-level config lines). It
+# base_port, dir and nginx_bin set (CLUSTER_TOML_EXTRA: more top-level config lines; STORE=s3:
+# the store is an S3-compatible server, moto's server mode from PyPI, instead of a directory). It
 # defines td, start_node, upstream_of and wait_routed, and sets bin and router.
 # Needs the release binary, litestream and curl.
 
@@ -12,6 +13,20 @@ export TENANTD_CLUSTER_SECRET=ci-cluster-secret-0123456789abcdef0123
 bin=$PWD/target/release/tenantd
 nodes=(a b c)
 mkdir -p "$dir/store"
+store_url="file://$dir/store"
+if [ "${STORE:-file}" = s3 ]; then
+  command -v moto_server >/dev/null || pip install --quiet 'moto[server]'
+  moto_port=$((base_port + 7))
+  moto_server -p "$moto_port" >"$dir/moto.log" 2>&1 &
+  for _ in $(seq 1 300); do curl -fsS -X PUT "http://127.0.0.1:$moto_port/tenantd-store" >/dev/null 2>&1 && break; sleep 0.1; done
+  curl -fsS "http://127.0.0.1:$moto_port/tenantd-store" >/dev/null
+  store_url="s3://tenantd-store/cluster?endpoint=http://127.0.0.1:$moto_port&forcePathStyle=true"
+  export AWS_ACCESS_KEY_ID=cluster-check AWS_SECRET_ACCESS_KEY=cluster-check AWS_REGION=us-east-1
+  # A CA bundle set for the machine makes Litestream's AWS SDK refuse to build its HTTP client
+  # ("unable to add custom RootCAs"); the endpoint here is plain HTTP on loopback.
+  unset AWS_CA_BUNDLE
+fi
+echo "store: $store_url"
 for i in 0 1 2; do
   n=${nodes[$i]}
   mkdir -p "$dir/$n"
@@ -22,7 +37,7 @@ ${CLUSTER_TOML_EXTRA:-}
 [cluster]
 name = "$n"
 directory = "a"
-store = "file://$dir/store"
+store = "$store_url"
 router_config = "$dir/nginx-cluster.conf"
 router_reload = "$nginx_bin -p $dir -c $dir/nginx.conf -s reload"
 sync_interval_ms = 200

@@ -45,10 +45,12 @@ fn nodes() -> Nodes {
         TestServer::start_on(&format!("127.0.0.1:{}", ports[i]), |c| c.cluster = cc)
     };
     let (a, b, c) = (start(0, "a"), start(1, "b"), start(2, "c"));
-    let admin = [&a, &b, &c].map(|s| {
-        tenantd::auth::create_user(&s.app, "root@example.com", PASSWORD, true).unwrap();
-        s.login("root@example.com")
-    });
+    // The platform admin is created on the directory node; the others get it with the directory.
+    tenantd::auth::create_user(&a.app, "root@example.com", PASSWORD, true).unwrap();
+    for s in [&b, &c] {
+        cluster::sync(&s.app).unwrap();
+    }
+    let admin = [&a, &b, &c].map(|s| s.login("root@example.com"));
     Nodes { a, b, c, config, admin }
 }
 
@@ -201,6 +203,24 @@ fn without_the_directory_node_the_others_serve_and_only_placement_waits() {
     assert_eq!(r.status, 503, "{}", r.text());
     assert!(r.text().contains("directory node"), "{}", r.text());
     assert!(n.b.app.tenant(&tenantd::ids::Slug::parse(&fresh).unwrap()).is_err(), "the local create was undone");
+}
+
+#[test]
+fn platform_admins_of_the_directory_node_exist_on_every_node() {
+    let n = nodes();
+    tenantd::auth::create_user(&n.a.app, "ops@example.com", PASSWORD, true).unwrap();
+    n.b.member("ops@example.com", "b-only", "viewer"); // an account of that email already on b
+    n.sync_all();
+    for s in [&n.b, &n.c] {
+        let r = s.post_json("/api/v1/auth/login", None, &json!({"email": "ops@example.com", "password": PASSWORD}));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["user"]["is_platform_admin"], true);
+        assert_eq!(s.get_as("/api/v1/platform/tenants", r.json()["token"].as_str().unwrap()).status, 200);
+    }
+    let conn = n.b.app.catalog.conn().unwrap();
+    let count: i64 =
+        conn.query_row("SELECT count(*) FROM users WHERE email = 'ops@example.com'", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, 1, "promoted, not duplicated");
 }
 
 #[test]

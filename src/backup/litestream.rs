@@ -36,6 +36,19 @@ pub fn replica_url(url: &str) -> Result<String> {
     Ok(url.trim_end_matches('/').to_string())
 }
 
+/// `url` with `path` appended to its path, before any query (`s3://b/t?endpoint=…` +
+/// `tenants` = `s3://b/t/tenants?endpoint=…`: Litestream reads an S3-compatible server's
+/// address and path style from the query).
+pub fn join(url: &str, path: &str) -> String {
+    let (base, query) = url.split_once('?').map(|(b, q)| (b, Some(q))).unwrap_or((url, None));
+    let mut out = format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'));
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
 /// (file name, content) of each file to write: `litestream.yml` and `tenantd-litestream.service`
 /// for one process; `litestream-<k>.yml` and the template unit `tenantd-litestream@.service`
 /// for several. `data_dir` must be absolute (Litestream runs from elsewhere).
@@ -51,19 +64,23 @@ pub fn render(
         format!(
             "# Litestream 0.5 configuration written by `tenantd litestream config` ({}).\n\
              # {what}\n\
-             # Restore one tenant: litestream restore -o data.db {url}/tenants/<tenant_id>/data.db\n\
+             # Restore one tenant: litestream restore -o data.db {}\n\
              # (add -timestamp 2026-12-07T14:20:00Z for a point in time), then\n\
              # tenantd tenant import data.db --slug <new-slug>. docs/operations.md, \"Litestream\".\n",
-            crate::util::rfc3339(crate::util::now_unix())
+            crate::util::rfc3339(crate::util::now_unix()),
+            join(url, "tenants/<tenant_id>/data.db")
         )
     };
-    let catalog =
-        format!("  - path: {data}/catalog.db\n    busy-timeout: 5s\n    replica:\n      url: {url}/catalog.db\n");
+    let catalog = format!(
+        "  - path: {data}/catalog.db\n    busy-timeout: 5s\n    replica:\n      url: {}\n",
+        join(url, "catalog.db")
+    );
     if processes <= 1 {
         let yml = format!(
             "{}dbs:\n  - dir: {data}/tenants\n    pattern: \"data.db\"\n    recursive: true\n    watch: true\n    \
-             meta-dir: {data}/litestream\n    busy-timeout: 5s\n    replica:\n      url: {url}/tenants\n{catalog}",
-            head("Every tenant file (tenants/<id>/data.db, new ones within seconds) and the catalog.")
+             meta-dir: {data}/litestream\n    busy-timeout: 5s\n    replica:\n      url: {}\n{catalog}",
+            head("Every tenant file (tenants/<id>/data.db, new ones within seconds) and the catalog."),
+            join(url, "tenants")
         );
         let unit = unit("", &config_dir.join("litestream.yml"));
         return vec![("litestream.yml".into(), yml), ("tenantd-litestream.service".into(), unit)];
@@ -82,7 +99,8 @@ pub fn render(
         for id in tenants.iter().filter(|id| shard(id, processes) == k) {
             let _ = write!(
                 yml,
-                "  - path: {data}/tenants/{id}/data.db\n    busy-timeout: 5s\n    replica:\n      url: {url}/tenants/{id}/data.db\n"
+                "  - path: {data}/tenants/{id}/data.db\n    busy-timeout: 5s\n    replica:\n      url: {}\n",
+                join(url, &format!("tenants/{id}/data.db"))
             );
         }
         files.push((format!("litestream-{}.yml", k + 1), yml));
@@ -149,6 +167,15 @@ fn unit(template: &str, config: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paths_go_before_the_query() {
+        assert_eq!(join("file:///srv/r", "tenants"), "file:///srv/r/tenants");
+        assert_eq!(
+            join("s3://b/t/?endpoint=http://127.0.0.1:5000&forcePathStyle=true", "nodes/a/catalog.db"),
+            "s3://b/t/nodes/a/catalog.db?endpoint=http://127.0.0.1:5000&forcePathStyle=true"
+        );
+    }
 
     #[test]
     fn urls_litestream_knows_and_nothing_that_breaks_the_yaml() {

@@ -249,16 +249,17 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
             }
             let out =
                 out.or_else(|| (!c.config.router_config.is_empty()).then(|| PathBuf::from(&c.config.router_config)));
-            let text = render_router(&app, &c, &listen, server_name.as_deref());
+            let text = cluster::router::render(&app, &c, &listen, server_name.as_deref());
             match &out {
                 Some(path) => {
-                    write_atomic(path, &text)?;
+                    cluster::router::write_atomic(path, &text)?;
                     eprintln!("wrote {} ({} tenants)", path.display(), c.placements().len());
                 }
                 None => print!("{text}"),
             }
             if reload {
-                reload_router(&c.config.router_reload)?;
+                cluster::router::reload(&c.config.router_reload)?;
+                eprintln!("router reloaded ({})", c.config.router_reload);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -269,22 +270,9 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
 /// `router_reload`, when they are set; with `check`, waits (up to 5 s) until the router sends
 /// that tenant to the node the directory names (nginx reloads in the background).
 pub fn refresh_router(app: &App, check: Option<&str>) -> Result<(), CliError> {
-    let Some(c) = app.cluster.as_ref() else { return Ok(()) };
-    if c.config.router_config.is_empty() {
-        return Ok(());
-    }
-    let path = PathBuf::from(&c.config.router_config);
-    // The listen address stays what the file says (the first `listen` line), else 80.
-    let old = std::fs::read_to_string(&path).unwrap_or_default();
-    let listen = old
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("listen ").map(|v| v.trim_end_matches(';').trim().to_string()))
-        .unwrap_or_else(|| "80".into());
-    write_atomic(&path, &render_router(app, c, &listen, None))?;
-    if c.config.router_reload.is_empty() {
-        return Ok(());
-    }
-    reload_router(&c.config.router_reload)?;
+    let Some(listen) = cluster::router::apply(app)? else { return Ok(()) };
+    let Some(c) = app.cluster.as_ref().filter(|c| !c.config.router_reload.is_empty()) else { return Ok(()) };
+    eprintln!("router reloaded ({})", c.config.router_reload);
     let (Some(slug), Some(p)) = (check, check.and_then(|s| c.locate(s))) else { return Ok(()) };
     let addr = if listen.contains(':') { listen.clone() } else { format!("127.0.0.1:{listen}") };
     let want = nginx::upstream(&p.node);
@@ -295,62 +283,20 @@ pub fn refresh_router(app: &App, check: Option<&str>) -> Result<(), CliError> {
         .max_idle_connections(0)
         .build()
         .into();
-    // nginx's old workers may take a while to stop accepting: wait for several answers in a row.
+    // nginx starts the new workers, then waits 100 ms before it stops the old ones: until
+    // several answers in a row come from the new ones.
     let mut in_a_row = 0;
     while started.elapsed() < std::time::Duration::from_secs(5) {
         let res = agent.get(&format!("http://{addr}/api/v1/t/{slug}/")).call();
         let routed =
             res.ok().and_then(|r| r.headers().get("tenantd-upstream").map(|v| v.as_bytes() == want.as_bytes()));
         in_a_row = if routed == Some(true) { in_a_row + 1 } else { 0 };
-        // nginx starts the new workers, then waits 100 ms before it stops the old ones.
         if in_a_row == 25 {
             return Ok(());
         }
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Err(CliError::failed(format!("the router at {addr} still does not send {slug} to {want} 5 s after its reload")))
-}
-
-/// The router configuration from this node's copy of the directory.
-pub fn render_router(app: &App, c: &cluster::Cluster, listen: &str, server_name: Option<&str>) -> String {
-    let base = app.config.base_domain.as_deref();
-    let default_name = base.map(|b| format!("{b} *.{b}")).unwrap_or_else(|| "_".into());
-    let site = nginx::Site {
-        listen,
-        server_name: server_name.unwrap_or(&default_name),
-        base_domain: base,
-        max_body_bytes: app.config.max_body_bytes,
-    };
-    let version = c.version.load(std::sync::atomic::Ordering::Relaxed);
-    nginx::render(&c.config.nodes, c.config.directory_node(), &c.placements(), version, &site)
-}
-
-fn write_atomic(path: &std::path::Path, text: &str) -> Result<(), CliError> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| CliError::failed(format!("cannot write {}: {e}", path.display())))
-}
-
-/// Runs `[cluster] router_reload` (split on spaces, no shell).
-pub fn reload_router(command: &str) -> Result<(), CliError> {
-    let mut words = command.split_whitespace();
-    let Some(prog) = words.next() else {
-        return Err(CliError::usage("--reload: set [cluster] router_reload, e.g. \"nginx -s reload\""));
-    };
-    let out = std::process::Command::new(prog)
-        .args(words)
-        .output()
-        .map_err(|e| CliError::failed(format!("router reload {command:?}: {e}")))?;
-    if !out.status.success() {
-        return Err(CliError::failed(format!(
-            "router reload {command:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    eprintln!("router reloaded ({command})");
-    Ok(())
 }
 
 fn parse_node(spec: &str) -> Result<NodeConfig, CliError> {

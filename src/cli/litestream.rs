@@ -47,7 +47,7 @@ pub fn run(app: Arc<App>, cmd: LitestreamCmd) -> CliResult {
     let replica_url = match (replica_url, app.cluster.as_ref()) {
         (Some(u), _) => u,
         (None, Some(c)) if !c.config.store.is_empty() => {
-            format!("{}/nodes/{}", c.config.store.trim_end_matches('/'), c.this())
+            litestream::join(&c.config.store, &format!("nodes/{}", c.this()))
         }
         _ => return Err(CliError::usage("--replica-url URL is needed (or [cluster] store, in a cluster)")),
     };

@@ -57,7 +57,7 @@ pub fn take_over(app: &App, dead: &str) -> Result<Value> {
     let work = app.paths.data_dir.join("tmp").join(format!("failover-{dead}-{}", crate::util::random_hex(4)));
     std::fs::create_dir_all(&work)?;
     let catalog_file = work.join("catalog.db");
-    restore(app, &format!("{store}/nodes/{dead}/catalog.db"), &catalog_file)?;
+    restore(app, &crate::backup::litestream::join(&store, &format!("nodes/{dead}/catalog.db")), &catalog_file)?;
     let catalog = Connection::open_with_flags(&catalog_file, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let placed: Vec<_> = c.placements().into_iter().filter(|p| p.node == dead).collect();
     let catalog = parking_lot::Mutex::new(catalog);

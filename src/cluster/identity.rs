@@ -181,3 +181,39 @@ pub fn import(tx: &Connection, doc: &Value, now: i64) -> Result<usize> {
     }
     Ok(created)
 }
+
+/// The platform admins of a catalog, as the directory document carries them.
+pub fn platform_admins(conn: &Connection) -> Result<Vec<Value>> {
+    let mut stmt = conn.prepare(
+        "SELECT email, password_hash, totp_secret, totp_enabled FROM users WHERE is_platform_admin = 1 ORDER BY email",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(json!({"email": r.get::<_, String>(0)?, "password_hash": r.get::<_, String>(1)?,
+                      "totp_secret": r.get::<_, Option<String>>(2)?, "totp_enabled": r.get::<_, bool>(3)?}))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(rows)
+}
+
+/// Makes the directory node's platform admins platform admins here too, with the same password
+/// and second factor (an account with the same email is promoted, never duplicated). Admins
+/// this node has that the directory node lacks are left alone.
+pub fn upsert_admins(tx: &Connection, admins: &[Value], now: i64) -> Result<usize> {
+    let mut changed = 0;
+    for a in admins {
+        let email = text(a, "email")?;
+        let updated = tx.execute(
+            "UPDATE users SET is_platform_admin = 1, password_hash = ?2, totp_secret = ?3, totp_enabled = ?4, updated_at = ?5
+             WHERE email = ?1 AND (is_platform_admin = 0 OR password_hash != ?2 OR totp_secret IS NOT ?3 OR totp_enabled != ?4)",
+            params![email, text(a, "password_hash")?, a["totp_secret"].as_str(), a["totp_enabled"].as_bool().unwrap_or(false), now],
+        )?;
+        let inserted = tx.execute(
+            "INSERT INTO users (email, password_hash, is_platform_admin, totp_secret, totp_enabled, created_at, updated_at)
+             SELECT ?1, ?2, 1, ?3, ?4, ?5, ?5 WHERE NOT EXISTS (SELECT 1 FROM users WHERE email = ?1)",
+            params![email, text(a, "password_hash")?, a["totp_secret"].as_str(), a["totp_enabled"].as_bool().unwrap_or(false), now],
+        )?;
+        changed += updated + inserted;
+    }
+    Ok(changed)
+}

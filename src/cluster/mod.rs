@@ -22,6 +22,7 @@ pub mod moves;
 pub mod nginx;
 mod node;
 pub mod placement;
+pub mod router;
 mod status;
 
 use std::collections::HashMap;
@@ -202,6 +203,8 @@ pub struct Cluster {
     /// still reach it (a router that has not switched yet) are told to retry (503) rather than
     /// sent away (421), so a client behind the router sees only the freeze's answer.
     pub moved_away: parking_lot::Mutex<HashMap<String, std::time::Instant>>,
+    /// A digest of the platform admins last copied from the directory node.
+    admins_seen: parking_lot::Mutex<String>,
     /// `litestream restore -f` processes following tenants that are moving here.
     pub followers: parking_lot::Mutex<HashMap<crate::ids::TenantId, std::process::Child>>,
 }
@@ -226,6 +229,7 @@ impl Cluster {
             redirects: AtomicU64::new(0),
             followers: Default::default(),
             moved_away: Default::default(),
+            admins_seen: Default::default(),
         };
         c.reload(&*catalog.conn()?)?;
         Ok(Some(Arc::new(c)))
@@ -346,6 +350,8 @@ pub fn document(app: &App, since: i64) -> Result<Value> {
         "node": of(app)?.this(),
         "version": directory::version(&conn)?,
         "changes": directory::since(&conn, since)?,
+        // Platform admins exist on every node: the directory node's are copied to the others.
+        "admins": identity::platform_admins(&conn)?,
     }))
 }
 
@@ -365,6 +371,14 @@ pub fn sync(app: &App) -> Result<usize> {
     let rows: Vec<Placement> = serde_json::from_value(doc["changes"].clone())
         .map_err(|e| Error::Internal(format!("directory document from {}: {e}", dir.name)))?;
     c.last_sync.store(crate::util::now_unix(), Ordering::Relaxed);
+    if let Some(admins) = doc["admins"].as_array() {
+        let digest = crate::util::sha256_hex(doc["admins"].to_string().as_bytes());
+        if *c.admins_seen.lock() != digest {
+            let now = crate::util::now_unix();
+            app.change(|tx| identity::upsert_admins(tx, admins, now))?;
+            *c.admins_seen.lock() = digest;
+        }
+    }
     if rows.is_empty() {
         return Ok(0);
     }
@@ -484,8 +498,16 @@ pub fn run_sync(app: &App, stop: &std::sync::atomic::AtomicBool) {
     let Some(c) = app.cluster.as_ref() else { return };
     let every = std::time::Duration::from_millis(c.config.sync_interval_ms);
     let mut last_warned = 0i64;
+    // The directory node rewrites the router after changes no CLI made (new tenants, purges).
+    let mut routed_version = c.version.load(Ordering::Relaxed);
     while !stop.load(Ordering::Relaxed) {
-        if let Err(e) = sync(app) {
+        let mut outcome = sync(app).map(|_| ());
+        let version = c.version.load(Ordering::Relaxed);
+        if outcome.is_ok() && c.is_directory() && version != routed_version {
+            outcome = router::apply(app).map(|_| ());
+            routed_version = version;
+        }
+        if let Err(e) = outcome {
             let now = crate::util::now_unix();
             if now - last_warned >= 60 {
                 crate::log::warn(&format!("cluster directory sync: {}", e.log_detail()));

@@ -27,7 +27,7 @@ use crate::tenancy::Actor;
 
 /// Where a node's copy of a tenant is in the replica store.
 pub fn replica_url(store: &str, node: &str, id: &str) -> String {
-    format!("{}/nodes/{node}/tenants/{id}/data.db", store.trim_end_matches('/'))
+    crate::backup::litestream::join(store, &format!("nodes/{node}/tenants/{id}/data.db"))
 }
 
 fn store_of(app: &App) -> Result<String> {

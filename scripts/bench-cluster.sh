@@ -10,7 +10,7 @@
 #      `tenantd cluster failover` on a survivor, router included.
 # Also `tenantd bench cluster-plan` (10,000 tenants, a fourth node joins).
 # Usage: scripts/bench-cluster.sh PATH/TO/nginx [seconds-per-read-run]   (release binary built)
-# Env: ROUNDS (3), BIG_ROWS (100000 rows of ~1 KB), FAILOVER_TENANTS (100).
+# Env: ROUNDS (3), BIG_ROWS (100000 rows of ~1 KB), FAILOVER_TENANTS (100), ONLY_READS (stop after 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base_port=${PORT:-18860}
@@ -95,6 +95,7 @@ for i in $(seq 1 "$rounds"); do
   done
 done
 
+[ -n "${ONLY_READS:-}" ] && exit 0
 echo "+ 2. live move of a ~100 MB tenant under load"
 create big b
 td a cluster nginx-config --listen "127.0.0.1:$router_port" --out "$dir/nginx-cluster.conf" --reload >/dev/null 2>&1

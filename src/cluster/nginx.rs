@@ -65,7 +65,7 @@ pub fn render(
     for n in nodes {
         let _ = writeln!(
             out,
-            "upstream {} {{\n    server {} max_fails=0;\n    keepalive 32;\n}}",
+            "upstream {} {{\n    server {} max_fails=0;\n    keepalive 32;\n    keepalive_requests 100000;\n    keepalive_timeout 60s;\n}}",
             upstream(&n.name),
             authority(&n.url)
         );
@@ -125,6 +125,8 @@ pub fn render(
     client_body_timeout 30s;
     send_timeout 30s;
     keepalive_timeout 65s;
+    # Clients and upstream connections are not recycled every 1,000 requests (nginx's default).
+    keepalive_requests 100000;
 
     proxy_http_version 1.1;
     proxy_set_header Connection "";

@@ -53,6 +53,16 @@ pub fn export(conn: &Connection, id: &str) -> Result<Value> {
                       "role": r.get::<_, String>(4)?, "member_since": r.get::<_, i64>(5)?, "user_created_at": r.get::<_, i64>(6)?}))
         },
     )?;
+    // Recovery codes (hashed) go with the second factor they back.
+    let codes = rows(
+        "SELECT u.email, r.code_hash, r.used_at FROM recovery_codes r JOIN users u ON u.id = r.user_id
+         JOIN memberships m ON m.user_id = u.id WHERE m.tenant_id = ?1",
+        &|r| {
+            Ok(
+                json!({"email": r.get::<_, String>(0)?, "code_hash": r.get::<_, String>(1)?, "used_at": r.get::<_, Option<i64>>(2)?}),
+            )
+        },
+    )?;
     let keys = rows(
         "SELECT k.id, k.name, k.key_hash, k.scope, k.tables, u.email, k.created_at, k.last_used_at, k.revoked_at
          FROM api_keys k LEFT JOIN users u ON u.id = k.created_by WHERE k.tenant_id = ?1",
@@ -64,7 +74,7 @@ pub fn export(conn: &Connection, id: &str) -> Result<Value> {
         },
     )?;
     Ok(
-        json!({"id": id, "tenant": tenant, "config": config, "domains": domains, "roles": roles, "members": members, "api_keys": keys}),
+        json!({"id": id, "tenant": tenant, "config": config, "domains": domains, "roles": roles, "members": members, "recovery_codes": codes, "api_keys": keys}),
     )
 }
 
@@ -129,6 +139,7 @@ pub fn import(tx: &Connection, doc: &Value, now: i64) -> Result<usize> {
         )?;
     }
     let mut created = 0;
+    let mut new_accounts: Vec<(String, i64)> = Vec::new();
     for m in doc["members"].as_array().into_iter().flatten() {
         let email = text(m, "email")?;
         let existing: Option<i64> =
@@ -149,6 +160,7 @@ pub fn import(tx: &Connection, doc: &Value, now: i64) -> Result<usize> {
                     ],
                 )?;
                 created += 1;
+                new_accounts.push((email.to_string(), tx.last_insert_rowid()));
                 tx.last_insert_rowid()
             }
         };
@@ -156,6 +168,16 @@ pub fn import(tx: &Connection, doc: &Value, now: i64) -> Result<usize> {
             "INSERT OR REPLACE INTO memberships (tenant_id, user_id, role, created_at) VALUES (?1, ?2, ?3, ?4)",
             params![id, user_id, text(m, "role")?, m["member_since"].as_i64().unwrap_or(now)],
         )?;
+    }
+    // Only accounts created here take the codes: one that existed keeps its own second factor.
+    for r in doc["recovery_codes"].as_array().into_iter().flatten() {
+        let email = text(r, "email")?;
+        if let Some((_, user_id)) = new_accounts.iter().find(|(e, _)| e == email) {
+            tx.execute(
+                "INSERT OR IGNORE INTO recovery_codes (user_id, code_hash, used_at) VALUES (?1, ?2, ?3)",
+                params![user_id, text(r, "code_hash")?, r["used_at"].as_i64()],
+            )?;
+        }
     }
     for k in doc["api_keys"].as_array().into_iter().flatten() {
         let by: Option<i64> = match k["created_by"].as_str() {
@@ -216,4 +238,58 @@ pub fn upsert_admins(tx: &Connection, admins: &[Value], now: i64) -> Result<usiz
         changed += updated + inserted;
     }
     Ok(changed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(include_str!("../../schema.sql")).unwrap();
+        c
+    }
+
+    const ID: &str = "00000000000000c1";
+
+    #[test]
+    fn a_tenant_and_its_members_arrive_without_duplicate_accounts() {
+        let src = catalog();
+        src.execute_batch(&format!(
+            "INSERT INTO tenants (id, slug, name, status, plan, created_at, updated_at) VALUES ('{ID}', 'carry', 'Carry', 'active', 'pro', 1, 1);
+             INSERT INTO tenant_configs (tenant_id, display_name, settings_json, updated_at) VALUES ('{ID}', 'Carry Co', '{{\"x\":1}}', 1);
+             INSERT INTO tenant_domains (domain, tenant_id, created_at) VALUES ('carry.test', '{ID}', 1);
+             INSERT INTO roles (tenant_id, name, permissions, created_at) VALUES ('{ID}', 'auditor', '[\"can_read:*\"]', 1);
+             INSERT INTO users (id, email, password_hash, totp_secret, totp_enabled, created_at, updated_at)
+               VALUES (1, 'own@x.test', 'h-own', 'SECRET', 1, 1, 1), (2, 'both@x.test', 'h-both-src', NULL, 0, 1, 1);
+             INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES ('{ID}', 1, 'owner', 1), ('{ID}', 2, 'auditor', 1);
+             INSERT INTO recovery_codes (user_id, code_hash) VALUES (1, 'c1'), (2, 'c2');
+             INSERT INTO api_keys (id, tenant_id, name, key_hash, scope, created_by, created_at) VALUES ('k1', '{ID}', 'ci', 'kh', 'write', 1, 1);"
+        ))
+        .unwrap();
+        let doc = export(&src, ID).unwrap();
+        let dst = catalog();
+        dst.execute_batch(
+            "INSERT INTO users (id, email, password_hash, created_at, updated_at) VALUES (7, 'both@x.test', 'h-both-dst', 1, 1);",
+        )
+        .unwrap();
+        assert_eq!(import(&dst, &doc, 5).unwrap(), 1, "one new account; the other email exists here");
+        let one = |sql: &str| dst.query_row(sql, [], |r| r.get::<_, String>(0)).unwrap();
+        let count = |sql: &str| dst.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(one(&format!("SELECT slug || '/' || plan FROM tenants WHERE id = '{ID}'")), "carry/pro");
+        assert_eq!(one("SELECT password_hash FROM users WHERE email = 'both@x.test'"), "h-both-dst", "kept");
+        assert_eq!(one("SELECT password_hash || totp_secret FROM users WHERE email = 'own@x.test'"), "h-ownSECRET");
+        assert_eq!(count("SELECT count(*) FROM users"), 2);
+        assert_eq!(count(&format!("SELECT count(*) FROM memberships WHERE tenant_id = '{ID}'")), 2);
+        assert_eq!(one("SELECT role FROM memberships WHERE user_id = 7"), "auditor");
+        assert_eq!(count("SELECT count(*) FROM recovery_codes"), 1, "codes only for the account created here");
+        assert_eq!(one("SELECT u.email FROM api_keys k JOIN users u ON u.id = k.created_by"), "own@x.test");
+        assert_eq!(one("SELECT display_name FROM tenant_configs"), "Carry Co");
+        assert_eq!(one("SELECT tenant_id FROM tenant_domains WHERE domain = 'carry.test'"), ID);
+        assert_eq!(count("SELECT count(*) FROM roles"), 1);
+        // The same tenant again is refused (it is here now), and bad documents are errors.
+        assert!(import(&dst, &doc, 6).is_err());
+        assert!(import(&catalog(), &json!({"id": "nope"}), 6).is_err());
+        assert!(export(&src, "00000000000000ff").is_err());
+    }
 }

@@ -1,32 +1,19 @@
 //! `/api/v1/cluster/*`: what nodes ask of each other (the directory, creating a tenant where
-//! placement put it, a node's report), authenticated by the cluster secret; and the platform
+//! placement put it, a node's report, moves, failover), behind `Access::Cluster` (the cluster
+//! secret, checked by the router's access step); and the platform
 //! admin's view of the whole cluster, `/api/v1/platform/cluster`.
-
-use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cluster::{self, Change, Cluster};
+use crate::cluster::{self, Change};
 use crate::error::{Error, Result};
 use crate::http::{Ctx, Req, Resp};
 use crate::ids::Slug;
 use crate::tenancy::Actor;
 
-/// The cluster, when the request carries its secret. Without a cluster these paths do not
-/// exist (404); a wrong or missing secret is 401.
-fn node_call<'a>(ctx: &'a Ctx<'_>, req: &Req) -> Result<&'a Arc<Cluster>> {
-    let c = ctx.app.cluster.as_ref().ok_or(Error::NoRoute)?;
-    let presented = crate::http::access::credential(req).unwrap_or("");
-    if !c.client.is_secret(presented) {
-        return Err(Error::Unauthorized);
-    }
-    Ok(c)
-}
-
 /// `GET /api/v1/cluster/directory?since=N`: the rows changed after version N.
 pub fn directory_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    node_call(ctx, req)?;
     let since = match req.query_param("since") {
         None => 0,
         Some(s) => s
@@ -44,7 +31,7 @@ struct Changes {
 
 /// `POST /api/v1/cluster/directory` `{"changes": [...]}`, on the directory node only.
 pub fn directory_post(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let c = node_call(ctx, req)?;
+    let c = cluster::of(ctx.app)?;
     if !c.is_directory() {
         return Err(Error::invalid(
             "not_directory_node",
@@ -71,7 +58,7 @@ struct NewTenant {
 
 /// `POST /api/v1/cluster/tenants`: another node placed a new tenant here.
 pub fn create_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let c = node_call(ctx, req)?;
+    let c = cluster::of(ctx.app)?;
     let body: NewTenant = req.json()?;
     let actor = Actor(format!("{} (via node {})", body.actor.as_deref().unwrap_or("cluster"), c.this()));
     let slug = Slug::parse(&body.slug)?;
@@ -81,8 +68,7 @@ pub fn create_tenant(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 }
 
 /// `GET /api/v1/cluster/node`: this node's report (tenants, sizes, load, directory copy).
-pub fn node_report(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    node_call(ctx, req)?;
+pub fn node_report(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let mut report = cluster::node_report(ctx.app)?;
     let (requests, _) = ctx.state.metrics.totals();
     report["requests_total"] = json!(requests);
@@ -106,7 +92,6 @@ fn tenant_id(body: &serde_json::Value) -> Result<crate::ids::TenantId> {
 
 /// `POST /api/v1/cluster/tenants/{slug}/{freeze|thaw|release}`: the source's part of a move.
 pub fn source_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    node_call(ctx, req)?;
     let slug = slug_param(ctx)?;
     match ctx.param("step")? {
         "freeze" => {
@@ -129,7 +114,6 @@ pub fn source_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 /// `POST /api/v1/cluster/moves/{seed|finish|abandon}`: the target's part of a move.
 pub fn target_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    node_call(ctx, req)?;
     let body: serde_json::Value = req.json()?;
     let id = tenant_id(&body)?;
     let from = body["from"].as_str().unwrap_or("").to_string();
@@ -154,7 +138,6 @@ pub fn target_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 /// `POST /api/v1/cluster/failover` `{"from": NODE}`: this node takes over a dead node's
 /// tenants from the replica store.
 pub fn failover(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    node_call(ctx, req)?;
     let body: serde_json::Value = req.json()?;
     let from = body["from"].as_str().ok_or_else(|| Error::invalid("invalid_body", "{\"from\": NODE} is needed"))?;
     let out = cluster::failover::take_over(ctx.app, from)?;

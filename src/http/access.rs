@@ -87,6 +87,13 @@ pub(super) fn check_access(
     if matches!(access, Access::Public | Access::TenantPublic) {
         return Ok(None);
     }
+    if access == Access::Cluster {
+        let cluster = state.app.cluster.as_ref().ok_or(Error::NoRoute)?;
+        if !cluster.client.is_secret(credential(req).unwrap_or("")) {
+            return Err(Error::Unauthorized);
+        }
+        return Ok(None);
+    }
     let ui = matched.route.is_ui();
     let token = if ui { crate::ui::cookie(req, crate::ui::SESSION_COOKIE) } else { credential(req) };
     let token = token.filter(|t| !t.is_empty()).ok_or(Error::Unauthorized)?;
@@ -107,7 +114,7 @@ pub(super) fn check_access(
         }
     }
     match access {
-        Access::Public | Access::TenantPublic => {}
+        Access::Public | Access::TenantPublic | Access::Cluster => {}
         Access::Authenticated => {
             if principal.user().is_none() {
                 return Err(Error::Forbidden { code: "user_required", message: "API keys cannot be used here".into() });

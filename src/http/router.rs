@@ -33,6 +33,9 @@ pub enum Access {
     Tenant(Need),
     /// Platform administrators.
     PlatformAdmin,
+    /// Another node of the cluster: the cluster secret as a bearer token. Without `[cluster]`
+    /// the route does not exist (404).
+    Cluster,
 }
 
 /// The permission a tenant route needs.

@@ -360,8 +360,12 @@ pub fn sync(app: &App) -> Result<usize> {
     let c = of(app)?;
     if c.is_directory() {
         // The truth is in this catalog; another process (the server, or a CLI) may have
-        // changed it since this view was read.
-        c.reload(&*app.catalog.conn()?)?;
+        // changed it since this view was read. The version is one indexed lookup; the view is
+        // read again only when it moved.
+        let conn = app.catalog.conn()?;
+        if directory::version(&conn)? != c.version.load(Ordering::Relaxed) {
+            c.reload(&conn)?;
+        }
         c.last_sync.store(crate::util::now_unix(), Ordering::Relaxed);
         return Ok(0);
     }

@@ -15,17 +15,13 @@ dir=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -f "$dir/nginx.pid" ] && kill "$(cat "$dir/nginx.pid")" 2>/dev/null; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] || rm -rf "$dir"' EXIT
 nginx_bin=${1:?usage: scripts/cluster-check.sh PATH/TO/nginx}
 . scripts/cluster-lib.sh
+export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" # cluster_http.py
 
 echo "+ 30 tenants created through the router"
 python3 - "$router" "$dir" <<'EOF'
-import json, sys, urllib.request
+import json, sys, cluster_http
 router = sys.argv[1]
-def call(method, path, body=None, token=None):
-    req = urllib.request.Request(router + path, method=method, data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    if token: req.add_header("Authorization", "Bearer " + token)
-    with urllib.request.urlopen(req) as r:
-        return r.status, dict(r.headers), json.load(r)
+def call(*a, **k): return cluster_http.call(router, *a, **k)
 _, _, login = call("POST", "/api/v1/auth/login", {"email": "root@example.com", "password": "cluster-check-password-1"})
 token = login["token"]
 on, placed = {}, {}
@@ -53,17 +49,9 @@ to=$( [ "$from" = a ] && echo b || echo a )
 echo "co-00 is on $from; moving it to $to"
 td "$from" user create owner@co-00.test --password 'cluster-check-password-2' --tenant co-00 --role owner >/dev/null
 python3 - "$router" "$dir" <<'EOF' &
-import json, sys, time, urllib.request, urllib.error
+import json, sys, time, cluster_http
 router, out = sys.argv[1], sys.argv[2]
-def call(method, path, body=None, token=None):
-    req = urllib.request.Request(router + path, method=method, data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    if token: req.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, dict(r.headers), json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), json.loads(e.read() or b"{}")
+def call(*a, **k): return cluster_http.call(router, *a, **k)
 _, _, login = call("POST", "/api/v1/t/co-00/auth/login", {"email": "owner@co-00.test", "password": "cluster-check-password-2"})
 # An API key: keys move with the tenant (sessions do not: members sign in again on the target).
 _, _, key = call("POST", "/api/v1/t/co-00/api-keys", {"name": "writer", "scope": "write"}, login["token"])
@@ -158,19 +146,9 @@ for i in $(seq -w 1 29); do [ "$(placed "co-$i")" = c ] && { victim=co-$i; break
 echo "$victim is on c; c will be killed while it is written"
 td c user create "owner@$victim.test" --password 'cluster-check-password-3' --tenant "$victim" --role owner >/dev/null
 python3 - "$router" "$dir" "$victim" <<'EOF2' &
-import json, sys, time, urllib.request, urllib.error
+import json, sys, time, cluster_http
 router, out, slug = sys.argv[1], sys.argv[2], sys.argv[3]
-def call(method, path, body=None, token=None):
-    req = urllib.request.Request(router + path, method=method, data=json.dumps(body).encode() if body is not None else None)
-    req.add_header("Content-Type", "application/json")
-    if token: req.add_header("Authorization", "Bearer " + token)
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, dict(r.headers), json.load(r)
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), {}
-    except OSError as e:
-        return 0, {}, {"error": str(e)}
+def call(*a, **k): return cluster_http.call(router, *a, timeout=10, **k)
 _, _, login = call("POST", f"/api/v1/t/{slug}/auth/login", {"email": f"owner@{slug}.test", "password": "cluster-check-password-3"})
 _, _, key = call("POST", f"/api/v1/t/{slug}/api-keys", {"name": "writer", "scope": "write"}, login["token"])
 open(out + "/failover-key", "w").write(key["key"])

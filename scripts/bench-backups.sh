@@ -13,19 +13,11 @@ rows=${ROWS:-11000}
 big_rows=${BIG_ROWS:-110000}
 writes=${WRITES:-2000}
 port=${PORT:-18941}
-dir=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$dir"' EXIT
-export TENANTD_LOG=quiet
-echo "+ cargo build --release"
-cargo build --release -q
-bin=$PWD/target/release/tenantd
-nproc
-grep -m1 'model name' /proc/cpuinfo || true
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 printf '[limits]\nenabled = false\n[backup]\ninterval_hours = 0\n' > "$dir/many.toml"
 printf '[limits]\nenabled = false\n[backup]\ninterval_hours = 0\n[replicas]\ncount = 1\n' > "$dir/pit.toml"
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 
 echo "+ $tenants tenants of $rows rows each (seeded by loadtest)"
 TENANTD_CONFIG="$dir/many.toml" $bin --data-dir "$dir/many" init >/dev/null

@@ -14,21 +14,13 @@ secs=${SECS:-10}
 rate=${RATE:-1000}
 tenants=${TENANTS:-100}
 port=${PORT:-18931}
-dir=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$dir"' EXIT
-export TENANTD_LOG=quiet
-echo "+ cargo build --release"
-cargo build --release -q
-bin=$PWD/target/release/tenantd
-nproc
-grep -m1 'model name' /proc/cpuinfo || true
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
 printf '[limits]\nenabled = false\n' > "$dir/off.toml"
 printf '[limits]\nenabled = false\n[replicas]\ncount = 2\nread_policy = "replica"\nmax_lag_ms = 1000\n' > "$dir/on.toml"
 printf '[limits]\nenabled = false\n[replicas]\ncount = 2\nread_policy = "primary"\n' > "$dir/primary.toml"
 for d in off on; do TENANTD_CONFIG="$dir/$d.toml" $bin --data-dir "$dir/$d" init >/dev/null; done
 
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 # loadtest against the running server; prints "<req/s> <p50 ms> <p99 ms>" of the one operation.
 load() { # data dir, config, loadtest options…
   local d=$1 c=$2

@@ -11,6 +11,7 @@ pub mod billing;
 pub mod cache;
 pub mod catalog;
 pub mod cdn;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod config;

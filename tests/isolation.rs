@@ -1,7 +1,8 @@
 //! Cross-tenant isolation: walks the router's route table and calls every tenant route of
 //! tenant B with the credentials of tenant A (session, API key, platform admin), by path and by
 //! `X-Tenant` header. Each must answer 404 with none of B's data, and 401 without credentials.
-//! A new route is covered without editing this test; a new `{param}` needs a value below.
+//! A new route is covered without editing this test; a new `{param}` needs a value below. The
+//! walk (routes, paths, bodies) is `tenantd::check::walk`, the one `tenantd check` runs.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly on purpose")]
 
@@ -9,6 +10,7 @@ mod common;
 
 use common::{TestServer, PASSWORD};
 use serde_json::json;
+use tenantd::check::walk::{self, Values};
 use tenantd::http::router::{Access, Scope};
 
 const SECRET: &str = "Globex Secret Customer";
@@ -83,46 +85,38 @@ fn world() -> World {
     World { s, a_owner, a_key, root, b_owner, b_customer, b_member, b_key_id }
 }
 
+/// B's values for the walker (`tenantd check` discovers the same ones over HTTP).
+fn values(w: &World) -> Values {
+    let mut v = Values {
+        member_email: "owner@acme.test".into(),
+        login_email: "owner@globex.test".into(),
+        login_password: PASSWORD.into(),
+        // B's own plan: a change that changes nothing succeeds for B and must be refused for A.
+        plan: "free".into(),
+        advice: Some(ADVICE.into()),
+        // B has a scheduled snapshot (world); the forks' slugs are new.
+        fork_slugs: ("globex-fork".into(), "globex-page-fork".into()),
+        ..Values::default()
+    };
+    v.set("table", "customers")
+        .set("id", w.b_customer.to_string())
+        .set("user_id", w.b_member.to_string())
+        .set("key_id", w.b_key_id.clone())
+        .set("role", "auditor")
+        .set("number", B_INVOICE)
+        // B's logo is one of its assets.
+        .set("sha256", tenantd::util::sha256_hex(PNG));
+    v
+}
+
 /// The concrete path below the tenant root for a pattern, with B's ids.
 fn fill(w: &World, pattern: &str) -> String {
-    pattern
-        .split('/')
-        .map(|seg| match seg {
-            "{table}" => "customers".to_string(),
-            "{id}" => w.b_customer.to_string(),
-            "{user_id}" => w.b_member.to_string(),
-            "{key_id}" => w.b_key_id.clone(),
-            "{role}" => "auditor".to_string(),
-            "{number}" => B_INVOICE.to_string(),
-            // B's logo is one of its assets.
-            "{sha256}" => tenantd::util::sha256_hex(PNG),
-            s if s.starts_with('{') => panic!("isolation test needs a value for {s}"),
-            s => s.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("/")
+    walk::fill(pattern, &values(w)).unwrap()
 }
 
 /// A body that would succeed if authorization let it through.
-fn body(method: &str, pattern: &str) -> Option<serde_json::Value> {
-    match (method, pattern) {
-        ("GET" | "DELETE" | "HEAD", _) => None,
-        ("POST", "/members") => Some(json!({"email": "owner@acme.test", "role": "owner"})),
-        ("POST", "/api-keys") => Some(json!({"name": "stolen", "scope": "admin"})),
-        ("PUT", "/roles/{role}") => Some(json!({"permissions": ["can_read:*"]})),
-        ("PATCH", "/settings") => Some(json!({"display_name": "Hacked"})),
-        ("PATCH", "/members/{user_id}") => Some(json!({"role": "owner"})),
-        ("POST", "/{table}") => Some(json!({"name": "Injected"})),
-        ("PATCH", "/{table}/{id}") => Some(json!({"name": "Hacked"})),
-        ("POST", "/index-advice/apply") => Some(json!({"index": ADVICE})),
-        // B's own plan: a change that changes nothing succeeds for B and must be refused for A.
-        ("POST", "/billing") => Some(json!({"action": "change_plan", "plan": "free"})),
-        // B has a scheduled snapshot (world); the fork's slug is new.
-        ("POST", "/backups/restore") => Some(json!({"id": "latest", "as": "globex-fork"})),
-        // Sign-in scoped to B: B's owner gets a session (A's owner would get 401, tests/cluster.rs).
-        ("POST", "/auth/login") => Some(json!({"email": "owner@globex.test", "password": PASSWORD})),
-        _ => Some(json!({})),
-    }
+fn body(w: &World, method: &str, pattern: &str) -> Option<serde_json::Value> {
+    walk::api_body(method, pattern, &values(w))
 }
 
 fn tenant_routes() -> Vec<(String, String, Access)> {
@@ -130,11 +124,9 @@ fn tenant_routes() -> Vec<(String, String, Access)> {
 }
 
 fn routes_of(scope: Scope) -> Vec<(String, String, Access)> {
-    tenantd::api::router()
-        .routes()
-        .iter()
-        .filter(|r| r.scope == scope)
-        .map(|r| (r.method.as_str().to_string(), r.pattern.to_string(), r.access))
+    walk::routes(&tenantd::api::router(), scope)
+        .into_iter()
+        .map(|r| (r.method.to_string(), r.pattern.to_string(), r.access))
         .collect()
 }
 
@@ -146,21 +138,8 @@ fn csrf_of(w: &World, token: &str) -> String {
 }
 
 /// A form body that would succeed on the page route if authorization let it through.
-fn form_body(pattern: &str, csrf: &str) -> String {
-    let rest = match pattern {
-        "/members" => "email=owner%40acme.test&role=owner",
-        "/members/{user_id}/role" => "role=owner",
-        "/api-keys" => "name=stolen&scope=admin",
-        "/settings" => "display_name=Hacked",
-        "/data/{table}" | "/data/{table}/{id}" => "name=Hacked",
-        "/roles" => "name=auditor2&permissions=can_read%3Acustomers",
-        "/queries/apply" => "index=idx_advised_customers_company",
-        "/billing" => "action=change_plan&plan=free",
-        // B has a scheduled snapshot (world); the fork's slug is new.
-        "/backups" => "action=fork&id=latest&as=globex-page-fork",
-        _ => "",
-    };
-    format!("_csrf={csrf}&{rest}")
+fn form_body(w: &World, pattern: &str, csrf: &str) -> String {
+    walk::form_body(pattern, csrf, &values(w))
 }
 
 fn page_call(
@@ -190,12 +169,12 @@ fn every_tenant_page_hides_tenant_b_from_tenant_a() {
     for (method, pattern, _) in &pages {
         let path = format!("/admin/t/globex{}", fill(&w, pattern));
         for (who, token) in [("A's owner", &w.a_owner), ("platform admin", &w.root)] {
-            let body = form_body(pattern, &csrf_of(&w, token));
+            let body = form_body(&w, pattern, &csrf_of(&w, token));
             let r = page_call(&w, method, &path, Some(token), &body);
             assert_eq!(r.status, 404, "{method} {path} as {who}: {}", r.status);
             assert!(!r.text().contains(SECRET), "{method} {path} leaked to {who}");
         }
-        let r = page_call(&w, method, &path, None, &form_body(pattern, ""));
+        let r = page_call(&w, method, &path, None, &form_body(&w, pattern, ""));
         assert_eq!(r.status, 303, "{method} {path} without a session goes to sign-in");
         assert!(r.header("location").unwrap().starts_with("/admin/login"));
     }
@@ -215,13 +194,13 @@ fn pages_of_a_members_own_tenant_work_and_need_csrf() {
         }
         let path = format!("/admin/t/globex{}", fill(&w, &pattern));
         if method == "POST" {
-            let r = page_call(&w, "POST", &path, Some(&w.b_owner), &form_body(&pattern, "wrong"));
+            let r = page_call(&w, "POST", &path, Some(&w.b_owner), &form_body(&w, &pattern, "wrong"));
             assert_eq!(r.status, 403, "{path} without the right CSRF token");
         }
         let body = match pattern.as_str() {
             "/members" => format!("_csrf={csrf}&email=owner%40acme.test&role=viewer"),
             "/members/{user_id}/role" => format!("_csrf={csrf}&role=viewer"),
-            _ => form_body(&pattern, &csrf),
+            _ => form_body(&w, &pattern, &csrf),
         };
         let r = if pattern == "/settings/logo" {
             let mut body = format!("--XyZ\r\nContent-Disposition: form-data; name=\"_csrf\"\r\n\r\n{csrf}\r\n--XyZ\r\nContent-Disposition: form-data; name=\"logo\"; filename=\"l.png\"\r\nContent-Type: image/png\r\n\r\n").into_bytes();
@@ -254,7 +233,7 @@ fn every_tenant_route_hides_tenant_b_from_tenant_a() {
         }
         let rest = fill(&w, pattern);
         let by_path = format!("/api/v1/t/globex{}", rest.trim_end_matches('/'));
-        let b = body(method, pattern);
+        let b = body(&w, method, pattern);
         for (who, cred) in
             [("A's owner session", &w.a_owner), ("A's admin API key", &w.a_key), ("platform admin", &w.root)]
         {
@@ -305,7 +284,7 @@ fn a_members_own_tenant_still_works_for_every_route() {
         let b = match (method.as_str(), pattern.as_str()) {
             ("POST", "/members") => Some(json!({"email": "owner@acme.test", "role": "viewer"})),
             ("PATCH", "/members/{user_id}") => Some(json!({"role": "viewer"})),
-            _ => body(&method, &pattern),
+            _ => body(&w, &method, &pattern),
         };
         let r = if pattern == "/settings/logo" {
             let auth = format!("Bearer {}", w.b_owner);

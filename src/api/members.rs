@@ -76,6 +76,7 @@ pub fn add_member(ctx: &Ctx<'_>, email: &str, role: &str) -> Result<(i64, String
     let user = identity::user_by_email(&*ctx.app.catalog.conn()?, &email)?
         .ok_or_else(|| Error::invalid("unknown_user", format!("no user with email {email}: create the user first")))?;
     ctx.app.change(|tx| identity::add_membership(tx, &t.id, user.id, role, now_unix()))?;
+    audited(ctx, "member.add", &format!("members/{}", user.id), json!({"email": user.email, "role": role}));
     Ok((user.id, user.email))
 }
 
@@ -115,6 +116,7 @@ pub fn change_role(ctx: &Ctx<'_>, uid: i64, role: &str) -> Result<()> {
     keep_an_owner(ctx, &old, Some(role))?;
     let t = ctx.tenant()?;
     ctx.app.change(|tx| identity::set_membership_role(tx, &t.id, uid, role))?;
+    audited(ctx, "member.role", &format!("members/{uid}"), json!({"from": old, "to": role}));
     Ok(())
 }
 
@@ -129,6 +131,7 @@ pub fn remove_member(ctx: &Ctx<'_>, uid: i64) -> Result<()> {
     keep_an_owner(ctx, &old, None)?;
     let t = ctx.tenant()?;
     ctx.app.change(|tx| identity::remove_membership(tx, &t.id, uid))?;
+    audited(ctx, "member.remove", &format!("members/{uid}"), json!({"role": old}));
     Ok(())
 }
 
@@ -169,6 +172,7 @@ pub fn save_role(ctx: &Ctx<'_>, name: &str, permissions: &[String]) -> Result<Ve
         permissions.iter().map(|p| perms::parse_permission(p).map(|n| format!("can_{n}"))).collect::<Result<_>>()?;
     let t = ctx.tenant()?;
     ctx.app.change(|tx| identity::put_role(tx, &t.id, name, &normalized, now_unix()))?;
+    audited(ctx, "role.save", &format!("roles/{name}"), json!({"permissions": normalized}));
     Ok(normalized)
 }
 
@@ -185,6 +189,7 @@ pub fn remove_role(ctx: &Ctx<'_>, name: &str) -> Result<()> {
     if !ctx.app.change(|tx| identity::delete_role(tx, &t.id, name))? {
         return Err(Error::NotFound(format!("role {:?}", crate::ids::truncate_for_message(name))));
     }
+    audited(ctx, "role.delete", &format!("roles/{name}"), json!({}));
     Ok(())
 }
 
@@ -255,6 +260,7 @@ pub fn new_key(ctx: &Ctx<'_>, name: &str, scope: &str, tables: Option<&[String]>
             },
         )
     })?;
+    audited(ctx, "api_key.create", &format!("api-keys/{id}"), json!({"name": name, "scope": scope, "tables": tables}));
     Ok((id, key, now))
 }
 
@@ -268,6 +274,7 @@ pub fn revoke(ctx: &Ctx<'_>, id: &str) -> Result<()> {
     if !ctx.app.change(|tx| identity::revoke_api_key(tx, &t.id, id, now_unix()))? {
         return Err(Error::NotFound(format!("api key {:?}", crate::ids::truncate_for_message(id))));
     }
+    audited(ctx, "api_key.revoke", &format!("api-keys/{id}"), json!({}));
     Ok(())
 }
 
@@ -334,5 +341,30 @@ pub fn save_settings(
     }
     ctx.app.change(|tx| {
         identity::update_tenant_config(tx, &t.id, display_name.as_deref(), brand_color, &settings, now_unix())
-    })
+    })?;
+    let details = json!({"display_name": display_name, "brand_color": brand_color, "require_mfa": require_mfa});
+    audited(ctx, "settings.update", "settings", details);
+    Ok(())
+}
+
+/// An entry in the tenant's audit trail for an administrative change (members, roles, API keys,
+/// settings), with the request's id. The change is already committed in the catalog: an entry
+/// that cannot be written is logged, not turned into a failed request.
+fn audited(ctx: &Ctx<'_>, action: &str, resource: &str, details: serde_json::Value) {
+    let (Ok(t), Ok(principal)) = (ctx.tenant(), ctx.principal()) else { return };
+    let source = ctx.caller.client.map(|ip| ip.to_string());
+    let entry = crate::audit::Entry {
+        actor: principal.actor_str(),
+        source: source.as_deref(),
+        user_agent: ctx.caller.user_agent,
+        request_id: Some(ctx.caller.request_id),
+        action,
+        resource: Some(resource),
+        outcome: "ok",
+        risk: 0,
+        details,
+    };
+    if let Err(e) = crate::audit::record(ctx.app, t, &entry) {
+        crate::log::warn(&format!("{}: could not audit {action}: {}", t.slug, e.log_detail()));
+    }
 }

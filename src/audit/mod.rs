@@ -33,7 +33,7 @@ pub struct Entry<'a> {
     pub details: serde_json::Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, serde::Deserialize)]
 pub struct Stored {
     pub id: i64,
     pub at: i64,
@@ -229,6 +229,22 @@ pub fn verify(conn: &Connection, anchor: Option<(i64, &str)>) -> Result<std::res
         }
     }
     Ok(Ok(n))
+}
+
+/// Checks a run of consecutive entries as read back from the API (any order): each links to
+/// the one before it and its hash is right. Returns how many were checked, or the id of the
+/// first that is not. The window proves less than `verify` (no anchor, nothing before it), and
+/// needs no access to the file: `tenantd check` runs it against a remote server.
+pub fn verify_window(entries: &[Stored]) -> Result<u64, i64> {
+    let mut sorted: Vec<&Stored> = entries.iter().collect();
+    sorted.sort_by_key(|e| e.id);
+    for (i, e) in sorted.iter().enumerate() {
+        let linked = i == 0 || (sorted[i - 1].id + 1 == e.id && sorted[i - 1].hash == e.prev_hash);
+        if !linked || hash_of(&e.prev_hash, e).map_or(true, |h| h != e.hash) {
+            return Err(e.id);
+        }
+    }
+    Ok(sorted.len() as u64)
 }
 
 /// Filters for listing.

@@ -9,6 +9,7 @@ mod backup;
 mod bench;
 mod billing;
 mod cdn;
+mod check;
 mod cluster;
 mod healthcheck;
 mod litestream;
@@ -138,6 +139,11 @@ pub enum Command {
     /// Built-in benchmarks (numbers for the issue notes; never run by `cargo test`).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Prove a deployment still isolates tenants, enforces roles, audits writes and sends its
+    /// headers: a conformance suite with test-runner output (and JUnit XML), on a copy of a
+    /// data dir or against a running server.
+    #[command(after_help = check::AFTER_HELP)]
+    Check(check::CheckArgs),
     /// Load a running server with reads, lists and writes over many tenants; report
     /// throughput, p50/p95/p99 per operation and errors by status.
     #[command(after_help = loadtest::AFTER_HELP)]
@@ -293,6 +299,7 @@ fn run(cli: Cli) -> CliResult {
             healthcheck::run(&healthcheck::from_listen(&config.listen)?, std::time::Duration::from_secs(timeout))
         }
         Command::Loadtest(args) => loadtest::run(config, data_dir_given, args),
+        Command::Check(args) => check::run(config, data_dir_given, args),
     }
 }
 

@@ -196,6 +196,9 @@ pub struct Ctx<'a> {
     pub tenant: Option<Arc<TenantRecord>>,
     /// Who is calling, on routes that require authentication.
     pub principal: Option<Principal>,
+    /// The request's id, address and user agent (for audit entries of shared helpers that
+    /// pages and the API both call).
+    pub caller: crate::auth::Caller<'a>,
 }
 
 impl Ctx<'_> {

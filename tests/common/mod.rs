@@ -226,6 +226,20 @@ pub fn cli_with_env(data_dir: &Path, env: &[(&str, &Path)], args: &[&str]) -> Ou
     c.output().unwrap()
 }
 
+/// The real binary without `--data-dir` (commands aimed at a server's URL), run in `cwd`.
+pub fn cli_in(cwd: &Path, args: &[&str]) -> Output {
+    let mut c = Command::new(bin());
+    c.args(args)
+        .env("TENANTD_LOG", "quiet")
+        .env_remove("TENANTD_CONFIG")
+        .env_remove("TENANTD_DATA_DIR")
+        .env_remove("TENANTD_TEST_BIN")
+        .env_remove("TENANTD_REAL_SOURCES")
+        .env_remove("TENANTD_PG_URL")
+        .current_dir(cwd);
+    c.output().unwrap()
+}
+
 fn command(data_dir: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin());
     c.arg("--data-dir")

@@ -125,7 +125,7 @@ fn parse_duration(s: &str) -> Result<Duration, CliError> {
 }
 
 /// `http://host[:port][/]` to an address; anything else is a usage error.
-fn parse_url(s: &str) -> Result<SocketAddr, CliError> {
+pub(super) fn parse_url(s: &str) -> Result<SocketAddr, CliError> {
     let bad = |why: &str| CliError::usage(format!("invalid --url {s:?}: {why}"));
     let rest = s.strip_prefix("http://").ok_or_else(|| {
         bad(if s.starts_with("https://") {

@@ -125,11 +125,29 @@ pub fn ensure(app: &App) -> Result<Vec<&'static str>> {
         let t = tenancy::create(app, &slug, d.name, plan, &Actor("demo".into()))?;
         let opened = app.open_tenant(&t)?;
         let mut conn = opened.handle.conn()?;
-        seed(&mut conn, d)?;
+        match (&app.config.demo_seed_sql, &app.config.tenant_schema_dir) {
+            (Some(file), _) => seed_from(&mut conn, file)?,
+            (None, None) => seed(&mut conn, d)?,
+            // The operator's schema without sample rows: tenants and users only.
+            (None, Some(_)) => {}
+        }
         ensure_users(app, &slug)?;
         created.push(d.slug);
     }
     Ok(created)
+}
+
+/// The operator's sample rows (`demo_seed_sql`), in one transaction.
+fn seed_from(conn: &mut rusqlite::Connection, file: &std::path::Path) -> Result<()> {
+    let sql = std::fs::read_to_string(file).map_err(|e| {
+        crate::error::Error::invalid("demo_seed_sql", format!("cannot read demo_seed_sql {}: {e}", file.display()))
+    })?;
+    let tx = conn.transaction()?;
+    tx.execute_batch(&sql).map_err(|e| {
+        crate::error::Error::invalid("demo_seed_sql", format!("demo_seed_sql {} failed: {e}", file.display()))
+    })?;
+    tx.commit()?;
+    Ok(())
 }
 
 fn seed(conn: &mut rusqlite::Connection, d: &DemoTenant) -> Result<()> {

@@ -15,6 +15,7 @@ mod healthcheck;
 mod litestream;
 mod loadtest;
 mod migration;
+mod new;
 mod replica;
 mod schema;
 mod serve;
@@ -59,6 +60,10 @@ pub enum Command {
     },
     /// Create the data directory and catalog (idempotent).
     Init,
+    /// Start a project: a directory with tenantd.toml (every key), a tenant schema, sample
+    /// rows, plans, checks, and systemd and nginx examples.
+    #[command(after_help = new::AFTER_HELP)]
+    New(new::NewArgs),
     /// Create demo tenants with sample data (once) and serve them.
     #[command(after_help = "Example:\n  cargo run --release -- demo --listen 127.0.0.1:9090")]
     Demo {
@@ -247,6 +252,10 @@ fn run(cli: Cli) -> CliResult {
     if let Command::Healthcheck { url: Some(url), timeout } = &cli.command {
         return healthcheck::run(&healthcheck::parse_base(url)?, std::time::Duration::from_secs(*timeout));
     }
+    // A new project needs no configuration (it writes one).
+    if let Command::New(args) = cli.command {
+        return new::run(args);
+    }
     let listen = match &cli.command {
         Command::Serve { listen } | Command::Demo { listen } => listen.clone(),
         _ => None,
@@ -261,6 +270,7 @@ fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Serve { .. } => serve::serve(config),
         Command::Init => serve::init(open(config, OpenMode::CreateIfMissing)?),
+        Command::New(args) => new::run(args),
         Command::Demo { .. } => {
             // The demo shows read replicas at work: one, unless the config asks for more.
             let mut config = config;

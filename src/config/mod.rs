@@ -50,6 +50,9 @@ pub struct Config {
     pub tenant_pool_size: u32,
     /// Directory of numbered `NNNN_name.sql` tenant migrations; unset = the built-in demo schema.
     pub tenant_schema_dir: Option<PathBuf>,
+    /// SQL run once in every demo tenant `tenantd demo` creates (the sample rows of your
+    /// schema). Unset: the built-in CRM rows with the built-in schema, none with your own.
+    pub demo_seed_sql: Option<PathBuf>,
     /// Base domain for `Host` resolution: `acme.<base_domain>` resolves tenant `acme`.
     pub base_domain: Option<String>,
     /// Largest request body accepted (bytes).
@@ -125,6 +128,7 @@ impl Default for Config {
             max_open_tenants: 256,
             tenant_pool_size: 4,
             tenant_schema_dir: None,
+            demo_seed_sql: None,
             base_domain: None,
             max_body_bytes: 1024 * 1024,
             read_timeout_seconds: 75,
@@ -175,6 +179,7 @@ const KNOWN_KEYS: &[&str] = &[
     "max_open_tenants",
     "tenant_pool_size",
     "tenant_schema_dir",
+    "demo_seed_sql",
     "base_domain",
     "max_body_bytes",
     "read_timeout_seconds",

@@ -32,5 +32,7 @@ pub mod replica;
 pub mod security;
 pub mod store;
 pub mod tenancy;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod ui;
 pub mod util;

@@ -8,13 +8,20 @@ use rand::RngCore;
 
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    now_millis().div_euclid(1000)
 }
 
 /// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    let real = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    #[cfg(feature = "testkit")]
+    let real = real + CLOCK_SHIFT_MS.load(std::sync::atomic::Ordering::Relaxed);
+    real
 }
+
+/// How far `tenantd::testkit::Clock` has moved the wall clock (whole process).
+#[cfg(feature = "testkit")]
+pub static CLOCK_SHIFT_MS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// Formats Unix seconds as RFC 3339 UTC (`2026-11-27T12:00:00Z`).
 pub fn rfc3339(secs: i64) -> String {

@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::ServerCli as _;
 use common::{stderr, stdout, within, TestServer};
 use serde_json::Value;
 

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::ServerCli as _;
 use common::{stderr, TestServer};
 use tenantd::http::client::Client;
 

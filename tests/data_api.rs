@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ServerCli as _;
 use common::TestServer;
 use serde_json::json;
 

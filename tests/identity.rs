@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ServerCli as _;
 use common::{stderr, stdout, TestServer, PASSWORD};
 use serde_json::json;
 use tenantd::auth::totp;

@@ -36,7 +36,7 @@ const DOMAIN: &[&str] = &[
     "tenancy",
 ];
 /// The I/O and format layer above them (`notify` speaks to systemd and probes the server).
-const HTTP: &[&str] = &["http", "api", "ui", "cli", "notify", "check"];
+const HTTP: &[&str] = &["http", "api", "ui", "cli", "notify", "check", "testkit"];
 /// Storage.
 const STORAGE: &[&str] = &["store", "catalog", "db", "replica"];
 /// What every layer may use: it names nothing above itself.

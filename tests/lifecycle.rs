@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ServerCli as _;
 use common::{stderr, stdout, TestServer};
 use tenantd::catalog::{audit, tenants};
 use tenantd::ids::Slug;

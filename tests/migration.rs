@@ -9,6 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::ServerCli as _;
 use common::{cli, cli_with_schema, stderr, stdout, within, TestServer, PASSWORD};
 use rusqlite::Connection;
 use serde_json::{json, Value};

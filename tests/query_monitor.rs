@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::ServerCli as _;
 use common::{within, TestServer};
 use serde_json::json;
 

@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::ServerCli as _;
 use common::{stdout, within, TestServer};
 use serde_json::json;
 

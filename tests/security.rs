@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::ServerCli as _;
 use common::{stderr, TestServer};
 use serde_json::json;
 

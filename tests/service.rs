@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::ServerCli as _;
 use common::{stderr, stdout, TestServer};
 
 #[test]

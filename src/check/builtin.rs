@@ -112,7 +112,14 @@ fn tables_of(doc: &Value) -> Vec<String> {
 /// The walk with the other tenant's credentials: `prober`'s logins (its owner, any API key, the
 /// platform admin) on every route of `probed`, by path and by `X-Tenant`; then without
 /// credentials.
-pub fn isolation(run: &mut Run, t: &Target, creds: &Credentials, prober: &str, probed: &Tenant) -> Result<()> {
+pub fn isolation(
+    run: &mut Run,
+    t: &Target,
+    creds: &Credentials,
+    prober: &str,
+    probed: &Tenant,
+    only: &dyn Fn(&Route) -> bool,
+) -> Result<()> {
     let mut who: Vec<(String, &Signed)> =
         creds.logins.iter().filter(|l| l.tenant == prober).map(|l| (format!("{prober}'s {}", l.role), l)).collect();
     if let Some(p) = &creds.platform_admin {
@@ -120,7 +127,7 @@ pub fn isolation(run: &mut Run, t: &Target, creds: &Credentials, prober: &str, p
     }
     let router = crate::api::router();
     for route in walk::routes(&router, Scope::Tenant) {
-        if route.access == Access::TenantPublic {
+        if route.access == Access::TenantPublic || !only(&route) {
             continue; // public by design: name and branding only
         }
         let path = route.path(&probed.slug, &probed.values)?;

@@ -117,7 +117,7 @@ pub fn run_all(
     }
     let mut run = Run::new(o.quiet);
     for (prober, probed) in [(a, b), (b, a)] {
-        builtin::isolation(&mut run, target, creds, prober, &found[probed])?;
+        builtin::isolation(&mut run, target, creds, prober, &found[probed], &|_| true)?;
         builtin::pages(&mut run, target, creds, prober, &found[probed])?;
     }
     builtin::roles(&mut run, target, creds, &found)?;

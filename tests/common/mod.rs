@@ -1,189 +1,13 @@
-//! Test fixture: a real server on 127.0.0.1:0 with a temp data dir, stopped on drop; and a
-//! runner for the real `tenantd` binary against the same data dir.
-#![allow(dead_code, reason = "each test binary uses part of the fixture")]
+//! Test fixture: the server side is `tenantd::testkit` (a real server on 127.0.0.1:0 with a
+//! temp data dir, stopped on drop), re-exported here; what stays is the runner for the real
+//! `tenantd` binary (its path is only known to integration tests) and a few file helpers.
+#![allow(dead_code, unused_imports, reason = "each test binary uses part of the fixture")]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tenantd::app::{App, OpenMode};
-use tenantd::config::Config;
-use tenantd::http::client::{Client, Response};
-use tenantd::http::server::{self, RunningServer};
-use tenantd::ids::Slug;
-use tenantd::tenancy::{self, Actor};
-
-pub struct TestServer {
-    pub dir: tempfile::TempDir,
-    pub app: Arc<App>,
-    server: Option<RunningServer>,
-}
-
-pub const PASSWORD: &str = "tangerine-orbit-42";
-
-pub fn config(dir: &Path) -> Config {
-    // Cheap hashes keep the suite fast; production defaults are exercised by the CLI tests.
-    let auth = tenantd::config::AuthConfig { argon2_memory_kib: 1024, argon2_iterations: 1, ..Default::default() };
-    // Generous limits so functional tests never trip them; tests/limits.rs sets tight ones.
-    let mut plans = Config::default().plans;
-    for p in plans.values_mut() {
-        p.requests_per_second = 1e6;
-        p.burst = 1_000_000;
-        p.max_concurrent_requests = 1000;
-    }
-    let limits =
-        tenantd::config::LimitsConfig { auth_requests_per_second: 1e5, auth_burst: 100_000, ..Default::default() };
-    Config {
-        data_dir: dir.join("data"),
-        listen: "127.0.0.1:0".into(),
-        workers_min: 4,
-        auth,
-        plans,
-        limits,
-        ..Config::default()
-    }
-}
-
-impl TestServer {
-    pub fn start() -> TestServer {
-        Self::start_with(|_| {})
-    }
-
-    pub fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = config(dir.path());
-        tweak(&mut c);
-        let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
-        let server = server::start(app.clone(), "127.0.0.1:0").unwrap();
-        TestServer { dir, app, server: Some(server) }
-    }
-
-    /// `start_with` on a given address (a cluster's nodes name each other's addresses).
-    pub fn start_on(listen: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = config(dir.path());
-        tweak(&mut c);
-        let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
-        let server = server::start(app.clone(), listen).unwrap();
-        TestServer { dir, app, server: Some(server) }
-    }
-
-    pub fn with_router(router: tenantd::http::router::Router) -> TestServer {
-        Self::with_router_and(router, |_| {})
-    }
-
-    pub fn with_router_and(router: tenantd::http::router::Router, tweak: impl FnOnce(&mut Config)) -> TestServer {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = config(dir.path());
-        tweak(&mut c);
-        let app = App::open(c, OpenMode::CreateIfMissing).unwrap();
-        let server = server::start_with_router(app.clone(), "127.0.0.1:0", router).unwrap();
-        TestServer { dir, app, server: Some(server) }
-    }
-
-    pub fn addr(&self) -> std::net::SocketAddr {
-        self.server.as_ref().unwrap().addr()
-    }
-
-    pub fn client(&self) -> Client {
-        Client::new(self.addr())
-    }
-
-    pub fn get(&self, path: &str) -> Response {
-        self.client().get(path).unwrap()
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.app.config.data_dir.clone()
-    }
-
-    pub fn create_tenant(&self, slug: &str) -> tenantd::catalog::tenants::TenantRecord {
-        tenancy::create(&self.app, &Slug::parse(slug).unwrap(), &format!("Tenant {slug}"), None, &Actor::cli()).unwrap()
-    }
-
-    /// A user with `role` in `slug` (tenant created if missing); returns the user id.
-    pub fn member(&self, email: &str, slug: &str, role: &str) -> i64 {
-        let sl = Slug::parse(slug).unwrap();
-        let t = match self.app.tenant(&sl) {
-            Ok(t) => t,
-            Err(_) => self.create_tenant(slug),
-        };
-        let conn = self.app.catalog.conn().unwrap();
-        let existing = tenantd::catalog::identity::user_by_email(&conn, email).unwrap();
-        drop(conn);
-        let id = match existing {
-            Some(u) => u.id,
-            None => tenantd::auth::create_user(&self.app, email, PASSWORD, false).unwrap(),
-        };
-        self.app.change(|tx| tenantd::catalog::identity::add_membership(tx, &t.id, id, role, 0)).unwrap();
-        id
-    }
-
-    /// Logs in and returns the bearer token.
-    pub fn login(&self, email: &str) -> String {
-        let r = self.post_json("/api/v1/auth/login", None, &serde_json::json!({"email": email, "password": PASSWORD}));
-        assert_eq!(r.status, 200, "login {email}: {}", r.text());
-        r.json()["token"].as_str().unwrap().to_string()
-    }
-
-    /// A member's token in one step.
-    pub fn token(&self, email: &str, slug: &str, role: &str) -> String {
-        self.member(email, slug, role);
-        self.login(email)
-    }
-
-    pub fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<&serde_json::Value>) -> Response {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let mut headers: Vec<(&str, &str)> = Vec::new();
-        if let Some(a) = &auth {
-            headers.push(("Authorization", a));
-        }
-        let bytes = body.map(|b| serde_json::to_vec(b).unwrap()).unwrap_or_default();
-        if body.is_some() {
-            headers.push(("Content-Type", "application/json"));
-        }
-        self.client().request(method, path, &headers, &bytes).unwrap()
-    }
-
-    pub fn get_as(&self, path: &str, token: &str) -> Response {
-        self.call("GET", path, Some(token), None)
-    }
-
-    pub fn post_json(&self, path: &str, token: Option<&str>, body: &serde_json::Value) -> Response {
-        self.call("POST", path, token, Some(body))
-    }
-
-    /// Runs the real binary against this server's data dir.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        cli(&self.data_dir(), args)
-    }
-
-    pub fn state(&self) -> &tenantd::http::server::ServerState {
-        &self.server.as_ref().unwrap().state
-    }
-
-    /// Stops the server (drain, flush, anchor, checkpoint) but keeps the data dir.
-    pub fn shutdown(&mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().unwrap();
-        }
-    }
-
-    pub fn stop(mut self) {
-        if let Some(s) = self.server.take() {
-            s.shutdown().unwrap();
-        }
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(s) = self.server.take() {
-            let _ = s.shutdown();
-        }
-    }
-}
+pub use tenantd::testkit::{config, TestServer, PASSWORD};
 
 /// The binary under test: this build's, or `TENANTD_TEST_BIN` (to show that a regression
 /// test fails against an older build).
@@ -359,5 +183,16 @@ impl Drop for KillOnDrop {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
+    }
+}
+
+/// `TestServer::cli`: the real binary against a test server's data dir.
+pub trait ServerCli {
+    fn cli(&self, args: &[&str]) -> Output;
+}
+
+impl ServerCli for TestServer {
+    fn cli(&self, args: &[&str]) -> Output {
+        cli(&self.data_dir(), args)
     }
 }

@@ -8,6 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
+use common::ServerCli as _;
 use common::{stderr, stdout, TestServer};
 use serde_json::Value;
 use tenantd::ids::Slug;

@@ -151,7 +151,7 @@ pub enum Command {
     Check(check::CheckArgs),
     /// Load a running server with reads, lists and writes over many tenants; report
     /// throughput, p50/p95/p99 per operation and errors by status.
-    #[command(after_help = loadtest::AFTER_HELP)]
+    #[command(after_help = loadtest::after_help())]
     Loadtest(loadtest::LoadtestArgs),
 }
 

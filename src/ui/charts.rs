@@ -72,6 +72,66 @@ pub fn line(s: &Series<'_>) -> Markup {
     }
 }
 
+/// Several lines on one scale (percentiles over time), with a legend and labelled vertical
+/// marks (where a load test's stages begin).
+pub struct Lines<'a> {
+    pub title: &'a str,
+    pub labels: &'a [String],
+    pub lines: &'a [(&'a str, &'a [Option<f64>])],
+    pub unit: &'a str,
+    /// (index into `labels`, name).
+    pub marks: &'a [(usize, String)],
+}
+
+pub fn lines(c: &Lines<'_>) -> Markup {
+    let all: Vec<Option<f64>> = c.lines.iter().flat_map(|(_, v)| v.iter().copied()).collect();
+    let (lo, hi) = bounds(&all);
+    let n = c.labels.len().max(2);
+    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (n - 1) as f64;
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo) / (hi - lo);
+    let runs = |values: &[Option<f64>]| -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = String::new();
+        for (i, v) in values.iter().enumerate() {
+            match v {
+                Some(v) => cur.push_str(&format!("{:.1},{:.1} ", x(i), y(*v))),
+                None if !cur.is_empty() => out.push(std::mem::take(&mut cur)),
+                None => {}
+            }
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+        out
+    };
+    let names: Vec<&str> = c.lines.iter().map(|(name, _)| *name).collect();
+    let desc =
+        format!("{}: {} over {} points, up to {} {}", c.title, names.join(", "), c.labels.len(), fmt(hi), c.unit);
+    html! {
+        svg.chart role="img" viewBox={ "0 0 " (W) " " (H) } width="100%" preserveAspectRatio="none" aria-label=(c.title) {
+            title { (c.title) }
+            desc { (desc) }
+            line x1=(PAD) y1=(H - PAD) x2=(W - PAD) y2=(H - PAD) stroke="#999" {}
+            line x1=(PAD) y1=(PAD) x2=(PAD) y2=(H - PAD) stroke="#999" {}
+            text x="2" y=(PAD + 4.0) font-size="11" { (fmt(hi)) " " (c.unit) }
+            text x="2" y=(H - PAD) font-size="11" { "0" }
+            @for (i, name) in c.marks.iter() {
+                line x1=(format!("{:.1}", x(*i))) y1=(PAD) x2=(format!("{:.1}", x(*i))) y2=(H - PAD) stroke="#bbb" stroke-dasharray="3,3" {}
+                text x=(format!("{:.1}", x(*i) + 3.0)) y=(PAD - 4.0) font-size="10" fill="#555" { (name) }
+            }
+            @for (k, (name, values)) in c.lines.iter().enumerate() {
+                @let color = PALETTE[k % PALETTE.len()];
+                @for r in runs(values) {
+                    polyline points=(r.trim_end()) fill="none" stroke=(color) stroke-width="1.5" {
+                        title { (name) }
+                    }
+                }
+                text x=(PAD + 70.0 * k as f64) y=(H - 8.0) font-size="11" fill=(color) { "■ " (name) }
+            }
+        }
+    }
+}
+
 /// Bars, one per point.
 pub fn bars(s: &Series<'_>) -> Markup {
     let (lo, hi) = bounds(s.values);
@@ -373,6 +433,23 @@ fn summary(s: &Series<'_>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lines_share_a_scale_and_carry_marks() {
+        let labels: Vec<String> = (0..3).map(|i| format!("{i}s")).collect();
+        let (p50, p99) = ([Some(1.0), Some(2.0), None], [Some(4.0), Some(8.0), Some(6.0)]);
+        let marks = [(1, "peak".to_string())];
+        let c = Lines {
+            title: "Latency",
+            labels: &labels,
+            lines: &[("p50", &p50), ("p99", &p99)],
+            unit: "ms",
+            marks: &marks,
+        };
+        let html = lines(&c).into_string();
+        assert_eq!(html.matches("<polyline").count(), 2, "{html}");
+        assert!(html.contains(">8 ms<") && html.contains("peak") && html.contains("p50, p99"), "{html}");
+    }
 
     #[test]
     fn a_line_has_a_point_per_value_and_breaks_at_gaps() {

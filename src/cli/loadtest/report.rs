@@ -1,16 +1,21 @@
 //! The final report of `tenantd loadtest`: a table for people, one JSON object for machines.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use super::driver::{Load, Op, Outcome};
+use super::driver::{Load, Outcome};
 use super::stats::OpStats;
 
-/// What the run was, for the report's header.
+/// What the run (or one stage of a scenario) was, for the report's header.
 pub struct Header<'a> {
     pub url: &'a str,
     pub load: &'a Load<'a>,
+    /// uniform, zipf or weighted.
+    pub distribution: &'a str,
+    /// A scenario's stage name.
+    pub stage: Option<&'a str>,
 }
 
 fn op_json(s: &OpStats, secs: f64) -> Value {
@@ -36,31 +41,61 @@ fn all(out: &Outcome) -> OpStats {
     total
 }
 
-/// One JSON object: the run's parameters, totals, and per-operation figures for the operations
-/// in the mix. Latencies in milliseconds, percentiles over every answered request.
+/// The time series: per window, requests per second, errors and latency percentiles of the
+/// requests that started in it (answered ones; errors count apart).
+pub fn series_json(load: &Load<'_>, out: &Outcome) -> Value {
+    let w = load.window.as_secs_f64().max(1e-9);
+    Value::Array(
+        out.series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                json!({
+                    "t_s": (i as f64 * w * 1000.0).round() / 1000.0,
+                    "requests": s.requests,
+                    "rps": s.requests as f64 / w,
+                    "errors": s.errors,
+                    "p50_ms": s.latency.quantile_ms(0.50),
+                    "p95_ms": s.latency.quantile_ms(0.95),
+                    "p99_ms": s.latency.quantile_ms(0.99),
+                })
+            })
+            .collect(),
+    )
+}
+
+/// One JSON object: the run's parameters, totals, per-operation figures (named `read` etc.
+/// for one table, `table.read` for several) and the time series. Latencies in milliseconds,
+/// percentiles over every answered request.
 pub fn to_json(h: &Header<'_>, out: &Outcome) -> Value {
     let secs = out.elapsed.as_secs_f64().max(1e-9);
-    let total = all(out);
+    let l = h.load;
     let mut ops = serde_json::Map::new();
-    for op in Op::ALL {
-        if h.load.mix.weight(op) > 0 {
-            ops.insert(op.name().into(), op_json(&out.ops[op as usize], secs));
-        }
+    let mut mix = BTreeMap::new();
+    for (i, s) in out.ops.iter().enumerate() {
+        let name = l.mix.name(i, l.tables);
+        mix.insert(name.clone(), l.mix.parts[i].weight);
+        ops.insert(name, op_json(s, secs));
     }
-    let mix: BTreeMap<&str, u32> = Op::ALL.iter().map(|&op| (op.name(), h.load.mix.weight(op))).collect();
-    let mut v = op_json(&total, secs);
+    let tables: Vec<&str> = l.tables.iter().map(|t| t.name.as_str()).collect();
+    let mut v = op_json(&all(out), secs);
     let extra = json!({
+        "stage": h.stage,
         "url": h.url,
-        "tenants": h.load.targets.len(),
-        "concurrency": h.load.concurrency,
-        "duration_s": h.load.duration.as_secs_f64(),
+        "tenants": l.targets.len(),
+        "concurrency": l.concurrency,
+        "concurrency_from": l.ramp_from,
+        "duration_s": l.duration.as_secs_f64(),
         "elapsed_s": out.elapsed.as_secs_f64(),
-        "distribution": h.load.distribution.name(),
+        "distribution": h.distribution,
         "mix": mix,
-        "rows": h.load.rows,
-        "table": h.load.table.name,
-        "rate": h.load.rate,
+        "rows": l.rows,
+        "table": tables.first(),
+        "tables": tables,
+        "rate": l.rate.map(|(from, to)| if from == to { json!(from) } else { json!({"from": from, "to": to}) }),
         "ops": ops,
+        "window_s": l.window.as_secs_f64(),
+        "series": series_json(l, out),
     });
     if let (Some(m), Value::Object(e)) = (v.as_object_mut(), extra) {
         m.extend(e);
@@ -68,30 +103,45 @@ pub fn to_json(h: &Header<'_>, out: &Outcome) -> Value {
     v
 }
 
-pub fn print_text(h: &Header<'_>, out: &Outcome) {
+/// The report as text: a header line, a row per operation and the errors by status.
+pub fn text(h: &Header<'_>, out: &Outcome) -> String {
+    let mut t = String::new();
     let secs = out.elapsed.as_secs_f64().max(1e-9);
     let l = h.load;
     let pace = match l.rate {
-        Some(r) => format!("open loop at {r} req/s"),
+        Some((a, b)) if a == b => format!("open loop at {a} req/s"),
+        Some((a, b)) => format!("open loop from {a} to {b} req/s"),
         None => "closed loop".to_string(),
     };
-    println!(
-        "{} tenants ({}), {} connections, {pace}, {:.1} s, mix {} on {}, against {}",
+    let threads = match l.ramp_from {
+        Some(from) => format!("{from} to {} connections", l.concurrency),
+        None => format!("{} connections", l.concurrency),
+    };
+    if let Some(stage) = h.stage {
+        let _ = writeln!(t, "stage {stage}:");
+    }
+    let tables: Vec<&str> = l.tables.iter().map(|t| t.name.as_str()).collect();
+    let _ = writeln!(
+        t,
+        "{} tenants ({}), {threads}, {pace}, {:.1} s, mix {} on {}, against {}",
         l.targets.len(),
-        l.distribution.name(),
-        l.concurrency,
+        h.distribution,
         secs,
-        l.mix.describe(),
-        l.table.name,
+        l.mix.describe(l.tables),
+        tables.join(", "),
         h.url
     );
-    println!(
-        "{:<9} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
+    let names: Vec<String> = (0..out.ops.len()).map(|i| l.mix.name(i, l.tables)).collect();
+    let width = names.iter().map(String::len).max().unwrap_or(0).max(9);
+    let _ = writeln!(
+        t,
+        "{:<width$} {:>10} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "OP", "REQUESTS", "REQ/S", "P50_MS", "P95_MS", "P99_MS", "MAX_MS", "ERRORS"
     );
-    let row = |name: &str, s: &OpStats| {
-        println!(
-            "{name:<9} {:>10} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8}",
+    let row = |t: &mut String, name: &str, s: &OpStats| {
+        let _ = writeln!(
+            t,
+            "{name:<width$} {:>10} {:>10.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8}",
             s.requests(),
             s.requests() as f64 / secs,
             s.latency.quantile_ms(0.50),
@@ -101,22 +151,22 @@ pub fn print_text(h: &Header<'_>, out: &Outcome) {
             s.error_count()
         );
     };
-    for op in Op::ALL {
-        if l.mix.weight(op) > 0 {
-            row(op.name(), &out.ops[op as usize]);
-        }
+    for (name, s) in names.iter().zip(&out.ops) {
+        row(&mut t, name, s);
     }
     let total = all(out);
-    row("all", &total);
+    row(&mut t, "all", &total);
     if total.errors.is_empty() {
-        println!("errors: none");
+        let _ = writeln!(t, "errors: none");
     } else {
         for (status, n) in &total.errors {
-            let by_op: Vec<String> = Op::ALL
+            let by_op: Vec<String> = names
                 .iter()
-                .filter_map(|&op| out.ops[op as usize].errors.get(status).map(|k| format!("{} {k}", op.name())))
+                .zip(&out.ops)
+                .filter_map(|(name, s)| s.errors.get(status).map(|k| format!("{name} {k}")))
                 .collect();
-            println!("errors: {status} × {n} ({})", by_op.join(", "));
+            let _ = writeln!(t, "errors: {status} × {n} ({})", by_op.join(", "));
         }
     }
+    t
 }

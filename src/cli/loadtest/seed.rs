@@ -38,21 +38,35 @@ pub struct Seeded {
 }
 
 pub struct Plan {
-    /// The tables the target's foreign keys lead to, each before the tables that point at it.
+    /// The tables the targets' foreign keys lead to, each before the tables that point at it.
     pub parents: Vec<Seeded>,
-    /// The loaded table, seeded last.
-    pub target: Seeded,
+    /// The loaded tables, seeded last, in the order they were asked for.
+    pub targets: Vec<Seeded>,
 }
 
 impl Plan {
     /// `1000 rows of books each (and 1000 of authors)`, for the ready line.
     pub fn describe(&self) -> String {
-        let Seeded { gen, rows, .. } = &self.target;
-        if self.parents.is_empty() {
-            return format!("{rows} rows of {} each", gen.name);
+        let rows = self.targets.first().map_or(0, |t| t.rows);
+        let names: Vec<&str> = self.targets.iter().map(|t| t.gen.name.as_str()).collect();
+        let loaded = format!("{rows} rows of {} each", names.join(", "));
+        let parents: Vec<String> = self
+            .parents
+            .iter()
+            .rev()
+            .filter(|p| !names.contains(&p.gen.name.as_str()))
+            .map(|p| format!("{} of {}", p.rows, p.gen.name))
+            .collect();
+        if parents.is_empty() {
+            loaded
+        } else {
+            format!("{loaded} (and {})", parents.join(", "))
         }
-        let parents: Vec<String> = self.parents.iter().rev().map(|p| format!("{} of {}", p.rows, p.gen.name)).collect();
-        format!("{rows} rows of {} each (and {})", gen.name, parents.join(", "))
+    }
+
+    /// The loaded tables' row models, by index.
+    pub fn tables(&self) -> Vec<&TableGen> {
+        self.targets.iter().map(|t| t.gen.as_ref()).collect()
     }
 }
 
@@ -62,11 +76,21 @@ fn sql_error(e: impl Into<Error>) -> CliError {
 
 /// Picks the table and models it and its parents on the schema replayed in memory.
 pub fn plan(schema: &TenantSchema, want: Option<&str>, rows: u64) -> CliResult<Plan> {
+    let want: Vec<String> = want.map(str::to_string).into_iter().collect();
+    plan_tables(schema, &want, rows)
+}
+
+/// `plan` for several loaded tables (a scenario's mixes); none = the first served table.
+pub fn plan_tables(schema: &TenantSchema, want: &[String], rows: u64) -> CliResult<Plan> {
     let conn = Connection::open_in_memory().map_err(sql_error)?;
     conn.pragma_update(None, "foreign_keys", true).map_err(sql_error)?;
     schema.apply_in(&conn, 0, schema.target())?;
     let info = query::introspect(&conn)?;
-    let name = choose(&conn, &info, want)?;
+    let names = if want.is_empty() {
+        vec![choose(&conn, &info, None)?]
+    } else {
+        want.iter().map(|w| choose(&conn, &info, Some(w))).collect::<CliResult<Vec<_>>>()?
+    };
     let mut planner = Planner {
         conn: &conn,
         info: &info,
@@ -74,8 +98,11 @@ pub fn plan(schema: &TenantSchema, want: Option<&str>, rows: u64) -> CliResult<P
         visiting: Vec::new(),
         parents: Vec::new(),
     };
-    let target = planner.build(&name, rows)?;
-    Ok(Plan { parents: planner.parents, target })
+    let mut targets = Vec::new();
+    for name in &names {
+        targets.push(planner.build(name, rows)?);
+    }
+    Ok(Plan { parents: planner.parents, targets })
 }
 
 /// `want` if the data API serves it, else the first served table by name. The errors name the
@@ -240,7 +267,7 @@ pub fn seed(app: &App, t: &TenantRecord, plan: &Plan) -> CliResult<()> {
     let opened = app.open_tenant(t)?;
     let mut conn = opened.handle.conn()?;
     let info = opened.handle.schema_info(&conn)?;
-    for Seeded { gen, pk, rows } in plan.parents.iter().chain([&plan.target]) {
+    for Seeded { gen, pk, rows } in plan.parents.iter().chain(&plan.targets) {
         // The plan came from the schema files; a tenant held at another version may differ.
         let have = info
             .tables

@@ -136,24 +136,30 @@ impl OpStats {
 /// The error key for requests that got no HTTP response (refused, reset, timed out).
 pub const CONNECTION: &str = "connection";
 
-/// Zipf over ranks 1..=n with exponent s: P(k) ∝ 1/k^s. Sampling inverts the cumulative
-/// distribution by binary search (n is at most a few hundred thousand tenants).
-pub struct Zipf {
+/// Picks an index in proportion to weights: Zipf over ranks 1..=n with exponent s (P(k) ∝
+/// 1/k^s), or a scenario's tenant weights. Sampling inverts the cumulative distribution by binary
+/// search (n is at most a few hundred thousand tenants).
+pub struct Sampler {
     cdf: Vec<f64>,
 }
 
-impl Zipf {
-    pub fn new(n: usize, s: f64) -> Zipf {
-        let mut cdf = Vec::with_capacity(n);
+impl Sampler {
+    pub fn zipf(n: usize, s: f64) -> Sampler {
+        Self::weighted(&(1..=n).map(|k| 1.0 / (k as f64).powf(s)).collect::<Vec<_>>())
+    }
+
+    /// Index i with probability w[i] / sum(w); weights are finite and >= 0, not all 0.
+    pub fn weighted(w: &[f64]) -> Sampler {
+        let mut cdf = Vec::with_capacity(w.len());
         let mut acc = 0.0;
-        for k in 1..=n {
-            acc += 1.0 / (k as f64).powf(s);
+        for x in w {
+            acc += x;
             cdf.push(acc);
         }
         for c in &mut cdf {
             *c /= acc;
         }
-        Zipf { cdf }
+        Sampler { cdf }
     }
 
     /// Maps a uniform `u` in [0, 1) to a 0-based rank.
@@ -232,7 +238,7 @@ mod tests {
     #[test]
     fn zipf_gives_rank_one_its_share() {
         // s = 1, n = 10,000: P(rank 1) = 1 / H(10,000) ≈ 1 / 9.7876 ≈ 0.1022; P(rank 2) half that.
-        let z = Zipf::new(10_000, 1.0);
+        let z = Sampler::zipf(10_000, 1.0);
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let n = 200_000;
         let mut counts = vec![0u32; 10_000];
@@ -246,5 +252,15 @@ mod tests {
         assert!(counts[9_999] < 20, "the tail is rare");
         assert_eq!(z.sample(0.0), 0);
         assert_eq!(z.sample(0.999_999_999), 9_999);
+    }
+
+    #[test]
+    fn weights_give_their_shares() {
+        let w = Sampler::weighted(&[3.0, 0.0, 1.0]);
+        let mut counts = [0u32; 3];
+        for i in 0..4000 {
+            counts[w.sample(f64::from(i) / 4000.0)] += 1;
+        }
+        assert_eq!(counts, [3000, 0, 1000]);
     }
 }

@@ -14,6 +14,8 @@ mod cluster;
 mod healthcheck;
 mod litestream;
 mod loadtest;
+#[cfg(feature = "testkit")]
+pub(crate) use loadtest::in_process as loadtest_in_process;
 mod migration;
 mod new;
 mod replica;

@@ -21,12 +21,14 @@
 //! returned errors would only move the `unwrap` into every test.
 
 mod clock;
+mod load;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use clock::Clock;
+pub use load::{LoadReport, OpReport, StageReport};
 
 use crate::app::{App, OpenMode};
 use crate::check::creds::{Credentials, Signed};

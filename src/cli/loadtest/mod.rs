@@ -252,18 +252,7 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
         }
         (None, true) => {
             let app = App::open(config, OpenMode::MustExist)?;
-            let mut want = named.clone();
-            if uses_default {
-                let default = match &a.table {
-                    Some(t) => t.clone(),
-                    None => seed::plan(app.store.schema(), None, rows)?.tables()[0].name.clone(),
-                };
-                want.retain(|t| *t != default);
-                want.insert(0, default);
-            }
-            let seeding = seed::plan_tables(app.store.schema(), &want, rows)?;
-            let creds = setup::provision(&app, tenants.unwrap_or(10), &seeding, &plan, progress)?;
-            (creds, seeding.targets.iter().map(|t| t.gen.clone()).collect())
+            local(&app, a.table.as_deref(), sc.as_ref(), tenants.unwrap_or(10), rows, &plan, progress)?
         }
         (None, false) => {
             return Err(CliError::usage(
@@ -287,6 +276,53 @@ pub fn run(config: Config, data_dir_given: bool, a: LoadtestArgs) -> CliResult {
             .map_err(|e| CliError::failed(format!("cannot write --html {}: {e}", path.display())))?;
     }
     Ok(if ran.failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Tenants `load-00001…` provisioned in `app` with the loaded tables seeded: the default table
+/// (`table`, else the schema's first) when a stage loads it, then the tables the stages name.
+fn local(
+    app: &App,
+    table: Option<&str>,
+    sc: Option<&scenario::Scenario>,
+    tenants: usize,
+    rows: u64,
+    plan: &str,
+    progress: bool,
+) -> CliResult<(Vec<setup::Credential>, Vec<Arc<TableGen>>)> {
+    let mut want: Vec<String> = sc.map(scenario::Scenario::tables).unwrap_or_default();
+    if sc.is_none_or(scenario::Scenario::uses_default_table) {
+        let default = match table {
+            Some(t) => t.to_string(),
+            None => seed::plan(app.store.schema(), None, rows)?.tables()[0].name.clone(),
+        };
+        want.retain(|t| *t != default);
+        want.insert(0, default);
+    }
+    let seeding = seed::plan_tables(app.store.schema(), &want, rows)?;
+    let creds = setup::provision(app, tenants, &seeding, plan, progress)?;
+    Ok((creds, seeding.targets.iter().map(|t| t.gen.clone()).collect()))
+}
+
+/// The testkit's load test (`TestServer::loadtest`): `scenario` (the `--scenario` format)
+/// against the server at `addr`, its tenants provisioned through the server's own `app`.
+/// Returns `{"scenario", "stages": [...], "failed"}` with each stage as `--json` reports it.
+#[cfg(feature = "testkit")]
+pub fn in_process(app: &App, addr: SocketAddr, scenario: &str) -> Result<serde_json::Value, String> {
+    let sc = scenario::parse(scenario)?;
+    let (tenants, rows) = (sc.tenants.unwrap_or(10), sc.rows.unwrap_or(1000));
+    let weights = if sc.tenant_weights.is_empty() {
+        None
+    } else {
+        let slugs: Vec<String> = (1..=tenants).map(setup::slug_for).collect();
+        Some(scenario::weights(&sc.tenant_weights, &slugs.iter().map(String::as_str).collect::<Vec<_>>())?)
+    };
+    let plan = sc.plan.clone().unwrap_or_else(|| "enterprise".into());
+    let (creds, gens) = local(app, None, Some(&sc), tenants, rows, &plan, false).map_err(|e| e.to_string())?;
+    let distribution = sc.distribution.unwrap_or(Distribution::Uniform);
+    let how = How { stages: sc.stages.clone(), rows, weights, distribution, progress: false, html: false };
+    let ran =
+        execute(addr, &format!("http://{addr}"), &creds, &gens, &how, Some(&sc.name)).map_err(|e| e.to_string())?;
+    Ok(serde_json::json!({"scenario": sc.name, "stages": ran.stages, "failed": ran.failed}))
 }
 
 /// How to run the stages, once tenants and tables are known.

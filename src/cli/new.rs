@@ -62,8 +62,9 @@ fn files(t: Template) -> Files {
         },
         Template::Crm => Files {
             schema: &[
-                ("0001_init.sql", include_str!("../../assets/new/crm/0001_init.sql")),
-                ("0002_notes_and_phone.sql", include_str!("../../assets/new/crm/0002_notes_and_phone.sql")),
+                // The demo's own schema, as built into the binary.
+                ("0001_init.sql", include_str!("../../assets/schema/0001_init.sql")),
+                ("0002_notes_and_phone.sql", include_str!("../../assets/schema/0002_notes_and_phone.sql")),
             ],
             demo: include_str!("../../assets/new/crm/demo.sql"),
             plans: include_str!("../../assets/new/crm/plans.toml"),

@@ -30,16 +30,11 @@ fn fmt(v: f64) -> String {
     }
 }
 
-/// A line chart with its axis maximum labelled; gaps where a value is missing.
-pub fn line(s: &Series<'_>) -> Markup {
-    let (lo, hi) = bounds(s.values);
-    let n = s.values.len().max(2);
-    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (n - 1) as f64;
-    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo) / (hi - lo);
-    // Runs of consecutive values become polylines.
-    let mut runs: Vec<String> = Vec::new();
+/// Runs of consecutive values as polyline point lists (a gap where a value is missing).
+fn polylines(values: &[Option<f64>], x: impl Fn(usize) -> f64, y: impl Fn(f64) -> f64) -> Vec<String> {
+    let mut runs = Vec::new();
     let mut current = String::new();
-    for (i, v) in s.values.iter().enumerate() {
+    for (i, v) in values.iter().enumerate() {
         match v {
             Some(v) => current.push_str(&format!("{:.1},{:.1} ", x(i), y(*v))),
             None if !current.is_empty() => runs.push(std::mem::take(&mut current)),
@@ -49,6 +44,16 @@ pub fn line(s: &Series<'_>) -> Markup {
     if !current.is_empty() {
         runs.push(current);
     }
+    runs
+}
+
+/// A line chart with its axis maximum labelled; gaps where a value is missing.
+pub fn line(s: &Series<'_>) -> Markup {
+    let (lo, hi) = bounds(s.values);
+    let n = s.values.len().max(2);
+    let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (n - 1) as f64;
+    let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo) / (hi - lo);
+    let runs = polylines(s.values, x, y);
     let desc = summary(s);
     html! {
         svg.chart role="img" viewBox={ "0 0 " (W) " " (H) } width="100%" preserveAspectRatio="none" aria-label=(s.title) {
@@ -89,21 +94,6 @@ pub fn lines(c: &Lines<'_>) -> Markup {
     let n = c.labels.len().max(2);
     let x = |i: usize| PAD + (W - 2.0 * PAD) * i as f64 / (n - 1) as f64;
     let y = |v: f64| H - PAD - (H - 2.0 * PAD) * (v - lo) / (hi - lo);
-    let runs = |values: &[Option<f64>]| -> Vec<String> {
-        let mut out = Vec::new();
-        let mut cur = String::new();
-        for (i, v) in values.iter().enumerate() {
-            match v {
-                Some(v) => cur.push_str(&format!("{:.1},{:.1} ", x(i), y(*v))),
-                None if !cur.is_empty() => out.push(std::mem::take(&mut cur)),
-                None => {}
-            }
-        }
-        if !cur.is_empty() {
-            out.push(cur);
-        }
-        out
-    };
     let names: Vec<&str> = c.lines.iter().map(|(name, _)| *name).collect();
     let desc =
         format!("{}: {} over {} points, up to {} {}", c.title, names.join(", "), c.labels.len(), fmt(hi), c.unit);
@@ -121,7 +111,7 @@ pub fn lines(c: &Lines<'_>) -> Markup {
             }
             @for (k, (name, values)) in c.lines.iter().enumerate() {
                 @let color = PALETTE[k % PALETTE.len()];
-                @for r in runs(values) {
+                @for r in polylines(values, x, y) {
                     polyline points=(r.trim_end()) fill="none" stroke=(color) stroke-width="1.5" {
                         title { (name) }
                     }

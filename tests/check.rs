@@ -190,7 +190,8 @@ fn r24_2_bad_check_files_name_the_line_and_send_nothing() {
     assert!(out.contains("check result: FAILED.") && out.contains(" 2 failed,"), "{out}");
 }
 
-/// The walk finds a route whose access rule lost its tenant check, and a role rule too lax.
+/// The walk finds a route whose access rule lost its tenant check, a role rule too lax and a
+/// platform route open to any signed-in user.
 #[test]
 fn r24_2_a_broken_route_table_fails_the_walk() {
     let routes = tenantd::api::router()
@@ -200,6 +201,7 @@ fn r24_2_a_broken_route_table_fails_the_walk() {
             let access = match (r.method.as_str(), r.pattern) {
                 ("GET", "/members") => Access::Authenticated,
                 ("DELETE", "/api-keys/{key_id}") => Access::Tenant(Need::Member),
+                ("GET", "/api/v1/platform/tenants") => Access::Authenticated,
                 _ => r.access,
             };
             Route { method: r.method, scope: r.scope, pattern: r.pattern, handler: r.handler, access }
@@ -221,6 +223,18 @@ fn r24_2_a_broken_route_table_fails_the_walk() {
     let has = |s: &str| failed.iter().any(|f| f == s);
     assert!(has("isolation::GET /api/v1/t/{slug}/members of globex as acme's owner"), "{failed:#?}");
     assert!(has("roles::DELETE /api/v1/t/{slug}/api-keys/{key_id} as acme's viewer"), "{failed:#?}");
+    assert!(has("platform::GET /api/v1/platform/tenants as globex's owner"), "{failed:#?}");
+    // ("GET", "/members") names the members page too: it is broken the same way.
+    let broken = [
+        "GET /api/v1/t/{slug}/members ",
+        "GET /admin/t/{slug}/members ",
+        "DELETE /api/v1/t/{slug}/api-keys/{key_id} ",
+        "GET /api/v1/platform/tenants ",
+    ];
+    assert!(
+        failed.iter().all(|f| broken.iter().any(|b| f.contains(b))),
+        "only the three broken rules fail: {failed:#?}"
+    );
     let leak = run.results.iter().find(|r| r.name == "GET /api/v1/t/{slug}/members of globex as acme's owner").unwrap();
     assert!(
         matches!(&leak.outcome, check::Outcome::Failed(m) if m.contains("answered 200 instead of 404")),

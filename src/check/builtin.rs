@@ -34,6 +34,9 @@ pub fn discover(t: &Target, owner: &Signed, member_email: &str, table: Option<&s
         }
         Ok(r.json())
     };
+    // What the owner may not see (an API key's scope leaves out billing, say) is guessed: the
+    // refusals are checked all the same, the owner's control reads of those routes are not.
+    let seen = |rest: &str| get(rest).unwrap_or(Value::Null);
     let mut v = Values { member_email: member_email.to_string(), ..Values::default() };
     let mut guessed = BTreeSet::new();
     let mut secrets = Vec::new();
@@ -66,11 +69,11 @@ pub fn discover(t: &Target, owner: &Signed, member_email: &str, table: Option<&s
     );
     put(&mut v, "id", row["id"].as_i64().map(|i| i.to_string()), "1");
     v.set("table", table);
-    let name = get("/settings")?["display_name"].as_str().unwrap_or_default().to_string();
+    let name = seen("/settings")["display_name"].as_str().unwrap_or_default().to_string();
     if name.len() >= 6 {
         secrets.push(name);
     }
-    let members = get("/members")?;
+    let members = seen("/members");
     let other_member = members["items"]
         .as_array()
         .into_iter()
@@ -82,15 +85,15 @@ pub fn discover(t: &Target, owner: &Signed, member_email: &str, table: Option<&s
         other_member.and_then(|m| m["user_id"].as_i64().or(m["id"].as_i64())).map(|i| i.to_string()),
         "0",
     );
-    put(&mut v, "key_id", get("/api-keys")?["items"][0]["id"].as_str().map(str::to_string), "tdk-none");
-    let roles = get("/roles")?;
+    put(&mut v, "key_id", seen("/api-keys")["items"][0]["id"].as_str().map(str::to_string), "tdk-none");
+    let roles = seen("/roles");
     let custom = roles["items"].as_array().into_iter().flatten().find(|r| r["builtin"] == false);
     v.set("role", custom.and_then(|r| r["name"].as_str()).unwrap_or("viewer"));
-    let billing = get("/billing")?;
+    let billing = seen("/billing");
     v.plan = billing["plan"].as_str().unwrap_or("free").to_string();
     put(&mut v, "number", billing["invoices"][0]["number"].as_str().map(str::to_string), "INV-NONE");
-    put(&mut v, "sha256", get("/assets")?["items"][0]["sha256"].as_str().map(str::to_string), &"0".repeat(64));
-    v.advice = get("/index-advice")?["items"][0]["index"].as_str().map(str::to_string);
+    put(&mut v, "sha256", seen("/assets")["items"][0]["sha256"].as_str().map(str::to_string), &"0".repeat(64));
+    v.advice = seen("/index-advice")["items"][0]["index"].as_str().map(str::to_string);
     let tag = crate::util::random_hex(4);
     v.fork_slugs = (format!("check-fork-{tag}"), format!("check-page-fork-{tag}"));
     Ok(Tenant { slug, values: v, guessed, secrets })
@@ -429,6 +432,66 @@ pub fn headers(run: &mut Run, t: &Target, creds: &Credentials, own: &Tenant) -> 
                 .collect();
             Ok(expect(bad.is_empty(), || format!("missing: {}", bad.join(", "))))
         });
+    }
+    Ok(())
+}
+
+/// The global routes that need more than a tenant's standing: platform-admin routes refused to
+/// a tenant's owner (403; pages too) and to anonymous callers (401; pages redirect to sign-in),
+/// routes for any signed-in user refused to anonymous callers, node-to-node routes refused to
+/// both (401, or 404 where there is no cluster).
+pub fn global(run: &mut Run, t: &Target, creds: &Credentials, probed: &Tenant) -> Result<()> {
+    let owner = creds.owner(&probed.slug)?;
+    let mut v = probed.values.clone();
+    v.set("slug", probed.slug.clone()).set("step", "freeze").set("action", "suspend");
+    let router = crate::api::router();
+    for route in router.routes().iter().filter(|r| r.scope == Scope::Global) {
+        if matches!(route.access, Access::Public | Access::TenantPublic | Access::Tenant(_)) {
+            continue;
+        }
+        let (method, ui) = (route.method.as_str(), route.is_ui());
+        let label = format!("{method} {}", route.pattern);
+        let path = walk::fill(route.pattern, &v)?;
+        let call = |token: Option<&str>| -> Result<crate::http::client::Response> {
+            if ui {
+                let cookie = token.map(|tk| format!("tenantd_session={tk}"));
+                page(t, method, &path, cookie.as_deref(), "_csrf=")
+            } else {
+                let body = (method != "GET" && method != "HEAD").then(|| serde_json::json!({}));
+                t.call(method, &path, token, body.as_ref())
+            }
+        };
+        let anonymous = |r: &crate::http::client::Response| -> Outcome {
+            let to_login = r.status == 303 && r.header("location").is_some_and(|l| l.starts_with("/admin/login"));
+            expect(if ui { to_login || r.status == 401 } else { r.status == 401 }, || {
+                format!("{method} {path} answered {} without credentials: {}", r.status, error_message(r))
+            })
+        };
+        match route.access {
+            Access::Public | Access::TenantPublic | Access::Tenant(_) => {}
+            Access::Authenticated => {
+                run.check("platform", &format!("{label} without credentials"), || Ok(anonymous(&call(None)?)));
+            }
+            Access::PlatformAdmin => {
+                run.check("platform", &format!("{label} as {}'s owner", probed.slug), || {
+                    let r = call(Some(&owner.token))?;
+                    Ok(refused(&r, 403, probed).map_or(Outcome::Passed, |o| o.prefixed(&format!("{method} {path}"))))
+                });
+                run.check("platform", &format!("{label} without credentials"), || Ok(anonymous(&call(None)?)));
+            }
+            Access::Cluster => {
+                for (who, token) in
+                    [(format!("{}'s owner", probed.slug), Some(owner.token.as_str())), ("no credentials".into(), None)]
+                {
+                    run.check("platform", &format!("{label} as {who}"), || {
+                        let r = call(token)?;
+                        Ok(expect(matches!(r.status, 401 | 404), || {
+                            format!("{method} {path} answered {} to a caller without the cluster secret", r.status)
+                        }))
+                    });
+                }
+            }
+        }
     }
     Ok(())
 }

@@ -96,6 +96,12 @@ pub fn parse(text: &str) -> Result<File> {
     let f: File = toml::from_str(text).map_err(|e| super::toml_error(text, &e))?;
     for l in &f.login {
         check_secret(&format!("login {}/{}", l.tenant, l.role), &l.secret())?;
+        if l.role == "owner" && l.token.as_deref().is_some_and(|t| t.starts_with(crate::auth::KEY_PREFIX)) {
+            return Err(format!(
+                "login {}/owner is an API key, which never has an owner's rights: give the owner's email and password (or a session token)",
+                l.tenant
+            ));
+        }
     }
     if let Some(p) = &f.platform_admin {
         check_secret("platform_admin", p)?;
@@ -177,7 +183,7 @@ fn open(target: &Target, s: &Secret, tenant: Option<&str>) -> Result<Signed> {
     };
     if let Some(t) = &s.token {
         // API keys start with the key prefix; anything else is a session token.
-        return Ok(blank(t.clone(), None, !t.starts_with("tdk_")));
+        return Ok(blank(t.clone(), None, !t.starts_with(crate::auth::KEY_PREFIX)));
     }
     let (email, password) = (s.email.clone().unwrap_or_default(), s.password.clone().unwrap_or_default());
     let path = match tenant {
@@ -232,7 +238,7 @@ password = "pw"
 [[login]]
 tenant = "globex"
 role = "owner"
-token = "tdk_x"
+token = "a-session-token"
 "#;
 
     #[test]
@@ -248,7 +254,9 @@ token = "tdk_x"
         assert!(parse(one).unwrap_err().contains("at least two tenants"));
         let no_owner = TWO.replace("role = \"owner\"\ntoken", "role = \"viewer\"\ntoken");
         assert!(parse(&no_owner).unwrap_err().contains("globex has no login with role = \"owner\""));
-        let both = TWO.replace("token = \"tdk_x\"", "token = \"tdk_x\"\nemail = \"a@b\"");
+        let key = TWO.replace("a-session-token", "tdk_x");
+        assert!(parse(&key).is_err_and(|e| e.contains("globex/owner is an API key")));
+        let both = TWO.replace("token = \"a-session-token\"", "token = \"a-session-token\"\nemail = \"a@b\"");
         assert!(parse(&both).unwrap_err().contains("either email and password, or token"));
         let unknown = TWO.replace("role = \"owner\"\nemail", "role = \"owner\"\nemial = \"x\"\nemail");
         let e = parse(&unknown).unwrap_err();

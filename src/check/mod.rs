@@ -107,6 +107,8 @@ pub fn run_all(
         [a, b, ..] => (*a, *b),
         _ => return Err("the credentials name fewer than two tenants".into()),
     };
+    // The clock covers discovery too: "finished in" is the whole run.
+    let mut run = Run::new(o.quiet);
     let mut found = std::collections::BTreeMap::new();
     for (slug, other) in [(a, b), (b, a)] {
         let member_email = creds.owner(other)?.email.clone().unwrap_or_else(|| "nobody@check.example".into());
@@ -115,11 +117,11 @@ pub fn run_all(
             builtin::discover(target, creds.owner(slug)?, &member_email, o.table.as_deref())?,
         );
     }
-    let mut run = Run::new(o.quiet);
     for (prober, probed) in [(a, b), (b, a)] {
         builtin::isolation(&mut run, target, creds, prober, &found[probed], &|_| true)?;
         builtin::pages(&mut run, target, creds, prober, &found[probed])?;
     }
+    builtin::global(&mut run, target, creds, &found[b])?;
     builtin::roles(&mut run, target, creds, &found)?;
     for t in found.values() {
         builtin::control(&mut run, target, creds, t)?;

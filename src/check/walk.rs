@@ -145,6 +145,21 @@ mod tests {
     fn every_parameter_of_the_route_table_is_known_to_check() {
         // `tenantd check` discovers these values; a new parameter must be discovered too.
         let known = ["table", "id", "user_id", "key_id", "role", "number", "sha256"];
+        // Global routes add the tenant, a cluster step, a lifecycle action (check::builtin::global)
+        // and a CDN edge's path (public: not walked).
+        let global = ["slug", "step", "action", "number", "edge", "tenant_id", "sha256"];
+        for r in crate::api::router().routes().iter().filter(|r| r.scope == Scope::Global) {
+            for seg in r.pattern.split('/') {
+                if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    assert!(
+                        global.contains(&name),
+                        "{} {}: check does not know {{{name}}}",
+                        r.method.as_str(),
+                        r.pattern
+                    );
+                }
+            }
+        }
         for scope in [Scope::Tenant, Scope::TenantUi] {
             for r in routes(&crate::api::router(), scope) {
                 for seg in r.pattern.split('/') {

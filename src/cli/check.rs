@@ -42,6 +42,8 @@ What is checked, each result named like a test:
              other (and the platform admin), by path and by X-Tenant header: 404, none of its data
   anonymous  the same routes without credentials: 401
   pages      the admin pages with the other tenant's session: 404; without one: 303 to sign-in
+  platform   platform-admin routes refused to a tenant's owner (403) and to anonymous callers,
+             signed-in-only routes refused to anonymous callers, node-to-node routes to both
   roles      each lower role on its own tenant: 403 where its permissions say no, 2xx on the
              reads they allow (writes it may do are not sent)
   control    the tenant's own owner on every read of the walk: 2xx (so refusals are real)

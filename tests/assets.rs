@@ -125,12 +125,80 @@ fn issue22_only_allowed_types_and_never_active_content() {
         ("application/octet-stream", &b"\x7fELF\x02\x01\x01\x00\x00\x00"[..], 415, "unsupported_media_type"),
         ("image/jpeg", PNG, 400, "content_type_mismatch"),
         ("text/plain", PNG, 400, "content_type_mismatch"),
-        ("multipart/form-data; boundary=x", &b"--x\r\n"[..], 400, "multipart_not_supported"),
+        ("multipart/form-data; boundary=x", &b"--x\r\n"[..], 400, "invalid_form"),
+        ("multipart/mixed; boundary=x", &b"--x--\r\n"[..], 400, "multipart_not_supported"),
         ("image/png", &b""[..], 400, "empty_asset"),
     ] {
         let r = upload(&s, &token, ct, body);
         assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap_or("")), (status, code), "{ct}: {}", r.text());
     }
+}
+
+/// One part of a test form: field name, filename, content type, bytes.
+type FormPart<'a> = (&'a str, Option<&'a str>, Option<&'a str>, &'a [u8]);
+
+/// A `multipart/form-data` body (boundary `XyZ`).
+fn form(parts: &[FormPart<'_>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, ct, data) in parts {
+        body.extend_from_slice(b"--XyZ\r\nContent-Disposition: form-data; name=\"");
+        body.extend_from_slice(name.as_bytes());
+        body.push(b'"');
+        if let Some(f) = filename {
+            body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        if let Some(ct) = ct {
+            body.extend_from_slice(format!("Content-Type: {ct}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XyZ--\r\n");
+    body
+}
+
+#[test]
+fn issue22_a_one_file_multipart_form_uploads_like_the_raw_body() {
+    let s = TestServer::start();
+    let token = s.token("owner@acme.test", "acme", "owner");
+    let raw = upload(&s, &token, "image/png", PNG).json();
+    let multipart = "multipart/form-data; boundary=XyZ";
+    // As a browser sends it: a text field beside the file, the file's own type.
+    let body = form(&[("note", None, None, b"hello"), ("file", Some("logo.png"), Some("image/png"), PNG)]);
+    let r = upload(&s, &token, multipart, &body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["sha256"], raw["sha256"]);
+    assert_eq!(r.json()["content_type"], "image/png");
+    // No type, or application/octet-stream (a browser that does not know the extension): the
+    // content decides; a type that lies is refused as for a raw body.
+    let pdf = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n";
+    for ct in [None, Some("application/octet-stream")] {
+        let r = upload(&s, &token, multipart, &form(&[("file", Some("a.pdf"), ct, pdf)]));
+        assert_eq!(
+            (r.status, r.json()["content_type"].clone()),
+            (201, "application/pdf".into()),
+            "{ct:?}: {}",
+            r.text()
+        );
+    }
+    for (parts, status, code) in [
+        (form(&[("file", Some("a.png"), Some("image/jpeg"), PNG)]), 400, "content_type_mismatch"),
+        (form(&[("note", None, None, b"no file")]), 400, "no_file"),
+        (form(&[("a", Some("a.png"), None, PNG), ("b", Some("b.png"), None, PNG)]), 400, "one_file_per_upload"),
+        (form(&[("file", Some("empty.png"), None, b"")]), 400, "empty_asset"),
+        (
+            form(&[("file", Some("page.html"), None, b"<!DOCTYPE html><script>x</script>")]),
+            415,
+            "unsupported_media_type",
+        ),
+    ] {
+        let r = upload(&s, &token, multipart, &parts);
+        assert_eq!((r.status, r.json()["error"]["code"].as_str().unwrap_or("")), (status, code), "{}", r.text());
+    }
+    let listed = s.get_as("/api/v1/t/acme/assets", &token).json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2, "the PNG once, the PDF once: {listed}");
 }
 
 #[test]

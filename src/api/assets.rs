@@ -1,5 +1,6 @@
 //! Tenant assets: `POST|GET /api/v1/t/{slug}/assets`, `DELETE /api/v1/t/{slug}/assets/{sha256}`
-//! (the file as the raw body with its Content-Type), and the CDN edges' public
+//! (the file as the raw body with its Content-Type, or a one-file multipart form), and the CDN
+//! edges' public
 //! `GET /cdn/{edge}/{tenant_id}/{sha256}`.
 
 use serde_json::{json, Value};
@@ -21,17 +22,34 @@ fn described(ctx: &Ctx<'_>, req: &Req, tenant: &crate::ids::TenantId, a: &Asset)
     })
 }
 
-/// `POST /assets`: stores the body; 201 with its SHA-256 name and URL.
+/// `POST /assets`: stores the body (the file itself with its Content-Type, or a
+/// `multipart/form-data` form with one file, as browsers and `curl -F` send); 201 with its
+/// SHA-256 name and URL.
 pub fn upload(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let t = ctx.tenant()?;
     let declared = req.header("content-type").unwrap_or("");
-    if declared.to_ascii_lowercase().starts_with("multipart/") {
+    let lower = declared.to_ascii_lowercase();
+    let a = if lower.starts_with("multipart/form-data") {
+        let mut files = crate::ui::multipart(req)?.into_iter().filter(|p| p.filename.is_some());
+        let (file, more) = (files.next(), files.next());
+        let file = match (file, more) {
+            (Some(f), None) => f,
+            (None, _) => return Err(Error::invalid("no_file", "the form holds no file part (a part with a filename)")),
+            (Some(_), Some(_)) => return Err(Error::invalid("one_file_per_upload", "send one file per request")),
+        };
+        // A browser names a type it does not know application/octet-stream: the content decides.
+        match file.content_type.as_deref().map(str::to_ascii_lowercase) {
+            Some(ct) if !ct.starts_with("application/octet-stream") => assets::upload(ctx.app, t, &ct, &file.data)?,
+            _ => assets::upload_untyped(ctx.app, t, &file.data)?,
+        }
+    } else if lower.starts_with("multipart/") {
         return Err(Error::invalid(
             "multipart_not_supported",
-            "send the file itself as the request body, with its Content-Type (e.g. image/png)",
+            "send multipart/form-data with one file part, or the file itself as the body with its Content-Type",
         ));
-    }
-    let a = assets::upload(ctx.app, t, declared, &req.body)?;
+    } else {
+        assets::upload(ctx.app, t, declared, &req.body)?
+    };
     if let Some(cdn) = &ctx.app.cdn {
         cdn.uploaded(&t.id, &a.sha256);
     }

@@ -163,6 +163,15 @@ pub fn upload(app: &App, t: &TenantRecord, declared: &str, bytes: &[u8]) -> Resu
     })
 }
 
+/// `upload` of a file whose sender named no type of its own (a form part without one, or
+/// `application/octet-stream`): the content decides, within the same allowed types.
+pub fn upload_untyped(app: &App, t: &TenantRecord, bytes: &[u8]) -> Result<Asset> {
+    if bytes.is_empty() {
+        return Err(Error::invalid("empty_asset", "the upload is empty"));
+    }
+    upload(app, t, sniff(bytes).ok_or(Error::UnsupportedMediaType)?, bytes)
+}
+
 /// The tenant's assets, newest first.
 pub fn list(app: &App, t: &TenantRecord) -> Result<Vec<Asset>> {
     let dir = app.paths.checked_assets(&t.id)?;

@@ -66,6 +66,8 @@ pub fn set_cookie(ctx: &Ctx<'_>, name: &str, value: &str, max_age: i64) -> Strin
 pub struct Part {
     pub name: String,
     pub filename: Option<String>,
+    /// The part's own `Content-Type`, if it sent one.
+    pub content_type: Option<String>,
     pub data: Vec<u8>,
 }
 
@@ -102,7 +104,11 @@ pub fn multipart(req: &Req) -> Result<Vec<Part>> {
                 .find_map(|p| p.strip_prefix(key))
                 .map(|v| v.trim_matches('"').to_string())
         };
-        parts.push(Part { name: param("name=").ok_or_else(bad)?, filename: param("filename="), data });
+        let content_type = head
+            .lines()
+            .find_map(|l| l.split_once(':').filter(|(k, _)| k.trim().eq_ignore_ascii_case("content-type")))
+            .map(|(_, v)| v.trim().to_string());
+        parts.push(Part { name: param("name=").ok_or_else(bad)?, filename: param("filename="), content_type, data });
         pos = next + delim.len();
     }
 }

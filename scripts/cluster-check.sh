@@ -55,6 +55,13 @@ def call(*a, **k): return cluster_http.call(router, *a, **k)
 _, _, login = call("POST", "/api/v1/t/co-00/auth/login", {"email": "owner@co-00.test", "password": "cluster-check-password-2"})
 # An API key: keys move with the tenant (sessions do not: members sign in again on the target).
 _, _, key = call("POST", "/api/v1/t/co-00/api-keys", {"name": "writer", "scope": "write"}, login["token"])
+# Files move too: an asset and the logo, pulled by the target from the source during the move.
+png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00"
+status, _, body = cluster_http.raw(router, "POST", "/api/v1/t/co-00/assets", b"price list\n", "text/plain", login["token"])
+assert status == 201, (status, body)
+status, _, _ = cluster_http.raw(router, "PUT", "/api/v1/t/co-00/settings/logo", png, "image/png", login["token"])
+assert status == 200, status
+open(out + "/co00-asset", "w").write(json.loads(body)["sha256"])
 token = key["key"]
 open(out + "/co00-key", "w").write(token)
 acked, refused, failed = [], 0, []
@@ -129,6 +136,17 @@ while True:
 lost = [i for i in w["acked"] if i not in seen]
 assert not lost, f"{len(lost)} acknowledged writes missing on the target: {lost[:10]}"
 print(f"all {len(w['acked'])} acknowledged writes are on node {move['to']}")
+sha = open(out + "/co00-asset").read()
+assert move["assets"] == 2, f"the asset and the logo were pulled: {move}"
+req = urllib.request.Request(router + "/api/v1/t/co-00/assets")
+req.add_header("Authorization", "Bearer " + token)
+with urllib.request.urlopen(req) as r:
+    assert r.headers["Tenantd-Upstream"] == "tenantd_node_" + move["to"], r.headers["Tenantd-Upstream"]
+    listed = [a["sha256"] for a in json.load(r)["items"]]
+assert sha in listed, (sha, listed)
+with urllib.request.urlopen(router + "/api/v1/t/co-00/logo") as r:
+    assert r.read().startswith(b"\x89PNG"), "the logo is served by the target"
+print(f"the asset and the logo moved with co-00 ({move['assets']} files on node {move['to']})")
 EOF
 echo "+ tenantd audit verify (target)"
 td "$to" audit verify --tenant co-00

@@ -135,6 +135,27 @@ pub fn target_step(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     }
 }
 
+/// `GET /api/v1/cluster/assets/{tenant_id}`: the names of a tenant's assets on this node (a
+/// move's target pulls them).
+pub fn assets_of(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let id = crate::ids::TenantId::parse(ctx.param("tenant_id")?)?;
+    Ok(Resp::json(200, &json!({"items": cluster::files::asset_names(ctx.app, &id)?})))
+}
+
+/// `GET /api/v1/cluster/assets/{tenant_id}/{sha256}`: one asset's bytes.
+pub fn asset(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let id = crate::ids::TenantId::parse(ctx.param("tenant_id")?)?;
+    let body = cluster::files::asset(ctx.app, &id, ctx.param("sha256")?)?;
+    Ok(Resp {
+        status: 200,
+        content_type: "application/octet-stream",
+        headers: Vec::new(),
+        body,
+        error: None,
+        rate_limit: None,
+    })
+}
+
 /// `POST /api/v1/cluster/failover` `{"from": NODE}`: this node takes over a dead node's
 /// tenants from the replica store.
 pub fn failover(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

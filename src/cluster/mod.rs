@@ -17,6 +17,7 @@
 
 pub mod directory;
 pub mod failover;
+pub mod files;
 mod identity;
 pub mod moves;
 pub mod nginx;

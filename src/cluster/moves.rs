@@ -162,6 +162,10 @@ pub fn seed(app: &App, tenant_id: &TenantId, from: &str) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     c.followers.lock().insert(tenant_id.clone(), child);
+    // Most assets are pulled now, while writes go on; `finish` pulls what was uploaded since.
+    if let Err(e) = super::files::pull_assets(app, tenant_id, from, &dir.join("assets")) {
+        crate::log::warn(&format!("move of {tenant_id}: assets not pulled yet ({e}); finish tries again"));
+    }
     Ok(())
 }
 
@@ -212,10 +216,17 @@ pub fn finish(app: &App, body: &Value, from: &str) -> Result<Value> {
     if let Some(mut child) = of(app)?.followers.lock().remove(&id) {
         stop(&mut child);
     }
+    // The source is frozen: its asset list is final.
+    let assets = file.with_file_name("assets");
+    if let Err(e) = super::files::pull_assets(app, &id, from, &assets) {
+        abandon(app, &id);
+        return Err(e);
+    }
     install(app, &id, &file, &body["identity"], from, body["pinned"].as_bool().unwrap_or(true))?;
     let _ = std::fs::remove_dir_all(scratch(app, id.as_str()));
     let bytes = std::fs::metadata(app.paths.tenant_db(&id)).map(|m| m.len()).unwrap_or(0);
-    Ok(json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms, "bytes": bytes}))
+    let assets = super::files::asset_names(app, &id).map(|a| a.len()).unwrap_or(0);
+    Ok(json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms, "bytes": bytes, "assets": assets}))
 }
 
 /// Puts a restored tenant file in place, checks it, enters the tenant in the catalog and takes
@@ -256,6 +267,14 @@ pub fn install(app: &App, id: &TenantId, file: &Path, doc: &Value, from: &str, p
         std::fs::create_dir_all(parent)?;
     }
     std::fs::rename(file, &dest)?;
+    // The assets pulled beside the file (a move's; a failover has none to pull).
+    let assets = file.with_file_name("assets");
+    if assets.is_dir() {
+        if let Err(e) = std::fs::rename(&assets, app.paths.tenant_assets(id)) {
+            let _ = std::fs::remove_file(&dest);
+            return Err(e.into());
+        }
+    }
     let now = crate::util::now_unix();
     if let Err(e) = app.change(|tx| identity::import(tx, doc, now)) {
         let _ = std::fs::remove_file(&dest);
@@ -304,6 +323,8 @@ pub struct MoveReport {
     pub from: String,
     pub to: String,
     pub bytes: u64,
+    /// Assets the tenant has on the target (pulled from the source).
+    pub assets: u64,
     pub seed_ms: u64,
     /// From the freeze to the directory naming the target.
     pub flipped_ms: u64,
@@ -389,6 +410,7 @@ pub fn run(app: &App, slug: &Slug, to: &str, pin: bool, after_flip: &dyn Fn(&App
         from: p.node.clone(),
         to: to.to_string(),
         bytes: finished["bytes"].as_u64().unwrap_or(p.bytes),
+        assets: finished["assets"].as_u64().unwrap_or(0),
         seed_ms,
         flipped_ms,
         write_pause_ms,

@@ -1,5 +1,6 @@
 //! Calls from one node to another: JSON over HTTP with the cluster secret as a bearer token.
-//! Control only (directory, tenant create, freeze, install); never tenant data.
+//! Control (directory, tenant create, freeze, install), and a moving tenant's assets (`fetch`):
+//! its database travels through the replica store.
 
 use std::time::Duration;
 
@@ -29,6 +30,30 @@ impl Client {
     /// Whether a presented bearer token is the cluster secret (constant time).
     pub fn is_secret(&self, presented: &str) -> bool {
         presented.len() == self.secret.len() && bool::from(presented.as_bytes().ct_eq(self.secret.as_bytes()))
+    }
+
+    /// `GET path` on `node`, the answer's bytes as they are (an asset of a moving tenant).
+    pub fn fetch(&self, node: &NodeConfig, path: &str) -> Result<Vec<u8>> {
+        let url = format!("{}{path}", node.url.trim_end_matches('/'));
+        let mut res = self
+            .agent
+            .get(&url)
+            .header("Authorization", &format!("Bearer {}", self.secret))
+            .call()
+            .map_err(|e| Error::Retry(format!("node {} ({}) did not answer: {e}", node.name, node.url)))?;
+        let status = res.status().as_u16();
+        // An asset is at most one request body: `max_body_bytes` is at most 1 GiB.
+        let body = res
+            .body_mut()
+            .with_config()
+            .limit(1 << 30)
+            .read_to_vec()
+            .map_err(|e| Error::Retry(format!("reading {path} from node {}: {e}", node.name)))?;
+        match status {
+            200..=299 => Ok(body),
+            404 => Err(Error::NotFound(format!("{path} on node {}", node.name))),
+            _ => Err(Error::Retry(format!("node {} answered {status} to GET {path}", node.name))),
+        }
     }
 
     /// Calls `node` and returns its JSON answer. A node that does not answer is `Retry` (503);

@@ -28,6 +28,10 @@ pub fn image_type(bytes: &[u8]) -> Option<&'static str> {
 /// temporary name: a reader never sees half a file), refusing it past `limit` bytes of the
 /// tenant's storage. Returns the name.
 fn store(app: &App, t: &TenantRecord, bytes: &[u8], limit: Option<u64>) -> Result<String> {
+    // A tenant frozen for its move takes no new files: its target pulls the list as it stands.
+    if app.store.is_frozen(&t.id) {
+        return Err(Error::TenantMoving);
+    }
     let sha = sha256_hex(bytes);
     let dir = app.paths.checked_assets(&t.id)?;
     std::fs::create_dir_all(&dir)?;
@@ -210,6 +214,9 @@ pub fn delete(app: &App, t: &TenantRecord, sha: &str) -> Result<()> {
     let nf = || Error::NotFound(format!("asset {:?}", crate::ids::truncate_for_message(sha)));
     if !super::archive::is_asset_name(sha) {
         return Err(nf());
+    }
+    if app.store.is_frozen(&t.id) {
+        return Err(Error::TenantMoving);
     }
     let path = app.paths.checked_assets(&t.id)?.join(sha);
     crate::db::refuse_link(&path, crate::db::Expect::File, false)?;

@@ -56,4 +56,20 @@ body=$(curl -fsS "${host[@]}" "$base$url")
 missing=$(curl -sS -o /dev/null -w '%{http_code}' "${host[@]}" "$base/cdn/eu-west/0123456789abcdef/$(printf '%064d' 0)")
 echo "first request: $first; second: $second; body: $body; unknown object: $missing"
 [ "$first" = "eu-west; miss" ] && [ "$second" = "eu-west; hit; nginx" ] && [ "$body" = "hello from the edge" ] && [ "$missing" = 404 ]
+# nginx types what it serves by the URL's extension, as tenantd would: text as a UTF-8 download,
+# an image inline. (Before the typed names it sent every object as application/octet-stream.)
+header_of() { curl -fsS -D - -o /dev/null "${host[@]}" "$base$1" | tr -d '\r' | awk -F': ' -v h="$2" 'tolower($1)==h{print $2}'; }
+[[ "$url" == *.txt ]] || { echo "the asset URL has no extension: $url" >&2; exit 1; }
+text_type=$(header_of "$url" content-type)
+text_disposition=$(header_of "$url" content-disposition)
+png_url=$(printf '\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00' |
+  curl -fsS "${host[@]}" "$base/api/v1/t/acme/assets" -H "Authorization: Bearer $token" -H 'Content-Type: image/png' \
+  --data-binary @- | python3 -c 'import json,sys; print(json.load(sys.stdin)["url"])')
+for _ in $(seq 1 50); do [ "$(header_of "$png_url" tenantd-cdn)" = "eu-west; hit; nginx" ] && break; sleep 0.1; done
+png_cdn=$(header_of "$png_url" tenantd-cdn)
+png_type=$(header_of "$png_url" content-type)
+png_disposition=$(header_of "$png_url" content-disposition)
+echo "text: $text_type ($text_disposition); png: $png_type (${png_disposition:-inline}) from $png_cdn"
+[ "$text_type" = "text/plain; charset=utf-8" ] && [ "$text_disposition" = "attachment" ]
+[ "$png_cdn" = "eu-west; hit; nginx" ] && [ "$png_type" = "image/png" ] && [ -z "$png_disposition" ]
 echo "nginx CDN check: ok"

@@ -18,7 +18,8 @@ fn described(ctx: &Ctx<'_>, req: &Req, tenant: &crate::ids::TenantId, a: &Asset)
         "bytes": a.bytes,
         "created_at": a.created_at,
         "edge": edge,
-        "url": edge.map(|e| format!("/cdn/{e}/{tenant}/{}", a.sha256)),
+        // With the type's extension, by which a web server in front types the edge's copy.
+        "url": edge.map(|e| format!("/cdn/{e}/{tenant}/{}.{}", a.sha256, assets::extension(a.content_type))),
     })
 }
 
@@ -69,11 +70,13 @@ pub fn delete(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     Ok(Resp::empty(204))
 }
 
-/// `GET /cdn/{edge}/{tenant_id}/{sha256}`: immutable, with a strong ETag (304), single byte
+/// `GET /cdn/{edge}/{tenant_id}/{sha256}[.ext]`: immutable, with a strong ETag (304), single byte
 /// ranges (206/416), the type sniffed at upload, and never active content.
 pub fn cdn(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let cdn = ctx.app.cdn.as_ref().ok_or_else(|| Error::NotFound("asset".into()))?;
-    let (edge, sha) = (ctx.param("edge")?, ctx.param("sha256")?);
+    // `<sha256>` or `<sha256>.<ext>` (the URLs tenantd gives out): the content decides the type.
+    let name = ctx.param("sha256")?;
+    let (edge, sha) = (ctx.param("edge")?, name.split_once('.').map_or(name, |(sha, _)| sha));
     // Asked on a miss only (a hit is a copy of a tenant that was live when it was pulled).
     let live = |id: &crate::ids::TenantId| {
         let conn = ctx.app.catalog.conn();

@@ -78,12 +78,32 @@ fn edge_path(data_dir: &Path, edge: &str, tenant: &TenantId, sha: &str) -> PathB
     edge_dir(data_dir, edge).join(tenant.as_str()).join(sha)
 }
 
-/// Copies `from` to `to` through a temporary name (a reader never sees half a file).
+/// The object's second name, `<sha256>.<ext>` (a hard link to the same file): a web server in
+/// front types what it serves by extension (packaging/nginx/tenantd.conf), and the asset URLs
+/// tenantd gives out carry it.
+pub fn typed_name(sha: &str, head: &[u8]) -> String {
+    let ext = crate::tenancy::assets::extension(crate::tenancy::assets::sniff(head).unwrap_or(""));
+    format!("{sha}.{ext}")
+}
+
+/// Copies `from` to `to` through a temporary name (a reader never sees half a file), and gives
+/// the copy its typed name too.
 fn copy_in(from: &Path, to: &Path) -> Result<u64> {
     let dir = to.parent().ok_or_else(|| Error::Internal(format!("no parent for {}", to.display())))?;
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".in-{}", crate::util::random_hex(6)));
     let n = std::fs::copy(from, &tmp)?;
+    let sha = to.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let head = std::fs::read(&tmp).map(|b| b[..b.len().min(4096)].to_vec()).unwrap_or_default();
+    let typed = dir.join(typed_name(sha, &head));
+    match std::fs::hard_link(&tmp, &typed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
+    }
     std::fs::rename(&tmp, to)?;
     Ok(n)
 }
@@ -231,12 +251,21 @@ pub fn purge(data_dir: &Path, tenant: &TenantId, sha: Option<&str>) -> Result<us
         let dir = edge.path().join(tenant.as_str());
         match sha {
             Some(sha) => {
-                if std::fs::remove_file(dir.join(sha)).is_ok() {
-                    removed += 1;
+                // The object and its typed name (`<sha>.<ext>`).
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let typed = name.strip_prefix(sha).is_some_and(|r| r.starts_with('.'));
+                    if name != sha && !typed {
+                        continue;
+                    }
+                    // Counted once, by its SHA-256 name.
+                    if std::fs::remove_file(e.path()).is_ok() && !typed {
+                        removed += 1;
+                    }
                 }
             }
             None => {
-                removed += std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+                removed += objects_in(&dir).0 as usize;
                 match std::fs::remove_dir_all(&dir) {
                     Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                     _ => {}
@@ -245,6 +274,20 @@ pub fn purge(data_dir: &Path, tenant: &TenantId, sha: Option<&str>) -> Result<us
         }
     }
     Ok(removed)
+}
+
+/// Objects (and their bytes) in one tenant's edge directory: each counted once, by its
+/// SHA-256 name, not again for its typed name (a hard link to the same file).
+fn objects_in(dir: &Path) -> (u64, u64) {
+    let (mut objects, mut bytes) = (0, 0);
+    for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let named = f.file_name().to_str().is_some_and(crate::tenancy::archive::is_asset_name);
+        if let (true, Ok(m)) = (named, f.metadata()) {
+            objects += 1;
+            bytes += m.len();
+        }
+    }
+    (objects, bytes)
 }
 
 /// Per edge: objects and bytes held, for `tenantd cdn status`.
@@ -272,12 +315,9 @@ pub fn status(data_dir: &Path, config: &CdnConfig) -> Vec<EdgeStatus> {
         .map(|edge| {
             let (mut objects, mut bytes) = (0, 0);
             for t in std::fs::read_dir(edge_dir(data_dir, &edge)).into_iter().flatten().flatten() {
-                for f in std::fs::read_dir(t.path()).into_iter().flatten().flatten() {
-                    if let Ok(m) = f.metadata() {
-                        objects += 1;
-                        bytes += m.len();
-                    }
-                }
+                let (o, b) = objects_in(&t.path());
+                objects += o;
+                bytes += b;
             }
             EdgeStatus { configured: config.edges.contains(&edge), edge, objects, bytes }
         })

@@ -119,6 +119,21 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
     Some("text/plain; charset=utf-8")
 }
 
+/// The file extension of an allowed type, for names that carry it (CDN edge copies, which a
+/// web server in front types by extension).
+pub fn extension(content_type: &str) -> &'static str {
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "image/svg+xml" => "svg",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        _ => "bin",
+    }
+}
+
 /// Whether a declared Content-Type agrees with the sniffed one (text may be declared as any
 /// text type; it is served as plain text).
 fn declared_matches(declared: &str, sniffed: &str) -> bool {

@@ -95,6 +95,7 @@ $bin loadtest --url "$router" --credentials "$dir/creds.json" --rows 20 --mix re
   --rate 100 --concurrency 4 --duration 6s --json >"$dir/loadtest.json" 2>"$dir/loadtest.err" &
 loadtest=$!
 sleep 1.5
+td "$from" backup create co-00 >/dev/null # a snapshot, which moves with the tenant
 echo "+ tenantd tenant move co-00 --to $to"
 td a tenant move co-00 --to "$to" --json | tee "$dir/move.json"
 touch "$dir/moved"
@@ -148,6 +149,9 @@ with urllib.request.urlopen(router + "/api/v1/t/co-00/logo") as r:
     assert r.read().startswith(b"\x89PNG"), "the logo is served by the target"
 print(f"the asset and the logo moved with co-00 ({move['assets']} files on node {move['to']})")
 EOF
+echo "+ the snapshot moved with co-00 and verifies on $to"
+grep -q '"backups": 1' "$dir/move.json"
+td "$to" backup verify co-00
 echo "+ tenantd audit verify (target)"
 td "$to" audit verify --tenant co-00
 # The source no longer answers for it: a request there is sent to the target.

@@ -393,6 +393,20 @@ fn a_moving_tenants_assets_are_pulled_by_the_target_and_checked() {
     assert_eq!(cluster::files::pull_assets(&n.b.app, &id, "a", &into).unwrap(), 2);
     assert_eq!(std::fs::read(into.join(&shas[0])).unwrap(), PNG);
     assert_eq!(cluster::files::pull_assets(&n.b.app, &id, "a", &into).unwrap(), 0);
+    // Its snapshots too, chunk by chunk, checked against their manifests.
+    let t = n.a.app.tenant(&tenantd::ids::Slug::parse("assets-co").unwrap()).unwrap();
+    let snap = tenantd::backup::create(&n.a.app, &t, tenantd::backup::Kind::Manual).unwrap();
+    let backups = dir.path().join("backups");
+    assert_eq!(cluster::files::pull_backups(&n.b.app, &id, "a", &backups).unwrap(), 1);
+    assert_eq!(
+        std::fs::read(backups.join(&snap.file)).unwrap(),
+        std::fs::read(n.a.app.paths.backups(&id).join(&snap.file)).unwrap()
+    );
+    assert!(backups.join(format!("{}.json", snap.id)).is_file());
+    assert_eq!(cluster::files::pull_backups(&n.b.app, &id, "a", &backups).unwrap(), 0);
+    let chunk = format!("/api/v1/cluster/backups/{id}/..%2F..%2Fcatalog.db");
+    let r = n.a.client().request("GET", &chunk, &[("Authorization", &secret)], b"").unwrap();
+    assert!(matches!(r.status, 400 | 404), "only files a manifest names: {}", r.status);
     // While the tenant is frozen for its move, no upload can land after the target's last pull.
     let slug = tenantd::ids::Slug::parse("assets-co").unwrap();
     cluster::moves::freeze(&n.a.app, &slug, "b").unwrap();

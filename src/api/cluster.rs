@@ -156,6 +156,30 @@ pub fn asset(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     })
 }
 
+/// `GET /api/v1/cluster/backups/{tenant_id}`: the manifests of a tenant's snapshots here.
+pub fn backups_of(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
+    let id = crate::ids::TenantId::parse(ctx.param("tenant_id")?)?;
+    Ok(Resp::json(200, &json!({"items": crate::backup::list(ctx.app, &id)?})))
+}
+
+/// `GET /api/v1/cluster/backups/{tenant_id}/{file}?offset=N`: the next chunk of a snapshot file.
+pub fn backup_chunk(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
+    let id = crate::ids::TenantId::parse(ctx.param("tenant_id")?)?;
+    let offset = match req.query_param("offset") {
+        None => 0,
+        Some(o) => o.parse().map_err(|_| Error::invalid("invalid_parameter", "offset must be a whole number"))?,
+    };
+    let body = cluster::files::backup_chunk(ctx.app, &id, ctx.param("file")?, offset)?;
+    Ok(Resp {
+        status: 200,
+        content_type: "application/octet-stream",
+        headers: Vec::new(),
+        body,
+        error: None,
+        rate_limit: None,
+    })
+}
+
 /// `POST /api/v1/cluster/failover` `{"from": NODE}`: this node takes over a dead node's
 /// tenants from the replica store.
 pub fn failover(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {

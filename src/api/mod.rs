@@ -66,6 +66,8 @@ pub fn router() -> Router {
         r(Post, G, "/api/v1/cluster/failover", cluster::failover, Access::Cluster),
         r(Get, G, "/api/v1/cluster/assets/{tenant_id}", cluster::assets_of, Access::Cluster),
         r(Get, G, "/api/v1/cluster/assets/{tenant_id}/{sha256}", cluster::asset, Access::Cluster),
+        r(Get, G, "/api/v1/cluster/backups/{tenant_id}", cluster::backups_of, Access::Cluster),
+        r(Get, G, "/api/v1/cluster/backups/{tenant_id}/{file}", cluster::backup_chunk, Access::Cluster),
         r(Get, G, "/api/v1/platform/cluster", cluster::platform_status, Access::PlatformAdmin),
         r(Post, G, "/api/v1/platform/billing/invoices/{number}", billing::platform_mark, Access::PlatformAdmin),
         r(Get, T, "/", tenant::public_info, Access::TenantPublic),

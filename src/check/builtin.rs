@@ -446,7 +446,7 @@ pub fn global(run: &mut Run, t: &Target, creds: &Credentials, probed: &Tenant) -
     v.set("slug", probed.slug.clone()).set("step", "freeze").set("action", "suspend");
     // The cluster routes name tenants by id, which a tenant's owner cannot see: any id will do,
     // the secret is refused first.
-    v.set("tenant_id", "0000000000000000");
+    v.set("tenant_id", "0000000000000000").set("file", "x.db.zst");
     let router = crate::api::router();
     for route in router.routes().iter().filter(|r| r.scope == Scope::Global) {
         if matches!(route.access, Access::Public | Access::TenantPublic | Access::Tenant(_)) {

@@ -147,7 +147,7 @@ mod tests {
         let known = ["table", "id", "user_id", "key_id", "role", "number", "sha256"];
         // Global routes add the tenant, a cluster step, a lifecycle action (check::builtin::global)
         // and a CDN edge's path (public: not walked).
-        let global = ["slug", "step", "action", "number", "edge", "tenant_id", "sha256"];
+        let global = ["slug", "step", "action", "number", "edge", "tenant_id", "sha256", "file"];
         for r in crate::api::router().routes().iter().filter(|r| r.scope == Scope::Global) {
             for seg in r.pattern.split('/') {
                 if let Some(name) = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {

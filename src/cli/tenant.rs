@@ -114,12 +114,13 @@ pub fn run(app: Arc<App>, cmd: TenantCmd) -> CliResult {
                 print_json(&report)?;
             } else {
                 println!(
-                    "moved {} from {} to {} ({} bytes, {} assets): seeded in {} ms, writes paused {} ms (directory flipped after {} ms), {} ms in all",
+                    "moved {} from {} to {} ({} bytes, {} assets, {} snapshots): seeded in {} ms, writes paused {} ms (directory flipped after {} ms), {} ms in all",
                     report.slug,
                     report.from,
                     report.to,
                     report.bytes,
                     report.assets,
+                    report.backups,
                     report.seed_ms,
                     report.write_pause_ms,
                     report.flipped_ms,

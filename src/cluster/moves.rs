@@ -163,8 +163,10 @@ pub fn seed(app: &App, tenant_id: &TenantId, from: &str) -> Result<()> {
     }
     c.followers.lock().insert(tenant_id.clone(), child);
     // Most assets are pulled now, while writes go on; `finish` pulls what was uploaded since.
-    if let Err(e) = super::files::pull_assets(app, tenant_id, from, &dir.join("assets")) {
-        crate::log::warn(&format!("move of {tenant_id}: assets not pulled yet ({e}); finish tries again"));
+    let pulled = super::files::pull_assets(app, tenant_id, from, &dir.join("assets"))
+        .and_then(|_| super::files::pull_backups(app, tenant_id, from, &dir.join("backups")));
+    if let Err(e) = pulled {
+        crate::log::warn(&format!("move of {tenant_id}: files not all pulled yet ({e}); finish tries again"));
     }
     Ok(())
 }
@@ -217,8 +219,9 @@ pub fn finish(app: &App, body: &Value, from: &str) -> Result<Value> {
         stop(&mut child);
     }
     // The source is frozen: its asset list is final.
-    let assets = file.with_file_name("assets");
-    if let Err(e) = super::files::pull_assets(app, &id, from, &assets) {
+    let pulled = super::files::pull_assets(app, &id, from, &file.with_file_name("assets"))
+        .and_then(|_| super::files::pull_backups(app, &id, from, &file.with_file_name("backups")));
+    if let Err(e) = pulled {
         abandon(app, &id);
         return Err(e);
     }
@@ -226,7 +229,10 @@ pub fn finish(app: &App, body: &Value, from: &str) -> Result<Value> {
     let _ = std::fs::remove_dir_all(scratch(app, id.as_str()));
     let bytes = std::fs::metadata(app.paths.tenant_db(&id)).map(|m| m.len()).unwrap_or(0);
     let assets = super::files::asset_names(app, &id).map(|a| a.len()).unwrap_or(0);
-    Ok(json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms, "bytes": bytes, "assets": assets}))
+    let backups = crate::backup::list(app, &id).map(|b| b.len()).unwrap_or(0);
+    Ok(
+        json!({"tenant_id": id.as_str(), "caught_up_ms": waited_ms, "bytes": bytes, "assets": assets, "backups": backups}),
+    )
 }
 
 /// Puts a restored tenant file in place, checks it, enters the tenant in the catalog and takes
@@ -274,6 +280,11 @@ pub fn install(app: &App, id: &TenantId, file: &Path, doc: &Value, from: &str, p
             let _ = std::fs::remove_file(&dest);
             return Err(e.into());
         }
+    }
+    // And the snapshots pulled beside it, next to any this node kept of the tenant.
+    if let Err(e) = super::files::move_into(&file.with_file_name("backups"), &app.paths.backups(id)) {
+        let _ = std::fs::remove_file(&dest);
+        return Err(e);
     }
     let now = crate::util::now_unix();
     if let Err(e) = app.change(|tx| identity::import(tx, doc, now)) {
@@ -323,8 +334,9 @@ pub struct MoveReport {
     pub from: String,
     pub to: String,
     pub bytes: u64,
-    /// Assets the tenant has on the target (pulled from the source).
+    /// Assets and snapshots the tenant has on the target (pulled from the source).
     pub assets: u64,
+    pub backups: u64,
     pub seed_ms: u64,
     /// From the freeze to the directory naming the target.
     pub flipped_ms: u64,
@@ -411,6 +423,7 @@ pub fn run(app: &App, slug: &Slug, to: &str, pin: bool, after_flip: &dyn Fn(&App
         to: to.to_string(),
         bytes: finished["bytes"].as_u64().unwrap_or(p.bytes),
         assets: finished["assets"].as_u64().unwrap_or(0),
+        backups: finished["backups"].as_u64().unwrap_or(0),
         seed_ms,
         flipped_ms,
         write_pause_ms,

@@ -146,14 +146,19 @@ pub fn assets_of(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
 pub fn asset(ctx: &Ctx<'_>, _req: &Req) -> Result<Resp> {
     let id = crate::ids::TenantId::parse(ctx.param("tenant_id")?)?;
     let body = cluster::files::asset(ctx.app, &id, ctx.param("sha256")?)?;
-    Ok(Resp {
+    Ok(octets(body))
+}
+
+/// A file's bytes as they are, for another node.
+fn octets(body: Vec<u8>) -> Resp {
+    Resp {
         status: 200,
         content_type: "application/octet-stream",
         headers: Vec::new(),
         body,
         error: None,
         rate_limit: None,
-    })
+    }
 }
 
 /// `GET /api/v1/cluster/backups/{tenant_id}`: the manifests of a tenant's snapshots here.
@@ -170,14 +175,7 @@ pub fn backup_chunk(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         Some(o) => o.parse().map_err(|_| Error::invalid("invalid_parameter", "offset must be a whole number"))?,
     };
     let body = cluster::files::backup_chunk(ctx.app, &id, ctx.param("file")?, offset)?;
-    Ok(Resp {
-        status: 200,
-        content_type: "application/octet-stream",
-        headers: Vec::new(),
-        body,
-        error: None,
-        rate_limit: None,
-    })
+    Ok(octets(body))
 }
 
 /// `POST /api/v1/cluster/failover` `{"from": NODE}`: this node takes over a dead node's

@@ -241,3 +241,36 @@ fn r24_2_a_broken_route_table_fails_the_walk() {
         "{leak:?}"
     );
 }
+
+/// A data dir's copy holds the catalog and only the tenants the checks use, however many there
+/// are; the checks still pass on it.
+#[test]
+fn r24_2_the_copy_takes_only_the_tenants_the_checks_use() {
+    let mut s = TestServer::start();
+    for slug in ["t-a", "t-b", "t-c", "t-d", "t-e"] {
+        s.create_tenant(slug);
+    }
+    s.shutdown();
+    let copy = tenantd::check::local::prepare(tenantd::testkit::config(s.dir.path()), 3).unwrap();
+    let copied: Vec<&str> = copy.copied.iter().map(|t| t.slug.as_str()).collect();
+    assert_eq!(copied, ["t-a", "t-b", "t-c"]);
+    let files = std::fs::read_dir(copy.app.paths.data_dir.join("tenants")).unwrap().count();
+    assert_eq!(files, 3, "only the copied tenants' files");
+    let target = Target::new(copy.addr, &format!("http://{}", copy.addr));
+    let signed = creds::sign_in(&target, &copy.creds).unwrap();
+    let opts = check::Options { table: None, migrate_tenants: 3, quiet: true };
+    let run = check::run_all(&target, &signed, &[], Some(&copy), &opts).unwrap();
+    assert_eq!(
+        run.failed(),
+        0,
+        "{:#?}",
+        run.results.iter().filter(|r| r.outcome != check::Outcome::Passed).collect::<Vec<_>>()
+    );
+    assert!(
+        run.results.iter().any(|r| r.name.contains("the 3 copied tenants")),
+        "the audit check names what it covered"
+    );
+    let root = copy.app.paths.data_dir.clone();
+    drop(copy);
+    assert!(!root.exists(), "the copy is removed");
+}

@@ -1,9 +1,11 @@
 //! `tenantd check --data-dir DIR`: the checks run on a throwaway copy of the data dir, never
-//! on it. The catalog and tenant files are copied with SQLite's online backup (a server may be
-//! running on DIR), assets as files; the copy gets check users in two of its tenants (every
-//! built-in role, and a platform admin) and a server of its own on 127.0.0.1:0. Beyond the HTTP
-//! checks, a copy allows the ones that need the files: every audit chain against its anchor,
-//! pending migrations dry-run on N tenants, a backup restored into a new tenant.
+//! on it. The catalog and the files of the tenants the checks use (the two probed, the first N
+//! for the migration dry run) are copied with SQLite's online backup (a server may be running
+//! on DIR), assets as files, so the copy stays small however large the fleet; the copy gets
+//! check users in two of its tenants (every built-in role, and a platform admin) and a server of
+//! its own on 127.0.0.1:0. Beyond the HTTP checks, a copy allows the ones that need the files:
+//! the copied tenants' audit chains and the platform's against their anchors, pending migrations
+//! dry-run on N tenants, a backup restored into a new tenant.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,8 +25,11 @@ pub struct Copy {
     pub addr: std::net::SocketAddr,
     /// Credentials of the check users, as a credentials file would give them.
     pub creds: File,
-    /// The two tenants probed against each other, and how many the copy holds.
+    /// The two tenants probed against each other.
     pub tenants: Vec<TenantRecord>,
+    /// Every tenant whose files were copied: the two above and the first `migrate_tenants`
+    /// (the copy's catalog still lists the others, whose files stay behind).
+    pub copied: Vec<TenantRecord>,
     root: PathBuf,
     server: Option<RunningServer>,
 }
@@ -38,8 +43,10 @@ impl Drop for Copy {
     }
 }
 
-/// Copies `config.data_dir` and starts a server on the copy with users to sign in as.
-pub fn prepare(mut config: Config) -> Result<Copy> {
+/// Copies `config.data_dir` (its catalog, and the files of the tenants the checks use: the
+/// first two active ones by slug, and the first `migrate_tenants`) and starts a server on the
+/// copy with users to sign in as.
+pub fn prepare(mut config: Config, migrate_tenants: usize) -> Result<Copy> {
     let src = config.data_dir.clone();
     if !src.join("catalog.db").is_file() {
         return Err(format!(
@@ -51,8 +58,10 @@ pub fn prepare(mut config: Config) -> Result<Copy> {
     let dest = root.join("data");
     // From here on the directory is removed again on any error (the Copy owns it once built).
     let cleanup = Cleanup(root.clone());
-    copy_data_dir(&src, &dest).map_err(|e| format!("copying {} to {}: {e}", src.display(), dest.display()))?;
-    config.data_dir = dest;
+    let copying = |e: std::io::Error| format!("copying {} to {}: {e}", src.display(), dest.display());
+    std::fs::create_dir_all(dest.join("tenants")).map_err(copying)?;
+    backup_db(&src.join("catalog.db"), &dest.join("catalog.db")).map_err(copying)?;
+    config.data_dir = dest.clone();
     config.listen = "127.0.0.1:0".into();
     // The copy is on its own: no peers, no mirrors, no edges to write to.
     config.cluster = Default::default();
@@ -68,7 +77,17 @@ pub fn prepare(mut config: Config) -> Result<Copy> {
     config.limits.auth_requests_per_second = config.limits.auth_requests_per_second.max(100_000.0);
     config.limits.auth_burst = config.limits.auth_burst.max(100_000);
     let app = App::open(config, OpenMode::MustExist).map_err(|e| format!("opening the copy: {}", e.log_detail()))?;
-    let tenants = pick_tenants(&app)?;
+    let active = active_tenants(&app)?;
+    let mut copied: Vec<TenantRecord> = active.iter().take(migrate_tenants.max(2)).cloned().collect();
+    for t in &copied {
+        copy_tenant(&src, &dest, &t.id).map_err(copying)?;
+    }
+    let tenants = pick_tenants(&app, &active)?;
+    for t in &tenants {
+        if !copied.iter().any(|c| c.id == t.id) {
+            copied.push(t.clone());
+        }
+    }
     let password = format!("Check-{}", crate::util::random_hex(12));
     let mut creds = File::default();
     for t in &tenants {
@@ -89,7 +108,7 @@ pub fn prepare(mut config: Config) -> Result<Copy> {
         server::start(app.clone(), "127.0.0.1:0").map_err(|e| format!("starting a server on the copy: {e}"))?;
     let addr = server.addr();
     std::mem::forget(cleanup);
-    Ok(Copy { app, addr, creds, tenants, root, server: Some(server) })
+    Ok(Copy { app, addr, creds, tenants, copied, root, server: Some(server) })
 }
 
 struct Cleanup(PathBuf);
@@ -100,49 +119,48 @@ impl Drop for Cleanup {
     }
 }
 
-/// The first two active tenants by slug; tenants `check-a`/`check-b` are created in the copy
-/// when there are fewer.
-fn pick_tenants(app: &App) -> Result<Vec<TenantRecord>> {
+/// The active tenants that keep the tenant schema, by slug.
+fn active_tenants(app: &App) -> Result<Vec<TenantRecord>> {
     let conn = app.catalog.conn().map_err(|e| e.to_string())?;
     let mut active: Vec<TenantRecord> = crate::catalog::tenants::list(&conn, false)
         .map_err(|e| e.to_string())?
         .into_iter()
         .filter(|t| t.status == crate::catalog::tenants::TenantStatus::Active && !t.custom_schema)
         .collect();
-    drop(conn);
     active.sort_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));
-    active.truncate(2);
+    Ok(active)
+}
+
+/// The first two of `active`; tenants `check-a`/`check-b` are created in the copy when there
+/// are fewer.
+fn pick_tenants(app: &App, active: &[TenantRecord]) -> Result<Vec<TenantRecord>> {
+    let mut picked: Vec<TenantRecord> = active.iter().take(2).cloned().collect();
     for slug in ["check-a", "check-b"] {
-        if active.len() >= 2 {
+        if picked.len() >= 2 {
             break;
         }
         let s = Slug::parse(slug).map_err(|e| e.to_string())?;
         let t = tenancy::create(app, &s, &format!("Check tenant {slug}"), None, &Actor::cli())
             .map_err(|e| e.to_string())?;
-        active.push(t);
+        picked.push(t);
     }
-    Ok(active)
+    Ok(picked)
 }
 
-/// The catalog and every tenant file through SQLite's backup API (consistent while a server
-/// writes), assets as plain files. Snapshots, change logs, mirrors and edges are left out.
-fn copy_data_dir(src: &Path, dest: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(dest.join("tenants"))?;
-    backup_db(&src.join("catalog.db"), &dest.join("catalog.db"))?;
-    let Ok(dirs) = std::fs::read_dir(src.join("tenants")) else { return Ok(()) };
-    for d in dirs.flatten() {
-        let (from, to) = (d.path(), dest.join("tenants").join(d.file_name()));
-        if !d.file_type()?.is_dir() || !from.join("data.db").is_file() {
-            continue;
-        }
-        std::fs::create_dir_all(&to)?;
-        backup_db(&from.join("data.db"), &to.join("data.db"))?;
-        if let Ok(assets) = std::fs::read_dir(from.join("assets")) {
-            std::fs::create_dir_all(to.join("assets"))?;
-            for a in assets.flatten() {
-                if a.file_type()?.is_file() {
-                    std::fs::copy(a.path(), to.join("assets").join(a.file_name()))?;
-                }
+/// One tenant's file through SQLite's backup API (consistent while a server writes) and its
+/// assets as plain files. Snapshots, change logs, mirrors and edges are left out.
+fn copy_tenant(src: &Path, dest: &Path, id: &crate::ids::TenantId) -> std::io::Result<()> {
+    let (from, to) = (src.join("tenants").join(id.as_str()), dest.join("tenants").join(id.as_str()));
+    if !from.join("data.db").is_file() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(&to)?;
+    backup_db(&from.join("data.db"), &to.join("data.db"))?;
+    if let Ok(assets) = std::fs::read_dir(from.join("assets")) {
+        std::fs::create_dir_all(to.join("assets"))?;
+        for a in assets.flatten() {
+            if a.file_type()?.is_file() {
+                std::fs::copy(a.path(), to.join("assets").join(a.file_name()))?;
             }
         }
     }
@@ -159,37 +177,32 @@ fn backup_db(from: &Path, to: &Path) -> std::io::Result<()> {
 /// `n` tenants, a backup restored into a new tenant.
 pub fn checks(run: &mut Run, copy: &Copy, migrate_tenants: usize) {
     let app = &copy.app;
-    run.check("audit", "every audit chain of the copy verifies against its anchor", || {
-        let mut broken = Vec::new();
-        let platform = crate::audit::verify_platform(app).map_err(|e| e.to_string())?;
-        let list = crate::catalog::tenants::list(&*app.catalog.conn().map_err(|e| e.to_string())?, false)
-            .map_err(|e| e.to_string())?;
-        let mut verdicts = vec![platform];
-        for t in &list {
+    let name =
+        format!("the platform's chain and the {} copied tenants' verify against their anchors", copy.copied.len());
+    run.check("audit", &name, || {
+        let mut verdicts = vec![crate::audit::verify_platform(app).map_err(|e| e.to_string())?];
+        for t in &copy.copied {
             verdicts.push(crate::audit::verify_tenant(app, t).map_err(|e| e.to_string())?);
         }
-        for v in verdicts.iter().filter(|v| !v.ok) {
-            broken.push(format!("{}: {}", v.tenant, v.problem.clone().unwrap_or_default()));
-        }
+        let broken: Vec<String> = verdicts
+            .iter()
+            .filter(|v| !v.ok)
+            .map(|v| format!("{}: {}", v.tenant, v.problem.clone().unwrap_or_default()))
+            .collect();
         Ok(expect(broken.is_empty(), || broken.join("; ")))
     });
-    run.check(
-        "migrations",
-        &format!("pending tenant-schema migrations apply to copies of {migrate_tenants} tenants (dry run)"),
-        || {
-            let list = crate::catalog::tenants::list(&*app.catalog.conn().map_err(|e| e.to_string())?, false)
-                .map_err(|e| e.to_string())?;
-            let mut failed = Vec::new();
-            for t in list.iter().filter(|t| !t.custom_schema).take(migrate_tenants) {
-                let r =
-                    crate::fleet::migrate_tenant(app, &t.slug, None, true).map_err(|e| format!("{}: {e}", t.slug))?;
-                for o in r.outcomes.iter().filter(|o| o.status == "would_fail" || o.status == "failed") {
-                    failed.push(format!("{}: {}", t.slug, o.error.clone().unwrap_or_default()));
-                }
+    let migrating: Vec<&TenantRecord> = copy.copied.iter().take(migrate_tenants).collect();
+    let name = format!("pending tenant-schema migrations apply to copies of {} tenants (dry run)", migrating.len());
+    run.check("migrations", &name, || {
+        let mut failed = Vec::new();
+        for t in &migrating {
+            let r = crate::fleet::migrate_tenant(app, &t.slug, None, true).map_err(|e| format!("{}: {e}", t.slug))?;
+            for o in r.outcomes.iter().filter(|o| o.status == "would_fail" || o.status == "failed") {
+                failed.push(format!("{}: {}", t.slug, o.error.clone().unwrap_or_default()));
             }
-            Ok(expect(failed.is_empty(), || failed.join("; ")))
-        },
-    );
+        }
+        Ok(expect(failed.is_empty(), || failed.join("; ")))
+    });
     let Some(t) = copy.tenants.get(1) else { return };
     run.check("backup", &format!("a snapshot of {} restores into a new tenant with the same rows", t.slug), || {
         restores(app, t)

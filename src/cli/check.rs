@@ -51,11 +51,13 @@ What is checked, each result named like a test:
   limits     answers carry RateLimit-Limit, -Remaining and -Reset
   security_headers  nosniff, X-Frame-Options, Referrer-Policy and a CSP on API answers and pages
   custom     your --checks file
-  With a data dir only: every audit chain against its catalog anchor, pending migrations dry-run
-  on copies of --migrate-tenants tenants, and a snapshot restored into a new tenant.
+  With a data dir only: the copied tenants' audit chains and the platform's against their
+  catalog anchors (the whole fleet's: `tenantd audit verify`), pending migrations dry-run on
+  copies of --migrate-tenants tenants, and a snapshot restored into a new tenant.
 
-Against a data dir, nothing of it is touched: the catalog and tenant files are copied (SQLite's
-online backup, so a running server is fine), check users of every built-in role are added to the
+Against a data dir, nothing of it is touched: the catalog and the files of the tenants the checks
+use (the first two active tenants by slug, and the first --migrate-tenants) are copied (SQLite's
+online backup, so a running server is fine; the copy stays small however large the fleet), check users of every built-in role are added to the
 copy's first two tenants (by slug; two are created when it has fewer), rate limits are lifted in
 the copy, and a server runs on it on 127.0.0.1 until the checks end.
 
@@ -119,7 +121,7 @@ pub fn run(config: Config, data_dir_given: bool, a: CheckArgs) -> CliResult {
         }
         (None, None) => {
             eprintln!("check: copying {} and starting a server on the copy", config.data_dir.display());
-            let copy = local::prepare(config).map_err(CliError::failed)?;
+            let copy = local::prepare(config, a.migrate_tenants as usize).map_err(CliError::failed)?;
             let target = Target::new(copy.addr, &format!("http://{}", copy.addr));
             let file = copy_creds(&copy);
             (Some(copy), target, file)

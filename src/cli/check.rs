@@ -57,15 +57,16 @@ What is checked, each result named like a test:
 
 Against a data dir, nothing of it is touched: the catalog and the files of the tenants the checks
 use (the first two active tenants by slug, and the first --migrate-tenants) are copied (SQLite's
-online backup, so a running server is fine; the copy stays small however large the fleet), check users of every built-in role are added to the
-copy's first two tenants (by slug; two are created when it has fewer), rate limits are lifted in
-the copy, and a server runs on it on 127.0.0.1 until the checks end.
+online backup, so a running server is fine; the copy stays small however large the fleet),
+check users of every built-in role are added to the copy's first two tenants (two are created
+when it has fewer), rate limits are lifted in the copy, and a server runs on it on 127.0.0.1
+until the checks end.
 
 Against a running server (--url), the credentials file names the logins; requests with the wrong
 credentials are real writes that only isolation stops, so point it at staging or a copy:
   [[login]]
   tenant = \"acme\"
-  role = \"owner\"                    # every tenant needs an owner
+  role = \"owner\"                    # every tenant needs one: a session, never an API key
   email = \"olivia@acme.example\"
   password = \"…\"
   [[login]]

@@ -103,15 +103,30 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
                 s["tenants"]
             );
             println!(
-                "{:<12} {:<5} {:>8} {:>12} {:>9} {:>12} {:>9}  url",
-                "node", "up", "tenants", "bytes", "open", "requests", "dir v"
+                "{:<12} {:<5} {:>8} {:>12} {:>9} {:>12} {:>9} {:>12}  url",
+                "node", "up", "tenants", "bytes", "open", "requests", "dir v", "store lag"
             );
             let mut down = 0;
             for n in s["nodes"].as_array().into_iter().flatten() {
                 let up = n["up"].as_bool().unwrap_or(false);
                 down += usize::from(!up);
+                // Tenants behind in the store (their most transactions behind), file stores only.
+                let r = &n["replication"];
+                let lag = match (r["tenants_behind"].as_u64(), r["lag_txids_max"].as_u64()) {
+                    (Some(b), Some(m)) => format!("{b} ({m} tx)"),
+                    _ => "-".into(),
+                };
+                let mut notes = Vec::new();
+                for (key, what) in
+                    [("not_in_store", "not in the store yet"), ("not_watched", "not watched by Litestream")]
+                {
+                    if let Some(k) = r[key].as_u64().filter(|k| *k > 0) {
+                        notes.push(format!("{k} {what}"));
+                    }
+                }
+                let notes = if notes.is_empty() { String::new() } else { format!("  ({})", notes.join(", ")) };
                 println!(
-                    "{:<12} {:<5} {:>8} {:>12} {:>9} {:>12} {:>9}  {}{}",
+                    "{:<12} {:<5} {:>8} {:>12} {:>9} {:>12} {:>9} {:>12}  {}{}",
                     n["node"].as_str().unwrap_or(""),
                     if up { "yes" } else { "NO" },
                     n["tenants"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
@@ -119,8 +134,9 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
                     n["open_tenants"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
                     n["requests_total"].as_u64().map(|v| v.to_string()).unwrap_or("-".into()),
                     n["directory_version"].as_i64().map(|v| v.to_string()).unwrap_or("-".into()),
+                    lag,
                     n["url"].as_str().unwrap_or(""),
-                    n["error"].as_str().map(|e| format!("  ({e})")).unwrap_or_default(),
+                    n["error"].as_str().map(|e| format!("  ({e})")).unwrap_or(notes),
                 );
             }
             Ok(if down == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -475,6 +475,7 @@ pub fn node_report(app: &App) -> Result<Value> {
     let conn = app.catalog.conn()?;
     let tenants = crate::catalog::tenants::list(&conn, false)?;
     drop(conn);
+    let ids: Vec<crate::ids::TenantId> = tenants.iter().map(|t| t.id.clone()).collect();
     let mut bytes = 0u64;
     let list: Vec<Value> = tenants
         .iter()
@@ -493,6 +494,7 @@ pub fn node_report(app: &App) -> Result<Value> {
         "bytes": bytes,
         "open_tenants": app.store.open_count(),
         "redirects_total": c.redirects.load(Ordering::Relaxed),
+        "replication": status::replication(&app.paths.data_dir, &c.config.store, c.this(), &ids),
         "tenant_list": list,
     }))
 }

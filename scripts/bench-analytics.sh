@@ -52,6 +52,6 @@ if ! $bin --data-dir "$dir/data" user list 2>/dev/null | grep -q root@bench.test
 fi
 $bin --data-dir "$dir/data" serve --listen "127.0.0.1:$port" &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; [ -n "${DIR:-}" ] || rm -rf "$dir"' EXIT
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; [ -n "${DIR:-}" ] || rm -rf "$dir"' EXIT
 for _ in $(seq 1 300); do curl -fsS "http://127.0.0.1:$port/health/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
 python3 scripts/bench-analytics.py "http://127.0.0.1:$port" "$pw" "$n" "$owned"

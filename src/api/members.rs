@@ -352,12 +352,13 @@ pub fn save_settings(
 /// that cannot be written is logged, not turned into a failed request.
 fn audited(ctx: &Ctx<'_>, action: &str, resource: &str, details: serde_json::Value) {
     let (Ok(t), Ok(principal)) = (ctx.tenant(), ctx.principal()) else { return };
-    let source = ctx.caller.client.map(|ip| ip.to_string());
+    let caller = ctx.req.caller();
+    let source = caller.client.map(|ip| ip.to_string());
     let entry = crate::audit::Entry {
         actor: principal.actor_str(),
         source: source.as_deref(),
-        user_agent: ctx.caller.user_agent,
-        request_id: Some(ctx.caller.request_id),
+        user_agent: caller.user_agent,
+        request_id: Some(caller.request_id),
         action,
         resource: Some(resource),
         outcome: "ok",

@@ -196,9 +196,9 @@ pub struct Ctx<'a> {
     pub tenant: Option<Arc<TenantRecord>>,
     /// Who is calling, on routes that require authentication.
     pub principal: Option<Principal>,
-    /// The request's id, address and user agent (for audit entries of shared helpers that
-    /// pages and the API both call).
-    pub caller: crate::auth::Caller<'a>,
+    /// The request, for shared helpers pages and the API both call (their audit entries need
+    /// its id, address and user agent: `req.caller()`, worked out only when asked).
+    pub req: &'a Req,
 }
 
 impl Ctx<'_> {

@@ -450,7 +450,7 @@ fn dispatch(state: &ServerState, req: &Req, who: &mut Who) -> (Resp, usize) {
         Ok(slot) => slot,
         Err(e) => return (fail(&e), label),
     };
-    let ctx = Ctx { app: &state.app, state, params: matched.params, tenant, principal, caller: req.caller() };
+    let ctx = Ctx { app: &state.app, state, params: matched.params, tenant, principal, req };
     let handler = matched.route.handler;
     let result = catch_unwind(AssertUnwindSafe(|| handler(&ctx, req)));
     let mut resp = match result {

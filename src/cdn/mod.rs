@@ -81,9 +81,9 @@ fn edge_path(data_dir: &Path, edge: &str, tenant: &TenantId, sha: &str) -> PathB
 /// The object's second name, `<sha256>.<ext>` (a hard link to the same file): a web server in
 /// front types what it serves by extension (packaging/nginx/tenantd.conf), and the asset URLs
 /// tenantd gives out carry it.
-pub fn typed_name(sha: &str, head: &[u8]) -> String {
-    let ext = crate::tenancy::assets::extension(crate::tenancy::assets::sniff(head).unwrap_or(""));
-    format!("{sha}.{ext}")
+fn typed_name(sha: &str, file: &Path) -> String {
+    let sniffed = crate::tenancy::assets::sniff_file(file).ok().flatten();
+    format!("{sha}.{}", crate::tenancy::assets::extension(sniffed.unwrap_or("")))
 }
 
 /// Copies `from` to `to` through a temporary name (a reader never sees half a file), and gives
@@ -94,8 +94,7 @@ fn copy_in(from: &Path, to: &Path) -> Result<u64> {
     let tmp = dir.join(format!(".in-{}", crate::util::random_hex(6)));
     let n = std::fs::copy(from, &tmp)?;
     let sha = to.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    let head = std::fs::read(&tmp).map(|b| b[..b.len().min(4096)].to_vec()).unwrap_or_default();
-    let typed = dir.join(typed_name(sha, &head));
+    let typed = dir.join(typed_name(sha, &tmp));
     match std::fs::hard_link(&tmp, &typed) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

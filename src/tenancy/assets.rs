@@ -191,6 +191,17 @@ pub fn upload_untyped(app: &App, t: &TenantRecord, bytes: &[u8]) -> Result<Asset
     upload(app, t, sniff(bytes).ok_or(Error::UnsupportedMediaType)?, bytes)
 }
 
+/// A stored file's type, by its first KiB (a text cut there may end inside a character: what
+/// decodes is sniffed). `Ok(None)`: not an allowed type.
+pub fn sniff_file(path: &std::path::Path) -> std::io::Result<Option<&'static str>> {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::File::open(path)?;
+    let mut head = vec![0u8; 1024.min(f.metadata()?.len() as usize)];
+    f.read_exact_at(&mut head, 0)?;
+    let valid = std::str::from_utf8(&head).map(|_| head.len()).unwrap_or_else(|e| e.valid_up_to());
+    Ok(sniff(&head).or_else(|| sniff(&head[..valid])))
+}
+
 /// The tenant's assets, newest first.
 pub fn list(app: &App, t: &TenantRecord) -> Result<Vec<Asset>> {
     let dir = app.paths.checked_assets(&t.id)?;
@@ -201,20 +212,11 @@ pub fn list(app: &App, t: &TenantRecord) -> Result<Vec<Asset>> {
             continue;
         }
         let Ok(meta) = e.metadata() else { continue };
-        let mut head = vec![0u8; 1024.min(meta.len() as usize)];
-        let read = std::fs::File::open(e.path()).and_then(|f| {
-            use std::os::unix::fs::FileExt;
-            f.read_exact_at(&mut head, 0)
-        });
-        if read.is_err() {
-            continue;
-        }
-        // A text asset cut at 1 KiB may end inside a character: sniff what decodes.
-        let valid = std::str::from_utf8(&head).map(|_| head.len()).unwrap_or_else(|e| e.valid_up_to());
+        let Ok(sniffed) = sniff_file(&e.path()) else { continue };
         let created =
             meta.modified().ok().and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_secs() as i64);
         out.push(Asset {
-            content_type: sniff(&head).or_else(|| sniff(&head[..valid])).unwrap_or("application/octet-stream"),
+            content_type: sniffed.unwrap_or("application/octet-stream"),
             sha256: name,
             bytes: meta.len(),
             created_at: crate::util::rfc3339(created.unwrap_or(0)),

@@ -16,7 +16,7 @@
 //! "#);
 //! let steady = &report.stages[0];
 //! assert_eq!(steady.name, "steady");
-//! assert!(steady.requests > 0 && steady.p99_ms >= steady.p50_ms);
+//! assert!(steady.total.requests > 0 && steady.total.p99_ms >= steady.total.p50_ms);
 //! assert!(steady.ops["write"].requests > 0);
 //! assert_eq!(report.errors(), 0);
 //! ```
@@ -38,20 +38,16 @@ pub struct LoadReport {
 impl LoadReport {
     /// Requests that got no 2xx answer, over every stage.
     pub fn errors(&self) -> u64 {
-        self.stages.iter().map(|s| s.errors).sum()
+        self.stages.iter().map(|s| s.total.errors).sum()
     }
 }
 
-/// One stage: totals, and figures per operation (`read`, or `table.read` over several tables).
+/// One stage: its totals, and figures per operation (`read`, or `table.read` over several
+/// tables).
 #[derive(Debug, Clone)]
 pub struct StageReport {
     pub name: String,
-    pub requests: u64,
-    pub errors: u64,
-    pub rps: f64,
-    pub p50_ms: f64,
-    pub p95_ms: f64,
-    pub p99_ms: f64,
+    pub total: OpReport,
     pub ops: BTreeMap<String, OpReport>,
 }
 
@@ -93,18 +89,10 @@ impl TestServer {
             .into_iter()
             .flatten()
             .enumerate()
-            .map(|(i, s)| {
-                let total = op(s);
-                StageReport {
-                    name: s["stage"].as_str().map_or_else(|| format!("stage {}", i + 1), str::to_string),
-                    requests: total.requests,
-                    errors: total.errors,
-                    rps: total.rps,
-                    p50_ms: total.p50_ms,
-                    p95_ms: total.p95_ms,
-                    p99_ms: total.p99_ms,
-                    ops: s["ops"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), op(v))).collect(),
-                }
+            .map(|(i, s)| StageReport {
+                name: s["stage"].as_str().map_or_else(|| format!("stage {}", i + 1), str::to_string),
+                total: op(s),
+                ops: s["ops"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), op(v))).collect(),
             })
             .collect();
         LoadReport { stages, json }

@@ -55,6 +55,9 @@ random.seed(21)
 slugs = lambda k: [f"t{random.randrange(owned):06d}" for _ in range(k)]
 owner = {"Authorization": "Bearer " + token("owner@bench.test")}
 root = {"Authorization": "Bearer " + token("root@bench.test")}
+root_cookie = {"Cookie": session("root@bench.test")}
+# Right after the start, while the server computes the platform's documents in the background.
+measure("platform dashboard page, first read after start", ["/admin/platform/analytics"], root_cookie)
 measure("tenant overview (30 days)", [f"/api/v1/t/{s}/analytics/overview" for s in slugs(n)], owner)
 measure("tenant trends (30 days by day)", [f"/api/v1/t/{s}/analytics/usage-trends?granularity=day" for s in slugs(n)], owner)
 measure("tenant trends (a year by month)", [f"/api/v1/t/{s}/analytics/usage-trends?granularity=month&from=-365d" for s in slugs(n)], owner)
@@ -63,5 +66,10 @@ measure("peer benchmark (comparative, 30 days)", [f"/api/v1/t/{s}/analytics/comp
 cookie = {"Cookie": session("owner@bench.test")}
 measure("tenant dashboard page (30 days)", [f"/admin/t/{s}/analytics" for s in slugs(max(10, n // 4))], cookie)
 measure("platform revenue (a year)", ["/api/v1/platform/analytics/revenue"] * max(10, n // 10), root)
-measure("platform overview (30 days)", ["/api/v1/platform/analytics/overview"] * 5, root)
-measure("platform trends (30 days by day)", ["/api/v1/platform/analytics/usage-trends"] * 5, root)
+platform = max(10, n // 10)
+measure("platform dashboard page (30 days)", ["/admin/platform/analytics"] * platform, root_cookie)
+measure("platform console (7 days)", ["/admin/platform"] * platform, root_cookie)
+measure("platform overview (30 days)", ["/api/v1/platform/analytics/overview"] * platform, root)
+measure("platform trends (30 days by day)", ["/api/v1/platform/analytics/usage-trends"] * platform, root)
+measure("platform health (30 days)", ["/api/v1/platform/analytics/health"] * platform, root)
+measure("platform dashboard page (90 days), first read", ["/admin/platform/analytics?days=90"], root_cookie)

@@ -3,7 +3,9 @@
 # (default 10,000; `tenantd bench analytics-history`), then
 #   1. the downsampling job's first run over that history (the catch-up), and the next day's run;
 #   2. p50/p99 of the tenant overview and trends API, the peer benchmark, the tenant dashboard
-#      page and the platform revenue, overview and trends, over HTTP on a real socket.
+#      page, the platform revenue, overview, trends and health API, and the platform dashboard
+#      and console pages (the first read after a start, then read again), over HTTP on a real
+#      socket.
 # Usage: scripts/bench-analytics.sh            (TENANTS=1000 DAYS=365 N=200 DIR=… to change;
 #        a DIR that already holds the history is reused, downsampled or not)
 set -euo pipefail

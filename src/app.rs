@@ -51,6 +51,8 @@ pub struct App {
     pub cdn: Option<Arc<crate::cdn::Cdn>>,
     /// This node's view of the cluster (`[cluster]` with nodes), when it is in one.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// The platform's analytics over every tenant, kept while they are costly (`cache::snapshot`).
+    pub snapshots: crate::cache::snapshot::Snapshots,
 }
 
 /// Counters of every cache `App` holds, for `/metrics` and `/health/detailed`.
@@ -125,6 +127,7 @@ impl App {
             replication,
             cdn,
             cluster,
+            snapshots: Default::default(),
         }))
     }
 

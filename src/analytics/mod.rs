@@ -466,8 +466,15 @@ pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<Platfo
     })?;
     let start = from - from.rem_euclid(3600);
     let tenants: i64 = conn.query_row("SELECT count(*) FROM tenants WHERE status <> 'deleted'", [], |r| r.get(0))?;
-    let users = distinct_users_by(conn, per.keys().map(String::as_str), start, to, |_| 0)?;
-    let active_users = users.get(&0).map_or(0, |u| u.len() as i64);
+    let mut users = std::collections::HashSet::new();
+    let mut distinct = conn
+        .prepare_cached("SELECT DISTINCT user_id FROM usage_users WHERE tenant_id = ?1 AND hour >= ?2 AND hour < ?3")?;
+    for t in per.keys() {
+        for user in distinct.query_map(params![t, start, to], |r| r.get::<_, i64>(0))? {
+            users.insert(user?);
+        }
+    }
+    let active_users = users.len() as i64;
     let active_tenants = per.values().filter(|t| t.0 > 0).count() as i64;
     let mut busiest: Vec<(&String, &(i64, i64))> = per.iter().filter(|t| t.1 .0 > 0).collect();
     busiest.sort_by(|a, b| b.1 .0.cmp(&a.1 .0).then_with(|| a.0.cmp(b.0)));

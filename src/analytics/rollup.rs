@@ -394,10 +394,17 @@ pub(crate) fn scan(
             stretches.push(if hours_kept { (HOURLY, at, to) } else { (DAILY, at, to) });
         }
     }
-    let (join, filter, key): (&str, &str, Option<&str>) = match scope {
-        Scope::Tenant(t) => ("", "u.tenant_id = ?1", Some(t.as_str())),
-        Scope::All => ("", "?1 IS NULL", None),
-        Scope::Plan(p) => ("JOIN tenants t ON t.id = u.tenant_id", "t.plan = ?1 AND t.status <> 'deleted'", Some(p)),
+    // Every tenant: one range of the primary key per tenant. The tables have no index on the
+    // time (it would slow the meter and the deletes), and a scan of a whole table to find a
+    // day reads gigabytes at 10,000 tenants.
+    let everyone = match scope {
+        Scope::All => tenants_with_usage(conn)?,
+        _ => Vec::new(),
+    };
+    let (join, filter, keys): (&str, &str, Vec<&str>) = match scope {
+        Scope::Tenant(t) => ("", "u.tenant_id = ?1", vec![t.as_str()]),
+        Scope::All => ("", "u.tenant_id = ?1", everyone.iter().map(String::as_str).collect()),
+        Scope::Plan(p) => ("JOIN tenants t ON t.id = u.tenant_id", "t.plan = ?1 AND t.status <> 'deleted'", vec![p]),
     };
     for ((table, col), a, b) in stretches {
         if a >= b {
@@ -408,18 +415,20 @@ pub(crate) fn scan(
              WHERE {filter} AND u.{col} >= ?2 AND u.{col} < ?3",
             extra(table)
         ))?;
-        let mut rows = stmt.query(params![key, a, b])?;
-        while let Some(r) = rows.next()? {
-            f(Row {
-                tenant: r.get_ref(0)?.as_str().unwrap_or(""),
-                at: r.get(1)?,
-                requests: r.get(2)?,
-                errors: r.get(3)?,
-                hist: r.get_ref(4)?.as_str().unwrap_or("[]"),
-                storage: r.get(5)?,
-                hours: r.get(6)?,
-                storage_byte_hours: r.get(7)?,
-            });
+        for key in &keys {
+            let mut rows = stmt.query(params![key, a, b])?;
+            while let Some(r) = rows.next()? {
+                f(Row {
+                    tenant: r.get_ref(0)?.as_str().unwrap_or(""),
+                    at: r.get(1)?,
+                    requests: r.get(2)?,
+                    errors: r.get(3)?,
+                    hist: r.get_ref(4)?.as_str().unwrap_or("[]"),
+                    storage: r.get(5)?,
+                    hours: r.get(6)?,
+                    storage_byte_hours: r.get(7)?,
+                });
+            }
         }
     }
     Ok(notice)

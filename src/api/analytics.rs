@@ -6,6 +6,7 @@ use serde_json::json;
 use crate::analytics::{self, Granularity};
 use crate::error::Result;
 use crate::http::{Ctx, Req, Resp};
+use crate::util::rfc3339;
 
 pub(crate) fn wants_csv(req: &Req) -> bool {
     req.query_param("format") == Some("csv") || req.header("accept").is_some_and(|a| a.contains("text/csv"))
@@ -89,19 +90,16 @@ pub fn usage_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 
 /// `GET /api/v1/platform/analytics/overview`: every tenant together, and the busiest ones.
 pub fn platform_overview(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
-    crate::limits::flush_usage(ctx.app)?;
-    let o = analytics::platform_overview(&*ctx.app.catalog.conn()?, from, to)?;
-    Ok(Resp::json(200, &json!({"overview": o})))
+    let o = super::platform_views::overview(ctx.app, req.query_param("from"), req.query_param("to"))?;
+    Ok(Resp::json(200, &json!({"overview": *o.value, "computed_at": rfc3339(o.computed_at)})))
 }
 
 /// `GET /api/v1/platform/analytics/usage-trends`: the platform's series (all tenants summed).
 pub fn platform_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
     let g = Granularity::parse(req.query_param("granularity").unwrap_or("day"))?;
     let metrics = analytics::metrics(req.query_param("metrics"))?;
-    crate::limits::flush_usage(ctx.app)?;
-    let tr = analytics::trends(&*ctx.app.catalog.conn()?, None, from, to, g, &metrics)?;
+    let snap = super::platform_views::trends(ctx.app, req.query_param("from"), req.query_param("to"), g, metrics)?;
+    let tr = &*snap.value;
     if wants_csv(req) {
         let mut out = format!("start,{}\n", tr.metrics.join(","));
         for p in &tr.points {
@@ -110,7 +108,7 @@ pub fn platform_trends(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         }
         return Ok(csv_resp(out, "platform-usage-trends"));
     }
-    Ok(Resp::json(200, &json!({"trends": tr})))
+    Ok(Resp::json(200, &json!({"trends": tr, "computed_at": rfc3339(snap.computed_at)})))
 }
 
 /// `GET /api/v1/t/{slug}/analytics/comparative`: where the tenant stands among its plan's peers.

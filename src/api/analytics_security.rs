@@ -108,13 +108,12 @@ pub(crate) fn ranked_health(app: &App, from: i64, to: i64) -> Result<(Vec<Tenant
 
 /// `GET /api/v1/platform/analytics/health?from=&to=`: every tenant's score, lowest first.
 pub fn platform_health(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
-    let (from, to) = analytics::range(req.query_param("from"), req.query_param("to"), analytics::now())?;
-    crate::limits::flush_usage(ctx.app)?;
-    let (list, data_until) = ranked_health(ctx.app, from, to)?;
+    let snap = super::platform_views::health(ctx.app, req.query_param("from"), req.query_param("to"))?;
+    let super::platform_views::Ranked { list, data_until, from, to } = &*snap.value;
     if wants_csv(req) {
         let names: Vec<&str> = health::WEIGHTS.iter().map(|w| w.0).collect();
         let mut out = format!("tenant,plan,score,at_risk,{}\n", names.join(","));
-        for th in &list {
+        for th in list {
             let points: Vec<String> = th.health.components.iter().map(|c| c.points.to_string()).collect();
             out.push_str(&format!(
                 "{},{},{},{},{}\n",
@@ -133,9 +132,10 @@ pub fn platform_health(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     Ok(Resp::json(
         200,
         &json!({"health": {
-            "from": rfc3339(from),
-            "to": rfc3339(to),
+            "from": rfc3339(*from),
+            "to": rfc3339(*to),
             "data_until": data_until,
+            "computed_at": rfc3339(snap.computed_at),
             "formula": health::FORMULA,
             "weights": weights,
             "at_risk_below": health::AT_RISK_BELOW,

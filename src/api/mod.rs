@@ -13,6 +13,7 @@ pub mod members;
 pub mod metrics;
 pub mod openapi;
 pub mod platform;
+pub mod platform_views;
 pub mod query_stats;
 pub mod records;
 pub mod security;

@@ -1,8 +1,10 @@
 //! Tenant-aware caches with explicit invalidation: the tenant config and branding cache
 //! (`tenant_config`) and the data API's list result cache (`query`). Both count hits, misses
-//! and evictions for metrics and health.
+//! and evictions for metrics and health. `snapshot` keeps costly platform-wide documents for a
+//! while and refreshes them behind the reader's back.
 
 pub mod query;
+pub mod snapshot;
 pub mod tenant_config;
 
 use serde::{Deserialize, Serialize};

@@ -188,6 +188,7 @@ pub fn start_with_router(app: Arc<App>, listen: &str, router: Router) -> Result<
             stoppable("tenantd-cluster-sync", move |stop| crate::cluster::run_sync(&app, stop))
         })
         .transpose()?;
+    warm_platform_views(&app);
     crate::log::info(&format!(
         "listening on http://{addr} with {}..{} workers, data dir {}",
         state.pool.min,
@@ -258,6 +259,20 @@ fn worker_loop(http: &tiny_http::Server, state: &ServerState, stop: &mpsc::Sende
                 return;
             }
         }
+    }
+}
+
+/// On a large platform, computes the console's and the platform dashboard's documents in the
+/// background (`api::platform_views::warm`), so that their first reads do not wait seconds.
+fn warm_platform_views(app: &Arc<App>) {
+    let app = app.clone();
+    let spawned = std::thread::Builder::new().name("tenantd-analytics-warm".into()).spawn(move || {
+        if let Err(e) = crate::api::platform_views::warm(&app) {
+            crate::log::warn(&format!("could not precompute the platform analytics: {}", e.log_detail()));
+        }
+    });
+    if let Err(e) = spawned {
+        crate::log::warn(&format!("could not start precomputing the platform analytics: {e}"));
     }
 }
 

@@ -11,7 +11,10 @@ use super::{page, Chrome};
 use crate::analytics::health::TenantHealth;
 use crate::analytics::revenue::{self, Revenue};
 use crate::analytics::{self, security, Granularity};
-use crate::api::analytics_security::{blocked_now, ranked_health};
+use crate::analytics::{PlatformOverview, Trends};
+use crate::api::analytics_security::blocked_now;
+use crate::api::platform_views::{self, Ranked, CONSOLE_SERIES, DASHBOARD_SERIES};
+use crate::cache::snapshot::Snapshot;
 use crate::error::Result;
 use crate::http::{Ctx, Req, Resp};
 
@@ -21,23 +24,18 @@ const HEALTH_ROWS: usize = 20;
 
 pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let days = days(req);
+    let views = Views::of(ctx, days, &DASHBOARD_SERIES)?;
+    let (o, tr, health) = (&*views.overview.value, &*views.trends.value, &views.health.value.list);
     let now = analytics::now();
-    let (from, to) = (now - days * 86_400, now);
-    crate::limits::flush_usage(ctx.app)?;
     let conn = ctx.app.catalog.conn()?;
-    let o = analytics::platform_overview(&conn, from, to)?;
-    let metrics = ["requests", "error_rate", "p95_ms"];
-    let tr = analytics::trends(&conn, None, from, to, Granularity::Day, &metrics)?;
-    let active = analytics::active_tenants(&conn, from, to, Granularity::Day)?;
-    let sec = security::platform(&conn, from, to, now, 30, blocked_now(ctx.app, now))?;
+    let sec = security::platform(&conn, now - days * 86_400, now, now, 30, blocked_now(ctx.app, now))?;
     let revenue = revenue_of(ctx, &conn, now)?;
     drop(conn);
-    let (health, _) = ranked_health(ctx.app, from, to)?;
     let labels: Vec<String> = tr.points.iter().map(|p| p.start.get(..10).unwrap_or("").to_string()).collect();
     let series =
         |m: &str| -> Vec<Option<f64>> { tr.points.iter().map(|p| p.values.get(m).copied().flatten()).collect() };
     let (requests, errors, p95) = (series("requests"), series("error_rate"), series("p95_ms"));
-    let active: Vec<Option<f64>> = active.iter().map(|(_, n)| Some(*n as f64)).collect();
+    let active = views.active_series();
     let (mrr_value, mrr_spark) = mrr_card(revenue.as_ref());
     let chrome = Chrome::for_ctx(ctx, "Platform analytics", "platform-analytics")?;
     let req_series = Series { title: "Requests per day", labels: &labels, values: &requests, unit: "requests" };
@@ -46,7 +44,7 @@ pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
         html! {
             h1 { "Platform analytics" }
             p.lead {
-                "Last " (days) " days · data until " (o.data_until.as_deref().unwrap_or("–")) " · "
+                "Last " (days) " days · data until " (o.data_until.as_deref().unwrap_or("–")) (views.age_note()) " · "
                 a href="?days=7" { "7 days" } " · " a href="?days=30" { "30 days" } " · " a href="?days=90" { "90 days" }
                 " · CSV: " a href={ (API) "/usage-trends?format=csv&granularity=day&from=-" (days) "d" } { "series" }
                 " " a href={ (API) "/health?format=csv&from=-" (days) "d" } { "health" }
@@ -69,7 +67,7 @@ pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
             h2 { "Revenue" }
             (revenue_section(revenue.as_ref()))
             h2 { "Health" }
-            (health_section(&health))
+            (health_section(health))
             h2 { "Security" }
             (security_section(&sec))
             h2 { "Busiest tenants" }
@@ -88,23 +86,16 @@ pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 /// The console's cards: requests, error rate, active tenants, MRR and tenants at risk, over the
 /// last 7 days by day. The at-risk count scores every tenant (one overview each).
 pub fn console_kpis(ctx: &Ctx<'_>) -> Result<Markup> {
-    let now = analytics::now();
-    let (from, to) = (now - 7 * 86_400, now);
-    crate::limits::flush_usage(ctx.app)?;
-    let conn = ctx.app.catalog.conn()?;
-    let o = analytics::platform_overview(&conn, from, to)?;
-    let tr = analytics::trends(&conn, None, from, to, Granularity::Day, &["requests", "error_rate"])?;
-    let active = analytics::active_tenants(&conn, from, to, Granularity::Day)?;
-    let revenue = revenue_of(ctx, &conn, now)?;
-    drop(conn);
-    let (health, _) = ranked_health(ctx.app, from, to)?;
+    let views = Views::of(ctx, 7, &CONSOLE_SERIES)?;
+    let (o, tr, health) = (&*views.overview.value, &*views.trends.value, &views.health.value.list);
+    let revenue = revenue_of(ctx, &*ctx.app.catalog.conn()?, analytics::now())?;
     let at_risk = health.iter().filter(|t| t.health.at_risk).count();
     let series =
         |m: &str| -> Vec<Option<f64>> { tr.points.iter().map(|p| p.values.get(m).copied().flatten()).collect() };
-    let active: Vec<Option<f64>> = active.iter().map(|(_, n)| Some(*n as f64)).collect();
+    let active = views.active_series();
     let (mrr_value, mrr_spark) = mrr_card(revenue.as_ref());
     Ok(html! {
-        h2 { "Last 7 days" }
+        h2 { "Last 7 days" small { (views.age_note()) } }
         div.kpis {
             (kpi("Requests", o.requests.to_string(), &series("requests")))
             (kpi("Error rate", pct(o.error_rate), &series("error_rate")))
@@ -115,6 +106,46 @@ pub fn console_kpis(ctx: &Ctx<'_>) -> Result<Markup> {
         }
         p { a href="/admin/platform/analytics?days=7" { "More in Platform analytics →" } }
     })
+}
+
+/// The platform-wide documents a page draws, each from `App::snapshots` (`api::platform_views`).
+struct Views {
+    overview: Snapshot<PlatformOverview>,
+    trends: Snapshot<Trends>,
+    active: Snapshot<Vec<(String, i64)>>,
+    health: Snapshot<Ranked>,
+}
+
+impl Views {
+    fn of(ctx: &Ctx<'_>, days: i64, series: &[&'static str]) -> Result<Views> {
+        let from = format!("-{days}d");
+        let from = Some(from.as_str());
+        Ok(Views {
+            overview: platform_views::overview(ctx.app, from, None)?,
+            trends: platform_views::trends(ctx.app, from, None, Granularity::Day, series.to_vec())?,
+            active: platform_views::active_tenants(ctx.app, from, None, Granularity::Day)?,
+            health: platform_views::health(ctx.app, from, None)?,
+        })
+    }
+
+    fn active_series(&self) -> Vec<Option<f64>> {
+        self.active.value.iter().map(|(_, n)| Some(*n as f64)).collect()
+    }
+
+    /// " (computed N s ago)" when the oldest of them is more than a few seconds old.
+    fn age_note(&self) -> String {
+        let oldest =
+            [self.overview.computed_at, self.trends.computed_at, self.active.computed_at, self.health.computed_at]
+                .into_iter()
+                .min()
+                .unwrap_or(0);
+        let age = analytics::now() - oldest;
+        if age < 5 {
+            return String::new();
+        }
+        let ago = if age < 120 { format!("{age} s") } else { format!("{} min", age / 60) };
+        format!(" (computed {ago} ago; refreshed in the background)")
+    }
 }
 
 /// A year of months from the ledger; none while billing is off.

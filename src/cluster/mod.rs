@@ -208,6 +208,8 @@ pub struct Cluster {
     admins_seen: parking_lot::Mutex<String>,
     /// `litestream restore -f` processes following tenants that are moving here.
     pub followers: parking_lot::Mutex<HashMap<crate::ids::TenantId, std::process::Child>>,
+    /// The store's lag as last listed, for a store that is not a directory (`status::StoreLag`).
+    pub store_lag: status::StoreLag,
 }
 
 #[derive(Default)]
@@ -231,6 +233,7 @@ impl Cluster {
             followers: Default::default(),
             moved_away: Default::default(),
             admins_seen: Default::default(),
+            store_lag: Default::default(),
         };
         c.reload(&*catalog.conn()?)?;
         Ok(Some(Arc::new(c)))
@@ -494,7 +497,8 @@ pub fn node_report(app: &App) -> Result<Value> {
         "bytes": bytes,
         "open_tenants": app.store.open_count(),
         "redirects_total": c.redirects.load(Ordering::Relaxed),
-        "replication": status::replication(&app.paths.data_dir, &c.config.store, c.this(), &ids),
+        "replication": status::replication(&app.paths.data_dir, &c.config.store, c.this(), &ids)
+            .or_else(|| c.store_lag.last()),
         "tenant_list": list,
     }))
 }
@@ -514,6 +518,7 @@ pub fn run_sync(app: &App, stop: &std::sync::atomic::AtomicBool) {
             outcome = router::apply(app).map(|_| ());
             routed_version = version;
         }
+        status::StoreLag::maybe_list(app, c);
         if let Err(e) = outcome {
             let now = crate::util::now_unix();
             if now - last_warned >= 60 {

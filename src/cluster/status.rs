@@ -15,7 +15,15 @@ pub fn status(app: &App, c: &Cluster) -> Value {
         .map(|n| {
             let started = std::time::Instant::now();
             let answer = if n.name == c.this() {
-                super::node_report(app)
+                super::node_report(app).map(|mut r| {
+                    // Not a server (whose sync thread lists the store): list it now.
+                    if r["replication"].is_null() {
+                        if let Some(v) = c.store_lag.list_now(app, c) {
+                            r["replication"] = v;
+                        }
+                    }
+                    r
+                })
             } else {
                 c.client.call(n, "GET", "/api/v1/cluster/node", None)
             };
@@ -55,7 +63,7 @@ pub fn status(app: &App, c: &Cluster) -> Value {
 /// `<data_dir>/litestream/<id>/data.db-litestream/ltx/<level>/<min>-<max>.ltx`, with the
 /// `meta-dir` `tenantd litestream config` writes) against the newest in the store
 /// (under the tenant's replica URL, `…/ltx/…`). Litestream reports no replica position
-/// of its own, and an object store would need its API to list, so other stores give `None`.
+/// of its own. Other stores give `None` here: `StoreLag` lists them in the background.
 pub fn replication(
     data_dir: &std::path::Path,
     store: &str,
@@ -68,11 +76,20 @@ pub fn replication(
         let url = super::moves::replica_url(store, node, id.as_str());
         url.split('?').next()?.strip_prefix("file://").map(std::path::PathBuf::from)
     };
+    Some(compare(data_dir, tenants, |id| in_store(id).and_then(|p| newest_txid(&p))))
+}
+
+/// Each tenant's newest local transaction (Litestream's meta dir) against `stored`'s.
+fn compare(
+    data_dir: &std::path::Path,
+    tenants: &[crate::ids::TenantId],
+    stored: impl Fn(&crate::ids::TenantId) -> Option<u64>,
+) -> Value {
     let (mut behind, mut unreplicated, mut unwatched, mut lag_max) = (0u64, 0u64, 0u64, 0u64);
     for id in tenants {
         // `meta-dir: <data_dir>/litestream`, as `tenantd litestream config` writes it.
         let local = newest_txid(&data_dir.join("litestream").join(id.as_str()).join("data.db-litestream"));
-        let remote = in_store(id).and_then(|p| newest_txid(&p));
+        let remote = stored(id);
         match (local, remote) {
             (Some(l), Some(r)) if l > r => {
                 behind += 1;
@@ -83,14 +100,152 @@ pub fn replication(
             _ => {}
         }
     }
-    Some(json!({
+    json!({
         "tenants_behind": behind,
         "lag_txids_max": lag_max,
         "not_in_store": unreplicated,
         // No Litestream state beside the file: Litestream is not running here, or has not
         // picked the tenant up yet.
         "not_watched": unwatched,
-    }))
+    })
+}
+
+/// How often the store is listed when it is not a directory.
+const LIST_EVERY_SECS: i64 = 10;
+/// `litestream ltx` processes at a time.
+const LISTERS: usize = 4;
+
+/// The lag of a store that is not a directory (S3 and other object stores). Litestream lists
+/// it (`litestream ltx -json -level all <replica URL>`, one process and one listing per
+/// tenant), so the sync thread lists every `LIST_EVERY_SECS` in a thread of its own, one run
+/// at a time, and node reports carry the last result with when it was taken
+/// (`listed_at`, `listed_in_ms`).
+#[derive(Default)]
+pub struct StoreLag {
+    last: parking_lot::Mutex<Option<Value>>,
+    running: std::sync::atomic::AtomicBool,
+    started_at: std::sync::atomic::AtomicI64,
+}
+
+impl StoreLag {
+    pub fn last(&self) -> Option<Value> {
+        self.last.lock().clone()
+    }
+
+    /// Lists an object store now, in this thread, if nothing here ever did (a CLI).
+    pub fn list_now(&self, app: &App, c: &Cluster) -> Option<Value> {
+        use std::sync::atomic::Ordering;
+        let store = &c.config.store;
+        if store.is_empty() || store.starts_with("file://") || self.started_at.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let ids: Vec<_> =
+            crate::catalog::tenants::list(&*app.catalog.conn().ok()?, false).ok()?.into_iter().map(|t| t.id).collect();
+        Some(timed(&app.paths.data_dir, store, c.this(), &ids, &c.config.litestream))
+    }
+
+    /// Starts a listing when the store is an object store and the last one is old enough.
+    pub fn maybe_list(app: &App, c: &std::sync::Arc<Cluster>) {
+        use std::sync::atomic::Ordering;
+        let store = &c.config.store;
+        let now = crate::util::now_unix();
+        let lag = &c.store_lag;
+        if store.is_empty()
+            || store.starts_with("file://")
+            || now - lag.started_at.load(Ordering::Relaxed) < LIST_EVERY_SECS
+            || lag.running.swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        lag.started_at.store(now, Ordering::Relaxed);
+        let (cluster, data_dir) = (c.clone(), app.paths.data_dir.clone());
+        let tenants = app.catalog.conn().and_then(|conn| crate::catalog::tenants::list(&conn, false));
+        let spawned = std::thread::Builder::new().name("tenantd-store-lag".into()).spawn(move || {
+            let c = &cluster;
+            let v = match tenants {
+                Ok(t) => {
+                    let ids: Vec<_> = t.into_iter().map(|t| t.id).collect();
+                    timed(&data_dir, &c.config.store, c.this(), &ids, &c.config.litestream)
+                }
+                Err(e) => json!({"error": e.to_string()}),
+            };
+            *c.store_lag.last.lock() = Some(v);
+            c.store_lag.running.store(false, Ordering::Release);
+        });
+        if let Err(e) = spawned {
+            crate::log::warn(&format!("cluster: cannot start listing the store: {e}"));
+            lag.running.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// `listed`, with when it was taken and how long it took.
+fn timed(
+    data_dir: &std::path::Path,
+    store: &str,
+    node: &str,
+    tenants: &[crate::ids::TenantId],
+    litestream: &str,
+) -> Value {
+    let started = std::time::Instant::now();
+    let mut v = listed(data_dir, store, node, tenants, litestream);
+    v["listed_at"] = json!(crate::util::rfc3339(crate::util::now_unix()));
+    v["listed_in_ms"] = json!(started.elapsed().as_millis() as u64);
+    v
+}
+
+/// The lag against what `litestream ltx` lists under each tenant's replica URL. A listing that
+/// fails counts the tenant as not in the store, and the first failure is reported.
+fn listed(
+    data_dir: &std::path::Path,
+    store: &str,
+    node: &str,
+    tenants: &[crate::ids::TenantId],
+    litestream: &str,
+) -> Value {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let found: parking_lot::Mutex<std::collections::HashMap<&str, u64>> = Default::default();
+    let error: parking_lot::Mutex<Option<String>> = Default::default();
+    std::thread::scope(|s| {
+        for _ in 0..LISTERS.min(tenants.len()) {
+            s.spawn(|| {
+                while let Some(id) = tenants.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let url = super::moves::replica_url(store, node, id.as_str());
+                    let out = std::process::Command::new(litestream)
+                        .args(["ltx", "-json", "-level", "all", &url])
+                        .stdin(std::process::Stdio::null())
+                        .output();
+                    match out {
+                        Ok(o) if o.status.success() => {
+                            if let Some(max) = newest_listed(&String::from_utf8_lossy(&o.stdout)) {
+                                found.lock().insert(id.as_str(), max);
+                            }
+                        }
+                        Ok(o) => {
+                            let msg = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                            error.lock().get_or_insert(format!("litestream ltx {url}: {msg}"));
+                        }
+                        Err(e) => {
+                            error.lock().get_or_insert(format!("{litestream}: {e}"));
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let found = found.into_inner();
+    let mut v = compare(data_dir, tenants, |id| found.get(id.as_str()).copied());
+    if let Some(e) = error.into_inner() {
+        v["error"] = json!(e);
+    }
+    v
+}
+
+/// The highest `max_txid` in `litestream ltx -json` output (hex strings); None for none.
+fn newest_listed(json: &str) -> Option<u64> {
+    let files: Vec<Value> = serde_json::from_str(json).ok()?;
+    files.iter().filter_map(|f| f["max_txid"].as_str().and_then(|t| u64::from_str_radix(t, 16).ok())).max()
 }
 
 /// The highest transaction id of the LTX files under `dir/ltx/<level>/`.
@@ -132,6 +287,25 @@ mod tests {
     }
 
     #[test]
+    fn the_newest_listed_transaction_is_read_from_litestream_s_json() {
+        let out = r#"[{"level":0,"min_txid":"0000000000000001","max_txid":"0000000000000001","size":567},
+                      {"level":0,"min_txid":"0000000000000002","max_txid":"000000000000002a","size":191},
+                      {"level":9,"min_txid":"0000000000000001","max_txid":"0000000000000002","size":567}]"#;
+        assert_eq!(newest_listed(out), Some(42));
+        assert_eq!(newest_listed("[]"), None);
+        assert_eq!(newest_listed("not json"), None);
+    }
+
+    #[test]
+    fn a_store_listing_that_cannot_run_says_why() {
+        let data = std::env::temp_dir().join(format!("tenantd-lag-{}", crate::util::random_hex(4)));
+        let ids = vec![crate::ids::TenantId::parse("00000000000000a1").unwrap()];
+        let v = listed(&data, "s3://bucket/x", "a", &ids, "/nonexistent/litestream");
+        assert_eq!(v["not_watched"], 1, "{v}");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains("/nonexistent/litestream")), "{v}");
+    }
+
+    #[test]
     fn lag_compares_litestream_s_local_and_stored_transactions() {
         let root = std::env::temp_dir().join(format!("tenantd-lag-{}", crate::util::random_hex(4)));
         let (data, store) = (root.join("data"), root.join("store"));
@@ -158,7 +332,7 @@ mod tests {
         ltx(local(&ids[2]), 3); // not in the store yet; ids[3]: not watched
         let r = replication(&data, &url, "a", &ids).unwrap();
         assert_eq!(r, json!({"tenants_behind": 1, "lag_txids_max": 5, "not_in_store": 1, "not_watched": 1}));
-        assert!(replication(&data, "s3://bucket/x", "a", &ids).is_none(), "object stores are not listed");
+        assert!(replication(&data, "s3://bucket/x", "a", &ids).is_none(), "object stores are listed apart");
         let _ = std::fs::remove_dir_all(&root);
     }
 }

@@ -20,7 +20,7 @@ use parking_lot::{Condvar, Mutex};
 
 use crate::error::Result;
 
-const MAX_SLOTS: usize = 64;
+const MAX_SLOTS: usize = 32;
 
 /// A document and when it was computed (Unix seconds).
 pub struct Snapshot<T> {

@@ -91,6 +91,23 @@ fn mirrors_follow_every_commit_and_reads_see_their_writes() {
 }
 
 #[test]
+fn an_idle_tenant_s_capture_files_are_closed_and_its_next_commit_reopens_them() {
+    let s = replicated("replica");
+    let token = s.token("owner@acme.test", "acme", "owner");
+    let (_, first) = create(&s, &token, "before");
+    let replication = s.app.replication.clone().unwrap();
+    assert!(replication.close_idle_files(Duration::ZERO) >= 1, "acme's log and WAL were open");
+    assert_eq!(replication.close_idle_files(Duration::ZERO), 0, "nothing left open");
+    let (_, second) = create(&s, &token, "after");
+    assert_eq!(second, first + 1, "the next commit is captured, right after the last");
+    for name in ["replica-1", "replica-2"] {
+        let path = mirror(&s, name, "acme");
+        within(Duration::from_secs(10), || count(&path, "customers") == 2).expect("the mirror has both rows");
+    }
+    assert!(replication.close_idle_files(Duration::from_secs(3600)) == 0, "acme committed just now");
+}
+
+#[test]
 fn the_primary_policy_keeps_reads_on_the_primary() {
     let s = replicated("primary");
     let token = s.token("owner@acme.test", "acme", "owner");

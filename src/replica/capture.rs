@@ -63,6 +63,11 @@ pub struct TenantLog {
     /// (position, commit time in ms) of the last `RECENT` records this process wrote: how far
     /// behind a mirror is in time (`commit_time`).
     recent: Mutex<std::collections::VecDeque<(u64, i64)>>,
+    /// The tenant's WAL, kept open for `capture` (locked inside `appender`).
+    wal: Mutex<Option<File>>,
+    /// When `capture` last ran (ms): the files of a tenant idle for a while are closed
+    /// (`DataDir::close_idle`), so they do not add up to the fd limit over a fleet.
+    used_ms: std::sync::atomic::AtomicI64,
     /// The log's position as its lock file last said (other processes' commits count), and
     /// when that was read, in ms (`latest_position`).
     logged: AtomicU64,
@@ -171,8 +176,10 @@ impl Capture {
             position: AtomicU64::new(0),
             needs_image: AtomicBool::new(false),
             recent: Mutex::default(),
+            wal: Mutex::default(),
             logged: AtomicU64::new(0),
             logged_read_ms: std::sync::atomic::AtomicI64::new(i64::MIN),
+            used_ms: std::sync::atomic::AtomicI64::new(0),
         });
         t.position.store(recorded_position(&t.log), Ordering::Relaxed);
         Some(self.tenants.lock().entry(db.to_path_buf()).or_insert(t).clone())
@@ -245,6 +252,31 @@ impl DataDir {
         Ok(out)
     }
 
+    /// Closes the log and WAL files of this data dir's tenants that captured nothing for
+    /// `idle` (reopened by their next commit). Returns how many were closed.
+    pub fn close_idle(&self, idle: std::time::Duration) -> usize {
+        let cutoff = now_ms() - idle.as_millis() as i64;
+        let tenants: Vec<Arc<TenantLog>> = self
+            .capture
+            .tenants
+            .lock()
+            .values()
+            .filter(|t| t.data_dir == self.dir && t.used_ms.load(Ordering::Relaxed) <= cutoff)
+            .cloned()
+            .collect();
+        let mut closed = 0;
+        for t in tenants {
+            // Not while a commit is being captured: try, and leave it for the next sweep.
+            let Some(mut slot) = t.appender.try_lock() else { continue };
+            if t.used_ms.load(Ordering::Relaxed) > cutoff {
+                continue;
+            }
+            let had = slot.take().is_some() | t.wal.lock().take().is_some();
+            closed += usize::from(had);
+        }
+        closed
+    }
+
     pub fn log_of(&self, id: &TenantId) -> Log {
         Log::new(super::log::root(&self.dir).join(id.as_str()))
     }
@@ -254,6 +286,7 @@ impl TenantLog {
     /// Appends the commits in the WAL that the log does not have yet. `frames`: how many
     /// frames SQLite says the WAL holds (from the hook), or None to find out (catch-up).
     fn capture(&self, frames: Option<u32>) -> Result<()> {
+        self.used_ms.store(now_ms(), Ordering::Relaxed);
         let mut slot = self.appender.lock();
         if slot.is_none() {
             *slot = Some(Appender::open(&self.log)?);
@@ -263,12 +296,21 @@ impl TenantLog {
         let Some(tail) = locked.tail()? else {
             return Err(Error::Internal("no change log yet: an image comes first".into()));
         };
-        let wal_file = match File::open(wal::path_of(&self.db)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e.into()),
-        };
-        let Some(h) = wal::header(&wal_file)? else { return Ok(()) };
+        // The WAL stays open between commits; SQLite deletes it when the last connection closes,
+        // and a new one is then opened.
+        let mut wal_slot = self.wal.lock();
+        if wal_slot
+            .as_ref()
+            .is_none_or(|f| f.metadata().map_or(true, |m| std::os::unix::fs::MetadataExt::nlink(&m) == 0))
+        {
+            *wal_slot = match File::open(wal::path_of(&self.db)) {
+                Ok(f) => Some(f),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(e.into()),
+            };
+        }
+        let Some(wal_file) = wal_slot.as_ref() else { return Ok(()) };
+        let Some(h) = wal::header(wal_file)? else { return Ok(()) };
         // The same generation goes on from where the log stopped; a new one (the WAL started
         // over after a checkpoint) from its first frame.
         let from = if h.salt == tail.salt { tail.frame_end } else { 0 };
@@ -276,7 +318,7 @@ impl TenantLog {
             return Ok(());
         }
         let mut last = tail;
-        for c in wal::commits(&wal_file, &h, from, frames)? {
+        for c in wal::commits(wal_file, &h, from, frames)? {
             let now = now_ms();
             let record = Record {
                 kind: Kind::Changes,

@@ -191,7 +191,8 @@ pub struct Log {
 pub struct Appender {
     log: Log,
     lock: File,
-    segment: Option<(PathBuf, File)>,
+    /// The last segment, and its length as this appender last wrote or read it.
+    segment: Option<(PathBuf, File, u64)>,
     /// What this appender last wrote or read in the lock file.
     known: Option<[u8; STATE_LEN]>,
 }
@@ -270,7 +271,8 @@ impl Locked<'_> {
         let tail = self.a.log.tail()?;
         if let Some((_, path)) = self.a.log.segments()?.pop() {
             let f = OpenOptions::new().append(true).open(&path)?;
-            self.a.segment = Some((path, f));
+            let len = f.metadata()?.len();
+            self.a.segment = Some((path, f, len));
         }
         if let Some(t) = tail {
             self.write_state(&t)?;
@@ -279,10 +281,7 @@ impl Locked<'_> {
     }
 
     fn write_state(&mut self, t: &Tail) -> Result<()> {
-        let len = match &self.a.segment {
-            Some((_, f)) => f.metadata()?.len(),
-            None => 0,
-        };
+        let len = self.a.segment.as_ref().map_or(0, |s| s.2);
         let raw = encode_state(t, len);
         self.a.lock.write_all_at(&raw, 0)?;
         self.a.known = Some(raw);
@@ -293,17 +292,21 @@ impl Locked<'_> {
     /// is full or the record is an image, which starts a segment of its own.
     pub fn append(&mut self, record: &Record) -> Result<()> {
         let bytes = record.encode();
-        let full = match &self.a.segment {
-            Some((_, f)) => f.metadata()?.len() >= SEGMENT_BYTES,
-            None => true,
-        };
+        let full = self.a.segment.as_ref().is_none_or(|s| s.2 >= SEGMENT_BYTES);
         if full || record.kind == Kind::Image {
             let path = self.a.log.dir.join(format!("{:016x}.log", record.position));
             let f = OpenOptions::new().create(true).append(true).open(&path)?;
-            self.a.segment = Some((path, f));
+            let len = f.metadata()?.len();
+            self.a.segment = Some((path, f, len));
         }
-        if let Some((_, f)) = &mut self.a.segment {
-            f.write_all(&bytes)?;
+        if let Some((_, f, len)) = &mut self.a.segment {
+            if let Err(e) = f.write_all(&bytes) {
+                // Part of it may be there: the next append finds out from the log itself.
+                self.a.segment = None;
+                self.a.known = None;
+                return Err(e.into());
+            }
+            *len += bytes.len() as u64;
         }
         self.write_state(&record.tail)
     }

@@ -76,6 +76,8 @@ impl ReplicasConfig {
 /// Records applied to a mirror in one transaction at most (except the first time after a
 /// start, see `mirror`), so one busy tenant cannot hold the replicator for long.
 const BATCH: usize = 256;
+/// A tenant's change-log and WAL files stay open this long after its last commit.
+const IDLE_FILES: Duration = Duration::from_secs(60);
 /// Open connections kept for applying, and tenants with idle read connections kept, per replica.
 const OPEN_MIRRORS: usize = 256;
 /// Tenants given their first image per sweep (every two seconds), so turning replicas on for a
@@ -228,6 +230,12 @@ impl Replication {
         self.tenants.lock().entry(id.clone()).or_insert(p).clone()
     }
 
+    /// Closes the change-log and WAL files of tenants with no commit for `idle` (the replicator
+    /// does it every two seconds with `IDLE_FILES`); their next commit opens them again.
+    pub fn close_idle_files(&self, idle: Duration) -> usize {
+        self.capture.close_idle(idle)
+    }
+
     /// Runs the replicator until `stop`: applies what capture logged, tenant by tenant, and
     /// every two seconds looks for commits other processes logged (a CLI beside the server).
     pub fn run(self: &Arc<Self>, stop: &AtomicBool) {
@@ -285,6 +293,7 @@ impl Replication {
                 }
                 todo.extend(self.unseeded(SEED_PER_SWEEP));
                 self.update_behind();
+                self.capture.close_idle(IDLE_FILES);
                 self.write_status();
             }
             for id in todo {

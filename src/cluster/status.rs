@@ -141,7 +141,7 @@ impl StoreLag {
         }
         let ids: Vec<_> =
             crate::catalog::tenants::list(&*app.catalog.conn().ok()?, false).ok()?.into_iter().map(|t| t.id).collect();
-        Some(timed(&app.paths.data_dir, store, c.this(), &ids, &c.config.litestream))
+        Some(listed(&app.paths.data_dir, store, c.this(), &ids, &c.config.litestream))
     }
 
     /// Starts a listing when the store is an object store and the last one is old enough.
@@ -165,7 +165,7 @@ impl StoreLag {
             let v = match tenants {
                 Ok(t) => {
                     let ids: Vec<_> = t.into_iter().map(|t| t.id).collect();
-                    timed(&data_dir, &c.config.store, c.this(), &ids, &c.config.litestream)
+                    listed(&data_dir, &c.config.store, c.this(), &ids, &c.config.litestream)
                 }
                 Err(e) => json!({"error": e.to_string()}),
             };
@@ -179,23 +179,9 @@ impl StoreLag {
     }
 }
 
-/// `listed`, with when it was taken and how long it took.
-fn timed(
-    data_dir: &std::path::Path,
-    store: &str,
-    node: &str,
-    tenants: &[crate::ids::TenantId],
-    litestream: &str,
-) -> Value {
-    let started = std::time::Instant::now();
-    let mut v = listed(data_dir, store, node, tenants, litestream);
-    v["listed_at"] = json!(crate::util::rfc3339(crate::util::now_unix()));
-    v["listed_in_ms"] = json!(started.elapsed().as_millis() as u64);
-    v
-}
-
-/// The lag against what `litestream ltx` lists under each tenant's replica URL. A listing that
-/// fails counts the tenant as not in the store, and the first failure is reported.
+/// The lag against what `litestream ltx` lists under each tenant's replica URL, with when it
+/// was listed and how long that took. A listing that fails counts the tenant as not in the
+/// store, and the first failure is reported.
 fn listed(
     data_dir: &std::path::Path,
     store: &str,
@@ -204,6 +190,7 @@ fn listed(
     litestream: &str,
 ) -> Value {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    let started = std::time::Instant::now();
     let next = AtomicUsize::new(0);
     let found: parking_lot::Mutex<std::collections::HashMap<&str, u64>> = Default::default();
     let error: parking_lot::Mutex<Option<String>> = Default::default();
@@ -239,6 +226,8 @@ fn listed(
     if let Some(e) = error.into_inner() {
         v["error"] = json!(e);
     }
+    v["listed_at"] = json!(crate::util::rfc3339(crate::util::now_unix()));
+    v["listed_in_ms"] = json!(started.elapsed().as_millis() as u64);
     v
 }
 

@@ -147,6 +147,11 @@ struct Acc {
 }
 
 impl Acc {
+    /// p50, p95 and p99 in ms, from the merged histogram.
+    fn latency_ms(&self) -> BTreeMap<&'static str, Option<f64>> {
+        BTreeMap::from([("p50", self.value("p50_ms")), ("p95", self.value("p95_ms")), ("p99", self.value("p99_ms"))])
+    }
+
     fn value(&self, metric: &str) -> Option<f64> {
         match metric {
             "requests" => Some(self.requests as f64),
@@ -413,11 +418,7 @@ pub fn overview(
         requests: total.requests,
         errors: total.errors,
         error_rate: total.value("error_rate"),
-        latency_ms: BTreeMap::from([
-            ("p50", total.value("p50_ms")),
-            ("p95", total.value("p95_ms")),
-            ("p99", total.value("p99_ms")),
-        ]),
+        latency_ms: total.latency_ms(),
         active_users,
         storage_bytes: storage_now,
         storage_growth_bytes_per_day: growth,

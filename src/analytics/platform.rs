@@ -80,11 +80,7 @@ pub fn platform_overview(conn: &Connection, from: i64, to: i64) -> Result<Platfo
         requests: total.requests,
         errors: total.errors,
         error_rate: total.value("error_rate"),
-        latency_ms: BTreeMap::from([
-            ("p50", total.value("p50_ms")),
-            ("p95", total.value("p95_ms")),
-            ("p99", total.value("p99_ms")),
-        ]),
+        latency_ms: total.latency_ms(),
         active_users,
         top_tenants: top,
     })

@@ -110,7 +110,7 @@ pub fn run(app: Arc<App>, cmd: ClusterCmd) -> CliResult {
             for n in s["nodes"].as_array().into_iter().flatten() {
                 let up = n["up"].as_bool().unwrap_or(false);
                 down += usize::from(!up);
-                // Tenants behind in the store (their most transactions behind), file stores only.
+                // Tenants behind in the store (their most transactions behind).
                 let r = &n["replication"];
                 let lag = match (r["tenants_behind"].as_u64(), r["lag_txids_max"].as_u64()) {
                     (Some(b), Some(m)) => format!("{b} ({m} tx)"),

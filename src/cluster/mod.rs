@@ -497,8 +497,7 @@ pub fn node_report(app: &App) -> Result<Value> {
         "bytes": bytes,
         "open_tenants": app.store.open_count(),
         "redirects_total": c.redirects.load(Ordering::Relaxed),
-        "replication": status::replication(&app.paths.data_dir, &c.config.store, c.this(), &ids)
-            .or_else(|| c.store_lag.last()),
+        "replication": c.store_lag.report(app, c, &ids),
         "tenant_list": list,
     }))
 }

@@ -15,15 +15,7 @@ pub fn status(app: &App, c: &Cluster) -> Value {
         .map(|n| {
             let started = std::time::Instant::now();
             let answer = if n.name == c.this() {
-                super::node_report(app).map(|mut r| {
-                    // Not a server (whose sync thread lists the store): list it now.
-                    if r["replication"].is_null() {
-                        if let Some(v) = c.store_lag.list_now(app, c) {
-                            r["replication"] = v;
-                        }
-                    }
-                    r
-                })
+                super::node_report(app)
             } else {
                 c.client.call(n, "GET", "/api/v1/cluster/node", None)
             };
@@ -64,12 +56,7 @@ pub fn status(app: &App, c: &Cluster) -> Value {
 /// `meta-dir` `tenantd litestream config` writes) against the newest in the store
 /// (under the tenant's replica URL, `…/ltx/…`). Litestream reports no replica position
 /// of its own. Other stores give `None` here: `StoreLag` lists them in the background.
-pub fn replication(
-    data_dir: &std::path::Path,
-    store: &str,
-    node: &str,
-    tenants: &[crate::ids::TenantId],
-) -> Option<Value> {
+fn replication(data_dir: &std::path::Path, store: &str, node: &str, tenants: &[crate::ids::TenantId]) -> Option<Value> {
     // Where `moves::replica_url` (what moves restore from) puts each tenant: only a file:// store.
     store.split('?').next()?.strip_prefix("file://")?;
     let in_store = |id: &crate::ids::TenantId| -> Option<std::path::PathBuf> {
@@ -128,20 +115,21 @@ pub struct StoreLag {
 }
 
 impl StoreLag {
-    pub fn last(&self) -> Option<Value> {
+    fn last(&self) -> Option<Value> {
         self.last.lock().clone()
     }
 
-    /// Lists an object store now, in this thread, if nothing here ever did (a CLI).
-    pub fn list_now(&self, app: &App, c: &Cluster) -> Option<Value> {
-        use std::sync::atomic::Ordering;
-        let store = &c.config.store;
-        if store.is_empty() || store.starts_with("file://") || self.started_at.load(Ordering::Relaxed) != 0 {
-            return None;
+    /// How far the store is behind `tenants`: read now from a directory store; for an object
+    /// store the last listing, or one made now in this thread if nothing here ever listed (a
+    /// CLI: a server's sync thread lists).
+    pub fn report(&self, app: &App, c: &Cluster, tenants: &[crate::ids::TenantId]) -> Option<Value> {
+        if !object_store(&c.config.store) {
+            return replication(&app.paths.data_dir, &c.config.store, c.this(), tenants);
         }
-        let ids: Vec<_> =
-            crate::catalog::tenants::list(&*app.catalog.conn().ok()?, false).ok()?.into_iter().map(|t| t.id).collect();
-        Some(listed(&app.paths.data_dir, store, c.this(), &ids, &c.config.litestream))
+        if self.started_at.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+            return Some(listed(&app.paths.data_dir, &c.config.store, c.this(), tenants, &c.config.litestream));
+        }
+        self.last()
     }
 
     /// Starts a listing when the store is an object store and the last one is old enough.
@@ -150,8 +138,7 @@ impl StoreLag {
         let store = &c.config.store;
         let now = crate::util::now_unix();
         let lag = &c.store_lag;
-        if store.is_empty()
-            || store.starts_with("file://")
+        if !object_store(store)
             || now - lag.started_at.load(Ordering::Relaxed) < LIST_EVERY_SECS
             || lag.running.swap(true, Ordering::AcqRel)
         {
@@ -177,6 +164,11 @@ impl StoreLag {
             lag.running.store(false, Ordering::Release);
         }
     }
+}
+
+/// A store `litestream ltx` has to list (S3-compatible): set, and not a directory.
+fn object_store(store: &str) -> bool {
+    !store.is_empty() && !store.starts_with("file://")
 }
 
 /// The lag against what `litestream ltx` lists under each tenant's replica URL, with when it

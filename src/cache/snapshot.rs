@@ -92,13 +92,15 @@ impl Snapshots {
                 _ => break,
             }
         }
-        // Computed here: a placeholder makes other readers of the key wait for it.
-        let placeholder =
-            Slot { value: None, at: Instant::now(), computed_at: 0, took: Duration::ZERO, refreshing: true };
-        if let Some(old) = slots.insert(key.to_string(), placeholder) {
-            // A cheap document: no reader waits on it, it is computed again.
-            slots.insert(key.to_string(), old);
-        }
+        // Computed here. A key nobody computed yet gets a placeholder that makes other readers
+        // wait for this computation; a cheap document keeps its slot and is computed again.
+        slots.entry(key.to_string()).or_insert_with(|| Slot {
+            value: None,
+            at: Instant::now(),
+            computed_at: 0,
+            took: Duration::ZERO,
+            refreshing: true,
+        });
         drop(slots);
         let mut pending = Pending { snapshots: self, key, done: false };
         let started = Instant::now();

@@ -32,9 +32,7 @@ pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
     let revenue = revenue_of(ctx, &conn, now)?;
     drop(conn);
     let labels: Vec<String> = tr.points.iter().map(|p| p.start.get(..10).unwrap_or("").to_string()).collect();
-    let series =
-        |m: &str| -> Vec<Option<f64>> { tr.points.iter().map(|p| p.values.get(m).copied().flatten()).collect() };
-    let (requests, errors, p95) = (series("requests"), series("error_rate"), series("p95_ms"));
+    let (requests, errors, p95) = (views.series("requests"), views.series("error_rate"), views.series("p95_ms"));
     let active = views.active_series();
     let (mrr_value, mrr_spark) = mrr_card(revenue.as_ref());
     let chrome = Chrome::for_ctx(ctx, "Platform analytics", "platform-analytics")?;
@@ -87,11 +85,10 @@ pub fn page_get(ctx: &Ctx<'_>, req: &Req) -> Result<Resp> {
 /// last 7 days by day. The at-risk count scores every tenant (one overview each).
 pub fn console_kpis(ctx: &Ctx<'_>) -> Result<Markup> {
     let views = Views::of(ctx, 7, &CONSOLE_SERIES)?;
-    let (o, tr, health) = (&*views.overview.value, &*views.trends.value, &views.health.value.list);
+    let (o, health) = (&*views.overview.value, &views.health.value.list);
     let revenue = revenue_of(ctx, &*ctx.app.catalog.conn()?, analytics::now())?;
     let at_risk = health.iter().filter(|t| t.health.at_risk).count();
-    let series =
-        |m: &str| -> Vec<Option<f64>> { tr.points.iter().map(|p| p.values.get(m).copied().flatten()).collect() };
+    let series = |m: &str| views.series(m);
     let active = views.active_series();
     let (mrr_value, mrr_spark) = mrr_card(revenue.as_ref());
     Ok(html! {
@@ -126,6 +123,11 @@ impl Views {
             active: platform_views::active_tenants(ctx.app, from, None, Granularity::Day)?,
             health: platform_views::health(ctx.app, from, None)?,
         })
+    }
+
+    /// One metric of the usage series, a value per day.
+    fn series(&self, metric: &str) -> Vec<Option<f64>> {
+        self.trends.value.points.iter().map(|p| p.values.get(metric).copied().flatten()).collect()
     }
 
     fn active_series(&self) -> Vec<Option<f64>> {

@@ -73,3 +73,8 @@ measure("platform overview (30 days)", ["/api/v1/platform/analytics/overview"] *
 measure("platform trends (30 days by day)", ["/api/v1/platform/analytics/usage-trends"] * platform, root)
 measure("platform health (30 days)", ["/api/v1/platform/analytics/health"] * platform, root)
 measure("platform dashboard page (90 days), first read", ["/admin/platform/analytics?days=90"], root_cookie)
+# Ranges nobody asked for yet: each read computes its document (what a kept one saves).
+fresh = [f"from=-{d}d" for d in (29, 28, 27)]
+measure("platform overview, computed on the read", [f"/api/v1/platform/analytics/overview?{q}" for q in fresh], root)
+measure("platform trends by day, computed on the read", [f"/api/v1/platform/analytics/usage-trends?{q}" for q in fresh], root)
+measure("platform health, computed on the read", [f"/api/v1/platform/analytics/health?{q}" for q in fresh], root)
